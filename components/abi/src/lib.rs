@@ -1,0 +1,199 @@
+//! The Tessera guest ABI: the contract between the hypervisor and every guest.
+//!
+//! It only grows. A guest built against ABI 1.x runs on every later Tessera;
+//! `abi.manifest` beside this file holds every published item and a test
+//! fails if one of them changes or disappears.
+//!
+//! # Calling convention (AArch64 guests)
+//! Hypercalls follow the Arm SMC Calling Convention (DEN 0028) over `HVC #0`,
+//! in the vendor-specific hypervisor service range (OEN 6, fast call, SMC64):
+//! - `x0`: function ID (one of the `HC_*` constants);
+//! - `x1`..`x5`: arguments;
+//! - on return `x0` holds the result: `>= 0` is success (a value where the call
+//!   defines one), `< 0` is one of the [`Error`] codes; `x1`..`x17` are
+//!   preserved, as are all other registers.
+//!
+//! Using SMCCC IDs keeps Tessera's calls out of the way of the standard
+//! services (PSCI is `0x84xx_xxxx`/`0xC4xx_xxxx`), which guests may also call.
+//!
+//! # Guest entry
+//! A guest image is a flat binary loaded at [`GUEST_RAM_BASE`] and entered at
+//! its first byte at EL1 with the MMU off, and `x0` = the guest-physical
+//! address of a [`StartInfo`] inside the guest's RAM (its last 4 KiB page).
+#![no_std]
+
+/// ABI major version: changes only if the ABI broke, which it must not.
+pub const ABI_MAJOR: u16 = 1;
+/// ABI minor version: grows with every addition.
+pub const ABI_MINOR: u16 = 0;
+
+/// `ABI_VERSION`: returns `(major << 16) | minor`. Also the cheapest call,
+/// used to measure the hypercall round trip.
+pub const HC_ABI_VERSION: u64 = 0xC600_0000;
+/// `CONSOLE_WRITE(ipa, len)`: writes `len` bytes at guest-physical `ipa` to
+/// the console, prefixed by the VM's name at the start of each line. Returns
+/// the number of bytes written. At most [`CONSOLE_WRITE_MAX`] bytes a call.
+pub const HC_CONSOLE_WRITE: u64 = 0xC600_0001;
+/// `YIELD`: gives up the rest of this time slice. Returns 0.
+pub const HC_YIELD: u64 = 0xC600_0002;
+/// `VM_EXIT(code)`: stops the whole VM. Does not return.
+pub const HC_VM_EXIT: u64 = 0xC600_0003;
+
+/// Most bytes one `CONSOLE_WRITE` takes.
+pub const CONSOLE_WRITE_MAX: u64 = 4096;
+
+/// Where every guest's RAM starts in its own (guest-physical) address space.
+pub const GUEST_RAM_BASE: u64 = 0x4000_0000;
+
+/// Negative results of a hypercall, as in SMCCC.
+#[repr(i64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// Unknown function ID.
+    NotSupported = -1,
+    /// An argument is out of range.
+    InvalidParameter = -2,
+    /// A guest address is outside the guest's RAM.
+    InvalidAddress = -3,
+}
+
+impl Error {
+    /// The error a raw `x0` value stands for, if it is one.
+    pub const fn from_raw(raw: i64) -> Option<Error> {
+        match raw {
+            -1 => Some(Error::NotSupported),
+            -2 => Some(Error::InvalidParameter),
+            -3 => Some(Error::InvalidAddress),
+            _ => None,
+        }
+    }
+}
+
+/// `StartInfo::magic`: "TSSR".
+pub const START_INFO_MAGIC: u32 = 0x5453_5352;
+/// Length of [`StartInfo::name`] (NUL-padded, not always NUL-terminated).
+pub const VM_NAME_LEN: usize = 32;
+/// Length of [`StartInfo::cmdline`] (NUL-padded).
+pub const CMDLINE_LEN: usize = 128;
+
+/// What a guest is told at entry (its address is in `x0`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StartInfo {
+    /// [`START_INFO_MAGIC`].
+    pub magic: u32,
+    /// [`ABI_MAJOR`] of the hypervisor.
+    pub abi_major: u16,
+    /// [`ABI_MINOR`] of the hypervisor.
+    pub abi_minor: u16,
+    /// The VM's index in the image, from 0.
+    pub vm_id: u32,
+    /// Number of vCPUs the VM has.
+    pub vcpus: u32,
+    /// Guest-physical base of the VM's RAM ([`GUEST_RAM_BASE`]).
+    pub ram_base: u64,
+    /// Size of the VM's RAM in bytes.
+    pub ram_size: u64,
+    /// The VM's name from the board profile.
+    pub name: [u8; VM_NAME_LEN],
+    /// The VM's command line from the board profile.
+    pub cmdline: [u8; CMDLINE_LEN],
+}
+
+impl StartInfo {
+    /// The VM's name as text.
+    pub fn name(&self) -> &str {
+        nul_padded_str(&self.name)
+    }
+
+    /// The VM's command line as text.
+    pub fn cmdline(&self) -> &str {
+        nul_padded_str(&self.cmdline)
+    }
+}
+
+fn nul_padded_str(bytes: &[u8]) -> &str {
+    let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    core::str::from_utf8(&bytes[..len]).unwrap_or("")
+}
+
+/// Every published item, one per line, in the form `abi.manifest` holds.
+pub fn manifest() -> [(&'static str, u64); 14] {
+    [
+        ("ABI_MAJOR", ABI_MAJOR as u64),
+        ("HC_ABI_VERSION", HC_ABI_VERSION),
+        ("HC_CONSOLE_WRITE", HC_CONSOLE_WRITE),
+        ("HC_YIELD", HC_YIELD),
+        ("HC_VM_EXIT", HC_VM_EXIT),
+        ("CONSOLE_WRITE_MAX", CONSOLE_WRITE_MAX),
+        ("GUEST_RAM_BASE", GUEST_RAM_BASE),
+        ("ERROR_NOT_SUPPORTED", Error::NotSupported as i64 as u64),
+        ("ERROR_INVALID_PARAMETER", Error::InvalidParameter as i64 as u64),
+        ("ERROR_INVALID_ADDRESS", Error::InvalidAddress as i64 as u64),
+        ("START_INFO_MAGIC", START_INFO_MAGIC as u64),
+        ("START_INFO_SIZE", core::mem::size_of::<StartInfo>() as u64),
+        ("START_INFO_OFFSET_NAME", core::mem::offset_of!(StartInfo, name) as u64),
+        (
+            "START_INFO_OFFSET_CMDLINE",
+            core::mem::offset_of!(StartInfo, cmdline) as u64,
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::{format, string::String};
+
+    /// The committed manifest may only grow: every line in it must still be
+    /// produced, unchanged, by this crate.
+    #[test]
+    fn abi_matches_committed_manifest() {
+        let committed = include_str!("../abi.manifest");
+        let current: std::vec::Vec<String> = manifest()
+            .iter()
+            .map(|(name, value)| format!("{name} = {value:#x}"))
+            .collect();
+        let mut checked = 0;
+        for line in committed.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            assert!(
+                current.iter().any(|c| c == line),
+                "ABI item changed or removed: `{line}` (now: {current:#?})"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 14, "manifest lists only {checked} items");
+    }
+
+    #[test]
+    fn error_codes_round_trip() {
+        for e in [Error::NotSupported, Error::InvalidParameter, Error::InvalidAddress] {
+            assert_eq!(Error::from_raw(e as i64), Some(e));
+        }
+        assert_eq!(Error::from_raw(0), None);
+    }
+
+    #[test]
+    fn start_info_text_fields() {
+        let mut info = StartInfo {
+            magic: START_INFO_MAGIC,
+            abi_major: ABI_MAJOR,
+            abi_minor: ABI_MINOR,
+            vm_id: 0,
+            vcpus: 1,
+            ram_base: GUEST_RAM_BASE,
+            ram_size: 0x100_0000,
+            name: [0; VM_NAME_LEN],
+            cmdline: [0; CMDLINE_LEN],
+        };
+        info.name[..5].copy_from_slice(b"hello");
+        assert_eq!(info.name(), "hello");
+        assert_eq!(info.cmdline(), "");
+        info.name = [b'x'; VM_NAME_LEN];
+        assert_eq!(info.name().len(), VM_NAME_LEN);
+    }
+}

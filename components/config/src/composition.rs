@@ -1,0 +1,133 @@
+//! The validated, laid-out composition that xtask hands to the image build
+//! (as TOML in `target/compose/<name>/composition.toml`, named by the
+//! `TESSERA_COMPOSITION` environment variable). Everything here is resolved:
+//! addresses are numbers, sizes are bytes, guest images are files.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    Aarch64,
+    Armv7a,
+}
+
+impl Arch {
+    /// The Rust target the hypervisor and guests are built for.
+    pub fn rust_target(self) -> &'static str {
+        match self {
+            Arch::Aarch64 => "aarch64-unknown-none",
+            Arch::Armv7a => "armv7a-none-eabi",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    pub base: u64,
+    pub size: u64,
+}
+
+impl Region {
+    pub fn end(&self) -> u64 {
+        self.base + self.size
+    }
+    pub fn overlaps(&self, other: &Region) -> bool {
+        self.base < other.end() && other.base < self.end()
+    }
+    pub fn contains(&self, other: &Region) -> bool {
+        other.base >= self.base && other.end() <= self.end()
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct Uart {
+    /// Driver component: "pl011" or "ns16550".
+    pub driver: String,
+    pub base: u64,
+    pub reg_shift: u32,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct Gic {
+    pub version: u32,
+    pub distributor: u64,
+    /// GICv2 only.
+    pub cpu_interface: Option<u64>,
+    pub hyp_interface: Option<u64>,
+    pub virtual_cpu_interface: Option<u64>,
+    /// GICv3 only.
+    pub redistributor: Option<u64>,
+    pub maintenance_irq: u32,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct Timer {
+    /// INTID of the EL2 physical timer (CNTHP), the hypervisor's tick.
+    pub hyp_irq: u32,
+    /// INTID of the EL1 virtual timer (CNTV), the guests' timer.
+    pub virt_irq: u32,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct VmPlan {
+    pub name: String,
+    pub guest: String,
+    pub vcpus: u32,
+    /// Host-physical RAM of the VM.
+    pub ram: Region,
+    pub cmdline: String,
+    /// The guest's flat binary, built by xtask.
+    pub image: PathBuf,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct Composition {
+    /// Board name (the profile's file stem).
+    pub board: String,
+    /// What this composition is called in `target/` (the board, or board+scenario).
+    pub name: String,
+    pub arch: Arch,
+    pub cpus: u32,
+    pub ram: Region,
+    /// Where the hypervisor image is linked and loaded, and what it may use
+    /// for itself (code, data, heap, stacks).
+    pub hypervisor: Region,
+    pub uart: Uart,
+    pub gic: Gic,
+    pub timer: Timer,
+    /// Scheduler component name ("rr").
+    pub scheduler: String,
+    /// Scheduler time slice in microseconds.
+    pub time_slice_us: u64,
+    /// PV back-end component names ("console").
+    pub pv: Vec<String>,
+    pub vms: Vec<VmPlan>,
+}
+
+impl Composition {
+    /// Cargo features of `images/tessera` that select this composition's components.
+    pub fn features(&self) -> Vec<String> {
+        let mut features = vec![
+            format!("sched-{}", self.scheduler),
+            format!("drv-{}", self.uart.driver),
+            format!("gic-v{}", self.gic.version),
+        ];
+        features.extend(self.pv.iter().map(|pv| format!("pv-{pv}")));
+        features
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a composition always serialises")
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+}

@@ -1,0 +1,1 @@
+//! Board profiles: parsing and validation (being written).
