@@ -1,1 +1,23 @@
-#![no_std]
+//! The Tessera core: VMs, vCPUs, guest memory, hypercall dispatch and trap
+//! routing. It is plain Rust with no `unsafe` and no assembly: everything
+//! that touches hardware comes through the [`Platform`] trait, which the arch
+//! layer implements, so the core is unit-tested on the host against a
+//! simulated platform. It is generic over the scheduler so each board's image
+//! is monomorphised over the scheduler its profile picked.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod core;
+pub mod log;
+pub mod memory;
+pub mod platform;
+pub mod sched;
+pub mod stage2;
+pub mod trap;
+pub mod vmid;
+
+pub use crate::core::{Hypervisor, VmDesc};
+pub use platform::{ExitKind, Platform, RawExit, VcpuRegs};
+pub use sched::{Scheduler, VcpuId};

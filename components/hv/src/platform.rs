@@ -1,0 +1,77 @@
+//! What the core needs from the hardware, implemented by the arch layer and
+//! the image's drivers. The core calls it; it never calls the core.
+
+/// Why the CPU came back from a guest, as the exception vector saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitKind {
+    /// Synchronous exception (hypercall, abort, trapped instruction).
+    Sync,
+    Irq,
+    Fiq,
+    SError,
+}
+
+/// A guest exit with the syndrome registers read right after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawExit {
+    pub kind: ExitKind,
+    /// ESR_EL2 (HSR on ARMv7: same layout for the classes we decode).
+    pub esr: u64,
+    /// FAR_EL2: the faulting virtual address.
+    pub far: u64,
+    /// HPFAR_EL2: the faulting IPA's page (bits [51:12] in [43:4]).
+    pub hpfar: u64,
+}
+
+/// A vCPU's registers as the core sees them. Register numbers are AArch64
+/// `xN` (AArch32 `rN` map onto the same numbers).
+pub trait VcpuRegs {
+    fn reg(&self, n: usize) -> u64;
+    fn set_reg(&mut self, n: usize, value: u64);
+    fn pc(&self) -> u64;
+    fn set_pc(&mut self, pc: u64);
+}
+
+/// The board as the core uses it.
+pub trait Platform {
+    /// A vCPU's whole state (general, system and FP registers).
+    type Context: VcpuRegs;
+
+    /// A vCPU that starts at `entry` at EL1 with interrupts masked, MMU off
+    /// and `x0 = arg0`.
+    fn new_context(&self, entry: u64, arg0: u64) -> Self::Context;
+
+    /// Makes `next` the vCPU this CPU runs: saves the EL1 state of `prev`
+    /// (the one loaded until now), loads `next`'s and its stage-2 (`vttbr`).
+    fn switch_to(&mut self, prev: Option<&mut Self::Context>, next: &Self::Context, vttbr: u64);
+
+    /// Runs the loaded vCPU until it traps to the hypervisor.
+    fn run(&mut self, ctx: &mut Self::Context) -> RawExit;
+
+    /// Free-running counter (CNTPCT), in ticks.
+    fn counter(&self) -> u64;
+
+    /// Counter ticks per second (CNTFRQ).
+    fn counter_frequency(&self) -> u64;
+
+    /// Arms the hypervisor's own timer for `deadline` (counter ticks), or
+    /// disarms it with `None`.
+    fn set_deadline(&mut self, deadline: Option<u64>);
+
+    /// Acknowledges the highest-priority pending physical interrupt.
+    fn ack_irq(&mut self) -> Option<u32>;
+
+    /// Ends an interrupt taken with [`Platform::ack_irq`].
+    fn end_irq(&mut self, intid: u32);
+
+    /// INTID of the hypervisor's own timer.
+    fn timer_irq(&self) -> u32;
+
+    /// Invalidates all guest (stage-1 and stage-2) TLB entries of all VMIDs.
+    fn flush_guest_tlbs(&mut self);
+
+    /// Makes freshly written guest memory visible to a guest that starts with
+    /// its MMU and caches off (clean to the point of coherency, invalidate
+    /// the instruction cache).
+    fn sync_guest_memory(&mut self, bytes: &[u8]);
+}

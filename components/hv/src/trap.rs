@@ -1,0 +1,164 @@
+//! Decoding a guest exit's syndrome (ESR_EL2; ARMv7's HSR shares the fields
+//! used here) into what the core acts on.
+
+use crate::platform::RawExit;
+
+pub const EC_WFX: u8 = 0x01;
+pub const EC_HVC32: u8 = 0x12;
+pub const EC_SMC32: u8 = 0x13;
+pub const EC_HVC64: u8 = 0x16;
+pub const EC_SMC64: u8 = 0x17;
+pub const EC_SYSREG: u8 = 0x18;
+pub const EC_IABT_LOWER: u8 = 0x20;
+pub const EC_DABT_LOWER: u8 = 0x24;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trap {
+    /// WFI or WFE.
+    WaitForInterrupt,
+    /// HVC: a hypercall.
+    Hypercall,
+    /// SMC, trapped so guests never reach the firmware directly.
+    SecureMonitorCall,
+    /// A stage-2 abort: the guest touched an address its VM does not own.
+    Stage2Abort(Abort),
+    /// Anything else; `ec` names it.
+    Other { ec: u8 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Abort {
+    pub instruction: bool,
+    pub write: bool,
+    /// Guest-physical address of the access.
+    pub ipa: u64,
+    /// Guest-virtual address of the access.
+    pub far: u64,
+    /// DFSC/IFSC: what kind of fault.
+    pub status: u8,
+}
+
+impl Abort {
+    pub fn status_name(&self) -> &'static str {
+        match self.status & 0b11_1100 {
+            0b00_0100 => "translation fault",
+            0b00_1000 => "access flag fault",
+            0b00_1100 => "permission fault",
+            0b00_0000 => "address size fault",
+            _ => "fault",
+        }
+    }
+}
+
+pub fn exception_class(esr: u64) -> u8 {
+    ((esr >> 26) & 0x3f) as u8
+}
+
+/// Instruction length bit: whether the trapped instruction was 32-bit.
+pub fn instruction_is_32bit(esr: u64) -> bool {
+    esr & (1 << 25) != 0
+}
+
+pub fn decode(exit: &RawExit) -> Trap {
+    let ec = exception_class(exit.esr);
+    match ec {
+        EC_WFX => Trap::WaitForInterrupt,
+        EC_HVC32 | EC_HVC64 => Trap::Hypercall,
+        EC_SMC32 | EC_SMC64 => Trap::SecureMonitorCall,
+        EC_IABT_LOWER | EC_DABT_LOWER => Trap::Stage2Abort(Abort {
+            instruction: ec == EC_IABT_LOWER,
+            write: ec == EC_DABT_LOWER && exit.esr & (1 << 6) != 0,
+            ipa: ((exit.hpfar >> 4) << 12) | (exit.far & 0xfff),
+            far: exit.far,
+            status: (exit.esr & 0x3f) as u8,
+        }),
+        _ => Trap::Other { ec },
+    }
+}
+
+/// A short name for an exception class, for reports.
+pub fn class_name(ec: u8) -> &'static str {
+    match ec {
+        0x00 => "unknown reason",
+        EC_WFX => "WFI/WFE",
+        0x03 | 0x04 | 0x05 | 0x06 => "AArch32 coprocessor access",
+        0x07 => "FP/SIMD access",
+        0x0e => "illegal execution state",
+        EC_HVC32 | EC_HVC64 => "HVC",
+        EC_SMC32 | EC_SMC64 => "SMC",
+        EC_SYSREG => "system register access",
+        EC_IABT_LOWER => "instruction abort",
+        EC_DABT_LOWER => "data abort",
+        0x22 => "PC alignment fault",
+        0x26 => "SP alignment fault",
+        0x2f => "SError",
+        0x3c => "BRK",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::ExitKind;
+
+    fn sync(esr: u64, far: u64, hpfar: u64) -> RawExit {
+        RawExit {
+            kind: ExitKind::Sync,
+            esr,
+            far,
+            hpfar,
+        }
+    }
+
+    #[test]
+    fn hvc_smc_and_wfi() {
+        // HVC #0 from AArch64: EC 0x16, IL=1.
+        assert_eq!(decode(&sync(0x5a00_0000, 0, 0)), Trap::Hypercall);
+        // The AArch32 HSR QEMU reports for HVC from SVC mode.
+        assert_eq!(decode(&sync(0x4a00_0042, 0, 0)), Trap::Hypercall);
+        assert_eq!(decode(&sync(0x5e00_0000, 0, 0)), Trap::SecureMonitorCall);
+        assert_eq!(decode(&sync(0x0600_0001, 0, 0)), Trap::WaitForInterrupt);
+        assert!(instruction_is_32bit(0x5a00_0000));
+    }
+
+    #[test]
+    fn stage2_data_abort_read_and_write() {
+        // Read of 0x4100_0008: translation fault level 1 (DFSC 0b000101).
+        let read = decode(&sync(0x9300_0005, 0x4100_0008, (0x4100_0008 >> 12) << 4));
+        let Trap::Stage2Abort(a) = read else {
+            panic!("{read:?}")
+        };
+        assert!(!a.instruction && !a.write);
+        assert_eq!(a.ipa, 0x4100_0008);
+        assert_eq!(a.status_name(), "translation fault");
+        // Write (WnR) of 0x0900_0000.
+        let write = decode(&sync(0x9300_0046, 0x0900_0000, (0x0900_0000 >> 12) << 4));
+        let Trap::Stage2Abort(a) = write else {
+            panic!("{write:?}")
+        };
+        assert!(a.write);
+        assert_eq!(a.ipa, 0x0900_0000);
+    }
+
+    #[test]
+    fn instruction_abort_is_never_a_write() {
+        let t = decode(&sync(
+            0x8200_0006 | (1 << 6),
+            0x8000_0000,
+            (0x8000_0000 >> 12) << 4,
+        ));
+        let Trap::Stage2Abort(a) = t else {
+            panic!("{t:?}")
+        };
+        assert!(a.instruction && !a.write);
+        assert_eq!(a.ipa, 0x8000_0000);
+    }
+
+    #[test]
+    fn other_classes_are_named() {
+        assert_eq!(decode(&sync(0x6200_0000, 0, 0)), Trap::Other { ec: 0x18 });
+        assert_eq!(class_name(0x18), "system register access");
+        assert_eq!(class_name(0x3c), "BRK");
+    }
+}
