@@ -1,1 +1,183 @@
-//! Board profiles: parsing and validation (being written).
+//! Board profiles (`boards/<board>.toml`) and QEMU scenario files
+//! (`ci/scenarios/*.toml`): parsing, validation with located messages, and
+//! the layout that turns a profile into a [`Composition`].
+
+mod check;
+mod error;
+mod plan;
+mod scenario;
+mod spec;
+mod units;
+
+pub use crate::composition::Composition;
+pub use error::ProfileError;
+pub use plan::plan;
+pub use scenario::{load_scenario, Scenario};
+pub use spec::{
+    Board, BoardSpans, ComposeSpec, GicSpec, MemorySpec, QemuSpec, RamSpec, TimerSpec, UartSpec,
+    VmSource, VmSpec,
+};
+pub use units::{format_size, Period, Size};
+
+use error::{did_you_mean, Source};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A parsed board profile. Board-level checks have passed; the VMs are
+/// checked against the board by [`plan`].
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub path: PathBuf,
+    pub text: String,
+    pub board: Board,
+    pub board_spans: BoardSpans,
+    pub memory: MemorySpec,
+    pub uart: UartSpec,
+    pub gic: GicSpec,
+    pub timer: TimerSpec,
+    pub qemu: Option<QemuSpec>,
+    pub compose: ComposeSpec,
+    /// The board's own `[[vm]]`s.
+    pub vms: VmSource,
+}
+
+impl Profile {
+    /// The board's name: the profile's file stem.
+    pub fn stem(&self) -> String {
+        file_stem(&self.path)
+    }
+
+    fn source(&self) -> Source<'_> {
+        Source {
+            path: &self.path,
+            text: &self.text,
+        }
+    }
+}
+
+/// The file as written; `Profile` adds where it came from.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ProfileFile {
+    board: spec::BoardFile,
+    memory: MemorySpec,
+    uart: UartSpec,
+    gic: GicSpec,
+    timer: TimerSpec,
+    qemu: Option<QemuSpec>,
+    compose: ComposeSpec,
+    vm: Option<Spanned<Vec<VmSpec>>>,
+}
+
+/// The component names a profile may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    pub schedulers: Vec<String>,
+    pub uart_drivers: Vec<String>,
+    pub pv: Vec<String>,
+    /// Guest crates under `guests/`.
+    pub guests: Vec<String>,
+}
+
+impl Known {
+    /// The components this tree has, and the guests xtask found.
+    pub fn builtin(guests: Vec<String>) -> Known {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect();
+        Known {
+            schedulers: names(&["rr"]),
+            uart_drivers: names(&["pl011"]),
+            pv: names(&["console"]),
+            guests,
+        }
+    }
+}
+
+fn file_stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn read(path: &Path) -> Result<String, ProfileError> {
+    std::fs::read_to_string(path)
+        .map_err(|err| ProfileError::whole(path, "", format!("cannot read the file: {err}")))
+}
+
+/// Board names (file stems of `*.toml`) in `boards_dir`, sorted.
+pub fn list_boards(boards_dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(boards_dir) else {
+        return Vec::new();
+    };
+    let mut boards: Vec<String> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .map(|p| file_stem(&p))
+        .collect();
+    boards.sort();
+    boards
+}
+
+/// Where board `name` lives, or what to say when there is no such board.
+fn board_path(boards_dir: &Path, name: &str) -> Result<PathBuf, (String, String)> {
+    let boards = list_boards(boards_dir);
+    if boards.iter().any(|b| b == name) {
+        return Ok(boards_dir.join(format!("{name}.toml")));
+    }
+    let there = if boards.is_empty() {
+        format!("there are no *.toml profiles in {}", boards_dir.display())
+    } else {
+        format!("the boards there are: {}", boards.join(", "))
+    };
+    let help = did_you_mean(name, &boards)
+        .unwrap_or_else(|| format!("add a profile as {}/{name}.toml", boards_dir.display()));
+    Err((
+        format!("no board '{name}' in {}; {there}", boards_dir.display()),
+        help,
+    ))
+}
+
+/// Reads and checks `boards_dir/<name>.toml`.
+pub fn load_board(boards_dir: &Path, name: &str) -> Result<Profile, ProfileError> {
+    let path = board_path(boards_dir, name).map_err(|(message, help)| {
+        ProfileError::whole(boards_dir, "board", message).with_help(help)
+    })?;
+    let text = read(&path)?;
+    let profile = parse_profile(&path, &text)?;
+    if profile.board.name != name {
+        return Err(profile
+            .source()
+            .error(
+                profile.board_spans.name.clone(),
+                "board.name",
+                format!(
+                    "'{}' does not match the file name '{name}.toml'",
+                    profile.board.name
+                ),
+            )
+            .with_help(format!("write name = \"{name}\", or rename the file")));
+    }
+    Ok(profile)
+}
+
+/// Parses a profile and runs the checks that need nothing but the profile.
+pub fn parse_profile(path: &Path, text: &str) -> Result<Profile, ProfileError> {
+    let file: ProfileFile = Source { path, text }.parse()?;
+    let (board, board_spans) = file.board.split();
+    let profile = Profile {
+        path: path.to_path_buf(),
+        text: text.to_string(),
+        board,
+        board_spans,
+        memory: file.memory,
+        uart: file.uart,
+        gic: file.gic,
+        timer: file.timer,
+        qemu: file.qemu,
+        compose: file.compose,
+        vms: VmSource::new(path.to_path_buf(), text.to_string(), file.vm),
+    };
+    check::board(&profile)?;
+    check::each_vm(&profile.vms)?;
+    Ok(profile)
+}

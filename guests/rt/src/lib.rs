@@ -1,1 +1,151 @@
+//! Tessera guest runtime: everything a sample guest needs to run at EL1
+//! under Tessera, and nothing more.
+//!
+//! - the entry code (`_start`, first byte of the image): stack, FP/SIMD,
+//!   `.bss`, exception vectors, identity-mapped MMU with caches on, then the
+//!   guest's `main` (see [`entry!`]);
+//! - [`hc`]: safe wrappers of the hypercalls of the [`abi`];
+//! - [`print!`] / [`println!`] over the console hypercall (no heap);
+//! - [`counter`] / [`counter_frequency`]: the virtual generic timer;
+//! - a panic handler and an exception handler that report and stop the VM.
+//!
+//! Architecture-specific code, and all `unsafe`, is in `arch/<arch>.rs`.
 #![no_std]
+
+pub use abi;
+
+#[cfg(target_arch = "aarch64")]
+#[path = "arch/aarch64.rs"]
+mod arch;
+#[cfg(not(target_arch = "aarch64"))]
+compile_error!("guest-rt has no arch module for this target yet (only aarch64)");
+
+pub mod console;
+pub mod hc;
+pub mod probe;
+
+/// `vm_exit` code after an unexpected exception.
+pub const EXIT_EXCEPTION: u64 = 0xE1;
+/// `vm_exit` code after a panic.
+pub const EXIT_PANIC: u64 = 0x9A;
+/// `vm_exit` code when the hypervisor's `StartInfo` is unusable.
+pub const EXIT_BAD_START_INFO: u64 = 0x5B;
+
+/// The guest timer's current count (`CNTVCT_EL0` on AArch64), read after an
+/// instruction barrier so it is not taken early.
+pub fn counter() -> u64 {
+    arch::counter()
+}
+
+/// Ticks per second of [`counter`] (`CNTFRQ_EL0`).
+pub fn counter_frequency() -> u64 {
+    arch::counter_frequency()
+}
+
+/// Spins for `iterations` rounds of a loop the compiler cannot remove, with
+/// no hypercall: burns CPU time as a guest that never yields would.
+pub fn busy_loop(iterations: u64) {
+    for i in 0..iterations {
+        core::hint::black_box(i);
+    }
+}
+
+/// What a guest's `main` may return; it becomes the `vm_exit` code.
+pub trait ExitCode {
+    /// The code passed to [`hc::vm_exit`].
+    fn exit_code(self) -> u64;
+}
+
+impl ExitCode for () {
+    fn exit_code(self) -> u64 {
+        0
+    }
+}
+
+impl ExitCode for u64 {
+    fn exit_code(self) -> u64 {
+        self
+    }
+}
+
+impl ExitCode for u32 {
+    fn exit_code(self) -> u64 {
+        self.into()
+    }
+}
+
+impl ExitCode for i32 {
+    fn exit_code(self) -> u64 {
+        // Sign-extended, as a C `exit(-1)` would be.
+        i64::from(self) as u64
+    }
+}
+
+/// Declares the guest's main function:
+///
+/// ```ignore
+/// guest_rt::entry!(main);
+/// fn main(info: &'static guest_rt::abi::StartInfo) -> u64 { 0 }
+/// ```
+///
+/// `main` gets the hypervisor's [`abi::StartInfo`] (magic already checked)
+/// and returns anything that is an [`ExitCode`] (`()`, `u64`, `u32`, `i32`);
+/// returning calls [`hc::vm_exit`] with it. A `main` that never returns
+/// declares one of those return types and ends in a `loop`.
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        #[export_name = "__tessera_guest_main"]
+        fn __tessera_guest_main(info: &'static $crate::abi::StartInfo) -> u64 {
+            $crate::ExitCode::exit_code($main(info))
+        }
+    };
+}
+
+/// Called by the entry code once the MMU is on and `.bss` is zeroed, with
+/// the checked `StartInfo`.
+fn start(info: &'static abi::StartInfo) -> ! {
+    let code = arch::call_guest_main(info);
+    hc::vm_exit(code)
+}
+
+/// Reports a StartInfo that cannot be used and stops the VM.
+fn bad_start_info(addr: u64, why: &str) -> ! {
+    println!("bad StartInfo at {addr:#x}: {why}");
+    hc::vm_exit(EXIT_BAD_START_INFO)
+}
+
+/// Checks what the entry code could not: that the StartInfo really is one
+/// and that the image does not overlap it.
+fn check_start_info(addr: u64, magic: u32, image_end: u64) -> Result<(), &'static str> {
+    if magic != abi::START_INFO_MAGIC {
+        return Err("wrong magic");
+    }
+    if addr < image_end {
+        return Err("it overlaps the guest image");
+    }
+    Ok(())
+}
+
+/// Reports an exception the guest took (it never should) and stops the VM.
+fn exception(esr: u64, elr: u64, far: u64) -> ! {
+    println!("guest exception: ESR={esr:#x} ELR={elr:#x} FAR={far:#x}");
+    hc::vm_exit(EXIT_EXCEPTION)
+}
+
+#[cfg(target_os = "none")]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    use core::sync::atomic::{AtomicBool, Ordering};
+    // A panic while reporting a panic stops the VM without another report.
+    // Load and store, not swap: exclusives need the MMU on.
+    static PANICKING: AtomicBool = AtomicBool::new(false);
+    if !PANICKING.load(Ordering::Relaxed) {
+        PANICKING.store(true, Ordering::Relaxed);
+        println!("panic: {}", info.message());
+        if let Some(location) = info.location() {
+            println!("  at {location}");
+        }
+    }
+    hc::vm_exit(EXIT_PANIC)
+}

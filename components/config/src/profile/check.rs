@@ -1,0 +1,325 @@
+//! Checks that need one profile, or one list of VMs, and nothing else.
+
+use super::error::{ProfileError, Source};
+use super::units::format_size;
+use super::{Profile, VmSource, VmSpec};
+use crate::composition::Region;
+use toml::Spanned;
+
+pub(super) const KIB4: u64 = 4 << 10;
+/// Stage 2 maps guest RAM in 2 MiB blocks.
+pub(super) const MIB2: u64 = 2 << 20;
+const VM_NAME_MAX: usize = 31;
+const CMDLINE_MAX: usize = 127;
+/// Private peripheral interrupts: the per-CPU timer and GIC maintenance lines.
+const PPIS: std::ops::RangeInclusive<u32> = 16..=31;
+
+/// The board's RAM and the hypervisor's region in it, once checked.
+pub(super) struct BoardLayout {
+    pub ram: Region,
+    pub hypervisor: Region,
+}
+
+pub(super) fn range(r: &Region) -> String {
+    format!("{:#x}..{:#x}", r.base, r.end())
+}
+
+/// `base..base+size`, refusing the ones that wrap past 2^64.
+pub(super) fn region(
+    src: Source,
+    field: &str,
+    base: &Spanned<u64>,
+    size: u64,
+) -> Result<Region, ProfileError> {
+    let b = *base.get_ref();
+    match b.checked_add(size) {
+        Some(_) => Ok(Region { base: b, size }),
+        None => Err(src.error(
+            base.span(),
+            field,
+            format!(
+                "{b:#x} + {} runs past the end of the address space",
+                format_size(size)
+            ),
+        )),
+    }
+}
+
+pub(super) fn board(p: &Profile) -> Result<BoardLayout, ProfileError> {
+    let src = p.source();
+    if p.board.cpus == 0 {
+        return Err(src
+            .error(
+                p.board_spans.cpus.clone(),
+                "board.cpus",
+                "a board has at least one CPU",
+            )
+            .with_help("write the number of cores the hypervisor may use, e.g. cpus = 1"));
+    }
+
+    let ram_size = p.memory.ram.size.get_ref().0;
+    if ram_size == 0 {
+        return Err(src.error(
+            p.memory.ram.size.span(),
+            "memory.ram.size",
+            "RAM size is zero",
+        ));
+    }
+    let ram = region(src, "memory.ram.base", &p.memory.ram.base, ram_size)?;
+
+    let load = &p.memory.load_address;
+    if !load.get_ref().is_multiple_of(KIB4) {
+        return Err(src
+            .error(
+                load.span(),
+                "memory.load-address",
+                format!("{:#x} is not 4 KiB aligned", load.get_ref()),
+            )
+            .with_help(format!(
+                "the image is mapped in 4 KiB pages; use {:#x} or {:#x}",
+                load.get_ref() & !(KIB4 - 1),
+                (load.get_ref() | (KIB4 - 1)) + 1
+            )));
+    }
+    let hv = &p.memory.hypervisor;
+    if hv.get_ref().0 == 0 || !hv.get_ref().0.is_multiple_of(KIB4) {
+        return Err(src
+            .error(
+                hv.span(),
+                "memory.hypervisor",
+                format!(
+                    "{} is not a non-zero multiple of 4 KiB",
+                    format_size(hv.get_ref().0)
+                ),
+            )
+            .with_help("give the hypervisor's region in whole pages, e.g. \"8MiB\""));
+    }
+    let hypervisor = region(src, "memory.load-address", load, hv.get_ref().0)?;
+    if !ram.contains(&hypervisor) {
+        return Err(src
+            .error(
+                load.span(),
+                "memory.load-address",
+                format!(
+                    "the hypervisor region {} is not inside RAM {}",
+                    range(&hypervisor),
+                    range(&ram)
+                ),
+            )
+            .with_help("move load-address into RAM, or make memory.hypervisor smaller"));
+    }
+
+    if let Some(shift) = &p.uart.reg_shift {
+        if *shift.get_ref() > 3 {
+            return Err(src
+                .error(shift.span(), "uart.reg-shift", format!("{} is more than 3", shift.get_ref()))
+                .with_help("registers are 1 << reg-shift bytes apart: 0 (bytes) to 3 (8 bytes); see reg-shift in the UART's device tree node"));
+        }
+    }
+
+    gic(p)?;
+    irqs(p)?;
+    devices_outside_ram(p, &ram)?;
+
+    let slice = &p.compose.time_slice;
+    if slice.get_ref().0.is_zero() {
+        return Err(src
+            .error(slice.span(), "compose.time-slice", "the time slice is zero")
+            .with_help("give the scheduler a slice such as \"2ms\""));
+    }
+    Ok(BoardLayout { ram, hypervisor })
+}
+
+fn gic(p: &Profile) -> Result<(), ProfileError> {
+    let g = &p.gic;
+    let version = *g.version.get_ref();
+    let required: &[(&str, &Option<Spanned<u64>>, &str)] = match version {
+        2 => &[
+            ("cpu-interface", &g.cpu_interface, "GICC"),
+            ("hyp-interface", &g.hyp_interface, "GICH"),
+            ("virtual-cpu-interface", &g.virtual_cpu_interface, "GICV"),
+        ],
+        3 => &[("redistributor", &g.redistributor, "GICR")],
+        _ => {
+            return Err(p
+                .source()
+                .error(
+                    g.version.span(),
+                    "gic.version",
+                    format!("GIC version {version} is not supported"),
+                )
+                .with_help("write version = 2 (GICv2, GIC-400) or version = 3"))
+        }
+    };
+    for (name, value, frame) in required {
+        if value.is_none() {
+            return Err(p
+                .source()
+                .error(
+                    g.version.span(),
+                    &format!("gic.{name}"),
+                    format!(
+                        "{name} is missing: a GICv{version} needs the base of its {frame} frame"
+                    ),
+                )
+                .with_help(format!(
+                    "add {name} = 0x... under [gic], from the GIC node of the board's device tree"
+                )));
+        }
+    }
+    Ok(())
+}
+
+fn irqs(p: &Profile) -> Result<(), ProfileError> {
+    let lines = [
+        ("gic.maintenance-irq", &p.gic.maintenance_irq),
+        ("timer.hyp-irq", &p.timer.hyp_irq),
+        ("timer.virt-irq", &p.timer.virt_irq),
+    ];
+    for (i, (field, irq)) in lines.iter().enumerate() {
+        let n = *irq.get_ref();
+        if !PPIS.contains(&n) {
+            return Err(p
+                .source()
+                .error(
+                    irq.span(),
+                    field,
+                    format!("INTID {n} is not a PPI (16..=31)"),
+                )
+                .with_help("device trees give PPIs as <1 N ...>: the INTID is N + 16"));
+        }
+        if let Some((other, _)) = lines[..i].iter().find(|(_, o)| *o.get_ref() == n) {
+            return Err(p
+                .source()
+                .error(irq.span(), field, format!("INTID {n} is also {other}"))
+                .with_help("each of these interrupts needs its own line; check the device tree"));
+        }
+    }
+    Ok(())
+}
+
+fn devices_outside_ram(p: &Profile, ram: &Region) -> Result<(), ProfileError> {
+    let g = &p.gic;
+    let devices = [
+        ("uart.base", Some(&p.uart.base)),
+        ("gic.distributor", Some(&g.distributor)),
+        ("gic.cpu-interface", g.cpu_interface.as_ref()),
+        ("gic.hyp-interface", g.hyp_interface.as_ref()),
+        (
+            "gic.virtual-cpu-interface",
+            g.virtual_cpu_interface.as_ref(),
+        ),
+        ("gic.redistributor", g.redistributor.as_ref()),
+    ];
+    for (field, addr) in devices.into_iter().filter_map(|(f, a)| Some((f, a?))) {
+        let a = *addr.get_ref();
+        if a >= ram.base && a < ram.end() {
+            return Err(p
+                .source()
+                .error(addr.span(), field, format!("{a:#x} is inside RAM {}", range(ram)))
+                .with_help("device registers live outside RAM; check the address in the board's device tree"));
+        }
+    }
+    Ok(())
+}
+
+/// "vm 'hello'", or "vm #2" when the name itself is the problem.
+pub(super) fn vm_label(index: usize, vm: &VmSpec) -> String {
+    if vm.name.get_ref().is_empty() {
+        format!("vm #{}", index + 1)
+    } else {
+        format!("vm '{}'", vm.name.get_ref())
+    }
+}
+
+/// Checks each VM on its own (names, sizes, alignment, vCPUs).
+pub(super) fn each_vm(vms: &VmSource) -> Result<(), ProfileError> {
+    vms.vms
+        .iter()
+        .enumerate()
+        .try_for_each(|(i, vm)| one_vm(vms.source(), i, vm))
+}
+
+fn one_vm(src: Source, index: usize, vm: &VmSpec) -> Result<(), ProfileError> {
+    let label = vm_label(index, vm);
+    let name = vm.name.get_ref();
+    let name_ok = !name.is_empty()
+        && name.len() <= VM_NAME_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !name_ok {
+        let what = if name.is_empty() {
+            "is empty".to_string()
+        } else if name.len() > VM_NAME_MAX {
+            format!("is {} bytes long, more than {VM_NAME_MAX}", name.len())
+        } else {
+            "has characters other than a-z, 0-9 and '-'".to_string()
+        };
+        return Err(src
+            .error(vm.name.span(), &format!("{label} name"), format!("the VM name {what}"))
+            .with_help(format!(
+                "VM names prefix the VM's log lines: 1 to {VM_NAME_MAX} bytes of a-z, 0-9 and '-', e.g. \"net-1\""
+            )));
+    }
+
+    match *vm.vcpus.get_ref() {
+        0 => {
+            return Err(src
+                .error(vm.vcpus.span(), &format!("{label} vcpus"), "a VM needs at least one vCPU")
+                .with_help("write vcpus = 1"))
+        }
+        1 => {}
+        n => {
+            return Err(src
+                .error(
+                    vm.vcpus.span(),
+                    &format!("{label} vcpus"),
+                    format!("{n} vCPUs asked for, but multi-vCPU VMs come with SMP support, which is not built yet"),
+                )
+                .with_help("write vcpus = 1 for now"))
+        }
+    }
+
+    let size = vm.memory.get_ref().0;
+    if size == 0 || !size.is_multiple_of(MIB2) {
+        let up = size.div_ceil(MIB2).max(1) * MIB2;
+        return Err(src
+            .error(
+                vm.memory.span(),
+                &format!("{label} memory"),
+                format!("{} is not a non-zero multiple of 2 MiB", format_size(size)),
+            )
+            .with_help(format!(
+                "stage 2 maps guest RAM in 2 MiB blocks; use \"{}\"",
+                format_size(up).replace(' ', "")
+            )));
+    }
+
+    if let Some(base) = &vm.base {
+        if !base.get_ref().is_multiple_of(MIB2) {
+            let b = *base.get_ref();
+            return Err(src
+                .error(base.span(), &format!("{label} base"), format!("{b:#x} is not 2 MiB aligned"))
+                .with_help(format!(
+                    "stage 2 maps guest RAM in 2 MiB blocks; use {:#x} or {:#x}, or leave base out to have the VM placed for you",
+                    b & !(MIB2 - 1),
+                    (b | (MIB2 - 1)).saturating_add(1)
+                )));
+        }
+    }
+
+    if let Some(cmdline) = &vm.cmdline {
+        let len = cmdline.get_ref().len();
+        if len > CMDLINE_MAX {
+            return Err(src
+                .error(
+                    cmdline.span(),
+                    &format!("{label} cmdline"),
+                    format!("the command line is {len} bytes long, more than {CMDLINE_MAX}"),
+                )
+                .with_help(format!("shorten it to at most {CMDLINE_MAX} bytes")));
+        }
+    }
+    Ok(())
+}

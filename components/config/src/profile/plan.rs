@@ -1,0 +1,290 @@
+//! Checking VMs against the board and the components, and laying them out.
+
+use super::check::{self, range, vm_label, BoardLayout, MIB2};
+use super::error::{did_you_mean, ProfileError, Source};
+use super::units::format_size;
+use super::{Known, Profile, VmSource};
+use crate::composition::{Composition, Gic, Region, Timer, Uart, VmPlan};
+use std::path::PathBuf;
+use toml::Spanned;
+
+/// Validates `profile` with `vms` (a scenario's, replacing the board's when
+/// given) against the `known` components, and lays the VMs out: VMs with a
+/// `base` stay there; the others follow one another from the first 2 MiB
+/// boundary after the hypervisor region, in order, stepping over fixed VMs.
+pub fn plan(
+    profile: &Profile,
+    vms: Option<&VmSource>,
+    known: &Known,
+    name: &str,
+    guest_image: &dyn Fn(&str) -> PathBuf,
+) -> Result<Composition, ProfileError> {
+    let layout = check::board(profile)?;
+    let src = profile.source();
+    known_name(
+        src,
+        &profile.compose.scheduler,
+        "compose.scheduler",
+        "scheduler",
+        &known.schedulers,
+    )?;
+    known_name(
+        src,
+        &profile.uart.driver,
+        "uart.driver",
+        "UART driver",
+        &known.uart_drivers,
+    )?;
+    for (i, pv) in profile.compose.pv.iter().enumerate() {
+        known_name(src, pv, "compose.pv", "PV back-end", &known.pv)?;
+        if profile.compose.pv[..i]
+            .iter()
+            .any(|p| p.get_ref() == pv.get_ref())
+        {
+            return Err(src
+                .error(
+                    pv.span(),
+                    "compose.pv",
+                    format!("'{}' is listed twice", pv.get_ref()),
+                )
+                .with_help("list each back-end once"));
+        }
+    }
+
+    let vms = vms.unwrap_or(&profile.vms);
+    check_vms(vms, known)?;
+    let rams = place(vms, &layout)?;
+
+    let g = &profile.gic;
+    let addr = |a: &Option<Spanned<u64>>| a.as_ref().map(|a| *a.get_ref());
+    Ok(Composition {
+        board: profile.stem(),
+        name: name.to_string(),
+        arch: profile.board.arch,
+        cpus: profile.board.cpus,
+        ram: layout.ram,
+        hypervisor: layout.hypervisor,
+        uart: Uart {
+            driver: profile.uart.driver.get_ref().clone(),
+            base: *profile.uart.base.get_ref(),
+            reg_shift: profile.uart.reg_shift.as_ref().map_or(0, |s| *s.get_ref()),
+        },
+        gic: Gic {
+            version: *g.version.get_ref(),
+            distributor: *g.distributor.get_ref(),
+            cpu_interface: addr(&g.cpu_interface),
+            hyp_interface: addr(&g.hyp_interface),
+            virtual_cpu_interface: addr(&g.virtual_cpu_interface),
+            redistributor: addr(&g.redistributor),
+            maintenance_irq: *g.maintenance_irq.get_ref(),
+        },
+        timer: Timer {
+            hyp_irq: *profile.timer.hyp_irq.get_ref(),
+            virt_irq: *profile.timer.virt_irq.get_ref(),
+        },
+        scheduler: profile.compose.scheduler.get_ref().clone(),
+        time_slice_us: u64::try_from(profile.compose.time_slice.get_ref().0.as_micros())
+            .unwrap_or(u64::MAX),
+        pv: profile
+            .compose
+            .pv
+            .iter()
+            .map(|p| p.get_ref().clone())
+            .collect(),
+        vms: vms
+            .vms
+            .iter()
+            .zip(rams)
+            .map(|(vm, ram)| VmPlan {
+                name: vm.name.get_ref().clone(),
+                guest: vm.guest.get_ref().clone(),
+                vcpus: *vm.vcpus.get_ref(),
+                ram,
+                cmdline: vm
+                    .cmdline
+                    .as_ref()
+                    .map(|c| c.get_ref().clone())
+                    .unwrap_or_default(),
+                image: guest_image(vm.guest.get_ref()),
+            })
+            .collect(),
+    })
+}
+
+/// `name` must be one of `known`; `what` says what kind of thing it is.
+fn known_name(
+    src: Source,
+    name: &Spanned<String>,
+    field: &str,
+    what: &str,
+    known: &[String],
+) -> Result<(), ProfileError> {
+    if known.contains(name.get_ref()) {
+        return Ok(());
+    }
+    let there = if known.is_empty() {
+        format!("there are no {what}s")
+    } else {
+        format!("the {what}s there are: {}", known.join(", "))
+    };
+    Err(src
+        .error(
+            name.span(),
+            field,
+            format!("unknown {what} '{}'; {there}", name.get_ref()),
+        )
+        .with_optional_help(did_you_mean(name.get_ref(), known)))
+}
+
+fn check_vms(vms: &VmSource, known: &Known) -> Result<(), ProfileError> {
+    let src = vms.source();
+    if vms.vms.is_empty() {
+        return Err(src
+            .error(vms.span.clone(), "vm", "there are no VMs to run")
+            .with_help("add a [[vm]] table with name, guest, vcpus and memory"));
+    }
+    check::each_vm(vms)?;
+    for (i, vm) in vms.vms.iter().enumerate() {
+        let label = vm_label(i, vm);
+        if let Some(first) = vms.vms[..i]
+            .iter()
+            .find(|v| v.name.get_ref() == vm.name.get_ref())
+        {
+            let (line, _) = super::error::line_column(&vms.text, first.name.span().start);
+            return Err(src
+                .error(
+                    vm.name.span(),
+                    &format!("{label} name"),
+                    format!(
+                        "a VM named '{}' is already on line {line}",
+                        vm.name.get_ref()
+                    ),
+                )
+                .with_help("VM names must differ: they prefix the VMs' log lines"));
+        }
+        known_name(
+            src,
+            &vm.guest,
+            &format!("{label} guest"),
+            "guest",
+            &known.guests,
+        )
+        .map_err(|e| match e.help {
+            Some(_) => e,
+            None => e.with_help("a guest is a crate under guests/, named as in its Cargo.toml"),
+        })?;
+    }
+    Ok(())
+}
+
+/// The host-physical RAM of each VM, in order.
+fn place(vms: &VmSource, layout: &BoardLayout) -> Result<Vec<Region>, ProfileError> {
+    let src = vms.source();
+    let (ram, hv) = (&layout.ram, &layout.hypervisor);
+
+    // Enough RAM in total, pointing at the VM that tips it over.
+    let asked: u64 = vms
+        .vms
+        .iter()
+        .fold(hv.size, |sum, vm| sum.saturating_add(vm.memory.get_ref().0));
+    if asked > ram.size {
+        let mut running = hv.size;
+        let culprit = vms
+            .vms
+            .iter()
+            .enumerate()
+            .find(|(_, vm)| {
+                running = running.saturating_add(vm.memory.get_ref().0);
+                running > ram.size
+            })
+            .map_or(0, |(i, _)| i);
+        let vm = &vms.vms[culprit];
+        return Err(src
+            .error(
+                vm.memory.span(),
+                &format!("{} memory", vm_label(culprit, vm)),
+                format!(
+                    "the hypervisor ({}) and the VMs ({}) ask for {}, but RAM is {}",
+                    format_size(hv.size),
+                    format_size(asked - hv.size),
+                    format_size(asked),
+                    format_size(ram.size)
+                ),
+            )
+            .with_help("give the VMs less memory or run fewer of them; from this VM on, the total passes the size of RAM"));
+    }
+
+    // VMs with a base stay where they say.
+    let mut fixed: Vec<(usize, Region)> = Vec::new();
+    for (i, vm) in vms.vms.iter().enumerate() {
+        let Some(base) = &vm.base else { continue };
+        let label = vm_label(i, vm);
+        let field = format!("{label} base");
+        let r = check::region(src, &field, base, vm.memory.get_ref().0)?;
+        let clash =
+            |what: String| src.error(base.span(), &field, format!("memory {} {what}", range(&r)));
+        if !ram.contains(&r) {
+            return Err(clash(format!("is outside RAM ({})", range(ram)))
+                .with_help("move base into RAM, or leave it out to have the VM placed for you"));
+        }
+        if r.overlaps(hv) {
+            return Err(
+                clash(format!("overlaps the hypervisor ({})", range(hv))).with_help(format!(
+                    "move base to {:#x} or above, or leave it out",
+                    hv.end().next_multiple_of(MIB2)
+                )),
+            );
+        }
+        if let Some((j, other)) = fixed.iter().find(|(_, o)| o.overlaps(&r)) {
+            return Err(clash(format!(
+                "overlaps {} ({})",
+                vm_label(*j, &vms.vms[*j]),
+                range(other)
+            ))
+            .with_help(format!(
+                "move base to {:#x} or above, or leave it out",
+                other.end()
+            )));
+        }
+        fixed.push((i, r));
+    }
+
+    // The others follow one another after the hypervisor.
+    let mut next = hv.end().checked_next_multiple_of(MIB2);
+    let mut rams = Vec::with_capacity(vms.vms.len());
+    for (i, vm) in vms.vms.iter().enumerate() {
+        if let Some((_, r)) = fixed.iter().find(|(j, _)| *j == i) {
+            rams.push(*r);
+            continue;
+        }
+        let size = vm.memory.get_ref().0;
+        let placed = loop {
+            let Some(base) = next else { break None };
+            let Some(end) = base.checked_add(size) else {
+                break None;
+            };
+            let candidate = Region { base, size };
+            match fixed.iter().find(|(_, f)| f.overlaps(&candidate)) {
+                Some((_, f)) => next = f.end().checked_next_multiple_of(MIB2),
+                None if end <= ram.end() => break Some(candidate),
+                None => break None,
+            }
+        };
+        let Some(r) = placed else {
+            return Err(src
+                .error(
+                    vm.memory.span(),
+                    &format!("{} memory", vm_label(i, vm)),
+                    format!(
+                        "{} does not fit in RAM ({}) after the hypervisor and the VMs placed before it",
+                        format_size(size),
+                        range(ram)
+                    ),
+                )
+                .with_help("the VMs with a base leave gaps too small for it: move them, or give this VM a base"));
+        };
+        next = r.end().checked_next_multiple_of(MIB2);
+        rams.push(r);
+    }
+    Ok(rams)
+}

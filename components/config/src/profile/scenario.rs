@@ -1,0 +1,131 @@
+//! QEMU scenarios (`ci/scenarios/*.toml`): a board, maybe its own VMs, and
+//! what the serial port must (and must not) show.
+
+use super::error::{ProfileError, Source};
+use super::spec::{VmSource, VmSpec};
+use super::units::Period;
+use super::{board_path, check, load_board, read, Profile};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub path: PathBuf,
+    /// The file stem.
+    pub name: String,
+    pub board: String,
+    pub description: String,
+    pub timeout: Duration,
+    /// Substrings the serial output must contain, in this order.
+    pub expect: Vec<String>,
+    /// Substrings that fail the scenario wherever they appear.
+    pub forbid: Vec<String>,
+    /// Run QEMU with `-icount` (deterministic guest time).
+    pub icount: bool,
+    /// The scenario's own VMs, replacing the board's.
+    pub vms: Option<VmSource>,
+    text: String,
+    board_span: std::ops::Range<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ScenarioFile {
+    board: Spanned<String>,
+    description: String,
+    timeout: Spanned<Period>,
+    expect: Spanned<Vec<String>>,
+    #[serde(default)]
+    forbid: Vec<Spanned<String>>,
+    #[serde(default = "yes")]
+    icount: bool,
+    vm: Option<Spanned<Vec<VmSpec>>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Scenario {
+    /// Loads the scenario's board; an unknown board is reported at the
+    /// scenario's `board = ...` line.
+    pub fn load_board(&self, boards_dir: &Path) -> Result<Profile, ProfileError> {
+        if let Err((message, help)) = board_path(boards_dir, &self.board) {
+            let src = Source {
+                path: &self.path,
+                text: &self.text,
+            };
+            return Err(src
+                .error(self.board_span.clone(), "board", message)
+                .with_help(help));
+        }
+        load_board(boards_dir, &self.board)
+    }
+}
+
+/// Reads and checks a scenario file. Its VMs are checked one by one here,
+/// and against the board by [`super::plan`].
+pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
+    let text = read(path)?;
+    let src = Source { path, text: &text };
+    let file: ScenarioFile = src.parse()?;
+
+    if file.timeout.get_ref().0.is_zero() {
+        return Err(src
+            .error(file.timeout.span(), "timeout", "the timeout is zero")
+            .with_help("give the scenario time to boot, e.g. timeout = \"60s\""));
+    }
+    if file.expect.get_ref().is_empty() {
+        return Err(src
+            .error(
+                file.expect.span(),
+                "expect",
+                "nothing is expected, so the scenario proves nothing",
+            )
+            .with_help("list the lines the serial port must show, in order"));
+    }
+    // An empty string would match anything: a forbid would always fail, an expect never.
+    if file.expect.get_ref().iter().any(String::is_empty) {
+        return Err(src
+            .error(file.expect.span(), "expect", "an expected line is empty")
+            .with_help("remove the \"\" entry"));
+    }
+    if let Some(empty) = file.forbid.iter().find(|f| f.get_ref().is_empty()) {
+        return Err(src
+            .error(
+                empty.span(),
+                "forbid",
+                "a forbidden line is empty, so every run would fail",
+            )
+            .with_help("remove the \"\" entry"));
+    }
+    if file.board.get_ref().is_empty() {
+        return Err(src
+            .error(file.board.span(), "board", "the board name is empty")
+            .with_help(
+                "write the file stem of a profile under boards/, e.g. board = \"qemu-virt-a64\"",
+            ));
+    }
+
+    let vms = file
+        .vm
+        .map(|vm| VmSource::new(path.to_path_buf(), text.clone(), Some(vm)));
+    if let Some(vms) = &vms {
+        check::each_vm(vms)?;
+    }
+    Ok(Scenario {
+        path: path.to_path_buf(),
+        name: super::file_stem(path),
+        board: file.board.get_ref().clone(),
+        description: file.description,
+        timeout: file.timeout.get_ref().0,
+        expect: file.expect.into_inner(),
+        forbid: file.forbid.into_iter().map(Spanned::into_inner).collect(),
+        icount: file.icount,
+        vms,
+        board_span: file.board.span(),
+        text,
+    })
+}

@@ -1,0 +1,162 @@
+//! The tables of a board profile as written, with the spans of the values
+//! that validation may have to point at.
+
+use super::units::{Period, Size};
+use crate::composition::Arch;
+use serde::Deserialize;
+use std::ops::Range;
+use std::path::PathBuf;
+use toml::Spanned;
+
+/// `[board]`: plain values, as xtask shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Board {
+    pub name: String,
+    pub description: String,
+    pub arch: Arch,
+    pub cpus: u32,
+}
+
+/// Where `[board]`'s checked values are in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoardSpans {
+    pub name: Range<usize>,
+    pub cpus: Range<usize>,
+}
+
+/// `[board]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct BoardFile {
+    name: Spanned<String>,
+    description: String,
+    arch: Arch,
+    cpus: Spanned<u32>,
+}
+
+impl BoardFile {
+    pub(crate) fn split(self) -> (Board, BoardSpans) {
+        let spans = BoardSpans {
+            name: self.name.span(),
+            cpus: self.cpus.span(),
+        };
+        let board = Board {
+            name: self.name.into_inner(),
+            description: self.description,
+            arch: self.arch,
+            cpus: self.cpus.into_inner(),
+        };
+        (board, spans)
+    }
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RamSpec {
+    pub base: Spanned<u64>,
+    pub size: Spanned<Size>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MemorySpec {
+    pub ram: RamSpec,
+    pub load_address: Spanned<u64>,
+    /// Size of the hypervisor's own region, from `load_address`.
+    pub hypervisor: Spanned<Size>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct UartSpec {
+    pub driver: Spanned<String>,
+    pub base: Spanned<u64>,
+    /// Register stride is `1 << reg_shift` bytes; absent means 0.
+    pub reg_shift: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GicSpec {
+    pub version: Spanned<u32>,
+    pub distributor: Spanned<u64>,
+    pub cpu_interface: Option<Spanned<u64>>,
+    pub hyp_interface: Option<Spanned<u64>>,
+    pub virtual_cpu_interface: Option<Spanned<u64>>,
+    pub redistributor: Option<Spanned<u64>>,
+    pub maintenance_irq: Spanned<u32>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TimerSpec {
+    pub hyp_irq: Spanned<u32>,
+    pub virt_irq: Spanned<u32>,
+}
+
+/// How `cargo xtask run` and the scenarios start QEMU for this board.
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct QemuSpec {
+    pub binary: String,
+    pub machine: String,
+    pub cpu: String,
+    pub memory: String,
+    #[serde(default)]
+    pub extra: Vec<String>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ComposeSpec {
+    pub scheduler: Spanned<String>,
+    pub time_slice: Spanned<Period>,
+    #[serde(default)]
+    pub pv: Vec<Spanned<String>>,
+}
+
+/// One `[[vm]]` table.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VmSpec {
+    pub name: Spanned<String>,
+    pub guest: Spanned<String>,
+    pub vcpus: Spanned<u32>,
+    pub memory: Spanned<Size>,
+    /// Host-physical base; absent means "place it after the others".
+    pub base: Option<Spanned<u64>>,
+    pub cmdline: Option<Spanned<String>>,
+}
+
+/// A list of VMs with the file they came from (a board profile, or a
+/// scenario that replaces the board's VMs), so errors point into that file.
+#[derive(Debug, Clone)]
+pub struct VmSource {
+    pub path: PathBuf,
+    pub text: String,
+    /// Where the list is (the end of the file if it has no `[[vm]]`), for "no VMs".
+    pub span: Range<usize>,
+    pub vms: Vec<VmSpec>,
+}
+
+impl VmSource {
+    pub(crate) fn new(path: PathBuf, text: String, vm: Option<Spanned<Vec<VmSpec>>>) -> Self {
+        let (span, vms) = match vm {
+            Some(vm) => (vm.span(), vm.into_inner()),
+            None => (text.len()..text.len(), Vec::new()),
+        };
+        VmSource {
+            path,
+            text,
+            span,
+            vms,
+        }
+    }
+
+    pub(crate) fn source(&self) -> super::error::Source<'_> {
+        super::error::Source {
+            path: &self.path,
+            text: &self.text,
+        }
+    }
+}

@@ -1,0 +1,537 @@
+//! Board profiles and scenarios: the reference board, and one bad fixture
+//! per validation rule (the reference profile with one thing broken).
+
+use config::composition::Region;
+use config::profile::*;
+use std::path::{Path, PathBuf};
+
+fn manifest() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn boards_dir() -> PathBuf {
+    manifest().join("../../boards")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    manifest().join("tests/fixtures").join(name)
+}
+
+fn known() -> Known {
+    Known::builtin(
+        ["bench", "hello", "prober", "spinner"]
+            .map(String::from)
+            .to_vec(),
+    )
+}
+
+fn image(guest: &str) -> PathBuf {
+    PathBuf::from(format!("/images/{guest}.bin"))
+}
+
+fn plan_file(path: &Path, vms: Option<&VmSource>) -> Result<Composition, ProfileError> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let profile = parse_profile(path, &text)?;
+    plan(&profile, vms, &known(), "test", &image)
+}
+
+/// The error a bad fixture gives, checked for file, line and field.
+#[track_caller]
+fn bad(name: &str, line: usize, field: &str) -> ProfileError {
+    let path = fixture(&format!("{name}.toml"));
+    let err = plan_file(&path, None).expect_err("the fixture must be refused");
+    println!("{err}");
+    assert_eq!(err.file, path);
+    assert_eq!((err.line, err.field.as_str()), (line, field), "{err}");
+    assert!(err.column > 0);
+    err
+}
+
+#[track_caller]
+fn says(err: &ProfileError, words: &[&str]) {
+    let text = err.to_string();
+    for w in words {
+        assert!(text.contains(w), "{w:?} not in:\n{text}");
+    }
+}
+
+#[test]
+fn reference_board_plans_to_expected_addresses() {
+    let profile = load_board(&boards_dir(), "qemu-virt-a64").unwrap();
+    assert_eq!(profile.qemu.as_ref().unwrap().binary, "qemu-system-aarch64");
+    let c = plan(&profile, None, &known(), "qemu-virt-a64", &image).unwrap();
+    assert_eq!(
+        (c.board.as_str(), c.name.as_str()),
+        ("qemu-virt-a64", "qemu-virt-a64")
+    );
+    assert_eq!(
+        c.ram,
+        Region {
+            base: 0x4000_0000,
+            size: 1 << 30
+        }
+    );
+    assert_eq!(
+        c.hypervisor,
+        Region {
+            base: 0x4040_0000,
+            size: 8 << 20
+        }
+    );
+    assert_eq!(c.time_slice_us, 2000);
+    assert_eq!(c.uart.reg_shift, 0);
+    assert_eq!(c.gic.hyp_interface, Some(0x0803_0000));
+    let vms: Vec<_> = c.vms.iter().map(|v| (v.name.as_str(), v.ram)).collect();
+    assert_eq!(
+        vms,
+        [
+            (
+                "hello",
+                Region {
+                    base: 0x40C0_0000,
+                    size: 16 << 20
+                }
+            ),
+            (
+                "spinner",
+                Region {
+                    base: 0x41C0_0000,
+                    size: 16 << 20
+                }
+            ),
+        ]
+    );
+    assert_eq!(c.vms[1].image, PathBuf::from("/images/spinner.bin"));
+    assert_eq!(
+        c.features(),
+        ["sched-rr", "drv-pl011", "gic-v2", "pv-console"]
+    );
+    // What xtask writes, the image's build script reads back.
+    assert_eq!(Composition::from_toml(&c.to_toml()).unwrap(), c);
+}
+
+#[test]
+fn placed_vms_step_over_fixed_ones() {
+    let c = plan_file(&fixture("placement_skips_fixed.toml"), None).unwrap();
+    assert_eq!(c.vms[0].ram.base, 0x40C0_0000);
+    assert_eq!(c.vms[1].ram.base, 0x41C0_0000);
+}
+
+#[test]
+fn boards_are_listed_sorted() {
+    let boards = list_boards(&boards_dir());
+    assert!(boards.contains(&"qemu-virt-a64".to_string()));
+    assert!(boards.windows(2).all(|w| w[0] < w[1]));
+}
+
+// Rule 1
+#[test]
+fn toml_syntax_error_is_located() {
+    let err = bad("syntax", 8, "");
+    assert_eq!(err.column, 8);
+    says(&err, &["TOML syntax error"]);
+}
+
+// Rule 2
+#[test]
+fn unknown_field_lists_fields_and_suggests() {
+    let err = bad("unknown_field", 16, "memory");
+    says(
+        &err,
+        &[
+            "unknown field 'hypervsior'",
+            "ram, load-address, hypervisor",
+            "did you mean 'hypervisor'?",
+        ],
+    );
+}
+
+#[test]
+fn missing_field_names_it() {
+    let err = bad("missing_field", 4, "board");
+    says(&err, &["'cpus' is missing", "add cpus = ... in [board]"]);
+}
+
+#[test]
+fn wrong_type_names_the_field() {
+    let err = bad("wrong_type", 8, "board.cpus");
+    says(&err, &["\"one\"", "expected a whole number"]);
+}
+
+#[test]
+fn unknown_table_suggests() {
+    let err = bad("unknown_table", 34, "");
+    assert_eq!(err.column, 2);
+    says(
+        &err,
+        &[
+            "unknown field 'qemuu'; the file takes: board,",
+            "did you mean 'qemu'?",
+        ],
+    );
+}
+
+#[test]
+fn unknown_arch_suggests() {
+    let err = bad("unknown_arch", 7, "board.arch");
+    says(
+        &err,
+        &["'aarch46'", "aarch64, armv7a", "did you mean 'aarch64'?"],
+    );
+}
+
+// Rule 3
+#[test]
+fn unknown_board_lists_boards() {
+    let err = load_board(&boards_dir(), "qemu-virt-a46").unwrap_err();
+    assert_eq!(err.line, 0);
+    says(
+        &err,
+        &[
+            "no board 'qemu-virt-a46'",
+            "qemu-virt-a64",
+            "did you mean 'qemu-virt-a64'?",
+        ],
+    );
+}
+
+#[test]
+fn board_name_must_match_file_name() {
+    let err = load_board(&fixture("boards"), "renamed").unwrap_err();
+    assert_eq!((err.line, err.field.as_str()), (5, "board.name"));
+    says(
+        &err,
+        &["'qemu-virt-a64' does not match the file name 'renamed.toml'"],
+    );
+}
+
+// Rule 4
+#[test]
+fn overlapping_vms_are_refused() {
+    let err = bad("vm_overlap", 57, "vm 'spinner' base");
+    says(&err, &["overlaps vm 'hello' (0x40e00000..0x41e00000)"]);
+}
+
+#[test]
+fn vm_overlapping_hypervisor_is_refused() {
+    let err = bad("vm_overlaps_hypervisor", 50, "vm 'hello' base");
+    says(
+        &err,
+        &[
+            "overlaps the hypervisor (0x40400000..0x40c00000)",
+            "0x40c00000",
+        ],
+    );
+}
+
+// Rule 5
+#[test]
+fn vm_outside_ram_is_refused() {
+    let err = bad("vm_outside_ram", 50, "vm 'hello' base");
+    says(
+        &err,
+        &["0x7fe00000..0x80e00000 is outside RAM (0x40000000..0x80000000)"],
+    );
+}
+
+#[test]
+fn hypervisor_outside_ram_is_refused() {
+    let err = bad("hypervisor_outside_ram", 14, "memory.load-address");
+    says(&err, &["0x7fc00000..0x80400000 is not inside RAM"]);
+}
+
+// Rule 6
+#[test]
+fn too_much_memory_says_how_much() {
+    let err = bad("too_much_memory", 55, "vm 'spinner' memory");
+    says(
+        &err,
+        &[
+            "hypervisor (8 MiB)",
+            "VMs (1040 MiB)",
+            "ask for 1048 MiB",
+            "RAM is 1 GiB",
+        ],
+    );
+}
+
+// Rule 7
+#[test]
+fn zero_vcpus_is_refused() {
+    let err = bad("zero_vcpus", 48, "vm 'hello' vcpus");
+    says(&err, &["at least one vCPU"]);
+}
+
+#[test]
+fn multi_vcpu_waits_for_smp() {
+    let err = bad("two_vcpus", 48, "vm 'hello' vcpus");
+    says(&err, &["multi-vCPU VMs come with SMP support", "vcpus = 1"]);
+}
+
+// Rule 8
+#[test]
+fn unknown_scheduler_suggests() {
+    let err = bad("unknown_scheduler", 41, "compose.scheduler");
+    says(
+        &err,
+        &[
+            "unknown scheduler 'rrr'",
+            "schedulers there are: rr",
+            "did you mean 'rr'?",
+        ],
+    );
+}
+
+#[test]
+fn unknown_uart_driver_suggests() {
+    let err = bad("unknown_uart_driver", 19, "uart.driver");
+    says(
+        &err,
+        &[
+            "unknown UART driver 'pl01l'",
+            "pl011",
+            "did you mean 'pl011'?",
+        ],
+    );
+}
+
+#[test]
+fn unknown_pv_suggests() {
+    let err = bad("unknown_pv", 43, "compose.pv");
+    assert_eq!(err.column, 7);
+    says(
+        &err,
+        &[
+            "unknown PV back-end 'consol'",
+            "console",
+            "did you mean 'console'?",
+        ],
+    );
+}
+
+#[test]
+fn unknown_guest_suggests() {
+    let err = bad("unknown_guest", 53, "vm 'spinner' guest");
+    says(
+        &err,
+        &[
+            "unknown guest 'spinnr'",
+            "bench, hello, prober, spinner",
+            "did you mean 'spinner'?",
+        ],
+    );
+}
+
+// Rule 9
+#[test]
+fn unaligned_vm_base_is_refused() {
+    let err = bad("vm_base_unaligned", 50, "vm 'hello' base");
+    says(
+        &err,
+        &[
+            "0x41100000 is not 2 MiB aligned",
+            "0x41000000 or 0x41200000",
+        ],
+    );
+}
+
+#[test]
+fn vm_memory_in_2mib_blocks() {
+    let err = bad("vm_memory_unaligned", 49, "vm 'hello' memory");
+    says(
+        &err,
+        &["3 MiB is not a non-zero multiple of 2 MiB", "\"4MiB\""],
+    );
+}
+
+// Rule 10
+#[test]
+fn duplicate_vm_names_are_refused() {
+    let err = bad("duplicate_vm_names", 52, "vm 'hello' name");
+    says(&err, &["already on line 46"]);
+}
+
+#[test]
+fn vm_name_characters_are_checked() {
+    let err = bad("vm_name_bad", 52, "vm 'Spinner_1' name");
+    says(&err, &["other than a-z, 0-9 and '-'"]);
+}
+
+#[test]
+fn vm_name_length_is_checked() {
+    let err = bad(
+        "vm_name_long",
+        52,
+        "vm 'spinner-spinner-spinner-spinner-1' name",
+    );
+    says(&err, &["33 bytes long, more than 31"]);
+}
+
+#[test]
+fn empty_vm_name_is_refused() {
+    let err = bad("vm_name_empty", 52, "vm #2 name");
+    says(&err, &["name is empty"]);
+}
+
+#[test]
+fn long_cmdline_is_refused() {
+    let err = bad("cmdline_long", 56, "vm 'spinner' cmdline");
+    says(&err, &["128 bytes long, more than 127"]);
+}
+
+#[test]
+fn no_vms_is_refused() {
+    let err = bad("no_vms", 44, "vm");
+    says(&err, &["no VMs", "[[vm]]"]);
+}
+
+// Rule 11
+#[test]
+fn bad_size_names_units() {
+    let err = bad("bad_size", 16, "memory.hypervisor");
+    says(
+        &err,
+        &[
+            "unknown size unit \"MB\"",
+            "KiB, MiB, GiB",
+            "did you mean \"8MiB\"?",
+        ],
+    );
+}
+
+#[test]
+fn bad_duration_names_units() {
+    let err = bad("bad_duration", 42, "compose.time-slice");
+    says(&err, &["unknown unit \"msec\"", "us, ms, s"]);
+}
+
+#[test]
+fn gic_version_must_be_2_or_3() {
+    let err = bad("gic_version", 23, "gic.version");
+    says(&err, &["GIC version 4 is not supported"]);
+}
+
+#[test]
+fn gicv2_needs_its_interfaces() {
+    let err = bad("gicv2_missing_hyp_interface", 23, "gic.hyp-interface");
+    says(&err, &["hyp-interface is missing: a GICv2 needs", "GICH"]);
+}
+
+#[test]
+fn gicv3_needs_redistributor() {
+    let err = bad("gicv3_missing_redistributor", 23, "gic.redistributor");
+    says(&err, &["redistributor is missing"]);
+}
+
+// Rule 12 and the cheap extras
+#[test]
+fn load_address_page_aligned() {
+    let err = bad("load_address_unaligned", 14, "memory.load-address");
+    says(
+        &err,
+        &[
+            "0x40400800 is not 4 KiB aligned",
+            "0x40400000 or 0x40401000",
+        ],
+    );
+}
+
+#[test]
+fn interrupts_do_not_collide() {
+    let err = bad("irq_conflict", 32, "timer.virt-irq");
+    says(&err, &["INTID 26 is also timer.hyp-irq"]);
+}
+
+#[test]
+fn timer_interrupts_are_ppis() {
+    let err = bad("irq_not_ppi", 31, "timer.hyp-irq");
+    says(&err, &["INTID 42 is not a PPI"]);
+}
+
+#[test]
+fn devices_are_outside_ram() {
+    let err = bad("uart_in_ram", 20, "uart.base");
+    says(&err, &["0x40001000 is inside RAM"]);
+}
+
+#[test]
+fn reg_shift_is_bounded() {
+    let err = bad("reg_shift", 21, "uart.reg-shift");
+    says(&err, &["5 is more than 3"]);
+}
+
+// Scenarios
+#[test]
+fn scenario_parses() {
+    let s = load_scenario(&fixture("scenarios/hello.toml")).unwrap();
+    assert_eq!(
+        (s.name.as_str(), s.board.as_str()),
+        ("hello", "qemu-virt-a64")
+    );
+    assert_eq!(s.timeout, std::time::Duration::from_secs(60));
+    assert_eq!(s.expect, ["tessera", "[hello] hello"]);
+    assert_eq!(s.forbid, ["panic"]);
+    assert!(!s.icount);
+    let profile = s.load_board(&boards_dir()).unwrap();
+    let c = plan(
+        &profile,
+        s.vms.as_ref(),
+        &known(),
+        "qemu-virt-a64-hello",
+        &image,
+    )
+    .unwrap();
+    assert_eq!(c.vms.len(), 1);
+    assert_eq!(
+        c.vms[0].ram,
+        Region {
+            base: 0x40C0_0000,
+            size: 32 << 20
+        }
+    );
+    assert_eq!(c.vms[0].cmdline, "loud");
+}
+
+#[test]
+fn scenario_defaults() {
+    let s = load_scenario(&fixture("scenarios/defaults.toml")).unwrap();
+    assert!(s.icount && s.forbid.is_empty() && s.vms.is_none());
+    assert_eq!(s.timeout, std::time::Duration::from_millis(500));
+}
+
+#[test]
+fn scenario_vm_error_points_at_scenario() {
+    let path = fixture("scenarios/bad_vm.toml");
+    let err = load_scenario(&path).unwrap_err();
+    assert_eq!((err.file.as_path(), err.line), (path.as_path(), 10));
+    assert_eq!(err.field, "vm 'hello' vcpus");
+}
+
+#[test]
+fn scenario_vm_layout_error_points_at_scenario() {
+    let path = fixture("scenarios/overlap.toml");
+    let s = load_scenario(&path).unwrap();
+    let profile = s.load_board(&boards_dir()).unwrap();
+    let err = plan(&profile, s.vms.as_ref(), &known(), "x", &image).unwrap_err();
+    assert_eq!((err.file.as_path(), err.line), (path.as_path(), 19));
+    says(&err, &["overlaps vm 'a'"]);
+}
+
+#[test]
+fn scenario_unknown_board_points_at_scenario() {
+    let path = fixture("scenarios/unknown_board.toml");
+    let s = load_scenario(&path).unwrap();
+    let err = s.load_board(&boards_dir()).unwrap_err();
+    assert_eq!(
+        (err.file.as_path(), err.line, err.column),
+        (path.as_path(), 2, 9)
+    );
+    says(&err, &["did you mean 'qemu-virt-a64'?"]);
+}
+
+#[test]
+fn scenario_must_expect_something() {
+    let path = fixture("scenarios/no_expect.toml");
+    let err = load_scenario(&path).unwrap_err();
+    assert_eq!((err.line, err.field.as_str()), (5, "expect"));
+}

@@ -1,0 +1,66 @@
+//! Raw memory probes for isolation tests (the `prober` guest): volatile
+//! 32-bit reads, writes and branches to addresses the guest does not own,
+//! which the hypervisor's stage 2 must stop.
+//!
+//! Addresses inside the guest image or its StartInfo page are refused, so a
+//! probe never aliases a Rust object; everything else in the identity map
+//! (below 4 GiB) reaches stage 2. Above 4 GiB the guest's own stage 1 faults
+//! and the runtime reports a guest exception.
+
+/// Why a probe was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The address is not 4-byte aligned.
+    Misaligned,
+    /// The address is in the guest image (code, data, stacks).
+    InImage,
+    /// The address is in the StartInfo page.
+    InStartInfo,
+}
+
+impl core::fmt::Display for Refused {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Refused::Misaligned => "not 4-byte aligned",
+            Refused::InImage => "inside this guest's image",
+            Refused::InStartInfo => "inside this guest's StartInfo page",
+        })
+    }
+}
+
+/// Whether `addr` may be probed (the probes below check it again).
+pub fn check(info: &abi::StartInfo, addr: u64) -> Result<(), Refused> {
+    if !addr.is_multiple_of(4) {
+        return Err(Refused::Misaligned);
+    }
+    // The image starts on a page and the access is an aligned word, so
+    // checking its first byte is enough.
+    if crate::arch::image().contains(&addr) {
+        return Err(Refused::InImage);
+    }
+    let start_info_page = info as *const abi::StartInfo as u64 & !0xfff;
+    if addr & !0xfff == start_info_page {
+        return Err(Refused::InStartInfo);
+    }
+    Ok(())
+}
+
+/// Reads the 32-bit word at `addr` (volatile).
+pub fn read(info: &abi::StartInfo, addr: u64) -> Result<u32, Refused> {
+    check(info, addr)?;
+    Ok(crate::arch::probe_read(addr))
+}
+
+/// Writes `value` to the 32-bit word at `addr` (volatile).
+pub fn write(info: &abi::StartInfo, addr: u64, value: u32) -> Result<(), Refused> {
+    check(info, addr)?;
+    crate::arch::probe_write(addr, value);
+    Ok(())
+}
+
+/// Branches to `addr`; returns only if the code there returns.
+pub fn exec(info: &abi::StartInfo, addr: u64) -> Result<(), Refused> {
+    check(info, addr)?;
+    crate::arch::probe_exec(addr);
+    Ok(())
+}
