@@ -1,1 +1,18 @@
+//! AArch64 at EL2: the entry point, exception vectors, the hypervisor's own
+//! MMU, stage-2 and trap configuration, the vCPU context and its switch,
+//! the EL2 timer, cache and TLB maintenance, and PSCI calls to firmware.
+//!
+//! This crate and the image's MMIO drivers are the only places with
+//! `unsafe`; each block says why it is sound.
 #![no_std]
+
+mod entry;
+
+pub mod cache;
+pub mod context;
+pub mod el2;
+pub mod mmu;
+pub mod psci;
+pub mod timer;
+
+pub use context::Context;

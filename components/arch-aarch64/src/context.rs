@@ -1,0 +1,131 @@
+//! A vCPU's state: what the guest entry/exit assembly saves and loads on
+//! every trap (general and FP/SIMD registers, PC, PSTATE), and the EL1
+//! system registers, switched only when another vCPU is loaded.
+
+use core::{arch::asm, mem::offset_of};
+use hv::VcpuRegs;
+
+/// Saved by `__tessera_guest_exit`, loaded by `__tessera_enter_guest`.
+/// The assembly uses the offsets below; keep them in step.
+#[repr(C)]
+#[derive(Clone, Default)]
+pub struct GuestRegs {
+    pub x: [u64; 31],
+    /// ELR_EL2: where the guest resumes.
+    pub pc: u64,
+    /// SPSR_EL2: the guest's PSTATE.
+    pub pstate: u64,
+    pub fpsr: u64,
+    pub fpcr: u64,
+    _pad: u64,
+    pub q: [u128; 32],
+}
+
+pub const PC_OFFSET: usize = offset_of!(GuestRegs, pc);
+pub const FPSR_OFFSET: usize = offset_of!(GuestRegs, fpsr);
+pub const FP_OFFSET: usize = offset_of!(GuestRegs, q);
+const _: () = assert!(PC_OFFSET == 248 && FPSR_OFFSET == 264 && FP_OFFSET == 288);
+
+/// Defines [`El1Regs`] with one field per register and the code that moves
+/// them between the CPU and memory, so the list is written once.
+macro_rules! el1_registers {
+    ($($reg:ident),* $(,)?) => {
+        /// EL1 (and EL0) system registers of a vCPU.
+        #[repr(C)]
+        #[derive(Clone, Default)]
+        pub struct El1Regs {
+            $(pub $reg: u64,)*
+        }
+
+        impl El1Regs {
+            /// Reads the guest's registers out of the CPU.
+            pub fn save(&mut self) {
+                $(
+                    // SAFETY: reading an EL1 system register at EL2 has no side effects.
+                    unsafe { asm!(concat!("mrs {}, ", stringify!($reg)), out(reg) self.$reg, options(nomem, nostack)) };
+                )*
+            }
+
+            /// Writes them back. The hypervisor runs at EL2 and does not
+            /// depend on EL1 state, so changing it here is safe for us; the
+            /// guest sees it when it resumes.
+            pub fn restore(&self) {
+                $(
+                    // SAFETY: EL1 registers only affect EL1/EL0 execution, which
+                    // resumes after the eret that follows.
+                    unsafe { asm!(concat!("msr ", stringify!($reg), ", {}"), in(reg) self.$reg, options(nomem, nostack)) };
+                )*
+            }
+        }
+    };
+}
+
+el1_registers!(
+    sctlr_el1,
+    cpacr_el1,
+    ttbr0_el1,
+    ttbr1_el1,
+    tcr_el1,
+    mair_el1,
+    amair_el1,
+    vbar_el1,
+    contextidr_el1,
+    tpidr_el1,
+    tpidr_el0,
+    tpidrro_el0,
+    sp_el0,
+    sp_el1,
+    elr_el1,
+    spsr_el1,
+    esr_el1,
+    far_el1,
+    afsr0_el1,
+    afsr1_el1,
+    par_el1,
+    cntkctl_el1,
+    csselr_el1,
+    cntv_ctl_el0,
+    cntv_cval_el0,
+    vmpidr_el2,
+);
+
+/// SCTLR_EL1 at reset: RES1 bits only (MMU, caches and alignment checks off).
+const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
+/// EL1h with D, A, I and F masked.
+const PSTATE_EL1H_MASKED: u64 = 0x3c5;
+/// MPIDR.U is RES1 in the virtual MPIDR for a uniprocessor-style affinity.
+const VMPIDR_RES1: u64 = 1 << 31;
+
+#[derive(Clone, Default)]
+pub struct Context {
+    pub regs: GuestRegs,
+    pub el1: El1Regs,
+}
+
+impl Context {
+    /// vCPU `index` of its VM, about to start at `entry` with `x0 = arg0`.
+    pub fn new(entry: u64, arg0: u64, index: u64) -> Self {
+        let mut ctx = Context::default();
+        ctx.regs.pc = entry;
+        ctx.regs.pstate = PSTATE_EL1H_MASKED;
+        ctx.regs.x[0] = arg0;
+        ctx.el1.sctlr_el1 = SCTLR_EL1_RESET;
+        ctx.el1.vmpidr_el2 = VMPIDR_RES1 | index;
+        ctx
+    }
+}
+
+impl VcpuRegs for Context {
+    fn reg(&self, n: usize) -> u64 {
+        self.regs.x[n]
+    }
+    fn set_reg(&mut self, n: usize, value: u64) {
+        self.regs.x[n] = value;
+    }
+    fn pc(&self) -> u64 {
+        self.regs.pc
+    }
+    fn set_pc(&mut self, pc: u64) {
+        self.regs.pc = pc;
+    }
+}

@@ -1,0 +1,234 @@
+//! Assembly: reset entry, the EL2 vector table, and guest entry/exit.
+//!
+//! The image provides `tessera_main(dtb: u64) -> !` and
+//! `tessera_wrong_el(current_el: u64) -> !`, and the linker symbols
+//! `__stack_top`, `__bss_start`, `__bss_end`.
+
+use crate::context::{FPSR_OFFSET, FP_OFFSET, PC_OFFSET};
+use core::arch::global_asm;
+
+global_asm!(
+    r#"
+.section .text.boot, "ax"
+.global _start
+_start:
+    msr     daifset, #0xf
+    mov     x19, x0
+    ldr     x1, =__stack_top
+    mov     sp, x1
+    mrs     x0, currentel
+    cmp     x0, #(2 << 2)
+    b.ne    .Lwrong_el
+    // Vectors first: u-boot hands over with VBAR_EL2 still in u-boot and
+    // SError unmasked.
+    ldr     x1, =__tessera_vectors
+    msr     vbar_el2, x1
+    isb
+    // Only the boot CPU runs this path; others wait for PSCI CPU_ON.
+    mrs     x1, mpidr_el1
+    and     x1, x1, #0xffffff
+    cbnz    x1, .Lpark
+    // FP/SIMD untrapped at EL2 (Rust uses it); EL2 MMU off, no alignment checks.
+    mov     x1, #0x33ff
+    msr     cptr_el2, x1
+    ldr     x1, =0x30c50830
+    msr     sctlr_el2, x1
+    isb
+    ldr     x1, =__bss_start
+    ldr     x2, =__bss_end
+0:  cmp     x1, x2
+    b.hs    1f
+    str     xzr, [x1], #8
+    b       0b
+1:  mov     x0, x19
+    bl      tessera_main
+    b       .Lpark
+.Lwrong_el:
+    // Let Rust run at EL1 too, to say what is wrong.
+    mov     x1, #(3 << 20)
+    msr     cpacr_el1, x1
+    isb
+    bl      tessera_wrong_el
+.Lpark:
+    wfe
+    b       .Lpark
+
+// Guest exits: keep guest x0/x1 on the stack, x1 = kind.
+.macro guest_exit kind
+    .balign 0x80
+    stp     x0, x1, [sp, #-16]!
+    mov     x1, #\kind
+    b       __tessera_guest_exit
+.endm
+
+// Faults of the hypervisor itself: x0 = kind, frame on the stack.
+.macro el2_fault kind
+    .balign 0x80
+    sub     sp, sp, #256
+    stp     x0, x1, [sp, #0]
+    mov     x0, #\kind
+    b       __tessera_el2_fault
+.endm
+
+.section .text.vectors, "ax"
+.balign 0x800
+.global __tessera_vectors
+__tessera_vectors:
+    el2_fault 0x00
+    el2_fault 0x01
+    el2_fault 0x02
+    el2_fault 0x03
+    el2_fault 0x10
+    el2_fault 0x11
+    el2_fault 0x12
+    el2_fault 0x13
+    guest_exit 0
+    guest_exit 1
+    guest_exit 2
+    guest_exit 3
+    guest_exit 0
+    guest_exit 1
+    guest_exit 2
+    guest_exit 3
+
+.text
+__tessera_el2_fault:
+    stp     x2, x3, [sp, #16]
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    stp     x8, x9, [sp, #64]
+    stp     x10, x11, [sp, #80]
+    stp     x12, x13, [sp, #96]
+    stp     x14, x15, [sp, #112]
+    stp     x16, x17, [sp, #128]
+    stp     x18, x19, [sp, #144]
+    stp     x20, x21, [sp, #160]
+    stp     x22, x23, [sp, #176]
+    stp     x24, x25, [sp, #192]
+    stp     x26, x27, [sp, #208]
+    stp     x28, x29, [sp, #224]
+    str     x30, [sp, #240]
+    mov     x1, sp
+    bl      tessera_el2_fault
+    b       .Lpark
+
+// x0 = &mut GuestRegs. Saves the hypervisor's callee-saved registers on its
+// stack, loads the guest's, erets. Returns (from __tessera_guest_exit) the
+// exit kind.
+.global __tessera_enter_guest
+__tessera_enter_guest:
+    sub     sp, sp, #160
+    stp     x19, x20, [sp, #0]
+    stp     x21, x22, [sp, #16]
+    stp     x23, x24, [sp, #32]
+    stp     x25, x26, [sp, #48]
+    stp     x27, x28, [sp, #64]
+    stp     x29, x30, [sp, #80]
+    stp     d8, d9, [sp, #96]
+    stp     d10, d11, [sp, #112]
+    stp     d12, d13, [sp, #128]
+    stp     d14, d15, [sp, #144]
+    msr     tpidr_el2, x0
+    add     x1, x0, #{fp}
+    ldp     q0, q1, [x1, #0]
+    ldp     q2, q3, [x1, #32]
+    ldp     q4, q5, [x1, #64]
+    ldp     q6, q7, [x1, #96]
+    ldp     q8, q9, [x1, #128]
+    ldp     q10, q11, [x1, #160]
+    ldp     q12, q13, [x1, #192]
+    ldp     q14, q15, [x1, #224]
+    ldp     q16, q17, [x1, #256]
+    ldp     q18, q19, [x1, #288]
+    ldp     q20, q21, [x1, #320]
+    ldp     q22, q23, [x1, #352]
+    ldp     q24, q25, [x1, #384]
+    ldp     q26, q27, [x1, #416]
+    ldp     q28, q29, [x1, #448]
+    ldp     q30, q31, [x1, #480]
+    ldp     x2, x3, [x0, #{fpsr}]
+    msr     fpsr, x2
+    msr     fpcr, x3
+    ldp     x2, x3, [x0, #{pc}]
+    msr     elr_el2, x2
+    msr     spsr_el2, x3
+    ldp     x2, x3, [x0, #16]
+    ldp     x4, x5, [x0, #32]
+    ldp     x6, x7, [x0, #48]
+    ldp     x8, x9, [x0, #64]
+    ldp     x10, x11, [x0, #80]
+    ldp     x12, x13, [x0, #96]
+    ldp     x14, x15, [x0, #112]
+    ldp     x16, x17, [x0, #128]
+    ldp     x18, x19, [x0, #144]
+    ldp     x20, x21, [x0, #160]
+    ldp     x22, x23, [x0, #176]
+    ldp     x24, x25, [x0, #192]
+    ldp     x26, x27, [x0, #208]
+    ldp     x28, x29, [x0, #224]
+    ldr     x30, [x0, #240]
+    ldp     x0, x1, [x0, #0]
+    eret
+    dsb     nsh
+    isb
+
+__tessera_guest_exit:
+    mrs     x0, tpidr_el2
+    stp     x2, x3, [x0, #16]
+    stp     x4, x5, [x0, #32]
+    stp     x6, x7, [x0, #48]
+    stp     x8, x9, [x0, #64]
+    stp     x10, x11, [x0, #80]
+    stp     x12, x13, [x0, #96]
+    stp     x14, x15, [x0, #112]
+    stp     x16, x17, [x0, #128]
+    stp     x18, x19, [x0, #144]
+    stp     x20, x21, [x0, #160]
+    stp     x22, x23, [x0, #176]
+    stp     x24, x25, [x0, #192]
+    stp     x26, x27, [x0, #208]
+    stp     x28, x29, [x0, #224]
+    str     x30, [x0, #240]
+    ldp     x2, x3, [sp], #16
+    stp     x2, x3, [x0, #0]
+    mrs     x2, elr_el2
+    mrs     x3, spsr_el2
+    stp     x2, x3, [x0, #{pc}]
+    mrs     x2, fpsr
+    mrs     x3, fpcr
+    stp     x2, x3, [x0, #{fpsr}]
+    add     x2, x0, #{fp}
+    stp     q0, q1, [x2, #0]
+    stp     q2, q3, [x2, #32]
+    stp     q4, q5, [x2, #64]
+    stp     q6, q7, [x2, #96]
+    stp     q8, q9, [x2, #128]
+    stp     q10, q11, [x2, #160]
+    stp     q12, q13, [x2, #192]
+    stp     q14, q15, [x2, #224]
+    stp     q16, q17, [x2, #256]
+    stp     q18, q19, [x2, #288]
+    stp     q20, q21, [x2, #320]
+    stp     q22, q23, [x2, #352]
+    stp     q24, q25, [x2, #384]
+    stp     q26, q27, [x2, #416]
+    stp     q28, q29, [x2, #448]
+    stp     q30, q31, [x2, #480]
+    mov     x0, x1
+    ldp     x19, x20, [sp, #0]
+    ldp     x21, x22, [sp, #16]
+    ldp     x23, x24, [sp, #32]
+    ldp     x25, x26, [sp, #48]
+    ldp     x27, x28, [sp, #64]
+    ldp     x29, x30, [sp, #80]
+    ldp     d8, d9, [sp, #96]
+    ldp     d10, d11, [sp, #112]
+    ldp     d12, d13, [sp, #128]
+    ldp     d14, d15, [sp, #144]
+    add     sp, sp, #160
+    ret
+"#,
+    fp = const FP_OFFSET,
+    fpsr = const FPSR_OFFSET,
+    pc = const PC_OFFSET,
+);

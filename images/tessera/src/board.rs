@@ -1,0 +1,169 @@
+//! The board's devices as the core uses them: the console UART, the
+//! physical GIC, and the arch layer behind hv's Platform trait.
+
+use crate::composition as c;
+use arch_aarch64::{cache, el2, timer, Context};
+use core::ptr::NonNull;
+use hv::{Platform, RawExit};
+use safe_mmio::UniqueMmioPointer;
+use spin::{Mutex, Once};
+
+#[cfg(feature = "drv-pl011")]
+type Uart = drv_pl011::Pl011<'static>;
+#[cfg(feature = "drv-pl011")]
+fn uart_at(base: usize) -> Uart {
+    // SAFETY: `base` is the board's UART register block, identity-mapped as
+    // device memory, and only this one driver instance owns it.
+    let regs =
+        unsafe { UniqueMmioPointer::new(NonNull::new(base as *mut drv_pl011::Registers).unwrap()) };
+    drv_pl011::Pl011::new(regs)
+}
+
+struct Console(Mutex<Uart>);
+
+impl hv::log::Sink for Console {
+    fn write_line(&self, line: &[u8]) {
+        self.0.lock().write_bytes(line);
+    }
+}
+
+static CONSOLE: Once<Console> = Once::new();
+
+pub fn init_console() {
+    let console = CONSOLE.call_once(|| {
+        let mut uart = uart_at(c::UART_BASE);
+        uart.init();
+        Console(Mutex::new(uart))
+    });
+    hv::log::set_sink(console);
+}
+
+/// A message before anything is set up (wrong exception level).
+pub fn early_message(_el: u64, text: &str) {
+    uart_at(c::UART_BASE).write_bytes(text.as_bytes());
+}
+
+/// The hypervisor's mapping of a VM's RAM.
+pub fn vm_ram(base: u64, size: u64) -> &'static mut [u8] {
+    // SAFETY: the composer placed each VM's RAM inside board RAM, apart from
+    // the hypervisor and from every other VM, and the VM table lists each
+    // region once, so this is the only reference to it. The guest writes the
+    // same memory only while the hypervisor is not running on this CPU.
+    unsafe { core::slice::from_raw_parts_mut(base as *mut u8, size as usize) }
+}
+
+#[cfg(feature = "gic-v2")]
+mod gic {
+    use super::*;
+    use arm_gic::{
+        gicv2::{
+            registers::{Gicc, Gicd},
+            GicV2,
+        },
+        IntId, InterruptGroup,
+    };
+
+    fn intid(raw: u32) -> IntId {
+        match raw {
+            0..16 => IntId::sgi(raw),
+            16..32 => IntId::ppi(raw - 16),
+            _ => IntId::spi(raw - 32),
+        }
+    }
+
+    pub struct Gic {
+        gic: GicV2<'static>,
+        group: InterruptGroup,
+    }
+
+    impl Gic {
+        pub fn new(timer_irq: u32) -> Gic {
+            // SAFETY: the distributor and CPU interface of the board's GIC,
+            // identity-mapped as device memory, owned only by this driver.
+            let mut gic =
+                unsafe { GicV2::new(c::GICD_BASE as *mut Gicd, c::GICC_BASE as *mut Gicc) };
+            gic.setup();
+            let group = if gic.typer().has_security_extension() {
+                InterruptGroup::Group1
+            } else {
+                InterruptGroup::Group0
+            };
+            let timer = intid(timer_irq);
+            gic.set_interrupt_priority(timer, 0x80);
+            if let Err(e) = gic.enable_interrupt(timer, true) {
+                hv::error!("cannot enable the hypervisor timer interrupt: {e:?}");
+            }
+            Gic { gic, group }
+        }
+
+        pub fn ack(&mut self) -> Option<u32> {
+            self.gic
+                .get_and_acknowledge_interrupt(self.group)
+                .map(u32::from)
+        }
+
+        pub fn end(&mut self, intid_raw: u32) {
+            self.gic.end_interrupt(intid(intid_raw), self.group);
+        }
+    }
+}
+
+pub struct Board {
+    gic: gic::Gic,
+}
+
+impl Board {
+    pub fn new() -> Board {
+        Board {
+            gic: gic::Gic::new(c::HYP_TIMER_IRQ),
+        }
+    }
+}
+
+impl Platform for Board {
+    type Context = Context;
+
+    fn new_context(&self, entry: u64, arg0: u64) -> Context {
+        Context::new(entry, arg0, 0)
+    }
+
+    fn switch_to(&mut self, prev: Option<&mut Context>, next: &Context, vttbr: u64) {
+        el2::switch_to(prev, next, vttbr);
+    }
+
+    fn run(&mut self, ctx: &mut Context) -> RawExit {
+        el2::run(ctx)
+    }
+
+    fn counter(&self) -> u64 {
+        timer::counter()
+    }
+
+    fn counter_frequency(&self) -> u64 {
+        timer::frequency()
+    }
+
+    fn set_deadline(&mut self, deadline: Option<u64>) {
+        timer::set_deadline(deadline);
+    }
+
+    fn ack_irq(&mut self) -> Option<u32> {
+        self.gic.ack()
+    }
+
+    fn end_irq(&mut self, intid: u32) {
+        self.gic.end(intid);
+    }
+
+    fn timer_irq(&self) -> u32 {
+        c::HYP_TIMER_IRQ
+    }
+
+    fn flush_guest_tlbs(&mut self) {
+        cache::flush_guest_tlbs();
+    }
+
+    fn sync_guest_memory(&mut self, bytes: &[u8]) {
+        cache::clean_to_poc(bytes);
+    }
+}

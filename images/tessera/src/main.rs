@@ -1,0 +1,119 @@
+//! The Tessera image: the composition root. `build.rs` turned the board's
+//! validated composition into `composition.rs`; this file wires those
+//! components into the core and boots it. Only this file and the arch
+//! crate touch hardware addresses.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod board;
+
+#[allow(dead_code)]
+mod composition {
+    include!(concat!(env!("OUT_DIR"), "/composition.rs"));
+}
+
+use alloc::vec::Vec;
+use arch_aarch64::{el2, mmu, psci};
+use composition as c;
+use config::boot::VmTable;
+use hv::{info, memory::GuestRam, Hypervisor, VmDesc};
+use linked_list_allocator::LockedHeap;
+
+#[global_allocator]
+static HEAP: LockedHeap = LockedHeap::empty();
+
+/// The EL2 identity map, built at compile time from the board's RAM.
+static EL2_TABLE: mmu::Table = mmu::Table::identity(c::RAM_BASE, c::RAM_SIZE);
+
+extern "C" {
+    static __heap_start: u8;
+    static __heap_end: u8;
+}
+
+/// Entered from `_start` at EL2 on the boot CPU, stack set, bss zeroed.
+#[no_mangle]
+extern "C" fn tessera_main(_dtb: u64) -> ! {
+    mmu::enable(&EL2_TABLE);
+    board::init_console();
+    init_heap();
+    el2::init();
+    info!(
+        "Tessera {} on {} (aarch64, EL2), {} CPU, RAM {:#x}..{:#x}",
+        env!("CARGO_PKG_VERSION"),
+        c::BOARD,
+        c::CPUS,
+        c::RAM_BASE,
+        c::RAM_BASE + c::RAM_SIZE
+    );
+    info!(
+        "components: scheduler {} ({} us slice), uart {}, gic v{}, pv {}",
+        c::SCHEDULER,
+        c::TIME_SLICE_US,
+        c::UART_DRIVER,
+        c::GIC_VERSION,
+        c::PV
+    );
+    let platform = board::Board::new();
+    let mut hv: Hypervisor<board::Board, c::Scheduler> =
+        Hypervisor::new(platform, vm_descs(), c::TIME_SLICE_US);
+    info!("starting {} VMs", hv.running_vms());
+    hv.run();
+    info!("all VMs stopped, powering off");
+    psci::system_off()
+}
+
+fn init_heap() {
+    // SAFETY: the linker script reserves __heap_start..__heap_end for the
+    // heap; nothing else uses it and this runs once.
+    unsafe {
+        let start = &raw const __heap_start as usize;
+        let end = &raw const __heap_end as usize;
+        HEAP.lock().init(start as *mut u8, end - start);
+    }
+}
+
+/// The VMs from the image's VM table, each with its RAM.
+fn vm_descs() -> Vec<VmDesc> {
+    let table = match VmTable::decode(&c::VM_TABLE) {
+        Ok(table) => table,
+        Err(e) => {
+            hv::error!("VM table is corrupt ({e:?}); rebuild the image");
+            psci::system_off()
+        }
+    };
+    table
+        .vms
+        .into_iter()
+        .map(|vm| VmDesc {
+            name: vm.name,
+            guest: vm.guest,
+            cmdline: vm.cmdline,
+            ram: GuestRam::new(
+                abi::GUEST_RAM_BASE,
+                vm.ram_base,
+                board::vm_ram(vm.ram_base, vm.ram_size),
+            ),
+            image: c::GUEST_IMAGES[vm.image as usize],
+        })
+        .collect()
+}
+
+/// Started at EL1 (e.g. QEMU without `virtualization=on`): say so and stop.
+#[no_mangle]
+extern "C" fn tessera_wrong_el(current_el: u64) -> ! {
+    board::early_message(
+        current_el >> 2,
+        "Tessera must be started at EL2 (QEMU: -M virt,virtualization=on); halting.\n",
+    );
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    hv::error!("hypervisor panic: {info}");
+    psci::system_off()
+}
