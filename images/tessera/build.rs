@@ -151,8 +151,8 @@ fn linker_script(c: &Composition) -> String {
 MEMORY {{ HV : ORIGIN = {base:#x}, LENGTH = {size:#x} }}
 SECTIONS {{
     .text : {{ KEEP(*(.text.boot)) *(.text.vectors) *(.text .text.*) }} > HV
-    .rodata : ALIGN(16) {{ *(.rodata .rodata.*) *(.got .got.*) }} > HV
-    .data : ALIGN(16) {{ *(.data .data.*) }} > HV
+    .rodata : ALIGN(16) {{ *(.rodata .rodata.*) }} > HV
+    .data : ALIGN(16) {{ *(.data .data.*) *(.got .got.*) }} > HV
     .tessera.vms : ALIGN(16) {{ KEEP(*(.tessera.vms)) }} > HV
     .tessera.guests : ALIGN(16) {{ KEEP(*(.tessera.guests)) }} > HV
     .bss (NOLOAD) : ALIGN(16) {{

@@ -1,1 +1,84 @@
-fn main() {}
+//! `cargo xtask <command>`: see `cargo xtask --help`.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use config::profile;
+use xtask::workspace::Workspace;
+use xtask::{bench, compose, qemu, test, DEFAULT_BOARD};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Tessera composer and developer commands"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compose a board's image into target/images/<board>/
+    Build {
+        #[arg(long, default_value = DEFAULT_BOARD)]
+        board: String,
+    },
+    /// Build a board's image and boot it in QEMU, serial on this terminal
+    Run {
+        #[arg(long, default_value = DEFAULT_BOARD)]
+        board: String,
+    },
+    /// Host unit tests, the uImage check and every QEMU scenario in ci/scenarios
+    Test,
+    /// List the boards, one line each
+    Boards,
+    /// Figures from ci/bench.toml under icount
+    Bench,
+}
+
+fn main() {
+    if let Err(error) = run(Cli::parse().command) {
+        eprintln!("error: {error}");
+        for cause in error.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+        std::process::exit(1);
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    let ws = Workspace::locate()?;
+    match command {
+        Command::Build { board } => {
+            let profile = compose::load_board(&ws, &board)?;
+            compose::build(&ws, &profile, None, &board)?;
+        }
+        Command::Run { board } => {
+            let profile = compose::load_board(&ws, &board)?;
+            // Fail on a board without [qemu] before compiling anything.
+            let spec = qemu::spec(&profile)?;
+            let built = compose::build(&ws, &profile, None, &board)?;
+            qemu::run_interactive(spec, &built)?;
+        }
+        Command::Test => test::run(&ws)?,
+        Command::Boards => boards(&ws),
+        Command::Bench => bench::run(&ws)?,
+    }
+    Ok(())
+}
+
+/// One line per board; a board whose profile does not load says why.
+fn boards(ws: &Workspace) {
+    for name in profile::list_boards(&ws.boards_dir()) {
+        match profile::load_board(&ws.boards_dir(), &name) {
+            Ok(p) => println!(
+                "{name:<20} {:<8} {} cpu{}  {}",
+                compose::arch_name(p.board.arch),
+                p.board.cpus,
+                if p.board.cpus == 1 { " " } else { "s" },
+                p.board.description
+            ),
+            Err(error) => println!("{name:<20} (invalid profile: {error})"),
+        }
+    }
+}

@@ -128,11 +128,17 @@ pub fn manifest() -> [(&'static str, u64); 14] {
         ("CONSOLE_WRITE_MAX", CONSOLE_WRITE_MAX),
         ("GUEST_RAM_BASE", GUEST_RAM_BASE),
         ("ERROR_NOT_SUPPORTED", Error::NotSupported as i64 as u64),
-        ("ERROR_INVALID_PARAMETER", Error::InvalidParameter as i64 as u64),
+        (
+            "ERROR_INVALID_PARAMETER",
+            Error::InvalidParameter as i64 as u64,
+        ),
         ("ERROR_INVALID_ADDRESS", Error::InvalidAddress as i64 as u64),
         ("START_INFO_MAGIC", START_INFO_MAGIC as u64),
         ("START_INFO_SIZE", core::mem::size_of::<StartInfo>() as u64),
-        ("START_INFO_OFFSET_NAME", core::mem::offset_of!(StartInfo, name) as u64),
+        (
+            "START_INFO_OFFSET_NAME",
+            core::mem::offset_of!(StartInfo, name) as u64,
+        ),
         (
             "START_INFO_OFFSET_CMDLINE",
             core::mem::offset_of!(StartInfo, cmdline) as u64,
@@ -171,7 +177,11 @@ mod tests {
 
     #[test]
     fn error_codes_round_trip() {
-        for e in [Error::NotSupported, Error::InvalidParameter, Error::InvalidAddress] {
+        for e in [
+            Error::NotSupported,
+            Error::InvalidParameter,
+            Error::InvalidAddress,
+        ] {
             assert_eq!(Error::from_raw(e as i64), Some(e));
         }
         assert_eq!(Error::from_raw(0), None);

@@ -139,7 +139,10 @@ mod tests {
     fn transmit_waits_for_fifo_room() {
         let mut regs = fake();
         regs.fr = ReadPure(FR_TXFF);
-        assert_eq!(Pl011::new(UniqueMmioPointer::from(&mut regs)).try_write_byte(b'x'), Err(WouldBlock));
+        assert_eq!(
+            Pl011::new(UniqueMmioPointer::from(&mut regs)).try_write_byte(b'x'),
+            Err(WouldBlock)
+        );
         assert_eq!(regs.dr.0, 0, "nothing written into a full FIFO");
         regs.fr = ReadPure(0);
         Pl011::new(UniqueMmioPointer::from(&mut regs)).write_bytes(b"\n");
@@ -149,9 +152,15 @@ mod tests {
     #[test]
     fn receive_reads_only_when_the_fifo_has_data() {
         let mut regs = fake();
-        assert_eq!(Pl011::new(UniqueMmioPointer::from(&mut regs)).read_byte(), None);
+        assert_eq!(
+            Pl011::new(UniqueMmioPointer::from(&mut regs)).read_byte(),
+            None
+        );
         regs.fr = ReadPure(0);
         regs.dr = ReadPureWrite(u32::from(b'k'));
-        assert_eq!(Pl011::new(UniqueMmioPointer::from(&mut regs)).read_byte(), Some(b'k'));
+        assert_eq!(
+            Pl011::new(UniqueMmioPointer::from(&mut regs)).read_byte(),
+            Some(b'k')
+        );
     }
 }

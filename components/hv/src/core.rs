@@ -2,8 +2,7 @@
 //! vCPU the scheduler picks until it traps, and acts on the trap.
 
 use crate::{
-    info,
-    log::{self, Level},
+    info, log,
     memory::GuestRam,
     platform::{ExitKind, Platform, RawExit, VcpuRegs},
     sched::{Scheduler, VcpuId},
@@ -309,11 +308,8 @@ impl<P: Platform, S: Scheduler> Hypervisor<P, S> {
         self.flush_console(vcpu);
         let vm = &mut self.vms[vcpu.0 as usize];
         vm.state = VmState::Stopped;
-        log::emit(
-            Level::Error,
-            "hv",
-            format_args!("VM {} stopped: {why}", vm.name),
-        );
+        // A guest's own fault, not the hypervisor's: reported, not an error.
+        info!("VM {} stopped: {why}", vm.name);
         Next::Stop
     }
 
@@ -618,7 +614,7 @@ mod tests {
         );
         assert!(
             lines[1].starts_with(
-                "[hv] error: VM bad stopped: stage-2 data abort (write, translation fault) at IPA 0x9000000"
+                "[hv] VM bad stopped: stage-2 data abort (write, translation fault) at IPA 0x9000000"
             ),
             "{}",
             lines[1]
@@ -674,7 +670,7 @@ mod tests {
         hv.run();
         let lines = take_lines();
         assert!(lines.iter().any(|l| l.starts_with(
-            "[hv] error: VM sys stopped: unexpected trap: EC 0x18 (system register access), ESR 0x62000000, ELR 0x40000000"
+            "[hv] VM sys stopped: unexpected trap: EC 0x18 (system register access), ESR 0x62000000, ELR 0x40000000"
         )), "{lines:?}");
     }
 

@@ -84,7 +84,10 @@ impl Stage2 {
     /// Maps guest-physical `ipa..ipa+size` to host-physical `pa..pa+size` as
     /// normal cacheable read/write memory.
     pub fn map_ram(&mut self, ipa: u64, pa: u64, size: u64) -> Result<(), MapError> {
-        if ipa % BLOCK_SIZE != 0 || pa % BLOCK_SIZE != 0 || size % BLOCK_SIZE != 0 {
+        if [ipa, pa, size]
+            .iter()
+            .any(|v| !v.is_multiple_of(BLOCK_SIZE))
+        {
             return Err(MapError::Misaligned);
         }
         let end = ipa.checked_add(size).ok_or(MapError::OutsideIpaSpace)?;

@@ -81,7 +81,7 @@ pub fn class_name(ec: u8) -> &'static str {
     match ec {
         0x00 => "unknown reason",
         EC_WFX => "WFI/WFE",
-        0x03 | 0x04 | 0x05 | 0x06 => "AArch32 coprocessor access",
+        0x03..=0x06 => "AArch32 coprocessor access",
         0x07 => "FP/SIMD access",
         0x0e => "illegal execution state",
         EC_HVC32 | EC_HVC64 => "HVC",

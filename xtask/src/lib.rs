@@ -1,0 +1,16 @@
+//! The Tessera composer and developer commands, as a library so that the
+//! integration tests can reach the image writers.
+
+pub mod bench;
+pub mod compose;
+pub mod elf;
+pub mod manifest;
+pub mod qemu;
+pub mod scenario;
+pub mod test;
+pub mod tools;
+pub mod uimage;
+pub mod workspace;
+
+/// The board `build` and `run` use when none is given, and `test` checks.
+pub const DEFAULT_BOARD: &str = "qemu-virt-a64";

@@ -1,0 +1,146 @@
+//! The `manifest`: what was composed and how big each part is.
+
+use crate::compose::{arch_name, GUESTS_SECTION, VMS_SECTION};
+use crate::elf::{self, SectionSizes};
+use anyhow::{Context, Result};
+use config::composition::Composition;
+use std::fmt::Write;
+
+/// Sizes in bytes.
+pub struct Sizes {
+    /// Allocated sections of the image but the VM table and the guests.
+    pub hypervisor: SectionSizes,
+    pub vm_table: u64,
+    /// Each distinct guest's flat image, in the order the VMs name them.
+    pub guests: Vec<(String, u64)>,
+    /// `tessera.bin`, everything included.
+    pub bin_total: u64,
+}
+
+impl Sizes {
+    pub fn measure(composition: &Composition, image_elf: &[u8], bin_total: u64) -> Result<Self> {
+        let hypervisor = elf::section_sizes(image_elf, &[VMS_SECTION, GUESTS_SECTION])
+            .context("reading the image's section sizes")?;
+        let vm_table = hypervisor.named[0].1;
+        let mut guests: Vec<(String, u64)> = Vec::new();
+        for vm in &composition.vms {
+            if guests.iter().all(|(guest, _)| *guest != vm.guest) {
+                let bytes = std::fs::metadata(&vm.image)
+                    .with_context(|| format!("reading {}", vm.image.display()))?
+                    .len();
+                guests.push((vm.guest.clone(), bytes));
+            }
+        }
+        Ok(Sizes {
+            hypervisor,
+            vm_table,
+            guests,
+            bin_total,
+        })
+    }
+
+    fn guest(&self, name: &str) -> u64 {
+        self.guests
+            .iter()
+            .find(|(guest, _)| guest == name)
+            .map_or(0, |&(_, bytes)| bytes)
+    }
+}
+
+pub fn render(c: &Composition, sizes: &Sizes) -> String {
+    let mut out = String::new();
+    let mut line = |text: String| {
+        out.push_str(&text);
+        out.push('\n');
+    };
+    line(format!("board        {}", c.board));
+    line(format!(
+        "arch         {} ({})",
+        arch_name(c.arch),
+        c.arch.rust_target()
+    ));
+    line(format!("composition  {}", c.name));
+    line(format!("cpus         {}", c.cpus));
+    line(format!(
+        "hypervisor   {}",
+        range(c.hypervisor.base, c.hypervisor.end())
+    ));
+    line(String::new());
+    line("components".into());
+    line(format!(
+        "  scheduler    {} (time slice {} us)",
+        c.scheduler, c.time_slice_us
+    ));
+    line(format!(
+        "  uart driver  {} at {:#x}",
+        c.uart.driver, c.uart.base
+    ));
+    line(format!("  gic          v{}", c.gic.version));
+    line(format!("  pv           {}", list(&c.pv)));
+    line(format!("  features     {}", c.features().join(",")));
+    line(String::new());
+    line("vms".into());
+    let mut table = vec![[
+        "name".to_string(),
+        "guest".into(),
+        "vcpus".into(),
+        "ram (host-physical)".into(),
+        "image bytes".into(),
+        "cmdline".into(),
+    ]];
+    for vm in &c.vms {
+        table.push([
+            vm.name.clone(),
+            vm.guest.clone(),
+            vm.vcpus.to_string(),
+            range(vm.ram.base, vm.ram.end()),
+            sizes.guest(&vm.guest).to_string(),
+            format!("{:?}", vm.cmdline),
+        ]);
+    }
+    for row in columns(&table) {
+        line(format!("  {row}"));
+    }
+    line(String::new());
+    let h = &sizes.hypervisor;
+    line("sizes (bytes)".into());
+    line(format!("  hypervisor without guests  {}", h.total()));
+    line(format!("    text                     {}", h.text));
+    line(format!("    rodata                   {}", h.rodata));
+    line(format!("    data                     {}", h.data));
+    line(format!("    bss                      {}", h.bss));
+    line(format!("  vm table                   {}", sizes.vm_table));
+    for (guest, bytes) in &sizes.guests {
+        line(format!("  guest {guest:<20} {bytes}"));
+    }
+    line(format!("  tessera.bin                {}", sizes.bin_total));
+    out
+}
+
+fn range(base: u64, end: u64) -> String {
+    format!("{base:#010x}..{end:#010x}")
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// Rows with each column padded to its widest cell.
+pub fn columns<const N: usize>(rows: &[[String; N]]) -> Vec<String> {
+    let widths: Vec<usize> = (0..N)
+        .map(|i| rows.iter().map(|row| row[i].len()).max().unwrap_or(0))
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let mut text = String::new();
+            for (cell, width) in row.iter().zip(&widths) {
+                let _ = write!(text, "{cell:<width$}  ");
+            }
+            text.trim_end().to_string()
+        })
+        .collect()
+}

@@ -1,0 +1,53 @@
+//! QEMU command lines from a profile's `[qemu]` section.
+
+use crate::compose::Built;
+use crate::tools;
+use anyhow::{Context, Result};
+use config::profile::{Profile, QemuSpec};
+use std::process::Command;
+
+/// The board's `[qemu]` section, or an error saying the board cannot run there.
+pub fn spec(profile: &Profile) -> Result<&QemuSpec> {
+    profile.qemu.as_ref().with_context(|| {
+        format!(
+            "{} has no [qemu] section, so it cannot run in QEMU",
+            profile.path.display()
+        )
+    })
+}
+
+/// QEMU booting `built` directly with `-kernel` (an ELF: QEMU loads it at its
+/// own addresses and enters it at EL2), no network. Callers choose the
+/// serial/display options.
+pub fn command(spec: &QemuSpec, built: &Built) -> Result<Command> {
+    tools::ensure(&[tools::qemu(&spec.binary)])?;
+    let mut cmd = Command::new(&spec.binary);
+    cmd.args(["-M", &spec.machine, "-cpu", &spec.cpu, "-m", &spec.memory])
+        .args(["-smp", &built.composition.cpus.to_string()])
+        .args(["-nic", "none", "-kernel"])
+        .arg(built.elf())
+        .args(&spec.extra);
+    Ok(cmd)
+}
+
+/// `-icount shift=0`: one instruction per nanosecond of virtual time, so
+/// tick counts and the serial output are the same on every run.
+pub const ICOUNT: [&str; 2] = ["-icount", "shift=0,align=off,sleep=off"];
+
+/// Serial on stdout, nothing else, for reading it from a program.
+pub const HEADLESS: [&str; 6] = ["-display", "none", "-serial", "stdio", "-monitor", "none"];
+
+/// Boots `built` with the serial port on this terminal.
+pub fn run_interactive(spec: &QemuSpec, built: &Built) -> Result<()> {
+    let mut cmd = command(spec, built)?;
+    cmd.arg("-nographic");
+    eprintln!(
+        "xtask: booting {} in {}; the serial port is this terminal, Ctrl-A X quits",
+        built.composition.name, spec.binary
+    );
+    let status = cmd
+        .status()
+        .with_context(|| format!("starting {}", spec.binary))?;
+    anyhow::ensure!(status.success(), "{} exited with {status}", spec.binary);
+    Ok(())
+}

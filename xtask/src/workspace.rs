@@ -1,0 +1,93 @@
+//! Where things are: the workspace, its target directory and the outputs
+//! the composer writes there.
+
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+pub struct Workspace {
+    pub root: PathBuf,
+    /// `CARGO_TARGET_DIR` if set, else `<root>/target`; handed to every
+    /// cargo run so nested builds land in the same place.
+    pub target: PathBuf,
+}
+
+impl Workspace {
+    pub fn locate() -> Result<Self> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .context("xtask is not inside a workspace")?
+            .to_path_buf();
+        let target = match std::env::var_os("CARGO_TARGET_DIR") {
+            // Cargo reads a relative CARGO_TARGET_DIR from the current directory.
+            Some(dir) => std::env::current_dir()?.join(dir),
+            None => root.join("target"),
+        };
+        Ok(Workspace { root, target })
+    }
+
+    pub fn boards_dir(&self) -> PathBuf {
+        self.root.join("boards")
+    }
+
+    pub fn scenarios_dir(&self) -> PathBuf {
+        self.root.join("ci").join("scenarios")
+    }
+
+    pub fn bench_scenario(&self) -> PathBuf {
+        self.root.join("ci").join("bench.toml")
+    }
+
+    /// The guests a profile may name: the crates under `guests/` but the runtime.
+    pub fn guest_names(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("guests");
+        let mut names = Vec::new();
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
+        {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type()?.is_dir() && name != "rt" {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Inputs of the image build of composition `name` (composition.toml, guests/).
+    pub fn compose_dir(&self, name: &str) -> PathBuf {
+        self.target.join("compose").join(name)
+    }
+
+    /// The deliverables of composition `name`.
+    pub fn images_dir(&self, name: &str) -> PathBuf {
+        self.target.join("images").join(name)
+    }
+
+    pub fn scenario_logs_dir(&self) -> PathBuf {
+        self.target.join("scenarios")
+    }
+
+    /// Where `cargo build --release --target <triple>` puts binaries.
+    pub fn release_dir(&self, triple: &str) -> PathBuf {
+        self.target.join(triple).join("release")
+    }
+
+    /// The cargo that runs us, so nested builds use the same toolchain.
+    pub fn cargo(&self) -> String {
+        std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+    }
+}
+
+/// Reads a file, naming it in the error.
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Writes a file and creates its directory, naming it in the error.
+pub fn write(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
+}
