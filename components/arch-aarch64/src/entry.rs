@@ -9,6 +9,79 @@ use core::arch::global_asm;
 
 global_asm!(
     r#"
+// x2..x30 at their index * 8 from \base (x0/x1 are handled by the caller).
+.macro store_x2_x30 base
+    stp     x2, x3, [\base, #16]
+    stp     x4, x5, [\base, #32]
+    stp     x6, x7, [\base, #48]
+    stp     x8, x9, [\base, #64]
+    stp     x10, x11, [\base, #80]
+    stp     x12, x13, [\base, #96]
+    stp     x14, x15, [\base, #112]
+    stp     x16, x17, [\base, #128]
+    stp     x18, x19, [\base, #144]
+    stp     x20, x21, [\base, #160]
+    stp     x22, x23, [\base, #176]
+    stp     x24, x25, [\base, #192]
+    stp     x26, x27, [\base, #208]
+    stp     x28, x29, [\base, #224]
+    str     x30, [\base, #240]
+.endm
+.macro load_x2_x30 base
+    ldp     x2, x3, [\base, #16]
+    ldp     x4, x5, [\base, #32]
+    ldp     x6, x7, [\base, #48]
+    ldp     x8, x9, [\base, #64]
+    ldp     x10, x11, [\base, #80]
+    ldp     x12, x13, [\base, #96]
+    ldp     x14, x15, [\base, #112]
+    ldp     x16, x17, [\base, #128]
+    ldp     x18, x19, [\base, #144]
+    ldp     x20, x21, [\base, #160]
+    ldp     x22, x23, [\base, #176]
+    ldp     x24, x25, [\base, #192]
+    ldp     x26, x27, [\base, #208]
+    ldp     x28, x29, [\base, #224]
+    ldr     x30, [\base, #240]
+.endm
+// q0..q31 at their index * 16 from \base.
+.macro store_q base
+    stp     q0, q1, [\base, #0]
+    stp     q2, q3, [\base, #32]
+    stp     q4, q5, [\base, #64]
+    stp     q6, q7, [\base, #96]
+    stp     q8, q9, [\base, #128]
+    stp     q10, q11, [\base, #160]
+    stp     q12, q13, [\base, #192]
+    stp     q14, q15, [\base, #224]
+    stp     q16, q17, [\base, #256]
+    stp     q18, q19, [\base, #288]
+    stp     q20, q21, [\base, #320]
+    stp     q22, q23, [\base, #352]
+    stp     q24, q25, [\base, #384]
+    stp     q26, q27, [\base, #416]
+    stp     q28, q29, [\base, #448]
+    stp     q30, q31, [\base, #480]
+.endm
+.macro load_q base
+    ldp     q0, q1, [\base, #0]
+    ldp     q2, q3, [\base, #32]
+    ldp     q4, q5, [\base, #64]
+    ldp     q6, q7, [\base, #96]
+    ldp     q8, q9, [\base, #128]
+    ldp     q10, q11, [\base, #160]
+    ldp     q12, q13, [\base, #192]
+    ldp     q14, q15, [\base, #224]
+    ldp     q16, q17, [\base, #256]
+    ldp     q18, q19, [\base, #288]
+    ldp     q20, q21, [\base, #320]
+    ldp     q22, q23, [\base, #352]
+    ldp     q24, q25, [\base, #384]
+    ldp     q26, q27, [\base, #416]
+    ldp     q28, q29, [\base, #448]
+    ldp     q30, q31, [\base, #480]
+.endm
+
 .section .text.boot, "ax"
 .global _start
 _start:
@@ -93,21 +166,7 @@ __tessera_vectors:
 
 .text
 __tessera_el2_fault:
-    stp     x2, x3, [sp, #16]
-    stp     x4, x5, [sp, #32]
-    stp     x6, x7, [sp, #48]
-    stp     x8, x9, [sp, #64]
-    stp     x10, x11, [sp, #80]
-    stp     x12, x13, [sp, #96]
-    stp     x14, x15, [sp, #112]
-    stp     x16, x17, [sp, #128]
-    stp     x18, x19, [sp, #144]
-    stp     x20, x21, [sp, #160]
-    stp     x22, x23, [sp, #176]
-    stp     x24, x25, [sp, #192]
-    stp     x26, x27, [sp, #208]
-    stp     x28, x29, [sp, #224]
-    str     x30, [sp, #240]
+    store_x2_x30 sp
     mov     x1, sp
     bl      tessera_el2_fault
     b       .Lpark
@@ -130,43 +189,14 @@ __tessera_enter_guest:
     stp     d14, d15, [sp, #144]
     msr     tpidr_el2, x0
     add     x1, x0, #{fp}
-    ldp     q0, q1, [x1, #0]
-    ldp     q2, q3, [x1, #32]
-    ldp     q4, q5, [x1, #64]
-    ldp     q6, q7, [x1, #96]
-    ldp     q8, q9, [x1, #128]
-    ldp     q10, q11, [x1, #160]
-    ldp     q12, q13, [x1, #192]
-    ldp     q14, q15, [x1, #224]
-    ldp     q16, q17, [x1, #256]
-    ldp     q18, q19, [x1, #288]
-    ldp     q20, q21, [x1, #320]
-    ldp     q22, q23, [x1, #352]
-    ldp     q24, q25, [x1, #384]
-    ldp     q26, q27, [x1, #416]
-    ldp     q28, q29, [x1, #448]
-    ldp     q30, q31, [x1, #480]
+    load_q x1
     ldp     x2, x3, [x0, #{fpsr}]
     msr     fpsr, x2
     msr     fpcr, x3
     ldp     x2, x3, [x0, #{pc}]
     msr     elr_el2, x2
     msr     spsr_el2, x3
-    ldp     x2, x3, [x0, #16]
-    ldp     x4, x5, [x0, #32]
-    ldp     x6, x7, [x0, #48]
-    ldp     x8, x9, [x0, #64]
-    ldp     x10, x11, [x0, #80]
-    ldp     x12, x13, [x0, #96]
-    ldp     x14, x15, [x0, #112]
-    ldp     x16, x17, [x0, #128]
-    ldp     x18, x19, [x0, #144]
-    ldp     x20, x21, [x0, #160]
-    ldp     x22, x23, [x0, #176]
-    ldp     x24, x25, [x0, #192]
-    ldp     x26, x27, [x0, #208]
-    ldp     x28, x29, [x0, #224]
-    ldr     x30, [x0, #240]
+    load_x2_x30 x0
     ldp     x0, x1, [x0, #0]
     eret
     dsb     nsh
@@ -174,21 +204,7 @@ __tessera_enter_guest:
 
 __tessera_guest_exit:
     mrs     x0, tpidr_el2
-    stp     x2, x3, [x0, #16]
-    stp     x4, x5, [x0, #32]
-    stp     x6, x7, [x0, #48]
-    stp     x8, x9, [x0, #64]
-    stp     x10, x11, [x0, #80]
-    stp     x12, x13, [x0, #96]
-    stp     x14, x15, [x0, #112]
-    stp     x16, x17, [x0, #128]
-    stp     x18, x19, [x0, #144]
-    stp     x20, x21, [x0, #160]
-    stp     x22, x23, [x0, #176]
-    stp     x24, x25, [x0, #192]
-    stp     x26, x27, [x0, #208]
-    stp     x28, x29, [x0, #224]
-    str     x30, [x0, #240]
+    store_x2_x30 x0
     ldp     x2, x3, [sp], #16
     stp     x2, x3, [x0, #0]
     mrs     x2, elr_el2
@@ -198,22 +214,7 @@ __tessera_guest_exit:
     mrs     x3, fpcr
     stp     x2, x3, [x0, #{fpsr}]
     add     x2, x0, #{fp}
-    stp     q0, q1, [x2, #0]
-    stp     q2, q3, [x2, #32]
-    stp     q4, q5, [x2, #64]
-    stp     q6, q7, [x2, #96]
-    stp     q8, q9, [x2, #128]
-    stp     q10, q11, [x2, #160]
-    stp     q12, q13, [x2, #192]
-    stp     q14, q15, [x2, #224]
-    stp     q16, q17, [x2, #256]
-    stp     q18, q19, [x2, #288]
-    stp     q20, q21, [x2, #320]
-    stp     q22, q23, [x2, #352]
-    stp     q24, q25, [x2, #384]
-    stp     q26, q27, [x2, #416]
-    stp     q28, q29, [x2, #448]
-    stp     q30, q31, [x2, #480]
+    store_q x2
     mov     x0, x1
     ldp     x19, x20, [sp, #0]
     ldp     x21, x22, [sp, #16]
