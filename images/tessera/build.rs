@@ -110,6 +110,7 @@ fn composition_rs(c: &Composition, guests: &[PathBuf]) -> String {
     writeln!(w, "pub const SCHEDULER: &str = {:?};", c.scheduler).unwrap();
     writeln!(w, "pub const TIME_SLICE_US: u64 = {};", c.time_slice_us).unwrap();
     writeln!(w, "pub const PV: &str = {:?};", c.pv.join(", ")).unwrap();
+    writeln!(w, "pub const SELFTEST: Option<&str> = {:?};", c.selftest).unwrap();
     match c.scheduler.as_str() {
         "rr" => writeln!(w, "pub type Scheduler = sched_rr::RoundRobin;").unwrap(),
         other => panic!("no scheduler component `{other}`"),

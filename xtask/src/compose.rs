@@ -66,7 +66,13 @@ pub fn build(
     vms: Option<&VmSource>,
     name: &str,
 ) -> Result<Built> {
-    let composition = plan(ws, profile, vms, name)?;
+    build_planned(ws, plan(ws, profile, vms, name)?)
+}
+
+/// Builds a composition [`plan`] made (and a caller may have adjusted).
+pub fn build_planned(ws: &Workspace, composition: Composition) -> Result<Built> {
+    let name = composition.name.clone();
+    let name = name.as_str();
     if composition.arch == Arch::Armv7a {
         bail!(
             "board {} is ARMv7-A: the ARMv7-A hypervisor (arch-armv7) is not built yet; \

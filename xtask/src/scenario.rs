@@ -136,8 +136,14 @@ fn boot(ws: &Workspace, scenario: &Scenario) -> Result<Outcome> {
     // An unknown board is reported at the scenario's `board = ...` line.
     let profile = scenario.load_board(&ws.boards_dir())?;
     let composition_name = format!("{}+{}", scenario.board, scenario.name);
-    let built = compose::build(ws, &profile, scenario.vms.as_ref(), &composition_name)?;
-    let mut cmd = qemu::command(qemu::spec(&profile)?, &built)?;
+    let mut composition = compose::plan(ws, &profile, scenario.vms.as_ref(), &composition_name)?;
+    composition.selftest = scenario.selftest.clone();
+    let built = compose::build_planned(ws, composition)?;
+    let mut spec = qemu::spec(&profile)?.clone();
+    if let Some(machine) = &scenario.machine {
+        spec.machine = machine.clone();
+    }
+    let mut cmd = qemu::command(&spec, &built)?;
     cmd.args(qemu::HEADLESS);
     if scenario.icount {
         cmd.args(qemu::ICOUNT);

@@ -109,6 +109,9 @@ pub struct Composition {
     /// PV back-end component names ("console").
     pub pv: Vec<String>,
     pub vms: Vec<VmPlan>,
+    /// A hypervisor self-test to run instead of the VMs (test scenarios only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selftest: Option<String>,
 }
 
 impl Composition {

@@ -535,3 +535,15 @@ fn scenario_must_expect_something() {
     let err = load_scenario(&path).unwrap_err();
     assert_eq!((err.line, err.field.as_str()), (5, "expect"));
 }
+
+#[test]
+fn scenario_unknown_selftest_is_refused() {
+    let path = fixture("scenarios/bad_selftest.toml");
+    let err = load_scenario(&path).unwrap_err();
+    assert_eq!(
+        (err.file.as_path(), err.line, err.field.as_str()),
+        (path.as_path(), 4, "selftest")
+    );
+    says(&err, &["unknown self-test `el2-faults`"]);
+    assert!(err.help.as_deref().unwrap_or("").contains("el2-fault"));
+}

@@ -55,6 +55,10 @@ extern "C" fn tessera_main(_dtb: u64) -> ! {
         c::GIC_VERSION,
         c::PV
     );
+    if c::SELFTEST == Some("el2-fault") {
+        info!("self-test: the hypervisor reads an address it does not map");
+        el2::selftest_fault();
+    }
     let platform = board::Board::new();
     let mut hv: Hypervisor<board::Board, c::Scheduler> =
         Hypervisor::new(platform, vm_descs(), c::TIME_SLICE_US);

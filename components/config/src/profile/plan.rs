@@ -108,6 +108,7 @@ pub fn plan(
                 image: guest_image(vm.guest.get_ref()),
             })
             .collect(),
+        selftest: None,
     })
 }
 

@@ -26,6 +26,10 @@ pub struct Scenario {
     pub icount: bool,
     /// The scenario's own VMs, replacing the board's.
     pub vms: Option<VmSource>,
+    /// QEMU `-M` instead of the board's, to boot it wrongly on purpose.
+    pub machine: Option<String>,
+    /// A hypervisor self-test compiled into this scenario's image.
+    pub selftest: Option<String>,
     text: String,
     board_span: std::ops::Range<usize>,
 }
@@ -42,7 +46,12 @@ struct ScenarioFile {
     #[serde(default = "yes")]
     icount: bool,
     vm: Option<Spanned<Vec<VmSpec>>>,
+    machine: Option<String>,
+    selftest: Option<Spanned<String>>,
 }
+
+/// Self-tests the image knows (see images/tessera).
+pub const SELFTESTS: &[&str] = &["el2-fault"];
 
 fn yes() -> bool {
     true
@@ -109,6 +118,17 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
             ));
     }
 
+    if let Some(selftest) = &file.selftest {
+        if !SELFTESTS.contains(&selftest.get_ref().as_str()) {
+            return Err(src
+                .error(
+                    selftest.span(),
+                    "selftest",
+                    format!("unknown self-test `{}`", selftest.get_ref()),
+                )
+                .with_help(format!("self-tests: {}", SELFTESTS.join(", "))));
+        }
+    }
     let vms = file
         .vm
         .map(|vm| VmSource::new(path.to_path_buf(), text.clone(), Some(vm)));
@@ -125,6 +145,8 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
         forbid: file.forbid.into_iter().map(Spanned::into_inner).collect(),
         icount: file.icount,
         vms,
+        machine: file.machine,
+        selftest: file.selftest.map(Spanned::into_inner),
         board_span: file.board.span(),
         text,
     })
