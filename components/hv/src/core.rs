@@ -5,7 +5,7 @@ use crate::{
     info, log,
     memory::GuestRam,
     platform::{ExitKind, Platform, RawExit, VcpuRegs},
-    sched::{Scheduler, VcpuId},
+    sched::{CpuId, Pick, SchedConfig, Scheduler, VcpuId, VcpuParams},
     stage2::Stage2,
     trap::{self, Trap},
     vmid::{Vmid, VmidAllocator},
@@ -30,6 +30,8 @@ enum VmState {
 }
 
 struct Vm<C> {
+    /// Index in the image's VM table.
+    id: u32,
     name: &'static str,
     stage2: Stage2,
     vmid: Option<Vmid>,
@@ -52,7 +54,7 @@ enum Next {
 pub struct Hypervisor<P: Platform, S: Scheduler> {
     platform: P,
     sched: S,
-    /// One vCPU per VM for now: `VcpuId(i)` belongs to `vms[i]`.
+    /// The VMs that were built; one vCPU each for now: `VcpuId(i)` is `vms[i]`'s.
     vms: Vec<Vm<P::Context>>,
     vmids: VmidAllocator,
     /// The vCPU whose EL1 state and stage-2 are in the CPU.
@@ -63,91 +65,82 @@ pub struct Hypervisor<P: Platform, S: Scheduler> {
 impl<P: Platform, S: Scheduler> Hypervisor<P, S> {
     /// Builds every VM: stage-2 tables, RAM contents, start info, vCPU.
     /// A VM that cannot be built is reported and left out; the others run.
-    pub fn new(platform: P, descs: Vec<VmDesc>, time_slice_us: u64) -> Self {
-        let slice = time_slice_us * platform.counter_frequency() / 1_000_000;
-        let mut hv = Hypervisor {
-            sched: S::new(descs.len(), slice),
-            platform,
-            vms: Vec::with_capacity(descs.len()),
-            vmids: VmidAllocator::new(),
-            loaded: None,
-            first_guest_line: None,
-        };
-        for (index, desc) in descs.into_iter().enumerate() {
+    pub fn new(mut platform: P, descs: Vec<VmDesc>, time_slice_us: u64) -> Self {
+        let mut vms = Vec::with_capacity(descs.len());
+        for (id, desc) in descs.into_iter().enumerate() {
             let name = desc.name;
-            match hv.build_vm(index as u32, desc) {
-                Ok(vm) => {
-                    let now = hv.platform.counter();
-                    hv.sched.make_runnable(VcpuId(hv.vms.len() as u32), now);
-                    hv.vms.push(vm);
-                }
+            match build_vm(&mut platform, id as u32, desc) {
+                Ok(vm) => vms.push(vm),
                 Err(why) => crate::error!("VM {name} not started: {why}"),
             }
         }
-        hv
-    }
-
-    fn build_vm(&mut self, id: u32, desc: VmDesc) -> Result<Vm<P::Context>, &'static str> {
-        let VmDesc {
-            name,
-            guest,
-            cmdline,
-            mut ram,
-            image,
-        } = desc;
-        let mut stage2 = Stage2::new();
-        stage2
-            .map_ram(GUEST_RAM_BASE, ram.pa_base, ram.size())
-            .map_err(|_| "its RAM cannot be mapped with 2 MiB blocks")?;
-        ram.load(image, &start_info(id, name, cmdline, ram.size()))
-            .map_err(|_| "its guest image does not fit in its RAM")?;
-        self.platform.sync_guest_memory(ram.bytes());
-        let vcpu = self
-            .platform
-            .new_context(GUEST_RAM_BASE, ram.start_info_ipa());
-        info!(
-            "vm {name}: guest {guest}, 1 vCPU, RAM {:#x}..{:#x} ({} MiB) at IPA {GUEST_RAM_BASE:#x}, image {} bytes",
-            ram.pa_base,
-            ram.pa_base + ram.size(),
-            ram.size() >> 20,
-            image.len()
-        );
-        Ok(Vm {
-            name,
-            stage2,
-            vmid: None,
-            ram,
-            console: LineBuffer::new(),
-            state: VmState::Running,
-            vcpu,
-        })
+        let ticks_per_second = platform.counter_frequency();
+        let params: Vec<VcpuParams> = vms.iter().map(|vm| VcpuParams::of_vm(vm.id)).collect();
+        let mut sched = S::new(&SchedConfig {
+            cpus: 1,
+            slice: time_slice_us * ticks_per_second / 1_000_000,
+            ticks_per_second,
+            vcpus: &params,
+            windows: &[],
+        });
+        let now = platform.counter();
+        for index in 0..vms.len() {
+            sched.wake(VcpuId(index as u32), now);
+        }
+        Hypervisor {
+            platform,
+            sched,
+            vms,
+            vmids: VmidAllocator::new(),
+            loaded: None,
+            first_guest_line: None,
+        }
     }
 
     pub fn platform(&mut self) -> &mut P {
         &mut self.platform
     }
 
-    /// Runs VMs until none is left to run.
+    /// Runs VMs until none is left.
     pub fn run(&mut self) {
-        while let Some(decision) = self.sched.pick_next(self.platform.counter()) {
-            let vcpu = decision.vcpu;
-            self.load(vcpu);
-            self.platform.set_deadline(decision.until);
-            let requeue = loop {
-                let exit = self.platform.run(&mut self.vms[vcpu.0 as usize].vcpu);
-                match self.handle_exit(vcpu, exit) {
-                    Next::Resume => continue,
-                    Next::Requeue => break true,
-                    Next::Stop => break false,
+        const CPU: CpuId = CpuId(0);
+        while self.running_vms() > 0 {
+            match self.sched.pick_next(CPU, self.platform.counter()) {
+                Pick::Run { vcpu, until } => {
+                    let runnable = self.run_vcpu(vcpu, until);
+                    let now = self.platform.counter();
+                    self.sched.descheduled(CPU, vcpu, now, runnable);
+                    if self.vms[vcpu.0 as usize].state == VmState::Stopped {
+                        self.sched.remove(vcpu);
+                    }
                 }
-            };
-            if requeue {
-                self.sched.make_runnable(vcpu, self.platform.counter());
-            } else {
-                self.sched.remove(vcpu);
+                Pick::Idle { until } => self.idle(until),
             }
         }
         self.platform.set_deadline(None);
+    }
+
+    /// Runs `vcpu` until its slice ends or it stops; whether it can go on.
+    fn run_vcpu(&mut self, vcpu: VcpuId, until: Option<u64>) -> bool {
+        self.load(vcpu);
+        self.platform.set_deadline(until);
+        loop {
+            let exit = self.platform.run(&mut self.vms[vcpu.0 as usize].vcpu);
+            match self.handle_exit(vcpu, exit) {
+                Next::Resume => continue,
+                Next::Requeue => return true,
+                Next::Stop => return false,
+            }
+        }
+    }
+
+    /// Nothing to run: wait for an interrupt (or the scheduler's deadline)
+    /// with the CPU in WFI, no tick.
+    fn idle(&mut self, until: Option<u64>) {
+        self.platform.set_deadline(until);
+        self.platform.wait_for_interrupt();
+        // Only the timer can end an idle period today; any interrupt does.
+        let _ = self.handle_irq();
     }
 
     /// Puts `vcpu`'s state and stage-2 into the CPU unless they are there.
@@ -322,6 +315,45 @@ impl<P: Platform, S: Scheduler> Hypervisor<P, S> {
     }
 }
 
+fn build_vm<P: Platform>(
+    platform: &mut P,
+    id: u32,
+    desc: VmDesc,
+) -> Result<Vm<P::Context>, &'static str> {
+    let VmDesc {
+        name,
+        guest,
+        cmdline,
+        mut ram,
+        image,
+    } = desc;
+    let mut stage2 = Stage2::new();
+    stage2
+        .map_ram(GUEST_RAM_BASE, ram.pa_base, ram.size())
+        .map_err(|_| "its RAM cannot be mapped with 2 MiB blocks")?;
+    ram.load(image, &start_info(id, name, cmdline, ram.size()))
+        .map_err(|_| "its guest image does not fit in its RAM")?;
+    platform.sync_guest_memory(ram.bytes());
+    let vcpu = platform.new_context(GUEST_RAM_BASE, ram.start_info_ipa());
+    info!(
+        "vm {name}: guest {guest}, 1 vCPU, RAM {:#x}..{:#x} ({} MiB) at IPA {GUEST_RAM_BASE:#x}, image {} bytes",
+        ram.pa_base,
+        ram.pa_base + ram.size(),
+        ram.size() >> 20,
+        image.len()
+    );
+    Ok(Vm {
+        id,
+        name,
+        stage2,
+        vmid: None,
+        ram,
+        console: LineBuffer::new(),
+        state: VmState::Running,
+        vcpu,
+    })
+}
+
 fn start_info(id: u32, name: &str, cmdline: &str, ram_size: u64) -> StartInfo {
     let mut info = StartInfo {
         magic: abi::START_INFO_MAGIC,
@@ -357,7 +389,6 @@ fn pair_mut<T>(items: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sched::Decision;
     use std::{cell::RefCell, collections::VecDeque, string::String, vec};
 
     std::thread_local! {
@@ -379,20 +410,28 @@ mod tests {
     /// First in, first out, with a fixed slice: enough to drive the core.
     struct Fifo(VecDeque<VcpuId>, u64);
     impl Scheduler for Fifo {
-        fn new(_: usize, slice: u64) -> Self {
-            Fifo(VecDeque::new(), slice)
+        fn new(config: &SchedConfig) -> Self {
+            Fifo(VecDeque::new(), config.slice)
         }
-        fn make_runnable(&mut self, v: VcpuId, _: u64) {
+        fn wake(&mut self, v: VcpuId, _: u64) {
             self.0.push_back(v);
+        }
+        fn descheduled(&mut self, _: CpuId, v: VcpuId, _: u64, runnable: bool) {
+            if runnable {
+                self.0.push_back(v);
+            }
         }
         fn remove(&mut self, v: VcpuId) {
             self.0.retain(|&x| x != v);
         }
-        fn pick_next(&mut self, now: u64) -> Option<Decision> {
-            self.0.pop_front().map(|vcpu| Decision {
-                vcpu,
-                until: Some(now + self.1),
-            })
+        fn pick_next(&mut self, _: CpuId, now: u64) -> Pick {
+            match self.0.pop_front() {
+                Some(vcpu) => Pick::Run {
+                    vcpu,
+                    until: Some(now + self.1),
+                },
+                None => Pick::Idle { until: None },
+            }
         }
     }
 
@@ -497,6 +536,13 @@ mod tests {
         }
         fn set_deadline(&mut self, deadline: Option<u64>) {
             self.deadline = deadline;
+        }
+        fn wait_for_interrupt(&mut self) {
+            let deadline = self
+                .deadline
+                .expect("idle with no deadline would never wake");
+            self.now = self.now.max(deadline);
+            self.pending_irq = Some(26);
         }
         fn ack_irq(&mut self) -> Option<u32> {
             self.pending_irq.take()

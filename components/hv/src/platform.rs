@@ -58,6 +58,10 @@ pub trait Platform {
     /// disarms it with `None`.
     fn set_deadline(&mut self, deadline: Option<u64>);
 
+    /// Waits (WFI) until an interrupt is pending; it is not taken, the
+    /// caller acknowledges it.
+    fn wait_for_interrupt(&mut self);
+
     /// Acknowledges the highest-priority pending physical interrupt.
     fn ack_irq(&mut self) -> Option<u32>;
 

@@ -1,31 +1,44 @@
 //! Round-robin: runnable vCPUs take turns, one time slice each, in the
-//! order they became runnable. A vCPU alone on the CPU gets no deadline,
-//! so a lone guest runs without a periodic tick.
+//! order they became runnable, from one queue shared by all physical CPUs.
+//! A vCPU alone gets no deadline, so a lone guest runs without a periodic
+//! tick.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
 use alloc::collections::VecDeque;
-use hv::sched::{Decision, Scheduler, VcpuId};
+use hv::sched::{CpuId, Pick, SchedConfig, Scheduler, VcpuId};
 
 pub struct RoundRobin {
     queue: VecDeque<VcpuId>,
     slice: u64,
 }
 
+impl RoundRobin {
+    fn enqueue(&mut self, vcpu: VcpuId) {
+        if !self.queue.contains(&vcpu) {
+            self.queue.push_back(vcpu);
+        }
+    }
+}
+
 impl Scheduler for RoundRobin {
-    fn new(vcpus: usize, slice: u64) -> Self {
+    fn new(config: &SchedConfig) -> Self {
         // Sized once so the hot path never allocates.
         RoundRobin {
-            queue: VecDeque::with_capacity(vcpus),
-            slice,
+            queue: VecDeque::with_capacity(config.vcpus.len()),
+            slice: config.slice,
         }
     }
 
-    fn make_runnable(&mut self, vcpu: VcpuId, _now: u64) {
-        if !self.queue.contains(&vcpu) {
-            self.queue.push_back(vcpu);
+    fn wake(&mut self, vcpu: VcpuId, _now: u64) {
+        self.enqueue(vcpu);
+    }
+
+    fn descheduled(&mut self, _cpu: CpuId, vcpu: VcpuId, _now: u64, runnable: bool) {
+        if runnable {
+            self.enqueue(vcpu);
         }
     }
 
@@ -33,16 +46,34 @@ impl Scheduler for RoundRobin {
         self.queue.retain(|&v| v != vcpu);
     }
 
-    fn pick_next(&mut self, now: u64) -> Option<Decision> {
-        let vcpu = self.queue.pop_front()?;
-        let until = (!self.queue.is_empty()).then(|| now + self.slice);
-        Some(Decision { vcpu, until })
+    fn pick_next(&mut self, _cpu: CpuId, now: u64) -> Pick {
+        match self.queue.pop_front() {
+            Some(vcpu) => Pick::Run {
+                vcpu,
+                until: (!self.queue.is_empty()).then(|| now + self.slice),
+            },
+            None => Pick::Idle { until: None },
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hv::sched::VcpuParams;
+
+    const CPU: CpuId = CpuId(0);
+
+    fn rr(vcpus: usize, slice: u64) -> RoundRobin {
+        let params: Vec<_> = (0..vcpus as u32).map(VcpuParams::of_vm).collect();
+        RoundRobin::new(&SchedConfig {
+            cpus: 1,
+            slice,
+            ticks_per_second: 1_000_000,
+            vcpus: &params,
+            windows: &[],
+        })
+    }
 
     /// Runs the scheduler against a simulated clock where every vCPU uses
     /// its whole slice; returns the CPU time each got.
@@ -50,57 +81,70 @@ mod tests {
         let mut used = vec![0; vcpus];
         let mut now = 0;
         while now < duration {
-            let d = sched.pick_next(now).expect("someone is runnable");
-            let end = d.until.unwrap_or(duration).min(duration);
-            used[d.vcpu.0 as usize] += end - now;
+            let Pick::Run { vcpu, until } = sched.pick_next(CPU, now) else {
+                panic!("someone is runnable")
+            };
+            let end = until.unwrap_or(duration).min(duration);
+            used[vcpu.0 as usize] += end - now;
             now = end;
-            sched.make_runnable(d.vcpu, now);
+            sched.descheduled(CPU, vcpu, now, true);
         }
         used
     }
 
     #[test]
     fn equal_shares_for_spinning_vcpus() {
-        let mut rr = RoundRobin::new(3, 100);
+        let mut sched = rr(3, 100);
         for v in 0..3 {
-            rr.make_runnable(VcpuId(v), 0);
+            sched.wake(VcpuId(v), 0);
         }
-        let used = simulate(&mut rr, 3, 30_000);
-        assert_eq!(used, vec![10_000, 10_000, 10_000]);
+        assert_eq!(
+            simulate(&mut sched, 3, 30_000),
+            vec![10_000, 10_000, 10_000]
+        );
     }
 
     #[test]
     fn turns_follow_arrival_order_and_removed_vcpus_never_run() {
-        let mut rr = RoundRobin::new(3, 10);
+        let mut sched = rr(3, 10);
         for v in [2, 0, 1] {
-            rr.make_runnable(VcpuId(v), 0);
+            sched.wake(VcpuId(v), 0);
         }
-        rr.make_runnable(VcpuId(0), 0); // already queued: no double turn
-        rr.remove(VcpuId(1));
+        sched.wake(VcpuId(0), 0); // already queued: no double turn
+        sched.remove(VcpuId(1));
         let order: Vec<_> = (0..4)
             .map(|_| {
-                let d = rr.pick_next(0).unwrap();
-                rr.make_runnable(d.vcpu, 0);
-                d.vcpu.0
+                let Pick::Run { vcpu, .. } = sched.pick_next(CPU, 0) else {
+                    panic!()
+                };
+                sched.descheduled(CPU, vcpu, 0, true);
+                vcpu.0
             })
             .collect();
         assert_eq!(order, vec![2, 0, 2, 0]);
     }
 
     #[test]
-    fn a_lone_vcpu_runs_without_a_deadline() {
-        let mut rr = RoundRobin::new(2, 10);
-        rr.make_runnable(VcpuId(0), 0);
+    fn blocked_vcpus_wait_for_wake_and_an_empty_queue_idles() {
+        let mut sched = rr(2, 10);
+        sched.wake(VcpuId(0), 0);
         assert_eq!(
-            rr.pick_next(5),
-            Some(Decision {
+            sched.pick_next(CPU, 5),
+            Pick::Run {
                 vcpu: VcpuId(0),
                 until: None
-            })
+            }
         );
-        rr.make_runnable(VcpuId(0), 5);
-        rr.make_runnable(VcpuId(1), 5);
-        assert_eq!(rr.pick_next(7).unwrap().until, Some(17));
-        assert!(RoundRobin::new(0, 10).pick_next(0).is_none());
+        sched.descheduled(CPU, VcpuId(0), 6, false);
+        assert_eq!(sched.pick_next(CPU, 6), Pick::Idle { until: None });
+        sched.wake(VcpuId(0), 7);
+        sched.wake(VcpuId(1), 7);
+        assert_eq!(
+            sched.pick_next(CPU, 7),
+            Pick::Run {
+                vcpu: VcpuId(0),
+                until: Some(17)
+            }
+        );
     }
 }

@@ -147,6 +147,10 @@ impl Platform for Board {
         timer::set_deadline(deadline);
     }
 
+    fn wait_for_interrupt(&mut self) {
+        aarch64_cpu::asm::wfi();
+    }
+
     fn ack_irq(&mut self) -> Option<u32> {
         self.gic.ack()
     }
