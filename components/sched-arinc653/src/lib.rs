@@ -1,0 +1,312 @@
+//! ARINC 653 time partitioning: a major frame of fixed windows, each owned
+//! by one VM, repeats forever. During a window only its VM's vCPUs run
+//! (round-robin among them); if that VM has nothing runnable the CPU idles
+//! until the window ends. Time is never lent to another partition, so what
+//! one VM does cannot change when another runs: that is the point.
+//!
+//! The frame starts at the `now` of the first `pick_next` (not at tick 0),
+//! so the first window gets its full length however late the core starts
+//! scheduling. Window boundaries are computed from the clock, not counted
+//! from picks, so they never drift even when picks come late. A VM with no
+//! window never runs. Only CPU 0 runs partitions; other CPUs idle.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use hv::sched::{CpuId, Pick, SchedConfig, Scheduler, VcpuId, Window};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Blocked,
+    Queued,
+    Running,
+    Removed,
+}
+
+pub struct Arinc653 {
+    windows: Vec<Window>,
+    /// Sum of the window lengths.
+    frame: u64,
+    /// When the first major frame began (the first pick).
+    start: Option<u64>,
+    /// Indexed by `VcpuId`.
+    vm_of: Vec<u32>,
+    state: Vec<State>,
+    /// Runnable vCPUs of every VM in arrival order; each window takes the
+    /// first of its own VM, which makes it round-robin within the VM.
+    queue: VecDeque<VcpuId>,
+    slice: u64,
+}
+
+impl Arinc653 {
+    /// The window `now` falls in and when it ends.
+    fn window_at(&mut self, now: u64) -> Option<(Window, u64)> {
+        if self.frame == 0 {
+            return None;
+        }
+        let start = *self.start.get_or_insert(now);
+        let offset = now.saturating_sub(start) % self.frame;
+        let frame_start = now - offset;
+        let mut end = 0;
+        for &w in &self.windows {
+            end += w.length;
+            if offset < end {
+                return Some((w, frame_start + end));
+            }
+        }
+        unreachable!("offset < frame")
+    }
+}
+
+impl Scheduler for Arinc653 {
+    fn new(config: &SchedConfig) -> Self {
+        let n = config.vcpus.len();
+        Arinc653 {
+            windows: config.windows.to_vec(),
+            frame: config.windows.iter().map(|w| w.length).sum(),
+            start: None,
+            vm_of: config.vcpus.iter().map(|p| p.vm).collect(),
+            state: alloc::vec![State::Blocked; n],
+            // Sized once: each vCPU is queued at most once, so this never grows.
+            queue: VecDeque::with_capacity(n),
+            slice: config.slice,
+        }
+    }
+
+    fn wake(&mut self, vcpu: VcpuId, _now: u64) {
+        if let Some(s @ State::Blocked) = self.state.get_mut(vcpu.0 as usize) {
+            *s = State::Queued;
+            self.queue.push_back(vcpu);
+        }
+    }
+
+    fn descheduled(&mut self, _cpu: CpuId, vcpu: VcpuId, _now: u64, runnable: bool) {
+        if let Some(s @ State::Running) = self.state.get_mut(vcpu.0 as usize) {
+            if runnable {
+                *s = State::Queued;
+                self.queue.push_back(vcpu);
+            } else {
+                *s = State::Blocked;
+            }
+        }
+    }
+
+    fn remove(&mut self, vcpu: VcpuId) {
+        if let Some(s) = self.state.get_mut(vcpu.0 as usize) {
+            if *s == State::Queued {
+                self.queue.retain(|&v| v != vcpu);
+            }
+            *s = State::Removed;
+        }
+    }
+
+    fn pick_next(&mut self, cpu: CpuId, now: u64) -> Pick {
+        if cpu != CpuId(0) {
+            return Pick::Idle { until: None };
+        }
+        let Some((window, end)) = self.window_at(now) else {
+            return Pick::Idle { until: None };
+        };
+        let vm_of = &self.vm_of;
+        let Some(i) = self
+            .queue
+            .iter()
+            .position(|v| vm_of[v.0 as usize] == window.vm)
+        else {
+            // The partition has nothing to do: its time stays its own.
+            return Pick::Idle { until: Some(end) };
+        };
+        let vcpu = self.queue.remove(i).expect("position is in range");
+        self.state[vcpu.0 as usize] = State::Running;
+        // Take turns only if a sibling in the same VM is waiting; the window
+        // end is always a deadline.
+        let sibling = self.queue.iter().any(|v| vm_of[v.0 as usize] == window.vm);
+        let until = if sibling {
+            end.min(now + self.slice)
+        } else {
+            end
+        };
+        Pick::Run {
+            vcpu,
+            until: Some(until),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hv::sched::VcpuParams;
+
+    const CPU: CpuId = CpuId(0);
+
+    fn build(vms: &[u32], windows: &[Window], slice: u64) -> Arinc653 {
+        let params: Vec<_> = vms.iter().map(|&vm| VcpuParams::of_vm(vm)).collect();
+        Arinc653::new(&SchedConfig {
+            cpus: 1,
+            slice,
+            ticks_per_second: 1_000_000,
+            vcpus: &params,
+            windows,
+        })
+    }
+
+    /// Who had the CPU from `at` on: a vCPU, or nobody.
+    #[derive(Debug, PartialEq)]
+    struct Span {
+        at: u64,
+        vcpu: Option<u32>,
+    }
+
+    /// Every vCPU runs until its deadline and stays runnable; the CPU idles
+    /// until its deadline. Returns each span and the time each vCPU got.
+    fn simulate(
+        sched: &mut Arinc653,
+        vcpus: usize,
+        from: u64,
+        to: u64,
+    ) -> (Vec<Span>, Vec<u64>, u64) {
+        let (mut spans, mut used, mut idle) = (Vec::new(), vec![0; vcpus], 0);
+        let mut now = from;
+        while now < to {
+            match sched.pick_next(CPU, now) {
+                Pick::Run { vcpu, until } => {
+                    let end = until.expect("partitions always have a deadline").min(to);
+                    spans.push(Span {
+                        at: now,
+                        vcpu: Some(vcpu.0),
+                    });
+                    used[vcpu.0 as usize] += end - now;
+                    now = end;
+                    sched.descheduled(CPU, vcpu, now, true);
+                }
+                Pick::Idle { until } => {
+                    let end = until.expect("a window always ends").min(to);
+                    spans.push(Span {
+                        at: now,
+                        vcpu: None,
+                    });
+                    idle += end - now;
+                    now = end;
+                }
+            }
+        }
+        (spans, used, idle)
+    }
+
+    #[test]
+    fn windows_start_on_time_and_each_vm_gets_exactly_its_windows() {
+        // VM 0 (vCPUs 0, 1) 300, VM 1 (vCPU 2) 200, VM 0 again 100,
+        // VM 2 (vCPU 3) 400. The frame starts at the first pick, tick 1234.
+        let windows = [
+            Window { vm: 0, length: 300 },
+            Window { vm: 1, length: 200 },
+            Window { vm: 0, length: 100 },
+            Window { vm: 2, length: 400 },
+        ];
+        let mut sched = build(&[0, 0, 1, 2], &windows, 70);
+        for v in 0..4 {
+            sched.wake(VcpuId(v), 0);
+        }
+        let start = 1234;
+        let frames = 7;
+        let (spans, used, idle) = simulate(&mut sched, 4, start, start + frames * 1000);
+        println!("7 frames of 1000 ticks: vCPU time {used:?}, idle {idle}");
+        assert_eq!(idle, 0);
+        // VM 0: 400 per frame, split evenly by its two vCPUs' round-robin.
+        assert_eq!(used[0] + used[1], frames * 400);
+        assert!(used[0].abs_diff(used[1]) <= 70, "{used:?}");
+        assert_eq!(used[2], frames * 200);
+        assert_eq!(used[3], frames * 400);
+        // Each window opens exactly on its boundary with its own VM.
+        let vm = |v: Option<u32>| v.map(|v| [0, 0, 1, 2][v as usize]);
+        for f in 0..frames {
+            for (offset, w) in [(0, 0), (300, 1), (500, 2), (600, 3)] {
+                let at = start + f * 1000 + offset;
+                let span = spans
+                    .iter()
+                    .find(|s| s.at == at)
+                    .unwrap_or_else(|| panic!("nothing starts at {at}"));
+                assert_eq!(
+                    vm(span.vcpu),
+                    Some(windows[w].vm),
+                    "window {w} of frame {f}"
+                );
+            }
+        }
+        // And no vCPU ever runs outside its VM's windows.
+        for s in &spans {
+            let offset = (s.at - start) % 1000;
+            let owner = match offset {
+                0..300 | 500..600 => 0,
+                300..500 => 1,
+                _ => 2,
+            };
+            assert_eq!(vm(s.vcpu), Some(owner), "span at {}", s.at);
+        }
+    }
+
+    #[test]
+    fn an_idle_partition_keeps_its_time() {
+        // VM 1's only vCPU never wakes; VM 2 has no window at all.
+        let windows = [Window { vm: 0, length: 600 }, Window { vm: 1, length: 400 }];
+        let mut sched = build(&[0, 1, 2], &windows, 100);
+        sched.wake(VcpuId(0), 0);
+        sched.wake(VcpuId(2), 0);
+        let (spans, used, idle) = simulate(&mut sched, 3, 0, 5000);
+        assert_eq!(used, vec![3000, 0, 0]);
+        assert_eq!(idle, 2000);
+        // The idle spans are exactly VM 1's windows, idling to their end.
+        let idle_at: Vec<_> = spans
+            .iter()
+            .filter(|s| s.vcpu.is_none())
+            .map(|s| s.at)
+            .collect();
+        assert_eq!(idle_at, vec![600, 1600, 2600, 3600, 4600]);
+        assert_eq!(sched.pick_next(CpuId(1), 0), Pick::Idle { until: None });
+    }
+
+    #[test]
+    fn blocked_vcpus_wait_for_wake_within_their_window() {
+        let windows = [Window { vm: 0, length: 100 }, Window { vm: 1, length: 100 }];
+        let mut sched = build(&[0, 1], &windows, 10);
+        sched.wake(VcpuId(0), 0);
+        sched.wake(VcpuId(1), 0);
+        // Frame starts at 50. VM 0 alone in its window: runs to the end.
+        assert_eq!(
+            sched.pick_next(CPU, 50),
+            Pick::Run {
+                vcpu: VcpuId(0),
+                until: Some(150)
+            }
+        );
+        sched.descheduled(CPU, VcpuId(0), 80, false);
+        assert_eq!(sched.pick_next(CPU, 80), Pick::Idle { until: Some(150) });
+        sched.wake(VcpuId(0), 90);
+        assert_eq!(
+            sched.pick_next(CPU, 90),
+            Pick::Run {
+                vcpu: VcpuId(0),
+                until: Some(150)
+            }
+        );
+        sched.descheduled(CPU, VcpuId(0), 150, true);
+        // A late pick lands in the right window and keeps its end.
+        assert_eq!(
+            sched.pick_next(CPU, 153),
+            Pick::Run {
+                vcpu: VcpuId(1),
+                until: Some(250)
+            }
+        );
+        sched.remove(VcpuId(1));
+        sched.descheduled(CPU, VcpuId(1), 200, true);
+        assert_eq!(sched.pick_next(CPU, 200), Pick::Idle { until: Some(250) });
+        // Removed stays removed, even if woken, in every later frame.
+        sched.wake(VcpuId(1), 210);
+        assert_eq!(sched.pick_next(CPU, 360), Pick::Idle { until: Some(450) });
+    }
+}

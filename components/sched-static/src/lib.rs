@@ -1,0 +1,212 @@
+//! Static partitioning: every vCPU owns one physical CPU for good (its
+//! `VcpuParams::cpu`, else vCPU i goes to CPU i) and no CPU is shared.
+//! There is nothing to decide at run time, so there is no scheduling tick
+//! at all: a CPU runs its vCPU with no deadline, or idles until an
+//! interrupt when that vCPU is blocked. This gives the lowest and most
+//! predictable latency, for boards with a CPU per guest to spare.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use hv::sched::{CpuId, Pick, SchedConfig, Scheduler, VcpuId};
+
+/// What one physical CPU owns.
+#[derive(Clone, Copy)]
+struct Slot {
+    vcpu: Option<VcpuId>,
+    /// Runnable (woken and not blocked since) and not removed.
+    ready: bool,
+}
+
+pub struct Static {
+    /// Indexed by `CpuId`.
+    slots: Vec<Slot>,
+    /// Indexed by `VcpuId`: the CPU it is pinned to.
+    home: Vec<CpuId>,
+}
+
+impl Static {
+    fn slot_of(&mut self, vcpu: VcpuId) -> Option<&mut Slot> {
+        let cpu = *self.home.get(vcpu.0 as usize)?;
+        self.slots.get_mut(cpu.0 as usize)
+    }
+}
+
+impl Scheduler for Static {
+    fn new(config: &SchedConfig) -> Self {
+        let mut slots = alloc::vec![Slot { vcpu: None, ready: false }; config.cpus as usize];
+        let mut home = Vec::with_capacity(config.vcpus.len());
+        // The composer rejects these profiles at build time; the panics are
+        // the last line of defence, not an error path.
+        for (i, params) in config.vcpus.iter().enumerate() {
+            let vcpu = VcpuId(i as u32);
+            let cpu = params.cpu.unwrap_or(CpuId(i as u32));
+            let slot = slots.get_mut(cpu.0 as usize).unwrap_or_else(|| {
+                panic!(
+                    "static scheduler: vCPU {} is pinned to CPU {} but the board has {} CPUs",
+                    i, cpu.0, config.cpus
+                )
+            });
+            if let Some(other) = slot.vcpu {
+                panic!(
+                    "static scheduler: vCPUs {} and {} are both pinned to CPU {}",
+                    other.0, i, cpu.0
+                );
+            }
+            slot.vcpu = Some(vcpu);
+            home.push(cpu);
+        }
+        Static { slots, home }
+    }
+
+    fn wake(&mut self, vcpu: VcpuId, _now: u64) {
+        if let Some(slot) = self.slot_of(vcpu) {
+            slot.ready = true;
+        }
+    }
+
+    fn descheduled(&mut self, _cpu: CpuId, vcpu: VcpuId, _now: u64, runnable: bool) {
+        if let Some(slot) = self.slot_of(vcpu) {
+            slot.ready &= runnable;
+        }
+    }
+
+    fn remove(&mut self, vcpu: VcpuId) {
+        if let Some(slot) = self.slot_of(vcpu) {
+            // The CPU idles from now on: its vCPU can never come back.
+            *slot = Slot {
+                vcpu: None,
+                ready: false,
+            };
+        }
+    }
+
+    fn pick_next(&mut self, cpu: CpuId, _now: u64) -> Pick {
+        match self.slots.get(cpu.0 as usize) {
+            Some(&Slot {
+                vcpu: Some(vcpu),
+                ready: true,
+            }) => Pick::Run { vcpu, until: None },
+            _ => Pick::Idle { until: None },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hv::sched::VcpuParams;
+
+    fn build(cpus: u32, vcpus: &[VcpuParams]) -> Static {
+        Static::new(&SchedConfig {
+            cpus,
+            slice: 100,
+            ticks_per_second: 1_000_000,
+            vcpus,
+            windows: &[],
+        })
+    }
+
+    fn pinned(vm: u32, cpu: u32) -> VcpuParams {
+        VcpuParams {
+            cpu: Some(CpuId(cpu)),
+            ..VcpuParams::of_vm(vm)
+        }
+    }
+
+    #[test]
+    fn each_cpu_runs_its_own_vcpu_with_no_deadline() {
+        // vCPU 0 is pinned to CPU 2, vCPU 1 defaults to CPU 1, vCPU 2 is
+        // pinned to CPU 0.
+        let mut sched = build(4, &[pinned(0, 2), VcpuParams::of_vm(1), pinned(2, 0)]);
+        for v in 0..3 {
+            sched.wake(VcpuId(v), 0);
+        }
+        for round in 0..3 {
+            let now = round * 1000;
+            assert_eq!(
+                sched.pick_next(CpuId(0), now),
+                Pick::Run {
+                    vcpu: VcpuId(2),
+                    until: None
+                }
+            );
+            assert_eq!(
+                sched.pick_next(CpuId(1), now),
+                Pick::Run {
+                    vcpu: VcpuId(1),
+                    until: None
+                }
+            );
+            assert_eq!(
+                sched.pick_next(CpuId(2), now),
+                Pick::Run {
+                    vcpu: VcpuId(0),
+                    until: None
+                }
+            );
+            assert_eq!(sched.pick_next(CpuId(3), now), Pick::Idle { until: None });
+            for (cpu, v) in [(0, 2), (1, 1), (2, 0)] {
+                sched.descheduled(CpuId(cpu), VcpuId(v), now + 500, true);
+            }
+        }
+    }
+
+    #[test]
+    fn blocked_idles_until_woken_and_removed_never_runs() {
+        let mut sched = build(2, &[VcpuParams::of_vm(0), VcpuParams::of_vm(1)]);
+        // Not yet woken: nothing to run.
+        assert_eq!(sched.pick_next(CpuId(0), 0), Pick::Idle { until: None });
+        sched.wake(VcpuId(0), 0);
+        sched.wake(VcpuId(1), 0);
+        assert_eq!(
+            sched.pick_next(CpuId(0), 1),
+            Pick::Run {
+                vcpu: VcpuId(0),
+                until: None
+            }
+        );
+        sched.descheduled(CpuId(0), VcpuId(0), 10, false);
+        assert_eq!(sched.pick_next(CpuId(0), 10), Pick::Idle { until: None });
+        // The other CPU is unaffected.
+        assert_eq!(
+            sched.pick_next(CpuId(1), 10),
+            Pick::Run {
+                vcpu: VcpuId(1),
+                until: None
+            }
+        );
+        sched.wake(VcpuId(0), 20);
+        assert_eq!(
+            sched.pick_next(CpuId(0), 20),
+            Pick::Run {
+                vcpu: VcpuId(0),
+                until: None
+            }
+        );
+        sched.remove(VcpuId(1));
+        sched.wake(VcpuId(1), 30);
+        assert_eq!(sched.pick_next(CpuId(1), 30), Pick::Idle { until: None });
+    }
+
+    #[test]
+    #[should_panic(expected = "vCPUs 0 and 1 are both pinned to CPU 1")]
+    fn two_vcpus_on_one_cpu_are_refused() {
+        build(2, &[pinned(0, 1), VcpuParams::of_vm(0)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "vCPU 2 is pinned to CPU 2 but the board has 2 CPUs")]
+    fn more_vcpus_than_cpus_are_refused() {
+        build(
+            2,
+            &[
+                VcpuParams::of_vm(0),
+                VcpuParams::of_vm(1),
+                VcpuParams::of_vm(2),
+            ],
+        );
+    }
+}
