@@ -74,10 +74,21 @@ fn vm_table(c: &Composition) -> (Vec<u8>, Vec<PathBuf>) {
                 vcpus: vm.vcpus,
                 image: image as u32,
                 cmdline: &vm.cmdline,
+                weight: vm.weight,
+                cap_percent: vm.cap_percent,
+                cpu: vm.cpu,
             }
         })
         .collect();
-    (boot::VmTable { vms }.encode(), guests)
+    let windows = c
+        .windows
+        .iter()
+        .map(|w| boot::BootWindow {
+            vm: w.vm,
+            length_us: w.length_us,
+        })
+        .collect();
+    (boot::VmTable { vms, windows }.encode(), guests)
 }
 
 fn composition_rs(c: &Composition, guests: &[PathBuf]) -> String {
@@ -106,14 +117,40 @@ fn composition_rs(c: &Composition, guests: &[PathBuf]) -> String {
         c.gic.cpu_interface.unwrap_or(0)
     )
     .unwrap();
+    writeln!(
+        w,
+        "pub const GICH_BASE: usize = {:#x};",
+        c.gic.hyp_interface.unwrap_or(0)
+    )
+    .unwrap();
+    writeln!(
+        w,
+        "pub const GICV_BASE: u64 = {:#x};",
+        c.gic.virtual_cpu_interface.unwrap_or(0)
+    )
+    .unwrap();
+    writeln!(
+        w,
+        "pub const MAINTENANCE_IRQ: u32 = {};",
+        c.gic.maintenance_irq
+    )
+    .unwrap();
     writeln!(w, "pub const HYP_TIMER_IRQ: u32 = {};", c.timer.hyp_irq).unwrap();
+    writeln!(w, "pub const VIRT_TIMER_IRQ: u32 = {};", c.timer.virt_irq).unwrap();
     writeln!(w, "pub const SCHEDULER: &str = {:?};", c.scheduler).unwrap();
     writeln!(w, "pub const TIME_SLICE_US: u64 = {};", c.time_slice_us).unwrap();
     writeln!(w, "pub const PV: &str = {:?};", c.pv.join(", ")).unwrap();
     writeln!(w, "pub const SELFTEST: Option<&str> = {:?};", c.selftest).unwrap();
     match c.scheduler.as_str() {
         "rr" => writeln!(w, "pub type Scheduler = sched_rr::RoundRobin;").unwrap(),
+        "credit" => writeln!(w, "pub type Scheduler = sched_credit::Credit;").unwrap(),
+        "static" => writeln!(w, "pub type Scheduler = sched_static::Static;").unwrap(),
+        "arinc653" => writeln!(w, "pub type Scheduler = sched_arinc653::Arinc653;").unwrap(),
         other => panic!("no scheduler component `{other}`"),
+    }
+    match c.gic.version {
+        2 => writeln!(w, "pub type Vgic = vgic_v2::VgicV2;").unwrap(),
+        other => panic!("no virtual GIC component for GICv{other}"),
     }
     writeln!(
         w,

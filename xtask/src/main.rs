@@ -29,7 +29,11 @@ enum Command {
         board: String,
     },
     /// Host unit tests, the uImage check and every QEMU scenario in ci/scenarios
-    Test,
+    Test {
+        /// Run only the scenarios whose names contain one of these (and
+        /// skip the host tests and the uImage check)
+        scenarios: Vec<String>,
+    },
     /// List the boards, one line each
     Boards,
     /// Figures from ci/bench.toml under icount
@@ -60,7 +64,7 @@ fn run(command: Command) -> Result<()> {
             let built = compose::build(&ws, &profile, None, &board)?;
             qemu::run_interactive(spec, &built)?;
         }
-        Command::Test => test::run(&ws)?,
+        Command::Test { scenarios } => test::run(&ws, &scenarios)?,
         Command::Boards => boards(&ws),
         Command::Bench => bench::run(&ws)?,
     }

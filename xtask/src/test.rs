@@ -33,7 +33,9 @@ impl Tally {
     }
 }
 
-pub fn run(ws: &Workspace) -> Result<()> {
+/// Everything, or with `only` non-empty just the scenarios whose names
+/// contain one of its words.
+pub fn run(ws: &Workspace, only: &[String]) -> Result<()> {
     // One install for everything, before anything is built.
     let default = compose::load_board(ws, DEFAULT_BOARD)?;
     tools::ensure(&[
@@ -41,9 +43,18 @@ pub fn run(ws: &Workspace) -> Result<()> {
         tools::qemu(&qemu::spec(&default)?.binary),
     ])?;
     let mut tally = Tally::default();
-    tally.record("host unit tests", host_tests(ws));
-    tally.record("uImage of the default board", default_uimage(ws, &default));
-    for path in scenario::files(&ws.scenarios_dir())? {
+    if only.is_empty() {
+        tally.record("host unit tests", host_tests(ws));
+        tally.record("uImage of the default board", default_uimage(ws, &default));
+    }
+    let wanted = |path: &std::path::Path| {
+        let name = path.file_stem().unwrap_or_default().to_string_lossy();
+        only.is_empty() || only.iter().any(|word| name.contains(word.as_str()))
+    };
+    for path in scenario::files(&ws.scenarios_dir())?
+        .into_iter()
+        .filter(|p| wanted(p))
+    {
         let outcome = scenario::run(ws, &path);
         outcome.report();
         match outcome.failure {

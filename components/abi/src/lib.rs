@@ -25,7 +25,7 @@
 /// ABI major version: changes only if the ABI broke, which it must not.
 pub const ABI_MAJOR: u16 = 1;
 /// ABI minor version: grows with every addition.
-pub const ABI_MINOR: u16 = 0;
+pub const ABI_MINOR: u16 = 1;
 
 /// `ABI_VERSION`: returns `(major << 16) | minor`. Also the cheapest call,
 /// used to measure the hypercall round trip.
@@ -44,6 +44,17 @@ pub const CONSOLE_WRITE_MAX: u64 = 4096;
 
 /// Where every guest's RAM starts in its own (guest-physical) address space.
 pub const GUEST_RAM_BASE: u64 = 0x4000_0000;
+
+/// The guest's GIC distributor (emulated), as on QEMU `virt` (ABI 1.1).
+pub const GUEST_GICD_BASE: u64 = 0x0800_0000;
+/// The guest's GICv2 CPU interface (the hardware's virtual CPU interface),
+/// as on QEMU `virt` (ABI 1.1).
+pub const GUEST_GICC_BASE: u64 = 0x0801_0000;
+/// The guest's GICv3 redistributors, one 128 KiB frame per vCPU, as on
+/// QEMU `virt` (ABI 1.1).
+pub const GUEST_GICR_BASE: u64 = 0x080a_0000;
+/// INTID of the virtual timer (CNTV) interrupt a guest gets (ABI 1.1).
+pub const GUEST_VTIMER_INTID: u32 = 27;
 
 /// Negative results of a hypercall, as in SMCCC.
 #[repr(i64)]
@@ -118,7 +129,7 @@ fn nul_padded_str(bytes: &[u8]) -> &str {
 }
 
 /// Every published item, one per line, in the form `abi.manifest` holds.
-pub fn manifest() -> [(&'static str, u64); 14] {
+pub fn manifest() -> [(&'static str, u64); 18] {
     [
         ("ABI_MAJOR", ABI_MAJOR as u64),
         ("HC_ABI_VERSION", HC_ABI_VERSION),
@@ -127,6 +138,10 @@ pub fn manifest() -> [(&'static str, u64); 14] {
         ("HC_VM_EXIT", HC_VM_EXIT),
         ("CONSOLE_WRITE_MAX", CONSOLE_WRITE_MAX),
         ("GUEST_RAM_BASE", GUEST_RAM_BASE),
+        ("GUEST_GICD_BASE", GUEST_GICD_BASE),
+        ("GUEST_GICC_BASE", GUEST_GICC_BASE),
+        ("GUEST_GICR_BASE", GUEST_GICR_BASE),
+        ("GUEST_VTIMER_INTID", GUEST_VTIMER_INTID as u64),
         ("ERROR_NOT_SUPPORTED", Error::NotSupported as i64 as u64),
         (
             "ERROR_INVALID_PARAMETER",

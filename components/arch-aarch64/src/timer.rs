@@ -24,3 +24,32 @@ pub fn set_deadline(deadline: Option<u64>) {
         None => unsafe { asm!("msr cnthp_ctl_el2, xzr", "isb", options(nostack)) },
     }
 }
+
+/// CNTV_CTL_EL0 bits.
+const CTL_ENABLE: u64 = 1 << 0;
+const CTL_IMASK: u64 = 1 << 1;
+
+/// Masks or unmasks the loaded vCPU's virtual timer interrupt (IMASK).
+pub fn mask_guest_timer(masked: bool) {
+    let ctl: u64;
+    // SAFETY: reads the loaded guest's virtual timer control; no side effects.
+    unsafe { asm!("mrs {}, cntv_ctl_el0", out(reg) ctl, options(nomem, nostack)) };
+    let ctl = if masked {
+        ctl | CTL_IMASK
+    } else {
+        ctl & !CTL_IMASK
+    };
+    // SAFETY: only the guest's timer interrupt line changes; ISTATUS is
+    // read-only so writing it back is harmless.
+    unsafe { asm!("msr cntv_ctl_el0, {}", "isb", in(reg) ctl, options(nostack)) };
+}
+
+/// When the loaded vCPU's virtual timer fires, if enabled and unmasked.
+pub fn guest_timer_deadline() -> Option<u64> {
+    let (ctl, cval): (u64, u64);
+    // SAFETY: reads the loaded guest's virtual timer; no side effects.
+    unsafe {
+        asm!("mrs {}, cntv_ctl_el0", "mrs {}, cntv_cval_el0", out(reg) ctl, out(reg) cval, options(nomem, nostack))
+    };
+    (ctl & (CTL_ENABLE | CTL_IMASK) == CTL_ENABLE).then_some(cval)
+}

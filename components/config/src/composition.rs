@@ -84,6 +84,33 @@ pub struct VmPlan {
     pub cmdline: String,
     /// The guest's flat binary, built by xtask.
     pub image: PathBuf,
+    /// Relative share of CPU time (credit); [`VmPlan::DEFAULT_WEIGHT`] unless the profile says.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Most CPU time, in percent of one CPU (credit); 0 = no cap.
+    #[serde(default)]
+    pub cap_percent: u32,
+    /// The physical CPU the VM's vCPU is pinned to (static, credit), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<u32>,
+}
+
+impl VmPlan {
+    /// The weight of a VM whose profile gives none.
+    pub const DEFAULT_WEIGHT: u32 = 256;
+}
+
+fn default_weight() -> u32 {
+    VmPlan::DEFAULT_WEIGHT
+}
+
+/// One window of the ARINC 653 major frame.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct WindowPlan {
+    /// Index into [`Composition::vms`] of the VM that owns the CPU.
+    pub vm: u32,
+    pub length_us: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -102,13 +129,16 @@ pub struct Composition {
     pub uart: Uart,
     pub gic: Gic,
     pub timer: Timer,
-    /// Scheduler component name ("rr").
+    /// Scheduler component name ("rr", "credit", "static", "arinc653").
     pub scheduler: String,
     /// Scheduler time slice in microseconds.
     pub time_slice_us: u64,
     /// PV back-end component names ("console").
     pub pv: Vec<String>,
     pub vms: Vec<VmPlan>,
+    /// The ARINC 653 major frame, in order; empty for the other schedulers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<WindowPlan>,
     /// A hypervisor self-test to run instead of the VMs (test scenarios only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selftest: Option<String>,

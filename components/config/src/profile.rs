@@ -6,6 +6,7 @@ mod check;
 mod error;
 mod plan;
 mod scenario;
+mod schedule;
 mod spec;
 mod units;
 
@@ -15,7 +16,7 @@ pub use plan::plan;
 pub use scenario::{load_scenario, Scenario};
 pub use spec::{
     Board, BoardSpans, ComposeSpec, GicSpec, MemorySpec, QemuSpec, RamSpec, TimerSpec, UartSpec,
-    VmSource, VmSpec,
+    VmSource, VmSpec, WindowSpec,
 };
 pub use units::{format_size, Period, Size};
 
@@ -85,7 +86,7 @@ impl Known {
     pub fn builtin(guests: Vec<String>) -> Known {
         let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect();
         Known {
-            schedulers: names(&["rr"]),
+            schedulers: names(&["rr", "credit", "static", "arinc653"]),
             uart_drivers: names(&["pl011"]),
             pv: names(&["console"]),
             guests,

@@ -1,7 +1,7 @@
 //! Board profiles and scenarios: the reference board, and one bad fixture
 //! per validation rule (the reference profile with one thing broken).
 
-use config::composition::Region;
+use config::composition::{Region, WindowPlan};
 use config::profile::*;
 use std::path::{Path, PathBuf};
 
@@ -102,6 +102,12 @@ fn reference_board_plans_to_expected_addresses() {
         ]
     );
     assert_eq!(c.vms[1].image, PathBuf::from("/images/spinner.bin"));
+    // rr takes no weights, caps, pins or windows: the defaults.
+    assert!(c
+        .vms
+        .iter()
+        .all(|v| (v.weight, v.cap_percent, v.cpu) == (256, 0, None)));
+    assert!(c.windows.is_empty());
     assert_eq!(
         c.features(),
         ["sched-rr", "drv-pl011", "gic-v2", "pv-console"]
@@ -546,4 +552,241 @@ fn scenario_unknown_selftest_is_refused() {
     );
     says(&err, &["unknown self-test `el2-faults`"]);
     assert!(err.help.as_deref().unwrap_or("").contains("el2-fault"));
+}
+
+// Schedulers: the choice of scheduler and what it takes from the profile.
+#[test]
+fn credit_takes_weights_caps_and_pins() {
+    let c = plan_file(&fixture("sched_credit.toml"), None).unwrap();
+    assert_eq!(c.scheduler, "credit");
+    let vms: Vec<_> = c
+        .vms
+        .iter()
+        .map(|v| (v.name.as_str(), v.weight, v.cap_percent, v.cpu))
+        .collect();
+    assert_eq!(
+        vms,
+        [("hello", 512, 50, Some(1)), ("spinner", 256, 0, None)]
+    );
+    assert!(c.windows.is_empty());
+    assert_eq!(
+        c.features(),
+        ["sched-credit", "drv-pl011", "gic-v2", "pv-console"]
+    );
+    assert_eq!(Composition::from_toml(&c.to_toml()).unwrap(), c);
+}
+
+#[test]
+fn static_gives_every_vm_a_cpu() {
+    let c = plan_file(&fixture("sched_static.toml"), None).unwrap();
+    // spinner is pinned to CPU 0, so hello gets the free CPU 1.
+    let cpus: Vec<_> = c.vms.iter().map(|v| (v.name.as_str(), v.cpu)).collect();
+    assert_eq!(cpus, [("hello", Some(1)), ("spinner", Some(0))]);
+    assert!(c.vms.iter().all(|v| v.weight == 256 && v.cap_percent == 0));
+    assert_eq!(c.features()[0], "sched-static");
+    assert_eq!(Composition::from_toml(&c.to_toml()).unwrap(), c);
+}
+
+#[test]
+fn arinc653_plans_the_major_frame() {
+    let c = plan_file(&fixture("sched_arinc653.toml"), None).unwrap();
+    assert_eq!(
+        c.windows,
+        [
+            WindowPlan {
+                vm: 0,
+                length_us: 10_000
+            },
+            WindowPlan {
+                vm: 1,
+                length_us: 5_000
+            },
+            WindowPlan {
+                vm: 0,
+                length_us: 2_500
+            },
+        ]
+    );
+    assert!(c.vms.iter().all(|v| v.cpu.is_none()));
+    assert_eq!(c.features()[0], "sched-arinc653");
+    assert_eq!(Composition::from_toml(&c.to_toml()).unwrap(), c);
+}
+
+#[test]
+fn all_schedulers_are_known() {
+    assert_eq!(known().schedulers, ["rr", "credit", "static", "arinc653"]);
+}
+
+#[test]
+fn weight_needs_credit() {
+    let err = bad("weight_not_credit", 50, "vm 'hello' weight");
+    says(
+        &err,
+        &[
+            "weight and cap only apply to the credit scheduler; this profile uses rr",
+            "remove weight, or write scheduler = \"credit\"",
+        ],
+    );
+}
+
+#[test]
+fn cap_needs_credit() {
+    let err = bad("cap_not_credit", 56, "vm 'spinner' cap");
+    says(
+        &err,
+        &[
+            "only apply to the credit scheduler; this profile uses static",
+            "remove cap",
+        ],
+    );
+}
+
+#[test]
+fn weight_is_bounded() {
+    let err = bad("weight_out_of_range", 50, "vm 'hello' weight");
+    says(
+        &err,
+        &["weight 70000 is outside 1..=65535", "default is 256"],
+    );
+}
+
+#[test]
+fn cap_is_a_percentage() {
+    let err = bad("cap_out_of_range", 56, "vm 'spinner' cap");
+    says(&err, &["cap 150 is outside 1..=100", "percent of one CPU"]);
+}
+
+#[test]
+fn arinc653_needs_windows() {
+    let err = bad("windows_missing", 41, "compose.scheduler");
+    says(
+        &err,
+        &[
+            "compose.windows is missing",
+            "windows = [{ vm = \"hello\", length = \"10ms\" }, { vm = \"spinner\", length = \"10ms\" }]",
+        ],
+    );
+}
+
+#[test]
+fn windows_need_arinc653() {
+    let err = bad("windows_not_arinc653", 44, "compose.windows");
+    says(
+        &err,
+        &[
+            "ARINC 653 major frame, but this profile uses rr",
+            "remove windows, or write scheduler = \"arinc653\"",
+        ],
+    );
+}
+
+#[test]
+fn window_names_a_vm() {
+    let err = bad("window_unknown_vm", 44, "compose.windows #2 vm");
+    says(
+        &err,
+        &[
+            "no VM named 'spiner'; the VMs are: hello, spinner",
+            "did you mean 'spinner'?",
+        ],
+    );
+}
+
+#[test]
+fn window_is_not_empty() {
+    let err = bad("window_zero_length", 44, "compose.windows #2 length");
+    says(&err, &["the window is zero long", "\"10ms\""]);
+}
+
+#[test]
+fn every_vm_has_a_window() {
+    let err = bad("vm_without_window", 53, "vm 'spinner' name");
+    says(
+        &err,
+        &[
+            "vm 'spinner' has no window in compose.windows, so it would never run",
+            "add { vm = \"spinner\", length = \"10ms\" }",
+        ],
+    );
+}
+
+/// The profile with a scenario's VMs in place of its own.
+fn plan_with_scenario(profile: &str, scenario: &str) -> Result<Composition, ProfileError> {
+    let s = load_scenario(&fixture(scenario)).unwrap();
+    plan_file(&fixture(profile), s.vms.as_ref())
+}
+
+#[test]
+fn windows_are_checked_against_scenario_vms() {
+    let path = fixture("scenarios/arinc653_extra_vm.toml");
+    let err =
+        plan_with_scenario("sched_arinc653.toml", "scenarios/arinc653_extra_vm.toml").unwrap_err();
+    assert_eq!(
+        (err.file.as_path(), err.line, err.field.as_str()),
+        (path.as_path(), 21, "vm 'late' name")
+    );
+    says(&err, &["has no window", "sched_arinc653.toml"]);
+
+    let err = plan_with_scenario("sched_arinc653.toml", "scenarios/arinc653_renamed_vms.toml")
+        .unwrap_err();
+    assert_eq!(
+        (err.file.clone(), err.line, err.field.as_str()),
+        (fixture("sched_arinc653.toml"), 45, "compose.windows #1 vm")
+    );
+    says(
+        &err,
+        &[
+            "no VM named 'hello'; the VMs (from ",
+            "arinc653_renamed_vms.toml) are: hullo",
+            "did you mean 'hullo'?",
+        ],
+    );
+}
+
+#[test]
+fn static_needs_a_cpu_per_vcpu() {
+    let err = bad("static_too_many_vcpus", 60, "vm 'bench' vcpus");
+    says(
+        &err,
+        &[
+            "static runs one vCPU per CPU: 3 vCPUs, 2 CPUs",
+            "run fewer VMs",
+        ],
+    );
+}
+
+#[test]
+fn pinned_cpu_exists() {
+    let err = bad("static_cpu_out_of_range", 56, "vm 'spinner' cpu");
+    says(
+        &err,
+        &[
+            "there is no CPU 2: the board has CPUs 0 to 1 (board.cpus = 2)",
+            "leave cpu out",
+        ],
+    );
+}
+
+#[test]
+fn static_pins_one_vm_per_cpu() {
+    let err = bad("static_same_cpu", 57, "vm 'spinner' cpu");
+    says(
+        &err,
+        &[
+            "vm 'hello' is pinned to CPU 1 too; static runs one vCPU per CPU",
+            "a CPU of its own",
+        ],
+    );
+}
+
+#[test]
+fn cpu_needs_a_pinning_scheduler() {
+    let err = bad("cpu_not_pinning", 56, "vm 'spinner' cpu");
+    says(
+        &err,
+        &[
+            "only the static and credit schedulers do; this profile uses rr",
+            "remove cpu",
+        ],
+    );
 }

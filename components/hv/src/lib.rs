@@ -16,8 +16,10 @@ pub mod platform;
 pub mod sched;
 pub mod stage2;
 pub mod trap;
+pub mod vgic;
 pub mod vmid;
 
 pub use crate::core::{Hypervisor, VmDesc};
 pub use platform::{ExitKind, Platform, RawExit, VcpuRegs};
 pub use sched::{Scheduler, VcpuId};
+pub use vgic::Vgic;

@@ -71,6 +71,34 @@ pub trait Platform {
     /// INTID of the hypervisor's own timer.
     fn timer_irq(&self) -> u32;
 
+    /// INTID of the guests' virtual timer as the physical GIC sees it.
+    fn guest_timer_irq(&self) -> u32;
+
+    /// INTID of the GIC's maintenance interrupt.
+    fn maintenance_irq(&self) -> u32;
+
+    /// Masks (or unmasks) the loaded vCPU's virtual timer interrupt.
+    fn mask_guest_timer(&mut self, masked: bool);
+
+    /// When the loaded vCPU's virtual timer fires, if it is enabled and
+    /// the guest has not masked it.
+    fn guest_timer_deadline(&self) -> Option<u64>;
+
+    /// Host-physical address and size of the GIC's virtual CPU interface,
+    /// mapped where the guest expects its CPU interface (GICv2); `None`
+    /// when the CPU interface is system registers (GICv3).
+    fn guest_cpu_interface(&self) -> Option<(u64, u64)>;
+
+    /// How many list registers the GIC has.
+    fn lr_count(&self) -> usize;
+
+    /// Writes the loaded vCPU's list registers; `underflow` asks for a
+    /// maintenance interrupt when they (nearly) run empty.
+    fn write_lrs(&mut self, lrs: &[crate::vgic::ListReg], underflow: bool);
+
+    /// Reads them back after the guest ran.
+    fn read_lrs(&mut self, lrs: &mut [crate::vgic::ListReg]);
+
     /// Invalidates all guest (stage-1 and stage-2) TLB entries of all VMIDs.
     fn flush_guest_tlbs(&mut self);
 

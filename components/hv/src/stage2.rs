@@ -1,7 +1,9 @@
 //! Stage-2 translation tables (guest-physical to host-physical), in the
 //! VMSAv8-64 / ARMv7 LPAE long-descriptor format both architectures share:
-//! 4 KiB granule, 39-bit IPA space starting at level 1, guest RAM mapped with
-//! 2 MiB level-2 blocks. Whatever is not mapped faults to the hypervisor.
+//! 4 KiB granule, 39-bit IPA space starting at level 1. Guest RAM is mapped
+//! with 2 MiB level-2 blocks, device frames given to a guest (the GIC's
+//! virtual CPU interface) with 4 KiB level-3 pages. Whatever is not mapped
+//! faults to the hypervisor.
 //!
 //! Tables live on the boot-time heap; the hypervisor's identity map makes a
 //! table's address its physical address.
@@ -12,19 +14,29 @@ use alloc::{boxed::Box, vec::Vec};
 pub const IPA_BITS: u32 = 39;
 /// Size of one level-2 block: the unit guest RAM is mapped in.
 pub const BLOCK_SIZE: u64 = 2 << 20;
+/// Size of one level-3 page: the unit device frames are mapped in.
+pub const PAGE_SIZE: u64 = 4 << 10;
 
 const ENTRIES: usize = 512;
 const VALID_TABLE: u64 = 0b11;
 const VALID_BLOCK: u64 = 0b01;
+const VALID_PAGE: u64 = 0b11;
 /// MemAttr = Normal, outer and inner write-back cacheable.
 const MEMATTR_NORMAL_WB: u64 = 0b1111 << 2;
+/// MemAttr = Device-nGnRE.
+const MEMATTR_DEVICE: u64 = 0b0001 << 2;
 /// S2AP = read/write.
 const S2AP_RW: u64 = 0b11 << 6;
 /// SH = inner shareable.
 const SH_INNER: u64 = 0b11 << 8;
 /// Access flag, set so the first access does not fault.
 const AF: u64 = 1 << 10;
+/// XN: never executable by the guest.
+const XN: u64 = 1 << 54;
 const OUTPUT_ADDRESS_MASK: u64 = 0x0000_ffff_ffff_f000;
+
+const RAM_BLOCK: u64 = AF | SH_INNER | S2AP_RW | MEMATTR_NORMAL_WB | VALID_BLOCK;
+const DEVICE_PAGE: u64 = XN | AF | S2AP_RW | MEMATTR_DEVICE | VALID_PAGE;
 
 #[repr(C, align(4096))]
 struct Table([u64; ENTRIES]);
@@ -41,7 +53,7 @@ impl Table {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapError {
-    /// Base or size not a multiple of [`BLOCK_SIZE`].
+    /// Base or size not a multiple of the mapping unit.
     Misaligned,
     /// The range goes past the IPA space.
     OutsideIpaSpace,
@@ -52,8 +64,8 @@ pub enum MapError {
 /// One VM's stage-2 tables.
 pub struct Stage2 {
     root: Box<Table>,
-    /// Level-2 tables, each with its physical address.
-    level2: Vec<Box<Table>>,
+    /// Level-2 and level-3 tables, found by their physical address.
+    tables: Vec<Box<Table>>,
 }
 
 impl Default for Stage2 {
@@ -66,7 +78,7 @@ impl Stage2 {
     pub fn new() -> Self {
         Stage2 {
             root: Table::new(),
-            level2: Vec::new(),
+            tables: Vec::new(),
         }
     }
 
@@ -82,12 +94,18 @@ impl Stage2 {
     }
 
     /// Maps guest-physical `ipa..ipa+size` to host-physical `pa..pa+size` as
-    /// normal cacheable read/write memory.
+    /// normal cacheable read/write memory, in 2 MiB blocks.
     pub fn map_ram(&mut self, ipa: u64, pa: u64, size: u64) -> Result<(), MapError> {
-        if [ipa, pa, size]
-            .iter()
-            .any(|v| !v.is_multiple_of(BLOCK_SIZE))
-        {
+        self.map(ipa, pa, size, BLOCK_SIZE, RAM_BLOCK)
+    }
+
+    /// Maps a device frame read/write, never executable, in 4 KiB pages.
+    pub fn map_device(&mut self, ipa: u64, pa: u64, size: u64) -> Result<(), MapError> {
+        self.map(ipa, pa, size, PAGE_SIZE, DEVICE_PAGE)
+    }
+
+    fn map(&mut self, ipa: u64, pa: u64, size: u64, unit: u64, attrs: u64) -> Result<(), MapError> {
+        if [ipa, pa, size].iter().any(|v| !v.is_multiple_of(unit)) {
             return Err(MapError::Misaligned);
         }
         let end = ipa.checked_add(size).ok_or(MapError::OutsideIpaSpace)?;
@@ -95,19 +113,25 @@ impl Stage2 {
             return Err(MapError::OutsideIpaSpace);
         }
         // Check the whole range first so a failed call changes nothing.
-        if let Some(mapped) = (0..size / BLOCK_SIZE)
-            .map(|i| ipa + i * BLOCK_SIZE)
-            .find(|&block| self.translate(block).is_some())
+        let units = size / unit;
+        if let Some(mapped) = (0..units)
+            .map(|i| ipa + i * unit)
+            .find(|&at| self.overlaps(at, unit))
         {
             return Err(MapError::Overlap { ipa: mapped });
         }
-        for i in 0..size / BLOCK_SIZE {
-            let (block_ipa, block_pa) = (ipa + i * BLOCK_SIZE, pa + i * BLOCK_SIZE);
-            let table = self.level2_for(block_ipa);
-            table.0[level2_index(block_ipa)] =
-                block_pa | AF | SH_INNER | S2AP_RW | MEMATTR_NORMAL_WB | VALID_BLOCK;
+        let level = if unit == BLOCK_SIZE { 2 } else { 3 };
+        for i in 0..units {
+            let at = ipa + i * unit;
+            let table = self.table_for(at, level);
+            table.0[index(at, level)] = (pa + i * unit) | attrs;
         }
         Ok(())
+    }
+
+    /// Whether anything is mapped in `ipa..ipa+unit`.
+    fn overlaps(&self, ipa: u64, unit: u64) -> bool {
+        (0..unit / PAGE_SIZE).any(|i| self.translate(ipa + i * PAGE_SIZE).is_some())
     }
 
     /// Host-physical address that `ipa` maps to, if it is mapped.
@@ -115,46 +139,70 @@ impl Stage2 {
         if ipa >= 1 << IPA_BITS {
             return None;
         }
-        let table = self.level2_at(self.root.0[level1_index(ipa)])?;
-        let block = table.0[level2_index(ipa)];
-        (block & 0b11 == VALID_BLOCK).then(|| (block & OUTPUT_ADDRESS_MASK) + ipa % BLOCK_SIZE)
+        let mut table: &Table = &self.root;
+        for level in 1..=3 {
+            let entry = table.0[index(ipa, level)];
+            let offset_mask = match level {
+                2 => BLOCK_SIZE - 1,
+                3 => PAGE_SIZE - 1,
+                _ => 0,
+            };
+            match (level, entry & 0b11) {
+                (_, 0b00) | (_, 0b10) => return None,
+                (2, VALID_BLOCK) => {
+                    return Some((entry & OUTPUT_ADDRESS_MASK) + (ipa & offset_mask))
+                }
+                (3, VALID_PAGE) => {
+                    return Some((entry & OUTPUT_ADDRESS_MASK) + (ipa & offset_mask))
+                }
+                (1 | 2, VALID_TABLE) => table = self.table_at(entry & OUTPUT_ADDRESS_MASK)?,
+                _ => return None,
+            }
+        }
+        None
     }
 
-    fn level2_at(&self, descriptor: u64) -> Option<&Table> {
-        if descriptor & 0b11 != VALID_TABLE {
-            return None;
-        }
-        let address = descriptor & OUTPUT_ADDRESS_MASK;
-        self.level2
+    fn table_at(&self, address: u64) -> Option<&Table> {
+        self.tables
             .iter()
             .map(|t| &**t)
             .find(|t| t.address() == address)
     }
 
-    fn level2_for(&mut self, ipa: u64) -> &mut Table {
-        let slot = level1_index(ipa);
-        let descriptor = self.root.0[slot];
-        let index = match self.level2.iter().position(|t| {
-            descriptor & 0b11 == VALID_TABLE && t.address() == descriptor & OUTPUT_ADDRESS_MASK
-        }) {
-            Some(index) => index,
-            None => {
-                let table = Table::new();
-                self.root.0[slot] = table.address() | VALID_TABLE;
-                self.level2.push(table);
-                self.level2.len() - 1
-            }
-        };
-        &mut self.level2[index]
+    /// The table at `level` (2 or 3) that maps `ipa`, created if missing.
+    fn table_for(&mut self, ipa: u64, level: u32) -> &mut Table {
+        let mut address = self.root.address();
+        for parent in 1..level {
+            let slot = index(ipa, parent);
+            let entry = self.table_mut(address).0[slot];
+            address = if entry & 0b11 == VALID_TABLE {
+                entry & OUTPUT_ADDRESS_MASK
+            } else {
+                let child = Table::new();
+                let child_address = child.address();
+                self.tables.push(child);
+                self.table_mut(address).0[slot] = child_address | VALID_TABLE;
+                child_address
+            };
+        }
+        self.table_mut(address)
+    }
+
+    fn table_mut(&mut self, address: u64) -> &mut Table {
+        if address == self.root.address() {
+            return &mut self.root;
+        }
+        self.tables
+            .iter_mut()
+            .map(|t| &mut **t)
+            .find(|t| t.address() == address)
+            .expect("descriptors only point at our own tables")
     }
 }
 
-fn level1_index(ipa: u64) -> usize {
-    ((ipa >> 30) & 0x1ff) as usize
-}
-
-fn level2_index(ipa: u64) -> usize {
-    ((ipa >> 21) & 0x1ff) as usize
+/// Index into the table at `level` for `ipa` (9 bits per level).
+fn index(ipa: u64, level: u32) -> usize {
+    ((ipa >> (12 + 9 * (3 - level))) & 0x1ff) as usize
 }
 
 #[cfg(test)]
@@ -174,7 +222,7 @@ mod tests {
         assert_eq!(s2.translate(0x3fff_ffff), None);
         assert_eq!(s2.translate(0x0900_0000), None, "host UART");
         assert_eq!(s2.translate(1 << IPA_BITS), None);
-        assert_eq!(s2.level2.len(), 1);
+        assert_eq!(s2.tables.len(), 1);
     }
 
     #[test]
@@ -183,8 +231,8 @@ mod tests {
         s2.map_ram(0x4000_0000, 0x8000_0000, 2 * MIB).unwrap();
         let l1 = s2.root.0[1];
         assert_eq!(l1 & 0b11, 0b11, "level-1 entry is a table");
-        assert_eq!(l1 & OUTPUT_ADDRESS_MASK, s2.level2[0].address());
-        let block = s2.level2[0].0[0];
+        assert_eq!(l1 & OUTPUT_ADDRESS_MASK, s2.tables[0].address());
+        let block = s2.tables[0].0[0];
         // AF | SH=inner | S2AP=RW | MemAttr=normal WB | block
         assert_eq!(block, 0x8000_0000 | 0x7fd);
     }
@@ -193,7 +241,7 @@ mod tests {
     fn a_range_crossing_1gib_gets_two_level2_tables() {
         let mut s2 = Stage2::new();
         s2.map_ram(0x7fe0_0000, 0x1_0000_0000, 4 * MIB).unwrap();
-        assert_eq!(s2.level2.len(), 2);
+        assert_eq!(s2.tables.len(), 2);
         assert_eq!(s2.translate(0x8000_0000), Some(0x1_0020_0000));
     }
 
@@ -219,6 +267,47 @@ mod tests {
             s2.translate(0x3fe0_0000),
             None,
             "failed call mapped nothing"
+        );
+    }
+
+    #[test]
+    fn device_frames_map_as_never_executable_4k_pages() {
+        let mut s2 = Stage2::new();
+        s2.map_ram(0x4000_0000, 0x8000_0000, 2 * MIB).unwrap();
+        s2.map_device(0x0801_0000, 0x0804_0000, 0x2000).unwrap();
+        assert_eq!(s2.translate(0x0801_0004), Some(0x0804_0004));
+        assert_eq!(s2.translate(0x0801_1ffc), Some(0x0804_1ffc));
+        assert_eq!(s2.translate(0x0801_2000), None, "only the two pages");
+        assert_eq!(
+            s2.translate(0x0800_0000),
+            None,
+            "the distributor stays trapped"
+        );
+        // Root -> level 2 for RAM; root -> level 2 -> level 3 for the frame.
+        assert_eq!(s2.tables.len(), 3);
+        let page = s2.tables[2].0[index(0x0801_0000, 3)];
+        assert_eq!(
+            page,
+            0x0804_0000 | XN | 0x4c7,
+            "XN, AF, RW, device-nGnRE, page"
+        );
+    }
+
+    #[test]
+    fn device_pages_and_blocks_do_not_overlap() {
+        let mut s2 = Stage2::new();
+        s2.map_device(0x4000_1000, 0x0900_0000, 0x1000).unwrap();
+        assert_eq!(
+            s2.map_ram(0x4000_0000, 0, 2 * MIB),
+            Err(MapError::Overlap { ipa: 0x4000_0000 })
+        );
+        assert_eq!(
+            s2.map_device(0x4000_1000, 0, 0x1000),
+            Err(MapError::Overlap { ipa: 0x4000_1000 })
+        );
+        assert_eq!(
+            s2.map_device(0x4000_0800, 0, 0x1000),
+            Err(MapError::Misaligned)
         );
     }
 

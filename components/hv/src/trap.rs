@@ -36,6 +36,64 @@ pub struct Abort {
     pub far: u64,
     /// DFSC/IFSC: what kind of fault.
     pub status: u8,
+    /// The access, when the syndrome describes it (ISV): what an emulated
+    /// device needs to carry it out.
+    pub access: Option<Access>,
+}
+
+/// A single load or store to one general-purpose register, as ISV
+/// syndromes describe it. Pair, writeback and SIMD accesses have no valid
+/// syndrome and cannot be emulated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// Bytes: 1, 2, 4 or 8.
+    pub width: u8,
+    /// The register (31 is the zero register).
+    pub register: u8,
+    /// A load sign-extends (SSE).
+    pub sign_extend: bool,
+    /// The register is 64-bit (SF); a 32-bit one has its top half cleared.
+    pub wide_register: bool,
+}
+
+impl Access {
+    fn decode(esr: u64) -> Option<Access> {
+        (esr & (1 << 24) != 0).then(|| Access {
+            width: 1 << ((esr >> 22) & 0b11),
+            register: ((esr >> 16) & 0x1f) as u8,
+            sign_extend: esr & (1 << 21) != 0,
+            wide_register: esr & (1 << 15) != 0,
+        })
+    }
+
+    /// The register value a load of `value` leaves.
+    pub fn loaded(&self, value: u64) -> u64 {
+        let bits = u32::from(self.width) * 8;
+        let value = if bits == 64 {
+            value
+        } else {
+            value & ((1 << bits) - 1)
+        };
+        let value = if self.sign_extend && bits < 64 {
+            let shift = 64 - bits;
+            (((value << shift) as i64) >> shift) as u64
+        } else {
+            value
+        };
+        if self.wide_register {
+            value
+        } else {
+            value & 0xffff_ffff
+        }
+    }
+
+    /// The bytes a store of register value `value` writes.
+    pub fn stored(&self, value: u64) -> u64 {
+        match self.width {
+            8 => value,
+            width => value & ((1u64 << (u32::from(width) * 8)) - 1),
+        }
+    }
 }
 
 impl Abort {
@@ -71,6 +129,11 @@ pub fn decode(exit: &RawExit) -> Trap {
             ipa: ((exit.hpfar >> 4) << 12) | (exit.far & 0xfff),
             far: exit.far,
             status: (exit.esr & 0x3f) as u8,
+            access: if ec == EC_DABT_LOWER {
+                Access::decode(exit.esr)
+            } else {
+                None
+            },
         }),
         _ => Trap::Other { ec },
     }
@@ -155,6 +218,69 @@ mod tests {
         };
         assert!(a.instruction && !a.write);
         assert_eq!(a.ipa, 0x8000_0000);
+    }
+
+    #[test]
+    fn isv_syndromes_describe_the_access() {
+        // str w2, [x1] at 0x0800_0100: ISV, SAS=word, SRT=2, WnR, DFSC level 1.
+        let t = decode(&sync(0x9382_0045, 0x0800_0100, (0x0800_0100 >> 12) << 4));
+        let Trap::Stage2Abort(a) = t else {
+            panic!("{t:?}")
+        };
+        let access = a.access.expect("ISV set");
+        assert_eq!(
+            (
+                access.width,
+                access.register,
+                access.sign_extend,
+                access.wide_register
+            ),
+            (4, 2, false, false)
+        );
+        assert!(a.write);
+        // ldrsb x5, [x0]: SAS=byte, SSE, SRT=5, SF.
+        let t = decode(&sync(0x9325_8005, 0x0800_0000, (0x0800_0000 >> 12) << 4));
+        let Trap::Stage2Abort(a) = t else {
+            panic!("{t:?}")
+        };
+        let access = a.access.unwrap();
+        assert_eq!((access.width, access.register), (1, 5));
+        assert_eq!(
+            access.loaded(0x80),
+            0xffff_ffff_ffff_ff80,
+            "sign-extended to 64 bits"
+        );
+        assert_eq!(access.stored(0x1234), 0x34);
+        // No ISV (e.g. ldp): nothing to emulate.
+        let t = decode(&sync(0x9200_0005, 0x0800_0000, 0));
+        let Trap::Stage2Abort(a) = t else {
+            panic!("{t:?}")
+        };
+        assert_eq!(a.access, None);
+    }
+
+    #[test]
+    fn loads_into_32bit_registers_clear_the_top_half() {
+        let access = Access {
+            width: 4,
+            register: 0,
+            sign_extend: true,
+            wide_register: false,
+        };
+        assert_eq!(access.loaded(0x8000_0000), 0x8000_0000);
+        let wide = Access {
+            wide_register: true,
+            ..access
+        };
+        assert_eq!(wide.loaded(0x8000_0000), 0xffff_ffff_8000_0000);
+        let dword = Access {
+            width: 8,
+            register: 0,
+            sign_extend: false,
+            wide_register: true,
+        };
+        assert_eq!(dword.loaded(u64::MAX), u64::MAX);
+        assert_eq!(dword.stored(u64::MAX), u64::MAX);
     }
 
     #[test]

@@ -4,11 +4,21 @@
 //!
 //! Command lines: `read=<hex>`, `write=<hex>`, `exec=<hex>`, `read-past-end`,
 //! `write-past-end` (past-end: `ram_base + ram_size`, just past its RAM).
+//!
+//! Hostile modes, each showing that a misbehaving guest only hurts itself:
+//! - `console-bad-pointer`: `CONSOLE_WRITE` of an address outside its RAM,
+//!   of a range running past its end, and of too many bytes; prints the
+//!   errors, then exits 0;
+//! - `unknown-hypercall`: an undefined function ID; prints the result, exits 0;
+//! - `smc`: `SMC #0` with `PSCI_VERSION`; prints the result, exits 0;
+//! - `hvc-imm`: `HVC #1` with `ABI_VERSION`; prints the result, exits 0;
+//! - `sysreg`: reads `HCR_EL2` from EL1, which must end in this guest's own
+//!   exception handler (exit 0xE1); if the read returns it exits 1.
 #![no_std]
 #![no_main]
 
 use abi::StartInfo;
-use guest_rt::{println, probe};
+use guest_rt::{hc, println, probe};
 
 guest_rt::entry!(main);
 
@@ -46,8 +56,80 @@ fn parse(cmdline: &str, info: &StartInfo) -> Option<Probe> {
     }
 }
 
+/// A function ID in Tessera's range that no ABI version defines.
+const UNKNOWN_HYPERCALL: u64 = 0xC600_00FF;
+/// PSCI `PSCI_VERSION` (SMC32 fast call).
+const PSCI_VERSION: u64 = 0x8400_0000;
+/// An address outside every guest's RAM (below `GUEST_RAM_BASE`).
+const OUTSIDE_RAM: u64 = 0x1000;
+
+/// A raw hypercall result: the error's name if it is one, else the number.
+struct Outcome(i64);
+
+impl core::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match abi::Error::from_raw(self.0) {
+            Some(error) => write!(f, "{error:?}"),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+/// Runs a hostile mode; `None` if `cmdline` names none.
+fn hostile(cmdline: &str, info: &StartInfo) -> Option<u64> {
+    match cmdline {
+        "console-bad-pointer" => {
+            // The raw call: the safe wrapper only passes slices it owns.
+            let bad = hc::hypercall(abi::HC_CONSOLE_WRITE, OUTSIDE_RAM, 16, 0);
+            println!("prober: console_write(bad address) = {}", Outcome(bad));
+            let last = info.ram_base + info.ram_size - 8;
+            let straddling = hc::hypercall(abi::HC_CONSOLE_WRITE, last, 16, 0);
+            println!(
+                "prober: console_write(past end of RAM) = {}",
+                Outcome(straddling)
+            );
+            let long = hc::hypercall(
+                abi::HC_CONSOLE_WRITE,
+                info.ram_base,
+                abi::CONSOLE_WRITE_MAX + 1,
+                0,
+            );
+            println!("prober: console_write(too long) = {}", Outcome(long));
+            let wrapping = hc::hypercall(abi::HC_CONSOLE_WRITE, u64::MAX - 7, 16, 0);
+            println!(
+                "prober: console_write(wrapping address) = {}",
+                Outcome(wrapping)
+            );
+        }
+        "unknown-hypercall" => {
+            let result = hc::hypercall(UNKNOWN_HYPERCALL, 0, 0, 0);
+            println!("prober: unknown hypercall = {result}");
+        }
+        "smc" => {
+            let result = probe::smc(PSCI_VERSION, 0, 0, 0);
+            println!("prober: smc = {result}");
+        }
+        "hvc-imm" => {
+            let result = probe::hvc_imm1(abi::HC_ABI_VERSION, 0, 0, 0);
+            println!("prober: hvc #1 = {result}");
+        }
+        "sysreg" => {
+            println!("prober: about to read hcr_el2");
+            let value = probe::read_hcr_el2();
+            println!("prober: ISOLATION BROKEN: read hcr_el2 = {value:#x}");
+            return Some(1);
+        }
+        _ => return None,
+    }
+    println!("prober: still alive");
+    Some(0)
+}
+
 fn main(info: &'static StartInfo) -> u64 {
     let cmdline = info.cmdline();
+    if let Some(code) = hostile(cmdline, info) {
+        return code;
+    }
     let Some(probe) = parse(cmdline, info) else {
         println!("prober: bad cmdline '{cmdline}'");
         return 2;

@@ -7,6 +7,10 @@
 //! - [`hc`]: safe wrappers of the hypercalls of the [`abi`];
 //! - [`print!`] / [`println!`] over the console hypercall (no heap);
 //! - [`counter`] / [`counter_frequency`]: the virtual generic timer;
+//! - [`gic`], [`irq`] and [`timer`]: the GICv2, the IRQ handler and the
+//!   virtual timer (ABI 1.1);
+//! - [`probe`] and [`soak`]: isolation probes and the register-integrity
+//!   soak, for test guests;
 //! - a panic handler and an exception handler that report and stop the VM.
 //!
 //! Architecture-specific code, and all `unsafe`, is in `arch/<arch>.rs`.
@@ -21,8 +25,12 @@ mod arch;
 compile_error!("guest-rt has no arch module for this target yet (only aarch64)");
 
 pub mod console;
+pub mod gic;
 pub mod hc;
+pub mod irq;
 pub mod probe;
+pub mod soak;
+pub mod timer;
 
 /// `vm_exit` code after an unexpected exception.
 pub const EXIT_EXCEPTION: u64 = 0xE1;

@@ -1,6 +1,8 @@
 //! Raw memory probes for isolation tests (the `prober` guest): volatile
 //! 32-bit reads, writes and branches to addresses the guest does not own,
-//! which the hypervisor's stage 2 must stop.
+//! which the hypervisor's stage 2 must stop; and the hostile instructions
+//! of the hostile-guest tests (`SMC`, `HVC` with a non-zero immediate, an
+//! EL2 register read from EL1).
 //!
 //! Addresses inside the guest image or its StartInfo page are refused, so a
 //! probe never aliases a Rust object; everything else in the identity map
@@ -63,4 +65,23 @@ pub fn exec(info: &abi::StartInfo, addr: u64) -> Result<(), Refused> {
     check(info, addr)?;
     crate::arch::probe_exec(addr);
     Ok(())
+}
+
+/// `SMC #0` with SMCCC function `id` and arguments: the hypervisor traps it;
+/// returns the raw `x0` it answers.
+pub fn smc(id: u64, a1: u64, a2: u64, a3: u64) -> i64 {
+    crate::arch::smc_call(id, a1, a2, a3)
+}
+
+/// `HVC #1` (an immediate the ABI does not define) with function `id`;
+/// returns the raw `x0`.
+pub fn hvc_imm1(id: u64, a1: u64, a2: u64, a3: u64) -> i64 {
+    crate::arch::hypercall_imm1(id, a1, a2, a3)
+}
+
+/// Reads `HCR_EL2` from EL1, which is UNDEFINED there: the guest takes its
+/// own exception and the runtime stops the VM. Returns only if the read
+/// went through, which would be a hypervisor bug.
+pub fn read_hcr_el2() -> u64 {
+    crate::arch::read_hcr_el2()
 }

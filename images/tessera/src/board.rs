@@ -2,9 +2,9 @@
 //! physical GIC, and the arch layer behind hv's Platform trait.
 
 use crate::composition as c;
-use arch_aarch64::{cache, el2, timer, Context};
+use arch_aarch64::{cache, el2, timer};
 use core::ptr::NonNull;
-use hv::{Platform, RawExit};
+use hv::{vgic::ListReg, Platform, RawExit, VcpuRegs};
 use safe_mmio::UniqueMmioPointer;
 use spin::{Mutex, Once};
 
@@ -88,10 +88,15 @@ mod gic {
             } else {
                 InterruptGroup::Group0
             };
-            let timer = intid(timer_irq);
-            gic.set_interrupt_priority(timer, 0x80);
-            if let Err(e) = gic.enable_interrupt(timer, true) {
-                hv::error!("cannot enable the hypervisor timer interrupt: {e:?}");
+            for (irq, what) in [
+                (timer_irq, "hypervisor timer"),
+                (c::VIRT_TIMER_IRQ, "guest virtual timer"),
+                (c::MAINTENANCE_IRQ, "GIC maintenance"),
+            ] {
+                gic.set_interrupt_priority(intid(irq), 0x80);
+                if let Err(e) = gic.enable_interrupt(intid(irq), true) {
+                    hv::error!("cannot enable the {what} interrupt {irq}: {e:?}");
+                }
             }
             Gic { gic, group }
         }
@@ -108,31 +113,76 @@ mod gic {
     }
 }
 
+/// A vCPU as this board runs it: the CPU's registers and the state of its
+/// GICv2 virtual CPU interface (what the guest wrote to its GICC).
+pub struct VcpuContext {
+    cpu: arch_aarch64::Context,
+    vmcr: u32,
+    apr: u32,
+}
+
+impl VcpuRegs for VcpuContext {
+    fn reg(&self, n: usize) -> u64 {
+        self.cpu.reg(n)
+    }
+    fn set_reg(&mut self, n: usize, value: u64) {
+        self.cpu.set_reg(n, value);
+    }
+    fn pc(&self) -> u64 {
+        self.cpu.pc()
+    }
+    fn set_pc(&mut self, pc: u64) {
+        self.cpu.set_pc(pc);
+    }
+}
+
 pub struct Board {
     gic: gic::Gic,
+    gich: vgic_v2::hw::Gich<'static>,
 }
 
 impl Board {
     pub fn new() -> Board {
+        // SAFETY: the GIC's virtual interface control block, identity-mapped
+        // as device memory, owned only by this driver.
+        let gich = unsafe {
+            UniqueMmioPointer::new(
+                NonNull::new(c::GICH_BASE as *mut vgic_v2::hw::GichRegisters).unwrap(),
+            )
+        };
         Board {
             gic: gic::Gic::new(c::HYP_TIMER_IRQ),
+            gich: vgic_v2::hw::Gich::new(gich),
         }
     }
 }
 
 impl Platform for Board {
-    type Context = Context;
+    type Context = VcpuContext;
 
-    fn new_context(&self, entry: u64, arg0: u64) -> Context {
-        Context::new(entry, arg0, 0)
+    fn new_context(&self, entry: u64, arg0: u64) -> VcpuContext {
+        VcpuContext {
+            cpu: arch_aarch64::Context::new(entry, arg0, 0),
+            vmcr: 0,
+            apr: 0,
+        }
     }
 
-    fn switch_to(&mut self, prev: Option<&mut Context>, next: &Context, vttbr: u64) {
-        el2::switch_to(prev, next, vttbr);
+    fn switch_to(&mut self, prev: Option<&mut VcpuContext>, next: &VcpuContext, vttbr: u64) {
+        match prev {
+            Some(prev) => {
+                prev.vmcr = self.gich.vmcr();
+                prev.apr = self.gich.apr();
+                el2::switch_to(Some(&mut prev.cpu), &next.cpu, vttbr);
+            }
+            None => el2::switch_to(None, &next.cpu, vttbr),
+        }
+        self.gich.set_vmcr(next.vmcr);
+        self.gich.set_apr(next.apr);
     }
 
-    fn run(&mut self, ctx: &mut Context) -> RawExit {
-        el2::run(ctx)
+    fn run(&mut self, ctx: &mut VcpuContext) -> RawExit {
+        el2::run(&mut ctx.cpu)
     }
 
     fn counter(&self) -> u64 {
@@ -161,6 +211,44 @@ impl Platform for Board {
 
     fn timer_irq(&self) -> u32 {
         c::HYP_TIMER_IRQ
+    }
+
+    fn guest_timer_irq(&self) -> u32 {
+        c::VIRT_TIMER_IRQ
+    }
+
+    fn maintenance_irq(&self) -> u32 {
+        c::MAINTENANCE_IRQ
+    }
+
+    fn mask_guest_timer(&mut self, masked: bool) {
+        timer::mask_guest_timer(masked);
+    }
+
+    fn guest_timer_deadline(&self) -> Option<u64> {
+        timer::guest_timer_deadline()
+    }
+
+    fn guest_cpu_interface(&self) -> Option<(u64, u64)> {
+        // The GICv2 virtual CPU interface: two 4 KiB pages.
+        Some((c::GICV_BASE, 0x2000))
+    }
+
+    fn lr_count(&self) -> usize {
+        self.gich.lr_count()
+    }
+
+    fn write_lrs(&mut self, lrs: &[ListReg], underflow: bool) {
+        for (i, lr) in lrs.iter().enumerate() {
+            self.gich.write_lr(i, lr);
+        }
+        self.gich.set_hcr(true, underflow);
+    }
+
+    fn read_lrs(&mut self, lrs: &mut [ListReg]) {
+        for (i, lr) in lrs.iter_mut().enumerate() {
+            *lr = self.gich.read_lr(i);
+        }
     }
 
     fn flush_guest_tlbs(&mut self) {

@@ -60,8 +60,9 @@ extern "C" fn tessera_main(_dtb: u64) -> ! {
         el2::selftest_fault();
     }
     let platform = board::Board::new();
-    let mut hv: Hypervisor<board::Board, c::Scheduler> =
-        Hypervisor::new(platform, vm_descs(), c::TIME_SLICE_US);
+    let table = vm_table();
+    let mut hv: Hypervisor<board::Board, c::Scheduler, c::Vgic> =
+        Hypervisor::new(platform, vm_descs(&table), c::TIME_SLICE_US, &table.windows);
     info!("starting {} VMs", hv.running_vms());
     hv.run();
     info!("all VMs stopped, powering off");
@@ -78,18 +79,22 @@ fn init_heap() {
     }
 }
 
-/// The VMs from the image's VM table, each with its RAM.
-fn vm_descs() -> Vec<VmDesc> {
-    let table = match VmTable::decode(&c::VM_TABLE) {
+/// The image's VM table, decoded in place.
+fn vm_table() -> VmTable<'static> {
+    match VmTable::decode(&c::VM_TABLE) {
         Ok(table) => table,
         Err(e) => {
             hv::error!("VM table is corrupt ({e:?}); rebuild the image");
             psci::system_off()
         }
-    };
+    }
+}
+
+/// The VMs of the table, each with its RAM.
+fn vm_descs(table: &VmTable<'static>) -> Vec<VmDesc> {
     table
         .vms
-        .into_iter()
+        .iter()
         .map(|vm| VmDesc {
             name: vm.name,
             guest: vm.guest,
@@ -100,6 +105,9 @@ fn vm_descs() -> Vec<VmDesc> {
                 board::vm_ram(vm.ram_base, vm.ram_size),
             ),
             image: c::GUEST_IMAGES[vm.image as usize],
+            weight: vm.weight,
+            cap_percent: vm.cap_percent,
+            cpu: vm.cpu,
         })
         .collect()
 }

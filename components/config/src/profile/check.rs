@@ -13,6 +13,10 @@ const VM_NAME_MAX: usize = 31;
 const CMDLINE_MAX: usize = 127;
 /// Private peripheral interrupts: the per-CPU timer and GIC maintenance lines.
 const PPIS: std::ops::RangeInclusive<u32> = 16..=31;
+/// A VM's `weight` (credit).
+const WEIGHTS: std::ops::RangeInclusive<u32> = 1..=65535;
+/// A VM's `cap`, in percent of one CPU (credit).
+const CAPS: std::ops::RangeInclusive<u32> = 1..=100;
 
 /// The board's RAM and the hypervisor's region in it, once checked.
 pub(super) struct BoardLayout {
@@ -319,6 +323,37 @@ fn one_vm(src: Source, index: usize, vm: &VmSpec) -> Result<(), ProfileError> {
                     format!("the command line is {len} bytes long, more than {CMDLINE_MAX}"),
                 )
                 .with_help(format!("shorten it to at most {CMDLINE_MAX} bytes")));
+        }
+    }
+
+    if let Some(weight) = &vm.weight {
+        let w = *weight.get_ref();
+        if !WEIGHTS.contains(&w) {
+            return Err(src
+                .error(
+                    weight.span(),
+                    &format!("{label} weight"),
+                    format!("weight {w} is outside 1..=65535"),
+                )
+                .with_help(format!(
+                    "weight is the VM's share of CPU time relative to the others (credit scheduler); the default is {}, so 512 gets twice the default share",
+                    crate::composition::VmPlan::DEFAULT_WEIGHT
+                )));
+        }
+    }
+
+    if let Some(cap) = &vm.cap {
+        let c = *cap.get_ref();
+        if !CAPS.contains(&c) {
+            return Err(src
+                .error(
+                    cap.span(),
+                    &format!("{label} cap"),
+                    format!("cap {c} is outside 1..=100"),
+                )
+                .with_help(
+                    "cap is the most CPU time the VM may use, in percent of one CPU (credit scheduler); leave it out for no cap",
+                ));
         }
     }
     Ok(())

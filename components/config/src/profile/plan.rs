@@ -2,6 +2,7 @@
 
 use super::check::{self, range, vm_label, BoardLayout, MIB2};
 use super::error::{did_you_mean, ProfileError, Source};
+use super::schedule;
 use super::units::format_size;
 use super::{Known, Profile, VmSource};
 use crate::composition::{Composition, Gic, Region, Timer, Uart, VmPlan};
@@ -53,6 +54,7 @@ pub fn plan(
 
     let vms = vms.unwrap_or(&profile.vms);
     check_vms(vms, known)?;
+    let schedule = schedule::check(profile, vms)?;
     let rams = place(vms, &layout)?;
 
     let g = &profile.gic;
@@ -95,7 +97,8 @@ pub fn plan(
             .vms
             .iter()
             .zip(rams)
-            .map(|(vm, ram)| VmPlan {
+            .zip(schedule.cpus)
+            .map(|((vm, ram), cpu)| VmPlan {
                 name: vm.name.get_ref().clone(),
                 guest: vm.guest.get_ref().clone(),
                 vcpus: *vm.vcpus.get_ref(),
@@ -106,8 +109,15 @@ pub fn plan(
                     .map(|c| c.get_ref().clone())
                     .unwrap_or_default(),
                 image: guest_image(vm.guest.get_ref()),
+                weight: vm
+                    .weight
+                    .as_ref()
+                    .map_or(VmPlan::DEFAULT_WEIGHT, |w| *w.get_ref()),
+                cap_percent: vm.cap.as_ref().map_or(0, |c| *c.get_ref()),
+                cpu,
             })
             .collect(),
+        windows: schedule.windows,
         selftest: None,
     })
 }

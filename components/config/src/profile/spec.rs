@@ -113,6 +113,16 @@ pub struct ComposeSpec {
     pub time_slice: Spanned<Period>,
     #[serde(default)]
     pub pv: Vec<Spanned<String>>,
+    /// The ARINC 653 major frame, in order (scheduler `arinc653` only).
+    pub windows: Option<Spanned<Vec<WindowSpec>>>,
+}
+
+/// One window of the ARINC 653 major frame: `vm` owns the CPU for `length`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WindowSpec {
+    pub vm: Spanned<String>,
+    pub length: Spanned<Period>,
 }
 
 /// One `[[vm]]` table.
@@ -126,6 +136,12 @@ pub struct VmSpec {
     /// Host-physical base; absent means "place it after the others".
     pub base: Option<Spanned<u64>>,
     pub cmdline: Option<Spanned<String>>,
+    /// Relative share of CPU time, 1..=65535 (credit only; absent means 256).
+    pub weight: Option<Spanned<u32>>,
+    /// Most CPU time, in percent of one CPU, 1..=100 (credit only; absent means no cap).
+    pub cap: Option<Spanned<u32>>,
+    /// The physical CPU the VM's vCPU is pinned to (static and credit).
+    pub cpu: Option<Spanned<u32>>,
 }
 
 /// A list of VMs with the file they came from (a board profile, or a

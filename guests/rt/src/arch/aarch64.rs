@@ -15,6 +15,10 @@ use aarch64_cpu::registers::{
 
 use abi::StartInfo;
 
+#[path = "aarch64_irq.rs"]
+mod irq;
+pub use irq::*;
+
 // Entry: the first byte of the image (section .text.boot, first in guest.ld).
 // The hypervisor enters at EL1, MMU off, x0 = guest-physical address of the
 // StartInfo. Until the MMU is on, data accesses are Device-nGnRnE: the code
@@ -83,8 +87,9 @@ _start:
 );
 
 // EL1 exception vectors: 16 entries of 0x80 bytes, table aligned to 2 KiB.
-// None is expected: each one switches to the exception stack (so that a
-// stack overflow is still reported) and reports. Nothing returns.
+// IRQs go to the interrupt entry (aarch64_irq.rs). Nothing else is
+// expected: each one switches to the exception stack (so that a stack
+// overflow is still reported) and reports. Nothing returns.
 global_asm!(
     r#"
     .section .text.vectors, "ax"
@@ -94,8 +99,13 @@ __rt_vectors:
     .set .Lvector, 0
     .rept 16
     .balign 0x80
+    // IRQs taken at EL1 (SP0 or SPx) are handled; everything else reports.
+    .if .Lvector == 1 || .Lvector == 5
+    b       __rt_irq_entry
+    .else
     mov     x0, #.Lvector
     b       .Lvector_common
+    .endif
     .set .Lvector, .Lvector + 1
     .endr
 .Lvector_common:
@@ -333,5 +343,233 @@ pub fn probe_exec(addr: u64) {
     // exception.
     unsafe {
         asm!("blr {addr}", addr = in(reg) addr, clobber_abi("C"));
+    }
+}
+
+/// `SMC #0` with SMCCC registers (`x0` = function ID, `x1`..`x3` arguments),
+/// for hostile-guest tests: the hypervisor traps SMC and answers in `x0`.
+pub fn smc_call(id: u64, a1: u64, a2: u64, a3: u64) -> i64 {
+    let result: u64;
+    // SAFETY: as for `hypercall`: a trapped SMC only changes x0 (SMCCC
+    // preserves x4..x17 for a fast call; x1..x3 are declared clobbered in
+    // case a firmware answers more). No SMC of these tests writes memory.
+    unsafe {
+        asm!(
+            "smc #0",
+            inlateout("x0") id => result,
+            inlateout("x1") a1 => _,
+            inlateout("x2") a2 => _,
+            inlateout("x3") a3 => _,
+            options(nostack),
+        );
+    }
+    result as i64
+}
+
+/// `HVC #1`: a hypercall with a non-zero immediate, which the Tessera ABI
+/// does not define (SMCCC uses `HVC #0`), for hostile-guest tests.
+pub fn hypercall_imm1(id: u64, a1: u64, a2: u64, a3: u64) -> i64 {
+    let result: u64;
+    // SAFETY: as for `hypercall`; x1..x3 are declared clobbered because no
+    // contract covers this call.
+    unsafe {
+        asm!(
+            "hvc #1",
+            inlateout("x0") id => result,
+            inlateout("x1") a1 => _,
+            inlateout("x2") a2 => _,
+            inlateout("x3") a3 => _,
+            options(nostack),
+        );
+    }
+    result as i64
+}
+
+/// Reads `HCR_EL2` from EL1: UNDEFINED there, so this takes the guest's own
+/// undefined-instruction exception (reported by the runtime, which stops
+/// the VM). Returns only if something lets the read through.
+pub fn read_hcr_el2() -> u64 {
+    let value: u64;
+    // SAFETY: an MRS reads a register and writes `value`, nothing else; the
+    // exception it takes at EL1 ends in the runtime's exception handler.
+    unsafe { asm!("mrs {}, hcr_el2", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+/// The register file of a [`register_soak`]: the values it loads before the
+/// soak, and the values it found afterwards (written back in place). The
+/// assembly uses the offsets asserted below.
+#[repr(C, align(16))]
+#[derive(Clone, PartialEq, Eq)]
+pub struct SoakRegs {
+    /// `x[0]`: the iteration count in (the loop counter); `x[1..=30]`: the
+    /// patterns of x1..x30. `x[31]` is padding.
+    pub x: [u64; 32],
+    /// The system registers of [`SOAK_SYS_REGS`], in that order.
+    pub sys: [u64; 8],
+    /// v0..v31, all 128 bits.
+    pub v: [u128; 32],
+}
+
+/// Names of [`SoakRegs::sys`] and the bits of each that hold a value
+/// (`CONTEXTIDR_EL1.PROCID` is 32 bits; FPSR: the cumulative flags and QC;
+/// FPCR: AHP, DN, FZ and RMode; NZCV: the flags).
+pub const SOAK_SYS_REGS: [(&str, u64); 8] = [
+    ("tpidr_el0", u64::MAX),
+    ("tpidrro_el0", u64::MAX),
+    ("tpidr_el1", u64::MAX),
+    ("contextidr_el1", 0xffff_ffff),
+    ("sp_el0", u64::MAX),
+    ("fpsr", 0x0800_009f),
+    ("fpcr", 0x07c0_0000),
+    ("nzcv", 0xf000_0000),
+];
+
+const _: () = {
+    assert!(core::mem::offset_of!(SoakRegs, x) == 0);
+    assert!(core::mem::offset_of!(SoakRegs, sys) == 256);
+    assert!(core::mem::offset_of!(SoakRegs, v) == 320);
+    assert!(core::mem::size_of::<SoakRegs>() == 832);
+};
+
+/// Loads `regs` into x1..x30, v0..v31 and the system registers of
+/// [`SOAK_SYS_REGS`], spins `regs.x[0]` times (at least once) in a loop that
+/// touches no memory, no flags and no register but x0, then writes what the
+/// registers hold back into `regs` (`x[0]` is left as it was). FPCR, x18,
+/// x19, x29 and x30 are restored afterwards; the other system registers keep
+/// the soak's values (nothing in the runtime uses them).
+pub fn register_soak(regs: &mut SoakRegs) {
+    regs.x[0] = regs.x[0].max(1);
+    // SAFETY: the assembly reads and writes only `*regs` (exclusively
+    // borrowed, 832 bytes, 16-byte aligned) and a 64-byte frame below sp,
+    // which it frees. Registers Rust does not let us name as clobbers
+    // (x18, x19, x29) are saved in that frame and restored, as are x30 and
+    // FPCR (the Rust code around assumes the default FP environment); all
+    // others are declared clobbered. The system registers it changes are
+    // thread and debug identifiers and SP_EL0, which the runtime (EL1h,
+    // single-threaded) does not use.
+    unsafe {
+        asm!(
+            "sub sp, sp, #64",
+            "stp x29, x30, [sp]",
+            "stp x18, x19, [sp, #16]",
+            "mrs x1, fpcr",
+            "stp x0, x1, [sp, #32]",
+            // System registers.
+            "ldp x1, x2, [x0, #256]",
+            "msr tpidr_el0, x1",
+            "msr tpidrro_el0, x2",
+            "ldp x1, x2, [x0, #272]",
+            "msr tpidr_el1, x1",
+            "msr contextidr_el1, x2",
+            "ldp x1, x2, [x0, #288]",
+            "msr sp_el0, x1",
+            "msr fpsr, x2",
+            "ldp x1, x2, [x0, #304]",
+            "msr fpcr, x1",
+            "msr nzcv, x2",
+            "isb",
+            // v0..v31.
+            "ldp q0, q1, [x0, #320]",
+            "ldp q2, q3, [x0, #352]",
+            "ldp q4, q5, [x0, #384]",
+            "ldp q6, q7, [x0, #416]",
+            "ldp q8, q9, [x0, #448]",
+            "ldp q10, q11, [x0, #480]",
+            "ldp q12, q13, [x0, #512]",
+            "ldp q14, q15, [x0, #544]",
+            "ldp q16, q17, [x0, #576]",
+            "ldp q18, q19, [x0, #608]",
+            "ldp q20, q21, [x0, #640]",
+            "ldp q22, q23, [x0, #672]",
+            "ldp q24, q25, [x0, #704]",
+            "ldp q26, q27, [x0, #736]",
+            "ldp q28, q29, [x0, #768]",
+            "ldp q30, q31, [x0, #800]",
+            // x1..x30, then the counter into x0.
+            "ldp x1, x2, [x0, #8]",
+            "ldp x3, x4, [x0, #24]",
+            "ldp x5, x6, [x0, #40]",
+            "ldp x7, x8, [x0, #56]",
+            "ldp x9, x10, [x0, #72]",
+            "ldp x11, x12, [x0, #88]",
+            "ldp x13, x14, [x0, #104]",
+            "ldp x15, x16, [x0, #120]",
+            "ldp x17, x18, [x0, #136]",
+            "ldp x19, x20, [x0, #152]",
+            "ldp x21, x22, [x0, #168]",
+            "ldp x23, x24, [x0, #184]",
+            "ldp x25, x26, [x0, #200]",
+            "ldp x27, x28, [x0, #216]",
+            "ldp x29, x30, [x0, #232]",
+            "ldr x0, [x0]",
+            // The soak: no memory, no flags, no hypercall; only preemption
+            // leaves this loop early.
+            "2:",
+            "sub x0, x0, #1",
+            "cbnz x0, 2b",
+            // Write back what the registers hold now.
+            "ldr x0, [sp, #32]",
+            "stp x1, x2, [x0, #8]",
+            "stp x3, x4, [x0, #24]",
+            "stp x5, x6, [x0, #40]",
+            "stp x7, x8, [x0, #56]",
+            "stp x9, x10, [x0, #72]",
+            "stp x11, x12, [x0, #88]",
+            "stp x13, x14, [x0, #104]",
+            "stp x15, x16, [x0, #120]",
+            "stp x17, x18, [x0, #136]",
+            "stp x19, x20, [x0, #152]",
+            "stp x21, x22, [x0, #168]",
+            "stp x23, x24, [x0, #184]",
+            "stp x25, x26, [x0, #200]",
+            "stp x27, x28, [x0, #216]",
+            "stp x29, x30, [x0, #232]",
+            "stp q0, q1, [x0, #320]",
+            "stp q2, q3, [x0, #352]",
+            "stp q4, q5, [x0, #384]",
+            "stp q6, q7, [x0, #416]",
+            "stp q8, q9, [x0, #448]",
+            "stp q10, q11, [x0, #480]",
+            "stp q12, q13, [x0, #512]",
+            "stp q14, q15, [x0, #544]",
+            "stp q16, q17, [x0, #576]",
+            "stp q18, q19, [x0, #608]",
+            "stp q20, q21, [x0, #640]",
+            "stp q22, q23, [x0, #672]",
+            "stp q24, q25, [x0, #704]",
+            "stp q26, q27, [x0, #736]",
+            "stp q28, q29, [x0, #768]",
+            "stp q30, q31, [x0, #800]",
+            "mrs x1, tpidr_el0",
+            "mrs x2, tpidrro_el0",
+            "stp x1, x2, [x0, #256]",
+            "mrs x1, tpidr_el1",
+            "mrs x2, contextidr_el1",
+            "stp x1, x2, [x0, #272]",
+            "mrs x1, sp_el0",
+            "mrs x2, fpsr",
+            "stp x1, x2, [x0, #288]",
+            "mrs x1, fpcr",
+            "mrs x2, nzcv",
+            "stp x1, x2, [x0, #304]",
+            // Restore.
+            "ldr x1, [sp, #40]",
+            "msr fpcr, x1",
+            "ldp x18, x19, [sp, #16]",
+            "ldp x29, x30, [sp]",
+            "add sp, sp, #64",
+            inout("x0") regs as *mut SoakRegs => _,
+            out("x20") _,
+            out("x21") _,
+            out("x22") _,
+            out("x23") _,
+            out("x24") _,
+            out("x25") _,
+            out("x26") _,
+            out("x27") _,
+            out("x28") _,
+            clobber_abi("C"),
+        );
     }
 }

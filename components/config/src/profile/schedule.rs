@@ -1,0 +1,292 @@
+//! Checks that tie the VMs to the scheduler the profile composes: credit's
+//! weights and caps, pinning, static's one vCPU per CPU, and the ARINC 653
+//! major frame. They run against the VMs being planned (the board's, or a
+//! scenario's that replace them), so [`super::plan`] calls them.
+
+use super::check::vm_label;
+use super::error::{did_you_mean, ProfileError};
+use super::{Profile, VmSource};
+use crate::composition::WindowPlan;
+
+const CREDIT: &str = "credit";
+const STATIC: &str = "static";
+const ARINC653: &str = "arinc653";
+
+/// What the scheduler needs beyond the VMs themselves.
+pub(super) struct Schedule {
+    /// Per VM: the CPU it is pinned to. Under `static` every VM has one:
+    /// its own `cpu`, or else the lowest CPU no VM before it took.
+    pub cpus: Vec<Option<u32>>,
+    /// The ARINC 653 major frame (empty for the other schedulers).
+    pub windows: Vec<WindowPlan>,
+}
+
+pub(super) fn check(profile: &Profile, vms: &VmSource) -> Result<Schedule, ProfileError> {
+    let scheduler = profile.compose.scheduler.get_ref().as_str();
+    let uses = if vms.path == profile.path {
+        format!("this profile uses {scheduler}")
+    } else {
+        format!(
+            "its board profile {} uses {scheduler}",
+            profile.path.display()
+        )
+    };
+    per_vm(profile, vms, scheduler, &uses)?;
+    let cpus = if scheduler == STATIC {
+        one_vcpu_per_cpu(profile, vms)?
+    } else {
+        vms.vms
+            .iter()
+            .map(|vm| vm.cpu.as_ref().map(|c| *c.get_ref()))
+            .collect()
+    };
+    let windows = windows(profile, vms, scheduler)?;
+    Ok(Schedule { cpus, windows })
+}
+
+/// `weight`, `cap` and `cpu` only where the scheduler uses them.
+fn per_vm(
+    profile: &Profile,
+    vms: &VmSource,
+    scheduler: &str,
+    uses: &str,
+) -> Result<(), ProfileError> {
+    let src = vms.source();
+    let cpus = profile.board.cpus;
+    for (i, vm) in vms.vms.iter().enumerate() {
+        let label = vm_label(i, vm);
+        if scheduler != CREDIT {
+            for (key, value) in [("weight", &vm.weight), ("cap", &vm.cap)] {
+                if let Some(value) = value {
+                    return Err(src
+                        .error(
+                            value.span(),
+                            &format!("{label} {key}"),
+                            format!("weight and cap only apply to the credit scheduler; {uses}"),
+                        )
+                        .with_help(format!(
+                            "remove {key}, or write scheduler = \"credit\" under [compose]"
+                        )));
+                }
+            }
+        }
+        let Some(cpu) = &vm.cpu else { continue };
+        let field = format!("{label} cpu");
+        if scheduler != STATIC && scheduler != CREDIT {
+            return Err(src
+                .error(
+                    cpu.span(),
+                    &field,
+                    format!("cpu pins a VM to a CPU, which only the static and credit schedulers do; {uses}"),
+                )
+                .with_help(format!(
+                    "remove cpu: {scheduler} does not pin; or write scheduler = \"static\" or \"credit\" under [compose]"
+                )));
+        }
+        let c = *cpu.get_ref();
+        if c >= cpus {
+            let which = if cpus == 1 {
+                "CPU 0".to_string()
+            } else {
+                format!("CPUs 0 to {}", cpus - 1)
+            };
+            return Err(src
+                .error(
+                    cpu.span(),
+                    &field,
+                    format!("there is no CPU {c}: the board has {which} (board.cpus = {cpus})"),
+                )
+                .with_help(format!("pin the VM to one of {which}, or leave cpu out")));
+        }
+    }
+    Ok(())
+}
+
+/// Static gives each vCPU a CPU of its own: enough CPUs, no CPU pinned
+/// twice. Returns each VM's CPU, choosing the lowest free one for VMs
+/// that do not say.
+fn one_vcpu_per_cpu(profile: &Profile, vms: &VmSource) -> Result<Vec<Option<u32>>, ProfileError> {
+    let src = vms.source();
+    let cpus = profile.board.cpus;
+    let total: u64 = vms
+        .vms
+        .iter()
+        .map(|vm| u64::from(*vm.vcpus.get_ref()))
+        .sum();
+    if total > u64::from(cpus) {
+        let mut running = 0u64;
+        let culprit = vms
+            .vms
+            .iter()
+            .position(|vm| {
+                running += u64::from(*vm.vcpus.get_ref());
+                running > u64::from(cpus)
+            })
+            .unwrap_or(0);
+        let vm = &vms.vms[culprit];
+        return Err(src
+            .error(
+                vm.vcpus.span(),
+                &format!("{} vcpus", vm_label(culprit, vm)),
+                format!("static runs one vCPU per CPU: {total} vCPUs, {cpus} CPUs"),
+            )
+            .with_help("from this VM on there are more vCPUs than CPUs: run fewer VMs, or write scheduler = \"credit\" or \"rr\" under [compose] to share CPUs"));
+    }
+
+    let mut taken: Vec<Option<usize>> = vec![None; cpus as usize];
+    for (i, vm) in vms.vms.iter().enumerate() {
+        let Some(cpu) = &vm.cpu else { continue };
+        // per_vm has checked that the CPU exists.
+        let slot = &mut taken[*cpu.get_ref() as usize];
+        if let Some(j) = *slot {
+            let label = vm_label(i, vm);
+            return Err(src
+                .error(
+                    cpu.span(),
+                    &format!("{label} cpu"),
+                    format!(
+                        "{} is pinned to CPU {} too; static runs one vCPU per CPU",
+                        vm_label(j, &vms.vms[j]),
+                        cpu.get_ref()
+                    ),
+                )
+                .with_help(
+                    "pin each VM to a CPU of its own, or leave cpu out to have a free one chosen",
+                ));
+        }
+        *slot = Some(i);
+    }
+
+    // The others take the free CPUs in order; the count above says there are enough.
+    let mut free = (0..cpus).filter(|c| taken[*c as usize].is_none());
+    Ok(vms
+        .vms
+        .iter()
+        .map(|vm| match &vm.cpu {
+            Some(cpu) => Some(*cpu.get_ref()),
+            None => free.next(),
+        })
+        .collect())
+}
+
+/// The ARINC 653 major frame: there when the scheduler is arinc653 and
+/// only then, naming the planned VMs, each of them at least once.
+fn windows(
+    profile: &Profile,
+    vms: &VmSource,
+    scheduler: &str,
+) -> Result<Vec<WindowPlan>, ProfileError> {
+    let src = profile.source();
+    let names: Vec<&str> = vms
+        .vms
+        .iter()
+        .map(|vm| vm.name.get_ref().as_str())
+        .collect();
+    let example = || {
+        let frame: Vec<String> = names
+            .iter()
+            .map(|n| format!("{{ vm = \"{n}\", length = \"10ms\" }}"))
+            .collect();
+        format!("windows = [{}]", frame.join(", "))
+    };
+    let windows = &profile.compose.windows;
+    if scheduler != ARINC653 {
+        if let Some(windows) = windows {
+            return Err(src
+                .error(
+                    windows.span(),
+                    "compose.windows",
+                    format!(
+                        "windows are the ARINC 653 major frame, but this profile uses {scheduler}"
+                    ),
+                )
+                .with_help("remove windows, or write scheduler = \"arinc653\" under [compose]"));
+        }
+        return Ok(Vec::new());
+    }
+    let Some(windows) = windows else {
+        return Err(src
+            .error(
+                profile.compose.scheduler.span(),
+                "compose.scheduler",
+                "arinc653 runs the VMs in a fixed major frame, but compose.windows is missing",
+            )
+            .with_help(format!(
+                "list the windows in order under [compose], at least one per VM, e.g. {}",
+                example()
+            )));
+    };
+    if windows.get_ref().is_empty() {
+        return Err(src
+            .error(
+                windows.span(),
+                "compose.windows",
+                "the major frame has no windows",
+            )
+            .with_help(format!(
+                "list at least one window per VM, e.g. {}",
+                example()
+            )));
+    }
+
+    let from = if vms.path == profile.path {
+        String::new()
+    } else {
+        format!(" (from {})", vms.path.display())
+    };
+    let mut plan = Vec::with_capacity(windows.get_ref().len());
+    for (k, window) in windows.get_ref().iter().enumerate() {
+        let field = format!("compose.windows #{}", k + 1);
+        let name = window.vm.get_ref();
+        let Some(vm) = names.iter().position(|n| n == name) else {
+            return Err(src
+                .error(
+                    window.vm.span(),
+                    &format!("{field} vm"),
+                    format!(
+                        "no VM named '{name}'; the VMs{from} are: {}",
+                        names.join(", ")
+                    ),
+                )
+                .with_help(did_you_mean(name, &names).unwrap_or_else(|| {
+                    "a window names the [[vm]] that owns the CPU during it".to_string()
+                })));
+        };
+        let length = window.length.get_ref().0;
+        if length.is_zero() {
+            return Err(src
+                .error(
+                    window.length.span(),
+                    &format!("{field} length"),
+                    "the window is zero long",
+                )
+                .with_help("give it a length such as \"10ms\", or remove the window"));
+        }
+        plan.push(WindowPlan {
+            vm: vm as u32,
+            length_us: u64::try_from(length.as_micros()).unwrap_or(u64::MAX),
+        });
+    }
+
+    if let Some((i, vm)) = vms
+        .vms
+        .iter()
+        .enumerate()
+        .find(|(i, _)| !plan.iter().any(|w| w.vm as usize == *i))
+    {
+        let label = vm_label(i, vm);
+        return Err(vms
+            .source()
+            .error(
+                vm.name.span(),
+                &format!("{label} name"),
+                format!("{label} has no window in compose.windows, so it would never run"),
+            )
+            .with_help(format!(
+                "add {{ vm = \"{}\", length = \"10ms\" }} to windows under [compose] in {}, or remove the VM",
+                vm.name.get_ref(),
+                profile.path.display()
+            )));
+    }
+    Ok(plan)
+}

@@ -1,0 +1,613 @@
+//! The core against a scripted platform.
+
+use super::*;
+use crate::{
+    log,
+    memory::GuestRam,
+    platform::{ExitKind, RawExit, VcpuRegs},
+    vgic::{Effects, ListReg, LrState},
+};
+use abi::{Error, GUEST_RAM_BASE};
+use std::{cell::RefCell, collections::VecDeque, string::String, vec};
+
+std::thread_local! {
+    static LINES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+struct CaptureSink;
+impl log::Sink for CaptureSink {
+    fn write_line(&self, line: &[u8]) {
+        let line = String::from_utf8_lossy(line).trim_end().to_string();
+        LINES.with(|l| l.borrow_mut().push(line));
+    }
+}
+
+fn take_lines() -> Vec<String> {
+    LINES.with(|l| core::mem::take(&mut *l.borrow_mut()))
+}
+
+/// First in, first out, with a fixed slice: enough to drive the core.
+struct Fifo(VecDeque<VcpuId>, u64);
+impl Scheduler for Fifo {
+    fn new(config: &SchedConfig) -> Self {
+        Fifo(VecDeque::new(), config.slice)
+    }
+    fn wake(&mut self, v: VcpuId, _: u64) {
+        self.0.push_back(v);
+    }
+    fn descheduled(&mut self, _: CpuId, v: VcpuId, _: u64, runnable: bool) {
+        if runnable {
+            self.0.push_back(v);
+        }
+    }
+    fn remove(&mut self, v: VcpuId) {
+        self.0.retain(|&x| x != v);
+    }
+    fn pick_next(&mut self, _: CpuId, now: u64) -> Pick {
+        match self.0.pop_front() {
+            Some(vcpu) => Pick::Run {
+                vcpu,
+                until: Some(now + self.1),
+            },
+            None => Pick::Idle { until: None },
+        }
+    }
+}
+
+/// Enough of a virtual GIC to drive the core: pending INTIDs go into
+/// free list registers; a distributor of 4-byte registers to read back;
+/// a write of 1 at offset 0xf00 raises SGI 1 (and kicks).
+#[derive(Default)]
+struct TestVgic {
+    pending: Vec<u32>,
+    in_lrs: Vec<u32>,
+    registers: std::collections::HashMap<u64, u64>,
+}
+
+impl Vgic for TestVgic {
+    const DISTRIBUTOR_SIZE: u64 = 0x1000;
+    fn new(_: usize) -> Self {
+        TestVgic::default()
+    }
+    fn read(&mut self, _: usize, offset: u64, _: u8) -> u64 {
+        self.registers.get(&offset).copied().unwrap_or(0)
+    }
+    fn write(&mut self, _: usize, offset: u64, _: u8, value: u64) -> Effects {
+        self.registers.insert(offset, value);
+        if offset == 0xf00 && value == 1 {
+            return self.raise(0, 1);
+        }
+        Effects::default()
+    }
+    fn raise(&mut self, _: usize, intid: u32) -> Effects {
+        self.pending.push(intid);
+        Effects { kick: 1 }
+    }
+    fn flush(&mut self, _: usize, lrs: &mut [ListReg]) -> bool {
+        for lr in lrs.iter_mut().filter(|lr| lr.is_free()) {
+            let Some(intid) = self.pending.pop() else {
+                break;
+            };
+            *lr = ListReg {
+                intid,
+                priority: 0xa0,
+                state: LrState::Pending,
+                ..ListReg::default()
+            };
+            self.in_lrs.push(intid);
+        }
+        !self.pending.is_empty()
+    }
+    fn sync(&mut self, _: usize, lrs: &mut [ListReg]) {
+        self.in_lrs = lrs
+            .iter()
+            .filter(|lr| !lr.is_free())
+            .map(|lr| lr.intid)
+            .collect();
+    }
+    fn has_pending(&self, _: usize) -> bool {
+        !self.pending.is_empty()
+    }
+    fn in_flight(&self, _: usize, intid: u32) -> bool {
+        self.pending.contains(&intid) || self.in_lrs.contains(&intid)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    Hvc(u64, u64, u64),
+    TimerIrq,
+    /// The guest's virtual timer fires.
+    GuestTimerIrq,
+    /// The guest completes every interrupt in its list registers, which
+    /// raises the maintenance interrupt.
+    CompleteInterrupts,
+    /// WFI, with the guest's timer armed this many ticks ahead.
+    Wfi {
+        timer_in: Option<u64>,
+    },
+    Smc,
+    Trap {
+        esr: u64,
+        far: u64,
+        hpfar: u64,
+    },
+}
+
+struct MockCtx {
+    regs: [u64; 31],
+    pc: u64,
+    id: usize,
+}
+
+impl VcpuRegs for MockCtx {
+    fn reg(&self, n: usize) -> u64 {
+        self.regs[n]
+    }
+    fn set_reg(&mut self, n: usize, value: u64) {
+        self.regs[n] = value;
+    }
+    fn pc(&self) -> u64 {
+        self.pc
+    }
+    fn set_pc(&mut self, pc: u64) {
+        self.pc = pc;
+    }
+}
+
+/// A CPU whose guests do what their scripts say.
+#[derive(Default)]
+struct Mock {
+    scripts: Vec<VecDeque<Step>>,
+    contexts: core::cell::Cell<usize>,
+    /// (vCPU switched to, VTTBR) in order.
+    switches: Vec<(usize, u64)>,
+    /// x0 as each vCPU saw it when it next ran (hypercall results).
+    results: Vec<Vec<i64>>,
+    pending_irq: Option<u32>,
+    deadline: Option<u64>,
+    now: u64,
+    /// The list registers as the hardware holds them.
+    lrs: [ListReg; 4],
+    guest_timer: Option<u64>,
+    guest_timer_masked: bool,
+}
+
+impl Platform for Mock {
+    type Context = MockCtx;
+    fn new_context(&self, entry: u64, arg0: u64) -> MockCtx {
+        let mut regs = [0; 31];
+        regs[0] = arg0;
+        let id = self.contexts.get();
+        self.contexts.set(id + 1);
+        MockCtx {
+            regs,
+            pc: entry,
+            id,
+        }
+    }
+    fn switch_to(&mut self, _prev: Option<&mut MockCtx>, next: &MockCtx, vttbr: u64) {
+        self.switches.push((next.id, vttbr));
+    }
+    fn run(&mut self, ctx: &mut MockCtx) -> RawExit {
+        self.now += 10;
+        self.results[ctx.id].push(ctx.regs[0] as i64);
+        let step = self.scripts[ctx.id].pop_front().expect("script ran out");
+        let sync = |esr| RawExit {
+            kind: ExitKind::Sync,
+            esr,
+            far: 0,
+            hpfar: 0,
+        };
+        match step {
+            Step::Hvc(f, a, b) => {
+                ctx.regs[..3].copy_from_slice(&[f, a, b]);
+                ctx.pc += 4;
+                sync(0x5a00_0000)
+            }
+            Step::Smc => sync(0x5e00_0000),
+            Step::GuestTimerIrq => {
+                self.pending_irq = Some(27);
+                RawExit {
+                    kind: ExitKind::Irq,
+                    esr: 0,
+                    far: 0,
+                    hpfar: 0,
+                }
+            }
+            Step::CompleteInterrupts => {
+                self.lrs = [ListReg::default(); 4];
+                self.pending_irq = Some(25);
+                RawExit {
+                    kind: ExitKind::Irq,
+                    esr: 0,
+                    far: 0,
+                    hpfar: 0,
+                }
+            }
+            Step::Wfi { timer_in } => {
+                self.guest_timer = timer_in.map(|ticks| self.now + ticks);
+                sync(0x0600_0000)
+            }
+            Step::TimerIrq => {
+                // The hypervisor timer fires at its deadline.
+                self.now = self.now.max(self.deadline.expect("timer armed"));
+                self.pending_irq = Some(26);
+                RawExit {
+                    kind: ExitKind::Irq,
+                    esr: 0,
+                    far: 0,
+                    hpfar: 0,
+                }
+            }
+            Step::Trap { esr, far, hpfar } => RawExit {
+                kind: ExitKind::Sync,
+                esr,
+                far,
+                hpfar,
+            },
+        }
+    }
+    fn counter(&self) -> u64 {
+        self.now
+    }
+    fn counter_frequency(&self) -> u64 {
+        1_000_000
+    }
+    fn set_deadline(&mut self, deadline: Option<u64>) {
+        self.deadline = deadline;
+    }
+    fn wait_for_interrupt(&mut self) {
+        let deadline = self
+            .deadline
+            .expect("idle with no deadline would never wake");
+        // Whichever fires first: the hypervisor's timer or the guest's.
+        match self
+            .guest_timer
+            .filter(|&at| !self.guest_timer_masked && at < deadline)
+        {
+            Some(at) => {
+                self.now = self.now.max(at);
+                self.pending_irq = Some(27);
+            }
+            None => {
+                self.now = self.now.max(deadline);
+                self.pending_irq = Some(26);
+            }
+        }
+    }
+    fn ack_irq(&mut self) -> Option<u32> {
+        self.pending_irq.take()
+    }
+    fn end_irq(&mut self, _: u32) {}
+    fn timer_irq(&self) -> u32 {
+        26
+    }
+    fn guest_timer_irq(&self) -> u32 {
+        27
+    }
+    fn maintenance_irq(&self) -> u32 {
+        25
+    }
+    fn mask_guest_timer(&mut self, masked: bool) {
+        self.guest_timer_masked = masked;
+    }
+    fn guest_timer_deadline(&self) -> Option<u64> {
+        self.guest_timer.filter(|_| !self.guest_timer_masked)
+    }
+    fn guest_cpu_interface(&self) -> Option<(u64, u64)> {
+        Some((0x0804_0000, 0x2000))
+    }
+    fn lr_count(&self) -> usize {
+        4
+    }
+    fn write_lrs(&mut self, lrs: &[ListReg], _underflow: bool) {
+        self.lrs.copy_from_slice(lrs);
+    }
+    fn read_lrs(&mut self, lrs: &mut [ListReg]) {
+        lrs.copy_from_slice(&self.lrs);
+    }
+    fn flush_guest_tlbs(&mut self) {}
+    fn sync_guest_memory(&mut self, _: &[u8]) {}
+}
+
+const MIB2: usize = 2 << 20;
+const EXIT: u64 = abi::HC_VM_EXIT;
+const WRITE: u64 = abi::HC_CONSOLE_WRITE;
+
+fn vm(name: &'static str, pa: u64, image: &'static [u8]) -> VmDesc {
+    let ram = GuestRam::new(
+        GUEST_RAM_BASE,
+        pa,
+        Box::leak(vec![0u8; MIB2].into_boxed_slice()),
+    );
+    VmDesc {
+        name,
+        guest: "test",
+        cmdline: "",
+        ram,
+        image,
+        weight: 256,
+        cap_percent: 0,
+        cpu: None,
+    }
+}
+
+fn boot(vms: Vec<(VmDesc, Vec<Step>)>) -> Hypervisor<Mock, Fifo, TestVgic> {
+    log::set_sink(&CaptureSink);
+    take_lines();
+    let mut mock = Mock::default();
+    let mut descs = Vec::new();
+    for (desc, script) in vms {
+        mock.scripts.push(script.into());
+        mock.results.push(Vec::new());
+        descs.push(desc);
+    }
+    Hypervisor::new(mock, descs, 100, &[])
+}
+
+#[test]
+fn console_lines_are_prefixed_and_hypercalls_answer() {
+    let mut hv = boot(vec![(
+        vm("alpha", 0x8000_0000, b"hello\nworld\n"),
+        vec![
+            Step::Hvc(abi::HC_ABI_VERSION, 0, 0),
+            Step::Hvc(WRITE, GUEST_RAM_BASE, 12),
+            Step::Hvc(WRITE, GUEST_RAM_BASE + MIB2 as u64 - 1, 2),
+            Step::Hvc(WRITE, GUEST_RAM_BASE, abi::CONSOLE_WRITE_MAX + 1),
+            Step::Hvc(0xC600_00FF, 0, 0),
+            Step::Smc,
+            Step::Hvc(EXIT, 7, 0),
+        ],
+    )]);
+    hv.run();
+    let results = &hv.platform().results[0];
+    // results[n] is x0 as the guest saw it before step n.
+    assert_eq!(
+        results[1],
+        (i64::from(abi::ABI_MAJOR) << 16) | i64::from(abi::ABI_MINOR),
+        "ABI version"
+    );
+    assert_eq!(results[2], 12);
+    assert_eq!(results[3], Error::InvalidAddress as i64);
+    assert_eq!(results[4], Error::InvalidParameter as i64);
+    assert_eq!(results[5], Error::NotSupported as i64);
+    assert_eq!(
+        results[6],
+        Error::NotSupported as i64,
+        "SMC answered, not passed on"
+    );
+    let lines = take_lines();
+    assert!(lines[0].starts_with("[hv] vm alpha: guest test, 1 vCPU, RAM 0x80000000..0x80200000"));
+    assert_eq!(lines[1], "[alpha] hello");
+    assert_eq!(lines[2], "[alpha] world");
+    assert!(lines[3].starts_with("[hv] first guest line at counter "));
+    assert_eq!(lines[4], "[hv] VM alpha exited (code 7)");
+    assert_eq!(hv.running_vms(), 0);
+}
+
+#[test]
+fn a_stage2_fault_stops_only_the_faulting_vm() {
+    let hpfar = (0x0900_0000u64 >> 12) << 4;
+    let mut hv = boot(vec![
+        (
+            vm("bad", 0x8000_0000, b"partial"),
+            vec![
+                Step::Hvc(WRITE, GUEST_RAM_BASE, 7),
+                Step::Trap {
+                    esr: 0x9200_0046,
+                    far: 0x0900_0000,
+                    hpfar,
+                },
+            ],
+        ),
+        (
+            vm("good", 0x8020_0000, b"ok\n"),
+            vec![
+                Step::TimerIrq,
+                Step::Hvc(WRITE, GUEST_RAM_BASE, 3),
+                Step::Hvc(EXIT, 0, 0),
+            ],
+        ),
+    ]);
+    hv.run();
+    let lines: Vec<_> = take_lines()
+        .into_iter()
+        .filter(|l| !l.contains("] vm "))
+        .collect();
+    assert_eq!(
+        lines[0], "[bad] partial",
+        "partial line flushed before the report"
+    );
+    assert!(
+        lines[1].starts_with(
+            "[hv] VM bad stopped: stage-2 data abort (write, translation fault) at IPA 0x9000000"
+        ),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(lines[2], "[good] ok");
+    assert_eq!(lines[4], "[hv] VM good exited (code 0)");
+    assert!(hv.platform().scripts.iter().all(|s| s.is_empty()));
+}
+
+#[test]
+fn timer_preempts_and_each_vm_has_its_own_vmid_and_tables() {
+    let mut hv = boot(vec![
+        (
+            vm("a", 0x8000_0000, b""),
+            vec![Step::TimerIrq, Step::TimerIrq, Step::Hvc(EXIT, 0, 0)],
+        ),
+        (
+            vm("b", 0x8020_0000, b""),
+            vec![
+                Step::TimerIrq,
+                Step::Hvc(abi::HC_YIELD, 0, 0),
+                Step::Hvc(EXIT, 0, 0),
+            ],
+        ),
+    ]);
+    hv.run();
+    let switches: Vec<_> = hv.platform().switches.iter().map(|s| s.0).collect();
+    assert_eq!(
+        switches,
+        vec![0, 1, 0, 1, 0, 1],
+        "round trips through both VMs"
+    );
+    let vttbrs = &hv.platform().switches;
+    assert_ne!(vttbrs[0].1 >> 48, vttbrs[1].1 >> 48, "distinct VMIDs");
+    assert_ne!(
+        vttbrs[0].1 & 0xffff_ffff_ffff,
+        vttbrs[1].1 & 0xffff_ffff_ffff,
+        "distinct tables"
+    );
+    assert_eq!(hv.platform().deadline, None, "timer disarmed at the end");
+}
+
+#[test]
+fn an_unknown_trap_names_the_vm_class_and_address() {
+    let mut hv = boot(vec![(
+        vm("sys", 0x8000_0000, b""),
+        vec![Step::Trap {
+            esr: 0x6200_0000,
+            far: 0,
+            hpfar: 0,
+        }],
+    )]);
+    hv.run();
+    let lines = take_lines();
+    assert!(lines.iter().any(|l| l.starts_with(
+        "[hv] VM sys stopped: unexpected trap: EC 0x18 (system register access), ESR 0x62000000, ELR 0x40000000"
+    )), "{lines:?}");
+}
+
+#[test]
+fn a_vm_whose_image_does_not_fit_is_left_out() {
+    let big: &'static [u8] = Box::leak(vec![1u8; MIB2].into_boxed_slice());
+    let hv = boot(vec![(vm("huge", 0x8000_0000, big), vec![])]);
+    assert_eq!(hv.running_vms(), 0);
+    assert_eq!(
+        take_lines(),
+        vec!["[hv] error: VM huge not started: its guest image does not fit in its RAM"]
+    );
+}
+
+#[test]
+fn the_guest_timer_is_masked_until_its_interrupt_is_completed() {
+    let mut hv = boot(vec![(
+        vm("tick", 0x8000_0000, b""),
+        vec![
+            Step::GuestTimerIrq,
+            Step::Hvc(abi::HC_ABI_VERSION, 0, 0),
+            Step::CompleteInterrupts,
+            Step::Hvc(EXIT, 0, 0),
+        ],
+    )]);
+    // Step by step: run until the guest has the interrupt in a list register.
+    hv.load(VcpuId(0));
+    let exit = hv.platform.run(&mut hv.vms[0].vcpu.ctx);
+    assert!(matches!(
+        hv.handle_exit(VcpuId(0), exit),
+        exit::Next::Resume
+    ));
+    assert!(hv.platform.guest_timer_masked, "masked while in flight");
+    hv.flush_lrs(VcpuId(0));
+    let lr = hv.platform.lrs[0];
+    assert_eq!(
+        (lr.intid, lr.state, lr.eoi_maintenance),
+        (27, LrState::Pending, true)
+    );
+    // The guest runs with it pending, then completes it.
+    for _ in 0..2 {
+        let exit = hv.platform.run(&mut hv.vms[0].vcpu.ctx);
+        hv.sync_lrs(VcpuId(0));
+        hv.handle_exit(VcpuId(0), exit);
+        hv.flush_lrs(VcpuId(0));
+    }
+    assert!(!hv.platform.guest_timer_masked, "unmasked once completed");
+    hv.run();
+    assert_eq!(hv.running_vms(), 0);
+}
+
+#[test]
+fn wfi_blocks_until_the_guest_timer_fires() {
+    let mut hv = boot(vec![
+        (
+            vm("sleeper", 0x8000_0000, b""),
+            vec![
+                Step::Wfi {
+                    timer_in: Some(5_000),
+                },
+                Step::Hvc(EXIT, 1, 0),
+            ],
+        ),
+        (vm("quick", 0x8020_0000, b""), vec![Step::Hvc(EXIT, 2, 0)]),
+    ]);
+    hv.run();
+    let lines = take_lines();
+    let exits: Vec<_> = lines.iter().filter(|l| l.contains("exited")).collect();
+    assert_eq!(
+        exits,
+        [
+            "[hv] VM quick exited (code 2)",
+            "[hv] VM sleeper exited (code 1)"
+        ]
+    );
+    assert!(
+        hv.platform.now >= 5_000,
+        "the sleeper slept until its timer ({})",
+        hv.platform.now
+    );
+}
+
+#[test]
+fn wfi_with_nothing_to_wake_it_is_reported_not_hung() {
+    let mut hv = boot(vec![(
+        vm("stuck", 0x8000_0000, b""),
+        vec![Step::Wfi { timer_in: None }],
+    )]);
+    hv.run();
+    assert!(take_lines().iter().any(|l| l
+        == "[hv] VM stuck stopped: it waits in WFI with no timer armed, and nothing else can wake it"));
+}
+
+#[test]
+fn distributor_accesses_are_emulated_and_others_stop_the_vm() {
+    let dabt = |write: bool, reg: u64, offset: u64| {
+        let ipa = abi::GUEST_GICD_BASE + offset;
+        let esr = 0x9380_0005 | (reg << 16) | if write { 1 << 6 } else { 0 };
+        Step::Trap {
+            esr,
+            far: ipa,
+            hpfar: (ipa >> 12) << 4,
+        }
+    };
+    let mut hv = boot(vec![(
+        vm("gic", 0x8000_0000, b""),
+        vec![
+            Step::Hvc(abi::HC_ABI_VERSION, 0, 0),
+            dabt(true, 0, 0x100), // str w0 (= 0x10001, the ABI version) to ISENABLER0
+            dabt(false, 5, 0x100),
+            Step::Hvc(abi::HC_ABI_VERSION, 0, 0),
+            // A pair access has no syndrome: it cannot be emulated.
+            Step::Trap {
+                esr: 0x9200_0005,
+                far: abi::GUEST_GICD_BASE,
+                hpfar: (abi::GUEST_GICD_BASE >> 12) << 4,
+            },
+        ],
+    )]);
+    hv.run();
+    assert_eq!(
+        hv.vms[0].vcpu.ctx.regs[5], 0x1_0001,
+        "read back what was written"
+    );
+    assert_eq!(
+        hv.vms[0].vcpu.ctx.pc,
+        GUEST_RAM_BASE + 4 + 4 + 4 + 4,
+        "each access stepped over"
+    );
+    assert!(take_lines()
+        .iter()
+        .any(|l| l.contains("cannot emulate: use single ldr/str")));
+}

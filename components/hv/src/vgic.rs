@@ -1,0 +1,86 @@
+//! The virtual GIC interface every `vgic-*` component implements: the
+//! distributor a VM sees (emulated by trapping its accesses) and the
+//! policy that moves pending virtual interrupts into a vCPU's list
+//! registers. Reading and writing the list registers themselves is the
+//! platform's (GICH on GICv2, ICH_* system registers on GICv3).
+
+/// State of one list register, as both GIC versions have it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LrState {
+    #[default]
+    Invalid,
+    Pending,
+    Active,
+    PendingActive,
+}
+
+/// One list register, independent of the GIC version's encoding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListReg {
+    /// Virtual INTID the guest sees.
+    pub intid: u32,
+    /// Priority, 8-bit scale (the hardware keeps the top 5 bits).
+    pub priority: u8,
+    pub state: LrState,
+    /// For a software-generated interrupt on GICv2, the vCPU that sent it.
+    pub source: u8,
+    /// Ask for a maintenance interrupt when the guest EOIs it (GICv2
+    /// `EOI` bit, GICv3 `EOI` bit): lets the hypervisor act on completion.
+    pub eoi_maintenance: bool,
+}
+
+impl ListReg {
+    pub fn is_free(&self) -> bool {
+        self.state == LrState::Invalid
+    }
+}
+
+/// What a distributor write asks of the hypervisor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// vCPUs (bit n = vCPU n) that got a new pending interrupt: wake them
+    /// if they wait in WFI, kick them if they run on another CPU.
+    pub kick: u64,
+}
+
+/// One VM's virtual interrupt controller.
+pub trait Vgic {
+    /// Size of the distributor frame the guest sees at
+    /// [`abi::GUEST_GICD_BASE`]; accesses inside it trap and come to
+    /// `read`/`write`.
+    const DISTRIBUTOR_SIZE: u64;
+
+    /// A virtual GIC for a VM with `vcpus` vCPUs.
+    fn new(vcpus: usize) -> Self;
+
+    /// A trapped distributor read of `width` bytes (1, 2, 4 or 8) at
+    /// `offset` by `vcpu`. Reserved or write-only registers read as zero.
+    fn read(&mut self, vcpu: usize, offset: u64, width: u8) -> u64;
+
+    /// A trapped distributor write. Read-only registers ignore it.
+    fn write(&mut self, vcpu: usize, offset: u64, width: u8, value: u64) -> Effects;
+
+    /// A device (or the virtual timer) asserts `intid`: for a private
+    /// interrupt (INTID < 32) on `vcpu`, for a shared one wherever the
+    /// guest routed it.
+    fn raise(&mut self, vcpu: usize, intid: u32) -> Effects;
+
+    /// Before `vcpu` runs: put the highest-priority pending, enabled
+    /// interrupts into its free list registers. Returns true if some did
+    /// not fit: the caller asks for a maintenance interrupt when the list
+    /// registers (nearly) empty, and calls `flush` again then.
+    fn flush(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> bool;
+
+    /// After `vcpu` ran: take back what the guest did with its list
+    /// registers (acknowledged, completed) so the distributor's view is
+    /// current; completed entries become free.
+    fn sync(&mut self, vcpu: usize, lrs: &mut [ListReg]);
+
+    /// Whether `vcpu` has an interrupt pending that it would take: a vCPU
+    /// in WFI with one does not block.
+    fn has_pending(&self, vcpu: usize) -> bool;
+
+    /// Whether `intid` is pending or active for `vcpu` (in the distributor
+    /// or in its list registers as last synced).
+    fn in_flight(&self, vcpu: usize, intid: u32) -> bool;
+}

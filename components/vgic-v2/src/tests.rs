@@ -1,0 +1,606 @@
+//! Host tests of the distributor model and the list-register policy.
+
+use super::*;
+
+const ISENABLER: u64 = 0x100;
+const ICENABLER: u64 = 0x180;
+const ISPENDR: u64 = 0x200;
+const ICPENDR: u64 = 0x280;
+const ISACTIVER: u64 = 0x300;
+const ICACTIVER: u64 = 0x380;
+const IPRIORITY: u64 = 0x400;
+const ITARGETS: u64 = 0x800;
+const ICFGR0: u64 = 0xc00;
+
+const TIMER: u32 = 27;
+const SPI: u32 = 40;
+
+fn read(gic: &mut VgicV2, vcpu: usize, offset: u64) -> u64 {
+    gic.read(vcpu, offset, 4)
+}
+
+fn write(gic: &mut VgicV2, vcpu: usize, offset: u64, value: u64) -> Effects {
+    gic.write(vcpu, offset, 4, value)
+}
+
+/// The register and bit of `intid` in a 1-bit-per-INTID family.
+fn bit(family: u64, intid: u32) -> (u64, u64) {
+    (family + u64::from(intid / 32) * 4, 1 << (intid % 32))
+}
+
+fn set_bit(gic: &mut VgicV2, vcpu: usize, family: u64, intid: u32) -> Effects {
+    let (offset, mask) = bit(family, intid);
+    write(gic, vcpu, offset, mask)
+}
+
+fn bit_is_set(gic: &mut VgicV2, vcpu: usize, family: u64, intid: u32) -> bool {
+    let (offset, mask) = bit(family, intid);
+    read(gic, vcpu, offset) & mask != 0
+}
+
+fn set_priority(gic: &mut VgicV2, vcpu: usize, intid: u32, priority: u8) {
+    gic.write(vcpu, IPRIORITY + u64::from(intid), 1, priority.into());
+}
+
+/// A VM with the distributor on.
+fn enabled(vcpus: usize) -> VgicV2 {
+    let mut gic = VgicV2::new(vcpus);
+    write(&mut gic, 0, CTLR, 1);
+    gic
+}
+
+/// A VM with the distributor and `intids` enabled on vCPU 0, SPIs routed
+/// to vCPU 0.
+fn with_enabled(intids: &[u32]) -> VgicV2 {
+    let mut gic = enabled(2);
+    for &intid in intids {
+        set_bit(&mut gic, 0, ISENABLER, intid);
+        gic.write(0, ITARGETS + u64::from(intid), 1, 1);
+    }
+    gic
+}
+
+fn live(lrs: &[ListReg]) -> Vec<(u32, LrState)> {
+    lrs.iter()
+        .filter(|lr| !lr.is_free())
+        .map(|lr| (lr.intid, lr.state))
+        .collect()
+}
+
+/// The guest acknowledges and completes (EOIs) every list register.
+fn complete_all(lrs: &mut [ListReg]) {
+    lrs.iter_mut().for_each(|lr| lr.state = LrState::Invalid);
+}
+
+// ---- register semantics ----
+
+#[test]
+fn typer_reports_64_spis_and_the_vcpu_count() {
+    assert_eq!(read(&mut VgicV2::new(1), 0, TYPER), 2);
+    assert_eq!(read(&mut VgicV2::new(4), 0, TYPER), 2 | 3 << 5);
+    assert_eq!(read(&mut VgicV2::new(8), 0, TYPER), 2 | 7 << 5);
+}
+
+#[test]
+fn iidr_and_id_registers_identify_a_gic400() {
+    let mut gic = VgicV2::new(1);
+    assert_eq!(read(&mut gic, 0, IIDR), 0x0200_143b);
+    assert_eq!(read(&mut gic, 0, 0xfe8) >> 4, 2, "PIDR2 ArchRev = GICv2");
+    let cidr: Vec<u64> = (0..4).map(|i| read(&mut gic, 0, 0xff0 + 4 * i)).collect();
+    assert_eq!(cidr, [0x0d, 0xf0, 0x05, 0xb1]);
+    assert_eq!(read(&mut gic, 0, 0xfd0), 0x04, "PIDR4");
+    assert_eq!(read(&mut gic, 0, 0xfe0), 0x90, "PIDR0");
+}
+
+#[test]
+fn id_and_type_registers_ignore_writes() {
+    let mut gic = VgicV2::new(2);
+    write(&mut gic, 0, TYPER, 0xffff);
+    write(&mut gic, 0, 0xfe8, 0);
+    assert_eq!(read(&mut gic, 0, TYPER), 2 | 1 << 5);
+    assert_eq!(read(&mut gic, 0, 0xfe8), 0x2b);
+}
+
+#[test]
+fn ctlr_keeps_only_the_enable_bit() {
+    let mut gic = VgicV2::new(1);
+    assert_eq!(read(&mut gic, 0, CTLR), 0, "disabled at reset");
+    write(&mut gic, 0, CTLR, 0xffff_ffff);
+    assert_eq!(read(&mut gic, 0, CTLR), 1);
+    write(&mut gic, 0, CTLR, 0);
+    assert_eq!(read(&mut gic, 0, CTLR), 0);
+}
+
+#[test]
+fn sgis_read_as_always_enabled() {
+    let mut gic = VgicV2::new(1);
+    assert_eq!(read(&mut gic, 0, ISENABLER), 0xffff);
+    write(&mut gic, 0, ICENABLER, 0xffff_ffff);
+    assert_eq!(read(&mut gic, 0, ISENABLER), 0xffff);
+}
+
+#[test]
+fn isenabler_sets_and_icenabler_clears_only_the_written_ones() {
+    let mut gic = VgicV2::new(1);
+    write(&mut gic, 0, ISENABLER + 4, 0b1010);
+    write(&mut gic, 0, ISENABLER + 4, 0b0100);
+    assert_eq!(read(&mut gic, 0, ISENABLER + 4), 0b1110);
+    write(&mut gic, 0, ICENABLER + 4, 0b0010);
+    assert_eq!(
+        read(&mut gic, 0, ICENABLER + 4),
+        0b1100,
+        "reads as ISENABLER"
+    );
+}
+
+#[test]
+fn private_enables_are_banked_and_spi_enables_shared() {
+    let mut gic = VgicV2::new(2);
+    set_bit(&mut gic, 0, ISENABLER, TIMER);
+    set_bit(&mut gic, 0, ISENABLER, SPI);
+    assert!(bit_is_set(&mut gic, 0, ISENABLER, TIMER));
+    assert!(!bit_is_set(&mut gic, 1, ISENABLER, TIMER));
+    assert!(bit_is_set(&mut gic, 1, ISENABLER, SPI));
+}
+
+#[test]
+fn ispendr_sets_and_icpendr_clears_pending() {
+    let mut gic = VgicV2::new(1);
+    set_bit(&mut gic, 0, ISPENDR, SPI);
+    set_bit(&mut gic, 0, ISPENDR, TIMER);
+    assert!(bit_is_set(&mut gic, 0, ISPENDR, SPI));
+    assert!(bit_is_set(&mut gic, 0, ICPENDR, TIMER));
+    set_bit(&mut gic, 0, ICPENDR, SPI);
+    assert!(!bit_is_set(&mut gic, 0, ISPENDR, SPI));
+    assert!(bit_is_set(&mut gic, 0, ISPENDR, TIMER));
+}
+
+#[test]
+fn ispendr_and_icpendr_ignore_sgi_bits() {
+    let mut gic = VgicV2::new(1);
+    write(&mut gic, 0, ISPENDR, 0xffff);
+    assert_eq!(read(&mut gic, 0, ISPENDR), 0);
+    gic.raise(0, 3);
+    write(&mut gic, 0, ICPENDR, 0xffff);
+    assert_eq!(read(&mut gic, 0, ISPENDR), 1 << 3);
+}
+
+#[test]
+fn isactiver_sets_and_icactiver_clears_active() {
+    let mut gic = VgicV2::new(1);
+    set_bit(&mut gic, 0, ISACTIVER, SPI);
+    assert!(bit_is_set(&mut gic, 0, ICACTIVER, SPI));
+    assert!(gic.in_flight(0, SPI));
+    set_bit(&mut gic, 0, ICACTIVER, SPI);
+    assert!(!bit_is_set(&mut gic, 0, ISACTIVER, SPI));
+    assert!(!gic.in_flight(0, SPI));
+}
+
+#[test]
+fn igroupr_stores_what_is_written() {
+    let mut gic = VgicV2::new(2);
+    write(&mut gic, 0, IGROUPR + 4, 0xdead_beef);
+    assert_eq!(read(&mut gic, 1, IGROUPR + 4), 0xdead_beef);
+    write(&mut gic, 0, IGROUPR, 0xffff_ffff);
+    assert_eq!(read(&mut gic, 1, IGROUPR), 0, "banked");
+}
+
+#[test]
+fn priority_bytes_and_words_agree_and_keep_the_top_5_bits() {
+    let mut gic = VgicV2::new(1);
+    set_priority(&mut gic, 0, SPI, 0xa7);
+    assert_eq!(gic.read(0, IPRIORITY + u64::from(SPI), 1), 0xa0);
+    write(&mut gic, 0, IPRIORITY + 44, 0x1020_3040);
+    assert_eq!(gic.read(0, IPRIORITY + 44, 1), 0x40);
+    assert_eq!(gic.read(0, IPRIORITY + 47, 1), 0x10);
+    assert_eq!(read(&mut gic, 0, IPRIORITY + 40), 0xa0);
+}
+
+#[test]
+fn private_priorities_are_banked() {
+    let mut gic = VgicV2::new(2);
+    set_priority(&mut gic, 1, TIMER, 0x80);
+    assert_eq!(gic.read(1, IPRIORITY + u64::from(TIMER), 1), 0x80);
+    assert_eq!(gic.read(0, IPRIORITY + u64::from(TIMER), 1), 0);
+}
+
+#[test]
+fn itargetsr_reads_the_own_bit_for_private_interrupts_and_ignores_writes() {
+    let mut gic = VgicV2::new(4);
+    write(&mut gic, 2, ITARGETS, 0x0101_0101);
+    assert_eq!(read(&mut gic, 2, ITARGETS), 0x0404_0404);
+    assert_eq!(gic.read(3, ITARGETS + 31, 1), 0x08);
+}
+
+#[test]
+fn itargetsr_keeps_spi_targets_masked_to_existing_vcpus() {
+    let mut gic = VgicV2::new(2);
+    assert_eq!(read(&mut gic, 0, ITARGETS + 32), 0, "no target at reset");
+    write(&mut gic, 0, ITARGETS + 32, 0xff02_0301);
+    assert_eq!(read(&mut gic, 1, ITARGETS + 32), 0x0302_0301);
+}
+
+#[test]
+fn icfgr_sgis_are_edge_and_read_only_others_keep_the_config_bit() {
+    let mut gic = VgicV2::new(1);
+    assert_eq!(read(&mut gic, 0, ICFGR0), 0xaaaa_aaaa);
+    write(&mut gic, 0, ICFGR0, 0);
+    assert_eq!(read(&mut gic, 0, ICFGR0), 0xaaaa_aaaa);
+    write(&mut gic, 0, ICFGR0 + 8, 0xffff_0003);
+    assert_eq!(read(&mut gic, 0, ICFGR0 + 8), 0xaaaa_0002);
+    assert_eq!(read(&mut gic, 0, ICFGR0 + 4), 0, "PPIs level at reset");
+}
+
+#[test]
+fn unsupported_widths_and_misaligned_accesses_read_zero_and_ignore_writes() {
+    let mut gic = VgicV2::new(1);
+    write(&mut gic, 0, CTLR, 1);
+    assert_eq!(gic.read(0, CTLR, 1), 0);
+    assert_eq!(gic.read(0, CTLR, 2), 0);
+    assert_eq!(gic.read(0, TYPER, 8), 0);
+    gic.write(0, ISENABLER + 4, 1, 0xff);
+    gic.write(0, ISENABLER + 6, 4, 0xff);
+    assert_eq!(read(&mut gic, 0, ISENABLER + 4), 0);
+    gic.write(0, IPRIORITY, 2, 0xffff);
+    assert_eq!(read(&mut gic, 0, IPRIORITY), 0);
+}
+
+#[test]
+fn registers_past_the_supported_intids_read_zero() {
+    let mut gic = VgicV2::new(1);
+    write(&mut gic, 0, ISENABLER + 12, 0xffff_ffff);
+    assert_eq!(read(&mut gic, 0, ISENABLER + 12), 0);
+    gic.write(0, IPRIORITY + 96, 1, 0xff);
+    assert_eq!(gic.read(0, IPRIORITY + 96, 1), 0);
+    assert_eq!(read(&mut gic, 0, 0xd00), 0, "reserved");
+    assert_eq!(gic.read(0, 0x2000, 4), 0, "outside the frame");
+}
+
+#[test]
+fn sgir_reads_as_zero() {
+    let mut gic = enabled(2);
+    write(&mut gic, 0, SGIR, 2 << 24 | 5);
+    assert_eq!(read(&mut gic, 0, SGIR), 0);
+}
+
+// ---- SGIs ----
+
+fn sgi_sources(gic: &mut VgicV2, vcpu: usize, sgi: u64) -> u64 {
+    gic.read(vcpu, SPENDSGIR.start + sgi, 1)
+}
+
+#[test]
+fn sgir_target_list_sets_the_senders_bit_on_each_target_and_kicks_them() {
+    let mut gic = enabled(4);
+    let effects = write(&mut gic, 1, SGIR, 0b1100 << 16 | 7);
+    assert_eq!(effects.kick, 0b1100);
+    assert_eq!(sgi_sources(&mut gic, 2, 7), 1 << 1);
+    assert_eq!(sgi_sources(&mut gic, 3, 7), 1 << 1);
+    assert_eq!(sgi_sources(&mut gic, 0, 7), 0);
+}
+
+#[test]
+fn sgir_all_but_self_skips_the_sender() {
+    let mut gic = enabled(3);
+    let effects = write(&mut gic, 1, SGIR, 1 << 24 | 2);
+    assert_eq!(effects.kick, 0b101);
+    assert_eq!(sgi_sources(&mut gic, 0, 2), 1 << 1);
+    assert_eq!(sgi_sources(&mut gic, 1, 2), 0);
+    assert_eq!(sgi_sources(&mut gic, 2, 2), 1 << 1);
+}
+
+#[test]
+fn sgir_self_targets_only_the_sender() {
+    let mut gic = enabled(3);
+    let effects = write(&mut gic, 2, SGIR, 2 << 24 | 0b111 << 16 | 9);
+    assert_eq!(effects.kick, 0b100);
+    assert_eq!(sgi_sources(&mut gic, 2, 9), 1 << 2);
+    assert_eq!(sgi_sources(&mut gic, 0, 9), 0);
+}
+
+#[test]
+fn sgir_ignores_the_reserved_filter_and_missing_vcpus() {
+    let mut gic = enabled(2);
+    assert_eq!(write(&mut gic, 0, SGIR, 3 << 24 | 0xff << 16).kick, 0);
+    assert_eq!(write(&mut gic, 0, SGIR, 0xfc << 16).kick, 0);
+    assert!(!gic.has_pending(0) && !gic.has_pending(1));
+}
+
+#[test]
+fn sgis_pend_per_source_and_reach_the_list_register_with_it() {
+    let mut gic = enabled(3);
+    write(&mut gic, 1, SGIR, 1 << 16 | 4);
+    write(&mut gic, 2, SGIR, 1 << 16 | 4);
+    assert_eq!(sgi_sources(&mut gic, 0, 4), 0b110);
+    assert_eq!(read(&mut gic, 0, ISPENDR), 1 << 4);
+    let mut lrs = [ListReg::default(); 4];
+    assert!(gic.flush(0, &mut lrs), "the second source waits");
+    assert_eq!((lrs[0].intid, lrs[0].source), (4, 1));
+    assert_eq!(live(&lrs).len(), 1, "one list register per INTID");
+    gic.sync(0, &mut lrs);
+    complete_all(&mut lrs);
+    gic.sync(0, &mut lrs);
+    assert!(!gic.flush(0, &mut lrs));
+    assert_eq!((lrs[0].intid, lrs[0].source), (4, 2));
+}
+
+#[test]
+fn spendsgir_and_cpendsgir_set_and_clear_sources() {
+    let mut gic = enabled(2);
+    let effects = gic.write(1, SPENDSGIR.start + 3, 1, 0b11);
+    assert_eq!(effects.kick, 0b10);
+    assert_eq!(read(&mut gic, 1, SPENDSGIR.start), 0b11 << 24);
+    gic.write(1, CPENDSGIR.start + 3, 1, 0b01);
+    assert_eq!(read(&mut gic, 1, CPENDSGIR.start), 0b10 << 24);
+    assert_eq!(sgi_sources(&mut gic, 0, 3), 0, "banked");
+}
+
+// ---- delivery ----
+
+#[test]
+fn disabled_interrupts_are_not_delivered() {
+    let mut gic = enabled(1);
+    gic.write(0, ITARGETS + u64::from(SPI), 1, 1);
+    assert_eq!(gic.raise(0, SPI).kick, 0);
+    assert_eq!(gic.raise(0, TIMER).kick, 0);
+    let mut lrs = [ListReg::default(); 4];
+    assert!(!gic.flush(0, &mut lrs));
+    assert!(live(&lrs).is_empty());
+    assert!(!gic.has_pending(0));
+    assert!(gic.in_flight(0, SPI), "still pending in the distributor");
+}
+
+#[test]
+fn enabling_a_pending_interrupt_kicks_its_vcpu() {
+    let mut gic = enabled(2);
+    gic.raise(1, TIMER);
+    assert_eq!(set_bit(&mut gic, 1, ISENABLER, TIMER).kick, 0b10);
+}
+
+#[test]
+fn distributor_disabled_delivers_nothing() {
+    let mut gic = with_enabled(&[TIMER, SPI]);
+    write(&mut gic, 0, CTLR, 0);
+    assert_eq!(gic.raise(0, TIMER).kick, 0);
+    write(&mut gic, 0, SGIR, 2 << 24);
+    let mut lrs = [ListReg::default(); 4];
+    assert!(!gic.flush(0, &mut lrs));
+    assert!(live(&lrs).is_empty());
+    assert!(!gic.has_pending(0));
+    assert_eq!(write(&mut gic, 0, CTLR, 1).kick, 0b01, "enabling kicks");
+    assert!(gic.has_pending(0));
+}
+
+#[test]
+fn flush_fills_list_registers_by_priority_then_intid() {
+    let mut gic = with_enabled(&[TIMER, SPI, SPI + 1, SPI + 2]);
+    set_priority(&mut gic, 0, TIMER, 0xa0);
+    set_priority(&mut gic, 0, SPI, 0x20);
+    set_priority(&mut gic, 0, SPI + 1, 0xa0);
+    set_priority(&mut gic, 0, SPI + 2, 0x10);
+    for intid in [TIMER, SPI, SPI + 1, SPI + 2] {
+        gic.raise(0, intid);
+    }
+    let mut lrs = [ListReg::default(); 3];
+    assert!(gic.flush(0, &mut lrs));
+    let order: Vec<u32> = lrs.iter().map(|lr| lr.intid).collect();
+    assert_eq!(order, [SPI + 2, SPI, TIMER]);
+    assert_eq!(lrs[0].priority, 0x10);
+    assert_eq!(lrs[0].state, LrState::Pending);
+}
+
+#[test]
+fn lr_overflow_loses_nothing_and_delivers_nothing_twice() {
+    let intids = [SPI, SPI + 1, SPI + 2, SPI + 3, SPI + 4, SPI + 5];
+    let mut gic = with_enabled(&intids);
+    for intid in intids {
+        gic.raise(0, intid);
+    }
+    let mut lrs = [ListReg::default(); 4];
+    assert!(gic.flush(0, &mut lrs), "two did not fit");
+    assert_eq!(live(&lrs).len(), 4);
+    let first: Vec<u32> = lrs.iter().map(|lr| lr.intid).collect();
+
+    // The guest runs and completes the first two.
+    lrs[0].state = LrState::Invalid;
+    lrs[1].state = LrState::Invalid;
+    gic.sync(0, &mut lrs);
+    assert!(!gic.flush(0, &mut lrs), "everything fits now");
+    assert_eq!(live(&lrs).len(), 4);
+
+    let mut seen: Vec<u32> = first[..2].to_vec();
+    seen.extend(lrs.iter().map(|lr| lr.intid));
+    seen.sort();
+    assert_eq!(seen, intids, "each exactly once");
+
+    complete_all(&mut lrs);
+    gic.sync(0, &mut lrs);
+    assert!(!gic.flush(0, &mut lrs));
+    assert!(live(&lrs).is_empty(), "nothing comes back");
+    assert!(!gic.has_pending(0));
+}
+
+#[test]
+fn pending_again_while_active_becomes_pending_active_in_the_same_lr() {
+    let mut gic = with_enabled(&[TIMER]);
+    gic.raise(0, TIMER);
+    let mut lrs = [ListReg::default(); 4];
+    gic.flush(0, &mut lrs);
+    lrs[0].state = LrState::Active; // the guest acknowledged it
+    gic.sync(0, &mut lrs);
+    gic.raise(0, TIMER);
+    assert!(!gic.flush(0, &mut lrs));
+    assert_eq!(live(&lrs), [(TIMER, LrState::PendingActive)]);
+}
+
+#[test]
+fn raised_again_while_still_pending_collapses_into_one() {
+    let mut gic = with_enabled(&[TIMER]);
+    gic.raise(0, TIMER);
+    let mut lrs = [ListReg::default(); 4];
+    gic.flush(0, &mut lrs);
+    gic.sync(0, &mut lrs);
+    gic.raise(0, TIMER);
+    assert!(!gic.flush(0, &mut lrs));
+    assert_eq!(live(&lrs), [(TIMER, LrState::Pending)]);
+}
+
+#[test]
+fn raised_again_after_completion_is_delivered_again() {
+    let mut gic = with_enabled(&[TIMER]);
+    gic.raise(0, TIMER);
+    let mut lrs = [ListReg::default(); 4];
+    gic.flush(0, &mut lrs);
+    // Raised while the guest runs: it may have taken the first already, so
+    // this one is delivered again rather than lost.
+    gic.raise(0, TIMER);
+    complete_all(&mut lrs);
+    gic.sync(0, &mut lrs);
+    assert!(gic.in_flight(0, TIMER));
+    gic.flush(0, &mut lrs);
+    assert_eq!(live(&lrs), [(TIMER, LrState::Pending)]);
+}
+
+#[test]
+fn raise_of_an_spi_goes_to_its_lowest_target_and_kicks_it() {
+    let mut gic = enabled(4);
+    set_bit(&mut gic, 0, ISENABLER, SPI);
+    gic.write(0, ITARGETS + u64::from(SPI), 1, 0b1100);
+    assert_eq!(gic.raise(0, SPI).kick, 0b0100);
+    let mut lrs = [ListReg::default(); 4];
+    gic.flush(3, &mut lrs);
+    assert!(live(&lrs).is_empty(), "not for vCPU 3");
+    gic.flush(2, &mut lrs);
+    assert_eq!(live(&lrs), [(SPI, LrState::Pending)]);
+}
+
+#[test]
+fn an_spi_without_a_target_waits_until_routed() {
+    let mut gic = enabled(2);
+    set_bit(&mut gic, 0, ISENABLER, SPI);
+    assert_eq!(gic.raise(0, SPI).kick, 0);
+    assert!(!gic.has_pending(0) && !gic.has_pending(1));
+    let effects = gic.write(0, ITARGETS + u64::from(SPI), 1, 0b10);
+    assert_eq!(effects.kick, 0b10);
+    assert!(gic.has_pending(1));
+}
+
+#[test]
+fn an_spi_one_vcpu_holds_is_not_given_to_another() {
+    let mut gic = enabled(2);
+    set_bit(&mut gic, 0, ISENABLER, SPI);
+    gic.write(0, ITARGETS + u64::from(SPI), 1, 0b01);
+    gic.raise(0, SPI);
+    let mut lrs0 = [ListReg::default(); 4];
+    gic.flush(0, &mut lrs0);
+    lrs0[0].state = LrState::Active;
+    gic.sync(0, &mut lrs0);
+    gic.write(0, ITARGETS + u64::from(SPI), 1, 0b10);
+    gic.raise(0, SPI);
+    let mut lrs1 = [ListReg::default(); 4];
+    assert!(gic.flush(1, &mut lrs1), "waits for vCPU 0 to finish");
+    assert!(live(&lrs1).is_empty());
+    complete_all(&mut lrs0);
+    gic.sync(0, &mut lrs0);
+    gic.flush(1, &mut lrs1);
+    assert_eq!(live(&lrs1), [(SPI, LrState::Pending)]);
+}
+
+#[test]
+fn raise_of_a_private_interrupt_is_for_that_vcpu_only() {
+    let mut gic = enabled(2);
+    set_bit(&mut gic, 1, ISENABLER, TIMER);
+    assert_eq!(gic.raise(1, TIMER).kick, 0b10);
+    assert!(gic.has_pending(1));
+    assert!(!gic.has_pending(0));
+    assert!(!gic.in_flight(0, TIMER));
+}
+
+#[test]
+fn raise_ignores_unsupported_intids_and_vcpus() {
+    let mut gic = enabled(1);
+    assert_eq!(gic.raise(0, 96).kick, 0);
+    assert_eq!(gic.raise(5, TIMER).kick, 0);
+    assert!(!gic.flush(5, &mut [ListReg::default(); 4]));
+}
+
+#[test]
+fn has_pending_counts_pending_list_registers_but_not_active_ones() {
+    let mut gic = with_enabled(&[TIMER]);
+    assert!(!gic.has_pending(0));
+    gic.raise(0, TIMER);
+    assert!(gic.has_pending(0));
+    let mut lrs = [ListReg::default(); 4];
+    gic.flush(0, &mut lrs);
+    gic.sync(0, &mut lrs);
+    assert!(gic.has_pending(0), "pending in a list register");
+    lrs[0].state = LrState::Active;
+    gic.sync(0, &mut lrs);
+    assert!(!gic.has_pending(0));
+}
+
+#[test]
+fn in_flight_follows_an_interrupt_through_the_list_registers() {
+    let mut gic = with_enabled(&[TIMER]);
+    assert!(!gic.in_flight(0, TIMER));
+    gic.raise(0, TIMER);
+    assert!(gic.in_flight(0, TIMER));
+    let mut lrs = [ListReg::default(); 4];
+    gic.flush(0, &mut lrs);
+    assert!(gic.in_flight(0, TIMER), "in a list register");
+    lrs[0].state = LrState::Active;
+    gic.sync(0, &mut lrs);
+    assert!(gic.in_flight(0, TIMER));
+    complete_all(&mut lrs);
+    gic.sync(0, &mut lrs);
+    assert!(!gic.in_flight(0, TIMER));
+}
+
+#[test]
+fn pending_and_active_registers_reflect_the_list_registers() {
+    let mut gic = with_enabled(&[SPI, SPI + 1]);
+    gic.raise(0, SPI);
+    gic.raise(0, SPI + 1);
+    let mut lrs = [ListReg::default(); 4];
+    gic.flush(0, &mut lrs);
+    lrs[1].state = LrState::Active;
+    gic.sync(0, &mut lrs);
+    let (reg, _) = bit(ISPENDR, SPI);
+    assert_eq!(
+        read(&mut gic, 1, reg),
+        1 << 8,
+        "SPIs are seen from any vCPU"
+    );
+    assert_eq!(read(&mut gic, 1, reg + 0x100), 1 << 9, "ISACTIVER");
+}
+
+#[test]
+fn clearing_state_of_an_interrupt_in_a_list_register_reaches_it_at_the_next_flush() {
+    let mut gic = with_enabled(&[SPI, SPI + 1]);
+    gic.raise(0, SPI);
+    gic.raise(0, SPI + 1);
+    let mut lrs = [ListReg::default(); 4];
+    gic.flush(0, &mut lrs);
+    lrs[1].state = LrState::Active;
+    gic.sync(0, &mut lrs);
+    set_bit(&mut gic, 0, ICPENDR, SPI);
+    set_bit(&mut gic, 0, ICACTIVER, SPI + 1);
+    assert!(!gic.in_flight(0, SPI) && !gic.in_flight(0, SPI + 1));
+    gic.flush(0, &mut lrs);
+    assert!(live(&lrs).is_empty());
+}
+
+#[test]
+fn isactiver_on_an_interrupt_in_a_list_register_marks_that_entry() {
+    let mut gic = with_enabled(&[SPI]);
+    gic.raise(0, SPI);
+    let mut lrs = [ListReg::default(); 4];
+    gic.flush(0, &mut lrs);
+    gic.sync(0, &mut lrs);
+    set_bit(&mut gic, 0, ISACTIVER, SPI);
+    gic.flush(0, &mut lrs);
+    assert_eq!(live(&lrs), [(SPI, LrState::PendingActive)]);
+    complete_all(&mut lrs);
+    gic.sync(0, &mut lrs);
+    assert!(!gic.in_flight(0, SPI), "no stale distributor active bit");
+}

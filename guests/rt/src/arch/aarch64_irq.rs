@@ -1,0 +1,259 @@
+//! AArch64 (EL1) interrupt support: the IRQ entry the vectors branch to,
+//! `DAIF.I`, `wfi`, the GIC's MMIO frames and the virtual timer (CNTV).
+//!
+//! A submodule of the arch module, so still the arch part of the runtime:
+//! all its `unsafe` is here. The arch-neutral API is `crate::gic`,
+//! `crate::irq` and `crate::timer`.
+
+use core::arch::{asm, global_asm};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{Readable, Writeable, CNTV_CTL_EL0, CNTV_CVAL_EL0};
+
+/// Bytes the IRQ entry saves on the interrupted stack: x0..x18, x30,
+/// ELR_EL1, SPSR_EL1, FPSR, FPCR (0xc0), then q0..q31 (0x200). A multiple
+/// of 16, so `sp` stays aligned.
+const IRQ_FRAME: usize = 0xc0 + 0x200;
+const _: () = assert!(IRQ_FRAME.is_multiple_of(16));
+
+// The IRQ entry (vectors 1 and 5: current EL, SP0 or SPx). It runs on the
+// interrupted stack, IRQs masked (the CPU set PSTATE.I on entry; nothing
+// unmasks them before the `eret`), so interrupts do not nest.
+//
+// It saves what the AAPCS64 lets the Rust handler change: x0..x18, x30,
+// all of v0..v31 (only the low 64 bits of v8..v15 are callee-saved, and the
+// handler may use FP/SIMD: the target has NEON, and `memcpy` or formatting
+// can use it), FPSR and FPCR; plus ELR_EL1 and SPSR_EL1, in case the handler
+// takes an exception of its own before it reports and stops. x19..x29 and
+// sp are callee-saved; NZCV is in SPSR_EL1.
+global_asm!(
+    r#"
+    .section .text.rt_irq, "ax"
+    .global __rt_irq_entry
+    .type __rt_irq_entry, %function
+    .balign 4
+__rt_irq_entry:
+    sub     sp, sp, #{frame}
+    stp     x0, x1, [sp, #0x00]
+    stp     x2, x3, [sp, #0x10]
+    stp     x4, x5, [sp, #0x20]
+    stp     x6, x7, [sp, #0x30]
+    stp     x8, x9, [sp, #0x40]
+    stp     x10, x11, [sp, #0x50]
+    stp     x12, x13, [sp, #0x60]
+    stp     x14, x15, [sp, #0x70]
+    stp     x16, x17, [sp, #0x80]
+    stp     x18, x30, [sp, #0x90]
+    mrs     x0, elr_el1
+    mrs     x1, spsr_el1
+    stp     x0, x1, [sp, #0xa0]
+    mrs     x0, fpsr
+    mrs     x1, fpcr
+    stp     x0, x1, [sp, #0xb0]
+    stp     q0, q1, [sp, #0xc0]
+    stp     q2, q3, [sp, #0xe0]
+    stp     q4, q5, [sp, #0x100]
+    stp     q6, q7, [sp, #0x120]
+    stp     q8, q9, [sp, #0x140]
+    stp     q10, q11, [sp, #0x160]
+    stp     q12, q13, [sp, #0x180]
+    stp     q14, q15, [sp, #0x1a0]
+    stp     q16, q17, [sp, #0x1c0]
+    stp     q18, q19, [sp, #0x1e0]
+    stp     q20, q21, [sp, #0x200]
+    stp     q22, q23, [sp, #0x220]
+    stp     q24, q25, [sp, #0x240]
+    stp     q26, q27, [sp, #0x260]
+    stp     q28, q29, [sp, #0x280]
+    stp     q30, q31, [sp, #0x2a0]
+
+    bl      {dispatch}
+
+    ldp     q0, q1, [sp, #0xc0]
+    ldp     q2, q3, [sp, #0xe0]
+    ldp     q4, q5, [sp, #0x100]
+    ldp     q6, q7, [sp, #0x120]
+    ldp     q8, q9, [sp, #0x140]
+    ldp     q10, q11, [sp, #0x160]
+    ldp     q12, q13, [sp, #0x180]
+    ldp     q14, q15, [sp, #0x1a0]
+    ldp     q16, q17, [sp, #0x1c0]
+    ldp     q18, q19, [sp, #0x1e0]
+    ldp     q20, q21, [sp, #0x200]
+    ldp     q22, q23, [sp, #0x220]
+    ldp     q24, q25, [sp, #0x240]
+    ldp     q26, q27, [sp, #0x260]
+    ldp     q28, q29, [sp, #0x280]
+    ldp     q30, q31, [sp, #0x2a0]
+    ldp     x0, x1, [sp, #0xb0]
+    msr     fpsr, x0
+    msr     fpcr, x1
+    ldp     x0, x1, [sp, #0xa0]
+    msr     elr_el1, x0
+    msr     spsr_el1, x1
+    ldp     x0, x1, [sp, #0x00]
+    ldp     x2, x3, [sp, #0x10]
+    ldp     x4, x5, [sp, #0x20]
+    ldp     x6, x7, [sp, #0x30]
+    ldp     x8, x9, [sp, #0x40]
+    ldp     x10, x11, [sp, #0x50]
+    ldp     x12, x13, [sp, #0x60]
+    ldp     x14, x15, [sp, #0x70]
+    ldp     x16, x17, [sp, #0x80]
+    ldp     x18, x30, [sp, #0x90]
+    add     sp, sp, #{frame}
+    eret
+    .size __rt_irq_entry, . - __rt_irq_entry
+"#,
+    frame = const IRQ_FRAME,
+    dispatch = sym irq_dispatch,
+);
+
+/// Rust side of the IRQ entry, IRQs masked, caller-saved state saved.
+extern "C" fn irq_dispatch() {
+    crate::irq::dispatch();
+}
+
+/// Unmasks IRQs (`DAIF.I` = 0). Also a compiler barrier: memory accesses
+/// are not moved across it, so data a handler shares is consistent.
+pub fn irq_enable() {
+    // SAFETY: changes PSTATE.I only. Not `nomem`: the handler may run from
+    // here on and touch memory. The vectors have an IRQ entry.
+    unsafe { asm!("msr daifclr, #2", options(nostack, preserves_flags)) };
+}
+
+/// Masks IRQs (`DAIF.I` = 1); a compiler barrier as [`irq_enable`].
+pub fn irq_disable() {
+    // SAFETY: changes PSTATE.I only; not `nomem`, see `irq_enable`.
+    unsafe { asm!("msr daifset, #2", options(nostack, preserves_flags)) };
+}
+
+/// Whether IRQs are unmasked.
+pub fn irq_enabled() -> bool {
+    let daif: u64;
+    // SAFETY: reads DAIF into a register, nothing else.
+    unsafe { asm!("mrs {}, daif", out(reg) daif, options(nomem, nostack, preserves_flags)) };
+    daif & (1 << 7) == 0
+}
+
+/// `wfi`: waits until an interrupt is pending (taken right away if IRQs
+/// are unmasked) or another wake-up event.
+pub fn wait_for_interrupt() {
+    // SAFETY: `wfi` only waits. Not `nomem`: an interrupt handler may run
+    // during it, so memory must be reloaded afterwards.
+    unsafe { asm!("wfi", options(nostack, preserves_flags)) };
+}
+
+/// The registered IRQ handler, a `fn(u32)` as `usize`; 0 = none.
+static IRQ_HANDLER: AtomicUsize = AtomicUsize::new(0);
+
+pub fn set_irq_handler(handler: fn(u32)) {
+    IRQ_HANDLER.store(handler as usize, Ordering::Release);
+}
+
+pub fn irq_handler() -> Option<fn(u32)> {
+    match IRQ_HANDLER.load(Ordering::Acquire) {
+        0 => None,
+        raw => {
+            // SAFETY: the only non-zero values ever stored are `fn(u32)`
+            // pointers (`set_irq_handler`), and function pointers are the
+            // size of `usize` on this target.
+            Some(unsafe { core::mem::transmute::<usize, fn(u32)>(raw) })
+        }
+    }
+}
+
+/// A GIC MMIO frame: the distributor or the CPU interface.
+#[derive(Clone, Copy)]
+pub enum GicFrame {
+    Distributor,
+    CpuInterface,
+}
+
+/// Size of each GICv2 frame we touch (4 KiB is all the registers used).
+const GIC_FRAME_SIZE: u64 = 0x1000;
+
+impl GicFrame {
+    /// Address of the register at `offset`, checked to be in the frame and
+    /// aligned for an access of `width` bytes.
+    fn register(self, offset: u64, width: u64) -> u64 {
+        assert!(
+            offset < GIC_FRAME_SIZE && offset.is_multiple_of(width),
+            "bad GIC register offset {offset:#x}"
+        );
+        let base = match self {
+            GicFrame::Distributor => abi::GUEST_GICD_BASE,
+            GicFrame::CpuInterface => abi::GUEST_GICC_BASE,
+        };
+        base + offset
+    }
+}
+
+// The GIC accessors are one `ldr`/`str` (`ldrb`/`strb`) with a plain base
+// register, written in asm so the compiler can never choose a pair, a
+// writeback or a register-offset form: the hypervisor emulates the
+// distributor from the trap syndrome, which only describes single loads and
+// stores without writeback. Not `nomem`, so they are ordered with the memory
+// accesses around them as far as the compiler goes; the frames are
+// Device-nGnRnE in the identity map, so they are ordered with each other.
+
+/// 32-bit read of a GIC register.
+pub fn gic_read32(frame: GicFrame, offset: u64) -> u32 {
+    let addr = frame.register(offset, 4);
+    let value: u32;
+    // SAFETY: `addr` is inside a GIC frame of the ABI (checked above):
+    // device memory, mapped Device-nGnRnE, that no Rust object lives in.
+    unsafe {
+        asm!("ldr {v:w}, [{a}]", v = out(reg) value, a = in(reg) addr,
+             options(nostack, preserves_flags));
+    }
+    value
+}
+
+/// 32-bit write of a GIC register.
+pub fn gic_write32(frame: GicFrame, offset: u64, value: u32) {
+    let addr = frame.register(offset, 4);
+    // SAFETY: as in `gic_read32`.
+    unsafe {
+        asm!("str {v:w}, [{a}]", v = in(reg) value, a = in(reg) addr,
+             options(nostack, preserves_flags));
+    }
+}
+
+/// 8-bit write of a byte-accessible GIC register (priorities, targets).
+pub fn gic_write8(frame: GicFrame, offset: u64, value: u8) {
+    let addr = frame.register(offset, 1);
+    // SAFETY: as in `gic_read32`.
+    unsafe {
+        asm!("strb {v:w}, [{a}]", v = in(reg) u32::from(value), a = in(reg) addr,
+             options(nostack, preserves_flags));
+    }
+}
+
+/// Arms the virtual timer: fires when `CNTVCT_EL0 >= cval`, unmasked.
+pub fn vtimer_set_deadline(cval: u64) {
+    CNTV_CVAL_EL0.set(cval);
+    CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR);
+    // The new compare value takes effect (and an asserted timer output
+    // drops) before what follows, e.g. the EOI in an interrupt handler.
+    barrier::isb(barrier::SY);
+}
+
+/// Stops the virtual timer (`CNTV_CTL_EL0.ENABLE` = 0).
+pub fn vtimer_disable() {
+    CNTV_CTL_EL0.set(0);
+    barrier::isb(barrier::SY);
+}
+
+/// Whether the virtual timer is enabled and its condition is met
+/// (`CNTV_CTL_EL0.ISTATUS`).
+pub fn vtimer_fired() -> bool {
+    let ctl = CNTV_CTL_EL0.extract();
+    ctl.is_set(CNTV_CTL_EL0::ENABLE) && ctl.is_set(CNTV_CTL_EL0::ISTATUS)
+}
+
+/// The virtual timer's compare value (`CNTV_CVAL_EL0`).
+pub fn vtimer_deadline() -> u64 {
+    CNTV_CVAL_EL0.get()
+}
