@@ -45,20 +45,20 @@ pub struct Effects {
 
 /// One VM's virtual interrupt controller.
 pub trait Vgic {
-    /// Size of the distributor frame the guest sees at
-    /// [`abi::GUEST_GICD_BASE`]; accesses inside it trap and come to
-    /// `read`/`write`.
-    const DISTRIBUTOR_SIZE: u64;
-
     /// A virtual GIC for a VM with `vcpus` vCPUs.
     fn new(vcpus: usize) -> Self;
 
-    /// A trapped distributor read of `width` bytes (1, 2, 4 or 8) at
-    /// `offset` by `vcpu`. Reserved or write-only registers read as zero.
-    fn read(&mut self, vcpu: usize, offset: u64, width: u8) -> u64;
+    /// Whether guest-physical `ipa` is in a frame this virtual GIC
+    /// emulates (the distributor; on GICv3 also the redistributors).
+    /// Such accesses trap to stage 2 and come to `read`/`write`.
+    fn handles(&self, ipa: u64) -> bool;
 
-    /// A trapped distributor write. Read-only registers ignore it.
-    fn write(&mut self, vcpu: usize, offset: u64, width: u8, value: u64) -> Effects;
+    /// A trapped read of `width` bytes (1, 2, 4 or 8) at guest-physical
+    /// `ipa` by `vcpu`. Reserved or write-only registers read as zero.
+    fn read(&mut self, vcpu: usize, ipa: u64, width: u8) -> u64;
+
+    /// A trapped write. Read-only registers ignore it.
+    fn write(&mut self, vcpu: usize, ipa: u64, width: u8, value: u64) -> Effects;
 
     /// A device (or the virtual timer) asserts `intid`: for a private
     /// interrupt (INTID < 32) on `vcpu`, for a shared one wherever the

@@ -513,8 +513,27 @@ impl VgicV2 {
     }
 }
 
+/// The distributor frame the guest sees at `abi::GUEST_GICD_BASE`.
+pub const DISTRIBUTOR_SIZE: u64 = 0x1000;
+
+impl VgicV2 {
+    /// A distributor register read at `offset` in the frame.
+    pub fn read_register(&mut self, vcpu: usize, offset: u64, width: u8) -> u64 {
+        self.access(vcpu, offset, width, None).0
+    }
+
+    /// A distributor register write at `offset` in the frame.
+    pub fn write_register(&mut self, vcpu: usize, offset: u64, width: u8, value: u64) -> Effects {
+        Effects {
+            kick: self.access(vcpu, offset, width, Some(value)).1,
+        }
+    }
+}
+
 impl Vgic for VgicV2 {
-    const DISTRIBUTOR_SIZE: u64 = 0x1000;
+    fn handles(&self, ipa: u64) -> bool {
+        (abi::GUEST_GICD_BASE..abi::GUEST_GICD_BASE + DISTRIBUTOR_SIZE).contains(&ipa)
+    }
 
     /// # Panics
     /// If `vcpus` is 0 or more than 8 (GICv2's limit); the configuration
@@ -538,14 +557,12 @@ impl Vgic for VgicV2 {
         }
     }
 
-    fn read(&mut self, vcpu: usize, offset: u64, width: u8) -> u64 {
-        self.access(vcpu, offset, width, None).0
+    fn read(&mut self, vcpu: usize, ipa: u64, width: u8) -> u64 {
+        self.read_register(vcpu, ipa.wrapping_sub(abi::GUEST_GICD_BASE), width)
     }
 
-    fn write(&mut self, vcpu: usize, offset: u64, width: u8, value: u64) -> Effects {
-        Effects {
-            kick: self.access(vcpu, offset, width, Some(value)).1,
-        }
+    fn write(&mut self, vcpu: usize, ipa: u64, width: u8, value: u64) -> Effects {
+        self.write_register(vcpu, ipa.wrapping_sub(abi::GUEST_GICD_BASE), width, value)
     }
 
     /// An SGI raised this way comes from `vcpu` itself.

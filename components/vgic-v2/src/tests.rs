@@ -16,11 +16,11 @@ const TIMER: u32 = 27;
 const SPI: u32 = 40;
 
 fn read(gic: &mut VgicV2, vcpu: usize, offset: u64) -> u64 {
-    gic.read(vcpu, offset, 4)
+    gic.read_register(vcpu, offset, 4)
 }
 
 fn write(gic: &mut VgicV2, vcpu: usize, offset: u64, value: u64) -> Effects {
-    gic.write(vcpu, offset, 4, value)
+    gic.write_register(vcpu, offset, 4, value)
 }
 
 /// The register and bit of `intid` in a 1-bit-per-INTID family.
@@ -39,7 +39,7 @@ fn bit_is_set(gic: &mut VgicV2, vcpu: usize, family: u64, intid: u32) -> bool {
 }
 
 fn set_priority(gic: &mut VgicV2, vcpu: usize, intid: u32, priority: u8) {
-    gic.write(vcpu, IPRIORITY + u64::from(intid), 1, priority.into());
+    gic.write_register(vcpu, IPRIORITY + u64::from(intid), 1, priority.into());
 }
 
 /// A VM with the distributor on.
@@ -55,7 +55,7 @@ fn with_enabled(intids: &[u32]) -> VgicV2 {
     let mut gic = enabled(2);
     for &intid in intids {
         set_bit(&mut gic, 0, ISENABLER, intid);
-        gic.write(0, ITARGETS + u64::from(intid), 1, 1);
+        gic.write_register(0, ITARGETS + u64::from(intid), 1, 1);
     }
     gic
 }
@@ -189,10 +189,10 @@ fn igroupr_stores_what_is_written() {
 fn priority_bytes_and_words_agree_and_keep_the_top_5_bits() {
     let mut gic = VgicV2::new(1);
     set_priority(&mut gic, 0, SPI, 0xa7);
-    assert_eq!(gic.read(0, IPRIORITY + u64::from(SPI), 1), 0xa0);
+    assert_eq!(gic.read_register(0, IPRIORITY + u64::from(SPI), 1), 0xa0);
     write(&mut gic, 0, IPRIORITY + 44, 0x1020_3040);
-    assert_eq!(gic.read(0, IPRIORITY + 44, 1), 0x40);
-    assert_eq!(gic.read(0, IPRIORITY + 47, 1), 0x10);
+    assert_eq!(gic.read_register(0, IPRIORITY + 44, 1), 0x40);
+    assert_eq!(gic.read_register(0, IPRIORITY + 47, 1), 0x10);
     assert_eq!(read(&mut gic, 0, IPRIORITY + 40), 0xa0);
 }
 
@@ -200,8 +200,8 @@ fn priority_bytes_and_words_agree_and_keep_the_top_5_bits() {
 fn private_priorities_are_banked() {
     let mut gic = VgicV2::new(2);
     set_priority(&mut gic, 1, TIMER, 0x80);
-    assert_eq!(gic.read(1, IPRIORITY + u64::from(TIMER), 1), 0x80);
-    assert_eq!(gic.read(0, IPRIORITY + u64::from(TIMER), 1), 0);
+    assert_eq!(gic.read_register(1, IPRIORITY + u64::from(TIMER), 1), 0x80);
+    assert_eq!(gic.read_register(0, IPRIORITY + u64::from(TIMER), 1), 0);
 }
 
 #[test]
@@ -209,7 +209,7 @@ fn itargetsr_reads_the_own_bit_for_private_interrupts_and_ignores_writes() {
     let mut gic = VgicV2::new(4);
     write(&mut gic, 2, ITARGETS, 0x0101_0101);
     assert_eq!(read(&mut gic, 2, ITARGETS), 0x0404_0404);
-    assert_eq!(gic.read(3, ITARGETS + 31, 1), 0x08);
+    assert_eq!(gic.read_register(3, ITARGETS + 31, 1), 0x08);
 }
 
 #[test]
@@ -235,13 +235,13 @@ fn icfgr_sgis_are_edge_and_read_only_others_keep_the_config_bit() {
 fn unsupported_widths_and_misaligned_accesses_read_zero_and_ignore_writes() {
     let mut gic = VgicV2::new(1);
     write(&mut gic, 0, CTLR, 1);
-    assert_eq!(gic.read(0, CTLR, 1), 0);
-    assert_eq!(gic.read(0, CTLR, 2), 0);
-    assert_eq!(gic.read(0, TYPER, 8), 0);
-    gic.write(0, ISENABLER + 4, 1, 0xff);
-    gic.write(0, ISENABLER + 6, 4, 0xff);
+    assert_eq!(gic.read_register(0, CTLR, 1), 0);
+    assert_eq!(gic.read_register(0, CTLR, 2), 0);
+    assert_eq!(gic.read_register(0, TYPER, 8), 0);
+    gic.write_register(0, ISENABLER + 4, 1, 0xff);
+    gic.write_register(0, ISENABLER + 6, 4, 0xff);
     assert_eq!(read(&mut gic, 0, ISENABLER + 4), 0);
-    gic.write(0, IPRIORITY, 2, 0xffff);
+    gic.write_register(0, IPRIORITY, 2, 0xffff);
     assert_eq!(read(&mut gic, 0, IPRIORITY), 0);
 }
 
@@ -250,10 +250,10 @@ fn registers_past_the_supported_intids_read_zero() {
     let mut gic = VgicV2::new(1);
     write(&mut gic, 0, ISENABLER + 12, 0xffff_ffff);
     assert_eq!(read(&mut gic, 0, ISENABLER + 12), 0);
-    gic.write(0, IPRIORITY + 96, 1, 0xff);
-    assert_eq!(gic.read(0, IPRIORITY + 96, 1), 0);
+    gic.write_register(0, IPRIORITY + 96, 1, 0xff);
+    assert_eq!(gic.read_register(0, IPRIORITY + 96, 1), 0);
     assert_eq!(read(&mut gic, 0, 0xd00), 0, "reserved");
-    assert_eq!(gic.read(0, 0x2000, 4), 0, "outside the frame");
+    assert_eq!(gic.read_register(0, 0x2000, 4), 0, "outside the frame");
 }
 
 #[test]
@@ -266,7 +266,7 @@ fn sgir_reads_as_zero() {
 // ---- SGIs ----
 
 fn sgi_sources(gic: &mut VgicV2, vcpu: usize, sgi: u64) -> u64 {
-    gic.read(vcpu, SPENDSGIR.start + sgi, 1)
+    gic.read_register(vcpu, SPENDSGIR.start + sgi, 1)
 }
 
 #[test]
@@ -327,10 +327,10 @@ fn sgis_pend_per_source_and_reach_the_list_register_with_it() {
 #[test]
 fn spendsgir_and_cpendsgir_set_and_clear_sources() {
     let mut gic = enabled(2);
-    let effects = gic.write(1, SPENDSGIR.start + 3, 1, 0b11);
+    let effects = gic.write_register(1, SPENDSGIR.start + 3, 1, 0b11);
     assert_eq!(effects.kick, 0b10);
     assert_eq!(read(&mut gic, 1, SPENDSGIR.start), 0b11 << 24);
-    gic.write(1, CPENDSGIR.start + 3, 1, 0b01);
+    gic.write_register(1, CPENDSGIR.start + 3, 1, 0b01);
     assert_eq!(read(&mut gic, 1, CPENDSGIR.start), 0b10 << 24);
     assert_eq!(sgi_sources(&mut gic, 0, 3), 0, "banked");
 }
@@ -340,7 +340,7 @@ fn spendsgir_and_cpendsgir_set_and_clear_sources() {
 #[test]
 fn disabled_interrupts_are_not_delivered() {
     let mut gic = enabled(1);
-    gic.write(0, ITARGETS + u64::from(SPI), 1, 1);
+    gic.write_register(0, ITARGETS + u64::from(SPI), 1, 1);
     assert_eq!(gic.raise(0, SPI).kick, 0);
     assert_eq!(gic.raise(0, TIMER).kick, 0);
     let mut lrs = [ListReg::default(); 4];
@@ -465,7 +465,7 @@ fn raised_again_after_completion_is_delivered_again() {
 fn raise_of_an_spi_goes_to_its_lowest_target_and_kicks_it() {
     let mut gic = enabled(4);
     set_bit(&mut gic, 0, ISENABLER, SPI);
-    gic.write(0, ITARGETS + u64::from(SPI), 1, 0b1100);
+    gic.write_register(0, ITARGETS + u64::from(SPI), 1, 0b1100);
     assert_eq!(gic.raise(0, SPI).kick, 0b0100);
     let mut lrs = [ListReg::default(); 4];
     gic.flush(3, &mut lrs);
@@ -480,7 +480,7 @@ fn an_spi_without_a_target_waits_until_routed() {
     set_bit(&mut gic, 0, ISENABLER, SPI);
     assert_eq!(gic.raise(0, SPI).kick, 0);
     assert!(!gic.has_pending(0) && !gic.has_pending(1));
-    let effects = gic.write(0, ITARGETS + u64::from(SPI), 1, 0b10);
+    let effects = gic.write_register(0, ITARGETS + u64::from(SPI), 1, 0b10);
     assert_eq!(effects.kick, 0b10);
     assert!(gic.has_pending(1));
 }
@@ -489,13 +489,13 @@ fn an_spi_without_a_target_waits_until_routed() {
 fn an_spi_one_vcpu_holds_is_not_given_to_another() {
     let mut gic = enabled(2);
     set_bit(&mut gic, 0, ISENABLER, SPI);
-    gic.write(0, ITARGETS + u64::from(SPI), 1, 0b01);
+    gic.write_register(0, ITARGETS + u64::from(SPI), 1, 0b01);
     gic.raise(0, SPI);
     let mut lrs0 = [ListReg::default(); 4];
     gic.flush(0, &mut lrs0);
     lrs0[0].state = LrState::Active;
     gic.sync(0, &mut lrs0);
-    gic.write(0, ITARGETS + u64::from(SPI), 1, 0b10);
+    gic.write_register(0, ITARGETS + u64::from(SPI), 1, 0b10);
     gic.raise(0, SPI);
     let mut lrs1 = [ListReg::default(); 4];
     assert!(gic.flush(1, &mut lrs1), "waits for vCPU 0 to finish");
@@ -603,4 +603,18 @@ fn isactiver_on_an_interrupt_in_a_list_register_marks_that_entry() {
     complete_all(&mut lrs);
     gic.sync(0, &mut lrs);
     assert!(!gic.in_flight(0, SPI), "no stale distributor active bit");
+}
+
+#[test]
+fn the_trait_takes_guest_physical_addresses_in_the_distributor_frame() {
+    let mut gic = VgicV2::new(1);
+    let base = abi::GUEST_GICD_BASE;
+    assert!(gic.handles(base) && gic.handles(base + 0xffc));
+    assert!(!gic.handles(base + DISTRIBUTOR_SIZE) && !gic.handles(abi::GUEST_GICC_BASE));
+    Vgic::write(&mut gic, 0, base, 4, 1);
+    assert_eq!(
+        Vgic::read(&mut gic, 0, base, 4),
+        1,
+        "CTLR through the trait"
+    );
 }

@@ -138,10 +138,10 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     }
 
     fn stage2_abort(&mut self, vcpu: VcpuId, abort: Abort, esr: u64) -> Next {
-        let distributor = abi::GUEST_GICD_BASE..abi::GUEST_GICD_BASE + V::DISTRIBUTOR_SIZE;
-        if !abort.instruction && distributor.contains(&abort.ipa) {
+        let emulated = self.vms[vcpu.0 as usize].vgic.handles(abort.ipa);
+        if !abort.instruction && emulated {
             if let Some(access) = abort.access {
-                let offset = abort.ipa - abi::GUEST_GICD_BASE;
+                let ipa = abort.ipa;
                 let register = usize::from(access.register);
                 let vm = &mut self.vms[vcpu.0 as usize];
                 if abort.write {
@@ -150,10 +150,10 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                     } else {
                         vm.vcpu.ctx.reg(register)
                     };
-                    let effects = vm.vgic.write(0, offset, access.width, access.stored(value));
+                    let effects = vm.vgic.write(0, ipa, access.width, access.stored(value));
                     self.kick(vcpu, effects);
                 } else {
-                    let value = vm.vgic.read(0, offset, access.width);
+                    let value = vm.vgic.read(0, ipa, access.width);
                     if register != 31 {
                         vm.vcpu.ctx.set_reg(register, access.loaded(value));
                     }
@@ -170,8 +170,8 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         } else {
             "read"
         };
-        let unemulated = if abort.access.is_none() && distributor.contains(&abort.ipa) {
-            " (an access the GIC distributor cannot emulate: use single ldr/str)"
+        let unemulated = if abort.access.is_none() && emulated {
+            " (an access the virtual GIC cannot emulate: use single ldr/str)"
         } else {
             ""
         };
@@ -202,7 +202,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             abi::HC_VM_EXIT => {
                 let name = self.vms[vcpu.0 as usize].name;
                 self.flush_console(vcpu);
-                info!("VM {name} exited (code {arg1})");
+                info!("VM {name} exited (code {arg1}) {}", self.cpu_report(vcpu));
                 self.vms[vcpu.0 as usize].state = VmState::Stopped;
                 return Next::Stop;
             }

@@ -31,6 +31,8 @@ pub struct Hypervisor<P: Platform, S: Scheduler, V: Vgic> {
     loaded: Option<(VcpuId, Vmid)>,
     /// When the running vCPU's time slice ends.
     slice_end: Option<u64>,
+    /// When the running vCPU was entered (for CPU-time accounting).
+    run_started: u64,
     first_guest_line: Option<u64>,
 }
 
@@ -80,12 +82,25 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             vmids: VmidAllocator::new(),
             loaded: None,
             slice_end: None,
+            run_started: 0,
             first_guest_line: None,
         }
     }
 
     pub fn platform(&mut self) -> &mut P {
         &mut self.platform
+    }
+
+    /// "after N ms, P% of a CPU": how long `vcpu`'s VM has existed and
+    /// what share of one CPU it used, the current run included.
+    fn cpu_report(&self, vcpu: VcpuId) -> CpuReport {
+        let vm = &self.vms[vcpu.0 as usize];
+        let now = self.platform.counter();
+        CpuReport {
+            lifetime: now - vm.created_at,
+            used: vm.cpu_ticks + now.saturating_sub(self.run_started),
+            ticks_per_ms: (self.platform.counter_frequency() / 1000).max(1),
+        }
     }
 
     /// How many VMs are still running.
@@ -119,6 +134,14 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// Runs `vcpu` until its slice ends, it blocks or it stops; whether it
     /// can go on.
     fn run_vcpu(&mut self, vcpu: VcpuId, until: Option<u64>) -> bool {
+        self.run_started = self.platform.counter();
+        let runnable = self.run_vcpu_until_descheduled(vcpu, until);
+        let ran = self.platform.counter() - self.run_started;
+        self.vms[vcpu.0 as usize].cpu_ticks += ran;
+        runnable
+    }
+
+    fn run_vcpu_until_descheduled(&mut self, vcpu: VcpuId, until: Option<u64>) -> bool {
         self.load(vcpu);
         self.slice_end = until;
         self.arm_timer();
@@ -286,6 +309,25 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             vm.vcpu.vtimer_masked = false;
             self.platform.mask_guest_timer(false);
         }
+    }
+}
+
+struct CpuReport {
+    lifetime: u64,
+    used: u64,
+    ticks_per_ms: u64,
+}
+
+impl core::fmt::Display for CpuReport {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        let permille = self.used * 1000 / self.lifetime.max(1);
+        write!(
+            f,
+            "after {} ms, {}.{}% of a CPU",
+            self.lifetime / self.ticks_per_ms,
+            permille / 10,
+            permille % 10
+        )
     }
 }
 

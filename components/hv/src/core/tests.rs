@@ -65,14 +65,18 @@ struct TestVgic {
 }
 
 impl Vgic for TestVgic {
-    const DISTRIBUTOR_SIZE: u64 = 0x1000;
     fn new(_: usize) -> Self {
         TestVgic::default()
     }
-    fn read(&mut self, _: usize, offset: u64, _: u8) -> u64 {
+    fn handles(&self, ipa: u64) -> bool {
+        (abi::GUEST_GICD_BASE..abi::GUEST_GICD_BASE + 0x1000).contains(&ipa)
+    }
+    fn read(&mut self, _: usize, ipa: u64, _: u8) -> u64 {
+        let offset = ipa - abi::GUEST_GICD_BASE;
         self.registers.get(&offset).copied().unwrap_or(0)
     }
-    fn write(&mut self, _: usize, offset: u64, _: u8, value: u64) -> Effects {
+    fn write(&mut self, _: usize, ipa: u64, _: u8, value: u64) -> Effects {
+        let offset = ipa - abi::GUEST_GICD_BASE;
         self.registers.insert(offset, value);
         if offset == 0xf00 && value == 1 {
             return self.raise(0, 1);
@@ -382,7 +386,11 @@ fn console_lines_are_prefixed_and_hypercalls_answer() {
     assert_eq!(lines[1], "[alpha] hello");
     assert_eq!(lines[2], "[alpha] world");
     assert!(lines[3].starts_with("[hv] first guest line at counter "));
-    assert_eq!(lines[4], "[hv] VM alpha exited (code 7)");
+    assert!(
+        lines[4].starts_with("[hv] VM alpha exited (code 7) after "),
+        "{}",
+        lines[4]
+    );
     assert_eq!(hv.running_vms(), 0);
 }
 
@@ -427,7 +435,7 @@ fn a_stage2_fault_stops_only_the_faulting_vm() {
         lines[1]
     );
     assert_eq!(lines[2], "[good] ok");
-    assert_eq!(lines[4], "[hv] VM good exited (code 0)");
+    assert!(lines[4].starts_with("[hv] VM good exited (code 0) after "));
     assert!(hv.platform().scripts.iter().all(|s| s.is_empty()));
 }
 
@@ -545,7 +553,10 @@ fn wfi_blocks_until_the_guest_timer_fires() {
     ]);
     hv.run();
     let lines = take_lines();
-    let exits: Vec<_> = lines.iter().filter(|l| l.contains("exited")).collect();
+    let exits: Vec<_> = lines
+        .iter()
+        .filter_map(|l| l.split(" after ").next().filter(|l| l.contains("exited")))
+        .collect();
     assert_eq!(
         exits,
         [
@@ -610,4 +621,20 @@ fn distributor_accesses_are_emulated_and_others_stop_the_vm() {
     assert!(take_lines()
         .iter()
         .any(|l| l.contains("cannot emulate: use single ldr/str")));
+}
+
+#[test]
+fn exit_reports_cpu_share() {
+    let report = CpuReport {
+        lifetime: 3000,
+        used: 1000,
+        ticks_per_ms: 1,
+    };
+    assert_eq!(report.to_string(), "after 3000 ms, 33.3% of a CPU");
+    let all = CpuReport {
+        lifetime: 0,
+        used: 0,
+        ticks_per_ms: 1,
+    };
+    assert_eq!(all.to_string(), "after 0 ms, 0.0% of a CPU");
 }

@@ -64,6 +64,10 @@ pub(crate) struct Vm<C, V> {
     pub ram: GuestRam,
     pub console: LineBuffer,
     pub state: VmState,
+    /// When it was created, and how long its vCPU has run since (counter
+    /// ticks; hypervisor work on its behalf included).
+    pub created_at: u64,
+    pub cpu_ticks: u64,
     pub vgic: V,
     pub vcpu: Vcpu<C>,
 }
@@ -118,6 +122,8 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         ram,
         console: LineBuffer::new(),
         state: VmState::Running,
+        created_at: platform.counter(),
+        cpu_ticks: 0,
         vgic: V::new(1),
         vcpu: Vcpu {
             ctx,
