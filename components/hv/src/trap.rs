@@ -22,6 +22,8 @@ pub enum Trap {
     SecureMonitorCall,
     /// A stage-2 abort: the guest touched an address its VM does not own.
     Stage2Abort(Abort),
+    /// A trapped MSR/MRS (AArch64).
+    SystemRegister(SysReg),
     /// Anything else; `ec` names it.
     Other { ec: u8 },
 }
@@ -108,6 +110,37 @@ impl Abort {
     }
 }
 
+/// A trapped system register access (ISS of EC 0x18).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SysReg {
+    /// `(op0, op1, CRn, CRm, op2)`, as in the register's encoding.
+    pub encoding: (u8, u8, u8, u8, u8),
+    /// The general-purpose register (31 is the zero register).
+    pub register: u8,
+    /// MRS (read) rather than MSR (write).
+    pub read: bool,
+}
+
+/// ICC_SGI1R_EL1: S3_0_C12_C11_5.
+pub const ICC_SGI1R_EL1: (u8, u8, u8, u8, u8) = (3, 0, 12, 11, 5);
+
+impl SysReg {
+    fn decode(esr: u64) -> SysReg {
+        let field = |shift: u32, bits: u32| ((esr >> shift) & ((1 << bits) - 1)) as u8;
+        SysReg {
+            encoding: (
+                field(20, 2),
+                field(14, 3),
+                field(10, 4),
+                field(1, 4),
+                field(17, 3),
+            ),
+            register: field(5, 5),
+            read: esr & 1 != 0,
+        }
+    }
+}
+
 pub fn exception_class(esr: u64) -> u8 {
     ((esr >> 26) & 0x3f) as u8
 }
@@ -123,6 +156,7 @@ pub fn decode(exit: &RawExit) -> Trap {
         EC_WFX => Trap::WaitForInterrupt,
         EC_HVC32 | EC_HVC64 => Trap::Hypercall,
         EC_SMC32 | EC_SMC64 => Trap::SecureMonitorCall,
+        EC_SYSREG => Trap::SystemRegister(SysReg::decode(exit.esr)),
         EC_IABT_LOWER | EC_DABT_LOWER => Trap::Stage2Abort(Abort {
             instruction: ec == EC_IABT_LOWER,
             write: ec == EC_DABT_LOWER && exit.esr & (1 << 6) != 0,
@@ -284,8 +318,23 @@ mod tests {
     }
 
     #[test]
+    fn a_trapped_sgi1r_write_is_decoded() {
+        // msr icc_sgi1r_el1, x3: op0=3 op2=5 op1=0 CRn=12 Rt=3 CRm=11, write.
+        let iss = (3 << 20) | (5 << 17) | (12 << 10) | (3 << 5) | (11 << 1);
+        let t = decode(&sync(0x6200_0000 | iss, 0, 0));
+        assert_eq!(
+            t,
+            Trap::SystemRegister(SysReg {
+                encoding: ICC_SGI1R_EL1,
+                register: 3,
+                read: false
+            })
+        );
+    }
+
+    #[test]
     fn other_classes_are_named() {
-        assert_eq!(decode(&sync(0x6200_0000, 0, 0)), Trap::Other { ec: 0x18 });
+        assert_eq!(decode(&sync(0x8600_0000, 0, 0)), Trap::Other { ec: 0x21 });
         assert_eq!(class_name(0x18), "system register access");
         assert_eq!(class_name(0x3c), "BRK");
     }

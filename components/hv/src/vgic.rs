@@ -60,6 +60,13 @@ pub trait Vgic {
     /// A trapped write. Read-only registers ignore it.
     fn write(&mut self, vcpu: usize, ipa: u64, width: u8, value: u64) -> Effects;
 
+    /// The guest wrote ICC_SGI1R_EL1 (GICv3's way to send SGIs; the write
+    /// traps because physical interrupts are routed to EL2). GICv2 guests
+    /// send SGIs through the distributor instead.
+    fn write_sgi1r(&mut self, _vcpu: usize, _value: u64) -> Effects {
+        Effects::default()
+    }
+
     /// A device (or the virtual timer) asserts `intid`: for a private
     /// interrupt (INTID < 32) on `vcpu`, for a shared one wherever the
     /// guest routed it.

@@ -45,8 +45,23 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                 Next::Resume
             }
             Trap::WaitForInterrupt => self.wait_for_interrupt(vcpu, exit.esr),
+            Trap::SystemRegister(sysreg)
+                if sysreg.encoding == trap::ICC_SGI1R_EL1 && !sysreg.read =>
+            {
+                let ctx = self.ctx(vcpu);
+                let value = if sysreg.register == 31 {
+                    0
+                } else {
+                    ctx.reg(usize::from(sysreg.register))
+                };
+                skip_instruction(ctx, exit.esr);
+                let effects = self.vms[vcpu.0 as usize].vgic.write_sgi1r(0, value);
+                self.kick(vcpu, effects);
+                Next::Resume
+            }
             Trap::Stage2Abort(abort) => self.stage2_abort(vcpu, abort, exit.esr),
-            Trap::Other { ec } => {
+            Trap::SystemRegister(_) | Trap::Other { .. } => {
+                let ec = trap::exception_class(exit.esr);
                 let elr = self.ctx(vcpu).pc();
                 self.stop(
                     vcpu,
