@@ -181,7 +181,7 @@ fn composition_rs(c: &Composition, guests: &[PathBuf]) -> String {
 }
 
 /// Code and data first, then the VM table and guest images (the end of the
-/// flat binary), then bss, heap and the boot stack in the rest of the
+/// flat binary), then bss, heap and one stack per CPU in the rest of the
 /// hypervisor's region.
 fn linker_script(c: &Composition) -> String {
     format!(
@@ -202,7 +202,8 @@ SECTIONS {{
     . = ALIGN(4096);
     __heap_start = .;
     __stack_top = ORIGIN(HV) + LENGTH(HV);
-    __heap_end = __stack_top - {stack:#x};
+    __stack_size = {stack:#x};
+    __heap_end = __stack_top - __stack_size * {cpus};
     ASSERT(__heap_end > __heap_start + 0x100000, "hypervisor region too small for heap and stack")
     /DISCARD/ : {{ *(.comment) *(.note .note.*) *(.eh_frame*) }}
 }}
@@ -210,5 +211,6 @@ SECTIONS {{
         base = c.hypervisor.base,
         size = c.hypervisor.size,
         stack = 64 * 1024,
+        cpus = c.cpus,
     )
 }

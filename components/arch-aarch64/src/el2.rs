@@ -57,15 +57,21 @@ pub fn init() {
     };
 }
 
-/// Saves `prev`'s EL1 state, loads `next`'s and its stage-2 tables.
-pub fn switch_to(prev: Option<&mut Context>, next: &Context, vttbr: u64) {
-    if let Some(prev) = prev {
-        prev.el1.save();
-    }
-    next.el1.restore();
+/// Loads a vCPU's EL1 state (timer included) and its stage-2 tables.
+pub fn vcpu_load(ctx: &Context, vttbr: u64) {
+    ctx.el1.restore();
     // SAFETY: VTTBR selects the stage-2 tables and VMID for EL1&0, which no
     // code runs under until the next eret.
     unsafe { asm!("msr vttbr_el2, {}", "isb", in(reg) vttbr, options(nostack)) };
+}
+
+/// Saves a vCPU's EL1 state, then stops its virtual timer in this CPU so
+/// it cannot fire here once the vCPU has moved on.
+pub fn vcpu_put(ctx: &mut Context) {
+    ctx.el1.save();
+    // SAFETY: the guest's timer state was just saved; disabling it in the
+    // hardware only affects EL1 until the next vcpu_load.
+    unsafe { asm!("msr cntv_ctl_el0, xzr", "isb", options(nostack)) };
 }
 
 /// Enters the loaded vCPU; returns when it traps.

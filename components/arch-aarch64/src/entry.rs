@@ -1,11 +1,18 @@
 //! Assembly: reset entry, the EL2 vector table, and guest entry/exit.
 //!
-//! The image provides `tessera_main(dtb: u64) -> !` and
+//! The image provides `tessera_main(dtb: u64) -> !`,
+//! `tessera_secondary_main(cpu: u64) -> !` and
 //! `tessera_wrong_el(current_el: u64) -> !`, and the linker symbols
-//! `__stack_top`, `__bss_start`, `__bss_end`.
+//! `__stack_top`, `__stack_size` (per CPU; CPU n's stack ends n stacks
+//! below the top), `__bss_start`, `__bss_end`.
 
 use crate::context::{FPSR_OFFSET, FP_OFFSET, PC_OFFSET};
 use core::arch::global_asm;
+
+extern "C" {
+    /// Where PSCI CPU_ON starts secondary CPUs.
+    pub fn _start_secondary();
+}
 
 global_asm!(
     r#"
@@ -124,6 +131,29 @@ _start:
     bl      tessera_wrong_el
 .Lpark:
     wfe
+    b       .Lpark
+
+// Secondary CPUs, started by PSCI CPU_ON with x0 = CPU index: each takes
+// its own stack below the boot CPU's, then does what _start does.
+.global _start_secondary
+_start_secondary:
+    msr     daifset, #0xf
+    mov     x19, x0
+    ldr     x1, =__stack_top
+    ldr     x2, =__stack_size
+    mul     x2, x2, x19
+    sub     x1, x1, x2
+    mov     sp, x1
+    ldr     x1, =__tessera_vectors
+    msr     vbar_el2, x1
+    isb
+    mov     x1, #0x33ff
+    msr     cptr_el2, x1
+    ldr     x1, =0x30c50830
+    msr     sctlr_el2, x1
+    isb
+    mov     x0, x19
+    bl      tessera_secondary_main
     b       .Lpark
 
 // Guest exits: keep guest x0/x1 on the stack, x1 = kind.

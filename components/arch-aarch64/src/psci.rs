@@ -4,6 +4,20 @@
 use core::arch::asm;
 
 const SYSTEM_OFF: u64 = 0x8400_0008;
+const CPU_ON_64: u64 = 0xc400_0003;
+
+/// Starts the CPU with affinity `mpidr` at `entry` (EL2, MMU off) with
+/// `x0 = context`. Returns the PSCI status (0 = success).
+pub fn cpu_on(mpidr: u64, entry: u64, context: u64) -> i64 {
+    let status: i64;
+    // SAFETY: CPU_ON starts another CPU at `entry`, our secondary entry
+    // point; this CPU continues unaffected.
+    unsafe {
+        asm!("smc #0", inout("x0") CPU_ON_64 => status, in("x1") mpidr, in("x2") entry, in("x3") context,
+             options(nostack))
+    };
+    status
+}
 
 /// Powers the machine off; halts if the firmware does not.
 pub fn system_off() -> ! {

@@ -41,9 +41,19 @@ pub trait Platform {
     /// and `x0 = arg0`.
     fn new_context(&self, entry: u64, arg0: u64) -> Self::Context;
 
-    /// Makes `next` the vCPU this CPU runs: saves the EL1 state of `prev`
-    /// (the one loaded until now), loads `next`'s and its stage-2 (`vttbr`).
-    fn switch_to(&mut self, prev: Option<&mut Self::Context>, next: &Self::Context, vttbr: u64);
+    /// Loads a vCPU's state (EL1 system registers, timer, GIC CPU interface)
+    /// and its stage-2 (`vttbr`) into this CPU.
+    fn vcpu_load(&mut self, ctx: &Self::Context, vttbr: u64);
+
+    /// Saves them back when the vCPU leaves this CPU, and disables its
+    /// virtual timer in the hardware (it may run elsewhere next).
+    fn vcpu_put(&mut self, ctx: &mut Self::Context);
+
+    /// Interrupts physical CPU `cpu` (an SGI) so it looks for work again.
+    fn kick_cpu(&mut self, cpu: crate::sched::CpuId);
+
+    /// INTID of that kick.
+    fn kick_irq(&self) -> u32;
 
     /// Runs the loaded vCPU until it traps to the hypervisor.
     fn run(&mut self, ctx: &mut Self::Context) -> RawExit;

@@ -1,87 +1,127 @@
-//! The guest's GICv2: the distributor at [`abi::GUEST_GICD_BASE`] (emulated
-//! by the hypervisor) and the CPU interface at [`abi::GUEST_GICC_BASE`] (the
-//! hardware's virtual CPU interface).
+//! The guest's GIC, GICv2 or GICv3, found at run time by [`init`]; the same
+//! API for both.
 //!
-//! Every access is a single 32-bit (or, for priorities and targets, 8-bit)
-//! load or store with no writeback, the only forms a trapped access can be
-//! emulated from.
+//! - GICv2: the distributor at [`abi::GUEST_GICD_BASE`] (emulated by the
+//!   hypervisor) and the CPU interface at [`abi::GUEST_GICC_BASE`] (the
+//!   hardware's virtual CPU interface).
+//! - GICv3: the distributor at [`abi::GUEST_GICD_BASE`] and this vCPU's
+//!   redistributor (number `MPIDR_EL1.Aff0`) in the region at
+//!   [`abi::GUEST_GICR_BASE`] (both emulated), and the system-register CPU
+//!   interface (`ICC_*_EL1` on AArch64).
+//!
+//! Which one: the CPU says whether it has the GICv3 system-register
+//! interface (`ID_AA64PFR0_EL1.GIC` on AArch64, under a hypervisor the
+//! hardware's value); if it does and it can be enabled (`ICC_SRE_EL1.SRE`
+//! reads back 1 after writing it), the GIC is a GICv3, else a GICv2.
+//!
+//! Every MMIO access is a single 32-bit (or, for GICv2 priorities and
+//! targets, 8-bit) load or store with no writeback, the only forms a trapped
+//! access can be emulated from.
 
-use crate::arch::{self, GicFrame};
+use core::sync::atomic::{AtomicU8, Ordering};
 
-/// `GICC_IAR` value (INTID) when no interrupt is pending.
+use crate::arch;
+
+mod v2;
+mod v3;
+
+/// [`ack`] value (INTID) when no interrupt is pending.
 pub const SPURIOUS: u32 = 1023;
 
 /// Number of software-generated interrupts (INTIDs 0..16).
 pub const SGI_COUNT: u32 = 16;
 
-/// Highest INTID a GICv2 can have + 1 (1020..1023 are special).
+/// Highest INTID an SGI, PPI or SPI can have + 1 (1020..1023 are special).
 pub const INTID_LIMIT: u32 = 1020;
 
-// Distributor registers.
-const GICD_CTLR: u64 = 0x000;
-const GICD_ISENABLER: u64 = 0x100;
-const GICD_ICENABLER: u64 = 0x180;
-const GICD_IPRIORITYR: u64 = 0x400;
-const GICD_ITARGETSR: u64 = 0x800;
-const GICD_SGIR: u64 = 0xf00;
+/// The GIC architecture the guest has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// GICv2: memory-mapped CPU interface.
+    V2,
+    /// GICv3: system-register CPU interface, redistributors.
+    V3,
+}
 
-/// `GICD_SGIR.TargetListFilter` = 0b10: to the requesting CPU only.
-const SGIR_TO_SELF: u32 = 2 << 24;
+/// [`Version`] found by [`version`]: 0 = not looked yet, else 2 or 3.
+static VERSION: AtomicU8 = AtomicU8::new(0);
 
-// CPU interface registers.
-const GICC_CTLR: u64 = 0x00;
-const GICC_PMR: u64 = 0x04;
-const GICC_IAR: u64 = 0x0c;
-const GICC_EOIR: u64 = 0x10;
+/// The GIC the guest has: looked up once (a CPU ID register read and, if
+/// it says GICv3, `ICC_SRE_EL1.SRE` set), then kept.
+pub fn version() -> Version {
+    match VERSION.load(Ordering::Relaxed) {
+        2 => Version::V2,
+        3 => Version::V3,
+        _ => {
+            // SRE must also stick: with it 0 (a hypervisor giving a GICv2
+            // on GICv3 hardware, legacy mode) the CPU interface is the
+            // memory-mapped GICv2 one.
+            let found = if arch::gic_has_sysreg_interface() && arch::icc_enable_sre() {
+                Version::V3
+            } else {
+                Version::V2
+            };
+            // A plain store: every CPU finds the same.
+            VERSION.store(
+                match found {
+                    Version::V2 => 2,
+                    Version::V3 => 3,
+                },
+                Ordering::Relaxed,
+            );
+            found
+        }
+    }
+}
 
-/// Enables the distributor (`GICD_CTLR` = 1) and this CPU's interface:
-/// every priority let through (`GICC_PMR` = 0xff), signalling on
-/// (`GICC_CTLR` = 1). Interrupts are still masked at the CPU until
-/// [`crate::irq::enable`].
+/// Finds the GIC ([`version`]) and enables it for this CPU: the distributor,
+/// (GICv3) this vCPU's redistributor, and the CPU interface with every
+/// priority let through (mask 0xff). Interrupts are still masked at the CPU
+/// until [`crate::irq::enable`].
+///
+/// GICv2: `GICD_CTLR` = 1, `GICC_PMR` = 0xff, `GICC_CTLR` = 1. GICv3:
+/// `ICC_SRE_EL1.SRE` = 1, `GICD_CTLR` = EnableGrp1NS | ARE_NS, the
+/// redistributor woken (`GICR_WAKER`), `ICC_PMR_EL1` = 0xff,
+/// `ICC_BPR1_EL1` = 0, `ICC_IGRPEN1_EL1` = 1.
 pub fn init() {
-    arch::gic_write32(GicFrame::Distributor, GICD_CTLR, 1);
-    arch::gic_write32(GicFrame::CpuInterface, GICC_PMR, 0xff);
-    arch::gic_write32(GicFrame::CpuInterface, GICC_CTLR, 1);
+    match version() {
+        Version::V2 => v2::init(),
+        Version::V3 => v3::init(),
+    }
 }
 
 /// Enables `intid` with `priority` (lower is more urgent; the GIC may keep
 /// only the top bits, and it must be below the priority mask of 0xff to be
-/// signalled). A shared interrupt (INTID >= 32) is routed to this CPU.
+/// signalled). A shared interrupt (INTID >= 32) is routed to this CPU. On a
+/// GICv3 it is put in group 1; SGIs and PPIs are set in this vCPU's
+/// redistributor.
 pub fn enable(intid: u32, priority: u8) {
     assert!(intid < INTID_LIMIT, "INTID {intid} out of range");
-    arch::gic_write8(
-        GicFrame::Distributor,
-        GICD_IPRIORITYR + u64::from(intid),
-        priority,
-    );
-    if intid >= 32 {
-        arch::gic_write8(
-            GicFrame::Distributor,
-            GICD_ITARGETSR + u64::from(intid),
-            this_cpu_mask(),
-        );
+    match version() {
+        Version::V2 => v2::enable(intid, priority),
+        Version::V3 => v3::enable(intid, priority),
     }
-    let (offset, bit) = bank(intid);
-    arch::gic_write32(GicFrame::Distributor, GICD_ISENABLER + offset, bit);
 }
 
-/// Disables `intid` at the distributor.
+/// Disables `intid` (at the distributor, or for a GICv3 SGI or PPI at this
+/// vCPU's redistributor).
 pub fn disable(intid: u32) {
     assert!(intid < INTID_LIMIT, "INTID {intid} out of range");
-    let (offset, bit) = bank(intid);
-    arch::gic_write32(GicFrame::Distributor, GICD_ICENABLER + offset, bit);
+    match version() {
+        Version::V2 => v2::disable(intid),
+        Version::V3 => v3::disable(intid),
+    }
 }
 
-/// Acknowledges the highest-priority pending interrupt: the raw `GICC_IAR`
-/// value (INTID in bits 9:0, for an SGI the sending CPU in bits 12:10), or
-/// `None` if nothing is pending (spurious, 1023). Pass the value to [`eoi`]
+/// Acknowledges the highest-priority pending interrupt: the raw
+/// acknowledge value (GICv2 `GICC_IAR`: INTID in bits 9:0, for an SGI the
+/// sending CPU in bits 12:10; GICv3 `ICC_IAR1_EL1`: the INTID), or `None`
+/// if nothing is pending (spurious, 1023). Pass the value to [`eoi`]
 /// unchanged; [`intid`] extracts the INTID.
 pub fn ack() -> Option<u32> {
-    let iar = arch::gic_read32(GicFrame::CpuInterface, GICC_IAR);
-    if intid(iar) >= INTID_LIMIT {
-        None
-    } else {
-        Some(iar)
+    match version() {
+        Version::V2 => v2::ack(),
+        Version::V3 => v3::ack(),
     }
 }
 
@@ -90,26 +130,23 @@ pub const fn intid(iar: u32) -> u32 {
     iar & 0x3ff
 }
 
-/// Ends the interrupt [`ack`] returned (`GICC_EOIR`: priority drop and
-/// deactivation). Takes the raw IAR value: for an SGI the source CPU bits
-/// must match; for other interrupts it is the INTID.
+/// Ends the interrupt [`ack`] returned (priority drop and deactivation:
+/// `GICC_EOIR` or `ICC_EOIR1_EL1`). Takes the raw [`ack`] value: for a
+/// GICv2 SGI the source CPU bits must match.
 pub fn eoi(iar: u32) {
-    arch::gic_write32(GicFrame::CpuInterface, GICC_EOIR, iar);
+    match version() {
+        Version::V2 => v2::eoi(iar),
+        Version::V3 => v3::eoi(iar),
+    }
 }
 
-/// Sends SGI `sgi` (0..16) to this CPU (`GICD_SGIR`, TargetListFilter = 2).
+/// Sends SGI `sgi` (0..16) to this CPU (GICv2: `GICD_SGIR` with
+/// TargetListFilter = 2; GICv3: `ICC_SGI1R_EL1` with this CPU's affinity).
 pub fn send_sgi_to_self(sgi: u32) {
     assert!(sgi < SGI_COUNT, "SGI {sgi} out of range");
-    arch::gic_write32(GicFrame::Distributor, GICD_SGIR, SGIR_TO_SELF | sgi);
-}
-
-/// This CPU's bit in `GICD_ITARGETSR`: `GICD_ITARGETSR0` reads as it on a
-/// multiprocessor GIC (byte 0, for INTID 0); a uniprocessor one may read
-/// zero there, and then CPU 0 is the only one.
-fn this_cpu_mask() -> u8 {
-    match arch::gic_read32(GicFrame::Distributor, GICD_ITARGETSR) as u8 {
-        0 => 1,
-        mask => mask,
+    match version() {
+        Version::V2 => v2::send_sgi_to_self(sgi),
+        Version::V3 => v3::send_sgi_to_self(sgi),
     }
 }
 

@@ -7,8 +7,8 @@
 //! - [`hc`]: safe wrappers of the hypercalls of the [`abi`];
 //! - [`print!`] / [`println!`] over the console hypercall (no heap);
 //! - [`counter`] / [`counter_frequency`]: the virtual generic timer;
-//! - [`gic`], [`irq`] and [`timer`]: the GICv2, the IRQ handler and the
-//!   virtual timer (ABI 1.1);
+//! - [`gic`], [`irq`] and [`timer`]: the GICv2 or GICv3 (found at run
+//!   time), the IRQ handler and the virtual timer (ABI 1.1);
 //! - [`probe`] and [`soak`]: isolation probes and the register-integrity
 //!   soak, for test guests;
 //! - a panic handler and an exception handler that report and stop the VM.

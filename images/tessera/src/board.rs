@@ -2,11 +2,12 @@
 //! physical GIC, and the arch layer behind hv's Platform trait.
 
 use crate::composition as c;
+use arch_aarch64::relax::Mutex;
 use arch_aarch64::{cache, el2, timer};
 use core::ptr::NonNull;
-use hv::{vgic::ListReg, Platform, RawExit, VcpuRegs};
+use hv::{sched::CpuId, vgic::ListReg, Platform, RawExit, VcpuRegs};
 use safe_mmio::UniqueMmioPointer;
-use spin::{Mutex, Once};
+use spin::Once;
 
 #[cfg(feature = "drv-pl011")]
 type Uart = drv_pl011::Pl011<'static>;
@@ -58,7 +59,7 @@ mod gic {
     use arm_gic::{
         gicv2::{
             registers::{Gicc, Gicd},
-            GicV2,
+            GicV2, SgiTarget, SgiTargetListFilter,
         },
         IntId, InterruptGroup,
     };
@@ -77,19 +78,28 @@ mod gic {
     }
 
     impl Gic {
-        pub fn new(timer_irq: u32) -> Gic {
+        pub fn new() -> Gic {
             // SAFETY: the distributor and CPU interface of the board's GIC,
             // identity-mapped as device memory, owned only by this driver.
-            let mut gic =
-                unsafe { GicV2::new(c::GICD_BASE as *mut Gicd, c::GICC_BASE as *mut Gicc) };
-            gic.setup();
-            let group = if gic.typer().has_security_extension() {
-                InterruptGroup::Group1
-            } else {
-                InterruptGroup::Group0
+            // The CPU interface and the private interrupts' distributor
+            // registers are banked: each CPU reaches its own through the
+            // same addresses, under the hypervisor's lock.
+            let gic = unsafe { GicV2::new(c::GICD_BASE as *mut Gicd, c::GICC_BASE as *mut Gicc) };
+            let mut gic = Gic {
+                gic,
+                group: InterruptGroup::Group0,
             };
+            gic.init_this_cpu();
+            gic
+        }
+
+        /// This CPU's interface on, its private interrupts (timers,
+        /// maintenance) enabled. Run on every CPU.
+        pub fn init_this_cpu(&mut self) {
+            let gic = &mut self.gic;
+            gic.setup();
             for (irq, what) in [
-                (timer_irq, "hypervisor timer"),
+                (c::HYP_TIMER_IRQ, "hypervisor timer"),
                 (c::VIRT_TIMER_IRQ, "guest virtual timer"),
                 (c::MAINTENANCE_IRQ, "GIC maintenance"),
             ] {
@@ -98,7 +108,20 @@ mod gic {
                     hv::error!("cannot enable the {what} interrupt {irq}: {e:?}");
                 }
             }
-            Gic { gic, group }
+            self.group = if gic.typer().has_security_extension() {
+                InterruptGroup::Group1
+            } else {
+                InterruptGroup::Group0
+            };
+        }
+
+        /// Interrupts physical CPU `cpu` with SGI `sgi`.
+        pub fn send_sgi(&mut self, cpu: u32, sgi: u32) {
+            let target = SgiTarget::List {
+                target_list_filter: SgiTargetListFilter::CPUTargetList,
+                target_list: 1 << cpu,
+            };
+            self.gic.send_sgi(IntId::sgi(sgi), target);
         }
 
         pub fn ack(&mut self) -> Option<u32> {
@@ -141,20 +164,33 @@ pub struct Board {
     gich: vgic_v2::hw::Gich<'static>,
 }
 
+/// The SGI one CPU sends another to make it look for work.
+const KICK_SGI: u32 = 0;
+
 impl Board {
     pub fn new() -> Board {
         // SAFETY: the GIC's virtual interface control block, identity-mapped
-        // as device memory, owned only by this driver.
+        // as device memory, owned only by this driver (banked per CPU).
         let gich = unsafe {
             UniqueMmioPointer::new(
                 NonNull::new(c::GICH_BASE as *mut vgic_v2::hw::GichRegisters).unwrap(),
             )
         };
         Board {
-            gic: gic::Gic::new(c::HYP_TIMER_IRQ),
+            gic: gic::Gic::new(),
             gich: vgic_v2::hw::Gich::new(gich),
         }
     }
+
+    /// What each secondary CPU sets up for itself.
+    pub fn init_this_cpu(&mut self) {
+        self.gic.init_this_cpu();
+    }
+}
+
+/// Enters a vCPU on this CPU until it traps (outside the hypervisor lock).
+pub fn run_guest(ctx: &mut VcpuContext) -> RawExit {
+    el2::run(&mut ctx.cpu)
 }
 
 impl Platform for Board {
@@ -168,21 +204,28 @@ impl Platform for Board {
         }
     }
 
-    fn switch_to(&mut self, prev: Option<&mut VcpuContext>, next: &VcpuContext, vttbr: u64) {
-        match prev {
-            Some(prev) => {
-                prev.vmcr = self.gich.vmcr();
-                prev.apr = self.gich.apr();
-                el2::switch_to(Some(&mut prev.cpu), &next.cpu, vttbr);
-            }
-            None => el2::switch_to(None, &next.cpu, vttbr),
-        }
-        self.gich.set_vmcr(next.vmcr);
-        self.gich.set_apr(next.apr);
+    fn vcpu_load(&mut self, ctx: &VcpuContext, vttbr: u64) {
+        el2::vcpu_load(&ctx.cpu, vttbr);
+        self.gich.set_vmcr(ctx.vmcr);
+        self.gich.set_apr(ctx.apr);
+    }
+
+    fn vcpu_put(&mut self, ctx: &mut VcpuContext) {
+        ctx.vmcr = self.gich.vmcr();
+        ctx.apr = self.gich.apr();
+        el2::vcpu_put(&mut ctx.cpu);
+    }
+
+    fn kick_cpu(&mut self, cpu: CpuId) {
+        self.gic.send_sgi(cpu.0, KICK_SGI);
+    }
+
+    fn kick_irq(&self) -> u32 {
+        KICK_SGI
     }
 
     fn run(&mut self, ctx: &mut VcpuContext) -> RawExit {
-        el2::run(&mut ctx.cpu)
+        run_guest(ctx)
     }
 
     fn counter(&self) -> u64 {

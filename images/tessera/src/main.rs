@@ -15,11 +15,13 @@ mod composition {
 }
 
 use alloc::vec::Vec;
+use arch_aarch64::relax::Mutex;
 use arch_aarch64::{el2, mmu, psci};
 use composition as c;
 use config::boot::VmTable;
-use hv::{info, memory::GuestRam, Hypervisor, VmDesc};
+use hv::{core::Work, info, memory::GuestRam, sched::CpuId, Hypervisor, VmDesc};
 use linked_list_allocator::LockedHeap;
+use spin::Once;
 
 #[global_allocator]
 static HEAP: LockedHeap = LockedHeap::empty();
@@ -61,12 +63,69 @@ extern "C" fn tessera_main(_dtb: u64) -> ! {
     }
     let platform = board::Board::new();
     let table = vm_table();
-    let mut hv: Hypervisor<board::Board, c::Scheduler, c::Vgic> =
-        Hypervisor::new(platform, vm_descs(&table), c::TIME_SLICE_US, &table.windows);
+    let hv = Hypervisor::new(
+        platform,
+        vm_descs(&table),
+        c::CPUS,
+        c::TIME_SLICE_US,
+        &table.windows,
+    );
     info!("starting {} VMs", hv.running_vms());
-    hv.run();
-    info!("all VMs stopped, powering off");
-    psci::system_off()
+    let hv = HYPERVISOR.call_once(|| Mutex::new(hv));
+    start_secondaries();
+    cpu_loop(hv, CpuId(0))
+}
+
+type Tessera = Hypervisor<board::Board, c::Scheduler, c::Vgic>;
+
+/// The hypervisor, shared by the CPUs: each takes the lock for hypervisor
+/// work and runs guests without it.
+static HYPERVISOR: Once<Mutex<Tessera>> = Once::new();
+
+/// Starts CPUs 1.. through PSCI. QEMU virt (and the boards here) number
+/// CPUs by affinity level 0 within one cluster.
+fn start_secondaries() {
+    for cpu in 1..u64::from(c::CPUS) {
+        let status = psci::cpu_on(cpu, arch_aarch64::_start_secondary as *const () as u64, cpu);
+        if status != 0 {
+            hv::error!("PSCI CPU_ON for CPU {cpu} failed ({status}); going on without it");
+        }
+    }
+}
+
+/// Entered from `_start_secondary` at EL2 on CPU `cpu`, its stack set.
+#[no_mangle]
+extern "C" fn tessera_secondary_main(cpu: u64) -> ! {
+    mmu::enable(&EL2_TABLE);
+    el2::init();
+    let hv = HYPERVISOR
+        .get()
+        .expect("the boot CPU starts secondaries after building the hypervisor");
+    hv.lock().platform().init_this_cpu();
+    info!("CPU {cpu} up");
+    cpu_loop(hv, CpuId(cpu as u32))
+}
+
+/// One physical CPU's life: run what the scheduler gives it, idle in WFI
+/// when there is nothing, power off when no VM is left.
+fn cpu_loop(hv: &Mutex<Tessera>, cpu: CpuId) -> ! {
+    loop {
+        let work = hv.lock().next_work(cpu);
+        match work {
+            Work::Run(vcpu, mut ctx) => {
+                let exit = board::run_guest(&mut ctx);
+                hv.lock().after_run(cpu, vcpu, ctx, exit);
+            }
+            Work::Idle => {
+                aarch64_cpu::asm::wfi();
+                hv.lock().after_idle(cpu);
+            }
+            Work::Finished => {
+                info!("all VMs stopped, powering off");
+                psci::system_off()
+            }
+        }
+    }
 }
 
 fn init_heap() {

@@ -5,7 +5,7 @@ use super::{vm::VmState, Hypervisor};
 use crate::{
     info, log,
     platform::{ExitKind, Platform, RawExit, VcpuRegs},
-    sched::{Scheduler, VcpuId},
+    sched::{CpuId, Scheduler, VcpuId},
     trap::{self, Abort, Trap},
     vgic::{Effects, Vgic},
 };
@@ -27,9 +27,9 @@ pub(super) enum Next {
 const WFX_IS_WFE: u64 = 1;
 
 impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
-    pub(super) fn handle_exit(&mut self, vcpu: VcpuId, exit: RawExit) -> Next {
+    pub(super) fn handle_exit(&mut self, cpu: CpuId, vcpu: VcpuId, exit: RawExit) -> Next {
         match exit.kind {
-            ExitKind::Irq => return self.handle_irq(Some(vcpu)),
+            ExitKind::Irq => return self.handle_irq(cpu, Some(vcpu)),
             ExitKind::Sync => {}
             ExitKind::Fiq | ExitKind::SError => {
                 return self.stop(vcpu, format_args!("{:?} (ESR {:#x})", exit.kind, exit.esr));
@@ -77,7 +77,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     }
 
     /// A physical interrupt, taken from a guest (`current`) or while idle.
-    pub(super) fn handle_irq(&mut self, current: Option<VcpuId>) -> Next {
+    pub(super) fn handle_irq(&mut self, cpu: CpuId, current: Option<VcpuId>) -> Next {
         let Some(intid) = self.platform.ack_irq() else {
             return Next::Resume; // spurious
         };
@@ -88,18 +88,24 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             // A woken vCPU may deserve the CPU now (and a vCPU that ran
             // alone has no slice end): let the scheduler decide.
             let woke = self.wake_due(now);
-            if woke || self.slice_end.is_some_and(|end| now >= end) {
+            let slice_over = self.cpus[cpu.0 as usize]
+                .slice_end
+                .is_some_and(|end| now >= end);
+            if woke || slice_over {
                 Next::Requeue
             } else {
-                self.arm_timer();
+                self.arm_timer(cpu);
                 Next::Resume
             }
         } else if intid == self.platform.guest_timer_irq() {
-            // The virtual timer of the vCPU loaded last: the one running, or
-            // the one this CPU went idle after.
-            if let Some((vcpu, _)) = self.loaded {
+            // The virtual timer of the vCPU running here (it is disabled in
+            // the hardware whenever no vCPU is loaded).
+            if let Some(vcpu) = self.cpus[cpu.0 as usize].running {
                 self.guest_timer_fired(vcpu);
             }
+            Next::Resume
+        } else if intid == self.platform.kick_irq() {
+            // Another CPU made a vCPU runnable: look again.
             Next::Resume
         } else if intid == self.platform.maintenance_irq() {
             // The list registers are synced and refilled on the way back in.
@@ -158,19 +164,19 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             if let Some(access) = abort.access {
                 let ipa = abort.ipa;
                 let register = usize::from(access.register);
-                let vm = &mut self.vms[vcpu.0 as usize];
                 if abort.write {
                     let value = if register == 31 {
                         0
                     } else {
-                        vm.vcpu.ctx.reg(register)
+                        self.ctx(vcpu).reg(register)
                     };
-                    let effects = vm.vgic.write(0, ipa, access.width, access.stored(value));
+                    let vgic = &mut self.vms[vcpu.0 as usize].vgic;
+                    let effects = vgic.write(0, ipa, access.width, access.stored(value));
                     self.kick(vcpu, effects);
                 } else {
-                    let value = vm.vgic.read(0, ipa, access.width);
+                    let value = self.vms[vcpu.0 as usize].vgic.read(0, ipa, access.width);
                     if register != 31 {
-                        vm.vcpu.ctx.set_reg(register, access.loaded(value));
+                        self.ctx(vcpu).set_reg(register, access.loaded(value));
                     }
                 }
                 skip_instruction(self.ctx(vcpu), esr);
@@ -264,7 +270,11 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     }
 
     fn ctx(&mut self, vcpu: VcpuId) -> &mut P::Context {
-        &mut self.vms[vcpu.0 as usize].vcpu.ctx
+        self.vms[vcpu.0 as usize]
+            .vcpu
+            .ctx
+            .as_deref_mut()
+            .expect("handed back before its exit is handled")
     }
 }
 

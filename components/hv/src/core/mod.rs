@@ -9,17 +9,36 @@ mod vm;
 pub use vm::VmDesc;
 
 use crate::{
-    platform::Platform,
+    platform::{Platform, RawExit},
     sched::{CpuId, Pick, SchedConfig, Scheduler, VcpuId, VcpuParams, Window},
     vgic::{ListReg, Vgic},
-    vmid::{Vmid, VmidAllocator},
+    vmid::VmidAllocator,
 };
 use alloc::vec::Vec;
 use config::boot::BootWindow;
 use vm::{Vm, VmState};
 
-/// Everything runs on CPU 0 until the SMP work lands.
-const CPU: CpuId = CpuId(0);
+/// What a physical CPU is doing.
+#[derive(Clone, Copy, Debug, Default)]
+struct CpuState {
+    /// The vCPU whose state is loaded here (running, or between exits).
+    running: Option<VcpuId>,
+    /// When that vCPU's time slice ends (or, idle, when to look again).
+    slice_end: Option<u64>,
+    /// Waiting in WFI for something to do: a wake-up must kick it.
+    idle: bool,
+}
+
+/// What a physical CPU does next (see [`Hypervisor::next_work`]).
+pub enum Work<C> {
+    /// Run this vCPU: its state is loaded on this CPU. Hand the context
+    /// back with [`Hypervisor::after_run`].
+    Run(VcpuId, alloc::boxed::Box<C>),
+    /// Wait for an interrupt (WFI), then call [`Hypervisor::after_idle`].
+    Idle,
+    /// No VM is left.
+    Finished,
+}
 
 pub struct Hypervisor<P: Platform, S: Scheduler, V: Vgic> {
     platform: P,
@@ -27,22 +46,18 @@ pub struct Hypervisor<P: Platform, S: Scheduler, V: Vgic> {
     /// The VMs that were built; one vCPU each for now: `VcpuId(i)` is `vms[i]`'s.
     vms: Vec<Vm<P::Context, V>>,
     vmids: VmidAllocator,
-    /// The vCPU whose EL1 state, list registers and stage-2 are in the CPU.
-    loaded: Option<(VcpuId, Vmid)>,
-    /// When the running vCPU's time slice ends.
-    slice_end: Option<u64>,
-    /// When the running vCPU was entered (for CPU-time accounting).
-    run_started: u64,
+    cpus: Vec<CpuState>,
     first_guest_line: Option<u64>,
 }
 
 impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
-    /// Builds every VM. A VM that cannot be built is reported and left
-    /// out; the others run.
-    /// `windows` is the ARINC 653 major frame (VM table index, length).
+    /// Builds every VM for a host of `cpus` physical CPUs. A VM that cannot
+    /// be built is reported and left out; the others run. `windows` is the
+    /// ARINC 653 major frame (VM table index, length).
     pub fn new(
         mut platform: P,
         descs: Vec<VmDesc>,
+        cpus: u32,
         time_slice_us: u64,
         windows: &[BootWindow],
     ) -> Self {
@@ -65,7 +80,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             })
             .collect();
         let mut sched = S::new(&SchedConfig {
-            cpus: 1,
+            cpus,
             slice: ticks(time_slice_us),
             ticks_per_second,
             vcpus: &params,
@@ -80,9 +95,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             sched,
             vms,
             vmids: VmidAllocator::new(),
-            loaded: None,
-            slice_end: None,
-            run_started: 0,
+            cpus: alloc::vec![CpuState::default(); cpus as usize],
             first_guest_line: None,
         }
     }
@@ -96,9 +109,14 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     fn cpu_report(&self, vcpu: VcpuId) -> CpuReport {
         let vm = &self.vms[vcpu.0 as usize];
         let now = self.platform.counter();
+        let current = if self.cpus.iter().any(|c| c.running == Some(vcpu)) {
+            now.saturating_sub(vm.vcpu.run_started)
+        } else {
+            0
+        };
         CpuReport {
             lifetime: now - vm.created_at,
-            used: vm.cpu_ticks + now.saturating_sub(self.run_started),
+            used: vm.cpu_ticks + current,
             ticks_per_ms: (self.platform.counter_frequency() / 1000).max(1),
         }
     }
@@ -111,59 +129,85 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             .count()
     }
 
-    /// Runs VMs until none is left.
+    /// Runs every VM on CPU 0 until none is left: the whole loop for a
+    /// one-CPU host (and the host tests).
     pub fn run(&mut self) {
-        while self.running_vms() > 0 {
-            match self.sched.pick_next(CPU, self.platform.counter()) {
-                Pick::Run { vcpu, until } => {
-                    let runnable = self.run_vcpu(vcpu, until);
-                    let now = self.platform.counter();
-                    self.sched.descheduled(CPU, vcpu, now, runnable);
-                    if self.vms[vcpu.0 as usize].state == VmState::Stopped {
-                        self.sched.remove(vcpu);
-                    }
+        const CPU: CpuId = CpuId(0);
+        loop {
+            match self.next_work(CPU) {
+                Work::Run(vcpu, mut ctx) => {
+                    let exit = self.platform.run(&mut ctx);
+                    self.after_run(CPU, vcpu, ctx, exit);
                 }
-                Pick::Idle { until: None } if self.deadlocked() => self.stop_deadlocked(),
-                Pick::Idle { until } => self.idle(until),
+                Work::Idle => {
+                    self.platform.wait_for_interrupt();
+                    self.after_idle(CPU);
+                }
+                Work::Finished => break,
             }
         }
-        self.slice_end = None;
         self.platform.set_deadline(None);
     }
 
-    /// Runs `vcpu` until its slice ends, it blocks or it stops; whether it
-    /// can go on.
-    fn run_vcpu(&mut self, vcpu: VcpuId, until: Option<u64>) -> bool {
-        self.run_started = self.platform.counter();
-        let runnable = self.run_vcpu_until_descheduled(vcpu, until);
-        let ran = self.platform.counter() - self.run_started;
-        self.vms[vcpu.0 as usize].cpu_ticks += ran;
-        runnable
+    /// What `cpu` does next: go on with its vCPU, pick another, or idle.
+    /// On SMP hosts each CPU calls this (and `after_run`/`after_idle`) under
+    /// the lock that guards the hypervisor, and runs the guest without it.
+    pub fn next_work(&mut self, cpu: CpuId) -> Work<P::Context> {
+        if self.running_vms() == 0 {
+            return Work::Finished;
+        }
+        let vcpu = match self.cpus[cpu.0 as usize].running {
+            Some(vcpu) => vcpu,
+            None => match self.sched.pick_next(cpu, self.platform.counter()) {
+                Pick::Run { vcpu, until } => {
+                    self.cpus[cpu.0 as usize].slice_end = until;
+                    self.load(cpu, vcpu);
+                    vcpu
+                }
+                Pick::Idle { until: None } if self.deadlocked() => {
+                    self.stop_deadlocked();
+                    return self.next_work(cpu);
+                }
+                Pick::Idle { until } => {
+                    let state = &mut self.cpus[cpu.0 as usize];
+                    state.slice_end = until;
+                    state.idle = true;
+                    self.arm_timer(cpu);
+                    return Work::Idle;
+                }
+            },
+        };
+        self.arm_timer(cpu);
+        self.flush_lrs(vcpu);
+        let ctx = self.vms[vcpu.0 as usize]
+            .vcpu
+            .ctx
+            .take()
+            .expect("a vCPU runs on one CPU at a time");
+        Work::Run(vcpu, ctx)
     }
 
-    fn run_vcpu_until_descheduled(&mut self, vcpu: VcpuId, until: Option<u64>) -> bool {
-        self.load(vcpu);
-        self.slice_end = until;
-        self.arm_timer();
-        loop {
-            self.flush_lrs(vcpu);
-            let exit = self.platform.run(&mut self.vms[vcpu.0 as usize].vcpu.ctx);
-            self.sync_lrs(vcpu);
-            match self.handle_exit(vcpu, exit) {
-                exit::Next::Resume => continue,
-                exit::Next::Requeue => return true,
-                exit::Next::Block | exit::Next::Stop => return false,
-            }
+    /// `cpu` came back from running `vcpu` with `exit`.
+    pub fn after_run(
+        &mut self,
+        cpu: CpuId,
+        vcpu: VcpuId,
+        ctx: alloc::boxed::Box<P::Context>,
+        exit: RawExit,
+    ) {
+        self.vms[vcpu.0 as usize].vcpu.ctx = Some(ctx);
+        self.sync_lrs(vcpu);
+        match self.handle_exit(cpu, vcpu, exit) {
+            exit::Next::Resume => {}
+            exit::Next::Requeue => self.unload(cpu, vcpu, true),
+            exit::Next::Block | exit::Next::Stop => self.unload(cpu, vcpu, false),
         }
     }
 
-    /// Nothing to run: wait in WFI, with no tick, for an interrupt, the
-    /// scheduler's deadline or a blocked vCPU's timer.
-    fn idle(&mut self, until: Option<u64>) {
-        self.slice_end = until;
-        self.arm_timer();
-        self.platform.wait_for_interrupt();
-        self.handle_irq(None);
+    /// `cpu` woke from WFI: take the interrupt that woke it.
+    pub fn after_idle(&mut self, cpu: CpuId) {
+        self.cpus[cpu.0 as usize].idle = false;
+        self.handle_irq(cpu, None);
     }
 
     /// Every running VM waits in WFI with no timer armed: no interrupt
@@ -191,16 +235,16 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         }
     }
 
-    /// The hypervisor timer fires at the end of the slice or when the
-    /// first blocked vCPU's timer does, whichever is sooner.
-    fn arm_timer(&mut self) {
+    /// `cpu`'s timer fires at the end of its slice or when the first
+    /// blocked vCPU's timer does, whichever is sooner.
+    fn arm_timer(&mut self, cpu: CpuId) {
         let wake = self
             .vms
             .iter()
             .filter(|vm| vm.vcpu.blocked)
             .filter_map(|vm| vm.vcpu.wake_at)
             .min();
-        let deadline = match (self.slice_end, wake) {
+        let deadline = match (self.cpus[cpu.0 as usize].slice_end, wake) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -214,6 +258,12 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             state.blocked = false;
             state.wake_at = None;
             self.sched.wake(vcpu, self.platform.counter());
+            // An idle CPU may be the one to run it.
+            for index in 0..self.cpus.len() {
+                if self.cpus[index].idle {
+                    self.platform.kick_cpu(CpuId(index as u32));
+                }
+            }
         }
     }
 
@@ -231,9 +281,8 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         woke
     }
 
-    /// Puts `vcpu`'s state, list registers and stage-2 into the CPU unless
-    /// they are there.
-    fn load(&mut self, vcpu: VcpuId) {
+    /// Puts `vcpu`'s state, list registers and stage-2 into `cpu`.
+    fn load(&mut self, cpu: CpuId, vcpu: VcpuId) {
         let index = vcpu.0 as usize;
         if !self.vmids.is_current(self.vms[index].vmid) {
             let (vmid, flush) = self.vmids.allocate();
@@ -243,25 +292,29 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             self.vms[index].vmid = Some(vmid);
         }
         let vmid = self.vms[index].vmid.expect("just allocated");
-        if self.loaded == Some((vcpu, vmid)) {
-            return;
-        }
-        let vttbr = self.vms[index].stage2.vttbr(vmid.id);
-        match self.loaded.map(|(prev, _)| prev.0 as usize) {
-            Some(prev) if prev != index => {
-                let (prev_vm, next_vm) = pair_mut(&mut self.vms, prev, index);
-                self.platform
-                    .switch_to(Some(&mut prev_vm.vcpu.ctx), &next_vm.vcpu.ctx, vttbr);
-            }
-            _ => self
-                .platform
-                .switch_to(None, &self.vms[index].vcpu.ctx, vttbr),
-        }
-        // The list registers still hold the previous vCPU's interrupts.
+        let vm = &mut self.vms[index];
+        let vttbr = vm.stage2.vttbr(vmid.id);
+        let ctx = vm.vcpu.ctx.as_deref().expect("not running elsewhere");
+        self.platform.vcpu_load(ctx, vttbr);
         let count = self.platform.lr_count();
+        self.platform.write_lrs(&vm.vcpu.lrs[..count], false);
+        vm.vcpu.run_started = self.platform.counter();
+        self.cpus[cpu.0 as usize].running = Some(vcpu);
+    }
+
+    /// Takes `vcpu`'s state off `cpu` and tells the scheduler.
+    fn unload(&mut self, cpu: CpuId, vcpu: VcpuId, runnable: bool) {
+        let now = self.platform.counter();
+        let vm = &mut self.vms[vcpu.0 as usize];
+        vm.cpu_ticks += now - vm.vcpu.run_started;
         self.platform
-            .write_lrs(&self.vms[index].vcpu.lrs[..count], false);
-        self.loaded = Some((vcpu, vmid));
+            .vcpu_put(vm.vcpu.ctx.as_deref_mut().expect("handed back"));
+        let stopped = vm.state == VmState::Stopped;
+        self.cpus[cpu.0 as usize].running = None;
+        self.sched.descheduled(cpu, vcpu, now, runnable);
+        if stopped {
+            self.sched.remove(vcpu);
+        }
     }
 
     /// Before the guest runs: pending virtual interrupts into its list
@@ -328,18 +381,6 @@ impl core::fmt::Display for CpuReport {
             permille / 10,
             permille % 10
         )
-    }
-}
-
-/// Two distinct elements of a slice, mutably.
-fn pair_mut<T>(items: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
-    assert_ne!(a, b);
-    if a < b {
-        let (low, high) = items.split_at_mut(b);
-        (&mut low[a], &mut high[0])
-    } else {
-        let (low, high) = items.split_at_mut(a);
-        (&mut high[0], &mut low[b])
     }
 }
 

@@ -175,6 +175,8 @@ struct Mock {
     lrs: [ListReg; 4],
     guest_timer: Option<u64>,
     guest_timer_masked: bool,
+    /// CPUs kicked, in order.
+    kicks: Vec<u32>,
 }
 
 impl Platform for Mock {
@@ -190,7 +192,14 @@ impl Platform for Mock {
             id,
         }
     }
-    fn switch_to(&mut self, _prev: Option<&mut MockCtx>, next: &MockCtx, vttbr: u64) {
+    fn vcpu_put(&mut self, _: &mut MockCtx) {}
+    fn kick_cpu(&mut self, cpu: CpuId) {
+        self.kicks.push(cpu.0);
+    }
+    fn kick_irq(&self) -> u32 {
+        0
+    }
+    fn vcpu_load(&mut self, next: &MockCtx, vttbr: u64) {
         self.switches.push((next.id, vttbr));
     }
     fn run(&mut self, ctx: &mut MockCtx) -> RawExit {
@@ -347,7 +356,7 @@ fn boot(vms: Vec<(VmDesc, Vec<Step>)>) -> Hypervisor<Mock, Fifo, TestVgic> {
         mock.results.push(Vec::new());
         descs.push(desc);
     }
-    Hypervisor::new(mock, descs, 100, &[])
+    Hypervisor::new(mock, descs, 1, 100, &[])
 }
 
 #[test]
@@ -511,27 +520,27 @@ fn the_guest_timer_is_masked_until_its_interrupt_is_completed() {
             Step::Hvc(EXIT, 0, 0),
         ],
     )]);
-    // Step by step: run until the guest has the interrupt in a list register.
-    hv.load(VcpuId(0));
-    let exit = hv.platform.run(&mut hv.vms[0].vcpu.ctx);
-    assert!(matches!(
-        hv.handle_exit(VcpuId(0), exit),
-        exit::Next::Resume
-    ));
+    // Step by step, the way each CPU of an SMP host drives the core.
+    let step = |hv: &mut Hypervisor<Mock, Fifo, TestVgic>| {
+        let Work::Run(vcpu, mut ctx) = hv.next_work(CpuId(0)) else {
+            panic!("tick runs")
+        };
+        let exit = hv.platform.run(&mut ctx);
+        hv.after_run(CpuId(0), vcpu, ctx, exit);
+    };
+    step(&mut hv); // the timer fires
     assert!(hv.platform.guest_timer_masked, "masked while in flight");
-    hv.flush_lrs(VcpuId(0));
+    let Work::Run(vcpu, mut ctx) = hv.next_work(CpuId(0)) else {
+        panic!("tick runs")
+    };
     let lr = hv.platform.lrs[0];
     assert_eq!(
         (lr.intid, lr.state, lr.eoi_maintenance),
         (27, LrState::Pending, true)
     );
-    // The guest runs with it pending, then completes it.
-    for _ in 0..2 {
-        let exit = hv.platform.run(&mut hv.vms[0].vcpu.ctx);
-        hv.sync_lrs(VcpuId(0));
-        hv.handle_exit(VcpuId(0), exit);
-        hv.flush_lrs(VcpuId(0));
-    }
+    let exit = hv.platform.run(&mut ctx); // runs with it pending
+    hv.after_run(CpuId(0), vcpu, ctx, exit);
+    step(&mut hv); // completes it: EOI maintenance
     assert!(!hv.platform.guest_timer_masked, "unmasked once completed");
     hv.run();
     assert_eq!(hv.running_vms(), 0);
@@ -610,11 +619,12 @@ fn distributor_accesses_are_emulated_and_others_stop_the_vm() {
     )]);
     hv.run();
     assert_eq!(
-        hv.vms[0].vcpu.ctx.regs[5], 0x1_0001,
+        hv.vms[0].vcpu.ctx.as_ref().unwrap().regs[5],
+        0x1_0001,
         "read back what was written"
     );
     assert_eq!(
-        hv.vms[0].vcpu.ctx.pc,
+        hv.vms[0].vcpu.ctx.as_ref().unwrap().pc,
         GUEST_RAM_BASE + 4 + 4 + 4 + 4,
         "each access stepped over"
     );
@@ -637,4 +647,50 @@ fn exit_reports_cpu_share() {
         ticks_per_ms: 1,
     };
     assert_eq!(all.to_string(), "after 0 ms, 0.0% of a CPU");
+}
+
+#[test]
+fn two_cpus_run_two_vcpus_at_once_and_idle_cpus_are_kicked() {
+    let mut hv = boot(vec![
+        (
+            vm("a", 0x8000_0000, b""),
+            vec![
+                Step::Wfi {
+                    timer_in: Some(1000),
+                },
+                Step::Hvc(EXIT, 0, 0),
+            ],
+        ),
+        (vm("b", 0x8020_0000, b""), vec![Step::Hvc(EXIT, 0, 0)]),
+    ]);
+    hv.cpus = vec![CpuState::default(); 2];
+    let (cpu0, cpu1) = (CpuId(0), CpuId(1));
+    let Work::Run(a, ctx_a) = hv.next_work(cpu0) else {
+        panic!()
+    };
+    let Work::Run(b, ctx_b) = hv.next_work(cpu1) else {
+        panic!()
+    };
+    assert_eq!(
+        (a, b),
+        (VcpuId(0), VcpuId(1)),
+        "both run at once, one per CPU"
+    );
+    assert!(
+        hv.vms.iter().all(|vm| vm.vcpu.ctx.is_none()),
+        "each context is out with its CPU"
+    );
+    // b exits on CPU 1; a blocks on CPU 0; CPU 1 then idles.
+    let mut ctx_b = ctx_b;
+    let exit = hv.platform.run(&mut ctx_b);
+    hv.after_run(cpu1, b, ctx_b, exit);
+    let mut ctx_a = ctx_a;
+    let exit = hv.platform.run(&mut ctx_a);
+    hv.after_run(cpu0, a, ctx_a, exit);
+    assert!(matches!(hv.next_work(cpu1), Work::Idle));
+    // a's timer wakes it (CPU 0 idles until then): CPU 1, idle, is kicked.
+    assert!(matches!(hv.next_work(cpu0), Work::Idle));
+    hv.platform.wait_for_interrupt();
+    hv.after_idle(cpu0);
+    assert_eq!(hv.platform.kicks, vec![1]);
 }

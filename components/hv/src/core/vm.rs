@@ -38,7 +38,10 @@ pub(crate) enum VmState {
 
 /// A vCPU: its registers and what the core tracks about it.
 pub(crate) struct Vcpu<C> {
-    pub ctx: C,
+    /// Its registers; taken out while a CPU runs it.
+    pub ctx: Option<alloc::boxed::Box<C>>,
+    /// When it was last loaded on a CPU (for CPU-time accounting).
+    pub run_started: u64,
     /// Its list registers as last written to or read from the hardware.
     pub lrs: [ListReg; MAX_LIST_REGS],
     /// Some list register is in use, or interrupts wait for one: the
@@ -126,7 +129,8 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         cpu_ticks: 0,
         vgic: V::new(1),
         vcpu: Vcpu {
-            ctx,
+            ctx: Some(alloc::boxed::Box::new(ctx)),
+            run_started: 0,
             lrs: [ListReg::default(); MAX_LIST_REGS],
             lrs_live: false,
             blocked: false,

@@ -1,5 +1,6 @@
 //! AArch64 (EL1) interrupt support: the IRQ entry the vectors branch to,
-//! `DAIF.I`, `wfi`, the GIC's MMIO frames and the virtual timer (CNTV).
+//! `DAIF.I`, `wfi`, the GIC's MMIO frames, the GICv3 system-register CPU
+//! interface (`ICC_*_EL1`) and the virtual timer (CNTV).
 //!
 //! A submodule of the arch module, so still the arch part of the runtime:
 //! all its `unsafe` is here. The arch-neutral API is `crate::gic`,
@@ -9,7 +10,9 @@ use core::arch::{asm, global_asm};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use aarch64_cpu::asm::barrier;
-use aarch64_cpu::registers::{Readable, Writeable, CNTV_CTL_EL0, CNTV_CVAL_EL0};
+use aarch64_cpu::registers::{
+    Readable, Writeable, CNTV_CTL_EL0, CNTV_CVAL_EL0, ID_AA64PFR0_EL1, MPIDR_EL1,
+};
 
 /// Bytes the IRQ entry saves on the interrupted stack: x0..x18, x30,
 /// ELR_EL1, SPSR_EL1, FPSR, FPCR (0xc0), then q0..q31 (0x200). A multiple
@@ -164,28 +167,52 @@ pub fn irq_handler() -> Option<fn(u32)> {
     }
 }
 
-/// A GIC MMIO frame: the distributor or the CPU interface.
+/// A GIC MMIO frame: the distributor, the GICv2 CPU interface, or one
+/// vCPU's GICv3 redistributor frames (by redistributor number, = `Aff0`).
 #[derive(Clone, Copy)]
 pub enum GicFrame {
     Distributor,
     CpuInterface,
+    /// `RD_base` of redistributor `n` (control, `GICR_WAKER`).
+    Redistributor(u32),
+    /// `SGI_base` of redistributor `n` (SGIs and PPIs), `RD_base` + 64 KiB.
+    RedistributorSgi(u32),
 }
 
-/// Size of each GICv2 frame we touch (4 KiB is all the registers used).
-const GIC_FRAME_SIZE: u64 = 0x1000;
+/// Size of the distributor frame (GICv3 has `GICD_IROUTER` up to 0x7fd8).
+const GICD_FRAME_SIZE: u64 = 0x1_0000;
+/// Size of the GICv2 CPU interface frame we touch (4 KiB is all the
+/// registers used).
+const GICC_FRAME_SIZE: u64 = 0x1000;
+/// Size of each of a redistributor's two frames (`RD_base`, `SGI_base`).
+const GICR_FRAME_SIZE: u64 = 0x1_0000;
+/// Stride between redistributors: `RD_base` and `SGI_base` frames.
+const GICR_STRIDE: u64 = 2 * GICR_FRAME_SIZE;
+/// Redistributors the guest's GICR region can hold, as on QEMU `virt`
+/// ([0x080a_0000, 0x0900_0000): 123 of 128 KiB); beyond it is another
+/// device.
+const GICR_MAX: u32 = 123;
 
 impl GicFrame {
     /// Address of the register at `offset`, checked to be in the frame and
     /// aligned for an access of `width` bytes.
     fn register(self, offset: u64, width: u64) -> u64 {
+        let (base, size) = match self {
+            GicFrame::Distributor => (abi::GUEST_GICD_BASE, GICD_FRAME_SIZE),
+            GicFrame::CpuInterface => (abi::GUEST_GICC_BASE, GICC_FRAME_SIZE),
+            GicFrame::Redistributor(n) | GicFrame::RedistributorSgi(n) => {
+                assert!(n < GICR_MAX, "no redistributor {n}");
+                let rd_base = abi::GUEST_GICR_BASE + u64::from(n) * GICR_STRIDE;
+                match self {
+                    GicFrame::RedistributorSgi(_) => (rd_base + GICR_FRAME_SIZE, GICR_FRAME_SIZE),
+                    _ => (rd_base, GICR_FRAME_SIZE),
+                }
+            }
+        };
         assert!(
-            offset < GIC_FRAME_SIZE && offset.is_multiple_of(width),
+            offset < size && offset.is_multiple_of(width),
             "bad GIC register offset {offset:#x}"
         );
-        let base = match self {
-            GicFrame::Distributor => abi::GUEST_GICD_BASE,
-            GicFrame::CpuInterface => abi::GUEST_GICC_BASE,
-        };
         base + offset
     }
 }
@@ -227,6 +254,126 @@ pub fn gic_write8(frame: GicFrame, offset: u64, value: u8) {
     // SAFETY: as in `gic_read32`.
     unsafe {
         asm!("strb {v:w}, [{a}]", v = in(reg) u32::from(value), a = in(reg) addr,
+             options(nostack, preserves_flags));
+    }
+}
+
+/// Whether the CPU has the GICv3 system-register CPU interface
+/// (`ID_AA64PFR0_EL1.GIC`, bits 27:24, non-zero). Under a hypervisor this
+/// is the hardware's value.
+pub fn gic_has_sysreg_interface() -> bool {
+    (ID_AA64PFR0_EL1.get() >> 24) & 0xf != 0
+}
+
+/// This CPU's affinity from `MPIDR_EL1`: `[Aff0, Aff1, Aff2, Aff3]`.
+pub fn cpu_affinity() -> [u8; 4] {
+    let mpidr = MPIDR_EL1.extract();
+    [
+        mpidr.read(MPIDR_EL1::Aff0) as u8,
+        mpidr.read(MPIDR_EL1::Aff1) as u8,
+        mpidr.read(MPIDR_EL1::Aff2) as u8,
+        mpidr.read(MPIDR_EL1::Aff3) as u8,
+    ]
+}
+
+// The GICv3 CPU interface registers aarch64-cpu does not have, by their
+// encodings (Arm IHI 0069, 12.2), so no assembler feature is needed. Each
+// accessor is one `mrs`/`msr`. They are not `nomem`: an acknowledge, an
+// end of interrupt or an SGI orders with the memory accesses the interrupt
+// is about as far as the compiler goes.
+
+/// Enables the GICv3 system-register CPU interface at EL1
+/// (`ICC_SRE_EL1.SRE` = 1) and returns whether it reads back as enabled
+/// (EL2 may keep it disabled, and then only a memory-mapped interface is
+/// left).
+pub fn icc_enable_sre() -> bool {
+    let sre: u64;
+    // SAFETY: ICC_SRE_EL1 (S3_0_C12_C12_5) only selects how this EL1 reaches
+    // its GIC CPU interface; the runtime never uses the memory-mapped one on
+    // this path. The `isb` makes the change visible to the accesses after.
+    unsafe {
+        asm!(
+            "mrs {v}, S3_0_C12_C12_5",
+            "orr {v}, {v}, #1",
+            "msr S3_0_C12_C12_5, {v}",
+            "isb",
+            "mrs {v}, S3_0_C12_C12_5",
+            v = out(reg) sre,
+            options(nostack, preserves_flags),
+        );
+    }
+    sre & 1 != 0
+}
+
+/// `ICC_PMR_EL1`: the priority mask (interrupts of a lower number, i.e.
+/// more urgent, are signalled).
+pub fn icc_set_priority_mask(mask: u8) {
+    // SAFETY: ICC_PMR_EL1 (S3_0_C4_C6_0) only filters which interrupts are
+    // signalled to this CPU.
+    unsafe {
+        asm!("msr S3_0_C4_C6_0, {v}", v = in(reg) u64::from(mask),
+             options(nostack, preserves_flags));
+    }
+}
+
+/// `ICC_BPR1_EL1`: the group 1 binary point (preemption grouping).
+pub fn icc_set_binary_point1(bpr: u8) {
+    // SAFETY: ICC_BPR1_EL1 (S3_0_C12_C12_3) only changes how priorities
+    // group for preemption; the runtime's handler does not nest.
+    unsafe {
+        asm!("msr S3_0_C12_C12_3, {v}", v = in(reg) u64::from(bpr),
+             options(nostack, preserves_flags));
+    }
+}
+
+/// `ICC_IGRPEN1_EL1.Enable`: group 1 interrupts signalled to this CPU or
+/// not. Takes effect before the next instruction (`isb`).
+pub fn icc_set_group1_enable(enable: bool) {
+    // SAFETY: ICC_IGRPEN1_EL1 (S3_0_C12_C12_7) only gates the signalling of
+    // group 1 interrupts; they are still masked by PSTATE.I until
+    // `irq_enable`, and the vectors have an IRQ entry.
+    unsafe {
+        asm!("msr S3_0_C12_C12_7, {v}", "isb", v = in(reg) u64::from(enable),
+             options(nostack, preserves_flags));
+    }
+}
+
+/// `ICC_IAR1_EL1`: acknowledges the highest-priority pending group 1
+/// interrupt and returns its INTID (bits 23:0; 1023 if none).
+pub fn icc_ack1() -> u32 {
+    let iar: u64;
+    // SAFETY: ICC_IAR1_EL1 (S3_0_C12_C12_0) is read-only; reading it
+    // activates the interrupt, which the caller ends with `icc_eoi1`. The
+    // `dsb` orders the acknowledge before the handler's accesses to the
+    // device that raised the interrupt.
+    unsafe {
+        asm!("mrs {v}, S3_0_C12_C12_0", "dsb sy", v = out(reg) iar,
+             options(nostack, preserves_flags));
+    }
+    iar as u32
+}
+
+/// `ICC_EOIR1_EL1`: ends (priority drop and deactivation, with
+/// `ICC_CTLR_EL1.EOImode` = 0) the group 1 interrupt `intid`.
+pub fn icc_eoi1(intid: u32) {
+    // SAFETY: ICC_EOIR1_EL1 (S3_0_C12_C12_1) only changes the state of the
+    // interrupt `intid` at this CPU's interface. The `isb` makes the
+    // deactivation take effect before what follows.
+    unsafe {
+        asm!("msr S3_0_C12_C12_1, {v}", "isb", v = in(reg) u64::from(intid),
+             options(nostack, preserves_flags));
+    }
+}
+
+/// `ICC_SGI1R_EL1`: generates a group 1 SGI as `value` describes
+/// (TargetList, Aff1..3, INTID, IRM).
+pub fn icc_send_sgi1(value: u64) {
+    // SAFETY: ICC_SGI1R_EL1 (S3_0_C12_C11_5) only makes an SGI pending. The
+    // `dsb` first makes earlier stores visible to the handler that the SGI
+    // runs (possibly on another CPU); the `isb` issues it before what
+    // follows.
+    unsafe {
+        asm!("dsb ishst", "msr S3_0_C12_C11_5, {v}", "isb", v = in(reg) value,
              options(nostack, preserves_flags));
     }
 }

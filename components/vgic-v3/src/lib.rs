@@ -1,0 +1,826 @@
+//! Virtual GICv3 for one VM: the distributor and the per-vCPU
+//! redistributors the guest sees (emulated from trapped accesses, GICv3
+//! architecture spec IHI 0069), ICC_SGI1R_EL1 writes, the policy that moves
+//! pending virtual interrupts into a vCPU's list registers, and ([`lr`])
+//! the ICH_LR<n>_EL2 encoding. The system registers themselves are
+//! `arch-aarch64::ich`'s.
+//!
+//! The guest sees the frames of QEMU `virt` with `gic-version=3`: the
+//! 64 KiB distributor at `abi::GUEST_GICD_BASE`, and at
+//! `abi::GUEST_GICR_BASE + n * 0x20000` vCPU n's redistributor (RD_base,
+//! then SGI_base at +0x10000). A redistributor frame holds the state of the
+//! vCPU it belongs to, whichever vCPU accesses it.
+//!
+//! The model supports 96 INTIDs: SGIs 0..16 and PPIs 16..32 banked per
+//! vCPU, SPIs 32..96 shared; no LPIs, no ITS; up to 8 vCPUs, vCPU n having
+//! affinity 0.0.0.n.
+//!
+//! Choices the spec leaves to us, or that we simplify:
+//! - One security state (GICD_CTLR.DS reads 1) with affinity routing always
+//!   on (ARE reads 1): GICD_CTLR is EnableGrp0 (bit 0), EnableGrp1 (bit 1),
+//!   and the SGI/PPI words of the distributor's registers, ITARGETSR and
+//!   GICD_SGIR are RAZ/WI.
+//! - Every interrupt resets to group 1 (as KVM's GICv3 does) and an
+//!   interrupt is forwarded when its group is enabled; list registers
+//!   always carry group 1 (there are no virtual FIQs), so a group 0
+//!   interrupt the guest enables with EnableGrp0 still arrives as group 1.
+//! - SGIs reset enabled (as KVM's) and can be disabled through
+//!   GICR_ICENABLER0; they are not per source, so one pending bit each, set
+//!   and cleared like any other interrupt's.
+//! - Every interrupt is treated as edge-triggered: once handed to a list
+//!   register it is no longer pending in the distributor, and a level
+//!   source must assert it again (the core re-raises the timer). ICFGR is
+//!   stored for the guest but does not change delivery.
+//! - GICD_IROUTER<n>: Aff0 selects the vCPU (Aff1 and Aff2 must be 0,
+//!   Aff3 is not implemented: GICD_TYPER.A3V = 0); an SPI routed to no
+//!   existing vCPU stays pending until the guest routes it. With
+//!   Interrupt_Routing_Mode (bit 31, "any PE") the SPI goes to vCPU 0.
+//!   IROUTER resets to 0, i.e. to vCPU 0.
+//! - GICR_WAKER.ProcessorSleep is stored (ChildrenAsleep follows it at
+//!   once) but does not stop delivery.
+//! - An INTID is in at most one of a vCPU's list registers at a time (two
+//!   live list registers with one virtual INTID are UNPREDICTABLE); an SPI
+//!   held by one vCPU is not given to another meanwhile.
+//! - The distributor's active bit (ISACTIVER on an interrupt that is not in
+//!   a list register) is stored and reported but does not enter list
+//!   registers.
+//! - Clearing pending or active state (ICPENDR, ICACTIVER) of an interrupt
+//!   that sits in a list register edits the copy the model keeps and
+//!   reaches the hardware at that vCPU's next `flush`. If that vCPU is
+//!   running at the time, its `sync` supersedes the edit.
+//! - Widths: 4-byte accesses to 32-bit registers; 8-byte accesses, or a
+//!   4-byte access to either half, to the 64-bit ones (GICD_IROUTER<n>,
+//!   GICR_TYPER); byte accesses to IPRIORITYR. Other widths and misaligned
+//!   accesses read as zero and ignore writes.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod lr;
+
+use alloc::vec::Vec;
+use core::ops::Range;
+use hv::vgic::{Effects, ListReg, LrState, Vgic};
+
+/// SGIs are INTIDs 0..16.
+const SGIS: u32 = 16;
+/// Private (banked) interrupts are INTIDs 0..32.
+const PRIVATE: u32 = 32;
+/// SPIs supported: INTIDs 32..96.
+const SPIS: usize = 64;
+const INTIDS: u32 = PRIVATE + SPIS as u32;
+/// vCPU n has Aff0 = n; we keep to one cluster of 8 (a TargetList's reach
+/// with RS = 0 is 16).
+const MAX_VCPUS: usize = 8;
+/// ICH_LR<n>_EL2: at most 16 list registers.
+pub const MAX_LRS: usize = 16;
+/// The priority bits kept (5, as the list registers on QEMU keep).
+const PRIORITY_MASK: u8 = 0xf8;
+
+/// The distributor frame at `abi::GUEST_GICD_BASE`.
+pub const DISTRIBUTOR_SIZE: u64 = 0x1_0000;
+/// One vCPU's redistributor at `abi::GUEST_GICR_BASE + n * this`: RD_base
+/// then SGI_base.
+pub const REDISTRIBUTOR_STRIDE: u64 = 0x2_0000;
+/// SGI_base within a redistributor.
+const SGI_BASE: u64 = 0x1_0000;
+
+// Distributor register offsets (IHI 0069 table 12-25).
+const GICD_CTLR: u64 = 0x000;
+const GICD_TYPER: u64 = 0x004;
+const GICD_IIDR: u64 = 0x008;
+const IROUTER: Range<u64> = 0x6000..0x8000;
+// The interrupt families, at the same offsets in the distributor and in
+// SGI_base (where only their first word, INTIDs 0..32, exists).
+const IGROUPR: u64 = 0x080;
+const BIT_FAMILIES_END: u64 = 0x400;
+const IPRIORITYR: Range<u64> = 0x400..0x800;
+const ICFGR: Range<u64> = 0xc00..0xd00;
+// Redistributor RD_base offsets (IHI 0069 table 12-27).
+const GICR_CTLR: u64 = 0x000;
+const GICR_IIDR: u64 = 0x004;
+const GICR_TYPER: u64 = 0x008;
+const GICR_WAKER: u64 = 0x014;
+// Both frames' ID registers, PIDR4..7, PIDR0..3, CIDR0..3.
+const ID_REGS: Range<u64> = 0xffd0..0x1_0000;
+
+const CTLR_ENABLES: u32 = 0b11;
+const CTLR_ARE: u32 = 1 << 4;
+const CTLR_DS: u32 = 1 << 6;
+const TYPER_LAST: u64 = 1 << 4;
+const WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
+const WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
+/// IROUTER: Interrupt_Routing_Mode (any PE).
+const ROUTE_ANY: u64 = 1 << 31;
+/// IROUTER's implemented fields: IRM, Aff2, Aff1, Aff0 (no Aff3).
+const ROUTE_MASK: u64 = ROUTE_ANY | 0xff_ffff;
+
+/// Implementer Arm (0x43B), product 0, r0p0.
+const IIDR: u32 = 0x0000_043b;
+/// As QEMU's GICv3 reports them; PIDR2[7:4] = 3 is the architecture
+/// revision (GICv3) that guests check.
+const GICD_ID_VALUES: [u32; 12] = [
+    0x44, 0x00, 0x00, 0x00, 0x92, 0xb4, 0x3b, 0x00, 0x0d, 0xf0, 0x05, 0xb1,
+];
+const GICR_ID_VALUES: [u32; 12] = [
+    0x44, 0x00, 0x00, 0x00, 0x93, 0xb4, 0x3b, 0x00, 0x0d, 0xf0, 0x05, 0xb1,
+];
+
+/// What a 1-bit-per-INTID register family holds.
+#[derive(Clone, Copy)]
+enum Field {
+    Group,
+    Enable,
+    Pending,
+    Active,
+}
+
+/// What writing a one (or, for `Assign`, any value) to such a bit does.
+#[derive(Clone, Copy)]
+enum BitWrite {
+    Assign,
+    Set,
+    Clear,
+}
+
+/// The families from IGROUPR to ICACTIVER, 0x80 bytes each, in address
+/// order.
+fn bit_family(offset: u64) -> (Field, BitWrite) {
+    match (offset - IGROUPR) / 0x80 {
+        0 => (Field::Group, BitWrite::Assign),
+        1 => (Field::Enable, BitWrite::Set),
+        2 => (Field::Enable, BitWrite::Clear),
+        3 => (Field::Pending, BitWrite::Set),
+        4 => (Field::Pending, BitWrite::Clear),
+        5 => (Field::Active, BitWrite::Set),
+        _ => (Field::Active, BitWrite::Clear),
+    }
+}
+
+/// Distributor (or redistributor) state of one interrupt.
+#[derive(Clone, Copy)]
+struct Irq {
+    enabled: bool,
+    /// Pending in the distributor, i.e. not (yet) in a list register.
+    pending: bool,
+    active: bool,
+    group1: bool,
+    priority: u8,
+    /// ICFGR Int_config bit: stored only, see the crate doc.
+    edge: bool,
+    /// GICD_IROUTER value, masked to [`ROUTE_MASK`] (SPIs only).
+    route: u64,
+}
+
+impl Irq {
+    fn reset(intid: u32) -> Self {
+        Irq {
+            enabled: intid < SGIS,
+            pending: false,
+            active: false,
+            group1: true,
+            priority: 0,
+            edge: false,
+            route: 0,
+        }
+    }
+}
+
+/// One vCPU's redistributor.
+struct Cpu {
+    private: [Irq; PRIVATE as usize],
+    /// GICR_WAKER.ProcessorSleep.
+    asleep: bool,
+    /// The list registers as last flushed or synced.
+    lrs: heapless::Vec<ListReg, MAX_LRS>,
+}
+
+/// The register frame an access falls in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frame {
+    Distributor,
+    /// RD_base of vCPU n's redistributor.
+    Redistributor(usize),
+    /// SGI_base of vCPU n's redistributor.
+    Sgi(usize),
+}
+
+/// The virtual GICv3 of one VM.
+pub struct VgicV3 {
+    /// GICD_CTLR EnableGrp0 (bit 0) and EnableGrp1 (bit 1).
+    enables: u32,
+    cpus: Vec<Cpu>,
+    spis: [Irq; SPIS],
+}
+
+fn pending_active(state: LrState) -> (bool, bool) {
+    match state {
+        LrState::Invalid => (false, false),
+        LrState::Pending => (true, false),
+        LrState::Active => (false, true),
+        LrState::PendingActive => (true, true),
+    }
+}
+
+fn lr_state(pending: bool, active: bool) -> LrState {
+    match (pending, active) {
+        (false, false) => LrState::Invalid,
+        (true, false) => LrState::Pending,
+        (false, true) => LrState::Active,
+        (true, true) => LrState::PendingActive,
+    }
+}
+
+/// Indices of the set bits of `bits`, lowest first.
+fn set_bits(bits: u64) -> impl Iterator<Item = u32> {
+    (0..64).filter(move |i| bits & (1 << i) != 0)
+}
+
+impl VgicV3 {
+    fn irq(&self, vcpu: usize, intid: u32) -> Option<&Irq> {
+        match intid {
+            0..PRIVATE => Some(&self.cpus[vcpu].private[intid as usize]),
+            PRIVATE..INTIDS => Some(&self.spis[(intid - PRIVATE) as usize]),
+            _ => None,
+        }
+    }
+
+    fn irq_mut(&mut self, vcpu: usize, intid: u32) -> Option<&mut Irq> {
+        match intid {
+            0..PRIVATE => Some(&mut self.cpus[vcpu].private[intid as usize]),
+            PRIVATE..INTIDS => Some(&mut self.spis[(intid - PRIVATE) as usize]),
+            _ => None,
+        }
+    }
+
+    /// Mask of the vCPUs that exist.
+    fn vcpu_mask(&self) -> u64 {
+        (1 << self.cpus.len()) - 1
+    }
+
+    /// The vCPUs whose list registers may hold `intid` as `vcpu` sees it.
+    fn holders(&self, vcpu: usize, intid: u32) -> Range<usize> {
+        if intid < PRIVATE {
+            vcpu..vcpu + 1
+        } else {
+            0..self.cpus.len()
+        }
+    }
+
+    /// The live list-register entries for `intid` as `vcpu` sees it.
+    fn in_lrs(&self, vcpu: usize, intid: u32) -> impl Iterator<Item = &ListReg> {
+        self.cpus[self.holders(vcpu, intid)]
+            .iter()
+            .flat_map(|cpu| cpu.lrs.iter())
+            .filter(move |lr| lr.intid == intid && !lr.is_free())
+    }
+
+    /// The vCPU a pending `intid` raised for `vcpu` goes to.
+    fn target(&self, vcpu: usize, intid: u32) -> Option<usize> {
+        if intid < PRIVATE {
+            return Some(vcpu);
+        }
+        let route = self.irq(vcpu, intid)?.route;
+        if route & ROUTE_ANY != 0 {
+            return Some(0);
+        }
+        // Aff2.Aff1 must be 0.0; Aff0 is the vCPU.
+        let aff0 = (route & 0xff) as usize;
+        (route & 0xff_ff00 == 0 && aff0 < self.cpus.len()).then_some(aff0)
+    }
+
+    fn pending(&self, vcpu: usize, intid: u32) -> bool {
+        self.irq(vcpu, intid).is_some_and(|irq| irq.pending)
+    }
+
+    /// The distributor forwards `intid`: it and its group are enabled.
+    fn forwards(&self, vcpu: usize, intid: u32) -> bool {
+        self.irq(vcpu, intid)
+            .is_some_and(|irq| irq.enabled && self.enables & (1 << u32::from(irq.group1)) != 0)
+    }
+
+    /// Every INTID pending in the distributor that `vcpu` would take:
+    /// forwarded and routed to it.
+    fn waiting(&self, vcpu: usize) -> impl Iterator<Item = u32> + '_ {
+        (0..INTIDS).filter(move |&intid| {
+            self.pending(vcpu, intid)
+                && self.forwards(vcpu, intid)
+                && self.target(vcpu, intid) == Some(vcpu)
+        })
+    }
+
+    /// The waiting interrupts that may go into a list register now: the
+    /// INTID is in none (see the crate doc).
+    fn deliverable(&self, vcpu: usize) -> impl Iterator<Item = u32> + '_ {
+        self.waiting(vcpu)
+            .filter(move |&intid| self.in_lrs(vcpu, intid).next().is_none())
+    }
+
+    /// The vCPU to kick after `intid` (as `vcpu` sees it) became pending,
+    /// enabled or routed: its target, if the distributor forwards it.
+    fn kick_for(&self, vcpu: usize, intid: u32) -> u64 {
+        match self.target(vcpu, intid) {
+            Some(t) if self.forwards(t, intid) && self.pending(t, intid) => 1 << t,
+            _ => 0,
+        }
+    }
+
+    /// Changes the pending and/or active state of `intid` in the list
+    /// registers holding it; the change reaches the hardware at the
+    /// holder's next flush.
+    fn edit_lrs(&mut self, vcpu: usize, intid: u32, pending: Option<bool>, active: Option<bool>) {
+        for holder in self.holders(vcpu, intid) {
+            for lr in self.cpus[holder].lrs.iter_mut() {
+                if lr.intid != intid || lr.is_free() {
+                    continue;
+                }
+                let (p, a) = pending_active(lr.state);
+                lr.state = lr_state(pending.unwrap_or(p), active.unwrap_or(a));
+            }
+        }
+    }
+
+    fn read_bit(&self, vcpu: usize, field: Field, intid: u32) -> bool {
+        let Some(irq) = self.irq(vcpu, intid) else {
+            return false;
+        };
+        let mut lrs = self.in_lrs(vcpu, intid).map(|lr| pending_active(lr.state));
+        match field {
+            Field::Group => irq.group1,
+            Field::Enable => irq.enabled,
+            Field::Pending => irq.pending || lrs.any(|(p, _)| p),
+            Field::Active => irq.active || lrs.any(|(_, a)| a),
+        }
+    }
+
+    /// Sets (`on`) or clears one bit of a 1-bit-per-INTID family; returns
+    /// the vCPUs to kick.
+    fn write_bit(&mut self, vcpu: usize, field: Field, intid: u32, on: bool) -> u64 {
+        // Active state lives where the interrupt is: in the distributor,
+        // or in the list register holding it.
+        let in_lrs = self.in_lrs(vcpu, intid).next().is_some();
+        let Some(irq) = self.irq_mut(vcpu, intid) else {
+            return 0;
+        };
+        match field {
+            Field::Group => irq.group1 = on,
+            Field::Enable => irq.enabled = on,
+            Field::Pending => {
+                irq.pending = on;
+                if !on {
+                    self.edit_lrs(vcpu, intid, Some(false), None);
+                }
+            }
+            Field::Active => {
+                irq.active = on && !in_lrs;
+                self.edit_lrs(vcpu, intid, None, Some(on));
+            }
+        }
+        if on {
+            self.kick_for(vcpu, intid)
+        } else {
+            0
+        }
+    }
+
+    /// IGROUPR..ICACTIVER: one bit per INTID, 32 INTIDs per register.
+    fn bits_register(&mut self, vcpu: usize, offset: u64, write: Option<u32>) -> (u32, u64) {
+        let (field, op) = bit_family(offset);
+        let first = ((offset % 0x80) / 4 * 32) as u32;
+        let Some(value) = write else {
+            let read = (0..32)
+                .filter(|&i| self.read_bit(vcpu, field, first + i))
+                .fold(0, |acc, i| acc | 1 << i);
+            return (read, 0);
+        };
+        let mut kick = 0;
+        for i in 0..32 {
+            let bit = value & (1 << i) != 0;
+            kick |= match op {
+                BitWrite::Assign => self.write_bit(vcpu, field, first + i, bit),
+                BitWrite::Set if bit => self.write_bit(vcpu, field, first + i, true),
+                BitWrite::Clear if bit => self.write_bit(vcpu, field, first + i, false),
+                _ => 0,
+            };
+        }
+        (0, kick)
+    }
+
+    /// IPRIORITYR: one byte per INTID.
+    fn priority_byte(&mut self, vcpu: usize, intid: u32, write: Option<u8>) -> u8 {
+        match (self.irq_mut(vcpu, intid), write) {
+            (Some(irq), None) => irq.priority,
+            (Some(irq), Some(v)) => {
+                irq.priority = v & PRIORITY_MASK;
+                0
+            }
+            (None, _) => 0,
+        }
+    }
+
+    /// Four IPRIORITYR bytes, lowest INTID in the low byte.
+    fn priority_word(&mut self, vcpu: usize, first: u32, write: Option<u32>) -> u32 {
+        (0..4).fold(0, |read, i| {
+            let byte = write.map(|v| (v >> (8 * i)) as u8);
+            read | u32::from(self.priority_byte(vcpu, first + i, byte)) << (8 * i)
+        })
+    }
+
+    /// ICFGR: two bits per INTID from `first`, of which only Int_config
+    /// (the upper) is kept; SGIs read as edge-triggered and ignore writes.
+    fn config_register(&mut self, vcpu: usize, first: u32, write: Option<u32>) -> u32 {
+        let mut read = 0;
+        for i in 0..16 {
+            let intid = first + i;
+            let Some(irq) = self.irq_mut(vcpu, intid) else {
+                break;
+            };
+            match write {
+                Some(_) if intid < SGIS => {}
+                Some(v) => irq.edge = v & (2 << (2 * i)) != 0,
+                None if intid < SGIS || irq.edge => read |= 2 << (2 * i),
+                None => {}
+            }
+        }
+        read
+    }
+
+    /// One 4-byte distributor register.
+    fn distributor_word(&mut self, offset: u64, write: Option<u32>) -> (u32, u64) {
+        match offset {
+            GICD_CTLR => match write {
+                None => (self.enables | CTLR_ARE | CTLR_DS, 0),
+                Some(v) => {
+                    let newly = v & CTLR_ENABLES & !self.enables;
+                    self.enables = v & CTLR_ENABLES;
+                    let kick = (0..self.cpus.len())
+                        .filter(|&c| newly != 0 && self.has_pending(c))
+                        .fold(0, |acc, c| acc | 1 << c);
+                    (0, kick)
+                }
+            },
+            GICD_TYPER => {
+                let it_lines = INTIDS / 32 - 1;
+                let cpu_number = (self.cpus.len() as u32 - 1) << 5;
+                let id_bits = 9 << 19; // 10-bit INTIDs
+                (it_lines | cpu_number | id_bits, 0)
+            }
+            GICD_IIDR => (IIDR, 0),
+            // The SGI/PPI word of each family is the redistributors' under
+            // affinity routing: RAZ/WI here. SPIs are the same from any
+            // vCPU, so vCPU 0 stands for the accessor.
+            IGROUPR..BIT_FAMILIES_END if offset % 0x80 >= 4 => self.bits_register(0, offset, write),
+            o if IPRIORITYR.contains(&o) && o >= IPRIORITYR.start + u64::from(PRIVATE) => {
+                let first = (o - IPRIORITYR.start) as u32;
+                (self.priority_word(0, first, write), 0)
+            }
+            o if ICFGR.contains(&o) && o >= ICFGR.start + 8 => {
+                let first = ((o - ICFGR.start) / 4 * 16) as u32;
+                (self.config_register(0, first, write), 0)
+            }
+            o if ID_REGS.contains(&o) => (GICD_ID_VALUES[((o - ID_REGS.start) / 4) as usize], 0),
+            _ => (0, 0),
+        }
+    }
+
+    /// One 4-byte register of vCPU `cpu`'s RD_base.
+    fn redistributor_word(&mut self, cpu: usize, offset: u64, write: Option<u32>) -> u32 {
+        match offset {
+            // No LPIs: GICR_CTLR is RAZ/WI (RWP and UWP read 0).
+            GICR_CTLR => 0,
+            GICR_IIDR => IIDR,
+            GICR_WAKER => match write {
+                None if self.cpus[cpu].asleep => WAKER_PROCESSOR_SLEEP | WAKER_CHILDREN_ASLEEP,
+                None => 0,
+                Some(v) => {
+                    self.cpus[cpu].asleep = v & WAKER_PROCESSOR_SLEEP != 0;
+                    0
+                }
+            },
+            o if ID_REGS.contains(&o) => GICR_ID_VALUES[((o - ID_REGS.start) / 4) as usize],
+            _ => 0,
+        }
+    }
+
+    /// One 4-byte register of vCPU `cpu`'s SGI_base: the first word of
+    /// each family, for that vCPU's SGIs and PPIs.
+    fn sgi_word(&mut self, cpu: usize, offset: u64, write: Option<u32>) -> (u32, u64) {
+        match offset {
+            IGROUPR..BIT_FAMILIES_END if offset.is_multiple_of(0x80) => {
+                self.bits_register(cpu, offset, write)
+            }
+            o if IPRIORITYR.contains(&o) && o < IPRIORITYR.start + u64::from(PRIVATE) => {
+                let first = (o - IPRIORITYR.start) as u32;
+                (self.priority_word(cpu, first, write), 0)
+            }
+            o if o == ICFGR.start || o == ICFGR.start + 4 => {
+                let first = ((o - ICFGR.start) / 4 * 16) as u32;
+                (self.config_register(cpu, first, write), 0)
+            }
+            _ => (0, 0),
+        }
+    }
+
+    /// The 64-bit register at `offset` (8-aligned) in `frame`, if there is
+    /// one there.
+    fn is_register64(frame: Frame, offset: u64) -> bool {
+        match frame {
+            Frame::Distributor => IROUTER.contains(&offset),
+            Frame::Redistributor(_) => offset == GICR_TYPER,
+            Frame::Sgi(_) => false,
+        }
+    }
+
+    /// GICD_IROUTER<n> and GICR_TYPER.
+    fn register64(&mut self, frame: Frame, offset: u64, write: Option<u64>) -> (u64, u64) {
+        match frame {
+            Frame::Distributor => {
+                let intid = ((offset - IROUTER.start) / 8) as u32;
+                if intid < PRIVATE {
+                    return (0, 0);
+                }
+                let Some(irq) = self.irq_mut(0, intid) else {
+                    return (0, 0);
+                };
+                match write {
+                    None => (irq.route, 0),
+                    Some(v) => {
+                        irq.route = v & ROUTE_MASK;
+                        (0, self.kick_for(0, intid))
+                    }
+                }
+            }
+            Frame::Redistributor(cpu) => {
+                let last = if cpu + 1 == self.cpus.len() {
+                    TYPER_LAST
+                } else {
+                    0
+                };
+                let cpu = cpu as u64;
+                (cpu << 32 | cpu << 8 | last, 0)
+            }
+            Frame::Sgi(_) => (0, 0),
+        }
+    }
+
+    /// Dispatches an access of `width` bytes at `offset` in `frame`; see
+    /// the crate doc for which widths are accepted. Returns the value read
+    /// and the vCPUs to kick.
+    fn access(&mut self, frame: Frame, offset: u64, width: u8, write: Option<u64>) -> (u64, u64) {
+        let base64 = offset & !7;
+        if Self::is_register64(frame, base64) {
+            let shift = (offset - base64) * 8;
+            let mask = match (width, shift) {
+                (8, 0) => u64::MAX,
+                (4, 0 | 32) => 0xffff_ffff << shift,
+                _ => return (0, 0),
+            };
+            let (old, _) = self.register64(frame, base64, None);
+            return match write {
+                None => ((old & mask) >> shift, 0),
+                Some(v) => self.register64(frame, base64, Some(old & !mask | (v << shift) & mask)),
+            };
+        }
+        let word = |gic: &mut Self, offset, write: Option<u64>| {
+            let write = write.map(|v| v as u32);
+            let (read, kick) = match frame {
+                Frame::Distributor => gic.distributor_word(offset, write),
+                Frame::Redistributor(cpu) => (gic.redistributor_word(cpu, offset, write), 0),
+                Frame::Sgi(cpu) => gic.sgi_word(cpu, offset, write),
+            };
+            (u64::from(read), kick)
+        };
+        match width {
+            4 if offset.is_multiple_of(4) => word(self, offset, write),
+            1 if IPRIORITYR.contains(&offset) => {
+                // The byte within its word, through the word's own checks.
+                let shift = (offset % 4) * 8;
+                let aligned = offset & !3;
+                let (read, _) = word(self, aligned, None);
+                let merged = write.map(|v| read & !(0xff << shift) | (v & 0xff) << shift);
+                let (_, kick) = match merged {
+                    Some(m) => word(self, aligned, Some(m)),
+                    None => (0, 0),
+                };
+                ((read >> shift) & 0xff, kick)
+            }
+            _ => (0, 0),
+        }
+    }
+
+    /// The frame `ipa` falls in and the offset within it.
+    pub fn locate(&self, ipa: u64) -> Option<(Frame, u64)> {
+        let gicd = ipa.wrapping_sub(abi::GUEST_GICD_BASE);
+        if gicd < DISTRIBUTOR_SIZE {
+            return Some((Frame::Distributor, gicd));
+        }
+        let gicr = ipa.wrapping_sub(abi::GUEST_GICR_BASE);
+        let cpu = usize::try_from(gicr / REDISTRIBUTOR_STRIDE).ok()?;
+        if cpu >= self.cpus.len() {
+            return None;
+        }
+        let offset = gicr % REDISTRIBUTOR_STRIDE;
+        Some(if offset < SGI_BASE {
+            (Frame::Redistributor(cpu), offset)
+        } else {
+            (Frame::Sgi(cpu), offset - SGI_BASE)
+        })
+    }
+
+    /// A register read at `offset` in `frame`.
+    pub fn read_register(&mut self, frame: Frame, offset: u64, width: u8) -> u64 {
+        if !self.frame_exists(frame) {
+            return 0;
+        }
+        self.access(frame, offset, width, None).0
+    }
+
+    /// A register write at `offset` in `frame`.
+    pub fn write_register(&mut self, frame: Frame, offset: u64, width: u8, value: u64) -> Effects {
+        if !self.frame_exists(frame) {
+            return Effects::default();
+        }
+        Effects {
+            kick: self.access(frame, offset, width, Some(value)).1,
+        }
+    }
+
+    fn frame_exists(&self, frame: Frame) -> bool {
+        match frame {
+            Frame::Distributor => true,
+            Frame::Redistributor(cpu) | Frame::Sgi(cpu) => cpu < self.cpus.len(),
+        }
+    }
+}
+
+impl Vgic for VgicV3 {
+    /// # Panics
+    /// If `vcpus` is 0 or more than 8; the configuration is validated
+    /// against that at build time.
+    fn new(vcpus: usize) -> Self {
+        assert!(
+            (1..=MAX_VCPUS).contains(&vcpus),
+            "the virtual GICv3 supports 1 to 8 vCPUs"
+        );
+        let cpus = (0..vcpus)
+            .map(|_| Cpu {
+                private: core::array::from_fn(|i| Irq::reset(i as u32)),
+                asleep: true,
+                lrs: heapless::Vec::new(),
+            })
+            .collect();
+        VgicV3 {
+            enables: 0,
+            cpus,
+            spis: core::array::from_fn(|i| Irq::reset(PRIVATE + i as u32)),
+        }
+    }
+
+    fn handles(&self, ipa: u64) -> bool {
+        self.locate(ipa).is_some()
+    }
+
+    /// Redistributor accesses work on the state of the frame's vCPU, not
+    /// `vcpu`'s.
+    fn read(&mut self, _vcpu: usize, ipa: u64, width: u8) -> u64 {
+        match self.locate(ipa) {
+            Some((frame, offset)) => self.read_register(frame, offset, width),
+            None => 0,
+        }
+    }
+
+    fn write(&mut self, _vcpu: usize, ipa: u64, width: u8, value: u64) -> Effects {
+        match self.locate(ipa) {
+            Some((frame, offset)) => self.write_register(frame, offset, width, value),
+            None => Effects::default(),
+        }
+    }
+
+    /// ICC_SGI1R_EL1: SGI INTID [27:24] to the vCPUs of TargetList [15:0]
+    /// (Aff0 = RS [47:44] * 16 + bit) in cluster Aff3.Aff2.Aff1 = 0.0.0,
+    /// or with IRM [40] to every vCPU but the sender.
+    fn write_sgi1r(&mut self, vcpu: usize, value: u64) -> Effects {
+        if vcpu >= self.cpus.len() {
+            return Effects::default();
+        }
+        let intid = ((value >> 24) & 0xf) as u32;
+        let cluster = value & (0xff << 16 | 0xff << 32 | 0xff << 48);
+        let range_selector = (value >> 44) & 0xf;
+        let targets = if value & (1 << 40) != 0 {
+            !(1 << vcpu)
+        } else if cluster == 0 && range_selector == 0 {
+            value & 0xffff
+        } else {
+            0
+        } & self.vcpu_mask();
+        let mut kick = 0;
+        for target in set_bits(targets).map(|t| t as usize) {
+            self.cpus[target].private[intid as usize].pending = true;
+            kick |= self.kick_for(target, intid);
+        }
+        Effects { kick }
+    }
+
+    fn raise(&mut self, vcpu: usize, intid: u32) -> Effects {
+        if vcpu >= self.cpus.len() {
+            return Effects::default();
+        }
+        let Some(irq) = self.irq_mut(vcpu, intid) else {
+            return Effects::default();
+        };
+        irq.pending = true;
+        Effects {
+            kick: self.kick_for(vcpu, intid),
+        }
+    }
+
+    fn flush(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> bool {
+        if vcpu >= self.cpus.len() {
+            return false;
+        }
+        // Distributor writes made since the last sync (see `edit_lrs`).
+        for (lr, shadow) in lrs.iter_mut().zip(&self.cpus[vcpu].lrs) {
+            if !lr.is_free() && lr.intid == shadow.intid {
+                lr.state = shadow.state;
+            }
+        }
+        // Raised again while in a list register: merge into that entry.
+        for lr in lrs.iter_mut().filter(|lr| !lr.is_free()) {
+            if self.forwards(vcpu, lr.intid) && self.pending(vcpu, lr.intid) {
+                if let Some(irq) = self.irq_mut(vcpu, lr.intid) {
+                    irq.pending = false;
+                }
+                let (_, active) = pending_active(lr.state);
+                lr.state = lr_state(true, active);
+            }
+        }
+        self.cpus[vcpu].lrs.clear();
+        self.cpus[vcpu]
+            .lrs
+            .extend(lrs.iter().take(MAX_LRS).copied());
+        // Fill free list registers, most urgent first (lowest priority
+        // value, then lowest INTID, as the GIC arbitrates).
+        for slot in 0..lrs.len().min(MAX_LRS) {
+            if !lrs[slot].is_free() {
+                continue;
+            }
+            let priority = |intid| self.irq(vcpu, intid).map_or(0, |irq| irq.priority);
+            let Some(intid) = self.deliverable(vcpu).min_by_key(|&i| (priority(i), i)) else {
+                break;
+            };
+            let priority = priority(intid);
+            if let Some(irq) = self.irq_mut(vcpu, intid) {
+                irq.pending = false;
+            }
+            lrs[slot] = ListReg {
+                intid,
+                priority,
+                state: LrState::Pending,
+                source: 0,
+                eoi_maintenance: false,
+            };
+            self.cpus[vcpu].lrs[slot] = lrs[slot];
+        }
+        // What is left needs free list registers, or (an SPI another vCPU
+        // holds) one to be completed.
+        self.waiting(vcpu).next().is_some()
+    }
+
+    fn sync(&mut self, vcpu: usize, lrs: &mut [ListReg]) {
+        // A completed (now Invalid) entry needs nothing more: its pending
+        // state left the distributor when it was handed out, and a raise
+        // since then is pending in the distributor again.
+        if let Some(cpu) = self.cpus.get_mut(vcpu) {
+            cpu.lrs.clear();
+            cpu.lrs.extend(lrs.iter().take(MAX_LRS).copied());
+        }
+    }
+
+    fn has_pending(&self, vcpu: usize) -> bool {
+        vcpu < self.cpus.len()
+            && (self.waiting(vcpu).next().is_some()
+                || self.cpus[vcpu]
+                    .lrs
+                    .iter()
+                    .any(|lr| lr.state == LrState::Pending))
+    }
+
+    fn in_flight(&self, vcpu: usize, intid: u32) -> bool {
+        if vcpu >= self.cpus.len() {
+            return false;
+        }
+        let Some(irq) = self.irq(vcpu, intid) else {
+            return false;
+        };
+        irq.pending
+            || irq.active
+            || self.cpus[vcpu]
+                .lrs
+                .iter()
+                .any(|lr| lr.intid == intid && !lr.is_free())
+    }
+}
+
+#[cfg(test)]
+mod tests;
