@@ -1,40 +1,134 @@
-//! `cargo xtask bench`: figures from `ci/bench.toml`, run under icount so
-//! tick counts are exact and repeatable.
+//! `cargo xtask bench`: figures from the `ci/bench*.toml` compositions.
+//!
+//! Tick figures run under icount (`-icount shift=0`), so they are exact and
+//! repeatable: `ci/bench.toml` (null hypercall, reset to first guest line),
+//! `bench-ticker*.toml` (virtual-timer IRQ latency, alone and beside a
+//! spinner), `bench-yield-*.toml` (yield without and with a world switch).
+//! Host CPU figures (`bench-idle*.toml`) run in real time instead: with
+//! `-icount sleep=off` QEMU skips idle guest time by spinning a host core,
+//! which would measure the skipping, not the hypervisor.
+//!
+//! The table goes to stdout and to `<target>/bench.txt`.
 
+use crate::compose;
 use crate::manifest::columns;
-use crate::scenario;
-use crate::workspace::Workspace;
-use anyhow::{bail, Context, Result};
+use crate::qemu;
+use crate::scenario::{self, Matcher, Progress};
+use crate::workspace::{write, Workspace};
+use anyhow::{bail, ensure, Context, Result};
+use config::profile::{self, Known};
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 const BENCH_LINE: &str = "bench: null-hypercall ";
 const FIRST_LINE: &str = "[hv] first guest line at counter ";
+/// The ticker's per-second report; the bench takes the last one.
+const TICKER_LINE: &str = "[ticker] ticker: ";
+/// The yielder whose line counts in the two-yielder composition: the first
+/// to finish (the other's last call waits for this one to print and exit).
+const YIELD_PAIR_LINE: &str = "[yield-a] yielder: ";
+const YIELD_ALONE_LINE: &str = "[yielder] yielder: ";
 
-/// The guest's `bench: null-hypercall calls=.. ticks=.. mean-ticks=..`.
+/// Wall time of each host CPU measurement, in seconds (default 10).
+pub const IDLE_SECS_ENV: &str = "TESSERA_BENCH_IDLE_SECS";
+const IDLE_SECS_DEFAULT: f64 = 10.0;
+/// CPUs of the host CPU figures: one, like the tick figures, so they compare
+/// with each other and with one-CPU boards (`Cpus::Board` for the board's).
+const IDLE_CPUS: Cpus = Cpus::One;
+
+/// A guest's `calls=.. ticks=.. mean-ticks=..` (the bench and yielder guests).
 #[derive(Debug, PartialEq)]
-pub struct Hypercall {
+pub struct Calls {
     pub calls: u64,
     pub ticks: u64,
+    /// The guest's own figure (two decimals, truncated).
     pub mean_ticks: String,
 }
 
-pub fn run(ws: &Workspace) -> Result<()> {
-    let path = ws.bench_scenario();
-    let outcome = scenario::run(ws, &path);
-    if outcome.failure.is_some() {
-        outcome.report();
-        bail!("the bench scenario {} failed", path.display());
+impl Calls {
+    pub fn mean(&self) -> f64 {
+        self.ticks as f64 / self.calls as f64
     }
-    let built = outcome
+}
+
+/// A ticker's `<n>s: <irqs> irqs, latency ticks min <a> median <b> max <c>`.
+#[derive(Debug, PartialEq)]
+pub struct Latency {
+    pub second: u64,
+    pub irqs: u64,
+    pub min: u64,
+    pub median: u64,
+    pub max: u64,
+    /// The ticker reported late: the figures mix two seconds.
+    pub mixed: bool,
+}
+
+/// QEMU's own CPU time over a stretch of wall time.
+#[derive(Debug)]
+pub struct HostCpu {
+    pub wall: Duration,
+    /// utime + stime, in clock ticks.
+    pub cpu_ticks: u64,
+    pub clock_ticks_per_s: u64,
+}
+
+impl HostCpu {
+    /// Percent of one host core.
+    pub fn percent(&self) -> f64 {
+        self.cpu_ticks as f64 / self.clock_ticks_per_s as f64 / self.wall.as_secs_f64() * 100.0
+    }
+}
+
+pub fn run(ws: &Workspace) -> Result<()> {
+    let idle_wall = idle_wall()?;
+
+    let base = icount_lines(ws, &ws.bench_scenario())?;
+    // The tick figures below run on one CPU, the VMs sharing it.
+    let built = base
         .built
         .as_ref()
         .context("the bench scenario built nothing")?;
-    let hypercall = find(&outcome.lines, BENCH_LINE, parse_hypercall)?;
-    let first_line: u64 = find(&outcome.lines, FIRST_LINE, |rest| rest.trim().parse().ok())?;
+    let hypercall = find(&base.lines, BENCH_LINE, parse_calls)?;
+    let first_line: u64 = find(&base.lines, FIRST_LINE, |rest| rest.trim().parse().ok())?;
 
-    println!(
-        "Tessera bench: {} (-icount shift=0)",
-        built.composition.name
-    );
+    let one = |stem| boot(ws, stem, Cpus::One, Then::Stop);
+    let ticker = one("bench-ticker")?;
+    let ticker = find_last(&ticker.lines, TICKER_LINE, parse_latency)?;
+    let ticker_spin = one("bench-ticker-spinner")?;
+    let ticker_spin = find_last(&ticker_spin.lines, TICKER_LINE, parse_latency)?;
+
+    let alone = one("bench-yield-alone")?;
+    let alone = find_last(&alone.lines, YIELD_ALONE_LINE, parse_calls)?;
+    let pair = one("bench-yield-pair")?;
+    let pair = find_last(&pair.lines, YIELD_PAIR_LINE, parse_calls)?;
+
+    let measure = |stem| -> Result<(u32, HostCpu)> {
+        let booted = boot(ws, stem, IDLE_CPUS, Then::MeasureCpu(idle_wall))?;
+        let cpu = booted.host_cpu.context("no CPU time measured")?;
+        Ok((booted.cpus, cpu))
+    };
+    let (idle_cpus, idle) = measure("bench-idle")?;
+    let (idle_spin_cpus, idle_spin) = measure("bench-idle-spinner")?;
+
+    // World switch. Alone, a yield is a hypercall round trip through the
+    // scheduler that picks the same VM again: no switch. With two yielders
+    // on one CPU, one call of yield-a spans: its trap, a switch to yield-b,
+    // yield-b's return from its own yield, its loop and next yield trap, a
+    // switch back, yield-a's return. So the pair's mean per call is two
+    // switching yields, and
+    //   one switching yield (trap in one VM to return in the other) = pair / 2,
+    //   what switching adds to a yield = pair / 2 - alone,
+    //   what it adds to a null hypercall = pair / 2 - null hypercall
+    // (the last one also counts the scheduler's work on a yield). The
+    // hypervisor takes every yield through the scheduler and back whether
+    // or not it picks another vCPU, so the middle figure is small: most of
+    // a switch's cost is paid by a non-switching yield too.
+    let switch = pair.mean() / 2.0;
+
+    let secs = format!("{:.1} s", idle_wall.as_secs_f64());
     let rows = [
         ["figure".to_string(), "value".into(), "unit".into()],
         [
@@ -45,27 +139,354 @@ pub fn run(ws: &Workspace) -> Result<()> {
         [
             "tessera.bin total".into(),
             built.sizes.bin_total.to_string(),
-            "bytes".into(),
-        ],
-        [
-            "null hypercall round trip".into(),
-            hypercall.mean_ticks.clone(),
-            format!(
-                "ticks, mean of {} calls ({} ticks in all)",
-                hypercall.calls, hypercall.ticks
-            ),
+            "bytes (hypervisor and the bench guest)".into(),
         ],
         [
             "reset to first guest line".into(),
             first_line.to_string(),
             "ticks".into(),
         ],
+        [
+            "null hypercall round trip".into(),
+            format!("{:.2}", hypercall.mean()),
+            format!(
+                "ticks, mean of {} calls ({} ticks in all)",
+                hypercall.calls, hypercall.ticks
+            ),
+        ],
+        latency_row("vtimer IRQ latency, ticker alone", &ticker),
+        latency_row("vtimer IRQ latency, beside a spinner", &ticker_spin),
+        [
+            "yield, nobody else to run".into(),
+            format!("{:.2}", alone.mean()),
+            format!(
+                "ticks per call, mean of {}: hypercall + scheduler, no switch",
+                alone.calls
+            ),
+        ],
+        [
+            "yield ping-pong, two VMs".into(),
+            format!("{:.2}", pair.mean()),
+            format!(
+                "ticks per call, mean of {}: two world switches (A->B, B->A)",
+                pair.calls
+            ),
+        ],
+        [
+            "world switch, one way".into(),
+            format!("{switch:.2}"),
+            "ticks: ping-pong / 2, a yield from trap in one VM to return in the other".into(),
+        ],
+        [
+            "  switching minus non-switching yield".into(),
+            format!("{:.2}", switch - alone.mean()),
+            "ticks: ping-pong / 2 - yield alone, what the switch itself adds".into(),
+        ],
+        [
+            "  switching yield minus null hypercall".into(),
+            format!("{:.2}", switch - hypercall.mean()),
+            "ticks: ping-pong / 2 - null hypercall (switch + scheduler)".into(),
+        ],
+        [
+            format!("host CPU, two idle VMs{}", on_cpus(idle_cpus)),
+            format!("{:.1}", idle.percent()),
+            format!(
+                "% of one core (QEMU utime+stime {} ticks of 1/{} s in {secs}, real time)",
+                idle.cpu_ticks, idle.clock_ticks_per_s
+            ),
+        ],
+        [
+            format!("host CPU, spinner + idle VM{}", on_cpus(idle_spin_cpus)),
+            format!("{:.1}", idle_spin.percent()),
+            format!(
+                "% of one core (QEMU utime+stime {} ticks of 1/{} s in {secs}, real time)",
+                idle_spin.cpu_ticks, idle_spin.clock_ticks_per_s
+            ),
+        ],
     ];
+    let mut text = format!(
+        "Tessera bench on {}: ticks under -icount shift=0, host CPU in real time\n  (all but the first four figures with one CPU, shared by the VMs)\n",
+        built.composition.board
+    );
     for row in columns(&rows) {
-        println!("  {row}");
+        text += &format!("  {row}\n");
     }
-    println!("  (ticks of the 62.5 MHz counter: 16 ns, 16 instructions under icount)");
+    text += "  (ticks of the 62.5 MHz counter: 16 ns, 16 instructions under icount;\n";
+    text += "   IRQ latency: deadline to the guest's handler, 1 kHz CNTV, last second of 2)\n";
+    print!("{text}");
+    let out = ws.target.join("bench.txt");
+    write(&out, &text)?;
+    eprintln!("xtask: wrote {}", out.display());
     Ok(())
+}
+
+/// Nothing for one CPU (as the header says), else ` (<n> CPUs)`.
+fn on_cpus(cpus: u32) -> String {
+    if cpus == 1 {
+        String::new()
+    } else {
+        format!(" ({cpus} CPUs)")
+    }
+}
+
+/// `ci/<stem>.toml`.
+fn ci(ws: &Workspace, stem: &str) -> PathBuf {
+    ws.root.join("ci").join(format!("{stem}.toml"))
+}
+
+/// `TESSERA_BENCH_IDLE_SECS` or 10 s.
+fn idle_wall() -> Result<Duration> {
+    let Ok(value) = std::env::var(IDLE_SECS_ENV) else {
+        return Ok(Duration::from_secs_f64(IDLE_SECS_DEFAULT));
+    };
+    let secs: f64 = value
+        .trim()
+        .parse()
+        .ok()
+        .filter(|s: &f64| s.is_finite() && *s > 0.0)
+        .with_context(|| {
+            format!("{IDLE_SECS_ENV}={value:?} is not a positive number of seconds")
+        })?;
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn latency_row(name: &str, l: &Latency) -> [String; 3] {
+    [
+        name.into(),
+        format!("{} / {} / {}", l.min, l.median, l.max),
+        format!(
+            "ticks min / median / max, second {} ({} irqs){}",
+            l.second,
+            l.irqs,
+            if l.mixed { ", REPORT LATE: mixed" } else { "" }
+        ),
+    ]
+}
+
+/// Runs an icount scenario to its end; its serial lines, or why it failed.
+fn icount_lines(ws: &Workspace, path: &std::path::Path) -> Result<scenario::Outcome> {
+    let outcome = scenario::run(ws, path);
+    if outcome.failure.is_some() {
+        outcome.report();
+        bail!("the bench scenario {} failed", path.display());
+    }
+    Ok(outcome)
+}
+
+/// QEMU, killed (and reaped) when dropped.
+struct Qemu(Child);
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        // It may have exited already: errors do not matter.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// How many CPUs a bench composition gets.
+#[derive(Clone, Copy, PartialEq)]
+enum Cpus {
+    /// The board's.
+    #[allow(dead_code)]
+    Board,
+    /// One, whatever the board has: VMs that must share a CPU (a world
+    /// switch, the scheduler's effect on latency) cannot be pinned under
+    /// every scheduler, but with one CPU they share it under all.
+    One,
+}
+
+/// What [`boot`] does once the `expect` lines are seen.
+enum Then {
+    /// Stop: the figures are in the lines.
+    Stop,
+    /// Measure QEMU's CPU time over this much wall time, then stop.
+    MeasureCpu(Duration),
+}
+
+struct Booted {
+    lines: Vec<String>,
+    cpus: u32,
+    host_cpu: Option<HostCpu>,
+}
+
+/// Boots `ci/<stem>.toml` (planned as `cargo xtask test` plans a scenario,
+/// then given `cpus`), waits for its `expect` lines, maybe measures QEMU's
+/// CPU time, and kills QEMU.
+fn boot(ws: &Workspace, stem: &str, cpus: Cpus, then: Then) -> Result<Booted> {
+    let path = ci(ws, stem);
+    let scenario = profile::load_scenario(&path)?;
+    let measure = match then {
+        Then::Stop => None,
+        Then::MeasureCpu(wall) => Some(wall),
+    };
+    ensure!(
+        measure.is_none() || !scenario.icount,
+        "{}: host CPU figures need `icount = false` (real time)",
+        path.display()
+    );
+    let board = scenario.load_board(&ws.boards_dir())?;
+    let name = format!("{}+{}", scenario.board, scenario.name);
+    let known = Known::builtin(ws.guest_names()?);
+    let guests = ws.compose_dir(&name).join("guests");
+    let guest_image = |guest: &str| guests.join(format!("{guest}.bin"));
+    let mut composition = scenario.plan(&board, &known, &name, &guest_image)?;
+    if cpus == Cpus::One {
+        composition.cpus = 1;
+    }
+    let cpus = composition.cpus;
+    let built = compose::build_planned(ws, composition)?;
+    let mut cmd = qemu::command(qemu::spec(&board)?, &built)?;
+    cmd.args(qemu::HEADLESS);
+    if scenario.icount {
+        cmd.args(qemu::ICOUNT);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut qemu = Qemu(cmd.spawn().context("starting QEMU")?);
+    let pid = qemu.0.id();
+    let (tx, rx) = mpsc::channel();
+    if let Some(stdout) = qemu.0.stdout.take() {
+        spawn_reader(stdout, "", tx.clone());
+    }
+    if let Some(stderr) = qemu.0.stderr.take() {
+        spawn_reader(stderr, "qemu: ", tx);
+    }
+    let mut lines = Vec::new();
+    let mut matcher = Matcher::new(&scenario.expect, &scenario.forbid);
+    let log = ws
+        .scenario_logs_dir()
+        .join(format!("{}.log", scenario.name));
+    let fail = |lines: &[String], why: String| -> anyhow::Error {
+        let _ = write(&log, lines.join("\n") + "\n");
+        let tail = lines[lines.len().saturating_sub(30)..].join("\n    ");
+        anyhow::anyhow!("bench {}: {why}\n    {tail}", path.display())
+    };
+
+    // Every expected line, in order.
+    let deadline = Instant::now() + scenario.timeout;
+    while !matcher.done() {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                let progress = if line.starts_with("qemu: ") {
+                    Progress::Waiting
+                } else {
+                    matcher.feed(&line)
+                };
+                lines.push(line);
+                if let Progress::Forbidden(bad) = progress {
+                    return Err(fail(&lines, format!("forbidden output {bad:?}")));
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let want = matcher.waiting_for().unwrap_or_default();
+                return Err(fail(&lines, format!("timed out waiting for {want:?}")));
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let want = matcher.waiting_for().unwrap_or_default();
+                return Err(fail(&lines, format!("QEMU exited before {want:?}")));
+            }
+        }
+    }
+
+    let mut host_cpu = None;
+    if let Some(wall) = measure {
+        // Still draining the serial port meanwhile: a full pipe would
+        // stall QEMU.
+        let clock_ticks_per_s = clock_ticks_per_s();
+        let cpu_before = cpu_ticks(pid)?;
+        let start = Instant::now();
+        let end = start + wall;
+        loop {
+            match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    let forbidden = !line.starts_with("qemu: ")
+                        && scenario
+                            .forbid
+                            .iter()
+                            .any(|bad| line.contains(bad.as_str()));
+                    lines.push(line);
+                    if forbidden {
+                        return Err(fail(&lines, "forbidden output while measuring".into()));
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(fail(&lines, "QEMU exited while measuring".into()));
+                }
+            }
+        }
+        let cpu_after = cpu_ticks(pid)?;
+        let wall = start.elapsed();
+        if let Ok(Some(status)) = qemu.0.try_wait() {
+            return Err(fail(
+                &lines,
+                format!("QEMU exited ({status}) while measuring"),
+            ));
+        }
+        host_cpu = Some(HostCpu {
+            wall,
+            cpu_ticks: cpu_after.saturating_sub(cpu_before),
+            clock_ticks_per_s,
+        });
+    }
+    drop(qemu);
+    write(&log, lines.join("\n") + "\n")?;
+    Ok(Booted {
+        lines,
+        cpus,
+        host_cpu,
+    })
+}
+
+/// Sends each line of `stream`, prefixed, until it closes.
+fn spawn_reader(
+    stream: impl Read + Send + 'static,
+    prefix: &'static str,
+    tx: mpsc::Sender<String>,
+) {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut buf = Vec::new();
+        while reader.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
+            let text = String::from_utf8_lossy(&buf);
+            let text = text.trim_end_matches(['\n', '\r']);
+            if tx.send(format!("{prefix}{text}")).is_err() {
+                break;
+            }
+            buf.clear();
+        }
+    });
+}
+
+/// `getconf CLK_TCK`: the unit of `/proc/<pid>/stat` times (100 if unknown).
+fn clock_ticks_per_s() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok()?.trim().parse().ok())
+        .filter(|&hz| hz > 0)
+        .unwrap_or(100)
+}
+
+/// utime + stime of process `pid` (all its threads), in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_stat(&stat).with_context(|| format!("cannot read the CPU times in {path}: {stat:?}"))
+}
+
+/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line. The
+/// command name (field 2) is in parentheses and may hold spaces or `)`.
+fn parse_stat(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // fields[0] is field 3 (state), so field n is fields[n - 3].
+    let utime: u64 = fields.get(14 - 3)?.parse().ok()?;
+    let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// The first serial line containing `marker`, parsed from what follows it.
@@ -78,18 +499,65 @@ fn find<T>(lines: &[String], marker: &str, parse: impl Fn(&str) -> Option<T>) ->
     parse(rest).with_context(|| format!("cannot read the figures in {line:?}"))
 }
 
+/// The last serial line containing `marker` that `parse` takes.
+fn find_last<T>(lines: &[String], marker: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T> {
+    let mut found = None;
+    for line in lines.iter().filter(|line| line.contains(marker)) {
+        let rest = &line[line.find(marker).unwrap_or(0) + marker.len()..];
+        if let Some(value) = parse(rest) {
+            found = Some(value);
+        }
+    }
+    found.with_context(|| {
+        format!(
+            "no readable line with {:?} in the bench output",
+            marker.trim()
+        )
+    })
+}
+
 /// `calls=10000 ticks=123 mean-ticks=0.01`
-fn parse_hypercall(text: &str) -> Option<Hypercall> {
+fn parse_calls(text: &str) -> Option<Calls> {
     let field = |key: &str| {
         text.split_whitespace()
             .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
     };
     let mean_ticks = field("mean-ticks")?;
     mean_ticks.parse::<f64>().ok()?;
-    Some(Hypercall {
-        calls: field("calls")?.parse().ok()?,
+    let calls: u64 = field("calls")?.parse().ok()?;
+    if calls == 0 {
+        return None;
+    }
+    Some(Calls {
+        calls,
         ticks: field("ticks")?.parse().ok()?,
         mean_ticks: mean_ticks.into(),
+    })
+}
+
+/// `2s: 1000 irqs, latency ticks min 5 median 6 max 40`, maybe followed by
+/// ` (report late, figures mixed)`.
+fn parse_latency(text: &str) -> Option<Latency> {
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let after = |key: &str| -> Option<u64> {
+        let at = words.iter().position(|w| *w == key)?;
+        words.get(at + 1)?.parse().ok()
+    };
+    let second = words.first()?.strip_suffix("s:")?.parse().ok()?;
+    let irqs = words.get(1)?.parse().ok()?;
+    if words.get(2) != Some(&"irqs") {
+        return None;
+    }
+    Some(Latency {
+        second,
+        irqs,
+        min: after("min")?,
+        median: after("median")?,
+        max: after("max")?,
+        mixed: text.contains("figures mixed"),
     })
 }
 
@@ -104,15 +572,16 @@ mod tests {
             "[bench] bench: null-hypercall calls=10000 ticks=81234 mean-ticks=8.12".into(),
             "[hv] first guest line at counter 123456".into(),
         ];
-        let hypercall = find(&lines, BENCH_LINE, parse_hypercall).unwrap();
+        let hypercall = find(&lines, BENCH_LINE, parse_calls).unwrap();
         assert_eq!(
             hypercall,
-            Hypercall {
+            Calls {
                 calls: 10000,
                 ticks: 81234,
                 mean_ticks: "8.12".into()
             }
         );
+        assert!((hypercall.mean() - 8.1234).abs() < 1e-9);
         assert_eq!(
             find(&lines, FIRST_LINE, |r| r.trim().parse::<u64>().ok()).unwrap(),
             123456
@@ -122,7 +591,56 @@ mod tests {
     #[test]
     fn missing_or_garbled_lines_are_errors() {
         let lines = vec!["[bench] bench: null-hypercall calls=x".to_string()];
-        assert!(find(&lines, BENCH_LINE, parse_hypercall).is_err());
+        assert!(find(&lines, BENCH_LINE, parse_calls).is_err());
         assert!(find(&lines, FIRST_LINE, |r| r.trim().parse::<u64>().ok()).is_err());
+        let zero = vec!["[yielder] yielder: calls=0 ticks=0 mean-ticks=0.00".to_string()];
+        assert!(find_last(&zero, YIELD_ALONE_LINE, parse_calls).is_err());
+    }
+
+    #[test]
+    fn reads_the_last_ticker_second() {
+        let lines = vec![
+            "[ticker] ticker: started, period 62500 ticks".to_string(),
+            "[ticker] ticker: 1s: 1001 irqs, latency ticks min 9 median 10 max 300".into(),
+            "[ticker] ticker: 2s: 1000 irqs, latency ticks min 8 median 11 max 42".into(),
+            "[ticker] ticker: done".into(),
+        ];
+        assert_eq!(
+            find_last(&lines, TICKER_LINE, parse_latency).unwrap(),
+            Latency {
+                second: 2,
+                irqs: 1000,
+                min: 8,
+                median: 11,
+                max: 42,
+                mixed: false
+            }
+        );
+        let late = parse_latency(
+            "3s: 1000 irqs, latency ticks min 1 median 2 max 3 (report late, figures mixed)",
+        );
+        assert!(late.unwrap().mixed);
+        assert!(find_last(&lines[..1], TICKER_LINE, parse_latency).is_err());
+    }
+
+    #[test]
+    fn reads_proc_stat_times() {
+        // Fields 14 (utime) and 15 (stime); a name with spaces and `)`.
+        let stat = "4242 (qemu-system) x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 \
+                    731 69 0 0 20 0 5 0 12345 1000000 2000 18446744073709551615";
+        assert_eq!(parse_stat(stat), Some(800));
+        assert_eq!(parse_stat("garbage"), None);
+        let own = cpu_ticks(std::process::id()).unwrap();
+        assert!(own < u64::MAX);
+    }
+
+    #[test]
+    fn host_cpu_percent_is_of_one_core() {
+        let cpu = HostCpu {
+            wall: Duration::from_secs(10),
+            cpu_ticks: 50,
+            clock_ticks_per_s: 100,
+        };
+        assert!((cpu.percent() - 5.0).abs() < 1e-9);
     }
 }

@@ -5,7 +5,7 @@ use crate::compose::{self, Built};
 use crate::qemu;
 use crate::workspace::{write, Workspace};
 use anyhow::{Context, Result};
-use config::profile::{self, Scenario};
+use config::profile::{self, Known, Scenario};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -15,10 +15,18 @@ use std::time::{Duration, Instant};
 /// Lines of serial output shown under a failure.
 const TAIL: usize = 30;
 
-/// Matches serial lines against a scenario's `expect` (substrings, in order)
-/// and `forbid` (substrings, anywhere).
+/// Matches serial lines against a scenario's `expect` (in order) and
+/// `forbid` (substrings, anywhere).
+///
+/// An expectation is a substring of the line, except that `{lo..hi}` in it
+/// stands for a whole decimal integer n with lo <= n <= hi (inclusive; not
+/// part of a longer run of digits, no sign). Braces without `..` inside are
+/// literal. A placeholder with `..` that is not `{lo..hi}` (both decimal,
+/// lo <= hi) is an error, reported by [`run`] right after the scenario file
+/// is loaded, before anything is built ([`check_expectations`]); `Matcher::new`
+/// takes such a placeholder literally. `forbid` is always literal.
 pub struct Matcher<'a> {
-    expect: &'a [String],
+    expect: Vec<Expectation<'a>>,
     forbid: &'a [String],
     seen: usize,
 }
@@ -33,7 +41,10 @@ pub enum Progress<'a> {
 impl<'a> Matcher<'a> {
     pub fn new(expect: &'a [String], forbid: &'a [String]) -> Self {
         Matcher {
-            expect,
+            expect: expect
+                .iter()
+                .map(|e| Expectation::parse(e).unwrap_or_else(|_| Expectation::literal(e)))
+                .collect(),
             forbid,
             seen: 0,
         }
@@ -47,7 +58,7 @@ impl<'a> Matcher<'a> {
         while self
             .expect
             .get(self.seen)
-            .is_some_and(|want| line.contains(want.as_str()))
+            .is_some_and(|want| want.matches(line))
         {
             self.seen += 1;
         }
@@ -62,10 +73,137 @@ impl<'a> Matcher<'a> {
         self.seen == self.expect.len()
     }
 
-    /// The next expected line, if any.
+    /// The next expected line, if any, as written.
     pub fn waiting_for(&self) -> Option<&'a str> {
-        self.expect.get(self.seen).map(String::as_str)
+        self.expect.get(self.seen).map(|e| e.text)
     }
+}
+
+/// Checks the `{lo..hi}` placeholders of every expectation; the error
+/// names the expectation (1-based) and what is wrong with it.
+pub fn check_expectations(expect: &[String]) -> Result<(), String> {
+    for (i, text) in expect.iter().enumerate() {
+        Expectation::parse(text).map_err(|e| format!("expect #{} {text:?}: {e}", i + 1))?;
+    }
+    Ok(())
+}
+
+/// One `expect` entry, split into literal text and numeric ranges.
+struct Expectation<'a> {
+    text: &'a str,
+    pieces: Vec<Piece<'a>>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Piece<'a> {
+    Literal(&'a str),
+    /// A whole decimal integer in `lo..=hi`.
+    Range(u64, u64),
+}
+
+impl<'a> Expectation<'a> {
+    fn literal(text: &'a str) -> Self {
+        Expectation {
+            text,
+            pieces: vec![Piece::Literal(text)],
+        }
+    }
+
+    fn parse(text: &'a str) -> Result<Self, String> {
+        let mut pieces = Vec::new();
+        // `literal_from..i` is literal text not yet pushed.
+        let mut literal_from = 0;
+        let mut i = 0;
+        while let Some(open) = text[i..].find('{').map(|o| i + o) {
+            let body_start = open + 1;
+            // The placeholder's body runs to the next brace; only a `}`
+            // closes it.
+            let Some(close) = text[body_start..]
+                .find(['{', '}'])
+                .map(|c| body_start + c)
+                .filter(|c| text[*c..].starts_with('}'))
+            else {
+                i = body_start;
+                continue;
+            };
+            let body = &text[body_start..close];
+            if !body.contains("..") {
+                i = body_start;
+                continue;
+            }
+            let range = parse_range(body).map_err(|e| format!("{{{body}}}: {e}"))?;
+            if literal_from < open {
+                pieces.push(Piece::Literal(&text[literal_from..open]));
+            }
+            pieces.push(range);
+            i = close + 1;
+            literal_from = i;
+        }
+        if literal_from < text.len() {
+            pieces.push(Piece::Literal(&text[literal_from..]));
+        }
+        Ok(Expectation { text, pieces })
+    }
+
+    /// Whether the pieces match, one after another, somewhere in `line`.
+    fn matches(&self, line: &str) -> bool {
+        match self.pieces.as_slice() {
+            [Piece::Literal(literal)] => line.contains(literal),
+            pieces => (0..=line.len())
+                .filter(|start| line.is_char_boundary(*start))
+                .any(|start| matches_at(pieces, line, start)),
+        }
+    }
+}
+
+/// `lo..hi`, both decimal, lo <= hi.
+fn parse_range(body: &str) -> Result<Piece<'static>, String> {
+    const FORM: &str = "a range is {lo..hi}: two decimal integers, lo <= hi, inclusive";
+    let (lo, hi) = body.split_once("..").ok_or(FORM)?;
+    let number = |s: &str| -> Result<u64, String> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("{s:?} is not a decimal integer; {FORM}"));
+        }
+        s.parse().map_err(|_| format!("{s} is too large; {FORM}"))
+    };
+    let (lo, hi) = (number(lo)?, number(hi)?);
+    if lo > hi {
+        return Err(format!("{lo} is more than {hi}; {FORM}"));
+    }
+    Ok(Piece::Range(lo, hi))
+}
+
+/// Whether `pieces` match `line` from byte `at` on, back to back.
+fn matches_at(pieces: &[Piece], line: &str, mut at: usize) -> bool {
+    let bytes = line.as_bytes();
+    for piece in pieces {
+        match piece {
+            Piece::Literal(literal) => {
+                if !line[at..].starts_with(literal) {
+                    return false;
+                }
+                at += literal.len();
+            }
+            Piece::Range(lo, hi) => {
+                // A whole integer: no digit just before, all the digits after.
+                if at > 0 && bytes[at - 1].is_ascii_digit() {
+                    return false;
+                }
+                let digits = bytes[at..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_digit())
+                    .count();
+                let Ok(n) = line[at..at + digits].parse::<u64>() else {
+                    return false; // no digits, or more than u64 holds
+                };
+                if n < *lo || n > *hi {
+                    return false;
+                }
+                at += digits;
+            }
+        }
+    }
+    true
 }
 
 /// What a scenario did.
@@ -126,6 +264,10 @@ pub fn run(ws: &Workspace, path: &Path) -> Outcome {
         Err(error) => return Outcome::failed(stem, error.to_string()),
     };
     let name = scenario.name.clone();
+    // Malformed `{lo..hi}` placeholders fail the scenario before it builds.
+    if let Err(error) = check_expectations(&scenario.expect) {
+        return Outcome::failed(name, format!("{}: {error}", path.display()));
+    }
     match boot(ws, &scenario) {
         Ok(outcome) => outcome,
         Err(error) => Outcome::failed(name, format!("{error:#}")),
@@ -136,7 +278,11 @@ fn boot(ws: &Workspace, scenario: &Scenario) -> Result<Outcome> {
     // An unknown board is reported at the scenario's `board = ...` line.
     let profile = scenario.load_board(&ws.boards_dir())?;
     let composition_name = format!("{}+{}", scenario.board, scenario.name);
-    let mut composition = compose::plan(ws, &profile, scenario.vms.as_ref(), &composition_name)?;
+    // As compose::plan, with the scenario's [compose] over the board's too.
+    let known = Known::builtin(ws.guest_names()?);
+    let guests = ws.compose_dir(&composition_name).join("guests");
+    let guest_image = |guest: &str| guests.join(format!("{guest}.bin"));
+    let mut composition = scenario.plan(&profile, &known, &composition_name, &guest_image)?;
     composition.selftest = scenario.selftest.clone();
     let built = compose::build_planned(ws, composition)?;
     let mut spec = qemu::spec(&profile)?.clone();
@@ -293,6 +439,103 @@ mod tests {
             m.feed("[probe] ok ISOLATION BROKEN"),
             Progress::Forbidden("ISOLATION BROKEN")
         );
+    }
+
+    fn matches(expect: &str, line: &str) -> bool {
+        Expectation::parse(expect).unwrap().matches(line)
+    }
+
+    const EXIT: &str = "[hv] VM a exited (code 0) after 1003 ms, 33.4% of a CPU";
+
+    #[test]
+    fn a_range_matches_a_whole_integer_inside_it() {
+        assert!(matches("after {900..1100} ms", EXIT));
+        assert!(matches("after {1003..1003} ms", EXIT));
+        assert!(matches("{0..99}.4%", EXIT)); // 33, whole: not the 3 of 33
+        assert!(!matches("after {900..1000} ms", EXIT));
+        assert!(!matches("after {1004..1100} ms", EXIT));
+        // Part of a longer number does not count, on either side.
+        assert!(!matches("{0..3}.4%", EXIT));
+        assert!(!matches("after {100..100}", EXIT));
+        assert!(!matches("after {0..9}", "after x ms"));
+    }
+
+    #[test]
+    fn several_ranges_and_literal_text_in_order() {
+        let want = "[hv] VM a exited (code 0) after {900..1100} ms, {30..36}.{0..9}% of a CPU";
+        assert!(matches(want, EXIT));
+        assert!(matches(want, &format!("noise {EXIT} noise")));
+        assert!(!matches(want, &EXIT.replace("33.4", "37.4")));
+        assert!(!matches(want, &EXIT.replace("VM a", "VM b")));
+        let expect = strings(&["worker: {100..200} ms", "VM a exited", "{30..36}.", "done"]);
+        let mut m = Matcher::new(&expect, &[]);
+        assert_eq!(m.feed("worker: 300 ms"), Progress::Waiting);
+        assert_eq!(m.waiting_for(), Some("worker: {100..200} ms"));
+        assert_eq!(m.feed("worker: 200 ms"), Progress::Waiting);
+        assert_eq!(m.feed(EXIT), Progress::Waiting);
+        assert_eq!(m.feed("done"), Progress::Done);
+    }
+
+    #[test]
+    fn braces_without_dots_are_literal() {
+        assert!(matches("{}", "a {} b"));
+        assert!(matches("{x}{1..2}", "{x}2"));
+        assert!(matches("{ {5..5} }", "{ 5 }"));
+        assert!(matches("{1.2}", "v{1.2}"));
+        assert!(matches("{3..4", "{3..4"));
+        assert!(!matches("{1.2}", "v1.2"));
+        assert_eq!(check_expectations(&strings(&["{}", "{abc}", "x{"])), Ok(()));
+    }
+
+    #[test]
+    fn malformed_ranges_are_errors() {
+        for bad in [
+            "{1..}",
+            "{..2}",
+            "{a..b}",
+            "{5..3}",
+            "{1..=2}",
+            "{ 1..2}",
+            "{-1..2}",
+            "{1..99999999999999999999}",
+        ] {
+            let err = check_expectations(&strings(&["ok", bad])).unwrap_err();
+            assert!(err.starts_with("expect #2 "), "{bad}: {err}");
+            assert!(err.contains("{lo..hi}"), "{bad}: {err}");
+        }
+        // The matcher alone takes them literally.
+        let expect = strings(&["{5..3}"]);
+        let mut m = Matcher::new(&expect, &[]);
+        assert_eq!(m.feed("4"), Progress::Waiting);
+        assert_eq!(m.feed("x {5..3}"), Progress::Done);
+    }
+
+    #[test]
+    fn forbid_stays_literal() {
+        let expect = strings(&["never"]);
+        let forbid = strings(&["{1..9}"]);
+        let mut m = Matcher::new(&expect, &forbid);
+        assert_eq!(m.feed("5"), Progress::Waiting);
+        assert_eq!(m.feed("a {1..9} b"), Progress::Forbidden("{1..9}"));
+    }
+
+    #[test]
+    fn a_malformed_range_fails_the_scenario_before_it_builds() {
+        let ws = Workspace::locate().unwrap();
+        let dir = std::env::temp_dir().join(format!("xtask-range-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ranged.toml");
+        std::fs::write(
+            &path,
+            "board = \"qemu-virt-a64\"\ndescription = \"x\"\ntimeout = \"1s\"\nexpect = [\"a {9..1} b\"]\n",
+        )
+        .unwrap();
+        let outcome = run(&ws, &path);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let reason = outcome.failure.expect("a malformed range fails");
+        assert!(reason.contains("ranged.toml: expect #1"), "{reason}");
+        assert!(reason.contains("9 is more than 1"), "{reason}");
+        assert!(outcome.built.is_none());
     }
 
     /// `watch` on a shell script standing in for QEMU.

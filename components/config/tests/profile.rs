@@ -790,3 +790,112 @@ fn cpu_needs_a_pinning_scheduler() {
         ],
     );
 }
+
+// A scenario's [compose] over its board's.
+fn plan_scenario(scenario: &str, board: Option<&str>) -> Result<Composition, ProfileError> {
+    let s = load_scenario(&fixture(scenario)).unwrap();
+    let profile = match board {
+        Some(board) => {
+            let path = fixture(board);
+            parse_profile(&path, &std::fs::read_to_string(&path).unwrap()).unwrap()
+        }
+        None => s.load_board(&boards_dir()).unwrap(),
+    };
+    s.plan(&profile, &known(), "test", &image)
+}
+
+#[test]
+fn scenario_compose_replaces_the_boards() {
+    let c = plan_scenario("scenarios/compose_override.toml", None).unwrap();
+    assert_eq!(c.board, "qemu-virt-a64");
+    assert_eq!(c.scheduler, "arinc653");
+    assert_eq!(c.time_slice_us, 1000);
+    assert_eq!(c.pv, ["console"]);
+    assert_eq!(
+        c.windows,
+        [
+            WindowPlan {
+                vm: 0,
+                length_us: 5000
+            },
+            WindowPlan {
+                vm: 1,
+                length_us: 10_000
+            }
+        ]
+    );
+    // Without its [compose], the board's applies.
+    let s = load_scenario(&fixture("scenarios/hello.toml")).unwrap();
+    let profile = s.load_board(&boards_dir()).unwrap();
+    let c = s.plan(&profile, &known(), "test", &image).unwrap();
+    assert_eq!((c.scheduler.as_str(), c.time_slice_us), ("rr", 2000));
+}
+
+#[test]
+fn scenario_scheduler_error_points_at_scenario() {
+    let path = fixture("scenarios/compose_bad_scheduler.toml");
+    let err = plan_scenario("scenarios/compose_bad_scheduler.toml", None).unwrap_err();
+    assert_eq!(
+        (err.file.as_path(), err.line, err.column, err.field.as_str()),
+        (path.as_path(), 8, 13, "compose.scheduler")
+    );
+    says(
+        &err,
+        &["unknown scheduler 'credits'", "did you mean 'credit'?"],
+    );
+}
+
+#[test]
+fn scenario_windows_name_scenario_vms() {
+    let path = fixture("scenarios/compose_window_unknown_vm.toml");
+    let err = plan_scenario("scenarios/compose_window_unknown_vm.toml", None).unwrap_err();
+    assert_eq!(
+        (err.file.as_path(), err.line, err.field.as_str()),
+        (path.as_path(), 11, "compose.windows #2 vm")
+    );
+    says(&err, &["no VM named 'c'; the VMs are: a, b"]);
+}
+
+#[test]
+fn scenario_scheduler_is_named_in_errors_about_board_vms() {
+    // The board's VM has a weight; the scenario chose rr.
+    let err = plan_scenario(
+        "scenarios/compose_rr_over_credit.toml",
+        Some("sched_credit.toml"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        (err.file.clone(), err.line, err.field.as_str()),
+        (fixture("sched_credit.toml"), 50, "vm 'hello' weight")
+    );
+    says(
+        &err,
+        &[
+            "only apply to the credit scheduler; scenario ",
+            "compose_rr_over_credit.toml uses rr",
+        ],
+    );
+
+    // Windows from the scenario, scheduler still the board's.
+    let path = fixture("scenarios/compose_windows_only.toml");
+    let err = plan_scenario("scenarios/compose_windows_only.toml", None).unwrap_err();
+    assert_eq!(
+        (err.file.as_path(), err.line, err.field.as_str()),
+        (path.as_path(), 9, "compose.windows")
+    );
+    says(
+        &err,
+        &["but its board profile ", "qemu-virt-a64.toml uses rr"],
+    );
+}
+
+#[test]
+fn scenario_cannot_change_pv() {
+    let path = fixture("scenarios/compose_pv.toml");
+    let err = load_scenario(&path).unwrap_err();
+    assert_eq!(
+        (err.file.as_path(), err.line, err.field.as_str()),
+        (path.as_path(), 9, "compose.pv")
+    );
+    says(&err, &["the board's"]);
+}

@@ -75,7 +75,12 @@ mod gic {
     pub struct Gic {
         gic: GicV2<'static>,
         group: InterruptGroup,
+        /// The interrupt being handled, as the CPU interface gave it.
+        acked: Option<IntId>,
     }
+
+    /// GICC_IAR: the INTID; above it, an SGI's source CPU.
+    const INTID_MASK: u32 = 0x3ff;
 
     impl Gic {
         pub fn new() -> Gic {
@@ -88,6 +93,7 @@ mod gic {
             let mut gic = Gic {
                 gic,
                 group: InterruptGroup::Group0,
+                acked: None,
             };
             gic.init_this_cpu();
             gic
@@ -124,14 +130,21 @@ mod gic {
             self.gic.send_sgi(IntId::sgi(sgi), target);
         }
 
+        /// The INTID of the interrupt taken. For an SGI the interface also
+        /// reports the sending CPU; that full value goes back in `end`.
         pub fn ack(&mut self) -> Option<u32> {
-            self.gic
-                .get_and_acknowledge_interrupt(self.group)
-                .map(u32::from)
+            let iar = self.gic.get_and_acknowledge_interrupt(self.group)?;
+            self.acked = Some(iar);
+            Some(u32::from(iar) & INTID_MASK)
         }
 
-        pub fn end(&mut self, intid_raw: u32) {
-            self.gic.end_interrupt(intid(intid_raw), self.group);
+        pub fn end(&mut self, intid: u32) {
+            match self.acked.take() {
+                Some(iar) if u32::from(iar) & INTID_MASK == intid => {
+                    self.gic.end_interrupt(iar, self.group)
+                }
+                _ => hv::error!("end of interrupt {intid}, which was not the one taken"),
+            }
         }
     }
 }

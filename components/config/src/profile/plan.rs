@@ -2,6 +2,7 @@
 
 use super::check::{self, range, vm_label, BoardLayout, MIB2};
 use super::error::{did_you_mean, ProfileError, Source};
+use super::scenario::ComposeOverride;
 use super::schedule;
 use super::units::format_size;
 use super::{Known, Profile, VmSource};
@@ -13,6 +14,7 @@ use toml::Spanned;
 /// given) against the `known` components, and lays the VMs out: VMs with a
 /// `base` stay there; the others follow one another from the first 2 MiB
 /// boundary after the hypervisor region, in order, stepping over fixed VMs.
+/// A scenario's `[compose]` goes through [`super::Scenario::plan`].
 pub fn plan(
     profile: &Profile,
     vms: Option<&VmSource>,
@@ -20,11 +22,36 @@ pub fn plan(
     name: &str,
     guest_image: &dyn Fn(&str) -> PathBuf,
 ) -> Result<Composition, ProfileError> {
+    plan_with(profile, None, vms, known, name, guest_image)
+}
+
+/// A scenario's `[compose]`, and the scenario file it is written in.
+pub(super) struct Override<'a> {
+    pub src: Source<'a>,
+    pub compose: &'a ComposeOverride,
+}
+
+/// [`plan`], with the fields of `over` in place of the board's `[compose]`.
+pub(super) fn plan_with(
+    profile: &Profile,
+    over: Option<Override>,
+    vms: Option<&VmSource>,
+    known: &Known,
+    name: &str,
+    guest_image: &dyn Fn(&str) -> PathBuf,
+) -> Result<Composition, ProfileError> {
     let layout = check::board(profile)?;
     let src = profile.source();
+    let (scheduler, scheduler_src) = match over
+        .as_ref()
+        .and_then(|o| o.compose.scheduler.as_ref().map(|s| (s, o.src)))
+    {
+        Some(scenario) => scenario,
+        None => (&profile.compose.scheduler, src),
+    };
     known_name(
-        src,
-        &profile.compose.scheduler,
+        scheduler_src,
+        scheduler,
         "compose.scheduler",
         "scheduler",
         &known.schedulers,
@@ -54,7 +81,11 @@ pub fn plan(
 
     let vms = vms.unwrap_or(&profile.vms);
     check_vms(vms, known)?;
-    let schedule = schedule::check(profile, vms)?;
+    let scenario_scheduler = over.as_ref().is_some_and(|o| o.compose.scheduler.is_some());
+    let composed = over.map(|o| with_override(profile, &o));
+    let composed = composed.as_ref().unwrap_or(profile);
+    let schedule = schedule::check(composed, vms)
+        .map_err(|e| scenario_says(e, profile, composed, scenario_scheduler))?;
     let rams = place(vms, &layout)?;
 
     let g = &profile.gic;
@@ -84,8 +115,8 @@ pub fn plan(
             hyp_irq: *profile.timer.hyp_irq.get_ref(),
             virt_irq: *profile.timer.virt_irq.get_ref(),
         },
-        scheduler: profile.compose.scheduler.get_ref().clone(),
-        time_slice_us: u64::try_from(profile.compose.time_slice.get_ref().0.as_micros())
+        scheduler: composed.compose.scheduler.get_ref().clone(),
+        time_slice_us: u64::try_from(composed.compose.time_slice.get_ref().0.as_micros())
             .unwrap_or(u64::MAX),
         pv: profile
             .compose
@@ -120,6 +151,65 @@ pub fn plan(
         windows: schedule.windows,
         selftest: None,
     })
+}
+
+/// The board `profile` with the scenario's `[compose]` fields in place of
+/// its own. When the scenario sets the scheduler or the windows, the result
+/// reads as if written in the scenario file, so that the scheduler checks
+/// (which locate `compose`'s values in the profile's file) point there:
+/// then every `compose` value they may point at is the scenario's, for a
+/// scenario that sets the scheduler brings its windows or has none.
+fn with_override(profile: &Profile, over: &Override) -> Profile {
+    let o = over.compose;
+    let mut composed = profile.clone();
+    if let Some(slice) = &o.time_slice {
+        composed.compose.time_slice = slice.clone();
+    }
+    if o.scheduler.is_none() && o.windows.is_none() {
+        return composed;
+    }
+    if let Some(scheduler) = &o.scheduler {
+        composed.compose.scheduler = scheduler.clone();
+        composed.compose.windows = None;
+    }
+    if let Some(windows) = &o.windows {
+        composed.compose.windows = Some(windows.clone());
+    }
+    composed.path = over.src.path.to_path_buf();
+    composed.text = over.src.text.to_string();
+    composed
+}
+
+/// The scheduler checks say which file chose the scheduler ("this profile
+/// uses rr"); when `composed` stands for a scenario, say so right.
+fn scenario_says(
+    mut e: ProfileError,
+    profile: &Profile,
+    composed: &Profile,
+    scenario_scheduler: bool,
+) -> ProfileError {
+    if composed.path == profile.path {
+        return e;
+    }
+    let scheduler = composed.compose.scheduler.get_ref();
+    // Who chose the scheduler: the scenario, or still the board.
+    let chooser = if !scenario_scheduler {
+        format!("its board profile {}", profile.path.display())
+    } else if e.file == composed.path {
+        "this scenario".to_string()
+    } else {
+        format!("scenario {}", composed.path.display())
+    };
+    for written in [
+        "this profile".to_string(),
+        format!("its board profile {}", composed.path.display()),
+    ] {
+        e.message = e.message.replace(
+            &format!("{written} uses {scheduler}"),
+            &format!("{chooser} uses {scheduler}"),
+        );
+    }
+    e
 }
 
 /// `name` must be one of `known`; `what` says what kind of thing it is.

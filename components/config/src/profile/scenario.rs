@@ -2,9 +2,9 @@
 //! what the serial port must (and must not) show.
 
 use super::error::{ProfileError, Source};
-use super::spec::{VmSource, VmSpec};
+use super::spec::{VmSource, VmSpec, WindowSpec};
 use super::units::Period;
-use super::{board_path, check, load_board, read, Profile};
+use super::{board_path, check, load_board, read, Composition, Known, Profile};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,6 +30,8 @@ pub struct Scenario {
     pub machine: Option<String>,
     /// A hypervisor self-test compiled into this scenario's image.
     pub selftest: Option<String>,
+    /// The scenario's `[compose]`, over the board's (see [`Scenario::plan`]).
+    pub(super) compose: Option<ComposeOverride>,
     text: String,
     board_span: std::ops::Range<usize>,
 }
@@ -48,6 +50,22 @@ struct ScenarioFile {
     vm: Option<Spanned<Vec<VmSpec>>>,
     machine: Option<String>,
     selftest: Option<Spanned<String>>,
+    compose: Option<ComposeOverride>,
+}
+
+/// A scenario's `[compose]`: the parts of the board's it replaces, with the
+/// same syntax and checks. The PV back-ends stay the board's.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct ComposeOverride {
+    pub scheduler: Option<Spanned<String>>,
+    pub time_slice: Option<Spanned<Period>>,
+    /// The ARINC 653 major frame. A scenario that sets `scheduler` and not
+    /// `windows` has none: the board's windows name the board's VMs, and
+    /// belong to the board's scheduler.
+    pub windows: Option<Spanned<Vec<WindowSpec>>>,
+    /// Refused with a message of its own rather than as an unknown field.
+    pv: Option<Spanned<Vec<String>>>,
 }
 
 /// Self-tests the image knows (see images/tessera).
@@ -71,6 +89,27 @@ impl Scenario {
                 .with_help(help));
         }
         load_board(boards_dir, &self.board)
+    }
+
+    /// Validates and lays out `profile` (the scenario's board) with the
+    /// scenario's VMs and `[compose]` in place of the board's, like
+    /// [`super::plan`]. Errors about what the scenario wrote point into the
+    /// scenario file.
+    pub fn plan(
+        &self,
+        profile: &Profile,
+        known: &Known,
+        name: &str,
+        guest_image: &dyn Fn(&str) -> PathBuf,
+    ) -> Result<Composition, ProfileError> {
+        let over = self.compose.as_ref().map(|compose| super::plan::Override {
+            src: Source {
+                path: &self.path,
+                text: &self.text,
+            },
+            compose,
+        });
+        super::plan::plan_with(profile, over, self.vms.as_ref(), known, name, guest_image)
     }
 }
 
@@ -129,6 +168,26 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
                 .with_help(format!("self-tests: {}", SELFTESTS.join(", "))));
         }
     }
+    if let Some(compose) = &file.compose {
+        if let Some(pv) = &compose.pv {
+            return Err(src
+                .error(
+                    pv.span(),
+                    "compose.pv",
+                    "a scenario cannot change the PV back-ends: they are the board's",
+                )
+                .with_help(
+                    "remove pv; a scenario's [compose] takes scheduler, time-slice and windows",
+                ));
+        }
+        if let Some(slice) = &compose.time_slice {
+            if slice.get_ref().0.is_zero() {
+                return Err(src
+                    .error(slice.span(), "compose.time-slice", "the time slice is zero")
+                    .with_help("give the scheduler a slice such as \"2ms\""));
+            }
+        }
+    }
     let vms = file
         .vm
         .map(|vm| VmSource::new(path.to_path_buf(), text.clone(), Some(vm)));
@@ -147,6 +206,7 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
         vms,
         machine: file.machine,
         selftest: file.selftest.map(Spanned::into_inner),
+        compose: file.compose,
         board_span: file.board.span(),
         text,
     })

@@ -129,8 +129,10 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         self.wake(vcpu);
     }
 
-    /// Wakes the vCPUs a virtual interrupt was made pending for.
+    /// Wakes the vCPUs a virtual interrupt was made pending for, and has
+    /// the list registers looked at before the guest runs again.
     fn kick(&mut self, vcpu: VcpuId, effects: Effects) {
+        self.vms[vcpu.0 as usize].vcpu.irq_dirty = true;
         // One vCPU per VM: bit 0 is `vcpu` itself.
         if effects.kick & 1 != 0 {
             self.wake(vcpu);
@@ -224,7 +226,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                 let name = self.vms[vcpu.0 as usize].name;
                 self.flush_console(vcpu);
                 info!("VM {name} exited (code {arg1}) {}", self.cpu_report(vcpu));
-                self.vms[vcpu.0 as usize].state = VmState::Stopped;
+                self.mark_stopped(vcpu);
                 return Next::Stop;
             }
             _ => (Error::NotSupported as i64, Next::Resume),
@@ -261,12 +263,20 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// Stops a VM for a fault of its own, saying why; the others go on.
     pub(super) fn stop(&mut self, vcpu: VcpuId, why: core::fmt::Arguments) -> Next {
         self.flush_console(vcpu);
-        let vm = &mut self.vms[vcpu.0 as usize];
-        vm.state = VmState::Stopped;
-        vm.vcpu.blocked = false;
+        self.mark_stopped(vcpu);
+        let vm = &self.vms[vcpu.0 as usize];
         // A guest's own fault, not the hypervisor's: reported, not an error.
         info!("VM {} stopped: {why}", vm.name);
         Next::Stop
+    }
+
+    fn mark_stopped(&mut self, vcpu: VcpuId) {
+        let vm = &mut self.vms[vcpu.0 as usize];
+        if vm.state == VmState::Running {
+            vm.state = VmState::Stopped;
+            vm.vcpu.blocked = false;
+            self.running_vms -= 1;
+        }
     }
 
     fn ctx(&mut self, vcpu: VcpuId) -> &mut P::Context {

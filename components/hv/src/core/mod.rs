@@ -47,6 +47,8 @@ pub struct Hypervisor<P: Platform, S: Scheduler, V: Vgic> {
     vms: Vec<Vm<P::Context, V>>,
     vmids: VmidAllocator,
     cpus: Vec<CpuState>,
+    /// VMs not stopped yet (asked on every exit: kept, not counted).
+    running_vms: usize,
     first_guest_line: Option<u64>,
 }
 
@@ -91,6 +93,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             sched.wake(VcpuId(index as u32), now);
         }
         Hypervisor {
+            running_vms: vms.len(),
             platform,
             sched,
             vms,
@@ -123,10 +126,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
 
     /// How many VMs are still running.
     pub fn running_vms(&self) -> usize {
-        self.vms
-            .iter()
-            .filter(|vm| vm.state == VmState::Running)
-            .count()
+        self.running_vms
     }
 
     /// Runs every VM on CPU 0 until none is left: the whole loop for a
@@ -157,11 +157,13 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             return Work::Finished;
         }
         let vcpu = match self.cpus[cpu.0 as usize].running {
+            // Going back in after an exit: the timer is armed already.
             Some(vcpu) => vcpu,
             None => match self.sched.pick_next(cpu, self.platform.counter()) {
                 Pick::Run { vcpu, until } => {
                     self.cpus[cpu.0 as usize].slice_end = until;
                     self.load(cpu, vcpu);
+                    self.arm_timer(cpu);
                     vcpu
                 }
                 Pick::Idle { until: None } if self.deadlocked() => {
@@ -177,7 +179,6 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                 }
             },
         };
-        self.arm_timer(cpu);
         self.flush_lrs(vcpu);
         let ctx = self.vms[vcpu.0 as usize]
             .vcpu
@@ -322,9 +323,10 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     fn flush_lrs(&mut self, vcpu: VcpuId) {
         let count = self.platform.lr_count();
         let vm = &mut self.vms[vcpu.0 as usize];
-        if !vm.vcpu.lrs_live && !vm.vgic.has_pending(0) {
+        if !vm.vcpu.lrs_live && !vm.vcpu.irq_dirty {
             return;
         }
+        vm.vcpu.irq_dirty = false;
         // Entries the guest completed go back to the hardware empty: one
         // left with its EOI-maintenance bit would keep the maintenance
         // interrupt asserted.

@@ -47,6 +47,9 @@ pub(crate) struct Vcpu<C> {
     /// Some list register is in use, or interrupts wait for one: the
     /// hardware must be read back after the guest runs.
     pub lrs_live: bool,
+    /// Its virtual GIC changed since its list registers were last filled
+    /// (an interrupt raised, a distributor register written).
+    pub irq_dirty: bool,
     /// Waiting in WFI for an interrupt.
     pub blocked: bool,
     /// When its virtual timer fires, while it is blocked.
@@ -133,6 +136,7 @@ pub(crate) fn build<P: Platform, V: Vgic>(
             run_started: 0,
             lrs: [ListReg::default(); MAX_LIST_REGS],
             lrs_live: false,
+            irq_dirty: false,
             blocked: false,
             wake_at: None,
             vtimer_masked: false,
