@@ -125,6 +125,12 @@ fn composition_rs(c: &Composition, guests: &[PathBuf]) -> String {
     .unwrap();
     writeln!(
         w,
+        "pub const GICR_BASE: usize = {:#x};",
+        c.gic.redistributor.unwrap_or(0)
+    )
+    .unwrap();
+    writeln!(
+        w,
         "pub const GICV_BASE: u64 = {:#x};",
         c.gic.virtual_cpu_interface.unwrap_or(0)
     )
@@ -150,6 +156,7 @@ fn composition_rs(c: &Composition, guests: &[PathBuf]) -> String {
     }
     match c.gic.version {
         2 => writeln!(w, "pub type Vgic = vgic_v2::VgicV2;").unwrap(),
+        3 => writeln!(w, "pub type Vgic = vgic_v3::VgicV3;").unwrap(),
         other => panic!("no virtual GIC component for GICv{other}"),
     }
     writeln!(

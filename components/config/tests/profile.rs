@@ -899,3 +899,122 @@ fn scenario_cannot_change_pv() {
     );
     says(&err, &["the board's"]);
 }
+
+// The vGIC follows the GIC.
+
+#[test]
+fn vgic_v3_needs_a_gicv3() {
+    let err = bad("vgic_v3_on_v2", 43, "compose.vgic");
+    says(
+        &err,
+        &[
+            "vgic v3 needs a GICv3: this board's [gic] is version 2 (",
+            "vgic_v3_on_v2.toml:22)",
+            "write vgic = \"v2\", or leave vgic out",
+        ],
+    );
+}
+
+#[test]
+fn vgic_v2_needs_a_gicv2() {
+    let err = bad("gicv3_vgic_v2", 41, "compose.vgic");
+    says(
+        &err,
+        &[
+            "vgic v2 needs a GICv2: this board's [gic] is version 3 (",
+            "gicv3_vgic_v2.toml:22)",
+            "write vgic = \"v3\"",
+        ],
+    );
+}
+
+#[test]
+fn unknown_vgic_suggests() {
+    let err = bad("vgic_unknown", 43, "compose.vgic");
+    says(
+        &err,
+        &[
+            "unknown vGIC '3'; the vGICs there are: v2, v3",
+            "did you mean 'v3'?",
+        ],
+    );
+}
+
+#[test]
+fn vgic_defaults_to_the_gics() {
+    // No vgic: the board's GIC, whichever it is.
+    let c = plan_file(&fixture("gicv3.toml"), None).unwrap();
+    assert_eq!(c.gic.version, 3);
+    assert_eq!(c.gic.redistributor, Some(0x080a_0000));
+    assert!(c.features().contains(&"gic-v3".to_string()));
+    // Naming the GIC's own vGIC changes nothing.
+    let named = plan_file(&fixture("gicv3_vgic_v3.toml"), None).unwrap();
+    assert_eq!(named.features(), c.features());
+    let c = plan_scenario("scenarios/vgic_v2.toml", None).unwrap();
+    assert!(c.features().contains(&"gic-v2".to_string()));
+}
+
+#[test]
+fn scenario_vgic_must_match_the_boards_gic() {
+    let path = fixture("scenarios/vgic_v3_on_v2.toml");
+    let err = plan_scenario("scenarios/vgic_v3_on_v2.toml", None).unwrap_err();
+    assert_eq!(
+        (err.file.as_path(), err.line, err.field.as_str()),
+        (path.as_path(), 8, "compose.vgic")
+    );
+    says(
+        &err,
+        &[
+            "vgic v3 needs a GICv3: this board's [gic] is version 2 (",
+            "qemu-virt-a64.toml:",
+        ],
+    );
+}
+
+// A scenario's CPU count over its board's.
+
+#[test]
+fn scenario_cpus_replaces_the_boards() {
+    let c = plan_scenario("scenarios/cpus_static.toml", None).unwrap();
+    assert_eq!((c.cpus, c.scheduler.as_str()), (2, "static"));
+    let cpus: Vec<_> = c.vms.iter().map(|v| v.cpu).collect();
+    assert_eq!(cpus, [Some(1), Some(0)]);
+    // Without it, the board's one CPU takes one static VM.
+    let path = fixture("scenarios/cpus_static_one_cpu.toml");
+    let err = plan_scenario("scenarios/cpus_static_one_cpu.toml", None).unwrap_err();
+    assert_eq!(
+        (err.file.as_path(), err.line, err.field.as_str()),
+        (path.as_path(), 19, "vm 'b' vcpus")
+    );
+    says(&err, &["2 vCPUs, 1 CPUs"]);
+    // The board's count stays where the scenario does not say.
+    let c = plan_scenario("scenarios/hello.toml", None).unwrap();
+    assert_eq!(c.cpus, 1);
+}
+
+#[test]
+fn scenario_cpus_bound_the_pins() {
+    let path = fixture("scenarios/cpus_pin_out_of_range.toml");
+    let err = plan_scenario("scenarios/cpus_pin_out_of_range.toml", None).unwrap_err();
+    assert_eq!(
+        (err.file.as_path(), err.line, err.field.as_str()),
+        (path.as_path(), 22, "vm 'b' cpu")
+    );
+    says(
+        &err,
+        &["there is no CPU 2: the board has CPUs 0 to 1 (cpus = 2 in scenario "],
+    );
+}
+
+#[test]
+fn scenario_cpus_is_bounded() {
+    for (name, n) in [("cpus_zero", 0), ("cpus_nine", 9)] {
+        let path = fixture(&format!("scenarios/{name}.toml"));
+        let err = load_scenario(&path).unwrap_err();
+        assert_eq!(
+            (err.file.as_path(), err.line, err.field.as_str()),
+            (path.as_path(), 6, "cpus")
+        );
+        says(&err, &[&format!("{n} CPUs is outside 1..=8"), "QEMU -smp"]);
+    }
+}

@@ -54,107 +54,17 @@ pub fn vm_ram(base: u64, size: u64) -> &'static mut [u8] {
 }
 
 #[cfg(feature = "gic-v2")]
-mod gic {
-    use super::*;
-    use arm_gic::{
-        gicv2::{
-            registers::{Gicc, Gicd},
-            GicV2, SgiTarget, SgiTargetListFilter,
-        },
-        IntId, InterruptGroup,
-    };
-
-    fn intid(raw: u32) -> IntId {
-        match raw {
-            0..16 => IntId::sgi(raw),
-            16..32 => IntId::ppi(raw - 16),
-            _ => IntId::spi(raw - 32),
-        }
-    }
-
-    pub struct Gic {
-        gic: GicV2<'static>,
-        group: InterruptGroup,
-        /// The interrupt being handled, as the CPU interface gave it.
-        acked: Option<IntId>,
-    }
-
-    /// GICC_IAR: the INTID; above it, an SGI's source CPU.
-    const INTID_MASK: u32 = 0x3ff;
-
-    impl Gic {
-        pub fn new() -> Gic {
-            // SAFETY: the distributor and CPU interface of the board's GIC,
-            // identity-mapped as device memory, owned only by this driver.
-            // The CPU interface and the private interrupts' distributor
-            // registers are banked: each CPU reaches its own through the
-            // same addresses, under the hypervisor's lock.
-            let gic = unsafe { GicV2::new(c::GICD_BASE as *mut Gicd, c::GICC_BASE as *mut Gicc) };
-            let mut gic = Gic {
-                gic,
-                group: InterruptGroup::Group0,
-                acked: None,
-            };
-            gic.init_this_cpu();
-            gic
-        }
-
-        /// This CPU's interface on, its private interrupts (timers,
-        /// maintenance) enabled. Run on every CPU.
-        pub fn init_this_cpu(&mut self) {
-            let gic = &mut self.gic;
-            gic.setup();
-            for (irq, what) in [
-                (c::HYP_TIMER_IRQ, "hypervisor timer"),
-                (c::VIRT_TIMER_IRQ, "guest virtual timer"),
-                (c::MAINTENANCE_IRQ, "GIC maintenance"),
-            ] {
-                gic.set_interrupt_priority(intid(irq), 0x80);
-                if let Err(e) = gic.enable_interrupt(intid(irq), true) {
-                    hv::error!("cannot enable the {what} interrupt {irq}: {e:?}");
-                }
-            }
-            self.group = if gic.typer().has_security_extension() {
-                InterruptGroup::Group1
-            } else {
-                InterruptGroup::Group0
-            };
-        }
-
-        /// Interrupts physical CPU `cpu` with SGI `sgi`.
-        pub fn send_sgi(&mut self, cpu: u32, sgi: u32) {
-            let target = SgiTarget::List {
-                target_list_filter: SgiTargetListFilter::CPUTargetList,
-                target_list: 1 << cpu,
-            };
-            self.gic.send_sgi(IntId::sgi(sgi), target);
-        }
-
-        /// The INTID of the interrupt taken. For an SGI the interface also
-        /// reports the sending CPU; that full value goes back in `end`.
-        pub fn ack(&mut self) -> Option<u32> {
-            let iar = self.gic.get_and_acknowledge_interrupt(self.group)?;
-            self.acked = Some(iar);
-            Some(u32::from(iar) & INTID_MASK)
-        }
-
-        pub fn end(&mut self, intid: u32) {
-            match self.acked.take() {
-                Some(iar) if u32::from(iar) & INTID_MASK == intid => {
-                    self.gic.end_interrupt(iar, self.group)
-                }
-                _ => hv::error!("end of interrupt {intid}, which was not the one taken"),
-            }
-        }
-    }
-}
+#[path = "board/gicv2.rs"]
+mod gic;
+#[cfg(feature = "gic-v3")]
+#[path = "board/gicv3.rs"]
+mod gic;
 
 /// A vCPU as this board runs it: the CPU's registers and the state of its
-/// GICv2 virtual CPU interface (what the guest wrote to its GICC).
+/// virtual CPU interface (what the guest wrote to its GIC CPU interface).
 pub struct VcpuContext {
     cpu: arch_aarch64::Context,
-    vmcr: u32,
-    apr: u32,
+    gic: gic::CpuInterfaceState,
 }
 
 impl VcpuRegs for VcpuContext {
@@ -174,7 +84,7 @@ impl VcpuRegs for VcpuContext {
 
 pub struct Board {
     gic: gic::Gic,
-    gich: vgic_v2::hw::Gich<'static>,
+    vif: gic::VirtualInterface,
 }
 
 /// The SGI one CPU sends another to make it look for work.
@@ -182,22 +92,15 @@ const KICK_SGI: u32 = 0;
 
 impl Board {
     pub fn new() -> Board {
-        // SAFETY: the GIC's virtual interface control block, identity-mapped
-        // as device memory, owned only by this driver (banked per CPU).
-        let gich = unsafe {
-            UniqueMmioPointer::new(
-                NonNull::new(c::GICH_BASE as *mut vgic_v2::hw::GichRegisters).unwrap(),
-            )
-        };
         Board {
             gic: gic::Gic::new(),
-            gich: vgic_v2::hw::Gich::new(gich),
+            vif: gic::VirtualInterface::new(),
         }
     }
 
     /// What each secondary CPU sets up for itself.
-    pub fn init_this_cpu(&mut self) {
-        self.gic.init_this_cpu();
+    pub fn init_this_cpu(&mut self, cpu: usize) {
+        self.gic.init_this_cpu(cpu);
     }
 }
 
@@ -212,20 +115,17 @@ impl Platform for Board {
     fn new_context(&self, entry: u64, arg0: u64) -> VcpuContext {
         VcpuContext {
             cpu: arch_aarch64::Context::new(entry, arg0, 0),
-            vmcr: 0,
-            apr: 0,
+            gic: Default::default(),
         }
     }
 
     fn vcpu_load(&mut self, ctx: &VcpuContext, vttbr: u64) {
         el2::vcpu_load(&ctx.cpu, vttbr);
-        self.gich.set_vmcr(ctx.vmcr);
-        self.gich.set_apr(ctx.apr);
+        self.vif.restore(&ctx.gic);
     }
 
     fn vcpu_put(&mut self, ctx: &mut VcpuContext) {
-        ctx.vmcr = self.gich.vmcr();
-        ctx.apr = self.gich.apr();
+        self.vif.save(&mut ctx.gic);
         el2::vcpu_put(&mut ctx.cpu);
     }
 
@@ -286,24 +186,23 @@ impl Platform for Board {
     }
 
     fn guest_cpu_interface(&self) -> Option<(u64, u64)> {
-        // The GICv2 virtual CPU interface: two 4 KiB pages.
-        Some((c::GICV_BASE, 0x2000))
+        gic::GUEST_CPU_INTERFACE
     }
 
     fn lr_count(&self) -> usize {
-        self.gich.lr_count()
+        self.vif.lr_count()
     }
 
     fn write_lrs(&mut self, lrs: &[ListReg], underflow: bool) {
         for (i, lr) in lrs.iter().enumerate() {
-            self.gich.write_lr(i, lr);
+            self.vif.write_lr(i, lr);
         }
-        self.gich.set_hcr(true, underflow);
+        self.vif.set_hcr(true, underflow);
     }
 
     fn read_lrs(&mut self, lrs: &mut [ListReg]) {
         for (i, lr) in lrs.iter_mut().enumerate() {
-            *lr = self.gich.read_lr(i);
+            *lr = self.vif.read_lr(i);
         }
     }
 

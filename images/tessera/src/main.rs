@@ -101,7 +101,7 @@ extern "C" fn tessera_secondary_main(cpu: u64) -> ! {
     let hv = HYPERVISOR
         .get()
         .expect("the boot CPU starts secondaries after building the hypervisor");
-    hv.lock().platform().init_this_cpu();
+    hv.lock().platform().init_this_cpu(cpu as usize);
     info!("CPU {cpu} up");
     cpu_loop(hv, CpuId(cpu as u32))
 }

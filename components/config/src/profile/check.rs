@@ -1,6 +1,6 @@
 //! Checks that need one profile, or one list of VMs, and nothing else.
 
-use super::error::{ProfileError, Source};
+use super::error::{did_you_mean, ProfileError, Source};
 use super::units::format_size;
 use super::{Profile, VmSource, VmSpec};
 use crate::composition::Region;
@@ -122,6 +122,9 @@ pub(super) fn board(p: &Profile) -> Result<BoardLayout, ProfileError> {
     }
 
     gic(p)?;
+    if let Some(asked) = &p.compose.vgic {
+        vgic(src, asked, p)?;
+    }
     irqs(p)?;
     devices_outside_ram(p, &ram)?;
 
@@ -172,6 +175,56 @@ fn gic(p: &Profile) -> Result<(), ProfileError> {
         }
     }
     Ok(())
+}
+
+/// The vGICs there are, by `[compose] vgic` name.
+pub(super) const VGICS: [&str; 2] = ["v2", "v3"];
+
+/// `asked` (a `[compose] vgic`, written in `src`: the profile or a
+/// scenario) must be a vGIC there is, and the one `p`'s GIC virtualises.
+pub(super) fn vgic(src: Source, asked: &Spanned<String>, p: &Profile) -> Result<(), ProfileError> {
+    let name = asked.get_ref().as_str();
+    let Some(wants) = VGICS.iter().position(|v| *v == name).map(|i| i as u32 + 2) else {
+        return Err(src
+            .error(
+                asked.span(),
+                "compose.vgic",
+                format!(
+                    "unknown vGIC '{name}'; the vGICs there are: {}",
+                    VGICS.join(", ")
+                ),
+            )
+            .with_help(
+                // "3", "gicv3", "GICv3": the version is what counts.
+                did_you_mean(name, &VGICS)
+                    .or_else(|| {
+                        let last = name.trim().chars().last()?;
+                        let v = VGICS.iter().find(|v| v.ends_with(last))?;
+                        Some(format!("did you mean '{v}'?"))
+                    })
+                    .unwrap_or_else(|| {
+                        "write vgic = \"v2\" or \"v3\", or leave it out to follow [gic] version"
+                            .to_string()
+                    }),
+            ));
+    };
+    let has = *p.gic.version.get_ref();
+    if wants == has {
+        return Ok(());
+    }
+    let (line, _) = super::error::line_column(&p.text, p.gic.version.span().start);
+    Err(src
+        .error(
+            asked.span(),
+            "compose.vgic",
+            format!(
+                "vgic {name} needs a GICv{wants}: this board's [gic] is version {has} ({}:{line})",
+                p.path.display()
+            ),
+        )
+        .with_help(format!(
+            "the vGIC runs on the GIC's own virtualisation interface: write vgic = \"v{has}\", or leave vgic out to follow the board's GIC"
+        )))
 }
 
 fn irqs(p: &Profile) -> Result<(), ProfileError> {

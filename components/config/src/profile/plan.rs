@@ -25,13 +25,17 @@ pub fn plan(
     plan_with(profile, None, vms, known, name, guest_image)
 }
 
-/// A scenario's `[compose]`, and the scenario file it is written in.
+/// What a scenario puts over its board: its `[compose]` and its CPU
+/// count, and the scenario file they are written in.
 pub(super) struct Override<'a> {
     pub src: Source<'a>,
-    pub compose: &'a ComposeOverride,
+    pub compose: Option<&'a ComposeOverride>,
+    /// The number of CPUs to run the board with, instead of `[board] cpus`.
+    pub cpus: Option<u32>,
 }
 
-/// [`plan`], with the fields of `over` in place of the board's `[compose]`.
+/// [`plan`], with the fields of `over` in place of the board's `[compose]`
+/// and `[board] cpus`.
 pub(super) fn plan_with(
     profile: &Profile,
     over: Option<Override>,
@@ -42,13 +46,12 @@ pub(super) fn plan_with(
 ) -> Result<Composition, ProfileError> {
     let layout = check::board(profile)?;
     let src = profile.source();
-    let (scheduler, scheduler_src) = match over
-        .as_ref()
-        .and_then(|o| o.compose.scheduler.as_ref().map(|s| (s, o.src)))
-    {
-        Some(scenario) => scenario,
-        None => (&profile.compose.scheduler, src),
-    };
+    let compose = over.as_ref().and_then(|o| o.compose.map(|c| (c, o.src)));
+    let (scheduler, scheduler_src) =
+        match compose.and_then(|(c, src)| Some((c.scheduler.as_ref()?, src))) {
+            Some(scenario) => scenario,
+            None => (&profile.compose.scheduler, src),
+        };
     known_name(
         scheduler_src,
         scheduler,
@@ -79,12 +82,22 @@ pub(super) fn plan_with(
         }
     }
 
+    // A scenario's vgic against the board's GIC (the board's own vgic is
+    // checked with the board, by check::board).
+    if let Some((vgic, src)) = compose.and_then(|(c, src)| Some((c.vgic.as_ref()?, src))) {
+        check::vgic(src, vgic, profile)?;
+    }
+
     let vms = vms.unwrap_or(&profile.vms);
     check_vms(vms, known)?;
-    let scenario_scheduler = over.as_ref().is_some_and(|o| o.compose.scheduler.is_some());
+    let scenario_scheduler = compose.is_some_and(|(c, _)| c.scheduler.is_some());
+    let cpus_said = match over.as_ref().and_then(|o| Some((o.cpus?, o.src))) {
+        Some((n, src)) => format!("cpus = {n} in scenario {}", src.path.display()),
+        None => format!("board.cpus = {}", profile.board.cpus),
+    };
     let composed = over.map(|o| with_override(profile, &o));
     let composed = composed.as_ref().unwrap_or(profile);
-    let schedule = schedule::check(composed, vms)
+    let schedule = schedule::check(composed, vms, &cpus_said)
         .map_err(|e| scenario_says(e, profile, composed, scenario_scheduler))?;
     let rams = place(vms, &layout)?;
 
@@ -94,7 +107,7 @@ pub(super) fn plan_with(
         board: profile.stem(),
         name: name.to_string(),
         arch: profile.board.arch,
-        cpus: profile.board.cpus,
+        cpus: composed.board.cpus,
         ram: layout.ram,
         hypervisor: layout.hypervisor,
         uart: Uart {
@@ -160,8 +173,13 @@ pub(super) fn plan_with(
 /// then every `compose` value they may point at is the scenario's, for a
 /// scenario that sets the scheduler brings its windows or has none.
 fn with_override(profile: &Profile, over: &Override) -> Profile {
-    let o = over.compose;
     let mut composed = profile.clone();
+    if let Some(cpus) = over.cpus {
+        composed.board.cpus = cpus;
+    }
+    let Some(o) = over.compose else {
+        return composed;
+    };
     if let Some(slice) = &o.time_slice {
         composed.compose.time_slice = slice.clone();
     }

@@ -30,6 +30,9 @@ pub struct Scenario {
     pub machine: Option<String>,
     /// A hypervisor self-test compiled into this scenario's image.
     pub selftest: Option<String>,
+    /// The number of CPUs to run the board with, instead of its `[board] cpus`
+    /// (QEMU `-smp`).
+    pub cpus: Option<u32>,
     /// The scenario's `[compose]`, over the board's (see [`Scenario::plan`]).
     pub(super) compose: Option<ComposeOverride>,
     text: String,
@@ -50,6 +53,7 @@ struct ScenarioFile {
     vm: Option<Spanned<Vec<VmSpec>>>,
     machine: Option<String>,
     selftest: Option<Spanned<String>>,
+    cpus: Option<Spanned<u32>>,
     compose: Option<ComposeOverride>,
 }
 
@@ -64,9 +68,15 @@ pub(super) struct ComposeOverride {
     /// `windows` has none: the board's windows name the board's VMs, and
     /// belong to the board's scheduler.
     pub windows: Option<Spanned<Vec<WindowSpec>>>,
+    /// The virtual GIC; like the board's, it must match the board's GIC.
+    pub vgic: Option<Spanned<String>>,
     /// Refused with a message of its own rather than as an unknown field.
     pv: Option<Spanned<Vec<String>>>,
 }
+
+/// The CPU counts a scenario may run its board with: QEMU virt's GICv2
+/// takes at most 8 CPUs.
+pub const CPUS: std::ops::RangeInclusive<u32> = 1..=8;
 
 /// Self-tests the image knows (see images/tessera).
 pub const SELFTESTS: &[&str] = &["el2-fault"];
@@ -92,7 +102,7 @@ impl Scenario {
     }
 
     /// Validates and lays out `profile` (the scenario's board) with the
-    /// scenario's VMs and `[compose]` in place of the board's, like
+    /// scenario's VMs, `[compose]` and `cpus` in place of the board's, like
     /// [`super::plan`]. Errors about what the scenario wrote point into the
     /// scenario file.
     pub fn plan(
@@ -102,14 +112,22 @@ impl Scenario {
         name: &str,
         guest_image: &dyn Fn(&str) -> PathBuf,
     ) -> Result<Composition, ProfileError> {
-        let over = self.compose.as_ref().map(|compose| super::plan::Override {
+        let over = super::plan::Override {
             src: Source {
                 path: &self.path,
                 text: &self.text,
             },
-            compose,
-        });
-        super::plan::plan_with(profile, over, self.vms.as_ref(), known, name, guest_image)
+            compose: self.compose.as_ref(),
+            cpus: self.cpus,
+        };
+        super::plan::plan_with(
+            profile,
+            Some(over),
+            self.vms.as_ref(),
+            known,
+            name,
+            guest_image,
+        )
     }
 }
 
@@ -177,7 +195,7 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
                     "a scenario cannot change the PV back-ends: they are the board's",
                 )
                 .with_help(
-                    "remove pv; a scenario's [compose] takes scheduler, time-slice and windows",
+                    "remove pv; a scenario's [compose] takes scheduler, time-slice, windows and vgic",
                 ));
         }
         if let Some(slice) = &compose.time_slice {
@@ -186,6 +204,26 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
                     .error(slice.span(), "compose.time-slice", "the time slice is zero")
                     .with_help("give the scheduler a slice such as \"2ms\""));
             }
+        }
+    }
+    if let Some(cpus) = &file.cpus {
+        let n = *cpus.get_ref();
+        if !CPUS.contains(&n) {
+            return Err(src
+                .error(
+                    cpus.span(),
+                    "cpus",
+                    format!(
+                        "{n} CPUs is outside {}..={}",
+                        CPUS.start(),
+                        CPUS.end()
+                    ),
+                )
+                .with_help(format!(
+                    "cpus runs the board with that many CPUs (QEMU -smp), {} to {}; leave it out for the board's [board] cpus",
+                    CPUS.start(),
+                    CPUS.end()
+                )));
         }
     }
     let vms = file
@@ -206,6 +244,7 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
         vms,
         machine: file.machine,
         selftest: file.selftest.map(Spanned::into_inner),
+        cpus: file.cpus.map(Spanned::into_inner),
         compose: file.compose,
         board_span: file.board.span(),
         text,

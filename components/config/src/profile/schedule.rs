@@ -21,7 +21,13 @@ pub(super) struct Schedule {
     pub windows: Vec<WindowPlan>,
 }
 
-pub(super) fn check(profile: &Profile, vms: &VmSource) -> Result<Schedule, ProfileError> {
+/// `profile.board.cpus` is the number of CPUs the board runs with;
+/// `cpus_said` says where that number comes from ("board.cpus = 2").
+pub(super) fn check(
+    profile: &Profile,
+    vms: &VmSource,
+    cpus_said: &str,
+) -> Result<Schedule, ProfileError> {
     let scheduler = profile.compose.scheduler.get_ref().as_str();
     let uses = if vms.path == profile.path {
         format!("this profile uses {scheduler}")
@@ -31,7 +37,7 @@ pub(super) fn check(profile: &Profile, vms: &VmSource) -> Result<Schedule, Profi
             profile.path.display()
         )
     };
-    per_vm(profile, vms, scheduler, &uses)?;
+    per_vm(profile, vms, scheduler, &uses, cpus_said)?;
     let cpus = if scheduler == STATIC {
         one_vcpu_per_cpu(profile, vms)?
     } else {
@@ -50,6 +56,7 @@ fn per_vm(
     vms: &VmSource,
     scheduler: &str,
     uses: &str,
+    cpus_said: &str,
 ) -> Result<(), ProfileError> {
     let src = vms.source();
     let cpus = profile.board.cpus;
@@ -94,7 +101,7 @@ fn per_vm(
                 .error(
                     cpu.span(),
                     &field,
-                    format!("there is no CPU {c}: the board has {which} (board.cpus = {cpus})"),
+                    format!("there is no CPU {c}: the board has {which} ({cpus_said})"),
                 )
                 .with_help(format!("pin the VM to one of {which}, or leave cpu out")));
         }

@@ -115,6 +115,10 @@ pub struct ComposeSpec {
     pub pv: Vec<Spanned<String>>,
     /// The ARINC 653 major frame, in order (scheduler `arinc653` only).
     pub windows: Option<Spanned<Vec<WindowSpec>>>,
+    /// The virtual GIC the VMs see, "v2" or "v3"; absent means the one
+    /// that matches `[gic] version`. It must match the GIC: the vGIC runs
+    /// on the GIC's own virtualisation interface.
+    pub vgic: Option<Spanned<String>>,
 }
 
 /// One window of the ARINC 653 major frame: `vm` owns the CPU for `length`.
