@@ -269,9 +269,15 @@ fn zero_vcpus_is_refused() {
 }
 
 #[test]
-fn multi_vcpu_waits_for_smp() {
-    let err = bad("two_vcpus", 48, "vm 'hello' vcpus");
-    says(&err, &["multi-vCPU VMs come with SMP support", "vcpus = 1"]);
+fn at_most_eight_vcpus_per_vm() {
+    let err = bad("nine_vcpus", 48, "vm 'hello' vcpus");
+    says(
+        &err,
+        &[
+            "9 vCPUs asked for; a VM has at most 8",
+            "vcpus = 8 or fewer",
+        ],
+    );
 }
 
 // Rule 8

@@ -37,9 +37,9 @@ pub trait Platform {
     /// A vCPU's whole state (general, system and FP registers).
     type Context: VcpuRegs;
 
-    /// A vCPU that starts at `entry` at EL1 with interrupts masked, MMU off
-    /// and `x0 = arg0`.
-    fn new_context(&self, entry: u64, arg0: u64) -> Self::Context;
+    /// vCPU `index` of its VM, starting at `entry` at EL1 with interrupts
+    /// masked, MMU off and `x0 = arg0` (its MPIDR's Aff0 is `index`).
+    fn new_context(&self, entry: u64, arg0: u64, index: u32) -> Self::Context;
 
     /// Loads a vCPU's state (EL1 system registers, timer, GIC CPU interface)
     /// and its stage-2 (`vttbr`) into this CPU.

@@ -112,9 +112,9 @@ pub fn run_guest(ctx: &mut VcpuContext) -> RawExit {
 impl Platform for Board {
     type Context = VcpuContext;
 
-    fn new_context(&self, entry: u64, arg0: u64) -> VcpuContext {
+    fn new_context(&self, entry: u64, arg0: u64, index: u32) -> VcpuContext {
         VcpuContext {
-            cpu: arch_aarch64::Context::new(entry, arg0, 0),
+            cpu: arch_aarch64::Context::new(entry, arg0, u64::from(index)),
             gic: Default::default(),
         }
     }

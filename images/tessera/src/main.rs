@@ -167,6 +167,7 @@ fn vm_descs(table: &VmTable<'static>) -> Vec<VmDesc> {
             weight: vm.weight,
             cap_percent: vm.cap_percent,
             cpu: vm.cpu,
+            vcpus: vm.vcpus,
         })
         .collect()
 }

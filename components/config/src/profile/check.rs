@@ -1,5 +1,8 @@
 //! Checks that need one profile, or one list of VMs, and nothing else.
 
+/// Most vCPUs in one VM: GICv2 routes to 8 CPU interfaces.
+const MAX_VCPUS: u32 = 8;
+
 use super::error::{did_you_mean, ProfileError, Source};
 use super::units::format_size;
 use super::{Profile, VmSource, VmSpec};
@@ -326,15 +329,15 @@ fn one_vm(src: Source, index: usize, vm: &VmSpec) -> Result<(), ProfileError> {
                 .error(vm.vcpus.span(), &format!("{label} vcpus"), "a VM needs at least one vCPU")
                 .with_help("write vcpus = 1"))
         }
-        1 => {}
+        1..=MAX_VCPUS => {}
         n => {
             return Err(src
                 .error(
                     vm.vcpus.span(),
                     &format!("{label} vcpus"),
-                    format!("{n} vCPUs asked for, but multi-vCPU VMs come with SMP support, which is not built yet"),
+                    format!("{n} vCPUs asked for; a VM has at most {MAX_VCPUS} (the GICv2 limit, and Aff0 numbering)"),
                 )
-                .with_help("write vcpus = 1 for now"))
+                .with_help(format!("write vcpus = {MAX_VCPUS} or fewer")))
         }
     }
 

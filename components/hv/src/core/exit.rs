@@ -1,7 +1,7 @@
 //! Acting on a guest exit: hypercalls, WFI, emulated distributor accesses,
 //! stage-2 faults, interrupts.
 
-use super::{vm::VmState, Hypervisor};
+use super::{psci, vm::VmState, Hypervisor};
 use crate::{
     info, log,
     platform::{ExitKind, Platform, RawExit, VcpuRegs},
@@ -36,13 +36,21 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             }
         }
         match trap::decode(&exit) {
+            Trap::Hypercall if psci::is_psci(self.ctx(vcpu).reg(0)) && exit.esr & 0xffff == 0 => {
+                self.psci(vcpu)
+            }
             Trap::Hypercall => self.hypercall(vcpu, exit.esr),
             Trap::SecureMonitorCall => {
-                // No firmware service is passed through yet (guest PSCI comes with SMP).
+                // Guests never reach the firmware: PSCI is answered here,
+                // every other secure service is not there.
                 let ctx = self.ctx(vcpu);
-                ctx.set_reg(0, Error::NotSupported as i64 as u64);
                 skip_instruction(ctx, exit.esr);
-                Next::Resume
+                if psci::is_psci(ctx.reg(0)) {
+                    self.psci(vcpu)
+                } else {
+                    ctx.set_reg(0, Error::NotSupported as i64 as u64);
+                    Next::Resume
+                }
             }
             Trap::WaitForInterrupt => self.wait_for_interrupt(vcpu, exit.esr),
             Trap::SystemRegister(sysreg)
@@ -55,7 +63,8 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                     ctx.reg(usize::from(sysreg.register))
                 };
                 skip_instruction(ctx, exit.esr);
-                let effects = self.vms[vcpu.0 as usize].vgic.write_sgi1r(0, value);
+                let (vm, index) = self.vm_and_index(vcpu);
+                let effects = self.vms[vm].vgic.write_sgi1r(index, value);
                 self.kick(vcpu, effects);
                 Next::Resume
             }
@@ -122,21 +131,43 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// virtual one; it is unmasked when the guest has completed it.
     fn guest_timer_fired(&mut self, vcpu: VcpuId) {
         self.platform.mask_guest_timer(true);
-        let vm = &mut self.vms[vcpu.0 as usize];
-        vm.vcpu.vtimer_masked = true;
-        let effects = vm.vgic.raise(0, abi::GUEST_VTIMER_INTID);
+        self.vcpus[vcpu.0 as usize].vtimer_masked = true;
+        let (vm, index) = self.vm_and_index(vcpu);
+        let effects = self.vms[vm].vgic.raise(index, abi::GUEST_VTIMER_INTID);
         self.kick(vcpu, effects);
         self.wake(vcpu);
     }
 
-    /// Wakes the vCPUs a virtual interrupt was made pending for, and has
-    /// the list registers looked at before the guest runs again.
+    /// Wakes the vCPUs of `vcpu`'s VM that a virtual interrupt was made
+    /// pending for (bit n: its vCPU n), and has their list registers looked
+    /// at before they run again; one running on another CPU is kicked out
+    /// of the guest so that happens now.
     fn kick(&mut self, vcpu: VcpuId, effects: Effects) {
-        self.vms[vcpu.0 as usize].vcpu.irq_dirty = true;
-        // One vCPU per VM: bit 0 is `vcpu` itself.
-        if effects.kick & 1 != 0 {
-            self.wake(vcpu);
+        self.vcpus[vcpu.0 as usize].irq_dirty = true;
+        let vm = self.vm_of(vcpu);
+        let first = self.vms[vm].first_vcpu;
+        for index in 0..self.vms[vm].vcpus as usize {
+            if effects.kick & (1 << index) == 0 {
+                continue;
+            }
+            let target = VcpuId((first + index) as u32);
+            self.vcpus[target.0 as usize].irq_dirty = true;
+            self.wake(target);
+            if self.vcpus[target.0 as usize].ctx.is_none() {
+                // Running in the guest on another CPU.
+                for cpu in 0..self.cpus.len() {
+                    if self.cpus[cpu].running == Some(target) {
+                        self.platform.kick_cpu(CpuId(cpu as u32));
+                    }
+                }
+            }
         }
+    }
+
+    /// Index of `vcpu`'s VM and its own index there.
+    pub(super) fn vm_and_index(&self, vcpu: VcpuId) -> (usize, usize) {
+        let state = &self.vcpus[vcpu.0 as usize];
+        (state.vm, state.index as usize)
     }
 
     /// WFI: block until an interrupt is pending for the vCPU, unless one is
@@ -146,7 +177,8 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         if esr & WFX_IS_WFE != 0 {
             return Next::Requeue;
         }
-        if self.vms[vcpu.0 as usize].vgic.has_pending(0) {
+        let (vm, index) = self.vm_and_index(vcpu);
+        if self.vms[vm].vgic.has_pending(index) {
             return Next::Resume;
         }
         let now = self.platform.counter();
@@ -154,14 +186,15 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         if wake_at.is_some_and(|at| at <= now) {
             return Next::Resume;
         }
-        let state = &mut self.vms[vcpu.0 as usize].vcpu;
+        let state = &mut self.vcpus[vcpu.0 as usize];
         state.blocked = true;
         state.wake_at = wake_at;
         Next::Block
     }
 
     fn stage2_abort(&mut self, vcpu: VcpuId, abort: Abort, esr: u64) -> Next {
-        let emulated = self.vms[vcpu.0 as usize].vgic.handles(abort.ipa);
+        let (vm, index) = self.vm_and_index(vcpu);
+        let emulated = self.vms[vm].vgic.handles(abort.ipa);
         if !abort.instruction && emulated {
             if let Some(access) = abort.access {
                 let ipa = abort.ipa;
@@ -172,11 +205,11 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                     } else {
                         self.ctx(vcpu).reg(register)
                     };
-                    let vgic = &mut self.vms[vcpu.0 as usize].vgic;
-                    let effects = vgic.write(0, ipa, access.width, access.stored(value));
+                    let vgic = &mut self.vms[vm].vgic;
+                    let effects = vgic.write(index, ipa, access.width, access.stored(value));
                     self.kick(vcpu, effects);
                 } else {
-                    let value = self.vms[vcpu.0 as usize].vgic.read(0, ipa, access.width);
+                    let value = self.vms[vm].vgic.read(index, ipa, access.width);
                     if register != 31 {
                         self.ctx(vcpu).set_reg(register, access.loaded(value));
                     }
@@ -223,10 +256,14 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             abi::HC_CONSOLE_WRITE => (self.console_write(vcpu, arg1, arg2), Next::Resume),
             abi::HC_YIELD => (0, Next::Requeue),
             abi::HC_VM_EXIT => {
-                let name = self.vms[vcpu.0 as usize].name;
+                let vm = self.vm_of(vcpu);
                 self.flush_console(vcpu);
-                info!("VM {name} exited (code {arg1}) {}", self.cpu_report(vcpu));
-                self.mark_stopped(vcpu);
+                info!(
+                    "VM {} exited (code {arg1}) {}",
+                    self.vms[vm].name,
+                    self.cpu_report(vcpu)
+                );
+                self.stop_vm(vm);
                 return Next::Stop;
             }
             _ => (Error::NotSupported as i64, Next::Resume),
@@ -239,7 +276,8 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         if len > abi::CONSOLE_WRITE_MAX {
             return Error::InvalidParameter as i64;
         }
-        let vm = &mut self.vms[vcpu.0 as usize];
+        let vm = self.vm_of(vcpu);
+        let vm = &mut self.vms[vm];
         let Ok(bytes) = vm.ram.read(ipa, len) else {
             return Error::InvalidAddress as i64;
         };
@@ -255,7 +293,8 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     }
 
     fn flush_console(&mut self, vcpu: VcpuId) {
-        let vm = &mut self.vms[vcpu.0 as usize];
+        let vm = self.vm_of(vcpu);
+        let vm = &mut self.vms[vm];
         vm.console
             .flush(vm.name, &mut |line: &[u8]| log::write_line(line));
     }
@@ -263,25 +302,37 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// Stops a VM for a fault of its own, saying why; the others go on.
     pub(super) fn stop(&mut self, vcpu: VcpuId, why: core::fmt::Arguments) -> Next {
         self.flush_console(vcpu);
-        self.mark_stopped(vcpu);
-        let vm = &self.vms[vcpu.0 as usize];
+        let vm = self.vm_of(vcpu);
+        self.stop_vm(vm);
         // A guest's own fault, not the hypervisor's: reported, not an error.
-        info!("VM {} stopped: {why}", vm.name);
+        info!("VM {} stopped: {why}", self.vms[vm].name);
         Next::Stop
     }
 
-    fn mark_stopped(&mut self, vcpu: VcpuId) {
-        let vm = &mut self.vms[vcpu.0 as usize];
-        if vm.state == VmState::Running {
-            vm.state = VmState::Stopped;
-            vm.vcpu.blocked = false;
-            self.running_vms -= 1;
+    /// The VM stops: none of its vCPUs is picked again; those running on
+    /// other CPUs are kicked out and leave at their next exit.
+    pub(super) fn stop_vm(&mut self, vm: usize) {
+        if self.vms[vm].state == VmState::Stopped {
+            return;
         }
+        self.vms[vm].state = VmState::Stopped;
+        self.running_vms -= 1;
+        let first = self.vms[vm].first_vcpu;
+        for index in first..first + self.vms[vm].vcpus as usize {
+            self.vcpus[index].blocked = false;
+            let running = self
+                .cpus
+                .iter()
+                .any(|c| c.running == Some(VcpuId(index as u32)));
+            if !running {
+                self.sched.remove(VcpuId(index as u32));
+            }
+        }
+        self.kick_cpus_running(vm);
     }
 
-    fn ctx(&mut self, vcpu: VcpuId) -> &mut P::Context {
-        self.vms[vcpu.0 as usize]
-            .vcpu
+    pub(super) fn ctx(&mut self, vcpu: VcpuId) -> &mut P::Context {
+        self.vcpus[vcpu.0 as usize]
             .ctx
             .as_deref_mut()
             .expect("handed back before its exit is handled")

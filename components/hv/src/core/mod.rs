@@ -4,6 +4,7 @@
 //! its virtual GIC, and wakes vCPUs blocked in WFI when their timer fires.
 
 mod exit;
+mod psci;
 mod vm;
 
 pub use vm::VmDesc;
@@ -16,7 +17,7 @@ use crate::{
 };
 use alloc::vec::Vec;
 use config::boot::BootWindow;
-use vm::{Vm, VmState};
+use vm::{Power, Vcpu, Vm, VmState};
 
 /// What a physical CPU is doing.
 #[derive(Clone, Copy, Debug, Default)]
@@ -43,8 +44,10 @@ pub enum Work<C> {
 pub struct Hypervisor<P: Platform, S: Scheduler, V: Vgic> {
     platform: P,
     sched: S,
-    /// The VMs that were built; one vCPU each for now: `VcpuId(i)` is `vms[i]`'s.
+    /// The VMs that were built.
     vms: Vec<Vm<P::Context, V>>,
+    /// Every VM's vCPUs, in VM order: `VcpuId(i)` is `vcpus[i]`.
+    vcpus: Vec<Vcpu<P::Context>>,
     vmids: VmidAllocator,
     cpus: Vec<CpuState>,
     /// VMs not stopped yet (asked on every exit: kept, not counted).
@@ -64,16 +67,20 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         windows: &[BootWindow],
     ) -> Self {
         let mut vms = Vec::with_capacity(descs.len());
+        let mut vcpus = Vec::new();
         for (id, desc) in descs.into_iter().enumerate() {
             let name = desc.name;
-            match vm::build(&mut platform, id as u32, desc) {
-                Ok(vm) => vms.push(vm),
+            match vm::build(&mut platform, id as u32, desc, vms.len(), vcpus.len()) {
+                Ok((vm, its_vcpus)) => {
+                    vms.push(vm);
+                    vcpus.extend(its_vcpus);
+                }
                 Err(why) => crate::error!("VM {name} not started: {why}"),
             }
         }
         let ticks_per_second = platform.counter_frequency();
         let ticks = |us: u64| us * ticks_per_second / 1_000_000;
-        let params: Vec<VcpuParams> = vms.iter().map(|vm| vm.sched).collect();
+        let params: Vec<VcpuParams> = vcpus.iter().map(|v| v.sched).collect();
         let windows: Vec<Window> = windows
             .iter()
             .map(|w| Window {
@@ -89,14 +96,17 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             windows: &windows,
         });
         let now = platform.counter();
-        for index in 0..vms.len() {
-            sched.wake(VcpuId(index as u32), now);
+        for (index, vcpu) in vcpus.iter().enumerate() {
+            if vcpu.power == Power::On {
+                sched.wake(VcpuId(index as u32), now);
+            }
         }
         Hypervisor {
             running_vms: vms.len(),
             platform,
             sched,
             vms,
+            vcpus,
             vmids: VmidAllocator::new(),
             cpus: alloc::vec![CpuState::default(); cpus as usize],
             first_guest_line: None,
@@ -110,18 +120,30 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// "after N ms, P% of a CPU": how long `vcpu`'s VM has existed and
     /// what share of one CPU it used, the current run included.
     fn cpu_report(&self, vcpu: VcpuId) -> CpuReport {
-        let vm = &self.vms[vcpu.0 as usize];
+        let vm = &self.vms[self.vm_of(vcpu)];
         let now = self.platform.counter();
-        let current = if self.cpus.iter().any(|c| c.running == Some(vcpu)) {
-            now.saturating_sub(vm.vcpu.run_started)
-        } else {
-            0
-        };
+        let current: u64 = self
+            .cpus
+            .iter()
+            .filter_map(|c| c.running)
+            .filter(|v| self.vm_of(*v) == self.vm_of(vcpu))
+            .map(|v| now.saturating_sub(self.vcpus[v.0 as usize].run_started))
+            .sum();
         CpuReport {
             lifetime: now - vm.created_at,
             used: vm.cpu_ticks + current,
             ticks_per_ms: (self.platform.counter_frequency() / 1000).max(1),
         }
+    }
+
+    fn can_run(&self, vcpu: VcpuId) -> bool {
+        self.vcpus[vcpu.0 as usize].power == Power::On
+            && self.vms[self.vm_of(vcpu)].state == VmState::Running
+    }
+
+    /// Index of `vcpu`'s VM.
+    fn vm_of(&self, vcpu: VcpuId) -> usize {
+        self.vcpus[vcpu.0 as usize].vm
     }
 
     /// How many VMs are still running.
@@ -160,6 +182,12 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             // Going back in after an exit: the timer is armed already.
             Some(vcpu) => vcpu,
             None => match self.sched.pick_next(cpu, self.platform.counter()) {
+                Pick::Run { vcpu, .. } if !self.can_run(vcpu) => {
+                    // Turned off (or its VM stopped) while queued.
+                    self.sched
+                        .descheduled(cpu, vcpu, self.platform.counter(), false);
+                    return self.next_work(cpu);
+                }
                 Pick::Run { vcpu, until } => {
                     self.cpus[cpu.0 as usize].slice_end = until;
                     self.load(cpu, vcpu);
@@ -180,8 +208,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             },
         };
         self.flush_lrs(vcpu);
-        let ctx = self.vms[vcpu.0 as usize]
-            .vcpu
+        let ctx = self.vcpus[vcpu.0 as usize]
             .ctx
             .take()
             .expect("a vCPU runs on one CPU at a time");
@@ -196,9 +223,19 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         ctx: alloc::boxed::Box<P::Context>,
         exit: RawExit,
     ) {
-        self.vms[vcpu.0 as usize].vcpu.ctx = Some(ctx);
+        self.vcpus[vcpu.0 as usize].ctx = Some(ctx);
         self.sync_lrs(vcpu);
-        match self.handle_exit(cpu, vcpu, exit) {
+        let next = self.handle_exit(cpu, vcpu, exit);
+        // Another vCPU may have stopped the VM (or turned this vCPU off)
+        // while this one ran.
+        let next = if self.vms[self.vm_of(vcpu)].state == VmState::Stopped {
+            exit::Next::Stop
+        } else if self.vcpus[vcpu.0 as usize].power == Power::Off {
+            exit::Next::Block
+        } else {
+            next
+        };
+        match next {
             exit::Next::Resume => {}
             exit::Next::Requeue => self.unload(cpu, vcpu, true),
             exit::Next::Block | exit::Next::Stop => self.unload(cpu, vcpu, false),
@@ -214,24 +251,23 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// Every running VM waits in WFI with no timer armed: no interrupt
     /// source is left that could wake one (there are no devices yet).
     fn deadlocked(&self) -> bool {
-        self.vms
+        self.vcpus
             .iter()
-            .filter(|vm| vm.state == VmState::Running)
-            .all(|vm| vm.vcpu.blocked && vm.vcpu.wake_at.is_none())
+            .filter(|v| self.vms[v.vm].state == VmState::Running && v.power == Power::On)
+            .all(|v| v.blocked && v.wake_at.is_none())
     }
 
     /// Better a clear report than a silent hang.
     fn stop_deadlocked(&mut self) {
         for index in 0..self.vms.len() {
             if self.vms[index].state == VmState::Running {
-                let vcpu = VcpuId(index as u32);
+                let vcpu = VcpuId(self.vms[index].first_vcpu as u32);
                 self.stop(
                     vcpu,
                     format_args!(
                         "it waits in WFI with no timer armed, and nothing else can wake it"
                     ),
                 );
-                self.sched.remove(vcpu);
             }
         }
     }
@@ -240,10 +276,10 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// blocked vCPU's timer does, whichever is sooner.
     fn arm_timer(&mut self, cpu: CpuId) {
         let wake = self
-            .vms
+            .vcpus
             .iter()
-            .filter(|vm| vm.vcpu.blocked)
-            .filter_map(|vm| vm.vcpu.wake_at)
+            .filter(|v| v.blocked)
+            .filter_map(|v| v.wake_at)
             .min();
         let deadline = match (self.cpus[cpu.0 as usize].slice_end, wake) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -254,16 +290,20 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
 
     /// Makes `vcpu` runnable again if it waits in WFI.
     fn wake(&mut self, vcpu: VcpuId) {
-        let state = &mut self.vms[vcpu.0 as usize].vcpu;
-        if state.blocked {
+        let state = &mut self.vcpus[vcpu.0 as usize];
+        if state.blocked && state.power == Power::On {
             state.blocked = false;
             state.wake_at = None;
             self.sched.wake(vcpu, self.platform.counter());
-            // An idle CPU may be the one to run it.
-            for index in 0..self.cpus.len() {
-                if self.cpus[index].idle {
-                    self.platform.kick_cpu(CpuId(index as u32));
-                }
+            self.kick_idle_cpus();
+        }
+    }
+
+    /// An idle CPU may be the one to run a vCPU that just became runnable.
+    fn kick_idle_cpus(&mut self) {
+        for index in 0..self.cpus.len() {
+            if self.cpus[index].idle {
+                self.platform.kick_cpu(CpuId(index as u32));
             }
         }
     }
@@ -272,8 +312,8 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// any woke.
     fn wake_due(&mut self, now: u64) -> bool {
         let mut woke = false;
-        for index in 0..self.vms.len() {
-            let state = &self.vms[index].vcpu;
+        for index in 0..self.vcpus.len() {
+            let state = &self.vcpus[index];
             if state.blocked && state.wake_at.is_some_and(|at| at <= now) {
                 self.wake(VcpuId(index as u32));
                 woke = true;
@@ -284,7 +324,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
 
     /// Puts `vcpu`'s state, list registers and stage-2 into `cpu`.
     fn load(&mut self, cpu: CpuId, vcpu: VcpuId) {
-        let index = vcpu.0 as usize;
+        let index = self.vm_of(vcpu);
         if !self.vmids.is_current(self.vms[index].vmid) {
             let (vmid, flush) = self.vmids.allocate();
             if flush {
@@ -293,50 +333,56 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             self.vms[index].vmid = Some(vmid);
         }
         let vmid = self.vms[index].vmid.expect("just allocated");
-        let vm = &mut self.vms[index];
-        let vttbr = vm.stage2.vttbr(vmid.id);
-        let ctx = vm.vcpu.ctx.as_deref().expect("not running elsewhere");
+        let vttbr = self.vms[index].stage2.vttbr(vmid.id);
+        let state = &mut self.vcpus[vcpu.0 as usize];
+        let ctx = state.ctx.as_deref().expect("not running elsewhere");
         self.platform.vcpu_load(ctx, vttbr);
         let count = self.platform.lr_count();
-        self.platform.write_lrs(&vm.vcpu.lrs[..count], false);
-        vm.vcpu.run_started = self.platform.counter();
+        self.platform.write_lrs(&state.lrs[..count], false);
+        state.run_started = self.platform.counter();
         self.cpus[cpu.0 as usize].running = Some(vcpu);
     }
 
     /// Takes `vcpu`'s state off `cpu` and tells the scheduler.
     fn unload(&mut self, cpu: CpuId, vcpu: VcpuId, runnable: bool) {
         let now = self.platform.counter();
-        let vm = &mut self.vms[vcpu.0 as usize];
-        vm.cpu_ticks += now - vm.vcpu.run_started;
+        let state = &mut self.vcpus[vcpu.0 as usize];
+        let ran = now - state.run_started;
         self.platform
-            .vcpu_put(vm.vcpu.ctx.as_deref_mut().expect("handed back"));
+            .vcpu_put(state.ctx.as_deref_mut().expect("handed back"));
+        let vm_index = state.vm;
+        let vm = &mut self.vms[vm_index];
+        vm.cpu_ticks += ran;
         let stopped = vm.state == VmState::Stopped;
         self.cpus[cpu.0 as usize].running = None;
         self.sched.descheduled(cpu, vcpu, now, runnable);
         if stopped {
             self.sched.remove(vcpu);
         }
+        self.reset_if_quiet(vm_index);
     }
 
     /// Before the guest runs: pending virtual interrupts into its list
     /// registers.
     fn flush_lrs(&mut self, vcpu: VcpuId) {
         let count = self.platform.lr_count();
-        let vm = &mut self.vms[vcpu.0 as usize];
-        if !vm.vcpu.lrs_live && !vm.vcpu.irq_dirty {
+        let state = &mut self.vcpus[vcpu.0 as usize];
+        if !state.lrs_live && !state.irq_dirty {
             return;
         }
-        vm.vcpu.irq_dirty = false;
+        state.irq_dirty = false;
+        let vgic = &mut self.vms[state.vm].vgic;
+        let index = state.index as usize;
         // Entries the guest completed go back to the hardware empty: one
         // left with its EOI-maintenance bit would keep the maintenance
         // interrupt asserted.
-        let lrs = &mut vm.vcpu.lrs[..count];
-        let overflow = vm.vgic.flush(0, lrs);
+        let lrs = &mut state.lrs[..count];
+        let overflow = vgic.flush(index, lrs);
         for lr in lrs.iter_mut() {
             // Hear when the guest completes a timer interrupt, to unmask it.
             lr.eoi_maintenance = !lr.is_free() && lr.intid == abi::GUEST_VTIMER_INTID;
         }
-        vm.vcpu.lrs_live = overflow || lrs.iter().any(|lr| !lr.is_free());
+        state.lrs_live = overflow || lrs.iter().any(|lr| !lr.is_free());
         self.platform.write_lrs(lrs, overflow);
     }
 
@@ -344,11 +390,13 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// its virtual GIC; its timer unmasked once its interrupt is done.
     fn sync_lrs(&mut self, vcpu: VcpuId) {
         let count = self.platform.lr_count();
-        let vm = &mut self.vms[vcpu.0 as usize];
-        if vm.vcpu.lrs_live {
-            let lrs = &mut vm.vcpu.lrs[..count];
+        let state = &mut self.vcpus[vcpu.0 as usize];
+        let vgic = &mut self.vms[state.vm].vgic;
+        let index = state.index as usize;
+        if state.lrs_live {
+            let lrs = &mut state.lrs[..count];
             self.platform.read_lrs(lrs);
-            vm.vgic.sync(0, lrs);
+            vgic.sync(index, lrs);
             let completed = lrs
                 .iter()
                 .any(|lr| lr.is_free() && *lr != ListReg::default());
@@ -357,11 +405,11 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             }
             // Still live if anything is in flight, or if completed entries
             // must be written back empty before the guest runs again.
-            vm.vcpu.lrs_live =
-                completed || lrs.iter().any(|lr| !lr.is_free()) || vm.vgic.has_pending(0);
+            state.lrs_live =
+                completed || lrs.iter().any(|lr| !lr.is_free()) || vgic.has_pending(index);
         }
-        if vm.vcpu.vtimer_masked && !vm.vgic.in_flight(0, abi::GUEST_VTIMER_INTID) {
-            vm.vcpu.vtimer_masked = false;
+        if state.vtimer_masked && !vgic.in_flight(index, abi::GUEST_VTIMER_INTID) {
+            state.vtimer_masked = false;
             self.platform.mask_guest_timer(false);
         }
     }

@@ -126,6 +126,8 @@ enum Step {
     /// The guest completes every interrupt in its list registers, which
     /// raises the maintenance interrupt.
     CompleteInterrupts,
+    /// SMC with x0..x3 set (a PSCI call).
+    SmcCall(u64, u64, u64, u64),
     /// WFI, with the guest's timer armed this many ticks ahead.
     Wfi {
         timer_in: Option<u64>,
@@ -181,7 +183,7 @@ struct Mock {
 
 impl Platform for Mock {
     type Context = MockCtx;
-    fn new_context(&self, entry: u64, arg0: u64) -> MockCtx {
+    fn new_context(&self, entry: u64, arg0: u64, _index: u32) -> MockCtx {
         let mut regs = [0; 31];
         regs[0] = arg0;
         let id = self.contexts.get();
@@ -219,6 +221,10 @@ impl Platform for Mock {
                 sync(0x5a00_0000)
             }
             Step::Smc => sync(0x5e00_0000),
+            Step::SmcCall(f, a, b, c) => {
+                ctx.regs[..4].copy_from_slice(&[f, a, b, c]);
+                sync(0x5e00_0000)
+            }
             Step::GuestTimerIrq => {
                 self.pending_irq = Some(27);
                 RawExit {
@@ -343,6 +349,7 @@ fn vm(name: &'static str, pa: u64, image: &'static [u8]) -> VmDesc {
         weight: 256,
         cap_percent: 0,
         cpu: None,
+        vcpus: 1,
     }
 }
 
@@ -619,12 +626,12 @@ fn distributor_accesses_are_emulated_and_others_stop_the_vm() {
     )]);
     hv.run();
     assert_eq!(
-        hv.vms[0].vcpu.ctx.as_ref().unwrap().regs[5],
+        hv.vcpus[0].ctx.as_ref().unwrap().regs[5],
         0x1_0001,
         "read back what was written"
     );
     assert_eq!(
-        hv.vms[0].vcpu.ctx.as_ref().unwrap().pc,
+        hv.vcpus[0].ctx.as_ref().unwrap().pc,
         GUEST_RAM_BASE + 4 + 4 + 4 + 4,
         "each access stepped over"
     );
@@ -677,7 +684,7 @@ fn two_cpus_run_two_vcpus_at_once_and_idle_cpus_are_kicked() {
         "both run at once, one per CPU"
     );
     assert!(
-        hv.vms.iter().all(|vm| vm.vcpu.ctx.is_none()),
+        hv.vcpus.iter().all(|v| v.ctx.is_none()),
         "each context is out with its CPU"
     );
     // b exits on CPU 1; a blocks on CPU 0; CPU 1 then idles.
@@ -693,4 +700,59 @@ fn two_cpus_run_two_vcpus_at_once_and_idle_cpus_are_kicked() {
     hv.platform.wait_for_interrupt();
     hv.after_idle(cpu0);
     assert_eq!(hv.platform.kicks, vec![1]);
+}
+
+#[test]
+fn psci_starts_and_stops_sibling_vcpus_and_powers_the_vm_off() {
+    const CPU_ON: u64 = 0xc400_0003;
+    const CPU_OFF: u64 = 0x8400_0002;
+    const AFFINITY_INFO: u64 = 0xc400_0004;
+    const FEATURES: u64 = 0x8400_000a;
+    const SYSTEM_OFF: u64 = 0x8400_0008;
+    let entry = GUEST_RAM_BASE + 0x100;
+    let mut desc = vm("smp", 0x8000_0000, b"");
+    desc.vcpus = 2;
+    log::set_sink(&CaptureSink);
+    take_lines();
+    // Contexts: 0 = vCPU 0, 1 = vCPU 1 as built (off), 2 = vCPU 1 after CPU_ON.
+    let scripts = vec![
+        vec![
+            Step::SmcCall(CPU_ON, 1, entry, 7),
+            Step::SmcCall(AFFINITY_INFO, 1, 0, 0),
+            Step::SmcCall(CPU_ON, 1, entry, 7),
+            Step::Hvc(abi::HC_YIELD, 0, 0),
+            Step::SmcCall(AFFINITY_INFO, 1, 0, 0),
+            Step::SmcCall(CPU_ON, 99, entry, 0),
+            Step::SmcCall(FEATURES, CPU_ON, 0, 0),
+            Step::SmcCall(FEATURES, 0x8400_0042, 0, 0),
+            Step::SmcCall(SYSTEM_OFF, 0, 0, 0),
+        ]
+        .into(),
+        VecDeque::new(),
+        vec![Step::SmcCall(CPU_OFF, 0, 0, 0)].into(),
+    ];
+    let mock = Mock {
+        scripts,
+        results: vec![Vec::new(); 3],
+        ..Mock::default()
+    };
+    let mut hv: Hypervisor<Mock, Fifo, TestVgic> = Hypervisor::new(mock, vec![desc], 1, 100, &[]);
+    hv.run();
+    let results = &hv.platform.results;
+    // results[v][n]: x0 as vCPU v saw it before its step n.
+    assert_eq!(
+        &results[0][1..],
+        &[0, 0, -4, 0, 1, -2, 0, -1],
+        "ON, ON, ALREADY_ON, yield, OFF, INVALID, FEATURES"
+    );
+    assert_eq!(
+        results[2],
+        vec![7],
+        "the sibling starts with x0 = context id"
+    );
+    assert!(results[1].is_empty(), "the powered-off context never ran");
+    assert!(take_lines()
+        .iter()
+        .any(|l| l.starts_with("[hv] VM smp powered off after ")));
+    assert_eq!(hv.running_vms(), 0);
 }

@@ -1,4 +1,4 @@
-//! A VM and its one vCPU: memory, stage-2, interrupt state, console.
+//! A VM and its vCPUs: memory, stage-2, interrupt state, console.
 
 use crate::{
     info,
@@ -26,8 +26,11 @@ pub struct VmDesc {
     pub weight: u32,
     /// Credit cap, percent of one CPU; 0 = none.
     pub cap_percent: u32,
-    /// The physical CPU its vCPU is pinned to.
+    /// The physical CPU its vCPU 0 is pinned to (vCPU k to the k-th next).
     pub cpu: Option<u32>,
+    /// How many vCPUs; vCPU 0 starts at the image's entry, the others
+    /// wait for the guest's PSCI CPU_ON.
+    pub vcpus: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,8 +39,21 @@ pub(crate) enum VmState {
     Stopped,
 }
 
+/// Whether a vCPU is on, as PSCI sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Power {
+    On,
+    Off,
+}
+
 /// A vCPU: its registers and what the core tracks about it.
 pub(crate) struct Vcpu<C> {
+    /// Index of its VM in the hypervisor's VMs, and its own in the VM.
+    pub vm: usize,
+    pub index: u32,
+    pub power: Power,
+    /// What the scheduler is told about it.
+    pub sched: VcpuParams,
     /// Its registers; taken out while a CPU runs it.
     pub ctx: Option<alloc::boxed::Box<C>>,
     /// When it was last loaded on a CPU (for CPU-time accounting).
@@ -61,9 +77,15 @@ pub(crate) struct Vcpu<C> {
 }
 
 pub(crate) struct Vm<C, V> {
-    /// What the scheduler is told about its vCPU (`sched.vm` is the VM's
-    /// index in the image's VM table).
-    pub sched: VcpuParams,
+    /// Its vCPUs are the hypervisor's `first_vcpu..first_vcpu + vcpus`.
+    pub first_vcpu: usize,
+    pub vcpus: u32,
+    /// Its guest image and start info, to restart it (PSCI SYSTEM_RESET).
+    pub image: &'static [u8],
+    pub start_info: StartInfo,
+    /// The guest asked for a reset (PSCI SYSTEM_RESET); done once none of
+    /// its vCPUs runs anywhere.
+    pub reset_requested: bool,
     pub name: &'static str,
     pub stage2: Stage2,
     pub vmid: Option<Vmid>,
@@ -75,16 +97,20 @@ pub(crate) struct Vm<C, V> {
     pub created_at: u64,
     pub cpu_ticks: u64,
     pub vgic: V,
-    pub vcpu: Vcpu<C>,
+    _vcpu: core::marker::PhantomData<C>,
 }
 
 /// Builds a VM: stage-2 (RAM, and the GIC's virtual CPU interface where
-/// the guest expects its CPU interface), RAM contents, start info, vCPU.
+/// the guest expects its CPU interface), RAM contents, start info, and its
+/// vCPUs (numbered from `first_vcpu` in the hypervisor; vCPU 0 on).
+#[allow(clippy::type_complexity)]
 pub(crate) fn build<P: Platform, V: Vgic>(
     platform: &mut P,
     id: u32,
     desc: VmDesc,
-) -> Result<Vm<P::Context, V>, &'static str> {
+    vm_index: usize,
+    first_vcpu: usize,
+) -> Result<(Vm<P::Context, V>, alloc::vec::Vec<Vcpu<P::Context>>), &'static str> {
     let VmDesc {
         name,
         guest,
@@ -94,6 +120,7 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         weight,
         cap_percent,
         cpu,
+        vcpus,
     } = desc;
     let mut stage2 = Stage2::new();
     stage2
@@ -104,24 +131,53 @@ pub(crate) fn build<P: Platform, V: Vgic>(
             .map_device(abi::GUEST_GICC_BASE, pa, size)
             .map_err(|_| "the GIC virtual CPU interface cannot be mapped")?;
     }
-    ram.load(image, &start_info(id, name, cmdline, ram.size()))
+    let start_info = start_info(id, name, cmdline, ram.size(), vcpus);
+    ram.load(image, &start_info)
         .map_err(|_| "its guest image does not fit in its RAM")?;
     platform.sync_guest_memory(ram.bytes());
-    let ctx = platform.new_context(GUEST_RAM_BASE, ram.start_info_ipa());
     info!(
-        "vm {name}: guest {guest}, 1 vCPU, RAM {:#x}..{:#x} ({} MiB) at IPA {GUEST_RAM_BASE:#x}, image {} bytes",
+        "vm {name}: guest {guest}, {vcpus} vCPU, RAM {:#x}..{:#x} ({} MiB) at IPA {GUEST_RAM_BASE:#x}, image {} bytes",
         ram.pa_base,
         ram.pa_base + ram.size(),
         ram.size() >> 20,
         image.len()
     );
-    Ok(Vm {
-        sched: VcpuParams {
-            vm: id,
-            weight,
-            cap_percent,
-            cpu: cpu.map(CpuId),
-        },
+    let vcpu_list = (0..vcpus)
+        .map(|index| {
+            let (entry, arg0, power) = if index == 0 {
+                (GUEST_RAM_BASE, ram.start_info_ipa(), Power::On)
+            } else {
+                (0, 0, Power::Off)
+            };
+            Vcpu {
+                vm: vm_index,
+                index,
+                power,
+                sched: VcpuParams {
+                    vm: id,
+                    weight,
+                    cap_percent,
+                    cpu: cpu.map(|c| CpuId(c + index)),
+                },
+                ctx: Some(alloc::boxed::Box::new(
+                    platform.new_context(entry, arg0, index),
+                )),
+                run_started: 0,
+                lrs: [ListReg::default(); MAX_LIST_REGS],
+                lrs_live: false,
+                irq_dirty: false,
+                blocked: false,
+                wake_at: None,
+                vtimer_masked: false,
+            }
+        })
+        .collect();
+    let vm = Vm {
+        first_vcpu,
+        vcpus,
+        image,
+        start_info,
+        reset_requested: false,
         name,
         stage2,
         vmid: None,
@@ -130,27 +186,19 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         state: VmState::Running,
         created_at: platform.counter(),
         cpu_ticks: 0,
-        vgic: V::new(1),
-        vcpu: Vcpu {
-            ctx: Some(alloc::boxed::Box::new(ctx)),
-            run_started: 0,
-            lrs: [ListReg::default(); MAX_LIST_REGS],
-            lrs_live: false,
-            irq_dirty: false,
-            blocked: false,
-            wake_at: None,
-            vtimer_masked: false,
-        },
-    })
+        vgic: V::new(vcpus as usize),
+        _vcpu: core::marker::PhantomData,
+    };
+    Ok((vm, vcpu_list))
 }
 
-fn start_info(id: u32, name: &str, cmdline: &str, ram_size: u64) -> StartInfo {
+fn start_info(id: u32, name: &str, cmdline: &str, ram_size: u64, vcpus: u32) -> StartInfo {
     let mut info = StartInfo {
         magic: abi::START_INFO_MAGIC,
         abi_major: abi::ABI_MAJOR,
         abi_minor: abi::ABI_MINOR,
         vm_id: id,
-        vcpus: 1,
+        vcpus,
         ram_base: GUEST_RAM_BASE,
         ram_size,
         name: [0; VM_NAME_LEN],

@@ -1,0 +1,229 @@
+//! PSCI 1.0 for guests (Arm DEN 0022), over SMC or HVC: how a guest starts
+//! and stops its vCPUs and powers its VM off or resets it, as on hardware.
+
+use super::{exit::Next, vm::Power, vm::VmState, Hypervisor};
+use crate::{
+    info,
+    platform::{Platform, VcpuRegs},
+    sched::{CpuId, Scheduler, VcpuId},
+    vgic::{ListReg, Vgic},
+};
+use abi::GUEST_RAM_BASE;
+
+const VERSION: u64 = 0x8400_0000;
+const CPU_OFF: u64 = 0x8400_0002;
+const CPU_ON_32: u64 = 0x8400_0003;
+const CPU_ON_64: u64 = 0xc400_0003;
+const AFFINITY_INFO_32: u64 = 0x8400_0004;
+const AFFINITY_INFO_64: u64 = 0xc400_0004;
+const MIGRATE_INFO_TYPE: u64 = 0x8400_0006;
+const SYSTEM_OFF: u64 = 0x8400_0008;
+const SYSTEM_RESET: u64 = 0x8400_0009;
+const FEATURES: u64 = 0x8400_000a;
+
+const IMPLEMENTED: [u64; 10] = [
+    VERSION,
+    CPU_OFF,
+    CPU_ON_32,
+    CPU_ON_64,
+    AFFINITY_INFO_32,
+    AFFINITY_INFO_64,
+    MIGRATE_INFO_TYPE,
+    SYSTEM_OFF,
+    SYSTEM_RESET,
+    FEATURES,
+];
+
+/// PSCI 1.0.
+const PSCI_1_0: i64 = 0x0001_0000;
+const SUCCESS: i64 = 0;
+const NOT_SUPPORTED: i64 = -1;
+const INVALID_PARAMETERS: i64 = -2;
+const ALREADY_ON: i64 = -4;
+/// MIGRATE_INFO_TYPE: no trusted OS that needs migrating.
+const NO_MIGRATION: i64 = 2;
+
+/// Whether an SMCCC function ID is in PSCI's range (standard secure
+/// service calls 0x00-0x1f, SMC32 or SMC64).
+pub(super) fn is_psci(function: u64) -> bool {
+    function & !0x4000_0000 & !0x1f == 0x8400_0000
+}
+
+impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
+    /// A PSCI call by `vcpu`; the trapped instruction has been stepped over.
+    pub(super) fn psci(&mut self, vcpu: VcpuId) -> Next {
+        let ctx = self.ctx(vcpu);
+        let (function, arg1, arg2, arg3) = (ctx.reg(0), ctx.reg(1), ctx.reg(2), ctx.reg(3));
+        let (result, next) = match function {
+            VERSION => (PSCI_1_0, Next::Resume),
+            CPU_ON_32 | CPU_ON_64 => (self.cpu_on(vcpu, arg1, arg2, arg3), Next::Resume),
+            CPU_OFF => {
+                self.cpu_off(vcpu);
+                return Next::Block;
+            }
+            AFFINITY_INFO_32 | AFFINITY_INFO_64 => {
+                (self.affinity_info(vcpu, arg1, arg2), Next::Resume)
+            }
+            MIGRATE_INFO_TYPE => (NO_MIGRATION, Next::Resume),
+            FEATURES => (
+                if IMPLEMENTED.contains(&arg1) {
+                    SUCCESS
+                } else {
+                    NOT_SUPPORTED
+                },
+                Next::Resume,
+            ),
+            SYSTEM_OFF => {
+                let vm = self.vm_of(vcpu);
+                info!(
+                    "VM {} powered off {}",
+                    self.vms[vm].name,
+                    self.cpu_report(vcpu)
+                );
+                self.stop_vm(vm);
+                return Next::Stop;
+            }
+            SYSTEM_RESET => {
+                self.request_reset(vcpu);
+                return Next::Block;
+            }
+            _ => (NOT_SUPPORTED, Next::Resume),
+        };
+        self.ctx(vcpu).set_reg(0, result as u64);
+        next
+    }
+
+    /// The vCPU of `vcpu`'s VM that `mpidr` names (Aff0 = index).
+    fn sibling(&self, vcpu: VcpuId, mpidr: u64) -> Option<VcpuId> {
+        let vm = &self.vms[self.vm_of(vcpu)];
+        let index = mpidr & 0xff_00ff_ffff;
+        (index < u64::from(vm.vcpus)).then(|| VcpuId((vm.first_vcpu as u64 + index) as u32))
+    }
+
+    fn cpu_on(&mut self, vcpu: VcpuId, mpidr: u64, entry: u64, context: u64) -> i64 {
+        let Some(target) = self.sibling(vcpu, mpidr) else {
+            return INVALID_PARAMETERS;
+        };
+        let state = &self.vcpus[target.0 as usize];
+        if state.power == Power::On {
+            return ALREADY_ON;
+        }
+        let ram = &self.vms[state.vm].ram;
+        if ram.read(entry, 4).is_err() {
+            return INVALID_PARAMETERS;
+        }
+        self.reset_vcpu(target, entry, context);
+        self.vcpus[target.0 as usize].power = Power::On;
+        self.start(target);
+        SUCCESS
+    }
+
+    fn cpu_off(&mut self, vcpu: VcpuId) {
+        self.vcpus[vcpu.0 as usize].power = Power::Off;
+        let vm = self.vm_of(vcpu);
+        let first = self.vms[vm].first_vcpu;
+        let all_off =
+            (first..first + self.vms[vm].vcpus as usize).all(|v| self.vcpus[v].power == Power::Off);
+        if all_off {
+            info!(
+                "VM {} stopped: all its vCPUs are off {}",
+                self.vms[vm].name,
+                self.cpu_report(vcpu)
+            );
+            self.stop_vm(vm);
+        }
+    }
+
+    fn affinity_info(&self, vcpu: VcpuId, mpidr: u64, level: u64) -> i64 {
+        match self.sibling(vcpu, mpidr) {
+            Some(target) if level == 0 => match self.vcpus[target.0 as usize].power {
+                Power::On => 0,
+                Power::Off => 1,
+            },
+            _ => INVALID_PARAMETERS,
+        }
+    }
+
+    /// Every vCPU of the VM goes off; once none runs anywhere the VM is
+    /// rebuilt from its image and vCPU 0 starts again.
+    fn request_reset(&mut self, vcpu: VcpuId) {
+        let vm = self.vm_of(vcpu);
+        info!("VM {} resets", self.vms[vm].name);
+        self.vms[vm].reset_requested = true;
+        let first = self.vms[vm].first_vcpu;
+        for index in first..first + self.vms[vm].vcpus as usize {
+            self.vcpus[index].power = Power::Off;
+            self.vcpus[index].blocked = false;
+        }
+        self.kick_cpus_running(vm);
+    }
+
+    /// Called when a vCPU of a VM that asked for a reset has left its CPU.
+    pub(super) fn reset_if_quiet(&mut self, vm: usize) {
+        let quiet = self
+            .cpus
+            .iter()
+            .filter_map(|c| c.running)
+            .all(|v| self.vm_of(v) != vm);
+        if !self.vms[vm].reset_requested || !quiet || self.vms[vm].state == VmState::Stopped {
+            return;
+        }
+        self.vms[vm].reset_requested = false;
+        let info = self.vms[vm].start_info;
+        let image = self.vms[vm].image;
+        let ram = &mut self.vms[vm].ram;
+        if ram.load(image, &info).is_err() {
+            let first = VcpuId(self.vms[vm].first_vcpu as u32);
+            self.stop(
+                first,
+                format_args!("its image no longer fits for the reset"),
+            );
+            return;
+        }
+        self.platform.sync_guest_memory(self.vms[vm].ram.bytes());
+        self.vms[vm].vgic = V::new(self.vms[vm].vcpus as usize);
+        let first = self.vms[vm].first_vcpu;
+        let start_info = self.vms[vm].ram.start_info_ipa();
+        for index in first..first + self.vms[vm].vcpus as usize {
+            self.reset_vcpu(VcpuId(index as u32), 0, 0);
+        }
+        self.reset_vcpu(VcpuId(first as u32), GUEST_RAM_BASE, start_info);
+        self.vcpus[first].power = Power::On;
+        self.start(VcpuId(first as u32));
+    }
+
+    /// A fresh vCPU at `entry` with `x0 = arg0`, as after power-on.
+    fn reset_vcpu(&mut self, vcpu: VcpuId, entry: u64, arg0: u64) {
+        let index = self.vcpus[vcpu.0 as usize].index;
+        let fresh = self.platform.new_context(entry, arg0, index);
+        let state = &mut self.vcpus[vcpu.0 as usize];
+        if let Some(ctx) = state.ctx.as_deref_mut() {
+            *ctx = fresh;
+        }
+        state.lrs = [ListReg::default(); super::vm::MAX_LIST_REGS];
+        state.lrs_live = false;
+        state.irq_dirty = false;
+        state.blocked = false;
+        state.wake_at = None;
+        state.vtimer_masked = false;
+    }
+
+    /// Hands a vCPU that was off to the scheduler, and kicks idle CPUs.
+    fn start(&mut self, vcpu: VcpuId) {
+        self.sched.wake(vcpu, self.platform.counter());
+        self.kick_idle_cpus();
+    }
+
+    /// Makes the CPUs running `vm`'s vCPUs in the guest right now exit to
+    /// the hypervisor soon. (A vCPU whose context is in hand is not in the
+    /// guest: it is the one whose exit is being handled.)
+    pub(super) fn kick_cpus_running(&mut self, vm: usize) {
+        for index in 0..self.cpus.len() {
+            let in_guest =
+                |v: VcpuId| self.vm_of(v) == vm && self.vcpus[v.0 as usize].ctx.is_none();
+            if self.cpus[index].running.is_some_and(in_guest) {
+                self.platform.kick_cpu(CpuId(index as u32));
+            }
+        }
+    }
+}
