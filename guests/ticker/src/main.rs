@@ -2,7 +2,9 @@
 //! latency: how long after each deadline the handler ran.
 //!
 //! First a self-test of the distributor and of interrupt delivery: SGI 1 to
-//! itself. Then the timer: each interrupt records (counter at handler entry)
+//! itself. Then a burst: SGIs 2..=9 sent to itself with IRQs masked, more
+//! pending at once than the GIC has list registers (QEMU has 4), each of
+//! which must then be delivered exactly once. Then the timer: each interrupt records (counter at handler entry)
 //! − (the deadline it was set for) and sets the next deadline one period
 //! after the previous one (not after "now": no drift). The main loop sleeps
 //! in `wfi` and, every 1000 interrupts, prints that second's count and
@@ -24,12 +26,21 @@ const RATE_HZ: u64 = 1000;
 const PER_SECOND: usize = RATE_HZ as usize;
 /// The SGI of the self-test.
 const SGI: u32 = 1;
-/// Priority of both interrupts (any below the mask of 0xff).
+/// The SGIs of the burst: more than the list registers of the GIC.
+const BURST: core::ops::RangeInclusive<u32> = 2..=9;
+/// How many SGIs the burst sends.
+const BURST_LEN: usize = 8;
+/// After the whole burst arrived, how long to keep watching for one
+/// delivered twice, in milliseconds.
+const BURST_SETTLE_MS: u64 = 10;
+/// Priority of all interrupts (any below the mask of 0xff).
 const PRIORITY: u8 = 0x80;
 /// How long to wait for the SGI before giving up, in seconds.
 const SGI_TIMEOUT_S: u64 = 1;
 /// Exit code when the SGI never arrives.
 const EXIT_NO_SGI: u64 = 1;
+/// Exit code when an SGI of the burst is lost or delivered twice.
+const EXIT_BURST: u64 = 1;
 /// Exit code when the timer was never started (period 0).
 const EXIT_NO_TIMER: u64 = 2;
 
@@ -39,6 +50,8 @@ static PERIOD: AtomicU64 = AtomicU64::new(0);
 static DEADLINE: AtomicU64 = AtomicU64::new(0);
 /// The self-test SGI arrived.
 static SGI_SEEN: AtomicBool = AtomicBool::new(false);
+/// Deliveries of each SGI of the burst (index: INTID − first of `BURST`).
+static BURST_SEEN: [AtomicU64; BURST_LEN] = [const { AtomicU64::new(0) }; BURST_LEN];
 
 /// Every interrupt the handler saw (timer, SGI, anything else).
 static IRQS: AtomicU64 = AtomicU64::new(0);
@@ -76,6 +89,7 @@ fn on_irq(intid: u32) {
             SGI_SEEN.store(true, Ordering::Release);
             println!("ticker: sgi {SGI} received");
         }
+        sgi if BURST.contains(&sgi) => bump(&BURST_SEEN[(sgi - BURST.start()) as usize]),
         other => println!("ticker: unexpected interrupt {other}"),
     }
 }
@@ -125,6 +139,95 @@ fn seconds_arg(cmdline: &str, default: u64) -> u64 {
         .find_map(|arg| arg.strip_prefix("seconds="))
         .and_then(|value| value.parse().ok())
         .unwrap_or(default)
+}
+
+/// Deliveries so far of each SGI of the burst.
+fn burst_counts() -> [u64; BURST_LEN] {
+    core::array::from_fn(|i| BURST_SEEN[i].load(Ordering::Acquire))
+}
+
+/// The burst test, IRQs unmasked on entry and on return: SGIs 2..=9 made
+/// pending at once (IRQs masked while sending), then each must reach the
+/// handler exactly once within `SGI_TIMEOUT_S`. Polls, like the SGI 1 test:
+/// no timer runs yet, so a `wfi` waiting for a lost SGI would never wake.
+fn sgi_burst() -> Result<(), u64> {
+    irq::disable();
+    for sgi in BURST {
+        gic::enable(sgi, PRIORITY);
+    }
+    for sgi in BURST {
+        gic::send_sgi_to_self(sgi);
+    }
+    irq::enable();
+
+    let frequency = timer::frequency();
+    let give_up = timer::now() + SGI_TIMEOUT_S * frequency;
+    let mut settle_until = None;
+    loop {
+        let counts = burst_counts();
+        let now = timer::now();
+        if counts.iter().any(|&n| n > 1) {
+            break;
+        }
+        if counts.iter().all(|&n| n == 1) {
+            // All arrived: watch a little longer for one arriving again.
+            let until = *settle_until.get_or_insert(now + BURST_SETTLE_MS * frequency / 1000);
+            if now >= until {
+                break;
+            }
+        } else if now >= give_up {
+            break;
+        }
+        core::hint::spin_loop();
+    }
+
+    let counts = burst_counts();
+    let mut ok = true;
+    for (sgi, &n) in BURST.zip(&counts) {
+        if n > 1 {
+            println!("ticker: sgi {sgi} delivered {n} times");
+            ok = false;
+        }
+    }
+    let received = counts.iter().filter(|&&n| n > 0).count();
+    if received == BURST_LEN {
+        println!("ticker: sgi burst {received}/{BURST_LEN} received");
+    } else {
+        // "missing 3 5 7": a fixed-size list, no allocator.
+        let mut missing = [0u32; BURST_LEN];
+        let mut k = 0;
+        for (sgi, &n) in BURST.zip(&counts) {
+            if n == 0 {
+                missing[k] = sgi;
+                k += 1;
+            }
+        }
+        println!(
+            "ticker: sgi burst {received}/{BURST_LEN} received, missing {}",
+            MissingList(&missing[..k])
+        );
+        ok = false;
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(EXIT_BURST)
+    }
+}
+
+/// INTIDs separated by spaces.
+struct MissingList<'a>(&'a [u32]);
+
+impl core::fmt::Display for MissingList<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, intid) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{intid}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Prints second `n`'s count and latencies.
@@ -179,6 +282,11 @@ fn main(info: &'static StartInfo) -> u64 {
             return EXIT_NO_SGI;
         }
         core::hint::spin_loop();
+    }
+
+    if let Err(code) = sgi_burst() {
+        irq::disable();
+        return code;
     }
 
     if seconds > 0 {
