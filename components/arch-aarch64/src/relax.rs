@@ -15,5 +15,8 @@ impl spin::RelaxStrategy for Yield {
     }
 }
 
-/// A lock shared between physical CPUs.
-pub type Mutex<T> = spin::mutex::SpinMutex<T, Yield>;
+/// A lock shared between physical CPUs. A ticket lock: CPUs get it in the
+/// order they asked, so one CPU that keeps taking and releasing it (a
+/// guest yielding in a loop) cannot starve another; with a plain spin lock
+/// under QEMU's round-robin TCG it did, and the machine stalled.
+pub type Mutex<T> = spin::mutex::TicketMutex<T, Yield>;

@@ -83,10 +83,26 @@ pub fn version() -> Version {
 /// `ICC_SRE_EL1.SRE` = 1, `GICD_CTLR` = EnableGrp1NS | ARE_NS, the
 /// redistributor woken (`GICR_WAKER`), `ICC_PMR_EL1` = 0xff,
 /// `ICC_BPR1_EL1` = 0, `ICC_IGRPEN1_EL1` = 1.
+///
+/// Once per VM, on the vCPU that sets the GIC up; every other vCPU calls
+/// [`init_cpu`] for its own part.
 pub fn init() {
     match version() {
-        Version::V2 => v2::init(),
-        Version::V3 => v3::init(),
+        Version::V2 => v2::init_distributor(),
+        Version::V3 => v3::init_distributor(),
+    }
+    init_cpu();
+}
+
+/// Enables this vCPU's part of the GIC only: GICv2: its CPU interface
+/// (`GICC_PMR` = 0xff, `GICC_CTLR` = 1); GICv3: `ICC_SRE_EL1.SRE` = 1, its
+/// redistributor woken, `ICC_PMR_EL1` = 0xff, `ICC_BPR1_EL1` = 0,
+/// `ICC_IGRPEN1_EL1` = 1. For secondary vCPUs ([`crate::smp`]); [`init`]
+/// does it for the vCPU that calls it.
+pub fn init_cpu() {
+    match version() {
+        Version::V2 => v2::init_cpu(),
+        Version::V3 => v3::init_cpu(),
     }
 }
 
@@ -147,6 +163,28 @@ pub fn send_sgi_to_self(sgi: u32) {
     match version() {
         Version::V2 => v2::send_sgi_to_self(sgi),
         Version::V3 => v3::send_sgi_to_self(sgi),
+    }
+}
+
+/// Most vCPUs [`send_sgi`] can name (GICv2's CPU target list is 8 bits).
+pub const SGI_TARGET_LIMIT: usize = 8;
+
+/// Sends SGI `sgi` (0..16) to vCPU `target_vcpu` of this VM (its index,
+/// MPIDR `Aff0`; below [`SGI_TARGET_LIMIT`]). GICv2: `GICD_SGIR` with
+/// TargetListFilter = 0 and the target's bit in CPUTargetList; GICv3:
+/// `ICC_SGI1R_EL1` with Aff3..Aff1 = 0, `RS` = index / 16 and the
+/// `TargetList` bit index % 16. Earlier stores are visible to the target's
+/// handler. On a GICv3 the sender must have its CPU interface on
+/// ([`init`] or [`init_cpu`]).
+pub fn send_sgi(sgi: u32, target_vcpu: usize) {
+    assert!(sgi < SGI_COUNT, "SGI {sgi} out of range");
+    assert!(
+        target_vcpu < SGI_TARGET_LIMIT,
+        "SGI target vCPU {target_vcpu} out of range"
+    );
+    match version() {
+        Version::V2 => v2::send_sgi(sgi, target_vcpu as u8),
+        Version::V3 => v3::send_sgi(sgi, target_vcpu as u8),
     }
 }
 

@@ -66,8 +66,9 @@ pub(crate) fn dispatch() {
     while let Some(iar) = gic::ack() {
         any = true;
         let intid = gic::intid(iar);
-        // Single writer (IRQs masked, one vCPU): load + store, no RMW.
-        HANDLED.store(HANDLED.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        // Every vCPU may count here at once (the MMU is on: exclusives
+        // work).
+        HANDLED.fetch_add(1, Ordering::Relaxed);
         match arch::irq_handler() {
             Some(handler) => handler(intid),
             None => println!("irq: unexpected interrupt {intid} (no handler)"),
@@ -75,6 +76,6 @@ pub(crate) fn dispatch() {
         gic::eoi(iar);
     }
     if !any {
-        SPURIOUS.store(SPURIOUS.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        SPURIOUS.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -9,6 +9,8 @@
 //! - [`counter`] / [`counter_frequency`]: the virtual generic timer;
 //! - [`gic`], [`irq`] and [`timer`]: the GICv2 or GICv3 (found at run
 //!   time), the IRQ handler and the virtual timer (ABI 1.1);
+//! - [`psci`] and [`smp`]: PSCI calls (SMC), and secondary vCPUs started
+//!   with `CPU_ON` at the runtime's own entry, each on its own stacks;
 //! - [`probe`] and [`soak`]: isolation probes and the register-integrity
 //!   soak, for test guests;
 //! - a panic handler and an exception handler that report and stop the VM.
@@ -29,6 +31,8 @@ pub mod gic;
 pub mod hc;
 pub mod irq;
 pub mod probe;
+pub mod psci;
+pub mod smp;
 pub mod soak;
 pub mod timer;
 

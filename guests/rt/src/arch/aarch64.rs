@@ -4,14 +4,10 @@
 //! This is the only module of the runtime with `unsafe` code.
 
 use core::arch::{asm, global_asm};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use aarch64_cpu::asm::barrier;
-use aarch64_cpu::registers::ReadWriteable;
-use aarch64_cpu::registers::{
-    Readable, Writeable, CNTFRQ_EL0, CNTVCT_EL0, ELR_EL1, ESR_EL1, FAR_EL1, MAIR_EL1, SCTLR_EL1,
-    TCR_EL1, TTBR0_EL1, VBAR_EL1,
-};
+use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTVCT_EL0, ELR_EL1, ESR_EL1, FAR_EL1};
 
 use abi::StartInfo;
 
@@ -22,9 +18,10 @@ pub use irq::*;
 // Entry: the first byte of the image (section .text.boot, first in guest.ld).
 // The hypervisor enters at EL1, MMU off, x0 = guest-physical address of the
 // StartInfo. Until the MMU is on, data accesses are Device-nGnRnE: the code
-// before it only stores to the stack, whose cache lines it first invalidates
-// (stale clean lines left by the hypervisor's cacheable writes when it loaded
-// the image would otherwise hide those stores once the caches are on).
+// before it (`__rt_mmu_on` included) stores nothing to memory. The stack's
+// cache lines are still invalidated first, so that no stale line left by
+// the hypervisor's cacheable writes when it loaded the image can matter
+// should that ever change.
 global_asm!(
     r#"
     .section .text.boot, "ax"
@@ -60,10 +57,10 @@ _start:
     b.lo    1b
     dsb     sy
 
-    // Vectors and MMU (Rust, aarch64-cpu): early_init(vectors).
+    // Vectors and MMU: __rt_mmu_on(vectors), shared with _start_secondary.
     adrp    x0, __rt_vectors
     add     x0, x0, :lo12:__rt_vectors
-    bl      {early_init}
+    bl      __rt_mmu_on
 
     // Zero .bss, now through the cache (guest.ld aligns it to 16 bytes).
     adrp    x1, __bss_start
@@ -82,8 +79,115 @@ _start:
     b       4b
     .size _start, . - _start
 "#,
-    early_init = sym early_init,
     rust_main = sym rust_main,
+);
+
+// Secondary vCPU entry (PSCI CPU_ON by `crate::smp::start_vcpu`): EL1h, MMU
+// off, interrupts masked, x0 = context id = the vCPU's index, every other
+// register UNKNOWN. Nothing is read from or written to memory before the
+// MMU is on (`__rt_mmu_on` only sets registers), so no cache maintenance is
+// needed for what another vCPU wrote: all of the hand-over (which Rust
+// function to run) is read by Rust code after it, through the caches,
+// coherently. The stack is this vCPU's own, chosen by MPIDR_EL1.Aff0 as the
+// exception vectors choose its exception stack; a vCPU without a slot halts.
+global_asm!(
+    r#"
+    .section .text.rt_secondary, "ax"
+    .global _start_secondary
+    .type _start_secondary, %function
+    .balign 4
+_start_secondary:
+    msr     daifset, #0xf
+    mov     x19, x0                     // context id, callee-saved
+
+    // FP/SIMD on (CPACR_EL1.FPEN = 0b11) before any Rust code runs.
+    mrs     x1, cpacr_el1
+    orr     x1, x1, #(0x3 << 20)
+    msr     cpacr_el1, x1
+    isb
+
+    // Stack: vCPU 0 the boot stack, vCPU n (1 <= n < MAX_VCPUS) the stack
+    // of slot n - 1 of __vcpu_stacks (guest.ld).
+    mrs     x1, mpidr_el1
+    and     x1, x1, #0xff               // Aff0 = vCPU index
+    cmp     x1, #{max_vcpus}
+    b.hs    9f
+    cbnz    x1, 1f
+    adrp    x2, __stack_top
+    add     x2, x2, :lo12:__stack_top
+    b       2f
+1:  sub     x1, x1, #1
+    mov     x3, #{slot}
+    adrp    x2, __vcpu_stacks
+    add     x2, x2, :lo12:__vcpu_stacks
+    madd    x2, x1, x3, x2
+    add     x2, x2, #{stack}
+2:  mov     sp, x2
+
+    // Vectors and MMU: the same registers, the same tables as vCPU 0.
+    adrp    x0, __rt_vectors
+    add     x0, x0, :lo12:__rt_vectors
+    bl      __rt_mmu_on
+
+    // secondary_main(context) never returns.
+    mov     x0, x19
+    bl      {secondary_main}
+9:  wfi
+    b       9b
+    .size _start_secondary, . - _start_secondary
+"#,
+    max_vcpus = const MAX_VCPUS,
+    slot = const VCPU_SLOT_SIZE,
+    stack = const VCPU_STACK_SIZE,
+    secondary_main = sym secondary_main,
+);
+
+// Installs the vectors (x0) and turns on the MMU and the caches with the
+// identity map: MAIR_EL1, TCR_EL1, TTBR0_EL1, TLB invalidation, SCTLR_EL1.
+// Runs with the MMU off and touches no memory (no stack, no literal pool):
+// clobbers x0..x2 only, returns through x30. Every vCPU runs it, so every
+// vCPU has exactly the same translation regime.
+global_asm!(
+    r#"
+    .section .text.rt_mmu, "ax"
+    .type __rt_mmu_on, %function
+    .balign 4
+__rt_mmu_on:
+    msr     vbar_el1, x0
+    mov     x1, #{mair}
+    msr     mair_el1, x1
+    movz    x1, #{tcr_lo}
+    movk    x1, #{tcr_hi}, lsl #16
+    msr     tcr_el1, x1
+    adrp    x1, {map}                   // ASID 0, CnP 0
+    add     x1, x1, :lo12:{map}
+    msr     ttbr0_el1, x1
+    // The new VBAR/MAIR/TCR/TTBR0 are in effect before the TLBs are cleaned.
+    isb
+    // Stage-1 TLB entries of this VM's EL1&0 regime: inner shareable, in
+    // case the hypervisor upgrades the TLBI to a broadcast.
+    dsb     ish
+    tlbi    vmalle1
+    dsb     ish
+    isb
+    mrs     x1, sctlr_el1
+    movz    x2, #{sctlr_set}
+    orr     x1, x1, x2
+    movz    x2, #{sctlr_clear_lo}
+    movk    x2, #{sctlr_clear_hi}, lsl #16
+    bic     x1, x1, x2
+    msr     sctlr_el1, x1
+    isb
+    ret
+    .size __rt_mmu_on, . - __rt_mmu_on
+"#,
+    mair = const MAIR_VALUE,
+    tcr_lo = const TCR_VALUE & 0xffff,
+    tcr_hi = const TCR_VALUE >> 16,
+    map = sym IDENTITY_MAP,
+    sctlr_set = const SCTLR_SET,
+    sctlr_clear_lo = const SCTLR_CLEAR & 0xffff,
+    sctlr_clear_hi = const SCTLR_CLEAR >> 16,
 );
 
 // EL1 exception vectors: 16 entries of 0x80 bytes, table aligned to 2 KiB.
@@ -109,13 +213,30 @@ __rt_vectors:
     .set .Lvector, .Lvector + 1
     .endr
 .Lvector_common:
-    adrp    x1, __exception_stack_top
+    // This vCPU's exception stack (by MPIDR_EL1.Aff0): vCPU 0's is the
+    // boot one, vCPU n's the top of slot n - 1 of __vcpu_stacks; a vCPU
+    // without a slot (none runs the runtime) shares vCPU 0's.
+    mrs     x1, mpidr_el1
+    and     x1, x1, #0xff
+    cbz     x1, 6f
+    cmp     x1, #{max_vcpus}
+    b.hs    6f
+    sub     x1, x1, #1
+    mov     x2, #{slot}
+    adrp    x3, __vcpu_stacks
+    add     x3, x3, :lo12:__vcpu_stacks
+    madd    x1, x1, x2, x3
+    add     x1, x1, #{slot}
+    b       7f
+6:  adrp    x1, __exception_stack_top
     add     x1, x1, :lo12:__exception_stack_top
-    mov     sp, x1
+7:  mov     sp, x1
     bl      {exception_entry}
 5:  wfi
     b       5b
 "#,
+    max_vcpus = const MAX_VCPUS,
+    slot = const VCPU_SLOT_SIZE,
     exception_entry = sym exception_entry,
 );
 
@@ -162,65 +283,42 @@ static IDENTITY_MAP: Level1Table = {
     Level1Table(table)
 };
 
-/// First Rust code: installs the vectors, then turns on the MMU and caches.
-/// Runs with the MMU off, so it touches no memory but its stack frame.
-extern "C" fn early_init(vectors: u64) {
-    VBAR_EL1.set(vectors);
-    barrier::isb(barrier::SY);
-    enable_mmu();
-}
+/// `MAIR_EL1`: Attr0 Device-nGnRnE (0x00), Attr1 Normal, inner and outer
+/// write-back non-transient, read/write-allocate (0xff).
+const MAIR_VALUE: u64 = 0xff << (8 * ATTR_NORMAL) | 0x00 << (8 * ATTR_DEVICE);
 
-// The MAIR_EL1 fields below are Attr0 and Attr1.
-const _: () = assert!(ATTR_DEVICE == 0 && ATTR_NORMAL == 1);
+// TCR_EL1 fields (Arm ARM D19.2): TTBR0 walks inner shareable, write-back
+// read/write-allocate, 4 KiB granule, T0SZ; no TTBR1 walks (EPD1, with
+// valid sizes kept: TG1 = 4 KiB, T1SZ); IPS = 32 bits (everything mapped is
+// below 4 GiB); everything else 0 (ASID from TTBR0, 8-bit ASIDs, no TBI,
+// no hardware access flag).
+const TCR_IRGN0_WBWA: u64 = 0b01 << 8;
+const TCR_ORGN0_WBWA: u64 = 0b01 << 10;
+const TCR_SH0_INNER: u64 = 0b11 << 12;
+const TCR_TG0_4K: u64 = 0b00 << 14;
+const TCR_T1SZ_SHIFT: u64 = 16;
+const TCR_EPD1: u64 = 1 << 23;
+const TCR_TG1_4K: u64 = 0b10 << 30;
+const TCR_IPS_32_BITS: u64 = 0b000 << 32;
+const TCR_VALUE: u64 = T0SZ
+    | TCR_IRGN0_WBWA
+    | TCR_ORGN0_WBWA
+    | TCR_SH0_INNER
+    | TCR_TG0_4K
+    | T0SZ << TCR_T1SZ_SHIFT
+    | TCR_EPD1
+    | TCR_TG1_4K
+    | TCR_IPS_32_BITS;
+// `__rt_mmu_on` loads it with a movz and a movk.
+const _: () = assert!(TCR_VALUE >> 32 == 0);
 
-fn enable_mmu() {
-    MAIR_EL1.write(
-        MAIR_EL1::Attr0_Device::nonGathering_nonReordering_noEarlyWriteAck
-            + MAIR_EL1::Attr1_Normal_Outer::WriteBack_NonTransient_ReadWriteAlloc
-            + MAIR_EL1::Attr1_Normal_Inner::WriteBack_NonTransient_ReadWriteAlloc,
-    );
-    TCR_EL1.write(
-        TCR_EL1::T0SZ.val(T0SZ)
-            + TCR_EL1::TG0::KiB_4
-            + TCR_EL1::SH0::Inner
-            + TCR_EL1::IRGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
-            + TCR_EL1::ORGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
-            + TCR_EL1::EPD0::EnableTTBR0Walks
-            // No TTBR1 half: walks disabled, sizes only kept valid.
-            + TCR_EL1::EPD1::DisableTTBR1Walks
-            + TCR_EL1::TG1::KiB_4
-            + TCR_EL1::T1SZ.val(T0SZ)
-            // Everything mapped is below 4 GiB.
-            + TCR_EL1::IPS::Bits_32,
-    );
-    // ASID 0.
-    TTBR0_EL1.set_baddr(&IDENTITY_MAP as *const Level1Table as u64);
-    // The new MAIR/TCR/TTBR0 must be in effect before the TLBs are cleaned.
-    barrier::isb(barrier::SY);
-    // SAFETY: invalidating the stage-1 TLB entries of this VM's EL1&0 regime
-    // touches no memory; the barriers complete it (inner shareable, in case
-    // the hypervisor upgrades the TLBI to a broadcast) and synchronise the
-    // context before the MMU goes on.
-    unsafe {
-        asm!(
-            "dsb ish",
-            "tlbi vmalle1",
-            "dsb ish",
-            "isb",
-            options(nostack, preserves_flags)
-        );
-    }
-    SCTLR_EL1.modify(
-        SCTLR_EL1::M::Enable
-            + SCTLR_EL1::C::Cacheable
-            + SCTLR_EL1::I::Cacheable
-            + SCTLR_EL1::A::Disable
-            + SCTLR_EL1::SA::Enable
-            + SCTLR_EL1::WXN::Disable
-            + SCTLR_EL1::EE::LittleEndian,
-    );
-    barrier::isb(barrier::SY);
-}
+// SCTLR_EL1 bits set (M: MMU, C: data caches, SA: SP alignment check, I:
+// instruction caches) and cleared (A: alignment check, WXN, EE: little
+// endian at EL1).
+const SCTLR_SET: u64 = 1 << 0 | 1 << 2 | 1 << 3 | 1 << 12;
+const SCTLR_CLEAR: u64 = 1 << 1 | 1 << 19 | 1 << 25;
+// `__rt_mmu_on` loads them with one movz, and a movz and a movk.
+const _: () = assert!(SCTLR_SET >> 16 == 0 && SCTLR_CLEAR >> 32 == 0);
 
 /// Rust side of the entry code, MMU on and `.bss` zeroed.
 extern "C" fn rust_main(start_info: u64) -> ! {
@@ -265,6 +363,139 @@ pub fn call_guest_main(info: &'static StartInfo) -> u64 {
     // SAFETY: `entry!` defines `__tessera_guest_main` with exactly this
     // signature (a guest without `entry!` fails to link).
     unsafe { __tessera_guest_main(info) }
+}
+
+/// Most vCPUs the runtime runs on (`crate::smp::MAX_VCPUS`): vCPU 0 on the
+/// boot stacks, the others on a slot each of `__vcpu_stacks` (guest.ld).
+pub const MAX_VCPUS: usize = 8;
+/// Stack of a secondary vCPU (as vCPU 0's boot stack).
+const VCPU_STACK_SIZE: usize = 16 * 1024;
+/// Exception stack of a secondary vCPU, above its stack.
+const VCPU_EXCEPTION_STACK_SIZE: usize = 4 * 1024;
+/// One slot of `__vcpu_stacks`: stack, then exception stack.
+const VCPU_SLOT_SIZE: usize = VCPU_STACK_SIZE + VCPU_EXCEPTION_STACK_SIZE;
+// Immediates of the assembly above: `mov` (movz) and `add` (shifted by 12).
+const _: () = assert!(VCPU_SLOT_SIZE < 0x1_0000 && VCPU_SLOT_SIZE.is_multiple_of(4096));
+const _: () = assert!(VCPU_STACK_SIZE.is_multiple_of(4096));
+
+extern "C" {
+    // From guest.ld: (MAX_VCPUS - 1) slots of VCPU_SLOT_SIZE.
+    static __vcpu_stacks: u8;
+    static __vcpu_stacks_end: u8;
+}
+
+/// Whether guest.ld gave `__vcpu_stacks` the size the entry code assumes.
+pub fn vcpu_stacks_fit() -> bool {
+    let start = &raw const __vcpu_stacks as usize;
+    let end = &raw const __vcpu_stacks_end as usize;
+    end - start == (MAX_VCPUS - 1) * VCPU_SLOT_SIZE
+}
+
+/// The guest-physical (= virtual) address of `_start_secondary`, the entry
+/// point for PSCI `CPU_ON`.
+pub fn secondary_entry_address() -> u64 {
+    extern "C" {
+        fn _start_secondary();
+    }
+    _start_secondary as *const () as u64
+}
+
+/// The function each secondary vCPU runs, a `fn(usize) -> !` as `usize`;
+/// 0 = none.
+static SECONDARY_MAINS: [AtomicUsize; MAX_VCPUS] = [const { AtomicUsize::new(0) }; MAX_VCPUS];
+
+/// Sets the function vCPU `index` (< [`MAX_VCPUS`]) runs when it starts
+/// (Release: what the caller wrote before is visible to it), and cleans
+/// that word to the point of coherency, so that even a read with the caches
+/// off would see it (the entry code only reads it with the MMU on).
+pub fn set_secondary_main(index: usize, main: fn(usize) -> !) {
+    let slot = &SECONDARY_MAINS[index];
+    slot.store(main as usize, Ordering::Release);
+    clean_dcache_to_poc(
+        slot as *const AtomicUsize as u64,
+        core::mem::size_of::<usize>(),
+    );
+}
+
+fn secondary_main_of(index: usize) -> Option<fn(usize) -> !> {
+    match SECONDARY_MAINS.get(index)?.load(Ordering::Acquire) {
+        0 => None,
+        raw => {
+            // SAFETY: the only non-zero values ever stored are `fn(usize) -> !`
+            // pointers (`set_secondary_main`), and function pointers are the
+            // size of `usize` on this target.
+            Some(unsafe { core::mem::transmute::<usize, fn(usize) -> !>(raw) })
+        }
+    }
+}
+
+/// Rust side of `_start_secondary`: MMU on, on this vCPU's own stack, with
+/// the context id `CPU_ON` was given.
+extern "C" fn secondary_main(context: u64) -> ! {
+    let index = usize::from(cpu_affinity()[0]);
+    if context != index as u64 {
+        crate::println!("smp: vCPU {index} started with context {context:#x}, not its index");
+        halt();
+    }
+    match secondary_main_of(index) {
+        Some(main) => main(index),
+        None => {
+            crate::println!("smp: vCPU {index} started with no function to run");
+            halt()
+        }
+    }
+}
+
+/// Cleans the data cache lines of `[addr, addr + len)` to the point of
+/// coherency (`DC CVAC`), then waits for it (`DSB SY`): memory then holds
+/// what the caches held, for an observer that reads it uncached.
+pub fn clean_dcache_to_poc(addr: u64, len: usize) {
+    // CTR_EL0.DminLine (bits 19:16): log2 of the smallest D-cache line in
+    // words.
+    let ctr: u64;
+    // SAFETY: reads CTR_EL0, nothing else.
+    unsafe { asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack, preserves_flags)) };
+    let line = 4u64 << ((ctr >> 16) & 0xf);
+    let end = addr + len as u64;
+    let mut at = addr & !(line - 1);
+    while at < end {
+        // SAFETY: a clean writes dirty data back; it changes no value any
+        // observer reads through the caches. Not `nomem`: it must come after
+        // the stores it is to write back (the compiler keeps the order).
+        unsafe { asm!("dc cvac, {}", in(reg) at, options(nostack, preserves_flags)) };
+        at += line;
+    }
+    // SAFETY: a barrier only.
+    unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
+/// A PSCI call (Arm DEN 0022) over `SMC #0` (SMCCC): `x0` = function ID,
+/// `x1`..`x3` arguments; returns `x0`.
+pub fn psci_call(function: u32, a1: u64, a2: u64, a3: u64) -> i64 {
+    let result: u64;
+    // SAFETY: the SMC traps to the hypervisor, which implements PSCI for
+    // the guest; no PSCI call writes guest memory (CPU_ON starts another
+    // vCPU at an entry point of ours; CPU_OFF, SYSTEM_OFF and SYSTEM_RESET
+    // do not return). SMCCC 1.0 lets x1..x17 change on return, so all are
+    // declared clobbered. Not `nomem`: the stores before the call (e.g.
+    // what a started vCPU will read) are made before it, and the `dsb`
+    // completes them, whatever the hypervisor does before it starts a vCPU.
+    unsafe {
+        asm!(
+            "dsb ish",
+            "smc #0",
+            inlateout("x0") u64::from(function) => result,
+            inlateout("x1") a1 => _,
+            inlateout("x2") a2 => _,
+            inlateout("x3") a3 => _,
+            out("x4") _, out("x5") _, out("x6") _, out("x7") _,
+            out("x8") _, out("x9") _, out("x10") _, out("x11") _,
+            out("x12") _, out("x13") _, out("x14") _, out("x15") _,
+            out("x16") _, out("x17") _,
+            options(nostack),
+        );
+    }
+    result as i64
 }
 
 /// Set while an exception is being reported, so that an exception in the

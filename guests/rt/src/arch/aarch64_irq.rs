@@ -258,6 +258,14 @@ pub fn gic_write8(frame: GicFrame, offset: u64, value: u8) {
     }
 }
 
+/// `DSB ISHST`: earlier stores are visible to the other vCPUs before any
+/// later access, e.g. the GICv2 `GICD_SGIR` write that interrupts one.
+pub fn store_barrier() {
+    // SAFETY: a barrier only. Not `nomem`: it orders the memory accesses
+    // around it, and the compiler must not move them across.
+    unsafe { asm!("dsb ishst", options(nostack, preserves_flags)) };
+}
+
 /// Whether the CPU has the GICv3 system-register CPU interface
 /// (`ID_AA64PFR0_EL1.GIC`, bits 27:24, non-zero). Under a hypervisor this
 /// is the hardware's value.

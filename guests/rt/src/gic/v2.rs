@@ -15,6 +15,8 @@ const GICD_SGIR: u64 = 0xf00;
 
 /// `GICD_SGIR.TargetListFilter` = 0b10: to the requesting CPU only.
 const SGIR_TO_SELF: u32 = 2 << 24;
+/// `GICD_SGIR.CPUTargetList` (bits 23:16), with TargetListFilter = 0.
+const SGIR_TARGET_LIST_SHIFT: u32 = 16;
 
 // CPU interface registers.
 const GICC_CTLR: u64 = 0x00;
@@ -22,10 +24,14 @@ const GICC_PMR: u64 = 0x04;
 const GICC_IAR: u64 = 0x0c;
 const GICC_EOIR: u64 = 0x10;
 
-/// Distributor on (`GICD_CTLR` = 1), CPU interface: every priority let
-/// through (`GICC_PMR` = 0xff), signalling on (`GICC_CTLR` = 1).
-pub(super) fn init() {
+/// Distributor on (`GICD_CTLR` = 1).
+pub(super) fn init_distributor() {
     arch::gic_write32(GicFrame::Distributor, GICD_CTLR, 1);
+}
+
+/// This CPU's interface (banked per CPU): every priority let through
+/// (`GICC_PMR` = 0xff), signalling on (`GICC_CTLR` = 1).
+pub(super) fn init_cpu() {
     arch::gic_write32(GicFrame::CpuInterface, GICC_PMR, 0xff);
     arch::gic_write32(GicFrame::CpuInterface, GICC_CTLR, 1);
 }
@@ -71,6 +77,20 @@ pub(super) fn eoi(iar: u32) {
 /// `GICD_SGIR`, TargetListFilter = 2.
 pub(super) fn send_sgi_to_self(sgi: u32) {
     arch::gic_write32(GicFrame::Distributor, GICD_SGIR, SGIR_TO_SELF | sgi);
+}
+
+/// `GICD_SGIR`, TargetListFilter = 0 (the list), CPUTargetList = the
+/// target's bit (CPU interface number = vCPU index). The store is ordered
+/// after earlier stores to normal memory (`dsb`), so the target's handler
+/// sees them.
+pub(super) fn send_sgi(sgi: u32, target: u8) {
+    debug_assert!(target < 8);
+    arch::store_barrier();
+    arch::gic_write32(
+        GicFrame::Distributor,
+        GICD_SGIR,
+        (1u32 << target) << SGIR_TARGET_LIST_SHIFT | sgi,
+    );
 }
 
 /// This CPU's bit in `GICD_ITARGETSR`: `GICD_ITARGETSR0` reads as it on a

@@ -50,24 +50,26 @@ const SGI1R_AFF3_SHIFT: u32 = 48;
 /// seconds, before the runtime gives up (panics).
 const SETTLE_TIMEOUT_S: u64 = 1;
 
-/// Enables the system-register interface, the distributor (affinity
-/// routing, group 1), wakes this vCPU's redistributor, and turns this CPU's
-/// interface on: every priority let through (`ICC_PMR_EL1` = 0xff), no
-/// preemption grouping (`ICC_BPR1_EL1` = 0), group 1 on
-/// (`ICC_IGRPEN1_EL1` = 1).
-pub(super) fn init() {
-    // Per CPU: `version` set it on the CPU that looked only.
-    assert!(
-        arch::icc_enable_sre(),
-        "GICv3: ICC_SRE_EL1.SRE stays 0 (system-register interface disabled)"
-    );
-
+/// Enables the distributor (affinity routing, group 1).
+pub(super) fn init_distributor() {
     arch::gic_write32(
         GicFrame::Distributor,
         GICD_CTLR,
         GICD_CTLR_ENABLE_GRP1_NS | GICD_CTLR_ARE_NS,
     );
     wait_distributor();
+}
+
+/// Enables this CPU's system-register interface, wakes this vCPU's
+/// redistributor, and turns this CPU's interface on: every priority let
+/// through (`ICC_PMR_EL1` = 0xff), no preemption grouping
+/// (`ICC_BPR1_EL1` = 0), group 1 on (`ICC_IGRPEN1_EL1` = 1).
+pub(super) fn init_cpu() {
+    // Per CPU: `version` set it on the CPU that looked only.
+    assert!(
+        arch::icc_enable_sre(),
+        "GICv3: ICC_SRE_EL1.SRE stays 0 (system-register interface disabled)"
+    );
 
     let rd = GicFrame::Redistributor(redistributor());
     let waker = arch::gic_read32(rd, GICR_WAKER);
@@ -171,6 +173,16 @@ pub(super) fn send_sgi_to_self(sgi: u32) {
         | u64::from(aff2) << SGI1R_AFF2_SHIFT
         | u64::from(aff0 / 16) << SGI1R_RS_SHIFT
         | u64::from(aff3) << SGI1R_AFF3_SHIFT;
+    arch::icc_send_sgi1(value);
+}
+
+/// `ICC_SGI1R_EL1` to vCPU `target` of this VM: its MPIDR has Aff3..Aff1
+/// = 0 and Aff0 = `target`, so `RS` = target / 16 and the `TargetList` bit
+/// target % 16 (`icc_send_sgi1` makes earlier stores visible first).
+pub(super) fn send_sgi(sgi: u32, target: u8) {
+    let value = 1u64 << (target % 16)
+        | u64::from(sgi) << SGI1R_INTID_SHIFT
+        | u64::from(target / 16) << SGI1R_RS_SHIFT;
     arch::icc_send_sgi1(value);
 }
 

@@ -1,0 +1,114 @@
+//! PSCI (Arm DEN 0022) as the hypervisor emulates it for guests, over
+//! `SMC #0` (SMCCC): the guest's own power management, as on hardware:
+//! start and stop its vCPUs, power its VM off or reset it.
+//!
+//! A vCPU is named by its MPIDR: for a Tessera vCPU, `Aff0` = its index
+//! (see [`crate::smp`]). Results are PSCI's: `>= 0` success (or a state),
+//! `< 0` one of the error codes below.
+
+use crate::arch;
+
+/// `PSCI_VERSION`: `(major << 16) | minor`.
+pub const VERSION: u32 = 0x8400_0000;
+/// `CPU_OFF`: turns the calling vCPU off. Does not return.
+pub const CPU_OFF: u32 = 0x8400_0002;
+/// `CPU_ON` (SMC64): `target` MPIDR, entry point, context id.
+pub const CPU_ON: u32 = 0xC400_0003;
+/// `AFFINITY_INFO` (SMC64): `target` MPIDR, lowest affinity level (0).
+pub const AFFINITY_INFO: u32 = 0xC400_0004;
+/// `SYSTEM_OFF`: the VM stops. Does not return.
+pub const SYSTEM_OFF: u32 = 0x8400_0008;
+/// `SYSTEM_RESET`: the VM restarts from its image. Does not return.
+pub const SYSTEM_RESET: u32 = 0x8400_0009;
+/// `PSCI_FEATURES`: whether a PSCI function is implemented.
+pub const FEATURES: u32 = 0x8400_000A;
+
+/// Success.
+pub const SUCCESS: i64 = 0;
+/// The function is not implemented.
+pub const NOT_SUPPORTED: i64 = -1;
+/// An argument is wrong (e.g. no such vCPU).
+pub const INVALID_PARAMETERS: i64 = -2;
+/// The call is not allowed now.
+pub const DENIED: i64 = -3;
+/// `CPU_ON`: the target is already on.
+pub const ALREADY_ON: i64 = -4;
+/// `CPU_ON`: the target is already being turned on.
+pub const ON_PENDING: i64 = -5;
+/// The implementation failed.
+pub const INTERNAL_FAILURE: i64 = -6;
+/// The entry point is not a valid address.
+pub const INVALID_ADDRESS: i64 = -9;
+
+/// `AFFINITY_INFO`: the vCPU is on.
+pub const AFFINITY_ON: i64 = 0;
+/// `AFFINITY_INFO`: the vCPU is off.
+pub const AFFINITY_OFF: i64 = 1;
+/// `AFFINITY_INFO`: the vCPU is being turned on.
+pub const AFFINITY_ON_PENDING: i64 = 2;
+
+/// Issues PSCI function `function` with arguments `a1`..`a3` and returns
+/// the raw result.
+pub fn call(function: u32, a1: u64, a2: u64, a3: u64) -> i64 {
+    arch::psci_call(function, a1, a2, a3)
+}
+
+/// The PSCI version, `(major, minor)`; `(0, 0)` if the call failed.
+pub fn version() -> (u16, u16) {
+    let raw = call(VERSION, 0, 0, 0);
+    if raw < 0 {
+        (0, 0)
+    } else {
+        ((raw >> 16) as u16, raw as u16)
+    }
+}
+
+/// `CPU_ON`: starts the vCPU `target` (MPIDR) at `entry` (guest-physical,
+/// the same as virtual under the runtime's identity map) with the MMU off,
+/// interrupts masked and `x0` = `context`. The error is PSCI's code
+/// ([`INVALID_PARAMETERS`], [`ALREADY_ON`], ...).
+///
+/// Safe because the vCPU starts with its own state at a given address: it
+/// only reaches Rust code through the runtime's entry point, which
+/// [`crate::smp::start_vcpu`] uses.
+pub fn cpu_on(target: u64, entry: u64, context: u64) -> Result<(), i64> {
+    match call(CPU_ON, target, entry, context) {
+        SUCCESS => Ok(()),
+        error => Err(error),
+    }
+}
+
+/// `CPU_OFF`: turns the calling vCPU off (another may start it again with
+/// [`cpu_on`], from the entry point). If the hypervisor refuses, says so
+/// and halts.
+pub fn cpu_off() -> ! {
+    let raw = call(CPU_OFF, 0, 0, 0);
+    crate::println!("psci: CPU_OFF returned {raw}; halting");
+    arch::halt()
+}
+
+/// `AFFINITY_INFO` of `target` (MPIDR) at level 0: [`AFFINITY_ON`],
+/// [`AFFINITY_OFF`], [`AFFINITY_ON_PENDING`] or an error code.
+pub fn affinity_info(target: u64) -> i64 {
+    call(AFFINITY_INFO, target, 0, 0)
+}
+
+/// `SYSTEM_OFF`: the whole VM stops.
+pub fn system_off() -> ! {
+    let raw = call(SYSTEM_OFF, 0, 0, 0);
+    crate::println!("psci: SYSTEM_OFF returned {raw}; halting");
+    arch::halt()
+}
+
+/// `SYSTEM_RESET`: the VM restarts from its image.
+pub fn system_reset() -> ! {
+    let raw = call(SYSTEM_RESET, 0, 0, 0);
+    crate::println!("psci: SYSTEM_RESET returned {raw}; halting");
+    arch::halt()
+}
+
+/// `PSCI_FEATURES` of the PSCI function `function`: `>= 0` (its feature
+/// flags) if it is implemented, [`NOT_SUPPORTED`] if not.
+pub fn features(function: u32) -> i64 {
+    call(FEATURES, u64::from(function), 0, 0)
+}
