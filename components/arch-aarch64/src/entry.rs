@@ -89,6 +89,20 @@ global_asm!(
     ldp     q30, q31, [\base, #480]
 .endm
 
+// Every CPU at EL2 before any Rust: vectors first (u-boot hands over with
+// VBAR_EL2 still in u-boot and SError unmasked), FP/SIMD untrapped (Rust
+// uses it), EL2 MMU off with no alignment checks.
+.macro el2_early_setup
+    ldr     x1, =__tessera_vectors
+    msr     vbar_el2, x1
+    isb
+    mov     x1, #0x33ff
+    msr     cptr_el2, x1
+    ldr     x1, =0x30c50830
+    msr     sctlr_el2, x1
+    isb
+.endm
+
 .section .text.boot, "ax"
 .global _start
 _start:
@@ -99,21 +113,11 @@ _start:
     mrs     x0, currentel
     cmp     x0, #(2 << 2)
     b.ne    .Lwrong_el
-    // Vectors first: u-boot hands over with VBAR_EL2 still in u-boot and
-    // SError unmasked.
-    ldr     x1, =__tessera_vectors
-    msr     vbar_el2, x1
-    isb
+    el2_early_setup
     // Only the boot CPU runs this path; others wait for PSCI CPU_ON.
     mrs     x1, mpidr_el1
     and     x1, x1, #0xffffff
     cbnz    x1, .Lpark
-    // FP/SIMD untrapped at EL2 (Rust uses it); EL2 MMU off, no alignment checks.
-    mov     x1, #0x33ff
-    msr     cptr_el2, x1
-    ldr     x1, =0x30c50830
-    msr     sctlr_el2, x1
-    isb
     ldr     x1, =__bss_start
     ldr     x2, =__bss_end
 0:  cmp     x1, x2
@@ -144,14 +148,7 @@ _start_secondary:
     mul     x2, x2, x19
     sub     x1, x1, x2
     mov     sp, x1
-    ldr     x1, =__tessera_vectors
-    msr     vbar_el2, x1
-    isb
-    mov     x1, #0x33ff
-    msr     cptr_el2, x1
-    ldr     x1, =0x30c50830
-    msr     sctlr_el2, x1
-    isb
+    el2_early_setup
     mov     x0, x19
     bl      tessera_secondary_main
     b       .Lpark
