@@ -31,34 +31,21 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
-extern crate alloc;
-
 pub mod hw;
 
-use alloc::vec::Vec;
 use core::ops::Range;
-use hv::vgic::{Effects, ListReg, LrState, Vgic};
+use hv::vgic::{Effects, ListReg, Vgic};
+use vgic_model::{
+    pending_active, set_bits, Irq, Model, Routing, BIT_FAMILIES_END, IGROUPR, INTIDS, PRIVATE,
+};
 
-/// SGIs are INTIDs 0..16.
-const SGIS: u32 = 16;
-/// Private (banked) interrupts are INTIDs 0..32.
-const PRIVATE: u32 = 32;
-/// SPIs supported: INTIDs 32..96.
-const SPIS: usize = 64;
-const INTIDS: u32 = PRIVATE + SPIS as u32;
-/// GICv2 has 3-bit CPU numbers and 8-bit target lists.
-const MAX_VCPUS: usize = 8;
 /// GICH_VTR.ListRegs is 6 bits: at most 64 list registers.
 pub const MAX_LRS: usize = 64;
-/// The priority bits a GIC-400 and the list registers keep.
-const PRIORITY_MASK: u8 = 0xf8;
 
 // Distributor register offsets (IHI 0048B table 4-1).
 const CTLR: u64 = 0x000;
 const TYPER: u64 = 0x004;
 const IIDR: u64 = 0x008;
-const IGROUPR: u64 = 0x080;
-const BIT_FAMILIES_END: u64 = 0x400;
 const IPRIORITYR: Range<u64> = 0x400..0x800;
 const ITARGETSR: Range<u64> = 0x800..0xc00;
 const ICFGR: Range<u64> = 0xc00..0xd00;
@@ -75,313 +62,63 @@ const ID_VALUES: [u32; 12] = [
     0x04, 0x00, 0x00, 0x00, 0x90, 0xb4, 0x2b, 0x00, 0x0d, 0xf0, 0x05, 0xb1,
 ];
 
-/// What a 1-bit-per-INTID register family holds.
-#[derive(Clone, Copy)]
-enum Field {
-    Group,
-    Enable,
-    Pending,
-    Active,
-}
-
-/// What writing a one (or, for `Assign`, any value) to such a bit does.
-#[derive(Clone, Copy)]
-enum BitWrite {
-    Assign,
-    Set,
-    Clear,
-}
-
-/// The families from IGROUPR to ICACTIVER, 0x80 bytes each, in address
-/// order.
-fn bit_family(offset: u64) -> (Field, BitWrite) {
-    match (offset - IGROUPR) / 0x80 {
-        0 => (Field::Group, BitWrite::Assign),
-        1 => (Field::Enable, BitWrite::Set),
-        2 => (Field::Enable, BitWrite::Clear),
-        3 => (Field::Pending, BitWrite::Set),
-        4 => (Field::Pending, BitWrite::Clear),
-        5 => (Field::Active, BitWrite::Set),
-        _ => (Field::Active, BitWrite::Clear),
-    }
-}
-
-/// Distributor state of one interrupt (for SGIs, pending is per source in
-/// [`Cpu::sgi_sources`] instead of `pending`).
-#[derive(Clone, Copy, Default)]
-struct Irq {
+/// GICv2 routing: one distributor enable (GICD_CTLR bit 0), SPIs to the
+/// lowest vCPU of their ITARGETSR byte ([`Irq::route`]), SGIs per source
+/// and always enabled.
+struct V2 {
     enabled: bool,
-    /// Pending in the distributor, i.e. not (yet) in a list register.
-    pending: bool,
-    active: bool,
-    group1: bool,
-    priority: u8,
-    /// ICFGR Int_config bit: stored only, see the crate doc.
-    edge: bool,
-    /// ITARGETSR byte (SPIs only).
-    targets: u8,
 }
 
-/// One vCPU's banked state.
-struct Cpu {
-    private: [Irq; PRIVATE as usize],
-    /// Bit s of entry n: SGI n from vCPU s is pending, not in a list register.
-    sgi_sources: [u8; SGIS as usize],
-    /// The list registers as last flushed or synced.
-    lrs: heapless::Vec<ListReg, MAX_LRS>,
+impl Routing for V2 {
+    const SGIS_PER_SOURCE: bool = true;
+    const MAX_LRS: usize = MAX_LRS;
+
+    fn reset(_intid: u32) -> Irq {
+        Irq::default()
+    }
+
+    fn target(&self, irq: &Irq, vcpus: usize) -> Option<usize> {
+        let targets = irq.route & ((1 << vcpus) - 1);
+        (targets != 0).then(|| targets.trailing_zeros() as usize)
+    }
+
+    fn forwards_group(&self, _group1: bool) -> bool {
+        self.enabled
+    }
 }
 
 /// The virtual GICv2 of one VM.
 pub struct VgicV2 {
-    enabled: bool,
-    cpus: Vec<Cpu>,
-    spis: [Irq; SPIS],
-}
-
-fn pending_active(state: LrState) -> (bool, bool) {
-    match state {
-        LrState::Invalid => (false, false),
-        LrState::Pending => (true, false),
-        LrState::Active => (false, true),
-        LrState::PendingActive => (true, true),
-    }
-}
-
-fn lr_state(pending: bool, active: bool) -> LrState {
-    match (pending, active) {
-        (false, false) => LrState::Invalid,
-        (true, false) => LrState::Pending,
-        (false, true) => LrState::Active,
-        (true, true) => LrState::PendingActive,
-    }
-}
-
-/// Indices of the set bits of `bits`, lowest first.
-fn set_bits(bits: u32) -> impl Iterator<Item = u32> {
-    (0..32).filter(move |i| bits & (1 << i) != 0)
+    model: Model<V2>,
 }
 
 impl VgicV2 {
-    fn irq(&self, vcpu: usize, intid: u32) -> Option<&Irq> {
-        match intid {
-            0..PRIVATE => Some(&self.cpus[vcpu].private[intid as usize]),
-            PRIVATE..INTIDS => Some(&self.spis[(intid - PRIVATE) as usize]),
-            _ => None,
-        }
-    }
-
-    fn irq_mut(&mut self, vcpu: usize, intid: u32) -> Option<&mut Irq> {
-        match intid {
-            0..PRIVATE => Some(&mut self.cpus[vcpu].private[intid as usize]),
-            PRIVATE..INTIDS => Some(&mut self.spis[(intid - PRIVATE) as usize]),
-            _ => None,
-        }
-    }
-
     /// Mask of the vCPUs that exist, as ITARGETSR and SGI source bits.
     fn vcpu_mask(&self) -> u8 {
-        ((1u16 << self.cpus.len()) - 1) as u8
-    }
-
-    /// The vCPUs whose list registers may hold `intid` as `vcpu` sees it.
-    fn holders(&self, vcpu: usize, intid: u32) -> Range<usize> {
-        if intid < PRIVATE {
-            vcpu..vcpu + 1
-        } else {
-            0..self.cpus.len()
-        }
-    }
-
-    /// The live list-register entries for `intid` as `vcpu` sees it.
-    fn in_lrs(&self, vcpu: usize, intid: u32) -> impl Iterator<Item = &ListReg> {
-        self.cpus[self.holders(vcpu, intid)]
-            .iter()
-            .flat_map(|cpu| cpu.lrs.iter())
-            .filter(move |lr| lr.intid == intid && !lr.is_free())
-    }
-
-    /// The vCPU a pending `intid` raised for `vcpu` goes to.
-    fn target(&self, vcpu: usize, intid: u32) -> Option<usize> {
-        if intid < PRIVATE {
-            return Some(vcpu);
-        }
-        let targets = self.irq(vcpu, intid)?.targets & self.vcpu_mask();
-        (targets != 0).then(|| targets.trailing_zeros() as usize)
-    }
-
-    /// Who has `intid` pending in the distributor (not in a list
-    /// register): for an SGI one bit per sending vCPU, for others bit 0.
-    fn pending_sources(&self, vcpu: usize, intid: u32) -> u8 {
-        match self.irq(vcpu, intid) {
-            Some(_) if intid < SGIS => self.cpus[vcpu].sgi_sources[intid as usize],
-            Some(irq) => irq.pending.into(),
-            None => 0,
-        }
-    }
-
-    fn set_model_pending(&mut self, vcpu: usize, intid: u32, source: u8, pending: bool) {
-        if intid < SGIS {
-            let sources = &mut self.cpus[vcpu].sgi_sources[intid as usize];
-            if pending {
-                *sources |= 1 << source;
-            } else {
-                *sources &= !(1 << source);
-            }
-        } else if let Some(irq) = self.irq_mut(vcpu, intid) {
-            irq.pending = pending;
-        }
-    }
-
-    /// The distributor forwards `intid` at all: it and the interrupt are
-    /// enabled (SGIs always are).
-    fn forwards(&self, vcpu: usize, intid: u32) -> bool {
-        self.enabled && (intid < SGIS || self.irq(vcpu, intid).is_some_and(|irq| irq.enabled))
-    }
-
-    /// Every (INTID, SGI source) pending in the distributor that `vcpu`
-    /// would take: forwarded and routed to it.
-    fn waiting(&self, vcpu: usize) -> impl Iterator<Item = (u32, u8)> + '_ {
-        (0..INTIDS)
-            .filter(move |&intid| {
-                self.forwards(vcpu, intid) && self.target(vcpu, intid) == Some(vcpu)
-            })
-            .flat_map(move |intid| {
-                set_bits(self.pending_sources(vcpu, intid).into()).map(move |s| (intid, s as u8))
-            })
-    }
-
-    /// The waiting interrupts that may go into a list register now: the
-    /// INTID is in none (see the crate doc).
-    fn deliverable(&self, vcpu: usize) -> impl Iterator<Item = (u32, u8)> + '_ {
-        self.waiting(vcpu)
-            .filter(move |&(intid, _)| self.in_lrs(vcpu, intid).next().is_none())
-    }
-
-    /// The vCPU to kick after `intid` (as `vcpu` sees it) became pending,
-    /// enabled or routed: its target, if the distributor forwards it.
-    fn kick_for(&self, vcpu: usize, intid: u32) -> u64 {
-        match self.target(vcpu, intid) {
-            Some(t) if self.forwards(t, intid) && self.pending_sources(t, intid) != 0 => 1 << t,
-            _ => 0,
-        }
-    }
-
-    /// Changes the pending and/or active state of `intid` (from `source`
-    /// only, for an SGI, if given) in the list registers holding it; the
-    /// change reaches the hardware at the holder's next flush.
-    fn edit_lrs(
-        &mut self,
-        vcpu: usize,
-        intid: u32,
-        source: Option<u8>,
-        pending: Option<bool>,
-        active: Option<bool>,
-    ) {
-        for holder in self.holders(vcpu, intid) {
-            for lr in self.cpus[holder].lrs.iter_mut() {
-                if lr.intid != intid || lr.is_free() || source.is_some_and(|s| s != lr.source) {
-                    continue;
-                }
-                let (p, a) = pending_active(lr.state);
-                lr.state = lr_state(pending.unwrap_or(p), active.unwrap_or(a));
-            }
-        }
-    }
-
-    fn read_bit(&self, vcpu: usize, field: Field, intid: u32) -> bool {
-        let Some(irq) = self.irq(vcpu, intid) else {
-            return false;
-        };
-        let mut lrs = self.in_lrs(vcpu, intid).map(|lr| pending_active(lr.state));
-        match field {
-            Field::Group => irq.group1,
-            Field::Enable => intid < SGIS || irq.enabled,
-            Field::Pending => self.pending_sources(vcpu, intid) != 0 || lrs.any(|(p, _)| p),
-            Field::Active => irq.active || lrs.any(|(_, a)| a),
-        }
-    }
-
-    /// Sets (`on`) or clears one bit of a 1-bit-per-INTID family; returns
-    /// the vCPUs to kick.
-    fn write_bit(&mut self, vcpu: usize, field: Field, intid: u32, on: bool) -> u64 {
-        let Some(irq) = self.irq_mut(vcpu, intid) else {
-            return 0;
-        };
-        match field {
-            Field::Group => irq.group1 = on,
-            // SGIs are always enabled; their pending state is per source,
-            // set and cleared through SPENDSGIR/CPENDSGIR.
-            Field::Enable | Field::Pending if intid < SGIS => return 0,
-            Field::Enable => irq.enabled = on,
-            Field::Pending => {
-                irq.pending = on;
-                if !on {
-                    self.edit_lrs(vcpu, intid, None, Some(false), None);
-                }
-            }
-            Field::Active => {
-                // Active state lives where the interrupt is: in the
-                // distributor, or in the list register holding it.
-                let in_lrs = self.in_lrs(vcpu, intid).next().is_some();
-                if let Some(irq) = self.irq_mut(vcpu, intid) {
-                    irq.active = on && !in_lrs;
-                }
-                self.edit_lrs(vcpu, intid, None, None, Some(on));
-            }
-        }
-        if on {
-            self.kick_for(vcpu, intid)
-        } else {
-            0
-        }
-    }
-
-    /// IGROUPR..ICACTIVER: one bit per INTID, 32 INTIDs per register.
-    fn bits_register(&mut self, vcpu: usize, offset: u64, write: Option<u32>) -> (u32, u64) {
-        let (field, op) = bit_family(offset);
-        let first = ((offset % 0x80) / 4 * 32) as u32;
-        let Some(value) = write else {
-            let read = (0..32)
-                .filter(|&i| self.read_bit(vcpu, field, first + i))
-                .fold(0, |acc, i| acc | 1 << i);
-            return (read, 0);
-        };
-        let mut kick = 0;
-        for i in 0..32 {
-            let bit = value & (1 << i) != 0;
-            kick |= match op {
-                BitWrite::Assign => self.write_bit(vcpu, field, first + i, bit),
-                BitWrite::Set if bit => self.write_bit(vcpu, field, first + i, true),
-                BitWrite::Clear if bit => self.write_bit(vcpu, field, first + i, false),
-                _ => 0,
-            };
-        }
-        (0, kick)
+        self.model.vcpu_mask() as u8
     }
 
     /// The byte-per-INTID (or per-SGI) registers: IPRIORITYR, ITARGETSR,
     /// CPENDSGIR, SPENDSGIR.
     fn byte_register(&mut self, vcpu: usize, offset: u64, write: Option<u8>) -> (u8, u64) {
         let mask = self.vcpu_mask();
-        if IPRIORITYR.contains(&offset) || ITARGETSR.contains(&offset) {
-            let priority = IPRIORITYR.contains(&offset);
+        if IPRIORITYR.contains(&offset) {
             let intid = (offset % 0x400) as u32;
-            let Some(irq) = self.irq_mut(vcpu, intid) else {
+            return (self.model.priority_byte(vcpu, intid, write), 0);
+        }
+        if ITARGETSR.contains(&offset) {
+            let intid = (offset % 0x400) as u32;
+            let Some(irq) = self.model.irq_mut(vcpu, intid) else {
                 return (0, 0);
             };
-            return match (priority, write) {
-                (true, None) => (irq.priority, 0),
-                (true, Some(v)) => {
-                    irq.priority = v & PRIORITY_MASK;
-                    (0, 0)
-                }
+            return match write {
                 // Private interrupts target the vCPU that asks.
-                (false, None) if intid < PRIVATE => (1 << vcpu, 0),
-                (false, None) => (irq.targets, 0),
-                (false, Some(_)) if intid < PRIVATE => (0, 0),
-                (false, Some(v)) => {
-                    irq.targets = v & mask;
-                    (0, self.kick_for(vcpu, intid))
+                None if intid < PRIVATE => (1 << vcpu, 0),
+                None => (irq.route as u8, 0),
+                Some(_) if intid < PRIVATE => (0, 0),
+                Some(v) => {
+                    irq.route = (v & mask).into();
+                    (0, self.model.kick_for(vcpu, intid))
                 }
             };
         }
@@ -391,42 +128,31 @@ impl VgicV2 {
         match write {
             None => {
                 let in_lrs = self
+                    .model
                     .in_lrs(vcpu, intid)
                     .filter(|lr| pending_active(lr.state).0)
                     .fold(0u8, |acc, lr| acc | 1 << lr.source);
-                (self.pending_sources(vcpu, intid) | in_lrs, 0)
+                (self.model.pending_sources(vcpu, intid) | in_lrs, 0)
             }
             Some(v) => {
                 let set = SPENDSGIR.contains(&offset);
                 for source in set_bits((v & mask).into()).map(|s| s as u8) {
-                    self.set_model_pending(vcpu, intid, source, set);
+                    self.model.set_pending(vcpu, intid, source, set);
                     if !set {
-                        self.edit_lrs(vcpu, intid, Some(source), Some(false), None);
+                        self.model
+                            .edit_lrs(vcpu, intid, Some(source), Some(false), None);
                     }
                 }
-                (0, if set { self.kick_for(vcpu, intid) } else { 0 })
+                (
+                    0,
+                    if set {
+                        self.model.kick_for(vcpu, intid)
+                    } else {
+                        0
+                    },
+                )
             }
         }
-    }
-
-    /// ICFGR: two bits per INTID, of which only Int_config (the upper) is
-    /// kept; SGIs read as edge-triggered and ignore writes.
-    fn config_register(&mut self, vcpu: usize, offset: u64, write: Option<u32>) -> u32 {
-        let first = ((offset - ICFGR.start) / 4 * 16) as u32;
-        let mut read = 0;
-        for i in 0..16 {
-            let intid = first + i;
-            let Some(irq) = self.irq_mut(vcpu, intid) else {
-                break;
-            };
-            match write {
-                Some(_) if intid < SGIS => {}
-                Some(v) => irq.edge = v & (2 << (2 * i)) != 0,
-                None if intid < SGIS || irq.edge => read |= 2 << (2 * i),
-                None => {}
-            }
-        }
-        read
     }
 
     /// GICD_SGIR: sends SGI [3:0] to the vCPUs its TargetListFilter [25:24]
@@ -441,8 +167,9 @@ impl VgicV2 {
         } & self.vcpu_mask();
         let mut kick = 0;
         for target in set_bits(targets.into()) {
-            self.set_model_pending(target as usize, intid, vcpu as u8, true);
-            kick |= self.kick_for(target as usize, intid);
+            self.model
+                .set_pending(target as usize, intid, vcpu as u8, true);
+            kick |= self.model.kick_for(target as usize, intid);
         }
         kick
     }
@@ -451,23 +178,21 @@ impl VgicV2 {
     fn word(&mut self, vcpu: usize, offset: u64, write: Option<u32>) -> (u32, u64) {
         match offset {
             CTLR => match write {
-                None => (self.enabled.into(), 0),
+                None => (self.model.routing.enabled.into(), 0),
                 Some(v) => {
-                    let was = self.enabled;
-                    self.enabled = v & 1 != 0;
-                    let kick = (0..self.cpus.len())
-                        .filter(|&c| !was && self.has_pending(c))
-                        .fold(0, |acc, c| acc | 1 << c);
+                    let was = self.model.routing.enabled;
+                    self.model.routing.enabled = v & 1 != 0;
+                    let kick = if was { 0 } else { self.model.pending_vcpus() };
                     (0, kick)
                 }
             },
             TYPER => {
                 let it_lines = INTIDS / 32 - 1;
-                let cpu_number = (self.cpus.len() as u32 - 1) << 5;
+                let cpu_number = (self.model.vcpus() as u32 - 1) << 5;
                 (it_lines | cpu_number, 0)
             }
             IIDR => (IIDR_GIC400, 0),
-            IGROUPR..BIT_FAMILIES_END => self.bits_register(vcpu, offset, write),
+            IGROUPR..BIT_FAMILIES_END => self.model.bits_register(vcpu, offset, write),
             o if IPRIORITYR.contains(&o)
                 || ITARGETSR.contains(&o)
                 || CPENDSGIR.contains(&o)
@@ -483,7 +208,10 @@ impl VgicV2 {
                 }
                 (read, kick)
             }
-            o if ICFGR.contains(&o) => (self.config_register(vcpu, o, write), 0),
+            o if ICFGR.contains(&o) => {
+                let first = ((o - ICFGR.start) / 4 * 16) as u32;
+                (self.model.config_register(vcpu, first, write), 0)
+            }
             SGIR => (0, write.map_or(0, |v| self.send_sgi(vcpu, v))),
             o if ID_REGS.contains(&o) => (ID_VALUES[((o - ID_REGS.start) / 4) as usize], 0),
             _ => (0, 0),
@@ -493,7 +221,7 @@ impl VgicV2 {
     /// Dispatches an access of `width` bytes; see the crate doc for which
     /// widths are accepted.
     fn access(&mut self, vcpu: usize, offset: u64, width: u8, write: Option<u64>) -> (u64, u64) {
-        if vcpu >= self.cpus.len() {
+        if vcpu >= self.model.vcpus() {
             return (0, 0);
         }
         let byte_register = [IPRIORITYR, ITARGETSR, CPENDSGIR, SPENDSGIR]
@@ -540,20 +268,11 @@ impl Vgic for VgicV2 {
     /// is validated against that at build time.
     fn new(vcpus: usize) -> Self {
         assert!(
-            (1..=MAX_VCPUS).contains(&vcpus),
+            (1..=vgic_model::MAX_VCPUS).contains(&vcpus),
             "GICv2 supports 1 to 8 vCPUs"
         );
-        let cpus = (0..vcpus)
-            .map(|_| Cpu {
-                private: [Irq::default(); PRIVATE as usize],
-                sgi_sources: [0; SGIS as usize],
-                lrs: heapless::Vec::new(),
-            })
-            .collect();
         VgicV2 {
-            enabled: false,
-            cpus,
-            spis: [Irq::default(); SPIS],
+            model: Model::new(vcpus, V2 { enabled: false }),
         }
     }
 
@@ -567,98 +286,25 @@ impl Vgic for VgicV2 {
 
     /// An SGI raised this way comes from `vcpu` itself.
     fn raise(&mut self, vcpu: usize, intid: u32) -> Effects {
-        if vcpu >= self.cpus.len() || intid >= INTIDS {
-            return Effects::default();
-        }
-        self.set_model_pending(vcpu, intid, vcpu as u8, true);
         Effects {
-            kick: self.kick_for(vcpu, intid),
+            kick: self.model.raise(vcpu, intid, vcpu as u8),
         }
     }
 
     fn flush(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> bool {
-        if vcpu >= self.cpus.len() {
-            return false;
-        }
-        // Distributor writes made since the last sync (see `edit_lrs`).
-        for (lr, shadow) in lrs.iter_mut().zip(&self.cpus[vcpu].lrs) {
-            if !lr.is_free() && (lr.intid, lr.source) == (shadow.intid, shadow.source) {
-                lr.state = shadow.state;
-            }
-        }
-        // Raised again while in a list register: merge into that entry.
-        for lr in lrs.iter_mut().filter(|lr| !lr.is_free()) {
-            let sources = self.pending_sources(vcpu, lr.intid);
-            if self.forwards(vcpu, lr.intid) && sources & (1 << lr.source) != 0 {
-                self.set_model_pending(vcpu, lr.intid, lr.source, false);
-                let (_, active) = pending_active(lr.state);
-                lr.state = lr_state(true, active);
-            }
-        }
-        self.cpus[vcpu].lrs.clear();
-        self.cpus[vcpu]
-            .lrs
-            .extend(lrs.iter().take(MAX_LRS).copied());
-        // Fill free list registers, most urgent first (lowest priority
-        // value, then lowest INTID and source, as the GIC arbitrates).
-        for slot in 0..lrs.len().min(MAX_LRS) {
-            if !lrs[slot].is_free() {
-                continue;
-            }
-            let best = self.deliverable(vcpu).min_by_key(|&(intid, source)| {
-                let priority = self.irq(vcpu, intid).map_or(0, |irq| irq.priority);
-                (priority, intid, source)
-            });
-            let Some((intid, source)) = best else {
-                break;
-            };
-            self.set_model_pending(vcpu, intid, source, false);
-            lrs[slot] = ListReg {
-                intid,
-                priority: self.irq(vcpu, intid).map_or(0, |irq| irq.priority),
-                state: LrState::Pending,
-                source: if intid < SGIS { source } else { 0 },
-                eoi_maintenance: false,
-            };
-            self.cpus[vcpu].lrs[slot] = lrs[slot];
-        }
-        // What is left needs free list registers, or (an SGI from another
-        // source, an SPI another vCPU holds) one to be completed.
-        self.waiting(vcpu).next().is_some()
+        self.model.flush(vcpu, lrs)
     }
 
     fn sync(&mut self, vcpu: usize, lrs: &mut [ListReg]) {
-        // A completed (now Invalid) entry needs nothing more: its pending
-        // state left the distributor when it was handed out, and a raise
-        // since then is pending in the distributor again.
-        if let Some(cpu) = self.cpus.get_mut(vcpu) {
-            cpu.lrs.clear();
-            cpu.lrs.extend(lrs.iter().take(MAX_LRS).copied());
-        }
+        self.model.sync(vcpu, lrs)
     }
 
     fn has_pending(&self, vcpu: usize) -> bool {
-        vcpu < self.cpus.len()
-            && (self.waiting(vcpu).next().is_some()
-                || self.cpus[vcpu]
-                    .lrs
-                    .iter()
-                    .any(|lr| lr.state == LrState::Pending))
+        self.model.has_pending(vcpu)
     }
 
     fn in_flight(&self, vcpu: usize, intid: u32) -> bool {
-        if vcpu >= self.cpus.len() {
-            return false;
-        }
-        let Some(irq) = self.irq(vcpu, intid) else {
-            return false;
-        };
-        self.pending_sources(vcpu, intid) != 0
-            || irq.active
-            || self.cpus[vcpu]
-                .lrs
-                .iter()
-                .any(|lr| lr.intid == intid && !lr.is_free())
+        self.model.in_flight(vcpu, intid)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Host tests of the distributor model and the list-register policy.
 
 use super::*;
+use hv::vgic::LrState;
 
 const ISENABLER: u64 = 0x100;
 const ICENABLER: u64 = 0x180;
@@ -335,27 +336,7 @@ fn spendsgir_and_cpendsgir_set_and_clear_sources() {
     assert_eq!(sgi_sources(&mut gic, 0, 3), 0, "banked");
 }
 
-// ---- delivery ----
-
-#[test]
-fn disabled_interrupts_are_not_delivered() {
-    let mut gic = enabled(1);
-    gic.write_register(0, ITARGETS + u64::from(SPI), 1, 1);
-    assert_eq!(gic.raise(0, SPI).kick, 0);
-    assert_eq!(gic.raise(0, TIMER).kick, 0);
-    let mut lrs = [ListReg::default(); 4];
-    assert!(!gic.flush(0, &mut lrs));
-    assert!(live(&lrs).is_empty());
-    assert!(!gic.has_pending(0));
-    assert!(gic.in_flight(0, SPI), "still pending in the distributor");
-}
-
-#[test]
-fn enabling_a_pending_interrupt_kicks_its_vcpu() {
-    let mut gic = enabled(2);
-    gic.raise(1, TIMER);
-    assert_eq!(set_bit(&mut gic, 1, ISENABLER, TIMER).kick, 0b10);
-}
+// ---- delivery (the policy itself is tested in vgic-model) ----
 
 #[test]
 fn distributor_disabled_delivers_nothing() {
@@ -369,96 +350,6 @@ fn distributor_disabled_delivers_nothing() {
     assert!(!gic.has_pending(0));
     assert_eq!(write(&mut gic, 0, CTLR, 1).kick, 0b01, "enabling kicks");
     assert!(gic.has_pending(0));
-}
-
-#[test]
-fn flush_fills_list_registers_by_priority_then_intid() {
-    let mut gic = with_enabled(&[TIMER, SPI, SPI + 1, SPI + 2]);
-    set_priority(&mut gic, 0, TIMER, 0xa0);
-    set_priority(&mut gic, 0, SPI, 0x20);
-    set_priority(&mut gic, 0, SPI + 1, 0xa0);
-    set_priority(&mut gic, 0, SPI + 2, 0x10);
-    for intid in [TIMER, SPI, SPI + 1, SPI + 2] {
-        gic.raise(0, intid);
-    }
-    let mut lrs = [ListReg::default(); 3];
-    assert!(gic.flush(0, &mut lrs));
-    let order: Vec<u32> = lrs.iter().map(|lr| lr.intid).collect();
-    assert_eq!(order, [SPI + 2, SPI, TIMER]);
-    assert_eq!(lrs[0].priority, 0x10);
-    assert_eq!(lrs[0].state, LrState::Pending);
-}
-
-#[test]
-fn lr_overflow_loses_nothing_and_delivers_nothing_twice() {
-    let intids = [SPI, SPI + 1, SPI + 2, SPI + 3, SPI + 4, SPI + 5];
-    let mut gic = with_enabled(&intids);
-    for intid in intids {
-        gic.raise(0, intid);
-    }
-    let mut lrs = [ListReg::default(); 4];
-    assert!(gic.flush(0, &mut lrs), "two did not fit");
-    assert_eq!(live(&lrs).len(), 4);
-    let first: Vec<u32> = lrs.iter().map(|lr| lr.intid).collect();
-
-    // The guest runs and completes the first two.
-    lrs[0].state = LrState::Invalid;
-    lrs[1].state = LrState::Invalid;
-    gic.sync(0, &mut lrs);
-    assert!(!gic.flush(0, &mut lrs), "everything fits now");
-    assert_eq!(live(&lrs).len(), 4);
-
-    let mut seen: Vec<u32> = first[..2].to_vec();
-    seen.extend(lrs.iter().map(|lr| lr.intid));
-    seen.sort();
-    assert_eq!(seen, intids, "each exactly once");
-
-    complete_all(&mut lrs);
-    gic.sync(0, &mut lrs);
-    assert!(!gic.flush(0, &mut lrs));
-    assert!(live(&lrs).is_empty(), "nothing comes back");
-    assert!(!gic.has_pending(0));
-}
-
-#[test]
-fn pending_again_while_active_becomes_pending_active_in_the_same_lr() {
-    let mut gic = with_enabled(&[TIMER]);
-    gic.raise(0, TIMER);
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
-    lrs[0].state = LrState::Active; // the guest acknowledged it
-    gic.sync(0, &mut lrs);
-    gic.raise(0, TIMER);
-    assert!(!gic.flush(0, &mut lrs));
-    assert_eq!(live(&lrs), [(TIMER, LrState::PendingActive)]);
-}
-
-#[test]
-fn raised_again_while_still_pending_collapses_into_one() {
-    let mut gic = with_enabled(&[TIMER]);
-    gic.raise(0, TIMER);
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
-    gic.sync(0, &mut lrs);
-    gic.raise(0, TIMER);
-    assert!(!gic.flush(0, &mut lrs));
-    assert_eq!(live(&lrs), [(TIMER, LrState::Pending)]);
-}
-
-#[test]
-fn raised_again_after_completion_is_delivered_again() {
-    let mut gic = with_enabled(&[TIMER]);
-    gic.raise(0, TIMER);
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
-    // Raised while the guest runs: it may have taken the first already, so
-    // this one is delivered again rather than lost.
-    gic.raise(0, TIMER);
-    complete_all(&mut lrs);
-    gic.sync(0, &mut lrs);
-    assert!(gic.in_flight(0, TIMER));
-    gic.flush(0, &mut lrs);
-    assert_eq!(live(&lrs), [(TIMER, LrState::Pending)]);
 }
 
 #[test]
@@ -483,126 +374,6 @@ fn an_spi_without_a_target_waits_until_routed() {
     let effects = gic.write_register(0, ITARGETS + u64::from(SPI), 1, 0b10);
     assert_eq!(effects.kick, 0b10);
     assert!(gic.has_pending(1));
-}
-
-#[test]
-fn an_spi_one_vcpu_holds_is_not_given_to_another() {
-    let mut gic = enabled(2);
-    set_bit(&mut gic, 0, ISENABLER, SPI);
-    gic.write_register(0, ITARGETS + u64::from(SPI), 1, 0b01);
-    gic.raise(0, SPI);
-    let mut lrs0 = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs0);
-    lrs0[0].state = LrState::Active;
-    gic.sync(0, &mut lrs0);
-    gic.write_register(0, ITARGETS + u64::from(SPI), 1, 0b10);
-    gic.raise(0, SPI);
-    let mut lrs1 = [ListReg::default(); 4];
-    assert!(gic.flush(1, &mut lrs1), "waits for vCPU 0 to finish");
-    assert!(live(&lrs1).is_empty());
-    complete_all(&mut lrs0);
-    gic.sync(0, &mut lrs0);
-    gic.flush(1, &mut lrs1);
-    assert_eq!(live(&lrs1), [(SPI, LrState::Pending)]);
-}
-
-#[test]
-fn raise_of_a_private_interrupt_is_for_that_vcpu_only() {
-    let mut gic = enabled(2);
-    set_bit(&mut gic, 1, ISENABLER, TIMER);
-    assert_eq!(gic.raise(1, TIMER).kick, 0b10);
-    assert!(gic.has_pending(1));
-    assert!(!gic.has_pending(0));
-    assert!(!gic.in_flight(0, TIMER));
-}
-
-#[test]
-fn raise_ignores_unsupported_intids_and_vcpus() {
-    let mut gic = enabled(1);
-    assert_eq!(gic.raise(0, 96).kick, 0);
-    assert_eq!(gic.raise(5, TIMER).kick, 0);
-    assert!(!gic.flush(5, &mut [ListReg::default(); 4]));
-}
-
-#[test]
-fn has_pending_counts_pending_list_registers_but_not_active_ones() {
-    let mut gic = with_enabled(&[TIMER]);
-    assert!(!gic.has_pending(0));
-    gic.raise(0, TIMER);
-    assert!(gic.has_pending(0));
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
-    gic.sync(0, &mut lrs);
-    assert!(gic.has_pending(0), "pending in a list register");
-    lrs[0].state = LrState::Active;
-    gic.sync(0, &mut lrs);
-    assert!(!gic.has_pending(0));
-}
-
-#[test]
-fn in_flight_follows_an_interrupt_through_the_list_registers() {
-    let mut gic = with_enabled(&[TIMER]);
-    assert!(!gic.in_flight(0, TIMER));
-    gic.raise(0, TIMER);
-    assert!(gic.in_flight(0, TIMER));
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
-    assert!(gic.in_flight(0, TIMER), "in a list register");
-    lrs[0].state = LrState::Active;
-    gic.sync(0, &mut lrs);
-    assert!(gic.in_flight(0, TIMER));
-    complete_all(&mut lrs);
-    gic.sync(0, &mut lrs);
-    assert!(!gic.in_flight(0, TIMER));
-}
-
-#[test]
-fn pending_and_active_registers_reflect_the_list_registers() {
-    let mut gic = with_enabled(&[SPI, SPI + 1]);
-    gic.raise(0, SPI);
-    gic.raise(0, SPI + 1);
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
-    lrs[1].state = LrState::Active;
-    gic.sync(0, &mut lrs);
-    let (reg, _) = bit(ISPENDR, SPI);
-    assert_eq!(
-        read(&mut gic, 1, reg),
-        1 << 8,
-        "SPIs are seen from any vCPU"
-    );
-    assert_eq!(read(&mut gic, 1, reg + 0x100), 1 << 9, "ISACTIVER");
-}
-
-#[test]
-fn clearing_state_of_an_interrupt_in_a_list_register_reaches_it_at_the_next_flush() {
-    let mut gic = with_enabled(&[SPI, SPI + 1]);
-    gic.raise(0, SPI);
-    gic.raise(0, SPI + 1);
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
-    lrs[1].state = LrState::Active;
-    gic.sync(0, &mut lrs);
-    set_bit(&mut gic, 0, ICPENDR, SPI);
-    set_bit(&mut gic, 0, ICACTIVER, SPI + 1);
-    assert!(!gic.in_flight(0, SPI) && !gic.in_flight(0, SPI + 1));
-    gic.flush(0, &mut lrs);
-    assert!(live(&lrs).is_empty());
-}
-
-#[test]
-fn isactiver_on_an_interrupt_in_a_list_register_marks_that_entry() {
-    let mut gic = with_enabled(&[SPI]);
-    gic.raise(0, SPI);
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
-    gic.sync(0, &mut lrs);
-    set_bit(&mut gic, 0, ISACTIVER, SPI);
-    gic.flush(0, &mut lrs);
-    assert_eq!(live(&lrs), [(SPI, LrState::PendingActive)]);
-    complete_all(&mut lrs);
-    gic.sync(0, &mut lrs);
-    assert!(!gic.in_flight(0, SPI), "no stale distributor active bit");
 }
 
 #[test]

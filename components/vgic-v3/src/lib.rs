@@ -61,22 +61,11 @@ pub mod lr;
 
 use alloc::vec::Vec;
 use core::ops::Range;
-use hv::vgic::{Effects, ListReg, LrState, Vgic};
+use hv::vgic::{Effects, ListReg, Vgic};
+use vgic_model::{set_bits, Irq, Model, Routing, BIT_FAMILIES_END, IGROUPR, INTIDS, PRIVATE, SGIS};
 
-/// SGIs are INTIDs 0..16.
-const SGIS: u32 = 16;
-/// Private (banked) interrupts are INTIDs 0..32.
-const PRIVATE: u32 = 32;
-/// SPIs supported: INTIDs 32..96.
-const SPIS: usize = 64;
-const INTIDS: u32 = PRIVATE + SPIS as u32;
-/// vCPU n has Aff0 = n; we keep to one cluster of 8 (a TargetList's reach
-/// with RS = 0 is 16).
-const MAX_VCPUS: usize = 8;
 /// ICH_LR<n>_EL2: at most 16 list registers.
 pub const MAX_LRS: usize = 16;
-/// The priority bits kept (5, as the list registers on QEMU keep).
-const PRIORITY_MASK: u8 = 0xf8;
 
 /// The distributor frame at `abi::GUEST_GICD_BASE`.
 pub const DISTRIBUTOR_SIZE: u64 = 0x1_0000;
@@ -91,10 +80,9 @@ const GICD_CTLR: u64 = 0x000;
 const GICD_TYPER: u64 = 0x004;
 const GICD_IIDR: u64 = 0x008;
 const IROUTER: Range<u64> = 0x6000..0x8000;
-// The interrupt families, at the same offsets in the distributor and in
-// SGI_base (where only their first word, INTIDs 0..32, exists).
-const IGROUPR: u64 = 0x080;
-const BIT_FAMILIES_END: u64 = 0x400;
+// The interrupt families (IGROUPR..BIT_FAMILIES_END and these), at the
+// same offsets in the distributor and in SGI_base (where only their first
+// word, INTIDs 0..32, exists).
 const IPRIORITYR: Range<u64> = 0x400..0x800;
 const ICFGR: Range<u64> = 0xc00..0xd00;
 // Redistributor RD_base offsets (IHI 0069 table 12-27).
@@ -127,73 +115,37 @@ const GICR_ID_VALUES: [u32; 12] = [
     0x44, 0x00, 0x00, 0x00, 0x93, 0xb4, 0x3b, 0x00, 0x0d, 0xf0, 0x05, 0xb1,
 ];
 
-/// What a 1-bit-per-INTID register family holds.
-#[derive(Clone, Copy)]
-enum Field {
-    Group,
-    Enable,
-    Pending,
-    Active,
+/// GICv3 routing: GICD_CTLR EnableGrp0 (bit 0) and EnableGrp1 (bit 1),
+/// SPIs to the vCPU their IROUTER ([`Irq::route`]) names, SGIs with one
+/// pending bit and an enable.
+struct V3 {
+    enables: u32,
 }
 
-/// What writing a one (or, for `Assign`, any value) to such a bit does.
-#[derive(Clone, Copy)]
-enum BitWrite {
-    Assign,
-    Set,
-    Clear,
-}
+impl Routing for V3 {
+    const SGIS_PER_SOURCE: bool = false;
+    const MAX_LRS: usize = MAX_LRS;
 
-/// The families from IGROUPR to ICACTIVER, 0x80 bytes each, in address
-/// order.
-fn bit_family(offset: u64) -> (Field, BitWrite) {
-    match (offset - IGROUPR) / 0x80 {
-        0 => (Field::Group, BitWrite::Assign),
-        1 => (Field::Enable, BitWrite::Set),
-        2 => (Field::Enable, BitWrite::Clear),
-        3 => (Field::Pending, BitWrite::Set),
-        4 => (Field::Pending, BitWrite::Clear),
-        5 => (Field::Active, BitWrite::Set),
-        _ => (Field::Active, BitWrite::Clear),
-    }
-}
-
-/// Distributor (or redistributor) state of one interrupt.
-#[derive(Clone, Copy)]
-struct Irq {
-    enabled: bool,
-    /// Pending in the distributor, i.e. not (yet) in a list register.
-    pending: bool,
-    active: bool,
-    group1: bool,
-    priority: u8,
-    /// ICFGR Int_config bit: stored only, see the crate doc.
-    edge: bool,
-    /// GICD_IROUTER value, masked to [`ROUTE_MASK`] (SPIs only).
-    route: u64,
-}
-
-impl Irq {
-    fn reset(intid: u32) -> Self {
+    fn reset(intid: u32) -> Irq {
         Irq {
             enabled: intid < SGIS,
-            pending: false,
-            active: false,
             group1: true,
-            priority: 0,
-            edge: false,
-            route: 0,
+            ..Irq::default()
         }
     }
-}
 
-/// One vCPU's redistributor.
-struct Cpu {
-    private: [Irq; PRIVATE as usize],
-    /// GICR_WAKER.ProcessorSleep.
-    asleep: bool,
-    /// The list registers as last flushed or synced.
-    lrs: heapless::Vec<ListReg, MAX_LRS>,
+    fn target(&self, irq: &Irq, vcpus: usize) -> Option<usize> {
+        if irq.route & ROUTE_ANY != 0 {
+            return Some(0);
+        }
+        // Aff2.Aff1 must be 0.0; Aff0 is the vCPU.
+        let aff0 = (irq.route & 0xff) as usize;
+        (irq.route & 0xff_ff00 == 0 && aff0 < vcpus).then_some(aff0)
+    }
+
+    fn forwards_group(&self, group1: bool) -> bool {
+        self.enables & (1 << u32::from(group1)) != 0
+    }
 }
 
 /// The register frame an access falls in.
@@ -208,261 +160,31 @@ pub enum Frame {
 
 /// The virtual GICv3 of one VM.
 pub struct VgicV3 {
-    /// GICD_CTLR EnableGrp0 (bit 0) and EnableGrp1 (bit 1).
-    enables: u32,
-    cpus: Vec<Cpu>,
-    spis: [Irq; SPIS],
-}
-
-fn pending_active(state: LrState) -> (bool, bool) {
-    match state {
-        LrState::Invalid => (false, false),
-        LrState::Pending => (true, false),
-        LrState::Active => (false, true),
-        LrState::PendingActive => (true, true),
-    }
-}
-
-fn lr_state(pending: bool, active: bool) -> LrState {
-    match (pending, active) {
-        (false, false) => LrState::Invalid,
-        (true, false) => LrState::Pending,
-        (false, true) => LrState::Active,
-        (true, true) => LrState::PendingActive,
-    }
-}
-
-/// Indices of the set bits of `bits`, lowest first.
-fn set_bits(bits: u64) -> impl Iterator<Item = u32> {
-    (0..64).filter(move |i| bits & (1 << i) != 0)
+    model: Model<V3>,
+    /// GICR_WAKER.ProcessorSleep of each vCPU's redistributor.
+    asleep: Vec<bool>,
 }
 
 impl VgicV3 {
-    fn irq(&self, vcpu: usize, intid: u32) -> Option<&Irq> {
-        match intid {
-            0..PRIVATE => Some(&self.cpus[vcpu].private[intid as usize]),
-            PRIVATE..INTIDS => Some(&self.spis[(intid - PRIVATE) as usize]),
-            _ => None,
-        }
-    }
-
-    fn irq_mut(&mut self, vcpu: usize, intid: u32) -> Option<&mut Irq> {
-        match intid {
-            0..PRIVATE => Some(&mut self.cpus[vcpu].private[intid as usize]),
-            PRIVATE..INTIDS => Some(&mut self.spis[(intid - PRIVATE) as usize]),
-            _ => None,
-        }
-    }
-
-    /// Mask of the vCPUs that exist.
-    fn vcpu_mask(&self) -> u64 {
-        (1 << self.cpus.len()) - 1
-    }
-
-    /// The vCPUs whose list registers may hold `intid` as `vcpu` sees it.
-    fn holders(&self, vcpu: usize, intid: u32) -> Range<usize> {
-        if intid < PRIVATE {
-            vcpu..vcpu + 1
-        } else {
-            0..self.cpus.len()
-        }
-    }
-
-    /// The live list-register entries for `intid` as `vcpu` sees it.
-    fn in_lrs(&self, vcpu: usize, intid: u32) -> impl Iterator<Item = &ListReg> {
-        self.cpus[self.holders(vcpu, intid)]
-            .iter()
-            .flat_map(|cpu| cpu.lrs.iter())
-            .filter(move |lr| lr.intid == intid && !lr.is_free())
-    }
-
-    /// The vCPU a pending `intid` raised for `vcpu` goes to.
-    fn target(&self, vcpu: usize, intid: u32) -> Option<usize> {
-        if intid < PRIVATE {
-            return Some(vcpu);
-        }
-        let route = self.irq(vcpu, intid)?.route;
-        if route & ROUTE_ANY != 0 {
-            return Some(0);
-        }
-        // Aff2.Aff1 must be 0.0; Aff0 is the vCPU.
-        let aff0 = (route & 0xff) as usize;
-        (route & 0xff_ff00 == 0 && aff0 < self.cpus.len()).then_some(aff0)
-    }
-
-    fn pending(&self, vcpu: usize, intid: u32) -> bool {
-        self.irq(vcpu, intid).is_some_and(|irq| irq.pending)
-    }
-
-    /// The distributor forwards `intid`: it and its group are enabled.
-    fn forwards(&self, vcpu: usize, intid: u32) -> bool {
-        self.irq(vcpu, intid)
-            .is_some_and(|irq| irq.enabled && self.enables & (1 << u32::from(irq.group1)) != 0)
-    }
-
-    /// Every INTID pending in the distributor that `vcpu` would take:
-    /// forwarded and routed to it.
-    fn waiting(&self, vcpu: usize) -> impl Iterator<Item = u32> + '_ {
-        (0..INTIDS).filter(move |&intid| {
-            self.pending(vcpu, intid)
-                && self.forwards(vcpu, intid)
-                && self.target(vcpu, intid) == Some(vcpu)
-        })
-    }
-
-    /// The waiting interrupts that may go into a list register now: the
-    /// INTID is in none (see the crate doc).
-    fn deliverable(&self, vcpu: usize) -> impl Iterator<Item = u32> + '_ {
-        self.waiting(vcpu)
-            .filter(move |&intid| self.in_lrs(vcpu, intid).next().is_none())
-    }
-
-    /// The vCPU to kick after `intid` (as `vcpu` sees it) became pending,
-    /// enabled or routed: its target, if the distributor forwards it.
-    fn kick_for(&self, vcpu: usize, intid: u32) -> u64 {
-        match self.target(vcpu, intid) {
-            Some(t) if self.forwards(t, intid) && self.pending(t, intid) => 1 << t,
-            _ => 0,
-        }
-    }
-
-    /// Changes the pending and/or active state of `intid` in the list
-    /// registers holding it; the change reaches the hardware at the
-    /// holder's next flush.
-    fn edit_lrs(&mut self, vcpu: usize, intid: u32, pending: Option<bool>, active: Option<bool>) {
-        for holder in self.holders(vcpu, intid) {
-            for lr in self.cpus[holder].lrs.iter_mut() {
-                if lr.intid != intid || lr.is_free() {
-                    continue;
-                }
-                let (p, a) = pending_active(lr.state);
-                lr.state = lr_state(pending.unwrap_or(p), active.unwrap_or(a));
-            }
-        }
-    }
-
-    fn read_bit(&self, vcpu: usize, field: Field, intid: u32) -> bool {
-        let Some(irq) = self.irq(vcpu, intid) else {
-            return false;
-        };
-        let mut lrs = self.in_lrs(vcpu, intid).map(|lr| pending_active(lr.state));
-        match field {
-            Field::Group => irq.group1,
-            Field::Enable => irq.enabled,
-            Field::Pending => irq.pending || lrs.any(|(p, _)| p),
-            Field::Active => irq.active || lrs.any(|(_, a)| a),
-        }
-    }
-
-    /// Sets (`on`) or clears one bit of a 1-bit-per-INTID family; returns
-    /// the vCPUs to kick.
-    fn write_bit(&mut self, vcpu: usize, field: Field, intid: u32, on: bool) -> u64 {
-        // Active state lives where the interrupt is: in the distributor,
-        // or in the list register holding it.
-        let in_lrs = self.in_lrs(vcpu, intid).next().is_some();
-        let Some(irq) = self.irq_mut(vcpu, intid) else {
-            return 0;
-        };
-        match field {
-            Field::Group => irq.group1 = on,
-            Field::Enable => irq.enabled = on,
-            Field::Pending => {
-                irq.pending = on;
-                if !on {
-                    self.edit_lrs(vcpu, intid, Some(false), None);
-                }
-            }
-            Field::Active => {
-                irq.active = on && !in_lrs;
-                self.edit_lrs(vcpu, intid, None, Some(on));
-            }
-        }
-        if on {
-            self.kick_for(vcpu, intid)
-        } else {
-            0
-        }
-    }
-
-    /// IGROUPR..ICACTIVER: one bit per INTID, 32 INTIDs per register.
-    fn bits_register(&mut self, vcpu: usize, offset: u64, write: Option<u32>) -> (u32, u64) {
-        let (field, op) = bit_family(offset);
-        let first = ((offset % 0x80) / 4 * 32) as u32;
-        let Some(value) = write else {
-            let read = (0..32)
-                .filter(|&i| self.read_bit(vcpu, field, first + i))
-                .fold(0, |acc, i| acc | 1 << i);
-            return (read, 0);
-        };
-        let mut kick = 0;
-        for i in 0..32 {
-            let bit = value & (1 << i) != 0;
-            kick |= match op {
-                BitWrite::Assign => self.write_bit(vcpu, field, first + i, bit),
-                BitWrite::Set if bit => self.write_bit(vcpu, field, first + i, true),
-                BitWrite::Clear if bit => self.write_bit(vcpu, field, first + i, false),
-                _ => 0,
-            };
-        }
-        (0, kick)
-    }
-
-    /// IPRIORITYR: one byte per INTID.
-    fn priority_byte(&mut self, vcpu: usize, intid: u32, write: Option<u8>) -> u8 {
-        match (self.irq_mut(vcpu, intid), write) {
-            (Some(irq), None) => irq.priority,
-            (Some(irq), Some(v)) => {
-                irq.priority = v & PRIORITY_MASK;
-                0
-            }
-            (None, _) => 0,
-        }
-    }
-
-    /// Four IPRIORITYR bytes, lowest INTID in the low byte.
-    fn priority_word(&mut self, vcpu: usize, first: u32, write: Option<u32>) -> u32 {
-        (0..4).fold(0, |read, i| {
-            let byte = write.map(|v| (v >> (8 * i)) as u8);
-            read | u32::from(self.priority_byte(vcpu, first + i, byte)) << (8 * i)
-        })
-    }
-
-    /// ICFGR: two bits per INTID from `first`, of which only Int_config
-    /// (the upper) is kept; SGIs read as edge-triggered and ignore writes.
-    fn config_register(&mut self, vcpu: usize, first: u32, write: Option<u32>) -> u32 {
-        let mut read = 0;
-        for i in 0..16 {
-            let intid = first + i;
-            let Some(irq) = self.irq_mut(vcpu, intid) else {
-                break;
-            };
-            match write {
-                Some(_) if intid < SGIS => {}
-                Some(v) => irq.edge = v & (2 << (2 * i)) != 0,
-                None if intid < SGIS || irq.edge => read |= 2 << (2 * i),
-                None => {}
-            }
-        }
-        read
-    }
-
     /// One 4-byte distributor register.
     fn distributor_word(&mut self, offset: u64, write: Option<u32>) -> (u32, u64) {
         match offset {
             GICD_CTLR => match write {
-                None => (self.enables | CTLR_ARE | CTLR_DS, 0),
+                None => (self.model.routing.enables | CTLR_ARE | CTLR_DS, 0),
                 Some(v) => {
-                    let newly = v & CTLR_ENABLES & !self.enables;
-                    self.enables = v & CTLR_ENABLES;
-                    let kick = (0..self.cpus.len())
-                        .filter(|&c| newly != 0 && self.has_pending(c))
-                        .fold(0, |acc, c| acc | 1 << c);
+                    let newly = v & CTLR_ENABLES & !self.model.routing.enables;
+                    self.model.routing.enables = v & CTLR_ENABLES;
+                    let kick = if newly != 0 {
+                        self.model.pending_vcpus()
+                    } else {
+                        0
+                    };
                     (0, kick)
                 }
             },
             GICD_TYPER => {
                 let it_lines = INTIDS / 32 - 1;
-                let cpu_number = (self.cpus.len() as u32 - 1) << 5;
+                let cpu_number = (self.model.vcpus() as u32 - 1) << 5;
                 let id_bits = 9 << 19; // 10-bit INTIDs
                 (it_lines | cpu_number | id_bits, 0)
             }
@@ -470,14 +192,16 @@ impl VgicV3 {
             // The SGI/PPI word of each family is the redistributors' under
             // affinity routing: RAZ/WI here. SPIs are the same from any
             // vCPU, so vCPU 0 stands for the accessor.
-            IGROUPR..BIT_FAMILIES_END if offset % 0x80 >= 4 => self.bits_register(0, offset, write),
+            IGROUPR..BIT_FAMILIES_END if offset % 0x80 >= 4 => {
+                self.model.bits_register(0, offset, write)
+            }
             o if IPRIORITYR.contains(&o) && o >= IPRIORITYR.start + u64::from(PRIVATE) => {
                 let first = (o - IPRIORITYR.start) as u32;
-                (self.priority_word(0, first, write), 0)
+                (self.model.priority_word(0, first, write), 0)
             }
             o if ICFGR.contains(&o) && o >= ICFGR.start + 8 => {
                 let first = ((o - ICFGR.start) / 4 * 16) as u32;
-                (self.config_register(0, first, write), 0)
+                (self.model.config_register(0, first, write), 0)
             }
             o if ID_REGS.contains(&o) => (GICD_ID_VALUES[((o - ID_REGS.start) / 4) as usize], 0),
             _ => (0, 0),
@@ -491,10 +215,10 @@ impl VgicV3 {
             GICR_CTLR => 0,
             GICR_IIDR => IIDR,
             GICR_WAKER => match write {
-                None if self.cpus[cpu].asleep => WAKER_PROCESSOR_SLEEP | WAKER_CHILDREN_ASLEEP,
+                None if self.asleep[cpu] => WAKER_PROCESSOR_SLEEP | WAKER_CHILDREN_ASLEEP,
                 None => 0,
                 Some(v) => {
-                    self.cpus[cpu].asleep = v & WAKER_PROCESSOR_SLEEP != 0;
+                    self.asleep[cpu] = v & WAKER_PROCESSOR_SLEEP != 0;
                     0
                 }
             },
@@ -508,15 +232,15 @@ impl VgicV3 {
     fn sgi_word(&mut self, cpu: usize, offset: u64, write: Option<u32>) -> (u32, u64) {
         match offset {
             IGROUPR..BIT_FAMILIES_END if offset.is_multiple_of(0x80) => {
-                self.bits_register(cpu, offset, write)
+                self.model.bits_register(cpu, offset, write)
             }
             o if IPRIORITYR.contains(&o) && o < IPRIORITYR.start + u64::from(PRIVATE) => {
                 let first = (o - IPRIORITYR.start) as u32;
-                (self.priority_word(cpu, first, write), 0)
+                (self.model.priority_word(cpu, first, write), 0)
             }
             o if o == ICFGR.start || o == ICFGR.start + 4 => {
                 let first = ((o - ICFGR.start) / 4 * 16) as u32;
-                (self.config_register(cpu, first, write), 0)
+                (self.model.config_register(cpu, first, write), 0)
             }
             _ => (0, 0),
         }
@@ -540,19 +264,19 @@ impl VgicV3 {
                 if intid < PRIVATE {
                     return (0, 0);
                 }
-                let Some(irq) = self.irq_mut(0, intid) else {
+                let Some(irq) = self.model.irq_mut(0, intid) else {
                     return (0, 0);
                 };
                 match write {
                     None => (irq.route, 0),
                     Some(v) => {
                         irq.route = v & ROUTE_MASK;
-                        (0, self.kick_for(0, intid))
+                        (0, self.model.kick_for(0, intid))
                     }
                 }
             }
             Frame::Redistributor(cpu) => {
-                let last = if cpu + 1 == self.cpus.len() {
+                let last = if cpu + 1 == self.model.vcpus() {
                     TYPER_LAST
                 } else {
                     0
@@ -617,7 +341,7 @@ impl VgicV3 {
         }
         let gicr = ipa.wrapping_sub(abi::GUEST_GICR_BASE);
         let cpu = usize::try_from(gicr / REDISTRIBUTOR_STRIDE).ok()?;
-        if cpu >= self.cpus.len() {
+        if cpu >= self.model.vcpus() {
             return None;
         }
         let offset = gicr % REDISTRIBUTOR_STRIDE;
@@ -649,7 +373,7 @@ impl VgicV3 {
     fn frame_exists(&self, frame: Frame) -> bool {
         match frame {
             Frame::Distributor => true,
-            Frame::Redistributor(cpu) | Frame::Sgi(cpu) => cpu < self.cpus.len(),
+            Frame::Redistributor(cpu) | Frame::Sgi(cpu) => cpu < self.model.vcpus(),
         }
     }
 }
@@ -660,20 +384,12 @@ impl Vgic for VgicV3 {
     /// against that at build time.
     fn new(vcpus: usize) -> Self {
         assert!(
-            (1..=MAX_VCPUS).contains(&vcpus),
+            (1..=vgic_model::MAX_VCPUS).contains(&vcpus),
             "the virtual GICv3 supports 1 to 8 vCPUs"
         );
-        let cpus = (0..vcpus)
-            .map(|_| Cpu {
-                private: core::array::from_fn(|i| Irq::reset(i as u32)),
-                asleep: true,
-                lrs: heapless::Vec::new(),
-            })
-            .collect();
         VgicV3 {
-            enables: 0,
-            cpus,
-            spis: core::array::from_fn(|i| Irq::reset(PRIVATE + i as u32)),
+            model: Model::new(vcpus, V3 { enables: 0 }),
+            asleep: alloc::vec![true; vcpus],
         }
     }
 
@@ -701,7 +417,7 @@ impl Vgic for VgicV3 {
     /// (Aff0 = RS [47:44] * 16 + bit) in cluster Aff3.Aff2.Aff1 = 0.0.0,
     /// or with IRM [40] to every vCPU but the sender.
     fn write_sgi1r(&mut self, vcpu: usize, value: u64) -> Effects {
-        if vcpu >= self.cpus.len() {
+        if vcpu >= self.model.vcpus() {
             return Effects::default();
         }
         let intid = ((value >> 24) & 0xf) as u32;
@@ -713,112 +429,34 @@ impl Vgic for VgicV3 {
             value & 0xffff
         } else {
             0
-        } & self.vcpu_mask();
+        } & self.model.vcpu_mask();
         let mut kick = 0;
         for target in set_bits(targets).map(|t| t as usize) {
-            self.cpus[target].private[intid as usize].pending = true;
-            kick |= self.kick_for(target, intid);
+            kick |= self.model.raise(target, intid, 0);
         }
         Effects { kick }
     }
 
     fn raise(&mut self, vcpu: usize, intid: u32) -> Effects {
-        if vcpu >= self.cpus.len() {
-            return Effects::default();
-        }
-        let Some(irq) = self.irq_mut(vcpu, intid) else {
-            return Effects::default();
-        };
-        irq.pending = true;
         Effects {
-            kick: self.kick_for(vcpu, intid),
+            kick: self.model.raise(vcpu, intid, 0),
         }
     }
 
     fn flush(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> bool {
-        if vcpu >= self.cpus.len() {
-            return false;
-        }
-        // Distributor writes made since the last sync (see `edit_lrs`).
-        for (lr, shadow) in lrs.iter_mut().zip(&self.cpus[vcpu].lrs) {
-            if !lr.is_free() && lr.intid == shadow.intid {
-                lr.state = shadow.state;
-            }
-        }
-        // Raised again while in a list register: merge into that entry.
-        for lr in lrs.iter_mut().filter(|lr| !lr.is_free()) {
-            if self.forwards(vcpu, lr.intid) && self.pending(vcpu, lr.intid) {
-                if let Some(irq) = self.irq_mut(vcpu, lr.intid) {
-                    irq.pending = false;
-                }
-                let (_, active) = pending_active(lr.state);
-                lr.state = lr_state(true, active);
-            }
-        }
-        self.cpus[vcpu].lrs.clear();
-        self.cpus[vcpu]
-            .lrs
-            .extend(lrs.iter().take(MAX_LRS).copied());
-        // Fill free list registers, most urgent first (lowest priority
-        // value, then lowest INTID, as the GIC arbitrates).
-        for slot in 0..lrs.len().min(MAX_LRS) {
-            if !lrs[slot].is_free() {
-                continue;
-            }
-            let priority = |intid| self.irq(vcpu, intid).map_or(0, |irq| irq.priority);
-            let Some(intid) = self.deliverable(vcpu).min_by_key(|&i| (priority(i), i)) else {
-                break;
-            };
-            let priority = priority(intid);
-            if let Some(irq) = self.irq_mut(vcpu, intid) {
-                irq.pending = false;
-            }
-            lrs[slot] = ListReg {
-                intid,
-                priority,
-                state: LrState::Pending,
-                source: 0,
-                eoi_maintenance: false,
-            };
-            self.cpus[vcpu].lrs[slot] = lrs[slot];
-        }
-        // What is left needs free list registers, or (an SPI another vCPU
-        // holds) one to be completed.
-        self.waiting(vcpu).next().is_some()
+        self.model.flush(vcpu, lrs)
     }
 
     fn sync(&mut self, vcpu: usize, lrs: &mut [ListReg]) {
-        // A completed (now Invalid) entry needs nothing more: its pending
-        // state left the distributor when it was handed out, and a raise
-        // since then is pending in the distributor again.
-        if let Some(cpu) = self.cpus.get_mut(vcpu) {
-            cpu.lrs.clear();
-            cpu.lrs.extend(lrs.iter().take(MAX_LRS).copied());
-        }
+        self.model.sync(vcpu, lrs)
     }
 
     fn has_pending(&self, vcpu: usize) -> bool {
-        vcpu < self.cpus.len()
-            && (self.waiting(vcpu).next().is_some()
-                || self.cpus[vcpu]
-                    .lrs
-                    .iter()
-                    .any(|lr| lr.state == LrState::Pending))
+        self.model.has_pending(vcpu)
     }
 
     fn in_flight(&self, vcpu: usize, intid: u32) -> bool {
-        if vcpu >= self.cpus.len() {
-            return false;
-        }
-        let Some(irq) = self.irq(vcpu, intid) else {
-            return false;
-        };
-        irq.pending
-            || irq.active
-            || self.cpus[vcpu]
-                .lrs
-                .iter()
-                .any(|lr| lr.intid == intid && !lr.is_free())
+        self.model.in_flight(vcpu, intid)
     }
 }
 

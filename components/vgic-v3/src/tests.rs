@@ -2,6 +2,7 @@
 //! and the list-register policy.
 
 use super::*;
+use hv::vgic::LrState;
 
 const D: Frame = Frame::Distributor;
 const ISENABLER: u64 = 0x100;
@@ -83,11 +84,6 @@ fn live(lrs: &[ListReg]) -> Vec<(u32, LrState)> {
         .filter(|lr| !lr.is_free())
         .map(|lr| (lr.intid, lr.state))
         .collect()
-}
-
-/// The guest acknowledges and completes (EOIs) every list register.
-fn complete_all(lrs: &mut [ListReg]) {
-    lrs.iter_mut().for_each(|lr| lr.state = LrState::Invalid);
 }
 
 // ---- distributor registers ----
@@ -578,26 +574,7 @@ fn a_disabled_sgi_stays_pending_until_enabled() {
     assert_eq!(write(&mut gic, Frame::Sgi(0), ISENABLER, 1 << 3).kick, 1);
 }
 
-// ---- delivery ----
-
-#[test]
-fn disabled_interrupts_are_not_delivered() {
-    let mut gic = enabled(1);
-    assert_eq!(gic.raise(0, SPI).kick, 0);
-    assert_eq!(gic.raise(0, TIMER).kick, 0);
-    let mut lrs = [ListReg::default(); 4];
-    assert!(!gic.flush(0, &mut lrs));
-    assert!(live(&lrs).is_empty());
-    assert!(!gic.has_pending(0));
-    assert!(gic.in_flight(0, SPI), "still pending in the distributor");
-}
-
-#[test]
-fn enabling_a_pending_interrupt_kicks_its_vcpu() {
-    let mut gic = enabled(2);
-    gic.raise(1, TIMER);
-    assert_eq!(set_bit(&mut gic, 1, ISENABLER, TIMER).kick, 0b10);
-}
+// ---- delivery (the policy itself is tested in vgic-model) ----
 
 #[test]
 fn distributor_disabled_delivers_nothing_and_enabling_kicks() {
@@ -630,68 +607,6 @@ fn an_interrupt_is_forwarded_only_when_its_group_is_enabled() {
 }
 
 #[test]
-fn flush_fills_list_registers_by_priority_then_intid() {
-    let mut gic = with_enabled(&[TIMER, SPI, SPI + 1, SPI + 2]);
-    set_priority(&mut gic, 0, TIMER, 0xa0);
-    set_priority(&mut gic, 0, SPI, 0x20);
-    set_priority(&mut gic, 0, SPI + 1, 0xa0);
-    set_priority(&mut gic, 0, SPI + 2, 0x10);
-    for intid in [TIMER, SPI, SPI + 1, SPI + 2] {
-        gic.raise(0, intid);
-    }
-    let mut lrs = [ListReg::default(); 3];
-    assert!(gic.flush(0, &mut lrs));
-    let order: Vec<u32> = lrs.iter().map(|lr| lr.intid).collect();
-    assert_eq!(order, [SPI + 2, SPI, TIMER]);
-    assert_eq!(lrs[0].priority, 0x10);
-    assert_eq!(lrs[0].state, LrState::Pending);
-}
-
-#[test]
-fn lr_overflow_6_into_4_loses_nothing_and_delivers_nothing_twice() {
-    let intids = [SPI, SPI + 1, SPI + 2, SPI + 3, SPI + 4, SPI + 5];
-    let mut gic = with_enabled(&intids);
-    for intid in intids {
-        gic.raise(0, intid);
-    }
-    let mut lrs = [ListReg::default(); 4];
-    assert!(gic.flush(0, &mut lrs), "two did not fit");
-    assert_eq!(live(&lrs).len(), 4);
-    let first: Vec<u32> = lrs.iter().map(|lr| lr.intid).collect();
-
-    // The guest runs and completes the first two.
-    lrs[0].state = LrState::Invalid;
-    lrs[1].state = LrState::Invalid;
-    gic.sync(0, &mut lrs);
-    assert!(!gic.flush(0, &mut lrs), "everything fits now");
-    assert_eq!(live(&lrs).len(), 4);
-
-    let mut seen: Vec<u32> = first[..2].to_vec();
-    seen.extend(lrs.iter().map(|lr| lr.intid));
-    seen.sort();
-    assert_eq!(seen, intids, "each exactly once");
-
-    complete_all(&mut lrs);
-    gic.sync(0, &mut lrs);
-    assert!(!gic.flush(0, &mut lrs));
-    assert!(live(&lrs).is_empty(), "nothing comes back");
-    assert!(!gic.has_pending(0));
-}
-
-#[test]
-fn pending_again_while_active_becomes_pending_active_in_the_same_lr() {
-    let mut gic = with_enabled(&[TIMER]);
-    gic.raise(0, TIMER);
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
-    lrs[0].state = LrState::Active; // the guest acknowledged it
-    gic.sync(0, &mut lrs);
-    gic.raise(0, TIMER);
-    assert!(!gic.flush(0, &mut lrs));
-    assert_eq!(live(&lrs), [(TIMER, LrState::PendingActive)]);
-}
-
-#[test]
 fn an_sgi_sent_again_while_active_becomes_pending_active() {
     let mut gic = enabled(2);
     gic.write_sgi1r(1, sgi1r(0b1, 2));
@@ -702,152 +617,6 @@ fn an_sgi_sent_again_while_active_becomes_pending_active() {
     gic.write_sgi1r(1, sgi1r(0b1, 2));
     assert!(!gic.flush(0, &mut lrs));
     assert_eq!(live(&lrs), [(2, LrState::PendingActive)]);
-}
-
-#[test]
-fn raised_again_while_still_pending_collapses_into_one() {
-    let mut gic = with_enabled(&[TIMER]);
-    gic.raise(0, TIMER);
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
-    gic.sync(0, &mut lrs);
-    gic.raise(0, TIMER);
-    assert!(!gic.flush(0, &mut lrs));
-    assert_eq!(live(&lrs), [(TIMER, LrState::Pending)]);
-}
-
-#[test]
-fn raised_again_after_completion_is_delivered_again() {
-    let mut gic = with_enabled(&[TIMER]);
-    gic.raise(0, TIMER);
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
-    gic.raise(0, TIMER);
-    complete_all(&mut lrs);
-    gic.sync(0, &mut lrs);
-    assert!(gic.in_flight(0, TIMER));
-    gic.flush(0, &mut lrs);
-    assert_eq!(live(&lrs), [(TIMER, LrState::Pending)]);
-}
-
-#[test]
-fn an_spi_one_vcpu_holds_is_not_given_to_another() {
-    let mut gic = enabled(2);
-    set_bit(&mut gic, 0, ISENABLER, SPI);
-    gic.raise(0, SPI);
-    let mut lrs0 = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs0);
-    lrs0[0].state = LrState::Active;
-    gic.sync(0, &mut lrs0);
-    route(&mut gic, SPI, 1);
-    gic.raise(0, SPI);
-    let mut lrs1 = [ListReg::default(); 4];
-    assert!(gic.flush(1, &mut lrs1), "waits for vCPU 0 to finish");
-    assert!(live(&lrs1).is_empty());
-    complete_all(&mut lrs0);
-    gic.sync(0, &mut lrs0);
-    gic.flush(1, &mut lrs1);
-    assert_eq!(live(&lrs1), [(SPI, LrState::Pending)]);
-}
-
-#[test]
-fn raise_of_a_private_interrupt_is_for_that_vcpu_only() {
-    let mut gic = enabled(2);
-    set_bit(&mut gic, 1, ISENABLER, TIMER);
-    assert_eq!(gic.raise(1, TIMER).kick, 0b10);
-    assert!(gic.has_pending(1));
-    assert!(!gic.has_pending(0));
-    assert!(!gic.in_flight(0, TIMER));
-}
-
-#[test]
-fn raise_ignores_unsupported_intids_and_vcpus() {
-    let mut gic = enabled(1);
-    assert_eq!(gic.raise(0, 96).kick, 0);
-    assert_eq!(gic.raise(5, TIMER).kick, 0);
-    assert!(!gic.flush(5, &mut [ListReg::default(); 4]));
-    assert!(!gic.has_pending(5) && !gic.in_flight(5, TIMER));
-}
-
-#[test]
-fn has_pending_counts_pending_list_registers_but_not_active_ones() {
-    let mut gic = with_enabled(&[TIMER]);
-    assert!(!gic.has_pending(0));
-    gic.raise(0, TIMER);
-    assert!(gic.has_pending(0));
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
-    gic.sync(0, &mut lrs);
-    assert!(gic.has_pending(0), "pending in a list register");
-    lrs[0].state = LrState::Active;
-    gic.sync(0, &mut lrs);
-    assert!(!gic.has_pending(0));
-}
-
-#[test]
-fn in_flight_follows_an_interrupt_through_the_list_registers() {
-    let mut gic = with_enabled(&[TIMER]);
-    assert!(!gic.in_flight(0, TIMER));
-    gic.raise(0, TIMER);
-    assert!(gic.in_flight(0, TIMER));
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
-    assert!(gic.in_flight(0, TIMER), "in a list register");
-    lrs[0].state = LrState::Active;
-    gic.sync(0, &mut lrs);
-    assert!(gic.in_flight(0, TIMER));
-    complete_all(&mut lrs);
-    gic.sync(0, &mut lrs);
-    assert!(!gic.in_flight(0, TIMER));
-}
-
-#[test]
-fn pending_and_active_registers_reflect_the_list_registers() {
-    let mut gic = with_enabled(&[SPI, SPI + 1, TIMER]);
-    gic.raise(0, SPI);
-    gic.raise(0, SPI + 1);
-    gic.raise(0, TIMER);
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
-    lrs.iter_mut()
-        .filter(|lr| !lr.is_free() && lr.intid != SPI)
-        .for_each(|lr| lr.state = LrState::Active);
-    gic.sync(0, &mut lrs);
-    assert_eq!(read(&mut gic, D, ISPENDR + 4), 1 << 8);
-    assert_eq!(read(&mut gic, D, ISACTIVER + 4), 1 << 9);
-    assert_eq!(read(&mut gic, Frame::Sgi(0), ISACTIVER), 1 << TIMER);
-    assert_eq!(read(&mut gic, Frame::Sgi(1), ISACTIVER), 0, "banked");
-}
-
-#[test]
-fn clearing_state_of_an_interrupt_in_a_list_register_reaches_it_at_the_next_flush() {
-    let mut gic = with_enabled(&[SPI, SPI + 1]);
-    gic.raise(0, SPI);
-    gic.raise(0, SPI + 1);
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
-    lrs[1].state = LrState::Active;
-    gic.sync(0, &mut lrs);
-    set_bit(&mut gic, 0, ICPENDR, SPI);
-    set_bit(&mut gic, 0, ICACTIVER, SPI + 1);
-    assert!(!gic.in_flight(0, SPI) && !gic.in_flight(0, SPI + 1));
-    gic.flush(0, &mut lrs);
-    assert!(live(&lrs).is_empty());
-}
-
-#[test]
-fn isactiver_on_an_interrupt_in_a_list_register_marks_that_entry() {
-    let mut gic = with_enabled(&[SPI]);
-    gic.raise(0, SPI);
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
-    gic.sync(0, &mut lrs);
-    set_bit(&mut gic, 0, ISACTIVER, SPI);
-    gic.flush(0, &mut lrs);
-    assert_eq!(live(&lrs), [(SPI, LrState::PendingActive)]);
-    complete_all(&mut lrs);
-    gic.sync(0, &mut lrs);
-    assert!(!gic.in_flight(0, SPI), "no stale distributor active bit");
 }
 
 #[test]

@@ -1,0 +1,551 @@
+//! The part of a virtual GIC that GICv2 and GICv3 share: the state of each
+//! interrupt, the 1-bit-per-INTID register families, the priority and
+//! configuration registers, and the policy that moves pending virtual
+//! interrupts into a vCPU's list registers ([`Model`]). What differs, a
+//! [`Routing`] decides: where an SPI goes, whether the distributor forwards
+//! an interrupt, and whether SGIs pend per source. The `vgic-*` crates
+//! decode their register frames onto this.
+//!
+//! The model supports 96 INTIDs: SGIs 0..16 and PPIs 16..32 banked per
+//! vCPU, SPIs 32..96 shared; up to 8 vCPUs.
+//!
+//! Choices the specs leave to us, or that we simplify:
+//! - Every interrupt is treated as edge-triggered: once handed to a list
+//!   register it is no longer pending in the distributor, and a level
+//!   source must assert it again (the core re-raises the timer). ICFGR is
+//!   stored for the guest but does not change delivery.
+//! - An INTID is in at most one of a vCPU's list registers at a time (two
+//!   live list registers with one virtual INTID are UNPREDICTABLE), so a
+//!   GICv2 SGI from a second source waits until the first leaves its list
+//!   register; an SPI held by one vCPU is not given to another meanwhile.
+//! - The distributor's active bit (ISACTIVER on an interrupt that is not in
+//!   a list register) is stored and reported but does not enter list
+//!   registers.
+//! - Clearing pending or active state of an interrupt that sits in a list
+//!   register edits the copy the model keeps and reaches the hardware at
+//!   that vCPU's next `flush`. If that vCPU is running at the time, its
+//!   `sync` supersedes the edit.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use core::ops::Range;
+use hv::vgic::{ListReg, LrState};
+
+/// SGIs are INTIDs 0..16.
+pub const SGIS: u32 = 16;
+/// Private (banked) interrupts are INTIDs 0..32.
+pub const PRIVATE: u32 = 32;
+/// SPIs supported: INTIDs 32..96.
+pub const SPIS: usize = 64;
+pub const INTIDS: u32 = PRIVATE + SPIS as u32;
+/// Both GIC versions' models keep to 8 vCPUs.
+pub const MAX_VCPUS: usize = 8;
+/// The most list registers any GIC version has (GICv2's GICH_VTR.ListRegs
+/// is 6 bits).
+const LR_CAPACITY: usize = 64;
+/// The priority bits kept (5, as a GIC-400 and QEMU's list registers keep).
+pub const PRIORITY_MASK: u8 = 0xf8;
+/// Offset of IGROUPR, the first 1-bit-per-INTID family; the families run
+/// to 0x400, 0x80 bytes each.
+pub const IGROUPR: u64 = 0x080;
+pub const BIT_FAMILIES_END: u64 = 0x400;
+
+/// Distributor (or redistributor) state of one interrupt.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Irq {
+    pub enabled: bool,
+    /// Pending in the distributor, i.e. not (yet) in a list register (for
+    /// per-source SGIs the pending state is in the model instead).
+    pub pending: bool,
+    pub active: bool,
+    pub group1: bool,
+    pub priority: u8,
+    /// ICFGR Int_config bit: stored only, see the crate doc.
+    pub edge: bool,
+    /// Where an SPI goes, as the [`Routing`] reads it (GICv2 ITARGETSR
+    /// byte, GICv3 IROUTER).
+    pub route: u64,
+}
+
+/// What one GIC version decides differently.
+pub trait Routing {
+    /// SGIs pend once per sending vCPU and are always enabled, their enable
+    /// and pending bits fixed (GICv2); otherwise an SGI has one pending bit
+    /// and an enable like any other interrupt (GICv3).
+    const SGIS_PER_SOURCE: bool;
+    /// The most list registers this version has.
+    const MAX_LRS: usize;
+
+    /// The reset state of `intid`.
+    fn reset(intid: u32) -> Irq;
+
+    /// The vCPU (of `vcpus`) an SPI whose state is `irq` goes to, if any.
+    fn target(&self, irq: &Irq, vcpus: usize) -> Option<usize>;
+
+    /// The distributor forwards enabled interrupts of this group.
+    fn forwards_group(&self, group1: bool) -> bool;
+}
+
+/// What a 1-bit-per-INTID register family holds.
+#[derive(Clone, Copy)]
+enum Field {
+    Group,
+    Enable,
+    Pending,
+    Active,
+}
+
+/// What writing a one (or, for `Assign`, any value) to such a bit does.
+#[derive(Clone, Copy)]
+enum BitWrite {
+    Assign,
+    Set,
+    Clear,
+}
+
+/// The families from IGROUPR to ICACTIVER, 0x80 bytes each, in address
+/// order.
+fn bit_family(offset: u64) -> (Field, BitWrite) {
+    match (offset - IGROUPR) / 0x80 {
+        0 => (Field::Group, BitWrite::Assign),
+        1 => (Field::Enable, BitWrite::Set),
+        2 => (Field::Enable, BitWrite::Clear),
+        3 => (Field::Pending, BitWrite::Set),
+        4 => (Field::Pending, BitWrite::Clear),
+        5 => (Field::Active, BitWrite::Set),
+        _ => (Field::Active, BitWrite::Clear),
+    }
+}
+
+/// One vCPU's banked state.
+struct Cpu {
+    private: [Irq; PRIVATE as usize],
+    /// Bit s of entry n: SGI n from vCPU s is pending, not in a list
+    /// register (per-source SGIs only).
+    sgi_sources: [u8; SGIS as usize],
+    /// The list registers as last flushed or synced.
+    lrs: heapless::Vec<ListReg, LR_CAPACITY>,
+}
+
+/// The interrupt state of one VM and its list-register policy.
+pub struct Model<R> {
+    pub routing: R,
+    cpus: Vec<Cpu>,
+    spis: [Irq; SPIS],
+}
+
+pub fn pending_active(state: LrState) -> (bool, bool) {
+    match state {
+        LrState::Invalid => (false, false),
+        LrState::Pending => (true, false),
+        LrState::Active => (false, true),
+        LrState::PendingActive => (true, true),
+    }
+}
+
+pub fn lr_state(pending: bool, active: bool) -> LrState {
+    match (pending, active) {
+        (false, false) => LrState::Invalid,
+        (true, false) => LrState::Pending,
+        (false, true) => LrState::Active,
+        (true, true) => LrState::PendingActive,
+    }
+}
+
+/// Indices of the set bits of `bits`, lowest first.
+pub fn set_bits(bits: u64) -> impl Iterator<Item = u32> {
+    (0..64).filter(move |i| bits & (1 << i) != 0)
+}
+
+impl<R: Routing> Model<R> {
+    /// # Panics
+    /// If `vcpus` is 0 or more than [`MAX_VCPUS`].
+    pub fn new(vcpus: usize, routing: R) -> Self {
+        assert!(
+            (1..=MAX_VCPUS).contains(&vcpus),
+            "the virtual GIC supports 1 to 8 vCPUs"
+        );
+        let cpus = (0..vcpus)
+            .map(|_| Cpu {
+                private: core::array::from_fn(|i| R::reset(i as u32)),
+                sgi_sources: [0; SGIS as usize],
+                lrs: heapless::Vec::new(),
+            })
+            .collect();
+        Model {
+            routing,
+            cpus,
+            spis: core::array::from_fn(|i| R::reset(PRIVATE + i as u32)),
+        }
+    }
+
+    pub fn vcpus(&self) -> usize {
+        self.cpus.len()
+    }
+
+    /// Mask of the vCPUs that exist.
+    pub fn vcpu_mask(&self) -> u64 {
+        (1 << self.cpus.len()) - 1
+    }
+
+    pub fn irq(&self, vcpu: usize, intid: u32) -> Option<&Irq> {
+        match intid {
+            0..PRIVATE => Some(&self.cpus[vcpu].private[intid as usize]),
+            PRIVATE..INTIDS => Some(&self.spis[(intid - PRIVATE) as usize]),
+            _ => None,
+        }
+    }
+
+    pub fn irq_mut(&mut self, vcpu: usize, intid: u32) -> Option<&mut Irq> {
+        match intid {
+            0..PRIVATE => Some(&mut self.cpus[vcpu].private[intid as usize]),
+            PRIVATE..INTIDS => Some(&mut self.spis[(intid - PRIVATE) as usize]),
+            _ => None,
+        }
+    }
+
+    /// `intid` is a per-source SGI.
+    fn per_source(intid: u32) -> bool {
+        R::SGIS_PER_SOURCE && intid < SGIS
+    }
+
+    /// The vCPUs whose list registers may hold `intid` as `vcpu` sees it.
+    fn holders(&self, vcpu: usize, intid: u32) -> Range<usize> {
+        if intid < PRIVATE {
+            vcpu..vcpu + 1
+        } else {
+            0..self.cpus.len()
+        }
+    }
+
+    /// The live list-register entries for `intid` as `vcpu` sees it.
+    pub fn in_lrs(&self, vcpu: usize, intid: u32) -> impl Iterator<Item = &ListReg> {
+        self.cpus[self.holders(vcpu, intid)]
+            .iter()
+            .flat_map(|cpu| cpu.lrs.iter())
+            .filter(move |lr| lr.intid == intid && !lr.is_free())
+    }
+
+    /// The vCPU a pending `intid` raised for `vcpu` goes to.
+    fn target(&self, vcpu: usize, intid: u32) -> Option<usize> {
+        if intid < PRIVATE {
+            return Some(vcpu);
+        }
+        self.routing.target(self.irq(vcpu, intid)?, self.cpus.len())
+    }
+
+    /// Who has `intid` pending in the distributor (not in a list
+    /// register): for a per-source SGI one bit per sending vCPU, for others
+    /// bit 0.
+    pub fn pending_sources(&self, vcpu: usize, intid: u32) -> u8 {
+        match self.irq(vcpu, intid) {
+            Some(_) if Self::per_source(intid) => self.cpus[vcpu].sgi_sources[intid as usize],
+            Some(irq) => irq.pending.into(),
+            None => 0,
+        }
+    }
+
+    /// Sets or clears `intid`'s pending state in the distributor (from
+    /// `source`, for a per-source SGI).
+    pub fn set_pending(&mut self, vcpu: usize, intid: u32, source: u8, pending: bool) {
+        if Self::per_source(intid) {
+            let sources = &mut self.cpus[vcpu].sgi_sources[intid as usize];
+            if pending {
+                *sources |= 1 << source;
+            } else {
+                *sources &= !(1 << source);
+            }
+        } else if let Some(irq) = self.irq_mut(vcpu, intid) {
+            irq.pending = pending;
+        }
+    }
+
+    /// Whether `intid` is enabled (per-source SGIs always are).
+    fn enabled(intid: u32, irq: &Irq) -> bool {
+        Self::per_source(intid) || irq.enabled
+    }
+
+    /// The distributor forwards `intid` at all: it and the distributor
+    /// (for its group) are enabled.
+    fn forwards(&self, vcpu: usize, intid: u32) -> bool {
+        self.irq(vcpu, intid)
+            .is_some_and(|irq| Self::enabled(intid, irq) && self.routing.forwards_group(irq.group1))
+    }
+
+    /// Every (INTID, SGI source) pending in the distributor that `vcpu`
+    /// would take: forwarded and routed to it.
+    fn waiting(&self, vcpu: usize) -> impl Iterator<Item = (u32, u8)> + '_ {
+        (0..INTIDS)
+            .filter(move |&intid| {
+                self.forwards(vcpu, intid) && self.target(vcpu, intid) == Some(vcpu)
+            })
+            .flat_map(move |intid| {
+                set_bits(self.pending_sources(vcpu, intid).into()).map(move |s| (intid, s as u8))
+            })
+    }
+
+    /// The waiting interrupts that may go into a list register now: the
+    /// INTID is in none (see the crate doc).
+    fn deliverable(&self, vcpu: usize) -> impl Iterator<Item = (u32, u8)> + '_ {
+        self.waiting(vcpu)
+            .filter(move |&(intid, _)| self.in_lrs(vcpu, intid).next().is_none())
+    }
+
+    /// The vCPU to kick after `intid` (as `vcpu` sees it) became pending,
+    /// enabled or routed: its target, if the distributor forwards it.
+    pub fn kick_for(&self, vcpu: usize, intid: u32) -> u64 {
+        match self.target(vcpu, intid) {
+            Some(t) if self.forwards(t, intid) && self.pending_sources(t, intid) != 0 => 1 << t,
+            _ => 0,
+        }
+    }
+
+    /// The vCPUs with an interrupt pending that they would take, to kick
+    /// when the distributor's forwarding was turned on.
+    pub fn pending_vcpus(&self) -> u64 {
+        (0..self.cpus.len())
+            .filter(|&c| self.has_pending(c))
+            .fold(0, |acc, c| acc | 1 << c)
+    }
+
+    /// Changes the pending and/or active state of `intid` (from `source`
+    /// only, for a per-source SGI, if given) in the list registers holding
+    /// it; the change reaches the hardware at the holder's next flush.
+    pub fn edit_lrs(
+        &mut self,
+        vcpu: usize,
+        intid: u32,
+        source: Option<u8>,
+        pending: Option<bool>,
+        active: Option<bool>,
+    ) {
+        for holder in self.holders(vcpu, intid) {
+            for lr in self.cpus[holder].lrs.iter_mut() {
+                if lr.intid != intid || lr.is_free() || source.is_some_and(|s| s != lr.source) {
+                    continue;
+                }
+                let (p, a) = pending_active(lr.state);
+                lr.state = lr_state(pending.unwrap_or(p), active.unwrap_or(a));
+            }
+        }
+    }
+
+    fn read_bit(&self, vcpu: usize, field: Field, intid: u32) -> bool {
+        let Some(irq) = self.irq(vcpu, intid) else {
+            return false;
+        };
+        let mut lrs = self.in_lrs(vcpu, intid).map(|lr| pending_active(lr.state));
+        match field {
+            Field::Group => irq.group1,
+            Field::Enable => Self::enabled(intid, irq),
+            Field::Pending => self.pending_sources(vcpu, intid) != 0 || lrs.any(|(p, _)| p),
+            Field::Active => irq.active || lrs.any(|(_, a)| a),
+        }
+    }
+
+    /// Sets (`on`) or clears one bit of a 1-bit-per-INTID family; returns
+    /// the vCPUs to kick.
+    fn write_bit(&mut self, vcpu: usize, field: Field, intid: u32, on: bool) -> u64 {
+        // Active state lives where the interrupt is: in the distributor,
+        // or in the list register holding it.
+        let in_lrs = self.in_lrs(vcpu, intid).next().is_some();
+        let Some(irq) = self.irq_mut(vcpu, intid) else {
+            return 0;
+        };
+        match field {
+            Field::Group => irq.group1 = on,
+            // Per-source SGIs are always enabled; their pending state is
+            // set and cleared per source (GICv2 SPENDSGIR/CPENDSGIR).
+            Field::Enable | Field::Pending if Self::per_source(intid) => return 0,
+            Field::Enable => irq.enabled = on,
+            Field::Pending => {
+                irq.pending = on;
+                if !on {
+                    self.edit_lrs(vcpu, intid, None, Some(false), None);
+                }
+            }
+            Field::Active => {
+                irq.active = on && !in_lrs;
+                self.edit_lrs(vcpu, intid, None, None, Some(on));
+            }
+        }
+        if on {
+            self.kick_for(vcpu, intid)
+        } else {
+            0
+        }
+    }
+
+    /// IGROUPR..ICACTIVER (`offset` in [`IGROUPR`]..[`BIT_FAMILIES_END`]):
+    /// one bit per INTID, 32 INTIDs per register, as `vcpu` sees them.
+    /// Returns the value read and the vCPUs to kick.
+    pub fn bits_register(&mut self, vcpu: usize, offset: u64, write: Option<u32>) -> (u32, u64) {
+        let (field, op) = bit_family(offset);
+        let first = ((offset % 0x80) / 4 * 32) as u32;
+        let Some(value) = write else {
+            let read = (0..32)
+                .filter(|&i| self.read_bit(vcpu, field, first + i))
+                .fold(0, |acc, i| acc | 1 << i);
+            return (read, 0);
+        };
+        let mut kick = 0;
+        for i in 0..32 {
+            let bit = value & (1 << i) != 0;
+            kick |= match op {
+                BitWrite::Assign => self.write_bit(vcpu, field, first + i, bit),
+                BitWrite::Set if bit => self.write_bit(vcpu, field, first + i, true),
+                BitWrite::Clear if bit => self.write_bit(vcpu, field, first + i, false),
+                _ => 0,
+            };
+        }
+        (0, kick)
+    }
+
+    /// IPRIORITYR: one byte per INTID.
+    pub fn priority_byte(&mut self, vcpu: usize, intid: u32, write: Option<u8>) -> u8 {
+        match (self.irq_mut(vcpu, intid), write) {
+            (Some(irq), None) => irq.priority,
+            (Some(irq), Some(v)) => {
+                irq.priority = v & PRIORITY_MASK;
+                0
+            }
+            (None, _) => 0,
+        }
+    }
+
+    /// Four IPRIORITYR bytes, lowest INTID in the low byte.
+    pub fn priority_word(&mut self, vcpu: usize, first: u32, write: Option<u32>) -> u32 {
+        (0..4).fold(0, |read, i| {
+            let byte = write.map(|v| (v >> (8 * i)) as u8);
+            read | u32::from(self.priority_byte(vcpu, first + i, byte)) << (8 * i)
+        })
+    }
+
+    /// ICFGR: two bits per INTID from `first`, of which only Int_config
+    /// (the upper) is kept; SGIs read as edge-triggered and ignore writes.
+    pub fn config_register(&mut self, vcpu: usize, first: u32, write: Option<u32>) -> u32 {
+        let mut read = 0;
+        for i in 0..16 {
+            let intid = first + i;
+            let Some(irq) = self.irq_mut(vcpu, intid) else {
+                break;
+            };
+            match write {
+                Some(_) if intid < SGIS => {}
+                Some(v) => irq.edge = v & (2 << (2 * i)) != 0,
+                None if intid < SGIS || irq.edge => read |= 2 << (2 * i),
+                None => {}
+            }
+        }
+        read
+    }
+
+    /// A device (or the virtual timer, or for an SGI `source`) makes
+    /// `intid` pending: for a private interrupt on `vcpu`, for a shared one
+    /// wherever the guest routed it. Returns the vCPUs to kick.
+    pub fn raise(&mut self, vcpu: usize, intid: u32, source: u8) -> u64 {
+        if vcpu >= self.cpus.len() || intid >= INTIDS {
+            return 0;
+        }
+        self.set_pending(vcpu, intid, source, true);
+        self.kick_for(vcpu, intid)
+    }
+
+    /// See [`hv::vgic::Vgic::flush`].
+    pub fn flush(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> bool {
+        if vcpu >= self.cpus.len() {
+            return false;
+        }
+        // Distributor writes made since the last sync (see `edit_lrs`).
+        for (lr, shadow) in lrs.iter_mut().zip(&self.cpus[vcpu].lrs) {
+            let same_source = !R::SGIS_PER_SOURCE || lr.source == shadow.source;
+            if !lr.is_free() && lr.intid == shadow.intid && same_source {
+                lr.state = shadow.state;
+            }
+        }
+        // Raised again while in a list register: merge into that entry.
+        for lr in lrs.iter_mut().filter(|lr| !lr.is_free()) {
+            let source = if R::SGIS_PER_SOURCE { lr.source } else { 0 };
+            let sources = self.pending_sources(vcpu, lr.intid);
+            if self.forwards(vcpu, lr.intid) && sources & (1 << source) != 0 {
+                self.set_pending(vcpu, lr.intid, source, false);
+                let (_, active) = pending_active(lr.state);
+                lr.state = lr_state(true, active);
+            }
+        }
+        let max = R::MAX_LRS.min(LR_CAPACITY);
+        self.cpus[vcpu].lrs.clear();
+        self.cpus[vcpu].lrs.extend(lrs.iter().take(max).copied());
+        // Fill free list registers, most urgent first (lowest priority
+        // value, then lowest INTID and source, as the GIC arbitrates).
+        for slot in 0..lrs.len().min(max) {
+            if !lrs[slot].is_free() {
+                continue;
+            }
+            let priority = |intid| self.irq(vcpu, intid).map_or(0, |irq| irq.priority);
+            let best = self
+                .deliverable(vcpu)
+                .min_by_key(|&(intid, source)| (priority(intid), intid, source));
+            let Some((intid, source)) = best else {
+                break;
+            };
+            let priority = priority(intid);
+            self.set_pending(vcpu, intid, source, false);
+            lrs[slot] = ListReg {
+                intid,
+                priority,
+                state: LrState::Pending,
+                source: if Self::per_source(intid) { source } else { 0 },
+                eoi_maintenance: false,
+            };
+            self.cpus[vcpu].lrs[slot] = lrs[slot];
+        }
+        // What is left needs free list registers, or (an SGI from another
+        // source, an SPI another vCPU holds) one to be completed.
+        self.waiting(vcpu).next().is_some()
+    }
+
+    /// See [`hv::vgic::Vgic::sync`].
+    pub fn sync(&mut self, vcpu: usize, lrs: &mut [ListReg]) {
+        // A completed (now Invalid) entry needs nothing more: its pending
+        // state left the distributor when it was handed out, and a raise
+        // since then is pending in the distributor again.
+        let max = R::MAX_LRS.min(LR_CAPACITY);
+        if let Some(cpu) = self.cpus.get_mut(vcpu) {
+            cpu.lrs.clear();
+            cpu.lrs.extend(lrs.iter().take(max).copied());
+        }
+    }
+
+    /// See [`hv::vgic::Vgic::has_pending`].
+    pub fn has_pending(&self, vcpu: usize) -> bool {
+        vcpu < self.cpus.len()
+            && (self.waiting(vcpu).next().is_some()
+                || self.cpus[vcpu]
+                    .lrs
+                    .iter()
+                    .any(|lr| lr.state == LrState::Pending))
+    }
+
+    /// See [`hv::vgic::Vgic::in_flight`].
+    pub fn in_flight(&self, vcpu: usize, intid: u32) -> bool {
+        if vcpu >= self.cpus.len() {
+            return false;
+        }
+        let Some(irq) = self.irq(vcpu, intid) else {
+            return false;
+        };
+        self.pending_sources(vcpu, intid) != 0
+            || irq.active
+            || self.cpus[vcpu]
+                .lrs
+                .iter()
+                .any(|lr| lr.intid == intid && !lr.is_free())
+    }
+}
+
+#[cfg(test)]
+mod tests;
