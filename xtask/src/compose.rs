@@ -2,6 +2,7 @@
 //! `target/images/<name>/`.
 
 use crate::elf;
+use crate::fit;
 use crate::manifest::{self, Sizes};
 use crate::uimage::{self, ImageArch, Kind};
 use crate::workspace::{read, write, Workspace};
@@ -14,6 +15,22 @@ use xshell::{cmd, Shell};
 /// ELF sections that hold the VMs rather than the hypervisor.
 pub const GUESTS_SECTION: &str = ".tessera.guests";
 pub const VMS_SECTION: &str = ".tessera.vms";
+
+/// The image `boot.scr` (the script distro boot runs) loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BootImage {
+    /// `tessera.uimg`, the legacy uImage.
+    UImage,
+    /// `tessera.itb`, the FIT (aarch64 only for now; else the uImage).
+    #[allow(dead_code)]
+    Fit,
+}
+
+/// Which image `boot.scr`/`boot.cmd` boot. `boot-fit.scr`/`boot-fit.cmd`
+/// always boot the FIT. The FIT boots under Debian's qemu_arm64 u-boot
+/// 2023.01 in QEMU (`bootm` checked its SHA-256); switch to `BootImage::Fit`
+/// once it has also booted with the board's own u-boot.
+const BOOT_SCR: BootImage = BootImage::UImage;
 
 /// A composition built into `target/images/<name>/`.
 pub struct Built {
@@ -169,7 +186,13 @@ pub fn write_deliverables(
     let arch = ImageArch::from(composition.arch);
     let timestamp = uimage::timestamp()?;
     let title = format!("Tessera {}", composition.name);
-    let boot_cmd = uimage::boot_cmd(base);
+    // The FIT carries the flat binary only: QEMU virt and u-boot provide the DTB.
+    let fit = composition.arch == Arch::Aarch64;
+    let boot_cmd = if BOOT_SCR == BootImage::Fit && fit {
+        fit::boot_cmd()
+    } else {
+        uimage::boot_cmd(base)
+    };
 
     let sizes = Sizes::measure(&composition, &elf_bytes, flat.bytes.len() as u64)?;
     write(&dir.join("tessera.elf"), &elf_bytes)?;
@@ -191,6 +214,18 @@ pub fn write_deliverables(
         uimage::script_image(arch, &title, &boot_cmd, timestamp),
     )?;
     write(&dir.join("boot.cmd"), boot_cmd)?;
+    if fit {
+        write(
+            &dir.join("tessera.itb"),
+            fit::fit_image(arch, base, base, &title, &flat.bytes, None, timestamp)?,
+        )?;
+        let fit_cmd = fit::boot_cmd();
+        write(
+            &dir.join("boot-fit.scr"),
+            uimage::script_image(arch, &title, &fit_cmd, timestamp),
+        )?;
+        write(&dir.join("boot-fit.cmd"), fit_cmd)?;
+    }
     write(
         &dir.join("manifest"),
         manifest::render(&composition, &sizes),

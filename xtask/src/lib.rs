@@ -4,9 +4,11 @@
 pub mod bench;
 pub mod compose;
 pub mod elf;
+pub mod fit;
 pub mod manifest;
 pub mod qemu;
 pub mod scenario;
+pub mod sdcard;
 pub mod test;
 pub mod tools;
 pub mod uimage;

@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use config::profile;
 use xtask::workspace::Workspace;
-use xtask::{bench, compose, qemu, test, DEFAULT_BOARD};
+use xtask::{bench, compose, qemu, sdcard, test, DEFAULT_BOARD};
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +38,22 @@ enum Command {
     Boards,
     /// Figures from ci/bench.toml under icount
     Bench,
+    /// Build a board's image and its SD card, target/images/<board>/sdcard.img
+    Image {
+        #[arg(long, default_value = DEFAULT_BOARD)]
+        board: String,
+    },
+    /// Build a board's SD card and write it to a device or file
+    Flash {
+        #[arg(long, default_value = DEFAULT_BOARD)]
+        board: String,
+        /// A block device (/dev/sdX, /dev/mmcblkN) or a file
+        #[arg(long)]
+        device: std::path::PathBuf,
+        /// Write a block device even if it is mounted or not removable
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() {
@@ -67,8 +83,39 @@ fn run(command: Command) -> Result<()> {
         Command::Test { scenarios } => test::run(&ws, &scenarios)?,
         Command::Boards => boards(&ws),
         Command::Bench => bench::run(&ws)?,
+        Command::Image { board } => {
+            image(&ws, &board)?;
+        }
+        Command::Flash {
+            board,
+            device,
+            force,
+        } => {
+            let card = image(&ws, &board)?;
+            let bytes = sdcard::flash(&card, &device, force)?;
+            println!(
+                "wrote {bytes} bytes ({} MiB) of {} to {}",
+                bytes >> 20,
+                card.display(),
+                device.display()
+            );
+        }
     }
     Ok(())
+}
+
+/// Builds the board's image and its SD card; prints what is on the card.
+fn image(ws: &Workspace, board: &str) -> Result<std::path::PathBuf> {
+    let profile = compose::load_board(ws, board)?;
+    let built = compose::build(ws, &profile, None, board)?;
+    let card = sdcard::write_sdcard(&built)?;
+    println!("{}", card.display());
+    for file in sdcard::card_files(&built.dir)? {
+        let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        let name = file.file_name().unwrap_or_default().to_string_lossy();
+        println!("  {name:<16} {size:>9} bytes");
+    }
+    Ok(card)
 }
 
 /// One line per board; a board whose profile does not load says why.

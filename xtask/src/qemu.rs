@@ -4,6 +4,7 @@ use crate::compose::Built;
 use crate::tools;
 use anyhow::{Context, Result};
 use config::profile::{Profile, QemuSpec};
+use std::path::Path;
 use std::process::Command;
 
 /// The board's `[qemu]` section, or an error saying the board cannot run there.
@@ -26,6 +27,37 @@ pub fn command(spec: &QemuSpec, built: &Built) -> Result<Command> {
         .args(["-smp", &built.composition.cpus.to_string()])
         .args(["-nic", "none", "-kernel"])
         .arg(built.elf())
+        .args(&spec.extra);
+    Ok(cmd)
+}
+
+/// Debian's u-boot for the board's architecture (package `u-boot-qemu`).
+pub fn u_boot_firmware(arch: config::composition::Arch) -> &'static str {
+    match arch {
+        config::composition::Arch::Aarch64 => "/usr/lib/u-boot/qemu_arm64/u-boot.bin",
+        config::composition::Arch::Armv7a => "/usr/lib/u-boot/qemu_arm/u-boot.bin",
+    }
+}
+
+/// QEMU with the real u-boot as its firmware and `sdcard` as a virtio disk:
+/// u-boot's distro boot finds `boot.scr` there and starts Tessera itself,
+/// as on a board.
+pub fn u_boot_command(spec: &QemuSpec, built: &Built, sdcard: &Path) -> Result<Command> {
+    let firmware = u_boot_firmware(built.composition.arch);
+    anyhow::ensure!(
+        Path::new(firmware).is_file(),
+        "{firmware} is missing: apt-get install u-boot-qemu"
+    );
+    tools::ensure(&[tools::qemu(&spec.binary)])?;
+    let mut cmd = Command::new(&spec.binary);
+    cmd.args(["-M", &spec.machine, "-cpu", &spec.cpu, "-m", &spec.memory])
+        .args(["-smp", &built.composition.cpus.to_string()])
+        .args(["-nic", "none", "-bios", firmware, "-drive"])
+        .arg(format!(
+            "if=none,file={},format=raw,id=sd",
+            sdcard.display()
+        ))
+        .args(["-device", "virtio-blk-device,drive=sd"])
         .args(&spec.extra);
     Ok(cmd)
 }

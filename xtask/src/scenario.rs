@@ -3,9 +3,10 @@
 
 use crate::compose::{self, Built};
 use crate::qemu;
+use crate::sdcard;
 use crate::workspace::{write, Workspace};
 use anyhow::{Context, Result};
-use config::profile::{self, Known, Scenario};
+use config::profile::{self, Boot, Known, Scenario};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -289,7 +290,11 @@ fn boot(ws: &Workspace, scenario: &Scenario) -> Result<Outcome> {
     if let Some(machine) = &scenario.machine {
         spec.machine = machine.clone();
     }
-    let mut cmd = qemu::command(&spec, &built)?;
+    let mut cmd = match scenario.boot {
+        Boot::Kernel => qemu::command(&spec, &built)?,
+        Boot::UBoot => qemu::u_boot_command(&spec, &built, &sdcard::write_sdcard(&built)?)?,
+        Boot::UBootFit => qemu::u_boot_command(&spec, &built, &sdcard::write_fit_sdcard(&built)?)?,
+    };
     cmd.args(qemu::HEADLESS);
     if scenario.icount {
         cmd.args(qemu::ICOUNT);

@@ -40,6 +40,9 @@ pub fn run(ws: &Workspace, only: &[String]) -> Result<()> {
     let default = compose::load_board(ws, DEFAULT_BOARD)?;
     tools::ensure(&[
         tools::dumpimage(),
+        tools::mtools(),
+        tools::fdisk(),
+        tools::u_boot_qemu(),
         tools::qemu(&qemu::spec(&default)?.binary),
     ])?;
     let mut tally = Tally::default();

@@ -4,7 +4,8 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use xshell::{cmd, Shell};
 
-/// A program and the Debian package that provides it.
+/// A program (or, with a `/` in `binary`, a file at that path) and the
+/// Debian package that provides it.
 pub struct Tool {
     pub binary: String,
     pub package: &'static str,
@@ -17,6 +18,30 @@ pub fn dumpimage() -> Tool {
     }
 }
 
+/// mtools, to read the SD-card image's FAT partition back (`mdir`, `mcopy`).
+pub fn mtools() -> Tool {
+    Tool {
+        binary: "mdir".into(),
+        package: "mtools",
+    }
+}
+
+/// `fdisk -l`, to read the SD-card image's partition table back.
+pub fn fdisk() -> Tool {
+    Tool {
+        binary: "fdisk".into(),
+        package: "fdisk",
+    }
+}
+
+/// Debian's prebuilt u-boot for QEMU `virt` (arm64); a file, not a program.
+pub fn u_boot_qemu() -> Tool {
+    Tool {
+        binary: "/usr/lib/u-boot/qemu_arm64/u-boot.bin".into(),
+        package: "u-boot-qemu",
+    }
+}
+
 /// QEMU as a profile names it; Debian's `qemu-system-arm` provides both
 /// `qemu-system-arm` and `qemu-system-aarch64`.
 pub fn qemu(binary: &str) -> Tool {
@@ -26,7 +51,8 @@ pub fn qemu(binary: &str) -> Tool {
     }
 }
 
-/// The program's path in `PATH`, if any.
+/// The program's path in `PATH`, if any; a name with a `/` is a file path
+/// and is found if that file exists.
 pub fn find(binary: &str) -> Option<PathBuf> {
     if binary.contains('/') {
         return Path::new(binary).is_file().then(|| binary.into());

@@ -33,6 +33,8 @@ pub struct Scenario {
     /// The number of CPUs to run the board with, instead of its `[board] cpus`
     /// (QEMU `-smp`).
     pub cpus: Option<u32>,
+    /// How the image reaches the machine.
+    pub boot: Boot,
     /// The scenario's `[compose]`, over the board's (see [`Scenario::plan`]).
     pub(super) compose: Option<ComposeOverride>,
     text: String,
@@ -54,7 +56,24 @@ struct ScenarioFile {
     machine: Option<String>,
     selftest: Option<Spanned<String>>,
     cpus: Option<Spanned<u32>>,
+    #[serde(default)]
+    boot: Boot,
     compose: Option<ComposeOverride>,
+}
+
+/// How a scenario boots its image.
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Boot {
+    /// QEMU loads `tessera.elf` itself (`-kernel`) and enters it at EL2.
+    #[default]
+    Kernel,
+    /// Debian's real u-boot is QEMU's firmware and finds `boot.scr` on the
+    /// SD-card image, attached as a virtio disk, by itself.
+    UBoot,
+    /// The same, with a card whose `boot.scr` boots the FIT image, whose
+    /// hashes u-boot checks.
+    UBootFit,
 }
 
 /// A scenario's `[compose]`: the parts of the board's it replaces, with the
@@ -245,6 +264,7 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
         machine: file.machine,
         selftest: file.selftest.map(Spanned::into_inner),
         cpus: file.cpus.map(Spanned::into_inner),
+        boot: file.boot,
         compose: file.compose,
         board_span: file.board.span(),
         text,
