@@ -16,7 +16,7 @@ use crate::qemu;
 use crate::scenario::{self, Matcher, Progress};
 use crate::workspace::{write, Workspace};
 use anyhow::{bail, ensure, Context, Result};
-use config::profile::{self, Known};
+use config::profile;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
@@ -325,12 +325,7 @@ fn boot(ws: &Workspace, stem: &str, cpus: Cpus, then: Then) -> Result<Booted> {
         "{}: host CPU figures need `icount = false` (real time)",
         path.display()
     );
-    let board = scenario.load_board(&ws.boards_dir())?;
-    let name = format!("{}+{}", scenario.board, scenario.name);
-    let known = Known::builtin(ws.guest_names()?);
-    let guests = ws.compose_dir(&name).join("guests");
-    let guest_image = |guest: &str| guests.join(format!("{guest}.bin"));
-    let mut composition = scenario.plan(&board, &known, &name, &guest_image)?;
+    let (board, mut composition) = scenario::plan(ws, &scenario)?;
     if cpus == Cpus::One {
         composition.cpus = 1;
     }

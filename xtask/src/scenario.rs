@@ -6,7 +6,8 @@ use crate::qemu;
 use crate::sdcard;
 use crate::workspace::{write, Workspace};
 use anyhow::{Context, Result};
-use config::profile::{self, Boot, Known, Scenario};
+use config::composition::Composition;
+use config::profile::{self, Boot, Known, Profile, Scenario};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -275,15 +276,22 @@ pub fn run(ws: &Workspace, path: &Path) -> Outcome {
     }
 }
 
-fn boot(ws: &Workspace, scenario: &Scenario) -> Result<Outcome> {
+/// The scenario's board and its composition `<board>+<scenario>`: as
+/// `compose::plan`, with the scenario's VMs, `[compose]` and CPU count over
+/// the board's.
+pub fn plan(ws: &Workspace, scenario: &Scenario) -> Result<(Profile, Composition)> {
     // An unknown board is reported at the scenario's `board = ...` line.
     let profile = scenario.load_board(&ws.boards_dir())?;
-    let composition_name = format!("{}+{}", scenario.board, scenario.name);
-    // As compose::plan, with the scenario's [compose] over the board's too.
+    let name = format!("{}+{}", scenario.board, scenario.name);
     let known = Known::builtin(ws.guest_names()?);
-    let guests = ws.compose_dir(&composition_name).join("guests");
+    let guests = ws.compose_dir(&name).join("guests");
     let guest_image = |guest: &str| guests.join(format!("{guest}.bin"));
-    let mut composition = scenario.plan(&profile, &known, &composition_name, &guest_image)?;
+    let composition = scenario.plan(&profile, &known, &name, &guest_image)?;
+    Ok((profile, composition))
+}
+
+fn boot(ws: &Workspace, scenario: &Scenario) -> Result<Outcome> {
+    let (profile, mut composition) = plan(ws, scenario)?;
     composition.selftest = scenario.selftest.clone();
     let built = compose::build_planned(ws, composition)?;
     let mut spec = qemu::spec(&profile)?.clone();

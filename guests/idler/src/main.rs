@@ -46,17 +46,8 @@ fn on_irq(intid: u32) {
     WAKEUPS.store(WAKEUPS.load(Ordering::Relaxed) + 1, Ordering::Release);
 }
 
-/// `seconds=<n>` from the command line (whitespace-separated `key=value`).
-fn seconds_arg(cmdline: &str, default: u64) -> u64 {
-    cmdline
-        .split_whitespace()
-        .find_map(|arg| arg.strip_prefix("seconds="))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main(info: &'static StartInfo) -> u64 {
-    let seconds = seconds_arg(info.cmdline(), 10);
+    let seconds = guest_rt::cmdline::number(info.cmdline(), "seconds", 10);
     let period = timer::frequency() / WAKEUPS_PER_SECOND;
     println!("idler: started");
     if period == 0 {

@@ -26,6 +26,7 @@ mod arch;
 #[cfg(not(target_arch = "aarch64"))]
 compile_error!("guest-rt has no arch module for this target yet (only aarch64)");
 
+pub mod cmdline;
 pub mod console;
 pub mod gic;
 pub mod hc;

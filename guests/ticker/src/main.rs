@@ -132,15 +132,6 @@ fn on_tick(entry: u64) {
     timer::set_deadline(next);
 }
 
-/// `seconds=<n>` from the command line (whitespace-separated `key=value`).
-fn seconds_arg(cmdline: &str, default: u64) -> u64 {
-    cmdline
-        .split_whitespace()
-        .find_map(|arg| arg.strip_prefix("seconds="))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
-
 /// Deliveries so far of each SGI of the burst.
 fn burst_counts() -> [u64; BURST_LEN] {
     core::array::from_fn(|i| BURST_SEEN[i].load(Ordering::Acquire))
@@ -256,7 +247,7 @@ fn report(n: u64) {
 }
 
 fn main(info: &'static StartInfo) -> u64 {
-    let seconds = seconds_arg(info.cmdline(), 3);
+    let seconds = guest_rt::cmdline::number(info.cmdline(), "seconds", 3);
     let period = timer::frequency() / RATE_HZ;
     println!("ticker: started, period {period} ticks");
     if period == 0 {

@@ -16,17 +16,8 @@ guest_rt::entry!(main);
 /// Between two progress lines.
 const STEP_MS: u64 = 100;
 
-/// `ms=<n>` from the command line (whitespace-separated `key=value`).
-fn ms_arg(cmdline: &str, default: u64) -> u64 {
-    cmdline
-        .split_whitespace()
-        .find_map(|arg| arg.strip_prefix("ms="))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main(info: &'static StartInfo) -> u64 {
-    let ms = ms_arg(info.cmdline(), 1000);
+    let ms = guest_rt::cmdline::number(info.cmdline(), "ms", 1000);
     let frequency = counter_frequency();
     // Ticks since `start` for `m` milliseconds (no overflow for any sane m).
     let ticks = |m: u64| (u128::from(m) * u128::from(frequency) / 1000) as u64;

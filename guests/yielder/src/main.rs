@@ -23,17 +23,8 @@ guest_rt::entry!(main);
 const DEFAULT_CALLS: u64 = 10_000;
 const WARM_UP: u64 = 100;
 
-/// `calls=<n>` from the command line (whitespace-separated `key=value`).
-fn calls_arg(cmdline: &str, default: u64) -> u64 {
-    cmdline
-        .split_whitespace()
-        .find_map(|arg| arg.strip_prefix("calls="))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main(info: &'static StartInfo) -> u64 {
-    let calls = calls_arg(info.cmdline(), DEFAULT_CALLS).max(1);
+    let calls = guest_rt::cmdline::number(info.cmdline(), "calls", DEFAULT_CALLS).max(1);
     println!("yielder: started");
     for _ in 0..WARM_UP {
         hc::yield_now();
