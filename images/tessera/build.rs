@@ -19,8 +19,12 @@ fn main() {
 
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let (vm_table, guests) = vm_table(&c);
-    fs::write(out.join("vms.postcard"), vm_table).unwrap();
-    fs::write(out.join("composition.rs"), composition_rs(&c, &guests)).unwrap();
+    fs::write(out.join("vms.postcard"), &vm_table).unwrap();
+    fs::write(
+        out.join("composition.rs"),
+        composition_rs(&c, vm_table.len(), &guests),
+    )
+    .unwrap();
     fs::write(out.join("link.x"), linker_script(&c)).unwrap();
     println!(
         "cargo:rustc-link-arg-bins=-T{}",
@@ -91,7 +95,7 @@ fn vm_table(c: &Composition) -> (Vec<u8>, Vec<PathBuf>) {
     (boot::VmTable { vms, windows }.encode(), guests)
 }
 
-fn composition_rs(c: &Composition, guests: &[PathBuf]) -> String {
+fn composition_rs(c: &Composition, vm_table_len: usize, guests: &[PathBuf]) -> String {
     let mut s = String::new();
     let w = &mut s;
     writeln!(
@@ -162,7 +166,7 @@ fn composition_rs(c: &Composition, guests: &[PathBuf]) -> String {
     writeln!(
         w,
         "#[link_section = \".tessera.vms\"]\npub static VM_TABLE: [u8; {}] = *include_bytes!(concat!(env!(\"OUT_DIR\"), \"/vms.postcard\"));",
-        vm_table(c).0.len()
+        vm_table_len
     )
     .unwrap();
     for (i, guest) in guests.iter().enumerate() {

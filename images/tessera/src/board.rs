@@ -53,6 +53,16 @@ pub fn vm_ram(base: u64, size: u64) -> &'static mut [u8] {
     unsafe { core::slice::from_raw_parts_mut(base as *mut u8, size as usize) }
 }
 
+/// arm-gic's interrupt ID for a raw INTID (the crate has no conversion).
+fn intid(raw: u32) -> arm_gic::IntId {
+    use arm_gic::IntId;
+    match raw {
+        0..16 => IntId::sgi(raw),
+        16..32 => IntId::ppi(raw - 16),
+        _ => IntId::spi(raw - 32),
+    }
+}
+
 #[cfg(feature = "gic-v2")]
 #[path = "board/gicv2.rs"]
 mod gic;

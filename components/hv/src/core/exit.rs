@@ -145,22 +145,14 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     fn kick(&mut self, vcpu: VcpuId, effects: Effects) {
         self.vcpus[vcpu.0 as usize].irq_dirty = true;
         let vm = self.vm_of(vcpu);
-        let first = self.vms[vm].first_vcpu;
-        for index in 0..self.vms[vm].vcpus as usize {
-            if effects.kick & (1 << index) == 0 {
+        for (bit, index) in self.vms[vm].vcpu_indices().enumerate() {
+            if effects.kick & (1 << bit) == 0 {
                 continue;
             }
-            let target = VcpuId((first + index) as u32);
-            self.vcpus[target.0 as usize].irq_dirty = true;
+            let target = VcpuId(index as u32);
+            self.vcpus[index].irq_dirty = true;
             self.wake(target);
-            if self.vcpus[target.0 as usize].ctx.is_none() {
-                // Running in the guest on another CPU.
-                for cpu in 0..self.cpus.len() {
-                    if self.cpus[cpu].running == Some(target) {
-                        self.platform.kick_cpu(CpuId(cpu as u32));
-                    }
-                }
-            }
+            self.kick_if_in_guest(target);
         }
     }
 
@@ -317,8 +309,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         }
         self.vms[vm].state = VmState::Stopped;
         self.running_vms -= 1;
-        let first = self.vms[vm].first_vcpu;
-        for index in first..first + self.vms[vm].vcpus as usize {
+        for index in self.vms[vm].vcpu_indices() {
             self.vcpus[index].blocked = false;
             let running = self
                 .cpus

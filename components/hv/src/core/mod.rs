@@ -45,7 +45,7 @@ pub struct Hypervisor<P: Platform, S: Scheduler, V: Vgic> {
     platform: P,
     sched: S,
     /// The VMs that were built.
-    vms: Vec<Vm<P::Context, V>>,
+    vms: Vec<Vm<V>>,
     /// Every VM's vCPUs, in VM order: `VcpuId(i)` is `vcpus[i]`.
     vcpus: Vec<Vcpu<P::Context>>,
     vmids: VmidAllocator,

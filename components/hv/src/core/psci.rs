@@ -121,9 +121,9 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     fn cpu_off(&mut self, vcpu: VcpuId) {
         self.vcpus[vcpu.0 as usize].power = Power::Off;
         let vm = self.vm_of(vcpu);
-        let first = self.vms[vm].first_vcpu;
-        let all_off =
-            (first..first + self.vms[vm].vcpus as usize).all(|v| self.vcpus[v].power == Power::Off);
+        let all_off = self.vms[vm]
+            .vcpu_indices()
+            .all(|v| self.vcpus[v].power == Power::Off);
         if all_off {
             info!(
                 "VM {} stopped: all its vCPUs are off {}",
@@ -150,8 +150,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         let vm = self.vm_of(vcpu);
         info!("VM {} resets", self.vms[vm].name);
         self.vms[vm].reset_requested = true;
-        let first = self.vms[vm].first_vcpu;
-        for index in first..first + self.vms[vm].vcpus as usize {
+        for index in self.vms[vm].vcpu_indices() {
             self.vcpus[index].power = Power::Off;
             self.vcpus[index].blocked = false;
         }
@@ -184,7 +183,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         self.vms[vm].vgic = V::new(self.vms[vm].vcpus as usize);
         let first = self.vms[vm].first_vcpu;
         let start_info = self.vms[vm].ram.start_info_ipa();
-        for index in first..first + self.vms[vm].vcpus as usize {
+        for index in self.vms[vm].vcpu_indices() {
             self.reset_vcpu(VcpuId(index as u32), 0, 0);
         }
         self.reset_vcpu(VcpuId(first as u32), GUEST_RAM_BASE, start_info);
@@ -215,15 +214,22 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     }
 
     /// Makes the CPUs running `vm`'s vCPUs in the guest right now exit to
-    /// the hypervisor soon. (A vCPU whose context is in hand is not in the
-    /// guest: it is the one whose exit is being handled.)
+    /// the hypervisor soon.
     pub(super) fn kick_cpus_running(&mut self, vm: usize) {
-        for index in 0..self.cpus.len() {
-            let in_guest =
-                |v: VcpuId| self.vm_of(v) == vm && self.vcpus[v.0 as usize].ctx.is_none();
-            if self.cpus[index].running.is_some_and(in_guest) {
-                self.platform.kick_cpu(CpuId(index as u32));
-            }
+        for index in self.vms[vm].vcpu_indices() {
+            self.kick_if_in_guest(VcpuId(index as u32));
+        }
+    }
+
+    /// Kicks the CPU running `vcpu` if it is in the guest right now. (A vCPU
+    /// whose context is in hand is not: it is the one whose exit is being
+    /// handled, or it runs nowhere.)
+    pub(super) fn kick_if_in_guest(&mut self, vcpu: VcpuId) {
+        if self.vcpus[vcpu.0 as usize].ctx.is_some() {
+            return;
+        }
+        if let Some(cpu) = self.cpus.iter().position(|c| c.running == Some(vcpu)) {
+            self.platform.kick_cpu(CpuId(cpu as u32));
         }
     }
 }

@@ -76,7 +76,7 @@ pub(crate) struct Vcpu<C> {
     pub vtimer_masked: bool,
 }
 
-pub(crate) struct Vm<C, V> {
+pub(crate) struct Vm<V> {
     /// Its vCPUs are the hypervisor's `first_vcpu..first_vcpu + vcpus`.
     pub first_vcpu: usize,
     pub vcpus: u32,
@@ -97,20 +97,28 @@ pub(crate) struct Vm<C, V> {
     pub created_at: u64,
     pub cpu_ticks: u64,
     pub vgic: V,
-    _vcpu: core::marker::PhantomData<C>,
 }
+
+impl<V> Vm<V> {
+    /// Its vCPUs' indices in the hypervisor's vCPU table.
+    pub fn vcpu_indices(&self) -> core::ops::Range<usize> {
+        self.first_vcpu..self.first_vcpu + self.vcpus as usize
+    }
+}
+
+/// A built VM and its vCPUs, for the hypervisor's tables.
+pub(crate) type VmAndVcpus<V, C> = (Vm<V>, alloc::vec::Vec<Vcpu<C>>);
 
 /// Builds a VM: stage-2 (RAM, and the GIC's virtual CPU interface where
 /// the guest expects its CPU interface), RAM contents, start info, and its
 /// vCPUs (numbered from `first_vcpu` in the hypervisor; vCPU 0 on).
-#[allow(clippy::type_complexity)]
 pub(crate) fn build<P: Platform, V: Vgic>(
     platform: &mut P,
     id: u32,
     desc: VmDesc,
     vm_index: usize,
     first_vcpu: usize,
-) -> Result<(Vm<P::Context, V>, alloc::vec::Vec<Vcpu<P::Context>>), &'static str> {
+) -> Result<VmAndVcpus<V, P::Context>, &'static str> {
     let VmDesc {
         name,
         guest,
@@ -187,7 +195,6 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         created_at: platform.counter(),
         cpu_ticks: 0,
         vgic: V::new(vcpus as usize),
-        _vcpu: core::marker::PhantomData,
     };
     Ok((vm, vcpu_list))
 }

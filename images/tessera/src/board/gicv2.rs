@@ -15,14 +15,6 @@ use arm_gic::{
 /// 4 KiB pages mapped where the guest expects GICC.
 pub const GUEST_CPU_INTERFACE: Option<(u64, u64)> = Some((c::GICV_BASE, 0x2000));
 
-fn intid(raw: u32) -> IntId {
-    match raw {
-        0..16 => IntId::sgi(raw),
-        16..32 => IntId::ppi(raw - 16),
-        _ => IntId::spi(raw - 32),
-    }
-}
-
 pub struct Gic {
     gic: GicV2<'static>,
     group: InterruptGroup,

@@ -15,14 +15,6 @@ use arm_gic::{
 /// Guests use the system-register CPU interface: nothing to map.
 pub const GUEST_CPU_INTERFACE: Option<(u64, u64)> = None;
 
-fn intid(raw: u32) -> IntId {
-    match raw {
-        0..16 => IntId::sgi(raw),
-        16..32 => IntId::ppi(raw - 16),
-        _ => IntId::spi(raw - 32),
-    }
-}
-
 pub struct Gic {
     gic: GicV3<'static>,
 }
