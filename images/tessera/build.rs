@@ -2,7 +2,10 @@
 //! `composition.rs` (component types, board constants, the VM table and
 //! guest images in their own sections) and the linker script.
 
-use config::{boot, composition::Composition};
+use config::{
+    boot,
+    composition::{Composition, GuestArch},
+};
 use std::{env, fmt::Write, fs, path::PathBuf};
 
 fn main() {
@@ -76,6 +79,7 @@ fn vm_table(c: &Composition) -> (Vec<u8>, Vec<PathBuf>) {
                 ram_base: vm.ram.base,
                 ram_size: vm.ram.size,
                 vcpus: vm.vcpus,
+                aarch32: vm.arch == GuestArch::Aarch32,
                 image: image as u32,
                 cmdline: &vm.cmdline,
                 weight: vm.weight,
@@ -113,6 +117,13 @@ fn composition_rs(c: &Composition, vm_table_len: usize, guests: &[PathBuf]) -> S
     writeln!(w, "pub const HV_SIZE: u64 = {:#x};", c.hypervisor.size).unwrap();
     writeln!(w, "pub const UART_BASE: usize = {:#x};", c.uart.base).unwrap();
     writeln!(w, "pub const UART_DRIVER: &str = {:?};", c.uart.driver).unwrap();
+    writeln!(w, "pub const UART_REG_SHIFT: u32 = {};", c.uart.reg_shift).unwrap();
+    let word = if c.uart.reg_io_width == 4 {
+        "u32"
+    } else {
+        "u8"
+    };
+    writeln!(w, "pub type UartWord = {word};").unwrap();
     writeln!(w, "pub const GIC_VERSION: u32 = {};", c.gic.version).unwrap();
     writeln!(w, "pub const GICD_BASE: usize = {:#x};", c.gic.distributor).unwrap();
     writeln!(

@@ -6,8 +6,8 @@ use crate::fit;
 use crate::manifest::{self, Sizes};
 use crate::uimage::{self, ImageArch, Kind};
 use crate::workspace::{read, write, Workspace};
-use anyhow::{bail, ensure, Context, Result};
-use config::composition::{Arch, Composition};
+use anyhow::{ensure, Context, Result};
+use config::composition::{Arch, Composition, GuestArch};
 use config::profile::{self, Known, Profile, VmSource};
 use std::path::{Path, PathBuf};
 use xshell::{cmd, Shell};
@@ -21,7 +21,7 @@ pub const VMS_SECTION: &str = ".tessera.vms";
 enum BootImage {
     /// `tessera.uimg`, the legacy uImage.
     UImage,
-    /// `tessera.itb`, the FIT (aarch64 only for now; else the uImage).
+    /// `tessera.itb`, the FIT.
     #[allow(dead_code)]
     Fit,
 }
@@ -71,9 +71,19 @@ pub fn plan(
     name: &str,
 ) -> Result<Composition> {
     let known = Known::builtin(ws.guest_names()?);
+    Ok(profile::plan(
+        profile,
+        vms,
+        &known,
+        name,
+        &guest_images(ws, name),
+    )?)
+}
+
+/// Where composition `name` keeps each guest's flat binary, per width.
+pub fn guest_images(ws: &Workspace, name: &str) -> impl Fn(&str, GuestArch) -> PathBuf {
     let guests = ws.compose_dir(name).join("guests");
-    let guest_image = |guest: &str| guests.join(format!("{guest}.bin"));
-    Ok(profile::plan(profile, vms, &known, name, &guest_image)?)
+    move |guest, arch| guests.join(arch.name()).join(format!("{guest}.bin"))
 }
 
 /// Builds composition `name` of `profile` and writes its deliverables.
@@ -90,13 +100,6 @@ pub fn build(
 pub fn build_planned(ws: &Workspace, composition: Composition) -> Result<Built> {
     let name = composition.name.clone();
     let name = name.as_str();
-    if composition.arch == Arch::Armv7a {
-        bail!(
-            "board {} is ARMv7-A: the ARMv7-A hypervisor (arch-armv7) is not built yet; \
-             only aarch64 boards can be composed today",
-            composition.board
-        );
-    }
     eprintln!("xtask: composing {name}");
     let sh = Shell::new()?;
     sh.change_dir(&ws.root);
@@ -112,11 +115,11 @@ pub fn build_planned(ws: &Workspace, composition: Composition) -> Result<Built> 
 /// Builds every guest the composition names once, as a flat binary at the
 /// path the plan gave it.
 fn build_guests(ws: &Workspace, sh: &Shell, composition: &Composition) -> Result<()> {
-    let triple = composition.arch.rust_target();
     let cargo = ws.cargo();
-    let mut done: Vec<&str> = Vec::new();
+    let mut done: Vec<(&str, GuestArch)> = Vec::new();
     for vm in &composition.vms {
-        if !done.contains(&vm.guest.as_str()) {
+        let triple = vm.arch.rust_target();
+        if !done.contains(&(vm.guest.as_str(), vm.arch)) {
             let package = format!("guest-{}", vm.guest);
             cmd!(sh, "{cargo} build --release -p {package} --target {triple}")
                 .env("CARGO_TARGET_DIR", &ws.target)
@@ -126,7 +129,7 @@ fn build_guests(ws: &Workspace, sh: &Shell, composition: &Composition) -> Result
             let flat = elf::flatten(&read(&elf_path)?)
                 .with_context(|| format!("converting {} to a flat binary", elf_path.display()))?;
             write(&vm.image, &flat.bytes)?;
-            done.push(&vm.guest);
+            done.push((&vm.guest, vm.arch));
         }
         let size = std::fs::metadata(&vm.image)?.len();
         ensure!(
@@ -181,51 +184,54 @@ pub fn write_deliverables(
         flat.entry,
         flat.base
     );
-    let load = u32::try_from(base)
-        .with_context(|| format!("load address {base:#x} does not fit a u-boot legacy image"))?;
+    // A legacy uImage has 32-bit addresses: above 4 GiB only the FIT can say
+    // where the image goes.
+    let uimage_load = u32::try_from(base).ok();
     let arch = ImageArch::from(composition.arch);
     let timestamp = uimage::timestamp()?;
     let title = format!("Tessera {}", composition.name);
     // The FIT carries the flat binary only: QEMU virt and u-boot provide the DTB.
-    let fit = composition.arch == Arch::Aarch64;
-    let boot_cmd = if BOOT_SCR == BootImage::Fit && fit {
-        fit::boot_cmd()
-    } else {
-        uimage::boot_cmd(base)
+    let boot_cmd = match (BOOT_SCR, uimage_load) {
+        (BootImage::UImage, Some(_)) => uimage::boot_cmd(base),
+        _ => fit::boot_cmd(),
     };
 
     let sizes = Sizes::measure(&composition, &elf_bytes, flat.bytes.len() as u64)?;
     write(&dir.join("tessera.elf"), &elf_bytes)?;
-    write(
-        &dir.join("tessera.uimg"),
-        uimage::legacy_image(
-            Kind::Kernel,
-            arch,
-            load,
-            load,
-            &title,
-            &flat.bytes,
-            timestamp,
-        ),
-    )?;
+    let uimage_path = dir.join("tessera.uimg");
+    match uimage_load {
+        Some(load) => write(
+            &uimage_path,
+            uimage::legacy_image(
+                Kind::Kernel,
+                arch,
+                load,
+                load,
+                &title,
+                &flat.bytes,
+                timestamp,
+            ),
+        )?,
+        None if uimage_path.exists() => std::fs::remove_file(&uimage_path)
+            .with_context(|| format!("removing the stale {}", uimage_path.display()))?,
+        None => {}
+    }
     write(&dir.join("tessera.bin"), &flat.bytes)?;
     write(
         &dir.join("boot.scr"),
         uimage::script_image(arch, &title, &boot_cmd, timestamp),
     )?;
     write(&dir.join("boot.cmd"), boot_cmd)?;
-    if fit {
-        write(
-            &dir.join("tessera.itb"),
-            fit::fit_image(arch, base, base, &title, &flat.bytes, None, timestamp)?,
-        )?;
-        let fit_cmd = fit::boot_cmd();
-        write(
-            &dir.join("boot-fit.scr"),
-            uimage::script_image(arch, &title, &fit_cmd, timestamp),
-        )?;
-        write(&dir.join("boot-fit.cmd"), fit_cmd)?;
-    }
+    write(
+        &dir.join("tessera.itb"),
+        fit::fit_image(arch, base, base, &title, &flat.bytes, None, timestamp)?,
+    )?;
+    let fit_cmd = fit::boot_cmd();
+    write(
+        &dir.join("boot-fit.scr"),
+        uimage::script_image(arch, &title, &fit_cmd, timestamp),
+    )?;
+    write(&dir.join("boot-fit.cmd"), fit_cmd)?;
     write(
         &dir.join("manifest"),
         manifest::render(&composition, &sizes),

@@ -4,7 +4,7 @@
 //! kernel out of the FIT to its load address; `dumpimage -l` lists it.
 
 use crate::uimage::ImageArch;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, ensure, Result};
 use sha2::{Digest, Sha256};
 use vm_fdt::FdtWriter;
 
@@ -35,20 +35,27 @@ pub fn fit_image(
     fdt: Option<&[u8]>,
     timestamp: u32,
 ) -> Result<Vec<u8>> {
-    let cell = |what: &str, value: u64| {
-        u32::try_from(value)
-            .with_context(|| format!("{what} {value:#x} does not fit the FIT's one address cell"))
+    // One address cell, as 32-bit u-boot reads it, unless an address needs
+    // two (RAM above 4 GiB, as on X-Gene), which only 64-bit u-boot has.
+    let cells = if load.max(entry) <= u64::from(u32::MAX) {
+        1
+    } else {
+        ensure!(
+            arch == ImageArch::Arm64,
+            "load address {load:#x} / entry {entry:#x} above 4 GiB on a 32-bit board"
+        );
+        2
     };
-    let load = cell("load address", load)?;
-    let entry = cell("entry point", entry)?;
-    build(arch, load, entry, name, kernel, fdt, timestamp)
+    build(arch, cells, load, entry, name, kernel, fdt, timestamp)
         .map_err(|e| anyhow!("writing the FIT image: {e}"))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn build(
     arch: ImageArch,
-    load: u32,
-    entry: u32,
+    cells: u32,
+    load: u64,
+    entry: u64,
     name: &str,
     kernel: &[u8],
     fdt: Option<&[u8]>,
@@ -59,7 +66,7 @@ fn build(
     let root = w.begin_node("")?;
     w.property_string("description", name)?;
     w.property_u32("timestamp", timestamp)?;
-    w.property_u32("#address-cells", 1)?;
+    w.property_u32("#address-cells", cells)?;
 
     let images = w.begin_node("images")?;
     let node = w.begin_node(KERNEL)?;
@@ -69,8 +76,14 @@ fn build(
     w.property_string("arch", arch)?;
     w.property_string("os", "linux")?;
     w.property_string("compression", "none")?;
-    w.property_u32("load", load)?;
-    w.property_u32("entry", entry)?;
+    if cells == 1 {
+        // Both fit: fit_image checked.
+        w.property_u32("load", load as u32)?;
+        w.property_u32("entry", entry as u32)?;
+    } else {
+        w.property_u64("load", load)?;
+        w.property_u64("entry", entry)?;
+    }
     hash(&mut w, kernel)?;
     w.end_node(node)?;
     if let Some(fdt) = fdt {
@@ -105,6 +118,36 @@ fn hash(w: &mut FdtWriter, data: &[u8]) -> FdtResult<()> {
     w.property_string("algo", "sha256")?;
     w.property("value", &Sha256::digest(data))?;
     w.end_node(node)
+}
+
+/// Checks a FIT with `dumpimage -l`: a kernel for `arch` (as dumpimage
+/// names it, e.g. "AArch64") loaded and entered at `load`. `dumpimage -l`
+/// does not verify the hashes; u-boot's `bootm` does.
+pub fn check_kernel(path: &std::path::Path, arch: &str, load: u64) -> Result<()> {
+    let sh = xshell::Shell::new()?;
+    let output = xshell::cmd!(sh, "dumpimage -l {path}")
+        .quiet()
+        .ignore_status()
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success(),
+        "dumpimage -l {} failed:\n{text}",
+        path.display()
+    );
+    for expected in [
+        "Type:         Kernel Image".to_string(),
+        format!("Architecture: {arch}"),
+        format!("Load Address: {load:#x}"),
+        format!("Entry Point:  {load:#x}"),
+    ] {
+        ensure!(
+            text.contains(&expected),
+            "dumpimage -l {}: no {expected:?} in\n{text}",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// The distro-boot script for the FIT: load it at `ramdisk_addr_r`, away
@@ -206,8 +249,42 @@ mod tests {
     }
 
     #[test]
-    fn addresses_must_fit_one_cell() {
-        assert!(fit_image(ImageArch::Arm64, 1 << 32, 0, "t", b"k", None, 0).is_err());
+    fn addresses_above_4gib_take_two_cells_on_arm64_only() {
+        let image = fit_image(
+            ImageArch::Arm64,
+            0x1_0200_0000,
+            0x1_0200_0000,
+            "t",
+            b"k",
+            None,
+            0,
+        )
+        .unwrap();
+        let tree = parse(&image);
+        assert_eq!(prop(&tree, "/", "#address-cells"), 2u32.to_be_bytes());
+        assert_eq!(
+            prop(&tree, "/images/kernel", "load"),
+            0x1_0200_0000u64.to_be_bytes()
+        );
+        assert_eq!(
+            prop(&tree, "/images/kernel", "entry"),
+            0x1_0200_0000u64.to_be_bytes()
+        );
+        let low = fit_image(
+            ImageArch::Arm64,
+            0x4040_0000,
+            0x4040_0000,
+            "t",
+            b"k",
+            None,
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            prop(&parse(&low), "/", "#address-cells"),
+            1u32.to_be_bytes()
+        );
+        assert!(fit_image(ImageArch::Arm, 1 << 32, 0, "t", b"k", None, 0).is_err());
     }
 
     #[test]

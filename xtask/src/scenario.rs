@@ -256,21 +256,53 @@ pub fn files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     Ok(files)
 }
 
-/// Builds and runs the scenario in `path`; never fails, the outcome says why.
+/// Builds and runs the scenario in `path` on its first board; never
+/// fails, the outcome says why.
 pub fn run(ws: &Workspace, path: &Path) -> Outcome {
+    run_each_board(ws, path, &|_| true)
+        .into_iter()
+        .next()
+        .expect("a scenario runs on at least one board")
+}
+
+/// Builds and runs the scenario in `path` on each of its boards whose run
+/// name (`name`, or `name@board` for a scenario on several boards) `wanted`
+/// accepts.
+pub fn run_each_board(ws: &Workspace, path: &Path, wanted: &dyn Fn(&str) -> bool) -> Vec<Outcome> {
     let stem = path
         .file_stem()
         .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
     let scenario = match profile::load_scenario(path) {
         Ok(scenario) => scenario,
-        Err(error) => return Outcome::failed(stem, error.to_string()),
+        Err(error) => return vec![Outcome::failed(stem, error.to_string())],
     };
+    let several = scenario.boards.len() > 1;
+    scenario
+        .boards
+        .iter()
+        .map(|board| {
+            let name = if several {
+                format!("{}@{board}", scenario.name)
+            } else {
+                scenario.name.clone()
+            };
+            (name, scenario.on_board(board))
+        })
+        .filter(|(name, _)| wanted(name))
+        .map(|(name, scenario)| Outcome {
+            name,
+            ..run_scenario(ws, &scenario)
+        })
+        .collect()
+}
+
+fn run_scenario(ws: &Workspace, scenario: &Scenario) -> Outcome {
     let name = scenario.name.clone();
     // Malformed `{lo..hi}` placeholders fail the scenario before it builds.
     if let Err(error) = check_expectations(&scenario.expect) {
-        return Outcome::failed(name, format!("{}: {error}", path.display()));
+        return Outcome::failed(name, format!("{}: {error}", scenario.path.display()));
     }
-    match boot(ws, &scenario) {
+    match boot(ws, scenario) {
         Ok(outcome) => outcome,
         Err(error) => Outcome::failed(name, format!("{error:#}")),
     }
@@ -284,9 +316,7 @@ pub fn plan(ws: &Workspace, scenario: &Scenario) -> Result<(Profile, Composition
     let profile = scenario.load_board(&ws.boards_dir())?;
     let name = format!("{}+{}", scenario.board, scenario.name);
     let known = Known::builtin(ws.guest_names()?);
-    let guests = ws.compose_dir(&name).join("guests");
-    let guest_image = |guest: &str| guests.join(format!("{guest}.bin"));
-    let composition = scenario.plan(&profile, &known, &name, &guest_image)?;
+    let composition = scenario.plan(&profile, &known, &name, &compose::guest_images(ws, &name))?;
     Ok((profile, composition))
 }
 
@@ -320,7 +350,7 @@ fn boot(ws: &Workspace, scenario: &Scenario) -> Result<Outcome> {
     let elapsed = start.elapsed();
     let log = ws
         .scenario_logs_dir()
-        .join(format!("{}.log", scenario.name));
+        .join(format!("{}+{}.log", scenario.board, scenario.name));
     write(&log, lines.join("\n") + "\n")?;
     Ok(Outcome {
         name: scenario.name.clone(),

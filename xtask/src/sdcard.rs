@@ -27,12 +27,13 @@ const VOLUME_ID: u32 = 0x7e55_e4a0;
 const VOLUME_LABEL: [u8; 11] = *b"TESSERA    ";
 
 /// The files of a built image that go on the card, in this order; the
-/// optional ones only when they exist.
+/// optional ones only when they exist (no uImage for a board whose load
+/// address is above 4 GiB).
 pub const CARD_FILES: [(&str, bool); 4] = [
-    ("tessera.uimg", true),
+    ("tessera.uimg", false),
     ("boot.scr", true),
     ("boot.cmd", true),
-    ("tessera.itb", false),
+    ("tessera.itb", true),
 ];
 
 /// Writes `<built.dir>/sdcard.img` from the built image's files.

@@ -1,15 +1,17 @@
-//! `cargo xtask test`: host unit tests, the default board's uImage checked by
+//! `cargo xtask test`: host unit tests, every board's uImage checked by
 //! `dumpimage`, then every QEMU scenario. One result line each, then a tally.
 
 use crate::compose;
+use crate::fit;
 use crate::qemu;
 use crate::scenario;
 use crate::tools;
 use crate::uimage;
 use crate::workspace::Workspace;
 use crate::DEFAULT_BOARD;
-use anyhow::{bail, Result};
-use config::profile::Profile;
+use anyhow::{bail, ensure, Result};
+use config::composition::Arch;
+use config::profile;
 use xshell::{cmd, Shell};
 
 #[derive(Default)]
@@ -48,21 +50,20 @@ pub fn run(ws: &Workspace, only: &[String]) -> Result<()> {
     let mut tally = Tally::default();
     if only.is_empty() {
         tally.record("host unit tests", host_tests(ws));
-        tally.record("uImage of the default board", default_uimage(ws, &default));
+        for board in profile::list_boards(&ws.boards_dir()) {
+            tally.record(&format!("uImage of {board}"), board_uimage(ws, &board));
+        }
     }
-    let wanted = |path: &std::path::Path| {
-        let name = path.file_stem().unwrap_or_default().to_string_lossy();
-        only.is_empty() || only.iter().any(|word| name.contains(word.as_str()))
-    };
-    for path in scenario::files(&ws.scenarios_dir())?
-        .into_iter()
-        .filter(|p| wanted(p))
-    {
-        let outcome = scenario::run(ws, &path);
-        outcome.report();
-        match outcome.failure {
-            None => tally.passed += 1,
-            Some(_) => tally.failed += 1,
+    // A word picks runs by name: `hello` (all its boards), `@qemu-virt-a15`.
+    let wanted =
+        |name: &str| only.is_empty() || only.iter().any(|word| name.contains(word.as_str()));
+    for path in scenario::files(&ws.scenarios_dir())? {
+        for outcome in scenario::run_each_board(ws, &path, &wanted) {
+            outcome.report();
+            match outcome.failure {
+                None => tally.passed += 1,
+                Some(_) => tally.failed += 1,
+            }
         }
     }
     println!("{} passed, {} failed", tally.passed, tally.failed);
@@ -87,8 +88,27 @@ fn host_tests(ws: &Workspace) -> Result<()> {
     Ok(())
 }
 
-fn default_uimage(ws: &Workspace, profile: &Profile) -> Result<()> {
-    let built = compose::build(ws, profile, None, DEFAULT_BOARD)?;
-    let load = built.composition.hypervisor.base;
-    uimage::check_kernel(&built.uimage(), "AArch64", load)
+/// Builds `board` as its profile says and has `dumpimage` check the
+/// uImage: checksums, architecture, and load = entry = the hypervisor's
+/// base, inside the board's RAM. A board loaded above 4 GiB has no uImage
+/// (32-bit addresses): its FIT is checked instead.
+fn board_uimage(ws: &Workspace, board: &str) -> Result<()> {
+    let profile = compose::load_board(ws, board)?;
+    let built = compose::build(ws, &profile, None, board)?;
+    let c = &built.composition;
+    ensure!(
+        c.ram.contains(&c.hypervisor),
+        "the hypervisor {:#x}..{:#x} is outside RAM",
+        c.hypervisor.base,
+        c.hypervisor.end()
+    );
+    let arch = match c.arch {
+        Arch::Aarch64 => "AArch64",
+        Arch::Armv7a => "ARM",
+    };
+    if built.uimage().exists() {
+        uimage::check_kernel(&built.uimage(), arch, c.hypervisor.base)
+    } else {
+        fit::check_kernel(&built.dir.join("tessera.itb"), arch, c.hypervisor.base)
+    }
 }

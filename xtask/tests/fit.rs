@@ -35,11 +35,15 @@ fn run(tool: &str, args: &[&str]) -> String {
 }
 
 fn write_fit(name: &str) -> PathBuf {
+    write_fit_at(name, LOAD)
+}
+
+fn write_fit_at(name: &str, load: u64) -> PathBuf {
     let payload: Vec<u8> = (0..4096u32).map(|i| (i * 7) as u8).collect();
     let image = fit::fit_image(
         ImageArch::Arm64,
-        LOAD,
-        LOAD,
+        load,
+        load,
         "Tessera test",
         &payload,
         None,
@@ -67,6 +71,18 @@ fn dumpimage_lists_our_fit() {
         "Hash algo:    sha256",
         "Default Configuration: 'conf-1'",
     ] {
+        assert!(text.contains(expected), "no {expected:?} in:\n{text}");
+    }
+}
+
+/// X-Gene's RAM is above 4 GiB: the FIT takes two address cells there,
+/// and u-boot reads them as one 64-bit address.
+#[test]
+fn dumpimage_reads_a_load_address_above_4gib() {
+    require("dumpimage", "u-boot-tools");
+    let path = write_fit_at("high.itb", 0x1_0200_0000);
+    let text = run("dumpimage", &["-l", path.to_str().unwrap()]);
+    for expected in ["Load Address: 0x102000000", "Entry Point:  0x102000000"] {
         assert!(text.contains(expected), "no {expected:?} in:\n{text}");
     }
 }

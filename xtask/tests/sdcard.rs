@@ -33,12 +33,8 @@ fn output(program: &str, args: &[&str]) -> Vec<u8> {
 }
 
 /// A fake built image directory: the card's files plus one that stays off it.
-fn fake_built(dir: &Path, with_itb: bool) -> Vec<(String, Vec<u8>)> {
+fn fake_built(dir: &Path, with_uimage: bool) -> Vec<(String, Vec<u8>)> {
     let mut files = vec![
-        (
-            "tessera.uimg".to_string(),
-            (0..300_000u32).map(|i| (i * 31 + 7) as u8).collect(),
-        ),
         (
             "boot.scr".to_string(),
             (0..777u32).map(|i| (i ^ 0x5a) as u8).collect(),
@@ -47,9 +43,16 @@ fn fake_built(dir: &Path, with_itb: bool) -> Vec<(String, Vec<u8>)> {
             "boot.cmd".to_string(),
             b"bootm ${kernel_addr_r} - ${fdtcontroladdr}\n".to_vec(),
         ),
+        ("tessera.itb".to_string(), vec![0xd0; 5000]),
     ];
-    if with_itb {
-        files.push(("tessera.itb".to_string(), vec![0xd0; 5000]));
+    if with_uimage {
+        files.insert(
+            0,
+            (
+                "tessera.uimg".to_string(),
+                (0..300_000u32).map(|i| (i * 31 + 7) as u8).collect(),
+            ),
+        );
     }
     for (name, bytes) in &files {
         std::fs::write(dir.join(name), bytes).unwrap();
@@ -103,7 +106,7 @@ fn outside_tools_read_the_card_back() {
 }
 
 #[test]
-fn the_itb_is_optional_and_the_rest_required() {
+fn the_uimage_is_optional_and_the_rest_required() {
     let dir = scratch("optional");
     fake_built(&dir, false);
     let names: Vec<String> = sdcard::card_files(&dir)
@@ -111,7 +114,8 @@ fn the_itb_is_optional_and_the_rest_required() {
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["tessera.uimg", "boot.scr", "boot.cmd"]);
+    // No uImage for a board loaded above 4 GiB: the FIT is its image.
+    assert_eq!(names, ["boot.scr", "boot.cmd", "tessera.itb"]);
     std::fs::remove_file(dir.join("boot.scr")).unwrap();
     let error = sdcard::card_files(&dir).unwrap_err().to_string();
     assert!(error.contains("boot.scr"), "{error}");

@@ -16,16 +16,26 @@
 //! Using SMCCC IDs keeps Tessera's calls out of the way of the standard
 //! services (PSCI is `0x84xx_xxxx`/`0xC4xx_xxxx`), which guests may also call.
 //!
+//! # AArch32 guests (ABI 1.2)
+//! A 32-bit guest calls `HVC #0` with the SMC32 form of each ID ([`smc32`],
+//! the `HC32_*` constants): `r0` function ID, `r1`..`r3` arguments, result
+//! in `r0` (negative results sign-extend from 32 bits). An SMC64 ID from a
+//! 32-bit guest is [`Error::NotSupported`], as SMCCC says. AArch64 guests may
+//! use either form; with the SMC32 form only the low 32 bits of the
+//! arguments count.
+//!
 //! # Guest entry
 //! A guest image is a flat binary loaded at [`GUEST_RAM_BASE`] and entered at
 //! its first byte at EL1 with the MMU off, and `x0` = the guest-physical
 //! address of a [`StartInfo`] inside the guest's RAM (its last 4 KiB page).
+//! A 32-bit guest is entered in SVC mode, ARM state, IRQ/FIQ/aborts masked,
+//! with the address in `r0`.
 #![no_std]
 
 /// ABI major version: changes only if the ABI broke, which it must not.
 pub const ABI_MAJOR: u16 = 1;
 /// ABI minor version: grows with every addition.
-pub const ABI_MINOR: u16 = 1;
+pub const ABI_MINOR: u16 = 2;
 
 /// `ABI_VERSION`: returns `(major << 16) | minor`. Also the cheapest call,
 /// used to measure the hypercall round trip.
@@ -38,6 +48,23 @@ pub const HC_CONSOLE_WRITE: u64 = 0xC600_0001;
 pub const HC_YIELD: u64 = 0xC600_0002;
 /// `VM_EXIT(code)`: stops the whole VM. Does not return.
 pub const HC_VM_EXIT: u64 = 0xC600_0003;
+
+/// SMCCC function ID bit 30: set for the SMC64 calling convention (ABI 1.2).
+pub const SMC64: u64 = 0x4000_0000;
+
+/// The SMC32 form of a hypercall ID, what 32-bit guests pass (ABI 1.2).
+pub const fn smc32(id: u64) -> u64 {
+    id & !SMC64
+}
+
+/// `ABI_VERSION` for 32-bit guests (ABI 1.2).
+pub const HC32_ABI_VERSION: u64 = smc32(HC_ABI_VERSION);
+/// `CONSOLE_WRITE` for 32-bit guests (ABI 1.2).
+pub const HC32_CONSOLE_WRITE: u64 = smc32(HC_CONSOLE_WRITE);
+/// `YIELD` for 32-bit guests (ABI 1.2).
+pub const HC32_YIELD: u64 = smc32(HC_YIELD);
+/// `VM_EXIT` for 32-bit guests (ABI 1.2).
+pub const HC32_VM_EXIT: u64 = smc32(HC_VM_EXIT);
 
 /// Most bytes one `CONSOLE_WRITE` takes.
 pub const CONSOLE_WRITE_MAX: u64 = 4096;
@@ -129,7 +156,7 @@ fn nul_padded_str(bytes: &[u8]) -> &str {
 }
 
 /// Every published item, one per line, in the form `abi.manifest` holds.
-pub fn manifest() -> [(&'static str, u64); 18] {
+pub fn manifest() -> [(&'static str, u64); 23] {
     [
         ("ABI_MAJOR", ABI_MAJOR as u64),
         ("HC_ABI_VERSION", HC_ABI_VERSION),
@@ -158,6 +185,11 @@ pub fn manifest() -> [(&'static str, u64); 18] {
             "START_INFO_OFFSET_CMDLINE",
             core::mem::offset_of!(StartInfo, cmdline) as u64,
         ),
+        ("SMC64", SMC64),
+        ("HC32_ABI_VERSION", HC32_ABI_VERSION),
+        ("HC32_CONSOLE_WRITE", HC32_CONSOLE_WRITE),
+        ("HC32_YIELD", HC32_YIELD),
+        ("HC32_VM_EXIT", HC32_VM_EXIT),
     ]
 }
 

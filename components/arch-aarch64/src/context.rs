@@ -3,7 +3,7 @@
 //! system registers, switched only when another vCPU is loaded.
 
 use core::{arch::asm, mem::offset_of};
-use hv::VcpuRegs;
+use hv::{GuestWidth, VcpuRegs};
 
 /// Saved by `__tessera_guest_exit`, loaded by `__tessera_enter_guest`.
 /// The assembly uses the offsets below; keep them in step.
@@ -26,18 +26,18 @@ pub const FPSR_OFFSET: usize = offset_of!(GuestRegs, fpsr);
 pub const FP_OFFSET: usize = offset_of!(GuestRegs, q);
 const _: () = assert!(PC_OFFSET == 248 && FPSR_OFFSET == 264 && FP_OFFSET == 288);
 
-/// Defines [`El1Regs`] with one field per register and the code that moves
-/// them between the CPU and memory, so the list is written once.
+/// Defines a struct with one field per system register and the code that
+/// moves them between the CPU and memory, so each list is written once.
 macro_rules! el1_registers {
-    ($($reg:ident),* $(,)?) => {
-        /// EL1 (and EL0) system registers of a vCPU.
+    ($(#[$doc:meta])* $name:ident: $($reg:ident),* $(,)?) => {
+        $(#[$doc])*
         #[repr(C)]
         #[derive(Clone, Default)]
-        pub struct El1Regs {
+        pub struct $name {
             $(pub $reg: u64,)*
         }
 
-        impl El1Regs {
+        impl $name {
             /// Reads the guest's registers out of the CPU.
             pub fn save(&mut self) {
                 $(
@@ -61,6 +61,8 @@ macro_rules! el1_registers {
 }
 
 el1_registers!(
+    /// EL1 (and EL0) system registers of a vCPU.
+    El1Regs:
     sctlr_el1,
     cpacr_el1,
     ttbr0_el1,
@@ -89,38 +91,87 @@ el1_registers!(
     vmpidr_el2,
 );
 
+el1_registers!(
+    /// What an AArch32 EL1 has beyond the AArch64 view: the SPSRs of its
+    /// other modes (its banked r8-r14 are x8-x30 and travel with the
+    /// general registers), and the 32-bit-only controls.
+    Aarch32Regs:
+    spsr_abt,
+    spsr_und,
+    spsr_irq,
+    spsr_fiq,
+    dacr32_el2,
+    ifsr32_el2,
+    fpexc32_el2,
+);
+
 /// SCTLR_EL1 at reset: RES1 bits only (MMU, caches and alignment checks off).
 const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
+/// AArch32 SCTLR at reset: RES1 bits and CP15 barriers on, the rest off.
+const SCTLR_AARCH32_RESET: u64 = 0x00c5_0038;
 /// EL1h with D, A, I and F masked.
 const PSTATE_EL1H_MASKED: u64 = 0x3c5;
+/// AArch32 SVC mode, ARM state, A, I and F masked.
+const PSTATE_SVC_MASKED: u64 = 0x1d3;
 /// MPIDR.U is RES1 in the virtual MPIDR for a uniprocessor-style affinity.
 const VMPIDR_RES1: u64 = 1 << 31;
+/// HCR_EL2.RW: EL1 is AArch64.
+const HCR_RW: u64 = 1 << 31;
 
 #[derive(Clone, Default)]
 pub struct Context {
     pub regs: GuestRegs,
     pub el1: El1Regs,
+    /// Only for AArch32 guests.
+    pub aarch32: Option<Aarch32Regs>,
 }
 
 impl Context {
-    /// vCPU `index` of its VM, about to start at `entry` with `x0 = arg0`.
-    pub fn new(entry: u64, arg0: u64, index: u64) -> Self {
+    /// vCPU `index` of its VM, about to start at `entry` with `x0 = arg0`
+    /// in `width`.
+    pub fn new(entry: u64, arg0: u64, index: u64, width: GuestWidth) -> Self {
         let mut ctx = Context::default();
         ctx.regs.pc = entry;
-        ctx.regs.pstate = PSTATE_EL1H_MASKED;
         ctx.regs.x[0] = arg0;
-        ctx.el1.sctlr_el1 = SCTLR_EL1_RESET;
         ctx.el1.vmpidr_el2 = VMPIDR_RES1 | index;
+        match width {
+            GuestWidth::Aarch64 => {
+                ctx.regs.pstate = PSTATE_EL1H_MASKED;
+                ctx.el1.sctlr_el1 = SCTLR_EL1_RESET;
+            }
+            GuestWidth::Aarch32 => {
+                ctx.regs.pstate = PSTATE_SVC_MASKED;
+                ctx.el1.sctlr_el1 = SCTLR_AARCH32_RESET;
+                ctx.aarch32 = Some(Aarch32Regs::default());
+            }
+        }
         ctx
+    }
+
+    /// HCR_EL2 for this vCPU: `base` with RW set for an AArch64 EL1.
+    pub fn hcr(&self, base: u64) -> u64 {
+        match self.aarch32 {
+            Some(_) => base & !HCR_RW,
+            None => base | HCR_RW,
+        }
+    }
+
+    /// The significant bits of a general register: an AArch32 guest's are
+    /// 32 bits (the top halves are not its state).
+    fn width_mask(&self) -> u64 {
+        match self.aarch32 {
+            Some(_) => u64::from(u32::MAX),
+            None => u64::MAX,
+        }
     }
 }
 
 impl VcpuRegs for Context {
     fn reg(&self, n: usize) -> u64 {
-        self.regs.x[n]
+        self.regs.x[n] & self.width_mask()
     }
     fn set_reg(&mut self, n: usize, value: u64) {
-        self.regs.x[n] = value;
+        self.regs.x[n] = value & self.width_mask();
     }
     fn pc(&self) -> u64 {
         self.regs.pc

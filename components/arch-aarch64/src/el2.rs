@@ -11,8 +11,8 @@ extern "C" {
 
 /// HCR_EL2 while guests run: stage 2 on (VM), set/way invalidation as clean
 /// (SWIO), physical IRQ/FIQ/SError to EL2 (IMO/FMO/AMO), broadcast TLB and
-/// barrier scope inner-shareable (FB, BSU), trap WFI (TWI) and SMC (TSC),
-/// EL1 is AArch64 (RW).
+/// barrier scope inner-shareable (FB, BSU), trap WFI (TWI) and SMC (TSC).
+/// RW (EL1 is AArch64) is per vCPU: `Context::hcr`.
 const HCR_GUEST: u64 = (1 << 0)
     | (1 << 1)
     | (1 << 3)
@@ -21,8 +21,7 @@ const HCR_GUEST: u64 = (1 << 0)
     | (1 << 9)
     | (0b01 << 10)
     | (1 << 13)
-    | (1 << 19)
-    | (1 << 31);
+    | (1 << 19);
 
 /// VTCR_EL2: 39-bit IPA (T0SZ 25), start at level 1 (SL0 1), walks
 /// inner-shareable write-back, 4 KiB granule, RES1 bit 31; PS from the CPU.
@@ -57,18 +56,28 @@ pub fn init() {
     };
 }
 
-/// Loads a vCPU's EL1 state (timer included) and its stage-2 tables.
+/// Loads a vCPU's EL1 state (timer included), its register width and its
+/// stage-2 tables.
 pub fn vcpu_load(ctx: &Context, vttbr: u64) {
+    // SAFETY: HCR_EL2.RW and VTTBR only govern EL1&0, which no code runs
+    // under until the next eret; the other HCR bits stay as init set them.
+    unsafe {
+        asm!("msr hcr_el2, {hcr}", "msr vttbr_el2, {vttbr}", "isb",
+             hcr = in(reg) ctx.hcr(HCR_GUEST), vttbr = in(reg) vttbr, options(nostack))
+    };
     ctx.el1.restore();
-    // SAFETY: VTTBR selects the stage-2 tables and VMID for EL1&0, which no
-    // code runs under until the next eret.
-    unsafe { asm!("msr vttbr_el2, {}", "isb", in(reg) vttbr, options(nostack)) };
+    if let Some(aarch32) = &ctx.aarch32 {
+        aarch32.restore();
+    }
 }
 
 /// Saves a vCPU's EL1 state, then stops its virtual timer in this CPU so
 /// it cannot fire here once the vCPU has moved on.
 pub fn vcpu_put(ctx: &mut Context) {
     ctx.el1.save();
+    if let Some(aarch32) = &mut ctx.aarch32 {
+        aarch32.save();
+    }
     // SAFETY: the guest's timer state was just saved; disabling it in the
     // hardware only affects EL1 until the next vcpu_load.
     unsafe { asm!("msr cntv_ctl_el0, xzr", "isb", options(nostack)) };

@@ -20,3 +20,12 @@ pub mod relax;
 pub mod timer;
 
 pub use context::Context;
+
+/// The architecture and the mode the hypervisor runs in, for the banner.
+pub const ARCH: &str = "aarch64";
+pub const MODE: &str = "EL2";
+
+/// Waits for an interrupt (pending, even if masked).
+pub fn wfi() {
+    aarch64_cpu::asm::wfi();
+}

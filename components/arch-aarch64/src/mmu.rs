@@ -1,6 +1,7 @@
 //! The hypervisor's own EL2 translation: an identity map built at compile
 //! time (no heap, no code before the MMU is on), 1 GiB blocks, RAM as normal
-//! write-back memory and the rest of the low 4 GiB as device memory.
+//! write-back memory wherever it is below 512 GiB (X-Gene's is at 256 GiB),
+//! the rest of the low 4 GiB (the devices) as device memory.
 
 use aarch64_cpu::{
     asm::barrier,
@@ -23,23 +24,23 @@ const ATTR_NORMAL: u64 = 1 << 2;
 pub struct Table([u64; 512]);
 
 impl Table {
-    /// Identity map of the low 4 GiB: blocks overlapping RAM are normal
-    /// memory, the others device memory (never executable). RAM is expected
-    /// to be 1 GiB aligned, which holds for every board we support.
+    /// Identity map: 1 GiB blocks overlapping RAM are normal memory, the
+    /// other blocks of the low 4 GiB device memory (never executable),
+    /// everything else unmapped. RAM is expected to be 1 GiB aligned, which
+    /// holds for every board we support.
     pub const fn identity(ram_base: u64, ram_size: u64) -> Table {
         let mut entries = [0u64; 512];
         let mut i = 0;
-        while i < 4 {
+        while i < entries.len() {
             let base = i as u64 * GIB;
             let is_ram = base < ram_base + ram_size && ram_base < base + GIB;
-            entries[i] = base
-                | AF
-                | BLOCK
-                | if is_ram {
-                    ATTR_NORMAL | SH_INNER
-                } else {
-                    ATTR_DEVICE | XN
-                };
+            entries[i] = if is_ram {
+                base | AF | BLOCK | ATTR_NORMAL | SH_INNER
+            } else if base < 4 * GIB {
+                base | AF | BLOCK | ATTR_DEVICE | XN
+            } else {
+                0
+            };
             i += 1;
         }
         Table(entries)

@@ -15,6 +15,8 @@ pub struct VmEntry<'a> {
     /// Size of the VM's RAM (a multiple of 2 MiB).
     pub ram_size: u64,
     pub vcpus: u32,
+    /// The guest runs in AArch32 (32-bit) state.
+    pub aarch32: bool,
     /// Index of the VM's guest image in the image's guest table.
     pub image: u32,
     pub cmdline: &'a str,
@@ -68,6 +70,7 @@ mod tests {
                     ram_base: 0x4100_0000,
                     ram_size: 16 << 20,
                     vcpus: 1,
+                    aarch32: false,
                     image: 0,
                     cmdline: "loud",
                     weight: 512,
@@ -80,6 +83,7 @@ mod tests {
                     ram_base: 0x4200_0000,
                     ram_size: 16 << 20,
                     vcpus: 1,
+                    aarch32: true,
                     image: 1,
                     cmdline: "",
                     weight: 256,

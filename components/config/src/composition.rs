@@ -23,6 +23,43 @@ impl Arch {
     }
 }
 
+/// The register width a VM's guest runs with at EL1.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum GuestArch {
+    /// 64-bit (AArch64): only on an AArch64 host.
+    Aarch64,
+    /// 32-bit (AArch32, ARMv7-A code): on either host.
+    Aarch32,
+}
+
+impl GuestArch {
+    /// The Rust target the guest is built for.
+    pub fn rust_target(self) -> &'static str {
+        match self {
+            GuestArch::Aarch64 => Arch::Aarch64.rust_target(),
+            GuestArch::Aarch32 => Arch::Armv7a.rust_target(),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GuestArch::Aarch64 => "aarch64",
+            GuestArch::Aarch32 => "aarch32",
+        }
+    }
+}
+
+impl Arch {
+    /// The guests a host of this architecture runs when a VM does not say.
+    pub fn native_guest(self) -> GuestArch {
+        match self {
+            Arch::Aarch64 => GuestArch::Aarch64,
+            Arch::Armv7a => GuestArch::Aarch32,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Region {
     pub base: u64,
@@ -48,6 +85,8 @@ pub struct Uart {
     pub driver: String,
     pub base: u64,
     pub reg_shift: u32,
+    /// Bytes per register access (ns16550: 1 or 4).
+    pub reg_io_width: u32,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -79,6 +118,8 @@ pub struct VmPlan {
     pub name: String,
     pub guest: String,
     pub vcpus: u32,
+    /// The guest's register width.
+    pub arch: GuestArch,
     /// Host-physical RAM of the VM.
     pub ram: Region,
     pub cmdline: String,

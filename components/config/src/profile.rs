@@ -87,7 +87,7 @@ impl Known {
         let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect();
         Known {
             schedulers: names(&["rr", "credit", "static", "arinc653"]),
-            uart_drivers: names(&["pl011"]),
+            uart_drivers: names(&["pl011", "ns16550"]),
             pv: names(&["console"]),
             guests,
         }

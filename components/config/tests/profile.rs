@@ -1,7 +1,7 @@
 //! Board profiles and scenarios: the reference board, and one bad fixture
 //! per validation rule (the reference profile with one thing broken).
 
-use config::composition::{Region, WindowPlan};
+use config::composition::{GuestArch, Region, WindowPlan};
 use config::profile::*;
 use std::path::{Path, PathBuf};
 
@@ -25,8 +25,8 @@ fn known() -> Known {
     )
 }
 
-fn image(guest: &str) -> PathBuf {
-    PathBuf::from(format!("/images/{guest}.bin"))
+fn image(guest: &str, arch: GuestArch) -> PathBuf {
+    PathBuf::from(format!("/images/{}/{guest}.bin", arch.name()))
 }
 
 fn plan_file(path: &Path, vms: Option<&VmSource>) -> Result<Composition, ProfileError> {
@@ -101,7 +101,7 @@ fn reference_board_plans_to_expected_addresses() {
             ),
         ]
     );
-    assert_eq!(c.vms[1].image, PathBuf::from("/images/spinner.bin"));
+    assert_eq!(c.vms[1].image, PathBuf::from("/images/aarch64/spinner.bin"));
     // rr takes no weights, caps, pins or windows: the defaults.
     assert!(c
         .vms
@@ -472,6 +472,41 @@ fn reg_shift_is_bounded() {
     says(&err, &["5 is more than 3"]);
 }
 
+#[test]
+fn reg_io_width_is_1_or_4() {
+    let err = bad("reg_io_width", 22, "uart.reg-io-width");
+    says(&err, &["3 is not 1 or 4"]);
+}
+
+#[test]
+fn reg_io_width_is_for_ns16550() {
+    let err = bad("reg_io_width_pl011", 21, "uart.reg-io-width");
+    says(&err, &["the pl011 driver has fixed 32-bit registers"]);
+}
+
+#[test]
+fn vm_width_defaults_to_the_host_and_may_be_32_bit() {
+    let c = plan_file(&fixture("mixed_width.toml"), None).unwrap();
+    let widths: Vec<_> = c.vms.iter().map(|vm| vm.arch).collect();
+    assert_eq!(widths, [GuestArch::Aarch64, GuestArch::Aarch32]);
+    assert_eq!(c.vms[1].image, PathBuf::from("/images/aarch32/hello.bin"));
+    let a15 = load_board(&boards_dir(), "qemu-virt-a15").unwrap();
+    let c = plan(&a15, None, &known(), "a15", &image).unwrap();
+    assert!(c.vms.iter().all(|vm| vm.arch == GuestArch::Aarch32));
+}
+
+#[test]
+fn armv7_host_refuses_64_bit_guests() {
+    let err = bad("armv7_64bit_guest", 48, "vm 'hello' arch");
+    says(&err, &["an ARMv7-A host cannot run a 64-bit guest"]);
+}
+
+#[test]
+fn aarch32_guests_need_gicv2() {
+    let err = bad("aarch32_on_gicv3", 48, "vm 'hello' arch");
+    says(&err, &["32-bit guests need a GICv2 board"]);
+}
+
 // Scenarios
 #[test]
 fn scenario_parses() {
@@ -527,6 +562,26 @@ fn scenario_vm_layout_error_points_at_scenario() {
     let err = plan(&profile, s.vms.as_ref(), &known(), "x", &image).unwrap_err();
     assert_eq!((err.file.as_path(), err.line), (path.as_path(), 19));
     says(&err, &["overlaps vm 'a'"]);
+}
+
+#[test]
+fn scenario_runs_on_each_listed_board() {
+    let s = load_scenario(&fixture("scenarios/two_boards.toml")).unwrap();
+    assert_eq!(s.boards, ["qemu-virt-a64", "qemu-virt-a15"]);
+    assert_eq!(s.board, "qemu-virt-a64");
+    let a15 = s.on_board("qemu-virt-a15");
+    let profile = a15.load_board(&boards_dir()).unwrap();
+    let c = a15.plan(&profile, &known(), "a15", &image).unwrap();
+    assert_eq!(c.arch, config::composition::Arch::Armv7a);
+    assert!(c.vms.iter().all(|vm| vm.arch == GuestArch::Aarch32));
+}
+
+#[test]
+fn scenario_needs_a_board() {
+    let path = fixture("scenarios/no_board.toml");
+    let err = load_scenario(&path).unwrap_err();
+    assert_eq!((err.line, err.field.as_str()), (2, "board"));
+    says(&err, &["a board name is empty"]);
 }
 
 #[test]

@@ -20,6 +20,6 @@ pub mod vgic;
 pub mod vmid;
 
 pub use crate::core::{Hypervisor, VmDesc};
-pub use platform::{ExitKind, Platform, RawExit, VcpuRegs};
+pub use platform::{ExitKind, GuestWidth, Platform, RawExit, VcpuRegs};
 pub use sched::{Scheduler, VcpuId};
 pub use vgic::Vgic;

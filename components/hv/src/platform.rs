@@ -23,6 +23,23 @@ pub struct RawExit {
     pub hpfar: u64,
 }
 
+/// The execution state a VM's EL1 runs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestWidth {
+    Aarch64,
+    /// AArch32: ARMv7-A code in SVC mode, on either host.
+    Aarch32,
+}
+
+impl GuestWidth {
+    pub fn name(self) -> &'static str {
+        match self {
+            GuestWidth::Aarch64 => "aarch64",
+            GuestWidth::Aarch32 => "aarch32",
+        }
+    }
+}
+
 /// A vCPU's registers as the core sees them. Register numbers are AArch64
 /// `xN` (AArch32 `rN` map onto the same numbers).
 pub trait VcpuRegs {
@@ -37,9 +54,11 @@ pub trait Platform {
     /// A vCPU's whole state (general, system and FP registers).
     type Context: VcpuRegs;
 
-    /// vCPU `index` of its VM, starting at `entry` at EL1 with interrupts
-    /// masked, MMU off and `x0 = arg0` (its MPIDR's Aff0 is `index`).
-    fn new_context(&self, entry: u64, arg0: u64, index: u32) -> Self::Context;
+    /// vCPU `index` of its VM, starting at `entry` at EL1 in `width` with
+    /// interrupts masked, MMU off and `x0 = arg0` (its MPIDR's Aff0 is
+    /// `index`). A board that cannot run `width` never gets asked: the
+    /// composer refuses such VMs.
+    fn new_context(&self, entry: u64, arg0: u64, index: u32, width: GuestWidth) -> Self::Context;
 
     /// Loads a vCPU's state (EL1 system registers, timer, GIC CPU interface)
     /// and its stage-2 (`vttbr`) into this CPU.

@@ -188,6 +188,56 @@ pub fn send_sgi(sgi: u32, target_vcpu: usize) {
     }
 }
 
+/// A GIC MMIO frame: the distributor, the GICv2 CPU interface, or one
+/// vCPU's GICv3 redistributor frames (by redistributor number, = `Aff0`).
+#[derive(Clone, Copy)]
+pub enum GicFrame {
+    Distributor,
+    CpuInterface,
+    /// `RD_base` of redistributor `n` (control, `GICR_WAKER`).
+    Redistributor(u32),
+    /// `SGI_base` of redistributor `n` (SGIs and PPIs), `RD_base` + 64 KiB.
+    RedistributorSgi(u32),
+}
+
+/// Size of the distributor frame (GICv3 has `GICD_IROUTER` up to 0x7fd8).
+const GICD_FRAME_SIZE: u64 = 0x1_0000;
+/// Size of the GICv2 CPU interface frame we touch (4 KiB is all the
+/// registers used).
+const GICC_FRAME_SIZE: u64 = 0x1000;
+/// Size of each of a redistributor's two frames (`RD_base`, `SGI_base`).
+const GICR_FRAME_SIZE: u64 = 0x1_0000;
+/// Stride between redistributors: `RD_base` and `SGI_base` frames.
+const GICR_STRIDE: u64 = 2 * GICR_FRAME_SIZE;
+/// Redistributors the guest's GICR region can hold, as on QEMU `virt`
+/// ([0x080a_0000, 0x0900_0000): 123 of 128 KiB); beyond it is another
+/// device.
+const GICR_MAX: u32 = 123;
+
+impl GicFrame {
+    /// Address of the register at `offset`, checked to be in the frame and
+    /// aligned for an access of `width` bytes.
+    pub(crate) fn register(self, offset: u64, width: u64) -> u64 {
+        let (base, size) = match self {
+            GicFrame::Distributor => (abi::GUEST_GICD_BASE, GICD_FRAME_SIZE),
+            GicFrame::CpuInterface => (abi::GUEST_GICC_BASE, GICC_FRAME_SIZE),
+            GicFrame::Redistributor(n) | GicFrame::RedistributorSgi(n) => {
+                assert!(n < GICR_MAX, "no redistributor {n}");
+                let rd_base = abi::GUEST_GICR_BASE + u64::from(n) * GICR_STRIDE;
+                match self {
+                    GicFrame::RedistributorSgi(_) => (rd_base + GICR_FRAME_SIZE, GICR_FRAME_SIZE),
+                    _ => (rd_base, GICR_FRAME_SIZE),
+                }
+            }
+        };
+        assert!(
+            offset < size && offset.is_multiple_of(width),
+            "bad GIC register offset {offset:#x}"
+        );
+        base + offset
+    }
+}
+
 /// Offset of `intid`'s 32-bit register in a one-bit-per-INTID bank, and
 /// its bit there.
 const fn bank(intid: u32) -> (u64, u32) {

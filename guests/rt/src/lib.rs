@@ -1,9 +1,11 @@
 //! Tessera guest runtime: everything a sample guest needs to run at EL1
-//! under Tessera, and nothing more.
+//! under Tessera, and nothing more. AArch64 guests (`aarch64-unknown-none`)
+//! and 32-bit ARMv7-A guests (`armv7a-none-eabi`, PL1 SVC mode, GICv2 only)
+//! share everything but `arch/`.
 //!
-//! - the entry code (`_start`, first byte of the image): stack, FP/SIMD,
-//!   `.bss`, exception vectors, identity-mapped MMU with caches on, then the
-//!   guest's `main` (see [`entry!`]);
+//! - the entry code (`_start`, first byte of the image): stack, FP/SIMD
+//!   (AArch64), `.bss`, exception vectors, identity-mapped MMU with caches
+//!   on, then the guest's `main` (see [`entry!`]);
 //! - [`hc`]: safe wrappers of the hypercalls of the [`abi`];
 //! - [`print!`] / [`println!`] over the console hypercall (no heap);
 //! - [`counter`] / [`counter_frequency`]: the virtual generic timer;
@@ -23,8 +25,11 @@ pub use abi;
 #[cfg(target_arch = "aarch64")]
 #[path = "arch/aarch64.rs"]
 mod arch;
-#[cfg(not(target_arch = "aarch64"))]
-compile_error!("guest-rt has no arch module for this target yet (only aarch64)");
+#[cfg(target_arch = "arm")]
+#[path = "arch/armv7.rs"]
+mod arch;
+#[cfg(not(any(target_arch = "aarch64", target_arch = "arm")))]
+compile_error!("guest-rt has an arch module for aarch64 and arm (ARMv7-A) only");
 
 pub mod cmdline;
 pub mod console;

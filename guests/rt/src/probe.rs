@@ -7,7 +7,8 @@
 //! Addresses inside the guest image or its StartInfo page are refused, so a
 //! probe never aliases a Rust object; everything else in the identity map
 //! (below 4 GiB) reaches stage 2. Above 4 GiB the guest's own stage 1 faults
-//! and the runtime reports a guest exception.
+//! and the runtime reports a guest exception (AArch64); a 32-bit guest
+//! cannot name such an address and refuses it.
 
 /// Why a probe was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,6 +19,8 @@ pub enum Refused {
     InImage,
     /// The address is in the StartInfo page.
     InStartInfo,
+    /// The address does not fit in a pointer (above 4 GiB on AArch32).
+    BeyondAddressSpace,
 }
 
 impl core::fmt::Display for Refused {
@@ -26,6 +29,7 @@ impl core::fmt::Display for Refused {
             Refused::Misaligned => "not 4-byte aligned",
             Refused::InImage => "inside this guest's image",
             Refused::InStartInfo => "inside this guest's StartInfo page",
+            Refused::BeyondAddressSpace => "beyond this guest's address space",
         })
     }
 }
@@ -34,6 +38,9 @@ impl core::fmt::Display for Refused {
 pub fn check(info: &abi::StartInfo, addr: u64) -> Result<(), Refused> {
     if !addr.is_multiple_of(4) {
         return Err(Refused::Misaligned);
+    }
+    if usize::try_from(addr).is_err() {
+        return Err(Refused::BeyondAddressSpace);
     }
     // The image starts on a page and the access is an aligned word, so
     // checking its first byte is enough.
@@ -68,7 +75,8 @@ pub fn exec(info: &abi::StartInfo, addr: u64) -> Result<(), Refused> {
 }
 
 /// `SMC #0` with SMCCC function `id` and arguments: the hypervisor traps it;
-/// returns the raw `x0` it answers.
+/// returns the raw `x0` it answers (AArch32: 32-bit `r0`..`r3`, the result
+/// sign-extended).
 pub fn smc(id: u64, a1: u64, a2: u64, a3: u64) -> i64 {
     crate::arch::smc_call(id, a1, a2, a3)
 }
@@ -79,8 +87,9 @@ pub fn hvc_imm1(id: u64, a1: u64, a2: u64, a3: u64) -> i64 {
     crate::arch::hypercall_imm1(id, a1, a2, a3)
 }
 
-/// Reads `HCR_EL2` from EL1, which is UNDEFINED there: the guest takes its
-/// own exception and the runtime stops the VM. Returns only if the read
+/// Reads `HCR_EL2` from EL1 (`HCR` from PL1 on AArch32), which is
+/// UNDEFINED there: the guest takes its own exception and the runtime stops
+/// the VM (`guest exception: ESR=0x2000000` on both). Returns only if the read
 /// went through, which would be a hypervisor bug.
 pub fn read_hcr_el2() -> u64 {
     crate::arch::read_hcr_el2()

@@ -1,17 +1,19 @@
 //! Register-integrity soak (the `regcheck` guest): fills every general,
-//! FP/SIMD and per-thread system register with seed-derived patterns, spins
+//! FP/SIMD and per-thread system register the architecture module lists
+//! (`arch::SOAK_GPRS`, `SoakRegs::v`, `arch::SOAK_SYS_REGS`) with
+//! seed-derived patterns, spins
 //! in a loop that touches no memory and makes no hypercall, so the
 //! hypervisor preempts it (and runs other VMs) in the middle, then checks
 //! that every register still holds its pattern.
 
 use core::fmt;
 
-use crate::arch::{SoakRegs, SOAK_SYS_REGS};
+use crate::arch::{SoakRegs, GPR_PREFIX, SOAK_GPRS, SOAK_GPR_MASK, SOAK_SYS_REGS};
 
 /// A register the soak checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Register {
-    /// General-purpose register `xN`.
+    /// General-purpose register `N` (`xN` on AArch64, `rN` on AArch32).
     X(u8),
     /// FP/SIMD register `vN` (all 128 bits).
     V(u8),
@@ -22,7 +24,7 @@ pub enum Register {
 impl fmt::Display for Register {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Register::X(n) => write!(f, "x{n}"),
+            Register::X(n) => write!(f, "{GPR_PREFIX}{n}"),
             Register::V(n) => write!(f, "v{n}"),
             Register::Sys(name) => f.write_str(name),
         }
@@ -49,14 +51,10 @@ fn pattern(seed: u64, index: u64) -> u64 {
 
 /// The register file the soak with `seed` loads, and must find again.
 fn patterns(seed: u64, iterations: u64) -> SoakRegs {
-    let mut regs = SoakRegs {
-        x: [0; 32],
-        sys: [0; 8],
-        v: [0; 32],
-    };
+    let mut regs = SoakRegs::default();
     regs.x[0] = iterations;
-    for n in 1..=30 {
-        regs.x[n] = pattern(seed, n as u64);
+    for n in SOAK_GPRS {
+        regs.x[n] = pattern(seed, n as u64) & SOAK_GPR_MASK;
     }
     for (n, v) in regs.v.iter_mut().enumerate() {
         let high = pattern(seed, 100 + 2 * n as u64);
@@ -72,16 +70,21 @@ fn patterns(seed: u64, iterations: u64) -> SoakRegs {
     regs
 }
 
-/// Loads the patterns of `seed` into x1..x30, v0..v31, TPIDR_EL0,
-/// TPIDRRO_EL0, TPIDR_EL1, CONTEXTIDR_EL1, SP_EL0, FPSR, FPCR and NZCV,
-/// spins `iterations` times (no memory access, no hypercall), and checks
-/// them all. The first register that changed is the error.
+/// Loads the patterns of `seed` into the registers (AArch64: x1..x30,
+/// v0..v31, TPIDR_EL0, TPIDRRO_EL0, TPIDR_EL1, CONTEXTIDR_EL1, SP_EL0,
+/// FPSR, FPCR and NZCV; AArch32: r1..r14, TPIDRURW, TPIDRURO, TPIDRPRW,
+/// CONTEXTIDR, SP_usr, LR_usr and APSR.Q/GE), spins `iterations` times (no
+/// memory access, no hypercall), and checks them all. The first register
+/// that changed is the error.
 pub fn register_soak(seed: u64, iterations: u64) -> Result<(), RegisterMismatch> {
     let expected = patterns(seed, iterations);
     let mut regs = expected.clone();
     crate::arch::register_soak(&mut regs);
-    let x = (1..=30).map(|n| (Register::X(n as u8), expected.x[n].into(), regs.x[n].into()));
-    let v = (0..32).map(|n| (Register::V(n as u8), expected.v[n], regs.v[n]));
+    let x = SOAK_GPRS.map(|n| {
+        let found = regs.x[n] & SOAK_GPR_MASK;
+        (Register::X(n as u8), expected.x[n].into(), found.into())
+    });
+    let v = (0..expected.v.len()).map(|n| (Register::V(n as u8), expected.v[n], regs.v[n]));
     let sys = SOAK_SYS_REGS.iter().enumerate().map(|(n, &(name, mask))| {
         (
             Register::Sys(name),

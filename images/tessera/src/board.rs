@@ -1,11 +1,12 @@
 //! The board's devices as the core uses them: the console UART, the
 //! physical GIC, and the arch layer behind hv's Platform trait.
 
+use crate::arch::relax::Mutex;
+use crate::arch::{self, cache, timer};
 use crate::composition as c;
-use arch_aarch64::relax::Mutex;
-use arch_aarch64::{cache, el2, timer};
+use crate::hyp;
 use core::ptr::NonNull;
-use hv::{sched::CpuId, vgic::ListReg, Platform, RawExit, VcpuRegs};
+use hv::{sched::CpuId, vgic::ListReg, GuestWidth, Platform, RawExit, VcpuRegs};
 use safe_mmio::UniqueMmioPointer;
 use spin::Once;
 
@@ -18,6 +19,25 @@ fn uart_at(base: usize) -> Uart {
     let regs =
         unsafe { UniqueMmioPointer::new(NonNull::new(base as *mut drv_pl011::Registers).unwrap()) };
     drv_pl011::Pl011::new(regs)
+}
+
+#[cfg(feature = "drv-ns16550")]
+type Uart = drv_ns16550::Ns16550<
+    drv_ns16550::Mmio<UniqueMmioPointer<'static, [safe_mmio::fields::ReadWrite<c::UartWord>]>>,
+>;
+#[cfg(feature = "drv-ns16550")]
+fn uart_at(base: usize) -> Uart {
+    use safe_mmio::fields::ReadWrite;
+    // The eight registers, `1 << shift` bytes apart, as words of `UartWord`.
+    let words = (8 << c::UART_REG_SHIFT) / core::mem::size_of::<c::UartWord>();
+    let first = NonNull::new(base as *mut ReadWrite<c::UartWord>).unwrap();
+    // SAFETY: `base` is the board's UART register block (8 registers
+    // `1 << UART_REG_SHIFT` bytes apart), identity-mapped as device memory,
+    // and only this one driver instance owns it.
+    let window = unsafe { UniqueMmioPointer::new(NonNull::slice_from_raw_parts(first, words)) };
+    let regs = drv_ns16550::Mmio::new(window, c::UART_REG_SHIFT)
+        .expect("the composer checked reg-shift and reg-io-width");
+    drv_ns16550::Ns16550::new(regs)
 }
 
 struct Console(Mutex<Uart>);
@@ -73,7 +93,7 @@ mod gic;
 /// A vCPU as this board runs it: the CPU's registers and the state of its
 /// virtual CPU interface (what the guest wrote to its GIC CPU interface).
 pub struct VcpuContext {
-    cpu: arch_aarch64::Context,
+    cpu: arch::Context,
     gic: gic::CpuInterfaceState,
 }
 
@@ -116,27 +136,27 @@ impl Board {
 
 /// Enters a vCPU on this CPU until it traps (outside the hypervisor lock).
 pub fn run_guest(ctx: &mut VcpuContext) -> RawExit {
-    el2::run(&mut ctx.cpu)
+    hyp::run(&mut ctx.cpu)
 }
 
 impl Platform for Board {
     type Context = VcpuContext;
 
-    fn new_context(&self, entry: u64, arg0: u64, index: u32) -> VcpuContext {
+    fn new_context(&self, entry: u64, arg0: u64, index: u32, width: GuestWidth) -> VcpuContext {
         VcpuContext {
-            cpu: arch_aarch64::Context::new(entry, arg0, u64::from(index)),
+            cpu: arch::Context::new(entry, arg0, u64::from(index), width),
             gic: Default::default(),
         }
     }
 
     fn vcpu_load(&mut self, ctx: &VcpuContext, vttbr: u64) {
-        el2::vcpu_load(&ctx.cpu, vttbr);
+        hyp::vcpu_load(&ctx.cpu, vttbr);
         self.vif.restore(&ctx.gic);
     }
 
     fn vcpu_put(&mut self, ctx: &mut VcpuContext) {
         self.vif.save(&mut ctx.gic);
-        el2::vcpu_put(&mut ctx.cpu);
+        hyp::vcpu_put(&mut ctx.cpu);
     }
 
     fn kick_cpu(&mut self, cpu: CpuId) {
@@ -164,7 +184,7 @@ impl Platform for Board {
     }
 
     fn wait_for_interrupt(&mut self) {
-        aarch64_cpu::asm::wfi();
+        arch::wfi();
     }
 
     fn ack_irq(&mut self) -> Option<u32> {

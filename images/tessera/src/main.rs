@@ -15,18 +15,25 @@ mod composition {
 }
 
 use alloc::vec::Vec;
-use arch_aarch64::relax::Mutex;
-use arch_aarch64::{el2, mmu, psci};
+// The one place the target's arch crate is chosen; its mode module (EL2
+// or HYP) is `hyp` here either way.
+#[cfg(target_arch = "aarch64")]
+use arch_aarch64::{self as arch, el2 as hyp};
+#[cfg(target_arch = "arm")]
+use arch_armv7::{self as arch, hyp};
+
+use arch::relax::Mutex;
+use arch::{mmu, psci};
 use composition as c;
 use config::boot::VmTable;
-use hv::{core::Work, info, memory::GuestRam, sched::CpuId, Hypervisor, VmDesc};
+use hv::{core::Work, info, memory::GuestRam, sched::CpuId, GuestWidth, Hypervisor, VmDesc};
 use linked_list_allocator::LockedHeap;
 use spin::Once;
 
 #[global_allocator]
 static HEAP: LockedHeap = LockedHeap::empty();
 
-/// The EL2 identity map, built at compile time from the board's RAM.
+/// The EL2 (HYP) identity map, built at compile time from the board's RAM.
 static EL2_TABLE: mmu::Table = mmu::Table::identity(c::RAM_BASE, c::RAM_SIZE);
 
 extern "C" {
@@ -34,17 +41,19 @@ extern "C" {
     static __heap_end: u8;
 }
 
-/// Entered from `_start` at EL2 on the boot CPU, stack set, bss zeroed.
+/// Entered from `_start` at EL2 (HYP) on the boot CPU, stack set, bss zeroed.
 #[no_mangle]
 extern "C" fn tessera_main(_dtb: u64) -> ! {
     mmu::enable(&EL2_TABLE);
     board::init_console();
     init_heap();
-    el2::init();
+    hyp::init();
     info!(
-        "Tessera {} on {} (aarch64, EL2), {} CPU, RAM {:#x}..{:#x}",
+        "Tessera {} on {} ({}, {}), {} CPU, RAM {:#x}..{:#x}",
         env!("CARGO_PKG_VERSION"),
         c::BOARD,
+        arch::ARCH,
+        arch::MODE,
         c::CPUS,
         c::RAM_BASE,
         c::RAM_BASE + c::RAM_SIZE
@@ -59,7 +68,7 @@ extern "C" fn tessera_main(_dtb: u64) -> ! {
     );
     if c::SELFTEST == Some("el2-fault") {
         info!("self-test: the hypervisor reads an address it does not map");
-        el2::selftest_fault();
+        hyp::selftest_fault();
     }
     let platform = board::Board::new();
     let table = vm_table();
@@ -86,18 +95,18 @@ static HYPERVISOR: Once<Mutex<Tessera>> = Once::new();
 /// CPUs by affinity level 0 within one cluster.
 fn start_secondaries() {
     for cpu in 1..u64::from(c::CPUS) {
-        let status = psci::cpu_on(cpu, arch_aarch64::_start_secondary as *const () as u64, cpu);
+        let status = psci::cpu_on(cpu, arch::_start_secondary as *const () as u64, cpu);
         if status != 0 {
             hv::error!("PSCI CPU_ON for CPU {cpu} failed ({status}); going on without it");
         }
     }
 }
 
-/// Entered from `_start_secondary` at EL2 on CPU `cpu`, its stack set.
+/// Entered from `_start_secondary` at EL2 (HYP) on CPU `cpu`, its stack set.
 #[no_mangle]
 extern "C" fn tessera_secondary_main(cpu: u64) -> ! {
     mmu::enable(&EL2_TABLE);
-    el2::init();
+    hyp::init();
     let hv = HYPERVISOR
         .get()
         .expect("the boot CPU starts secondaries after building the hypervisor");
@@ -117,7 +126,7 @@ fn cpu_loop(hv: &Mutex<Tessera>, cpu: CpuId) -> ! {
                 hv.lock().after_run(cpu, vcpu, ctx, exit);
             }
             Work::Idle => {
-                aarch64_cpu::asm::wfi();
+                arch::wfi();
                 hv.lock().after_idle(cpu);
             }
             Work::Finished => {
@@ -168,17 +177,27 @@ fn vm_descs(table: &VmTable<'static>) -> Vec<VmDesc> {
             cap_percent: vm.cap_percent,
             cpu: vm.cpu,
             vcpus: vm.vcpus,
+            width: if vm.aarch32 {
+                GuestWidth::Aarch32
+            } else {
+                GuestWidth::Aarch64
+            },
         })
         .collect()
 }
 
-/// Started at EL1 (e.g. QEMU without `virtualization=on`): say so and stop.
+/// Started at EL1 or in a PL1 mode (e.g. QEMU without
+/// `virtualization=on`): say so and stop. `current_el` is CurrentEL on
+/// AArch64, CPSR.M on ARMv7.
 #[no_mangle]
 extern "C" fn tessera_wrong_el(current_el: u64) -> ! {
-    board::early_message(
-        current_el >> 2,
-        "Tessera must be started at EL2 (QEMU: -M virt,virtualization=on); halting.\n",
-    );
+    for text in [
+        "Tessera must be started at ",
+        arch::MODE,
+        " (QEMU: -M virt,virtualization=on); halting.\n",
+    ] {
+        board::early_message(current_el >> 2, text);
+    }
     loop {
         core::hint::spin_loop();
     }

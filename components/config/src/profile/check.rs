@@ -124,6 +124,26 @@ pub(super) fn board(p: &Profile) -> Result<BoardLayout, ProfileError> {
         }
     }
 
+    if let Some(width) = &p.uart.reg_io_width {
+        if p.uart.driver.get_ref() != "ns16550" {
+            return Err(src
+                .error(
+                    width.span(),
+                    "uart.reg-io-width",
+                    format!(
+                        "the {} driver has fixed 32-bit registers",
+                        p.uart.driver.get_ref()
+                    ),
+                )
+                .with_help("remove reg-io-width; it is for ns16550 UARTs"));
+        }
+        if !matches!(width.get_ref(), 1 | 4) {
+            return Err(src
+                .error(width.span(), "uart.reg-io-width", format!("{} is not 1 or 4", width.get_ref()))
+                .with_help("see reg-io-width in the UART's device tree node: 1 (byte accesses) or 4 (32-bit)"));
+        }
+    }
+
     gic(p)?;
     if let Some(asked) = &p.compose.vgic {
         vgic(src, asked, p)?;

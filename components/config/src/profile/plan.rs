@@ -6,7 +6,7 @@ use super::scenario::ComposeOverride;
 use super::schedule;
 use super::units::format_size;
 use super::{Known, Profile, VmSource};
-use crate::composition::{Composition, Gic, Region, Timer, Uart, VmPlan};
+use crate::composition::{Arch, Composition, Gic, GuestArch, Region, Timer, Uart, VmPlan};
 use std::path::PathBuf;
 use toml::Spanned;
 
@@ -20,7 +20,7 @@ pub fn plan(
     vms: Option<&VmSource>,
     known: &Known,
     name: &str,
-    guest_image: &dyn Fn(&str) -> PathBuf,
+    guest_image: &dyn Fn(&str, GuestArch) -> PathBuf,
 ) -> Result<Composition, ProfileError> {
     plan_with(profile, None, vms, known, name, guest_image)
 }
@@ -42,7 +42,7 @@ pub(super) fn plan_with(
     vms: Option<&VmSource>,
     known: &Known,
     name: &str,
-    guest_image: &dyn Fn(&str) -> PathBuf,
+    guest_image: &dyn Fn(&str, GuestArch) -> PathBuf,
 ) -> Result<Composition, ProfileError> {
     let layout = check::board(profile)?;
     let src = profile.source();
@@ -90,6 +90,7 @@ pub(super) fn plan_with(
 
     let vms = vms.unwrap_or(&profile.vms);
     check_vms(vms, known)?;
+    let widths = guest_widths(vms, profile)?;
     let scenario_scheduler = compose.is_some_and(|(c, _)| c.scheduler.is_some());
     let cpus_said = match over.as_ref().and_then(|o| Some((o.cpus?, o.src))) {
         Some((n, src)) => format!("cpus = {n} in scenario {}", src.path.display()),
@@ -114,6 +115,11 @@ pub(super) fn plan_with(
             driver: profile.uart.driver.get_ref().clone(),
             base: *profile.uart.base.get_ref(),
             reg_shift: profile.uart.reg_shift.as_ref().map_or(0, |s| *s.get_ref()),
+            reg_io_width: profile
+                .uart
+                .reg_io_width
+                .as_ref()
+                .map_or(1, |w| *w.get_ref()),
         },
         gic: Gic {
             version: *g.version.get_ref(),
@@ -142,17 +148,19 @@ pub(super) fn plan_with(
             .iter()
             .zip(rams)
             .zip(schedule.cpus)
-            .map(|((vm, ram), cpu)| VmPlan {
+            .zip(widths)
+            .map(|(((vm, ram), cpu), arch)| VmPlan {
                 name: vm.name.get_ref().clone(),
                 guest: vm.guest.get_ref().clone(),
                 vcpus: *vm.vcpus.get_ref(),
+                arch,
                 ram,
                 cmdline: vm
                     .cmdline
                     .as_ref()
                     .map(|c| c.get_ref().clone())
                     .unwrap_or_default(),
-                image: guest_image(vm.guest.get_ref()),
+                image: guest_image(vm.guest.get_ref(), arch),
                 weight: vm
                     .weight
                     .as_ref()
@@ -294,6 +302,37 @@ fn check_vms(vms: &VmSource, known: &Known) -> Result<(), ProfileError> {
         })?;
     }
     Ok(())
+}
+
+/// Each VM's register width: what it says, else the host's own. A 64-bit
+/// guest needs a 64-bit host; a 32-bit guest needs the GICv2 interface
+/// (the vGICv3 here does not emulate AArch32's ICC_SGI1R access).
+fn guest_widths(vms: &VmSource, profile: &Profile) -> Result<Vec<GuestArch>, ProfileError> {
+    let src = vms.source();
+    let host = profile.board.arch;
+    vms.vms
+        .iter()
+        .enumerate()
+        .map(|(i, vm)| {
+            let Some(arch) = &vm.arch else {
+                return Ok(host.native_guest());
+            };
+            let field = format!("{} arch", vm_label(i, vm));
+            match (host, arch.get_ref()) {
+                (Arch::Armv7a, GuestArch::Aarch64) => Err(src
+                    .error(arch.span(), &field, "an ARMv7-A host cannot run a 64-bit guest")
+                    .with_help("use arch = \"aarch32\", or run the VM on an AArch64 board")),
+                (_, GuestArch::Aarch32) if *profile.gic.version.get_ref() != 2 => Err(src
+                    .error(
+                        arch.span(),
+                        &field,
+                        "32-bit guests need a GICv2 board: the virtual GICv3 does not emulate AArch32's system-register GIC interface",
+                    )
+                    .with_help("use a GICv2 board (e.g. qemu-virt-a64), or arch = \"aarch64\"")),
+                (_, width) => Ok(*width),
+            }
+        })
+        .collect()
 }
 
 /// The host-physical RAM of each VM, in order.

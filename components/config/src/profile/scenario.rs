@@ -15,7 +15,11 @@ pub struct Scenario {
     pub path: PathBuf,
     /// The file stem.
     pub name: String,
+    /// The board this run of the scenario uses: the first of [`Scenario::boards`]
+    /// until [`Scenario::on_board`] picks another.
     pub board: String,
+    /// Every board the scenario runs on (`board = "b"` or `board = ["a", "b"]`).
+    pub boards: Vec<String>,
     pub description: String,
     pub timeout: Duration,
     /// Substrings the serial output must contain, in this order.
@@ -44,7 +48,7 @@ pub struct Scenario {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct ScenarioFile {
-    board: Spanned<String>,
+    board: Spanned<Boards>,
     description: String,
     timeout: Spanned<Period>,
     expect: Spanned<Vec<String>>,
@@ -59,6 +63,14 @@ struct ScenarioFile {
     #[serde(default)]
     boot: Boot,
     compose: Option<ComposeOverride>,
+}
+
+/// `board = "b"`, or a list of boards to run the same scenario on.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Boards {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// How a scenario boots its image.
@@ -120,6 +132,14 @@ impl Scenario {
         load_board(boards_dir, &self.board)
     }
 
+    /// The same scenario on `board` (one of [`Scenario::boards`]).
+    pub fn on_board(&self, board: &str) -> Scenario {
+        Scenario {
+            board: board.to_string(),
+            ..self.clone()
+        }
+    }
+
     /// Validates and lays out `profile` (the scenario's board) with the
     /// scenario's VMs, `[compose]` and `cpus` in place of the board's, like
     /// [`super::plan`]. Errors about what the scenario wrote point into the
@@ -129,7 +149,7 @@ impl Scenario {
         profile: &Profile,
         known: &Known,
         name: &str,
-        guest_image: &dyn Fn(&str) -> PathBuf,
+        guest_image: &dyn Fn(&str, crate::composition::GuestArch) -> PathBuf,
     ) -> Result<Composition, ProfileError> {
         let over = super::plan::Override {
             src: Source {
@@ -186,9 +206,13 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
             )
             .with_help("remove the \"\" entry"));
     }
-    if file.board.get_ref().is_empty() {
+    let boards = match file.board.get_ref() {
+        Boards::One(board) => vec![board.clone()],
+        Boards::Many(boards) => boards.clone(),
+    };
+    if boards.is_empty() || boards.iter().any(String::is_empty) {
         return Err(src
-            .error(file.board.span(), "board", "the board name is empty")
+            .error(file.board.span(), "board", "a board name is empty")
             .with_help(
                 "write the file stem of a profile under boards/, e.g. board = \"qemu-virt-a64\"",
             ));
@@ -254,7 +278,8 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
     Ok(Scenario {
         path: path.to_path_buf(),
         name: super::file_stem(path),
-        board: file.board.get_ref().clone(),
+        board: boards[0].clone(),
+        boards,
         description: file.description,
         timeout: file.timeout.get_ref().0,
         expect: file.expect.into_inner(),

@@ -2,7 +2,7 @@
 //! that validation may have to point at.
 
 use super::units::{Period, Size};
-use crate::composition::Arch;
+use crate::composition::{Arch, GuestArch};
 use serde::Deserialize;
 use std::ops::Range;
 use std::path::PathBuf;
@@ -73,6 +73,8 @@ pub struct UartSpec {
     pub base: Spanned<u64>,
     /// Register stride is `1 << reg_shift` bytes; absent means 0.
     pub reg_shift: Option<Spanned<u32>>,
+    /// Bytes per register access, 1 or 4 (ns16550 only); absent means 1.
+    pub reg_io_width: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -137,6 +139,8 @@ pub struct VmSpec {
     pub guest: Spanned<String>,
     pub vcpus: Spanned<u32>,
     pub memory: Spanned<Size>,
+    /// "aarch64" or "aarch32"; absent means the host's own width.
+    pub arch: Option<Spanned<GuestArch>>,
     /// Host-physical base; absent means "place it after the others".
     pub base: Option<Spanned<u64>>,
     pub cmdline: Option<Spanned<String>>,

@@ -236,11 +236,20 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
 
     fn hypercall(&mut self, vcpu: VcpuId, esr: u64) -> Next {
         let ctx = self.ctx(vcpu);
-        let (function, arg1, arg2) = (ctx.reg(0), ctx.reg(1), ctx.reg(2));
+        let (function, mut arg1, mut arg2) = (ctx.reg(0), ctx.reg(1), ctx.reg(2));
         // The ABI is `HVC #0`; other immediates are reserved.
         let immediate = esr & 0xffff;
-        let (result, next) = match function {
-            _ if immediate != 0 => (Error::NotSupported as i64, Next::Resume),
+        let from_aarch32 = trap::exception_class(esr) == trap::EC_HVC32;
+        let smc64 = function & abi::SMC64 != 0;
+        if !smc64 {
+            // SMC32: only the low halves of the arguments are defined.
+            arg1 &= 0xffff_ffff;
+            arg2 &= 0xffff_ffff;
+        }
+        let (result, next) = match function | abi::SMC64 {
+            _ if immediate != 0 || (from_aarch32 && smc64) => {
+                (Error::NotSupported as i64, Next::Resume)
+            }
             abi::HC_ABI_VERSION => (
                 (u64::from(abi::ABI_MAJOR) << 16 | u64::from(abi::ABI_MINOR)) as i64,
                 Next::Resume,

@@ -193,8 +193,9 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
 
     /// A fresh vCPU at `entry` with `x0 = arg0`, as after power-on.
     fn reset_vcpu(&mut self, vcpu: VcpuId, entry: u64, arg0: u64) {
-        let index = self.vcpus[vcpu.0 as usize].index;
-        let fresh = self.platform.new_context(entry, arg0, index);
+        let state = &self.vcpus[vcpu.0 as usize];
+        let width = self.vms[state.vm].width;
+        let fresh = self.platform.new_context(entry, arg0, state.index, width);
         let state = &mut self.vcpus[vcpu.0 as usize];
         if let Some(ctx) = state.ctx.as_deref_mut() {
             *ctx = fresh;

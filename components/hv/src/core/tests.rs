@@ -1,6 +1,7 @@
 //! The core against a scripted platform.
 
 use super::*;
+use crate::platform::GuestWidth;
 use crate::{
     log,
     memory::GuestRam,
@@ -120,6 +121,8 @@ impl Vgic for TestVgic {
 #[derive(Clone, Copy, Debug)]
 enum Step {
     Hvc(u64, u64, u64),
+    /// HVC #0 from an AArch32 guest (EC 0x12).
+    Hvc32(u64, u64, u64),
     TimerIrq,
     /// The guest's virtual timer fires.
     GuestTimerIrq,
@@ -183,7 +186,7 @@ struct Mock {
 
 impl Platform for Mock {
     type Context = MockCtx;
-    fn new_context(&self, entry: u64, arg0: u64, _index: u32) -> MockCtx {
+    fn new_context(&self, entry: u64, arg0: u64, _index: u32, _width: GuestWidth) -> MockCtx {
         let mut regs = [0; 31];
         regs[0] = arg0;
         let id = self.contexts.get();
@@ -219,6 +222,11 @@ impl Platform for Mock {
                 ctx.regs[..3].copy_from_slice(&[f, a, b]);
                 ctx.pc += 4;
                 sync(0x5a00_0000)
+            }
+            Step::Hvc32(f, a, b) => {
+                ctx.regs[..3].copy_from_slice(&[f, a, b]);
+                ctx.pc += 4;
+                sync(0x4a00_0000)
             }
             Step::Smc => sync(0x5e00_0000),
             Step::SmcCall(f, a, b, c) => {
@@ -350,6 +358,7 @@ fn vm(name: &'static str, pa: u64, image: &'static [u8]) -> VmDesc {
         cap_percent: 0,
         cpu: None,
         vcpus: 1,
+        width: GuestWidth::Aarch64,
     }
 }
 
@@ -364,6 +373,34 @@ fn boot(vms: Vec<(VmDesc, Vec<Step>)>) -> Hypervisor<Mock, Fifo, TestVgic> {
         descs.push(desc);
     }
     Hypervisor::new(mock, descs, 1, 100, &[])
+}
+
+#[test]
+fn smc32_hypercall_ids_serve_both_widths() {
+    let version = (i64::from(abi::ABI_MAJOR) << 16) | i64::from(abi::ABI_MINOR);
+    let mut hv = boot(vec![(
+        vm("alpha", 0x8000_0000, b"hi\n"),
+        vec![
+            Step::Hvc32(abi::HC32_ABI_VERSION, 0, 0),
+            // SMCCC: a 32-bit caller has no SMC64 functions.
+            Step::Hvc32(abi::HC_ABI_VERSION, 0, 0),
+            Step::Hvc32(abi::HC32_CONSOLE_WRITE, GUEST_RAM_BASE, 3),
+            // A 64-bit caller may use SMC32 IDs; the top halves do not count.
+            Step::Hvc(abi::HC32_CONSOLE_WRITE, (0xdead << 32) | GUEST_RAM_BASE, 3),
+            Step::Hvc32(abi::HC32_VM_EXIT, 5, 0),
+        ],
+    )]);
+    hv.run();
+    let results = &hv.platform().results[0];
+    assert_eq!(results[1], version);
+    assert_eq!(results[2], Error::NotSupported as i64);
+    assert_eq!(results[3], 3);
+    assert_eq!(results[4], 3);
+    let lines = take_lines();
+    assert!(
+        lines.iter().any(|l| l.contains("VM alpha exited (code 5)")),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -398,7 +435,8 @@ fn console_lines_are_prefixed_and_hypercalls_answer() {
         "SMC answered, not passed on"
     );
     let lines = take_lines();
-    assert!(lines[0].starts_with("[hv] vm alpha: guest test, 1 vCPU, RAM 0x80000000..0x80200000"));
+    assert!(lines[0]
+        .starts_with("[hv] vm alpha: guest test (aarch64), 1 vCPU, RAM 0x80000000..0x80200000"));
     assert_eq!(lines[1], "[alpha] hello");
     assert_eq!(lines[2], "[alpha] world");
     assert!(lines[3].starts_with("[hv] first guest line at counter "));
@@ -613,7 +651,7 @@ fn distributor_accesses_are_emulated_and_others_stop_the_vm() {
         vm("gic", 0x8000_0000, b""),
         vec![
             Step::Hvc(abi::HC_ABI_VERSION, 0, 0),
-            dabt(true, 0, 0x100), // str w0 (= 0x10001, the ABI version) to ISENABLER0
+            dabt(true, 0, 0x100), // str w0 (the ABI version, 0x1_000N) to ISENABLER0
             dabt(false, 5, 0x100),
             Step::Hvc(abi::HC_ABI_VERSION, 0, 0),
             // A pair access has no syndrome: it cannot be emulated.
@@ -627,7 +665,7 @@ fn distributor_accesses_are_emulated_and_others_stop_the_vm() {
     hv.run();
     assert_eq!(
         hv.vcpus[0].ctx.as_ref().unwrap().regs[5],
-        0x1_0001,
+        (u64::from(abi::ABI_MAJOR) << 16) | u64::from(abi::ABI_MINOR),
         "read back what was written"
     );
     assert_eq!(

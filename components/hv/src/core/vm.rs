@@ -3,7 +3,7 @@
 use crate::{
     info,
     memory::GuestRam,
-    platform::Platform,
+    platform::{GuestWidth, Platform},
     sched::{CpuId, VcpuParams},
     stage2::Stage2,
     vgic::{ListReg, Vgic},
@@ -31,6 +31,7 @@ pub struct VmDesc {
     /// How many vCPUs; vCPU 0 starts at the image's entry, the others
     /// wait for the guest's PSCI CPU_ON.
     pub vcpus: u32,
+    pub width: GuestWidth,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +81,7 @@ pub(crate) struct Vm<V> {
     /// Its vCPUs are the hypervisor's `first_vcpu..first_vcpu + vcpus`.
     pub first_vcpu: usize,
     pub vcpus: u32,
+    pub width: GuestWidth,
     /// Its guest image and start info, to restart it (PSCI SYSTEM_RESET).
     pub image: &'static [u8],
     pub start_info: StartInfo,
@@ -129,6 +131,7 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         cap_percent,
         cpu,
         vcpus,
+        width,
     } = desc;
     let mut stage2 = Stage2::new();
     stage2
@@ -144,7 +147,8 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         .map_err(|_| "its guest image does not fit in its RAM")?;
     platform.sync_guest_memory(ram.bytes());
     info!(
-        "vm {name}: guest {guest}, {vcpus} vCPU, RAM {:#x}..{:#x} ({} MiB) at IPA {GUEST_RAM_BASE:#x}, image {} bytes",
+        "vm {name}: guest {guest} ({}), {vcpus} vCPU, RAM {:#x}..{:#x} ({} MiB) at IPA {GUEST_RAM_BASE:#x}, image {} bytes",
+        width.name(),
         ram.pa_base,
         ram.pa_base + ram.size(),
         ram.size() >> 20,
@@ -168,7 +172,7 @@ pub(crate) fn build<P: Platform, V: Vgic>(
                     cpu: cpu.map(|c| CpuId(c + index)),
                 },
                 ctx: Some(alloc::boxed::Box::new(
-                    platform.new_context(entry, arg0, index),
+                    platform.new_context(entry, arg0, index, width),
                 )),
                 run_started: 0,
                 lrs: [ListReg::default(); MAX_LIST_REGS],
@@ -183,6 +187,7 @@ pub(crate) fn build<P: Platform, V: Vgic>(
     let vm = Vm {
         first_vcpu,
         vcpus,
+        width,
         image,
         start_info,
         reset_requested: false,

@@ -627,11 +627,18 @@ pub fn read_hcr_el2() -> u64 {
     value
 }
 
+/// `SoakRegs::x` entries the soak loads and checks: x1..x30.
+pub const SOAK_GPRS: core::ops::RangeInclusive<usize> = 1..=30;
+/// The bits of a general-purpose register: all 64.
+pub const SOAK_GPR_MASK: u64 = u64::MAX;
+/// How the soak's report names general-purpose register `n`: `x<n>`.
+pub const GPR_PREFIX: &str = "x";
+
 /// The register file of a [`register_soak`]: the values it loads before the
 /// soak, and the values it found afterwards (written back in place). The
 /// assembly uses the offsets asserted below.
 #[repr(C, align(16))]
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct SoakRegs {
     /// `x[0]`: the iteration count in (the loop counter); `x[1..=30]`: the
     /// patterns of x1..x30. `x[31]` is padding.

@@ -2,8 +2,8 @@
 //! hypervisor) and the CPU interface at [`abi::GUEST_GICC_BASE`] (the
 //! hardware's virtual CPU interface).
 
-use super::{bank, INTID_LIMIT};
-use crate::arch::{self, GicFrame};
+use super::{bank, GicFrame, INTID_LIMIT};
+use crate::arch;
 
 // Distributor registers.
 const GICD_CTLR: u64 = 0x000;

@@ -5,8 +5,8 @@
 //! and the system-register CPU interface (`ICC_*_EL1`). Every interrupt is
 //! put in group 1 (non-secure group 1 on a GIC with two security states).
 
-use super::{bank, INTID_LIMIT};
-use crate::arch::{self, GicFrame};
+use super::{bank, GicFrame, INTID_LIMIT};
+use crate::arch;
 
 // Distributor registers.
 const GICD_CTLR: u64 = 0x0000;

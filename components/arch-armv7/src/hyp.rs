@@ -1,0 +1,163 @@
+//! HYP mode control: what traps, how stage 2 is configured, and running a
+//! vCPU.
+
+use crate::{
+    context::{Context, GuestRegs},
+    mmu, psci,
+    regs::{Vtcr, Vttbr},
+};
+use aarch32_cpu::{
+    asm::isb,
+    register::{
+        CntVoff, Cnthctl, CntvCtl, Hcptr, Hcr, Hdfar, Hifar, Hpfar, Hsr, Hstr, SysRegRead,
+        SysRegWrite, SysRegWrite64,
+    },
+};
+use core::arch::asm;
+use hv::{ExitKind, RawExit};
+
+extern "C" {
+    fn __tessera_enter_guest(regs: *mut GuestRegs) -> u32;
+}
+
+/// HCR while guests run: stage 2 on (VM), set/way invalidation as clean
+/// (SWIO), physical FIQ/IRQ/asynchronous aborts to HYP (FMO/IMO/AMO),
+/// broadcast TLB and barrier scope inner-shareable (FB, BSU), trap WFI
+/// (TWI) and SMC (TSC). Same bit positions as HCR_EL2's low word.
+const HCR_GUEST: u32 = (1 << 0)
+    | (1 << 1)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 9)
+    | (0b01 << 10)
+    | (1 << 13)
+    | (1 << 19);
+
+/// VTCR: RES1 bit 31, walks inner-shareable write-back, start at level 1
+/// (SL0 1), 39-bit IPA: T0SZ is a 4-bit signed field, 32 - 39 = -7 =
+/// 0b1001, and S (bit 4) must equal its sign bit.
+const VTCR: u32 = (1 << 31)
+    | (0b11 << 12)
+    | (0b01 << 10)
+    | (0b01 << 8)
+    | (0b01 << 6)
+    | (1 << 4)
+    | (((32 - hv::stage2::IPA_BITS as i32) as u32) & 0xf);
+const _: () = assert!(VTCR & 0x1f == 0b1_1001);
+
+/// HCPTR: RES1 bits, and trap CP10/CP11 (VFP and Advanced SIMD) for
+/// guests. The hypervisor and the guests built here are soft-float, so
+/// the VFP state is not switched: a guest that touches it traps (HSR EC
+/// 0x07) and the core stops that VM with a report, instead of seeing
+/// another VM's registers.
+const HCPTR: u32 = 0x33ff | (1 << 10) | (1 << 11);
+
+/// CNTHCTL: PL1 may read the physical counter (PL1PCTEN) but not use the
+/// physical timer (PL1PCEN clear), which is the hypervisor's business.
+const CNTHCTL: u32 = 1 << 0;
+
+/// Configures HYP mode for running guests. Call once per CPU after the MMU
+/// is on.
+pub fn init() {
+    // SAFETY: VTCR configures stage-2 walks, which only take effect once a
+    // guest runs.
+    unsafe { <Vtcr as SysRegWrite>::write_raw(VTCR) };
+    Hcr::write(Hcr::new_with_raw_value(HCR_GUEST));
+    Hcptr::write(Hcptr::new_with_raw_value(HCPTR));
+    // SAFETY: HSTR 0 traps no guest CP15 access; the core emulates none.
+    unsafe { Hstr::write(Hstr(0)) };
+    Cnthctl::write(Cnthctl::new_with_raw_value(CNTHCTL));
+    // Guests see the physical count as their virtual one.
+    CntVoff::write(CntVoff(0));
+    isb();
+}
+
+/// Loads a vCPU's PL1 state (timer included) and its stage-2 tables.
+pub fn vcpu_load(ctx: &Context, vttbr: u64) {
+    ctx.cp15.restore();
+    // SAFETY: VTTBR selects the stage-2 tables and VMID for PL1&0, which no
+    // code runs under until the next eret.
+    unsafe { <Vttbr as SysRegWrite64>::write_raw(vttbr) };
+    isb();
+}
+
+/// Saves a vCPU's PL1 state, then stops its virtual timer in this CPU so
+/// it cannot fire here once the vCPU has moved on.
+pub fn vcpu_put(ctx: &mut Context) {
+    ctx.cp15.save();
+    CntvCtl::write(CntvCtl::new_with_raw_value(0));
+    isb();
+}
+
+/// Enters the loaded vCPU; returns when it traps.
+pub fn run(ctx: &mut Context) -> RawExit {
+    // SAFETY: the assembly saves and restores every callee-saved register,
+    // LR and the stack pointer around the guest, and writes only
+    // `ctx.regs`, which we hold exclusively.
+    let kind = unsafe { __tessera_enter_guest(&mut ctx.regs) };
+    let hsr = <Hsr as SysRegRead>::read_raw();
+    let far = if hv::trap::exception_class(hsr.into()) == hv::trap::EC_IABT_LOWER {
+        <Hifar as SysRegRead>::read_raw()
+    } else {
+        <Hdfar as SysRegRead>::read_raw()
+    };
+    RawExit {
+        kind: match kind {
+            0 => ExitKind::Sync,
+            1 => ExitKind::Irq,
+            _ => ExitKind::Fiq,
+        },
+        esr: hsr.into(),
+        far: far.into(),
+        hpfar: <Hpfar as SysRegRead>::read_raw().into(),
+    }
+}
+
+/// Self-test of the fault path: takes a data abort in HYP mode on purpose,
+/// reading the null guard the HYP map leaves unmapped (see [`mmu`]; on a
+/// board with RAM at address 0 the read succeeds and this panics instead).
+pub fn selftest_fault() -> ! {
+    // SAFETY: the load faults (nothing is mapped there) and the fault
+    // handler powers off; no memory is read.
+    unsafe {
+        asm!("ldr {tmp}, [{addr}]", addr = in(reg) (mmu::NULL_GUARD / 2) as u32, tmp = out(reg) _,
+             options(nostack, readonly))
+    };
+    unreachable!("a read of an unmapped address returned");
+}
+
+/// The registers the fault vector saved.
+#[repr(C)]
+pub struct FaultFrame {
+    pub r: [u32; 13],
+    pub lr: u32,
+}
+
+/// An exception taken by the hypervisor itself: a bug. Report and stop.
+#[no_mangle]
+extern "C" fn tessera_hyp_fault(kind: u32, frame: &FaultFrame) -> ! {
+    let hsr = <Hsr as SysRegRead>::read_raw();
+    let elr: u32;
+    // SAFETY: reading ELR_hyp has no side effects (the crate lacks it).
+    unsafe {
+        asm!(".arch_extension virt", "mrs {}, elr_hyp", out(reg) elr, options(nomem, nostack))
+    };
+    let what = match kind {
+        0 => "reset",
+        1 => "undefined instruction",
+        2 => "HVC",
+        3 => "prefetch abort",
+        _ => "data abort",
+    };
+    let ec = hv::trap::exception_class(hsr.into());
+    hv::error!(
+        "unexpected exception in hypervisor: {what}, EC {ec:#x} ({}), HSR {hsr:#x}, HDFAR {:#x}, HIFAR {:#x}, ELR {elr:#x}, LR {:#x}",
+        hv::trap::class_name(ec),
+        <Hdfar as SysRegRead>::read_raw(),
+        <Hifar as SysRegRead>::read_raw(),
+        frame.lr,
+    );
+    hv::error!("hypervisor stopped");
+    psci::system_off()
+}
