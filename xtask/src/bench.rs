@@ -8,7 +8,8 @@
 //! `-icount sleep=off` QEMU skips idle guest time by spinning a host core,
 //! which would measure the skipping, not the hypervisor.
 //!
-//! The table goes to stdout and to `<target>/bench.txt`.
+//! `--board B` runs them on board B (default qemu-virt-a64). The table goes
+//! to stdout and to `<target>/bench-<board>.txt`.
 
 use crate::compose;
 use crate::manifest::columns;
@@ -82,10 +83,11 @@ impl HostCpu {
     }
 }
 
-pub fn run(ws: &Workspace) -> Result<()> {
+/// The figures on `board` (the bench compositions' VMs, on that board).
+pub fn run(ws: &Workspace, board: &str) -> Result<()> {
     let idle_wall = idle_wall()?;
 
-    let base = icount_lines(ws, &ws.bench_scenario())?;
+    let base = icount_lines(ws, &ws.bench_scenario(), board)?;
     // The tick figures below run on one CPU, the VMs sharing it.
     let built = base
         .built
@@ -94,7 +96,7 @@ pub fn run(ws: &Workspace) -> Result<()> {
     let hypercall = find(&base.lines, BENCH_LINE, parse_calls)?;
     let first_line: u64 = find(&base.lines, FIRST_LINE, |rest| rest.trim().parse().ok())?;
 
-    let one = |stem| boot(ws, stem, Cpus::One, Then::Stop);
+    let one = |stem| boot(ws, stem, board, Cpus::One, Then::Stop);
     let ticker = one("bench-ticker")?;
     let ticker = find_last(&ticker.lines, TICKER_LINE, parse_latency)?;
     let ticker_spin = one("bench-ticker-spinner")?;
@@ -106,7 +108,7 @@ pub fn run(ws: &Workspace) -> Result<()> {
     let pair = find_last(&pair.lines, YIELD_PAIR_LINE, parse_calls)?;
 
     let measure = |stem| -> Result<(u32, HostCpu)> {
-        let booted = boot(ws, stem, IDLE_CPUS, Then::MeasureCpu(idle_wall))?;
+        let booted = boot(ws, stem, board, IDLE_CPUS, Then::MeasureCpu(idle_wall))?;
         let cpu = booted.host_cpu.context("no CPU time measured")?;
         Ok((booted.cpus, cpu))
     };
@@ -214,7 +216,7 @@ pub fn run(ws: &Workspace) -> Result<()> {
     text += "  (ticks of the 62.5 MHz counter: 16 ns, 16 instructions under icount;\n";
     text += "   IRQ latency: deadline to the guest's handler, 1 kHz CNTV, last second of 2)\n";
     print!("{text}");
-    let out = ws.target.join("bench.txt");
+    let out = ws.target.join(format!("bench-{board}.txt"));
     write(&out, &text)?;
     eprintln!("xtask: wrote {}", out.display());
     Ok(())
@@ -263,9 +265,10 @@ fn latency_row(name: &str, l: &Latency) -> [String; 3] {
     ]
 }
 
-/// Runs an icount scenario to its end; its serial lines, or why it failed.
-fn icount_lines(ws: &Workspace, path: &std::path::Path) -> Result<scenario::Outcome> {
-    let outcome = scenario::run(ws, path);
+/// Runs an icount scenario on `board` to its end; its serial lines, or why
+/// it failed.
+fn icount_lines(ws: &Workspace, path: &std::path::Path, board: &str) -> Result<scenario::Outcome> {
+    let outcome = scenario::run_on(ws, path, board);
     if outcome.failure.is_some() {
         outcome.report();
         bail!("the bench scenario {} failed", path.display());
@@ -310,12 +313,12 @@ struct Booted {
     host_cpu: Option<HostCpu>,
 }
 
-/// Boots `ci/<stem>.toml` (planned as `cargo xtask test` plans a scenario,
-/// then given `cpus`), waits for its `expect` lines, maybe measures QEMU's
-/// CPU time, and kills QEMU.
-fn boot(ws: &Workspace, stem: &str, cpus: Cpus, then: Then) -> Result<Booted> {
+/// Boots `ci/<stem>.toml` on `board` (planned as `cargo xtask test` plans a
+/// scenario, then given `cpus`), waits for its `expect` lines, maybe
+/// measures QEMU's CPU time, and kills QEMU.
+fn boot(ws: &Workspace, stem: &str, board: &str, cpus: Cpus, then: Then) -> Result<Booted> {
     let path = ci(ws, stem);
-    let scenario = profile::load_scenario(&path)?;
+    let scenario = profile::load_scenario(&path)?.on_board(board);
     let measure = match then {
         Then::Stop => None,
         Then::MeasureCpu(wall) => Some(wall),

@@ -36,8 +36,11 @@ enum Command {
     },
     /// List the boards, one line each
     Boards,
-    /// Figures from ci/bench.toml under icount
-    Bench,
+    /// Figures from ci/bench*.toml under icount, on a QEMU board
+    Bench {
+        #[arg(long, default_value = DEFAULT_BOARD)]
+        board: String,
+    },
     /// Build a board's image and its SD card, target/images/<board>/sdcard.img
     Image {
         #[arg(long, default_value = DEFAULT_BOARD)]
@@ -82,7 +85,7 @@ fn run(command: Command) -> Result<()> {
         }
         Command::Test { scenarios } => test::run(&ws, &scenarios)?,
         Command::Boards => boards(&ws),
-        Command::Bench => bench::run(&ws)?,
+        Command::Bench { board } => bench::run(&ws, &board)?,
         Command::Image { board } => {
             image(&ws, &board)?;
         }

@@ -5,14 +5,16 @@ use crate::elf::{self, SectionSizes};
 use anyhow::{Context, Result};
 use config::composition::Composition;
 use std::fmt::Write;
+use std::path::{Path, PathBuf};
 
 /// Sizes in bytes.
 pub struct Sizes {
     /// Allocated sections of the image but the VM table and the guests.
     pub hypervisor: SectionSizes,
     pub vm_table: u64,
-    /// Each distinct guest's flat image, in the order the VMs name them.
-    pub guests: Vec<(String, u64)>,
+    /// Each distinct guest image (a guest at one register width), in the
+    /// order the VMs name them: its label, its file, its size.
+    pub guests: Vec<(String, PathBuf, u64)>,
     /// `tessera.bin`, everything included.
     pub bin_total: u64,
 }
@@ -22,13 +24,19 @@ impl Sizes {
         let hypervisor = elf::section_sizes(image_elf, &[VMS_SECTION, GUESTS_SECTION])
             .context("reading the image's section sizes")?;
         let vm_table = hypervisor.named[0].1;
-        let mut guests: Vec<(String, u64)> = Vec::new();
+        let mut guests: Vec<(String, PathBuf, u64)> = Vec::new();
         for vm in &composition.vms {
-            if guests.iter().all(|(guest, _)| *guest != vm.guest) {
+            if guests.iter().all(|(_, image, _)| *image != vm.image) {
                 let bytes = std::fs::metadata(&vm.image)
                     .with_context(|| format!("reading {}", vm.image.display()))?
                     .len();
-                guests.push((vm.guest.clone(), bytes));
+                // A guest at the host's own width is just its name.
+                let label = if vm.arch == composition.arch.native_guest() {
+                    vm.guest.clone()
+                } else {
+                    format!("{} ({})", vm.guest, vm.arch.name())
+                };
+                guests.push((label, vm.image.clone(), bytes));
             }
         }
         Ok(Sizes {
@@ -39,11 +47,11 @@ impl Sizes {
         })
     }
 
-    fn guest(&self, name: &str) -> u64 {
+    fn guest_image(&self, path: &Path) -> u64 {
         self.guests
             .iter()
-            .find(|(guest, _)| guest == name)
-            .map_or(0, |&(_, bytes)| bytes)
+            .find(|(_, image, _)| image == path)
+            .map_or(0, |&(_, _, bytes)| bytes)
     }
 }
 
@@ -94,7 +102,7 @@ pub fn render(c: &Composition, sizes: &Sizes) -> String {
             vm.guest.clone(),
             vm.vcpus.to_string(),
             range(vm.ram.base, vm.ram.end()),
-            sizes.guest(&vm.guest).to_string(),
+            sizes.guest_image(&vm.image).to_string(),
             format!("{:?}", vm.cmdline),
         ]);
     }
@@ -110,7 +118,7 @@ pub fn render(c: &Composition, sizes: &Sizes) -> String {
     line(format!("    data                     {}", h.data));
     line(format!("    bss                      {}", h.bss));
     line(format!("  vm table                   {}", sizes.vm_table));
-    for (guest, bytes) in &sizes.guests {
+    for (guest, _, bytes) in &sizes.guests {
         line(format!("  guest {guest:<20} {bytes}"));
     }
     line(format!("  tessera.bin                {}", sizes.bin_total));

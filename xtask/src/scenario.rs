@@ -7,7 +7,7 @@ use crate::sdcard;
 use crate::workspace::{write, Workspace};
 use anyhow::{Context, Result};
 use config::composition::Composition;
-use config::profile::{self, Boot, Known, Profile, Scenario};
+use config::profile::{self, Boot, Expect, Known, Profile, Scenario};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -28,9 +28,13 @@ const TAIL: usize = 30;
 /// is loaded, before anything is built ([`check_expectations`]); `Matcher::new`
 /// takes such a placeholder literally. `forbid` is always literal.
 pub struct Matcher<'a> {
-    expect: Vec<Expectation<'a>>,
+    /// Each `expect` entry: one line, or lines in any order.
+    expect: Vec<Vec<Expectation<'a>>>,
     forbid: &'a [String],
+    /// Entries fully seen.
     seen: usize,
+    /// Which lines of entry `seen` have been seen.
+    seen_in_entry: Vec<bool>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -41,14 +45,23 @@ pub enum Progress<'a> {
 }
 
 impl<'a> Matcher<'a> {
-    pub fn new(expect: &'a [String], forbid: &'a [String]) -> Self {
+    pub fn new(expect: &'a [Expect], forbid: &'a [String]) -> Self {
+        let expect: Vec<Vec<Expectation<'a>>> = expect
+            .iter()
+            .map(|entry| {
+                entry
+                    .lines()
+                    .iter()
+                    .map(|e| Expectation::parse(e).unwrap_or_else(|_| Expectation::literal(e)))
+                    .collect()
+            })
+            .collect();
+        let first = expect.first().map_or(0, Vec::len);
         Matcher {
-            expect: expect
-                .iter()
-                .map(|e| Expectation::parse(e).unwrap_or_else(|_| Expectation::literal(e)))
-                .collect(),
+            expect,
             forbid,
             seen: 0,
+            seen_in_entry: vec![false; first],
         }
     }
 
@@ -57,12 +70,20 @@ impl<'a> Matcher<'a> {
             return Progress::Forbidden(bad);
         }
         // One line may satisfy several consecutive expectations.
-        while self
-            .expect
-            .get(self.seen)
-            .is_some_and(|want| want.matches(line))
-        {
+        while let Some(entry) = self.expect.get(self.seen) {
+            let mut any = false;
+            for (want, seen) in entry.iter().zip(&mut self.seen_in_entry) {
+                if !*seen && want.matches(line) {
+                    *seen = true;
+                    any = true;
+                }
+            }
+            if !any || !self.seen_in_entry.iter().all(|&s| s) {
+                break;
+            }
             self.seen += 1;
+            let next = self.expect.get(self.seen).map_or(0, Vec::len);
+            self.seen_in_entry = vec![false; next];
         }
         if self.done() {
             Progress::Done
@@ -77,15 +98,22 @@ impl<'a> Matcher<'a> {
 
     /// The next expected line, if any, as written.
     pub fn waiting_for(&self) -> Option<&'a str> {
-        self.expect.get(self.seen).map(|e| e.text)
+        let entry = self.expect.get(self.seen)?;
+        let unseen = entry
+            .iter()
+            .zip(&self.seen_in_entry)
+            .find(|(_, seen)| !**seen);
+        unseen.map(|(e, _)| e.text)
     }
 }
 
 /// Checks the `{lo..hi}` placeholders of every expectation; the error
 /// names the expectation (1-based) and what is wrong with it.
-pub fn check_expectations(expect: &[String]) -> Result<(), String> {
-    for (i, text) in expect.iter().enumerate() {
-        Expectation::parse(text).map_err(|e| format!("expect #{} {text:?}: {e}", i + 1))?;
+pub fn check_expectations(expect: &[Expect]) -> Result<(), String> {
+    for (i, entry) in expect.iter().enumerate() {
+        for text in entry.lines() {
+            Expectation::parse(text).map_err(|e| format!("expect #{} {text:?}: {e}", i + 1))?;
+        }
     }
     Ok(())
 }
@@ -265,16 +293,26 @@ pub fn run(ws: &Workspace, path: &Path) -> Outcome {
         .expect("a scenario runs on at least one board")
 }
 
+/// Builds and runs the scenario in `path` on `board` instead of its own.
+pub fn run_on(ws: &Workspace, path: &Path, board: &str) -> Outcome {
+    match profile::load_scenario(path) {
+        Ok(scenario) => run_scenario(ws, &scenario.on_board(board)),
+        Err(error) => Outcome::failed(scenario_stem(path), error.to_string()),
+    }
+}
+
+fn scenario_stem(path: &Path) -> String {
+    path.file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned())
+}
+
 /// Builds and runs the scenario in `path` on each of its boards whose run
 /// name (`name`, or `name@board` for a scenario on several boards) `wanted`
 /// accepts.
 pub fn run_each_board(ws: &Workspace, path: &Path, wanted: &dyn Fn(&str) -> bool) -> Vec<Outcome> {
-    let stem = path
-        .file_stem()
-        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
     let scenario = match profile::load_scenario(path) {
         Ok(scenario) => scenario,
-        Err(error) => return vec![Outcome::failed(stem, error.to_string())],
+        Err(error) => return vec![Outcome::failed(scenario_stem(path), error.to_string())],
     };
     let several = scenario.boards.len() > 1;
     scenario
@@ -451,9 +489,13 @@ mod tests {
         items.iter().map(|s| s.to_string()).collect()
     }
 
+    fn lines(items: &[&str]) -> Vec<Expect> {
+        items.iter().map(|&s| Expect::from(s)).collect()
+    }
+
     #[test]
     fn expectations_match_in_order() {
-        let expect = strings(&["[hv] Tessera", "[hello] goodbye"]);
+        let expect = lines(&["[hv] Tessera", "[hello] goodbye"]);
         let mut m = Matcher::new(&expect, &[]);
         assert_eq!(m.feed("[hello] goodbye"), Progress::Waiting); // too early
         assert_eq!(
@@ -467,15 +509,37 @@ mod tests {
     }
 
     #[test]
+    fn lines_of_an_any_order_entry_come_in_either_order() {
+        let expect = vec![
+            Expect::from("start"),
+            Expect::AnyOrder(strings(&["VM a exited", "VM b exited"])),
+            Expect::from("end"),
+        ];
+        for order in [
+            ["VM a exited", "VM b exited"],
+            ["VM b exited", "VM a exited"],
+        ] {
+            let mut m = Matcher::new(&expect, &[]);
+            assert_eq!(m.feed(order[0]), Progress::Waiting); // before start
+            assert_eq!(m.feed("start"), Progress::Waiting);
+            assert_eq!(m.feed("end"), Progress::Waiting); // the group first
+            assert_eq!(m.feed(order[0]), Progress::Waiting);
+            assert_eq!(m.waiting_for(), Some(order[1]));
+            assert_eq!(m.feed(order[1]), Progress::Waiting);
+            assert_eq!(m.feed("end"), Progress::Done);
+        }
+    }
+
+    #[test]
     fn one_line_can_satisfy_consecutive_expectations() {
-        let expect = strings(&["a", "b"]);
+        let expect = lines(&["a", "b"]);
         let mut m = Matcher::new(&expect, &[]);
         assert_eq!(m.feed("ab"), Progress::Done);
     }
 
     #[test]
     fn forbidden_wins_anywhere() {
-        let expect = strings(&["ok"]);
+        let expect = lines(&["ok"]);
         let forbid = strings(&["ISOLATION BROKEN"]);
         let mut m = Matcher::new(&expect, &forbid);
         assert_eq!(
@@ -510,7 +574,7 @@ mod tests {
         assert!(matches(want, &format!("noise {EXIT} noise")));
         assert!(!matches(want, &EXIT.replace("33.4", "37.4")));
         assert!(!matches(want, &EXIT.replace("VM a", "VM b")));
-        let expect = strings(&["worker: {100..200} ms", "VM a exited", "{30..36}.", "done"]);
+        let expect = lines(&["worker: {100..200} ms", "VM a exited", "{30..36}.", "done"]);
         let mut m = Matcher::new(&expect, &[]);
         assert_eq!(m.feed("worker: 300 ms"), Progress::Waiting);
         assert_eq!(m.waiting_for(), Some("worker: {100..200} ms"));
@@ -527,7 +591,7 @@ mod tests {
         assert!(matches("{1.2}", "v{1.2}"));
         assert!(matches("{3..4", "{3..4"));
         assert!(!matches("{1.2}", "v1.2"));
-        assert_eq!(check_expectations(&strings(&["{}", "{abc}", "x{"])), Ok(()));
+        assert_eq!(check_expectations(&lines(&["{}", "{abc}", "x{"])), Ok(()));
     }
 
     #[test]
@@ -542,12 +606,12 @@ mod tests {
             "{-1..2}",
             "{1..99999999999999999999}",
         ] {
-            let err = check_expectations(&strings(&["ok", bad])).unwrap_err();
+            let err = check_expectations(&lines(&["ok", bad])).unwrap_err();
             assert!(err.starts_with("expect #2 "), "{bad}: {err}");
             assert!(err.contains("{lo..hi}"), "{bad}: {err}");
         }
         // The matcher alone takes them literally.
-        let expect = strings(&["{5..3}"]);
+        let expect = lines(&["{5..3}"]);
         let mut m = Matcher::new(&expect, &[]);
         assert_eq!(m.feed("4"), Progress::Waiting);
         assert_eq!(m.feed("x {5..3}"), Progress::Done);
@@ -555,7 +619,7 @@ mod tests {
 
     #[test]
     fn forbid_stays_literal() {
-        let expect = strings(&["never"]);
+        let expect = lines(&["never"]);
         let forbid = strings(&["{1..9}"]);
         let mut m = Matcher::new(&expect, &forbid);
         assert_eq!(m.feed("5"), Progress::Waiting);
@@ -594,7 +658,7 @@ mod tests {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let expect = strings(expect);
+        let expect = lines(expect);
         let forbid = strings(&["PANIC"]);
         let mut matcher = Matcher::new(&expect, &forbid);
         let result = watch(&mut child, &mut matcher, Duration::from_millis(timeout_ms));

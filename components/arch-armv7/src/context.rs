@@ -123,10 +123,15 @@ macro_rules! cp15_registers {
     };
     (@read $reg:ident u32) => { <$reg as SysRegRead>::read_raw() };
     (@read $reg:ident u64) => { <$reg as SysRegRead64>::read_raw() };
-    // SAFETY (both arms): PL1 registers only affect PL1/PL0 execution,
-    // which resumes after the eret that follows.
-    (@write $reg:ident u32 $value:expr) => { unsafe { <$reg as SysRegWrite>::write_raw($value) } };
-    (@write $reg:ident u64 $value:expr) => { unsafe { <$reg as SysRegWrite64>::write_raw($value) } };
+    (@write $reg:ident u32 $value:expr) => {
+        // SAFETY: PL1 registers only affect PL1/PL0 execution, which
+        // resumes after the eret that follows.
+        unsafe { <$reg as SysRegWrite>::write_raw($value) }
+    };
+    (@write $reg:ident u64 $value:expr) => {
+        // SAFETY: as above.
+        unsafe { <$reg as SysRegWrite64>::write_raw($value) }
+    };
 }
 
 // PRRR and NMRR are MAIR0 and MAIR1 (same encodings) when the guest
@@ -156,8 +161,10 @@ cp15_registers!(
     cntkctl: Cntkctl as u32,
     csselr: Csselr as u32,
     par: Par as u64,
-    cntv_ctl: CntvCtl as u32,
+    // The compare value before the control, so a restored timer never
+    // fires against the previous vCPU's compare value.
     cntv_cval: CntvCval as u64,
+    cntv_ctl: CntvCtl as u32,
     vmpidr: Vmpidr as u32,
     vpidr: Vpidr as u32,
 );

@@ -121,7 +121,7 @@ pub fn selftest_fault() -> ! {
     // SAFETY: the load faults (nothing is mapped there) and the fault
     // handler powers off; no memory is read.
     unsafe {
-        asm!("ldr {tmp}, [{addr}]", addr = in(reg) (mmu::NULL_GUARD / 2) as u32, tmp = out(reg) _,
+        asm!("ldr {tmp}, [{addr}]", addr = in(reg) (mmu::NULL_GUARD_END / 2) as u32, tmp = out(reg) _,
              options(nostack, readonly))
     };
     unreachable!("a read of an unmapped address returned");

@@ -13,7 +13,7 @@ mod units;
 pub use crate::composition::Composition;
 pub use error::ProfileError;
 pub use plan::plan;
-pub use scenario::{load_scenario, Boot, Scenario};
+pub use scenario::{load_scenario, Boot, Expect, Scenario};
 pub use spec::{
     Board, BoardSpans, ComposeSpec, GicSpec, MemorySpec, QemuSpec, RamSpec, TimerSpec, UartSpec,
     VmSource, VmSpec, WindowSpec,

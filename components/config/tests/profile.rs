@@ -516,7 +516,10 @@ fn scenario_parses() {
         ("hello", "qemu-virt-a64")
     );
     assert_eq!(s.timeout, std::time::Duration::from_secs(60));
-    assert_eq!(s.expect, ["tessera", "[hello] hello"]);
+    assert_eq!(
+        s.expect,
+        [Expect::from("tessera"), Expect::from("[hello] hello")]
+    );
     assert_eq!(s.forbid, ["panic"]);
     assert!(!s.icount);
     let profile = s.load_board(&boards_dir()).unwrap();
@@ -562,6 +565,22 @@ fn scenario_vm_layout_error_points_at_scenario() {
     let err = plan(&profile, s.vms.as_ref(), &known(), "x", &image).unwrap_err();
     assert_eq!((err.file.as_path(), err.line), (path.as_path(), 19));
     says(&err, &["overlaps vm 'a'"]);
+}
+
+#[test]
+fn scenario_expect_takes_any_order_groups() {
+    let s = load_scenario(&fixture("scenarios/any_order.toml")).unwrap();
+    assert_eq!(
+        s.expect,
+        [
+            Expect::from("tessera"),
+            Expect::AnyOrder(vec!["VM a exited".into(), "VM b exited".into()]),
+            Expect::from("powering off"),
+        ]
+    );
+    let err = load_scenario(&fixture("scenarios/empty_group.toml")).unwrap_err();
+    assert_eq!((err.line, err.field.as_str()), (5, "expect"));
+    says(&err, &["an expected line is empty"]);
 }
 
 #[test]

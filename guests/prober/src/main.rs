@@ -12,8 +12,9 @@
 //! - `unknown-hypercall`: an undefined function ID; prints the result, exits 0;
 //! - `smc`: `SMC #0` with `PSCI_VERSION`; prints the result, exits 0;
 //! - `hvc-imm`: `HVC #1` with `ABI_VERSION`; prints the result, exits 0;
-//! - `sysreg`: reads `HCR_EL2` from EL1, which must end in this guest's own
-//!   exception handler (exit 0xE1); if the read returns it exits 1.
+//! - `sysreg`: reads `HCR_EL2` from EL1 (`HCR` from PL1 on AArch32; the
+//!   lines it prints say `hcr_el2` on both), which must end in this guest's
+//!   own exception handler (exit 0xE1); if the read returns it exits 1.
 #![no_std]
 #![no_main]
 

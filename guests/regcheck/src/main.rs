@@ -1,8 +1,10 @@
 //! Register-integrity checker: proves that the hypervisor's context switch
 //! preserves all of a guest's state across preemption. Each round fills
-//! x1..x30, v0..v31 and the per-thread system registers with patterns of
-//! its seed, spins long enough to be preempted several times (no memory
-//! access, no hypercall), and checks every register.
+//! x1..x30, v0..v31 and the per-thread system registers (AArch32: r1..r14,
+//! the thread ID registers, CONTEXTIDR, SP_usr, LR_usr, APSR.Q/GE; see
+//! `guest_rt::soak`) with patterns of its seed, spins long enough to be
+//! preempted several times (no memory access, no hypercall), and checks
+//! every register.
 //!
 //! Command line: `seed=<n>` (default: VM id + 1), `rounds=<n>` (default 4),
 //! separated by spaces. Exits 0 if every round passed, 1 on a mismatch.

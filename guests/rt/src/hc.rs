@@ -3,7 +3,9 @@
 use abi::Error;
 
 /// Issues hypercall `id` with arguments `a1`..`a3` (`HVC #0`, SMCCC) and
-/// returns the raw `x0`: `>= 0` is a result, `< 0` an [`Error`] code.
+/// returns the raw `x0`: `>= 0` is a result, `< 0` an [`Error`] code. On
+/// AArch32 the runtime passes the SMC32 form of `id` and the low 32 bits of
+/// each argument, and sign-extends `r0`.
 ///
 /// Safe because no hypercall of ABI 1.x writes guest memory; one that does
 /// will get its own wrapper taking a `&mut` buffer.

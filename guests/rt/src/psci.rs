@@ -48,7 +48,8 @@ pub const AFFINITY_OFF: i64 = 1;
 pub const AFFINITY_ON_PENDING: i64 = 2;
 
 /// Issues PSCI function `function` with arguments `a1`..`a3` and returns
-/// the raw result.
+/// the raw result. On AArch32 an SMC64 ID (`CPU_ON`, `AFFINITY_INFO`) is
+/// passed in its SMC32 form, with 32-bit arguments.
 pub fn call(function: u32, a1: u64, a2: u64, a3: u64) -> i64 {
     arch::psci_call(function, a1, a2, a3)
 }

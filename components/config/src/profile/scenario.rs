@@ -23,7 +23,7 @@ pub struct Scenario {
     pub description: String,
     pub timeout: Duration,
     /// Substrings the serial output must contain, in this order.
-    pub expect: Vec<String>,
+    pub expect: Vec<Expect>,
     /// Substrings that fail the scenario wherever they appear.
     pub forbid: Vec<String>,
     /// Run QEMU with `-icount` (deterministic guest time).
@@ -51,7 +51,7 @@ struct ScenarioFile {
     board: Spanned<Boards>,
     description: String,
     timeout: Spanned<Period>,
-    expect: Spanned<Vec<String>>,
+    expect: Spanned<Vec<Expect>>,
     #[serde(default)]
     forbid: Vec<Spanned<String>>,
     #[serde(default = "yes")]
@@ -63,6 +63,31 @@ struct ScenarioFile {
     #[serde(default)]
     boot: Boot,
     compose: Option<ComposeOverride>,
+}
+
+/// One `expect` entry: a line, or a list of lines that may come in any
+/// order among themselves (after the entries before it, before the ones
+/// after), for events whose order the scenario does not fix.
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Expect {
+    Line(String),
+    AnyOrder(Vec<String>),
+}
+
+impl Expect {
+    pub fn lines(&self) -> &[String] {
+        match self {
+            Expect::Line(line) => std::slice::from_ref(line),
+            Expect::AnyOrder(lines) => lines,
+        }
+    }
+}
+
+impl From<&str> for Expect {
+    fn from(line: &str) -> Self {
+        Expect::Line(line.to_string())
+    }
 }
 
 /// `board = "b"`, or a list of boards to run the same scenario on.
@@ -192,10 +217,15 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
             .with_help("list the lines the serial port must show, in order"));
     }
     // An empty string would match anything: a forbid would always fail, an expect never.
-    if file.expect.get_ref().iter().any(String::is_empty) {
+    if file
+        .expect
+        .get_ref()
+        .iter()
+        .any(|e| e.lines().is_empty() || e.lines().iter().any(String::is_empty))
+    {
         return Err(src
             .error(file.expect.span(), "expect", "an expected line is empty")
-            .with_help("remove the \"\" entry"));
+            .with_help("remove the \"\" or [] entry"));
     }
     if let Some(empty) = file.forbid.iter().find(|f| f.get_ref().is_empty()) {
         return Err(src

@@ -316,8 +316,9 @@ struct Level1Table([u64; 4]);
 ///
 /// LPAE (long descriptors) rather than short-descriptor sections: one
 /// 32-byte table instead of a 16 KiB one, the same attribute model (MAIR)
-/// and fault status codes as AArch64, and Cortex-A15 (the only ARMv7-A with
-/// virtualization) always has it.
+/// and fault status codes as AArch64, and every CPU that can run a
+/// hypervisor has it (the virtualization extensions require LPAE; AArch32
+/// EL1 on ARMv8 has it too).
 static IDENTITY_MAP: Level1Table = {
     let mut table = [0u64; 4];
     table[0] = DESC_BLOCK | desc_attr_index(ATTR_DEVICE) | DESC_ACCESS_FLAG;
