@@ -278,20 +278,13 @@ impl<R: Routing> Model<R> {
     /// Every (INTID, SGI source) pending in the distributor that `vcpu`
     /// would take: forwarded and routed to it.
     fn waiting(&self, vcpu: usize) -> impl Iterator<Item = (u32, u8)> + '_ {
+        // Pending first: it is the cheapest test and rules out most INTIDs.
         (0..INTIDS)
-            .filter(move |&intid| {
-                self.forwards(vcpu, intid) && self.target(vcpu, intid) == Some(vcpu)
+            .map(move |intid| (intid, self.pending_sources(vcpu, intid)))
+            .filter(move |&(intid, sources)| {
+                sources != 0 && self.forwards(vcpu, intid) && self.target(vcpu, intid) == Some(vcpu)
             })
-            .flat_map(move |intid| {
-                set_bits(self.pending_sources(vcpu, intid).into()).map(move |s| (intid, s as u8))
-            })
-    }
-
-    /// The waiting interrupts that may go into a list register now: the
-    /// INTID is in none (see the crate doc).
-    fn deliverable(&self, vcpu: usize) -> impl Iterator<Item = (u32, u8)> + '_ {
-        self.waiting(vcpu)
-            .filter(move |&(intid, _)| self.in_lrs(vcpu, intid).next().is_none())
+            .flat_map(|(intid, sources)| set_bits(sources.into()).map(move |s| (intid, s as u8)))
     }
 
     /// The vCPU to kick after `intid` (as `vcpu` sees it) became pending,
@@ -479,33 +472,52 @@ impl<R: Routing> Model<R> {
         let max = R::MAX_LRS.min(LR_CAPACITY);
         self.cpus[vcpu].lrs.clear();
         self.cpus[vcpu].lrs.extend(lrs.iter().take(max).copied());
-        // Fill free list registers, most urgent first (lowest priority
-        // value, then lowest INTID and source, as the GIC arbitrates).
-        for slot in 0..lrs.len().min(max) {
-            if !lrs[slot].is_free() {
+        let usable = lrs.len().min(max);
+        let slots = &mut lrs[..usable];
+        let free = slots.iter().filter(|lr| lr.is_free()).count();
+        // One pass over the distributor (this runs on every guest entry with
+        // an interrupt to deliver): the `free` most urgent deliverable
+        // interrupts, lowest priority value, then INTID, then source first, as
+        // the GIC arbitrates. An INTID goes into one list register at a time,
+        // so each INTID offers only its first source.
+        let mut best: heapless::Vec<(u8, u32, u8), LR_CAPACITY> = heapless::Vec::new();
+        let mut waiting = 0;
+        let mut last_intid = None;
+        for (intid, source) in self.waiting(vcpu) {
+            waiting += 1;
+            if last_intid == Some(intid) || self.in_lrs(vcpu, intid).next().is_some() {
                 continue;
             }
-            let priority = |intid| self.irq(vcpu, intid).map_or(0, |irq| irq.priority);
-            let best = self
-                .deliverable(vcpu)
-                .min_by_key(|&(intid, source)| (priority(intid), intid, source));
-            let Some((intid, source)) = best else {
-                break;
-            };
-            let priority = priority(intid);
+            last_intid = Some(intid);
+            let key = (
+                self.irq(vcpu, intid).map_or(0, |irq| irq.priority),
+                intid,
+                source,
+            );
+            let at = best.partition_point(|other| *other < key);
+            if at < free {
+                if best.len() == free {
+                    best.pop();
+                }
+                // Cannot fail: there is room for `free` <= LR_CAPACITY.
+                let _ = best.insert(at, key);
+            }
+        }
+        let free_slots = slots.iter_mut().enumerate().filter(|(_, lr)| lr.is_free());
+        for ((slot, lr), &(priority, intid, source)) in free_slots.zip(&best) {
             self.set_pending(vcpu, intid, source, false);
-            lrs[slot] = ListReg {
+            *lr = ListReg {
                 intid,
                 priority,
                 state: LrState::Pending,
                 source: if Self::per_source(intid) { source } else { 0 },
                 eoi_maintenance: false,
             };
-            self.cpus[vcpu].lrs[slot] = lrs[slot];
+            self.cpus[vcpu].lrs[slot] = *lr;
         }
         // What is left needs free list registers, or (an SGI from another
         // source, an SPI another vCPU holds) one to be completed.
-        self.waiting(vcpu).next().is_some()
+        waiting > best.len()
     }
 
     /// See [`hv::vgic::Vgic::sync`].

@@ -169,6 +169,32 @@ fn flush_fills_list_registers_by_priority_then_intid() {
 }
 
 #[test]
+fn free_slots_between_live_ones_take_the_most_urgent_in_slot_order() {
+    let intids = [SPI, SPI + 1, SPI + 2, SPI + 3];
+    let mut gic = with_enabled(&intids);
+    set_priority(&mut gic, 0, SPI + 1, 0xa0);
+    set_priority(&mut gic, 0, SPI + 2, 0xa0);
+    set_priority(&mut gic, 0, SPI + 3, 0x10);
+    gic.raise(0, SPI, 0);
+    let mut lrs = [ListReg::default(); 3];
+    assert!(!gic.flush(0, &mut lrs));
+    // SPI sits (active) in slot 0; slot 1 frees up later.
+    lrs[0].state = LrState::Active;
+    gic.sync(0, &mut lrs);
+    for intid in [SPI + 1, SPI + 2, SPI + 3] {
+        gic.raise(0, intid, 0);
+    }
+    assert!(gic.flush(0, &mut lrs), "one of the three does not fit");
+    let order: Vec<u32> = lrs.iter().map(|lr| lr.intid).collect();
+    assert_eq!(
+        order,
+        [SPI, SPI + 3, SPI + 1],
+        "priority 0x10 first, then the lower INTID"
+    );
+    assert_eq!(lrs[0].state, LrState::Active, "the live entry stays");
+}
+
+#[test]
 fn lr_overflow_6_into_4_loses_nothing_and_delivers_nothing_twice() {
     let intids = [SPI, SPI + 1, SPI + 2, SPI + 3, SPI + 4, SPI + 5];
     let mut gic = with_enabled(&intids);

@@ -17,7 +17,8 @@
 //!   soak, for test guests;
 //! - a panic handler and an exception handler that report and stop the VM.
 //!
-//! Architecture-specific code, and all `unsafe`, is in `arch/<arch>.rs`.
+//! Architecture-specific code, and all `unsafe`, is in `arch/`: one module
+//! per arch, and what both share (`arch/common.rs`, `arch/lpae.rs`).
 #![no_std]
 
 pub use abi;

@@ -1,18 +1,21 @@
 //! AArch64 (EL1) part of the guest runtime: the entry code, the exception
 //! vectors, the identity map, the hypercall instruction and the timer.
 //!
-//! This is the only module of the runtime with `unsafe` code.
+//! This module, its submodules and the shared `common.rs` are the only
+//! places in the runtime with `unsafe` code.
 
 use core::arch::{asm, global_asm};
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTVCT_EL0, ELR_EL1, ESR_EL1, FAR_EL1};
 
-use abi::StartInfo;
-
+#[path = "common.rs"]
+mod common;
 #[path = "aarch64_irq.rs"]
 mod irq;
+#[path = "lpae.rs"]
+mod lpae;
+pub use common::*;
 pub use irq::*;
 
 // Entry: the first byte of the image (section .text.boot, first in guest.ld).
@@ -240,20 +243,6 @@ __rt_vectors:
     exception_entry = sym exception_entry,
 );
 
-/// `MAIR_EL1` index of Device-nGnRnE.
-const ATTR_DEVICE: u64 = 0;
-/// `MAIR_EL1` index of Normal, inner and outer write-back, read/write-allocate.
-const ATTR_NORMAL: u64 = 1;
-
-/// Level-1 block descriptor bits (4 KiB granule, 1 GiB blocks).
-const DESC_BLOCK: u64 = 0b01;
-const fn desc_attr_index(index: u64) -> u64 {
-    index << 2
-}
-const DESC_INNER_SHAREABLE: u64 = 0b11 << 8;
-const DESC_ACCESS_FLAG: u64 = 1 << 10;
-const GIB: u64 = 1 << 30;
-
 /// `TCR_EL1.T0SZ`: 39-bit virtual addresses, so translation starts at level 1.
 const T0SZ: u64 = 25;
 
@@ -261,31 +250,11 @@ const T0SZ: u64 = 25;
 #[repr(C, align(4096))]
 struct Level1Table([u64; 512]);
 
-/// The identity map, built at compile time: [0, 1 GiB) Device-nGnRnE
-/// (devices the hypervisor may give or emulate), [1 GiB, 4 GiB) Normal
-/// write-back inner-shareable (guest RAM, and whatever the prober probes).
-/// EL1 read/write everywhere and executable everywhere: stage 2 is the
-/// guard, and a probe must reach it rather than fault in stage 1. The
-/// access flag is preset and `TCR_EL1.HA` is off, so the walker never writes
-/// this table and it can live in `.rodata`.
-static IDENTITY_MAP: Level1Table = {
-    let mut table = [0u64; 512];
-    table[0] = DESC_BLOCK | desc_attr_index(ATTR_DEVICE) | DESC_ACCESS_FLAG;
-    let mut gib = 1;
-    while gib < 4 {
-        table[gib] = (gib as u64 * GIB)
-            | DESC_BLOCK
-            | desc_attr_index(ATTR_NORMAL)
-            | DESC_INNER_SHAREABLE
-            | DESC_ACCESS_FLAG;
-        gib += 1;
-    }
-    Level1Table(table)
-};
+/// The identity map ([`lpae::identity_map`]); `TCR_EL1.HA` is off.
+static IDENTITY_MAP: Level1Table = Level1Table(lpae::identity_map());
 
-/// `MAIR_EL1`: Attr0 Device-nGnRnE (0x00), Attr1 Normal, inner and outer
-/// write-back non-transient, read/write-allocate (0xff).
-const MAIR_VALUE: u64 = 0xff << (8 * ATTR_NORMAL) | 0x00 << (8 * ATTR_DEVICE);
+/// `MAIR_EL1`: the identity map's attributes.
+const MAIR_VALUE: u64 = lpae::MAIR_ATTRS;
 
 // TCR_EL1 fields (Arm ARM D19.2): TTBR0 walks inner shareable, write-back
 // read/write-allocate, 4 KiB granule, T0SZ; no TTBR1 walks (EPD1, with
@@ -319,132 +288,6 @@ const SCTLR_SET: u64 = 1 << 0 | 1 << 2 | 1 << 3 | 1 << 12;
 const SCTLR_CLEAR: u64 = 1 << 1 | 1 << 19 | 1 << 25;
 // `__rt_mmu_on` loads them with one movz, and a movz and a movk.
 const _: () = assert!(SCTLR_SET >> 16 == 0 && SCTLR_CLEAR >> 32 == 0);
-
-/// Rust side of the entry code, MMU on and `.bss` zeroed.
-extern "C" fn rust_main(start_info: u64) -> ! {
-    let aligned = start_info.is_multiple_of(core::mem::align_of::<StartInfo>() as u64);
-    if !aligned || start_info < abi::GUEST_RAM_BASE {
-        crate::bad_start_info(start_info, "misaligned or below guest RAM");
-    }
-    // SAFETY: the address is aligned and in guest RAM, which is mapped
-    // (Normal, cacheable) by the identity map; a volatile read of the magic
-    // makes no claim yet about what the rest of the page holds.
-    let magic = unsafe { core::ptr::read_volatile(start_info as *const u32) };
-    if let Err(why) = crate::check_start_info(start_info, magic, image().end) {
-        crate::bad_start_info(start_info, why);
-    }
-    // SAFETY: the ABI says x0 points at a StartInfo, the magic confirms it,
-    // it is aligned and outside the image; the hypervisor never changes it
-    // after entry and the guest has no `&mut` to it, so `&'static` holds.
-    let info = unsafe { &*(start_info as *const StartInfo) };
-    crate::start(info)
-}
-
-extern "C" {
-    // From guest.ld; only their addresses are used.
-    static __image_start: u8;
-    static __image_end: u8;
-}
-
-/// The guest image in guest RAM, `.bss` and stacks included.
-pub fn image() -> core::ops::Range<u64> {
-    let start = &raw const __image_start as u64;
-    let end = &raw const __image_end as u64;
-    start..end
-}
-
-extern "Rust" {
-    /// Defined by [`crate::entry!`] in the guest binary.
-    fn __tessera_guest_main(info: &'static StartInfo) -> u64;
-}
-
-/// Runs the guest's `main` and returns its exit code.
-pub fn call_guest_main(info: &'static StartInfo) -> u64 {
-    // SAFETY: `entry!` defines `__tessera_guest_main` with exactly this
-    // signature (a guest without `entry!` fails to link).
-    unsafe { __tessera_guest_main(info) }
-}
-
-/// Most vCPUs the runtime runs on (`crate::smp::MAX_VCPUS`): vCPU 0 on the
-/// boot stacks, the others on a slot each of `__vcpu_stacks` (guest.ld).
-pub const MAX_VCPUS: usize = 8;
-/// Stack of a secondary vCPU (as vCPU 0's boot stack).
-const VCPU_STACK_SIZE: usize = 16 * 1024;
-/// Exception stack of a secondary vCPU, above its stack.
-const VCPU_EXCEPTION_STACK_SIZE: usize = 4 * 1024;
-/// One slot of `__vcpu_stacks`: stack, then exception stack.
-const VCPU_SLOT_SIZE: usize = VCPU_STACK_SIZE + VCPU_EXCEPTION_STACK_SIZE;
-// Immediates of the assembly above: `mov` (movz) and `add` (shifted by 12).
-const _: () = assert!(VCPU_SLOT_SIZE < 0x1_0000 && VCPU_SLOT_SIZE.is_multiple_of(4096));
-const _: () = assert!(VCPU_STACK_SIZE.is_multiple_of(4096));
-
-extern "C" {
-    // From guest.ld: (MAX_VCPUS - 1) slots of VCPU_SLOT_SIZE.
-    static __vcpu_stacks: u8;
-    static __vcpu_stacks_end: u8;
-}
-
-/// Whether guest.ld gave `__vcpu_stacks` the size the entry code assumes.
-pub fn vcpu_stacks_fit() -> bool {
-    let start = &raw const __vcpu_stacks as usize;
-    let end = &raw const __vcpu_stacks_end as usize;
-    end - start == (MAX_VCPUS - 1) * VCPU_SLOT_SIZE
-}
-
-/// The guest-physical (= virtual) address of `_start_secondary`, the entry
-/// point for PSCI `CPU_ON`.
-pub fn secondary_entry_address() -> u64 {
-    extern "C" {
-        fn _start_secondary();
-    }
-    _start_secondary as *const () as u64
-}
-
-/// The function each secondary vCPU runs, a `fn(usize) -> !` as `usize`;
-/// 0 = none.
-static SECONDARY_MAINS: [AtomicUsize; MAX_VCPUS] = [const { AtomicUsize::new(0) }; MAX_VCPUS];
-
-/// Sets the function vCPU `index` (< [`MAX_VCPUS`]) runs when it starts
-/// (Release: what the caller wrote before is visible to it), and cleans
-/// that word to the point of coherency, so that even a read with the caches
-/// off would see it (the entry code only reads it with the MMU on).
-pub fn set_secondary_main(index: usize, main: fn(usize) -> !) {
-    let slot = &SECONDARY_MAINS[index];
-    slot.store(main as usize, Ordering::Release);
-    clean_dcache_to_poc(
-        slot as *const AtomicUsize as u64,
-        core::mem::size_of::<usize>(),
-    );
-}
-
-fn secondary_main_of(index: usize) -> Option<fn(usize) -> !> {
-    match SECONDARY_MAINS.get(index)?.load(Ordering::Acquire) {
-        0 => None,
-        raw => {
-            // SAFETY: the only non-zero values ever stored are `fn(usize) -> !`
-            // pointers (`set_secondary_main`), and function pointers are the
-            // size of `usize` on this target.
-            Some(unsafe { core::mem::transmute::<usize, fn(usize) -> !>(raw) })
-        }
-    }
-}
-
-/// Rust side of `_start_secondary`: MMU on, on this vCPU's own stack, with
-/// the context id `CPU_ON` was given.
-extern "C" fn secondary_main(context: u64) -> ! {
-    let index = usize::from(cpu_affinity()[0]);
-    if context != index as u64 {
-        crate::println!("smp: vCPU {index} started with context {context:#x}, not its index");
-        halt();
-    }
-    match secondary_main_of(index) {
-        Some(main) => main(index),
-        None => {
-            crate::println!("smp: vCPU {index} started with no function to run");
-            halt()
-        }
-    }
-}
 
 /// Cleans the data cache lines of `[addr, addr + len)` to the point of
 /// coherency (`DC CVAC`), then waits for it (`DSB SY`): memory then holds
@@ -498,19 +341,9 @@ pub fn psci_call(function: u32, a1: u64, a2: u64, a3: u64) -> i64 {
     result as i64
 }
 
-/// Set while an exception is being reported, so that an exception in the
-/// report stops the VM instead of recursing. Plain loads and stores: it may
-/// be used with the MMU off, where exclusives are not guaranteed to work.
-static IN_EXCEPTION: AtomicBool = AtomicBool::new(false);
-
 /// Every vector ends here, on the exception stack.
 extern "C" fn exception_entry(_vector: u64) -> ! {
-    if IN_EXCEPTION.load(Ordering::Relaxed) {
-        hypercall(abi::HC_VM_EXIT, crate::EXIT_EXCEPTION, 0, 0);
-        halt();
-    }
-    IN_EXCEPTION.store(true, Ordering::Relaxed);
-    crate::exception(ESR_EL1.get(), ELR_EL1.get(), FAR_EL1.get())
+    report_exception(|| (ESR_EL1.get(), ELR_EL1.get(), FAR_EL1.get()))
 }
 
 /// `HVC #0` with the SMCCC registers of the Tessera ABI.
@@ -532,13 +365,6 @@ pub fn hypercall(id: u64, a1: u64, a2: u64, a3: u64) -> i64 {
     result as i64
 }
 
-/// Waits for ever (interrupts are masked: `wfi` just idles).
-pub fn halt() -> ! {
-    loop {
-        aarch64_cpu::asm::wfi();
-    }
-}
-
 pub fn counter() -> u64 {
     barrier::isb(barrier::SY);
     CNTVCT_EL0.get()
@@ -546,22 +372,6 @@ pub fn counter() -> u64 {
 
 pub fn counter_frequency() -> u64 {
     CNTFRQ_EL0.get()
-}
-
-/// Volatile 32-bit read of `addr`, for isolation probes.
-pub fn probe_read(addr: u64) -> u32 {
-    // SAFETY: the caller (`crate::probe`) checked that `addr` is 4-byte
-    // aligned and outside the guest image and StartInfo, so it aliases no
-    // Rust object; below 4 GiB the identity map covers it, above it the read
-    // faults and is reported. Any bit pattern is a valid u32.
-    unsafe { core::ptr::read_volatile(addr as *const u32) }
-}
-
-/// Volatile 32-bit write of `value` to `addr`, for isolation probes.
-pub fn probe_write(addr: u64, value: u32) {
-    // SAFETY: as in `probe_read`: no Rust object lives at `addr` (the guest
-    // has no heap; everything it owns is in the image or the StartInfo).
-    unsafe { core::ptr::write_volatile(addr as *mut u32, value) }
 }
 
 /// Branches with link to `addr`, for isolation probes; returns if the code

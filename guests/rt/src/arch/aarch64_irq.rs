@@ -7,13 +7,13 @@
 //! `crate::irq` and `crate::timer`.
 
 use core::arch::{asm, global_asm};
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{
     Readable, Writeable, CNTV_CTL_EL0, CNTV_CVAL_EL0, ID_AA64PFR0_EL1, MPIDR_EL1,
 };
 
+use super::common::irq_dispatch;
 use crate::gic::GicFrame;
 
 /// Bytes the IRQ entry saves on the interrupted stack: x0..x18, x30,
@@ -115,11 +115,6 @@ __rt_irq_entry:
     dispatch = sym irq_dispatch,
 );
 
-/// Rust side of the IRQ entry, IRQs masked, caller-saved state saved.
-extern "C" fn irq_dispatch() {
-    crate::irq::dispatch();
-}
-
 /// Unmasks IRQs (`DAIF.I` = 0). Also a compiler barrier: memory accesses
 /// are not moved across it, so data a handler shares is consistent.
 pub fn irq_enable() {
@@ -140,33 +135,6 @@ pub fn irq_enabled() -> bool {
     // SAFETY: reads DAIF into a register, nothing else.
     unsafe { asm!("mrs {}, daif", out(reg) daif, options(nomem, nostack, preserves_flags)) };
     daif & (1 << 7) == 0
-}
-
-/// `wfi`: waits until an interrupt is pending (taken right away if IRQs
-/// are unmasked) or another wake-up event.
-pub fn wait_for_interrupt() {
-    // SAFETY: `wfi` only waits. Not `nomem`: an interrupt handler may run
-    // during it, so memory must be reloaded afterwards.
-    unsafe { asm!("wfi", options(nostack, preserves_flags)) };
-}
-
-/// The registered IRQ handler, a `fn(u32)` as `usize`; 0 = none.
-static IRQ_HANDLER: AtomicUsize = AtomicUsize::new(0);
-
-pub fn set_irq_handler(handler: fn(u32)) {
-    IRQ_HANDLER.store(handler as usize, Ordering::Release);
-}
-
-pub fn irq_handler() -> Option<fn(u32)> {
-    match IRQ_HANDLER.load(Ordering::Acquire) {
-        0 => None,
-        raw => {
-            // SAFETY: the only non-zero values ever stored are `fn(u32)`
-            // pointers (`set_irq_handler`), and function pointers are the
-            // size of `usize` on this target.
-            Some(unsafe { core::mem::transmute::<usize, fn(u32)>(raw) })
-        }
-    }
 }
 
 // The GIC accessors are one `ldr`/`str` (`ldrb`/`strb`) with a plain base
@@ -208,14 +176,6 @@ pub fn gic_write8(frame: GicFrame, offset: u64, value: u8) {
         asm!("strb {v:w}, [{a}]", v = in(reg) u32::from(value), a = in(reg) addr,
              options(nostack, preserves_flags));
     }
-}
-
-/// `DSB ISHST`: earlier stores are visible to the other vCPUs before any
-/// later access, e.g. the GICv2 `GICD_SGIR` write that interrupts one.
-pub fn store_barrier() {
-    // SAFETY: a barrier only. Not `nomem`: it orders the memory accesses
-    // around it, and the compiler must not move them across.
-    unsafe { asm!("dsb ishst", options(nostack, preserves_flags)) };
 }
 
 /// Whether the CPU has the GICv3 system-register CPU interface

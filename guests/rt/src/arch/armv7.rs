@@ -3,8 +3,8 @@
 //! timer. The guest runs in SVC mode, ARM state, soft-float (no VFP/NEON:
 //! the runtime never enables them).
 //!
-//! This is the only module of the runtime with `unsafe` code (with
-//! `armv7_irq.rs`).
+//! This module, its submodules and the shared `common.rs` are the only
+//! places in the runtime with `unsafe` code.
 //!
 //! Differences from AArch64 the arch-neutral code sees:
 //! - hypercalls and PSCI use the SMC32 IDs (bit 30 clear, [`abi::smc32`])
@@ -18,9 +18,6 @@
 //!   VFP registers (the hypervisor need not switch VFP state for us).
 
 use core::arch::{asm, global_asm};
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-use abi::StartInfo;
 
 /// Reads a 32-bit CP15 register with `op1` = 0 that has no side effects on
 /// read: `read_cp15!(c5, c0, 0)` is `MRC p15, 0, Rt, c5, c0, 0` (DFSR).
@@ -43,8 +40,13 @@ macro_rules! read_cp15 {
     }};
 }
 
+#[path = "common.rs"]
+mod common;
 #[path = "armv7_irq.rs"]
 mod irq;
+#[path = "lpae.rs"]
+mod lpae;
+pub use common::*;
 pub use irq::*;
 
 // Entry: the first byte of the image (section .text.boot, first in guest.ld).
@@ -285,58 +287,24 @@ __rt_vectors:
     exception_entry = sym exception_entry,
 );
 
-/// `MAIR0` index of Device-nGnRnE (Strongly-ordered).
-const ATTR_DEVICE: u64 = 0;
-/// `MAIR0` index of Normal, inner and outer write-back, read/write-allocate.
-const ATTR_NORMAL: u64 = 1;
-
-/// LPAE level-1 block descriptor bits (1 GiB blocks): the same format as
-/// AArch64's stage 1.
-const DESC_BLOCK: u64 = 0b01;
-const fn desc_attr_index(index: u64) -> u64 {
-    index << 2
-}
-const DESC_INNER_SHAREABLE: u64 = 0b11 << 8;
-const DESC_ACCESS_FLAG: u64 = 1 << 10;
-const GIB: u64 = 1 << 30;
-
 /// The level-1 table of the 32-bit address space: 4 entries of 1 GiB
 /// (TTBCR.T0SZ = 0, so the walk starts at level 1 and the table needs
 /// 32-byte alignment).
 #[repr(C, align(32))]
 struct Level1Table([u64; 4]);
 
-/// The identity map, built at compile time, as on AArch64: [0, 1 GiB)
-/// Device (devices the hypervisor may give or emulate, the GIC at
-/// 0x0800_0000 among them), [1 GiB, 4 GiB) Normal write-back
-/// inner-shareable (guest RAM, and whatever the prober probes). PL1
-/// read/write and executable everywhere: stage 2 is the guard, and a probe
-/// must reach it. The access flag is preset, so the walker never writes
-/// this table and it can live in `.rodata`.
+/// The identity map ([`lpae::identity_map`]).
 ///
 /// LPAE (long descriptors) rather than short-descriptor sections: one
 /// 32-byte table instead of a 16 KiB one, the same attribute model (MAIR)
 /// and fault status codes as AArch64, and every CPU that can run a
 /// hypervisor has it (the virtualization extensions require LPAE; AArch32
 /// EL1 on ARMv8 has it too).
-static IDENTITY_MAP: Level1Table = {
-    let mut table = [0u64; 4];
-    table[0] = DESC_BLOCK | desc_attr_index(ATTR_DEVICE) | DESC_ACCESS_FLAG;
-    let mut gib = 1;
-    while gib < 4 {
-        table[gib] = (gib as u64 * GIB)
-            | DESC_BLOCK
-            | desc_attr_index(ATTR_NORMAL)
-            | DESC_INNER_SHAREABLE
-            | DESC_ACCESS_FLAG;
-        gib += 1;
-    }
-    Level1Table(table)
-};
+static IDENTITY_MAP: Level1Table = Level1Table(lpae::identity_map());
 
-/// `MAIR0`: Attr0 Device-nGnRnE (0x00), Attr1 Normal, inner and outer
-/// write-back non-transient, read/write-allocate (0xff). `MAIR1` is 0.
-const MAIR0_VALUE: u32 = 0xff << (8 * ATTR_NORMAL) | 0x00 << (8 * ATTR_DEVICE);
+/// `MAIR0`: the identity map's attributes (`MAIR1` is 0).
+const MAIR0_VALUE: u32 = lpae::MAIR_ATTRS as u32;
+const _: () = assert!(lpae::MAIR_ATTRS >> 32 == 0);
 
 // TTBCR fields (Arm ARM B4.1.153, long-descriptor): EAE; T0SZ = 0 (TTBR0
 // translates all 4 GiB); TTBR0 walks inner shareable, write-back
@@ -357,132 +325,6 @@ const SCTLR_SET: u32 = 1 << 0 | 1 << 2 | 1 << 11 | 1 << 12;
 const SCTLR_CLEAR: u32 = 1 << 1 | 1 << 13 | 1 << 19 | 1 << 20 | 1 << 25 | 1 << 29 | 1 << 30;
 // `__rt_mmu_on` loads SCTLR_SET with one movw.
 const _: () = assert!(SCTLR_SET >> 16 == 0);
-
-/// Rust side of the entry code, MMU on and `.bss` zeroed.
-extern "C" fn rust_main(start_info: u32) -> ! {
-    let addr = u64::from(start_info);
-    let aligned = start_info.is_multiple_of(core::mem::align_of::<StartInfo>() as u32);
-    if !aligned || addr < abi::GUEST_RAM_BASE {
-        crate::bad_start_info(addr, "misaligned or below guest RAM");
-    }
-    // SAFETY: the address is aligned and in guest RAM, which is mapped
-    // (Normal, cacheable) by the identity map; a volatile read of the magic
-    // makes no claim yet about what the rest of the page holds.
-    let magic = unsafe { core::ptr::read_volatile(start_info as usize as *const u32) };
-    if let Err(why) = crate::check_start_info(addr, magic, image().end) {
-        crate::bad_start_info(addr, why);
-    }
-    // SAFETY: the ABI says r0 points at a StartInfo, the magic confirms it,
-    // it is aligned and outside the image; the hypervisor never changes it
-    // after entry and the guest has no `&mut` to it, so `&'static` holds.
-    let info = unsafe { &*(start_info as usize as *const StartInfo) };
-    crate::start(info)
-}
-
-extern "C" {
-    // From guest.ld; only their addresses are used.
-    static __image_start: u8;
-    static __image_end: u8;
-}
-
-/// The guest image in guest RAM, `.bss` and stacks included.
-pub fn image() -> core::ops::Range<u64> {
-    let start = &raw const __image_start as usize as u64;
-    let end = &raw const __image_end as usize as u64;
-    start..end
-}
-
-extern "Rust" {
-    /// Defined by [`crate::entry!`] in the guest binary.
-    fn __tessera_guest_main(info: &'static StartInfo) -> u64;
-}
-
-/// Runs the guest's `main` and returns its exit code.
-pub fn call_guest_main(info: &'static StartInfo) -> u64 {
-    // SAFETY: `entry!` defines `__tessera_guest_main` with exactly this
-    // signature (a guest without `entry!` fails to link).
-    unsafe { __tessera_guest_main(info) }
-}
-
-/// Most vCPUs the runtime runs on (`crate::smp::MAX_VCPUS`): vCPU 0 on the
-/// boot stacks, the others on a slot each of `__vcpu_stacks` (guest.ld).
-pub const MAX_VCPUS: usize = 8;
-/// Stack of a secondary vCPU (as vCPU 0's boot stack).
-const VCPU_STACK_SIZE: usize = 16 * 1024;
-/// Exception stack of a secondary vCPU, above its stack.
-const VCPU_EXCEPTION_STACK_SIZE: usize = 4 * 1024;
-/// One slot of `__vcpu_stacks`: stack, then exception stack.
-const VCPU_SLOT_SIZE: usize = VCPU_STACK_SIZE + VCPU_EXCEPTION_STACK_SIZE;
-// Immediates of the assembly above: `movw`, and `cmp` with an 8-bit one.
-const _: () = assert!(VCPU_SLOT_SIZE < 0x1_0000 && VCPU_SLOT_SIZE.is_multiple_of(4096));
-const _: () = assert!(VCPU_STACK_SIZE.is_multiple_of(4096) && MAX_VCPUS < 0x100);
-
-extern "C" {
-    // From guest.ld: (MAX_VCPUS - 1) slots of VCPU_SLOT_SIZE.
-    static __vcpu_stacks: u8;
-    static __vcpu_stacks_end: u8;
-}
-
-/// Whether guest.ld gave `__vcpu_stacks` the size the entry code assumes.
-pub fn vcpu_stacks_fit() -> bool {
-    let start = &raw const __vcpu_stacks as usize;
-    let end = &raw const __vcpu_stacks_end as usize;
-    end - start == (MAX_VCPUS - 1) * VCPU_SLOT_SIZE
-}
-
-/// The guest-physical (= virtual) address of `_start_secondary`, the entry
-/// point for PSCI `CPU_ON`.
-pub fn secondary_entry_address() -> u64 {
-    extern "C" {
-        fn _start_secondary();
-    }
-    _start_secondary as *const () as usize as u64
-}
-
-/// The function each secondary vCPU runs, a `fn(usize) -> !` as `usize`;
-/// 0 = none.
-static SECONDARY_MAINS: [AtomicUsize; MAX_VCPUS] = [const { AtomicUsize::new(0) }; MAX_VCPUS];
-
-/// Sets the function vCPU `index` (< [`MAX_VCPUS`]) runs when it starts
-/// (Release: what the caller wrote before is visible to it), and cleans
-/// that word to the point of coherency, as on AArch64.
-pub fn set_secondary_main(index: usize, main: fn(usize) -> !) {
-    let slot = &SECONDARY_MAINS[index];
-    slot.store(main as usize, Ordering::Release);
-    clean_dcache_to_poc(
-        slot as *const AtomicUsize as usize as u64,
-        core::mem::size_of::<usize>(),
-    );
-}
-
-fn secondary_main_of(index: usize) -> Option<fn(usize) -> !> {
-    match SECONDARY_MAINS.get(index)?.load(Ordering::Acquire) {
-        0 => None,
-        raw => {
-            // SAFETY: the only non-zero values ever stored are `fn(usize) -> !`
-            // pointers (`set_secondary_main`), and function pointers are the
-            // size of `usize` on this target.
-            Some(unsafe { core::mem::transmute::<usize, fn(usize) -> !>(raw) })
-        }
-    }
-}
-
-/// Rust side of `_start_secondary`: MMU on, on this vCPU's own stack, with
-/// the context id `CPU_ON` was given.
-extern "C" fn secondary_main(context: u32) -> ! {
-    let index = usize::from(cpu_affinity()[0]);
-    if context as usize != index {
-        crate::println!("smp: vCPU {index} started with context {context:#x}, not its index");
-        halt();
-    }
-    match secondary_main_of(index) {
-        Some(main) => main(index),
-        None => {
-            crate::println!("smp: vCPU {index} started with no function to run");
-            halt()
-        }
-    }
-}
 
 /// Cleans the data cache lines of `[addr, addr + len)` to the point of
 /// coherency (`DCCMVAC`), then waits for it (`DSB SY`).
@@ -542,10 +384,6 @@ pub fn psci_call(function: u32, a1: u64, a2: u64, a3: u64) -> i64 {
     i64::from(result as i32)
 }
 
-/// Set while an exception is being reported, so that an exception in the
-/// report stops the VM instead of recursing. Plain loads and stores.
-static IN_EXCEPTION: AtomicBool = AtomicBool::new(false);
-
 /// Vector offsets (`.Lv_common`'s first argument).
 const VECTOR_UNDEF: u32 = 0x04;
 const VECTOR_SVC: u32 = 0x08;
@@ -586,11 +424,11 @@ fn fault_status(fsr: u32) -> u32 {
 /// and DFAR; ELR = the instruction that took it. Reset, the unused HYP slot
 /// and FIQ have no syndrome: ESR = 0, FAR = the vector offset.
 extern "C" fn exception_entry(vector: u32, lr: u32, spsr: u32) -> ! {
-    if IN_EXCEPTION.load(Ordering::Relaxed) {
-        hypercall(abi::HC_VM_EXIT, crate::EXIT_EXCEPTION, 0, 0);
-        halt();
-    }
-    IN_EXCEPTION.store(true, Ordering::Relaxed);
+    report_exception(|| syndrome(vector, lr, spsr))
+}
+
+/// ESR, ELR and FAR, AArch64-style, for `exception_entry`.
+fn syndrome(vector: u32, lr: u32, spsr: u32) -> (u64, u64, u64) {
     let thumb = spsr & SPSR_T != 0;
     let (esr, pc, far) = match vector {
         VECTOR_UNDEF => (
@@ -619,7 +457,7 @@ extern "C" fn exception_entry(vector: u32, lr: u32, spsr: u32) -> ! {
         }
         other => (0, lr.wrapping_sub(4), other),
     };
-    crate::exception(esr.into(), pc.into(), far.into())
+    (esr.into(), pc.into(), far.into())
 }
 
 /// DFSR: the last data abort's status.
@@ -664,13 +502,6 @@ pub fn hypercall(id: u64, a1: u64, a2: u64, a3: u64) -> i64 {
     i64::from(result as i32)
 }
 
-/// Waits for ever (interrupts are masked: `wfi` just idles).
-pub fn halt() -> ! {
-    loop {
-        wait_for_interrupt();
-    }
-}
-
 /// `CNTVCT`, after an `isb` so it is not read early.
 pub fn counter() -> u64 {
     let (low, high): (u32, u32);
@@ -685,22 +516,6 @@ pub fn counter() -> u64 {
 /// `CNTFRQ`.
 pub fn counter_frequency() -> u64 {
     read_cp15!(c14, c0, 0).into()
-}
-
-/// Volatile 32-bit read of `addr`, for isolation probes.
-pub fn probe_read(addr: u64) -> u32 {
-    // SAFETY: the caller (`crate::probe`) checked that `addr` is 4-byte
-    // aligned, fits a pointer and is outside the guest image and StartInfo,
-    // so it aliases no Rust object; the identity map covers all 4 GiB. Any
-    // bit pattern is a valid u32.
-    unsafe { core::ptr::read_volatile(addr as usize as *const u32) }
-}
-
-/// Volatile 32-bit write of `value` to `addr`, for isolation probes.
-pub fn probe_write(addr: u64, value: u32) {
-    // SAFETY: as in `probe_read`: no Rust object lives at `addr` (the guest
-    // has no heap; everything it owns is in the image or the StartInfo).
-    unsafe { core::ptr::write_volatile(addr as usize as *mut u32, value) }
 }
 
 /// Branches with link to `addr` (ARM state), for isolation probes; returns

@@ -10,8 +10,8 @@
 //! all its `unsafe` is here.
 
 use core::arch::{asm, global_asm};
-use core::sync::atomic::{AtomicUsize, Ordering};
 
+use super::common::irq_dispatch;
 use crate::gic::GicFrame;
 
 // The IRQ entry (vector 0x18), in IRQ mode with IRQs masked. It pushes the
@@ -48,11 +48,6 @@ __rt_irq_entry:
     dispatch = sym irq_dispatch,
 );
 
-/// Rust side of the IRQ entry, IRQs masked, caller-saved state saved.
-extern "C" fn irq_dispatch() {
-    crate::irq::dispatch();
-}
-
 /// `CPSR.I`.
 const CPSR_I: u32 = 1 << 7;
 
@@ -76,33 +71,6 @@ pub fn irq_enabled() -> bool {
     // SAFETY: reads CPSR into a register, nothing else.
     unsafe { asm!("mrs {}, cpsr", out(reg) cpsr, options(nomem, nostack, preserves_flags)) };
     cpsr & CPSR_I == 0
-}
-
-/// `wfi`: waits until an interrupt is pending (taken right away if IRQs
-/// are unmasked) or another wake-up event.
-pub fn wait_for_interrupt() {
-    // SAFETY: `wfi` only waits. Not `nomem`: an interrupt handler may run
-    // during it, so memory must be reloaded afterwards.
-    unsafe { asm!("wfi", options(nostack, preserves_flags)) };
-}
-
-/// The registered IRQ handler, a `fn(u32)` as `usize`; 0 = none.
-static IRQ_HANDLER: AtomicUsize = AtomicUsize::new(0);
-
-pub fn set_irq_handler(handler: fn(u32)) {
-    IRQ_HANDLER.store(handler as usize, Ordering::Release);
-}
-
-pub fn irq_handler() -> Option<fn(u32)> {
-    match IRQ_HANDLER.load(Ordering::Acquire) {
-        0 => None,
-        raw => {
-            // SAFETY: the only non-zero values ever stored are `fn(u32)`
-            // pointers (`set_irq_handler`), and function pointers are the
-            // size of `usize` on this target.
-            Some(unsafe { core::mem::transmute::<usize, fn(u32)>(raw) })
-        }
-    }
 }
 
 // The GIC accessors are one `ldr`/`str` (`strb`) with a plain base register
@@ -144,14 +112,6 @@ pub fn gic_write8(frame: GicFrame, offset: u64, value: u8) {
         asm!("strb {v}, [{a}]", v = in(reg) u32::from(value), a = in(reg) addr,
              options(nostack, preserves_flags));
     }
-}
-
-/// `DSB ISHST`: earlier stores are visible to the other vCPUs before any
-/// later access, e.g. the `GICD_SGIR` write that interrupts one.
-pub fn store_barrier() {
-    // SAFETY: a barrier only. Not `nomem`: it orders the memory accesses
-    // around it, and the compiler must not move them across.
-    unsafe { asm!("dsb ishst", options(nostack, preserves_flags)) };
 }
 
 /// Always false: Tessera gives 32-bit guests a GICv2 (the AArch32 GICv3
