@@ -1,8 +1,12 @@
 //! A vCPU's state: what the guest entry/exit assembly saves and loads on
 //! every trap (r0-r12, every mode's banked registers, PC, CPSR), and the
-//! guest's CP15 registers, switched only when another vCPU is loaded.
+//! guest's CP15 and VFP registers, switched only when another vCPU is
+//! loaded.
 
-use crate::regs::{Par, Ttbcr, Ttbr0, Ttbr1};
+use crate::{
+    regs::{Par, Ttbcr, Ttbr0, Ttbr1},
+    vfp::VfpRegs,
+};
 use aarch32_cpu::register::{
     Adfsr, Aifsr, Amair0, Amair1, Cntkctl, CntvCtl, CntvCval, Contextidr, Cpacr, Csselr, Dacr,
     Dfar, Dfsr, Ifar, Ifsr, Mair0, Mair1, Midr, Sctlr, SysRegRead, SysRegRead64, SysRegWrite,
@@ -181,6 +185,8 @@ const VMPIDR_RES1: u32 = 1 << 31;
 pub struct Context {
     pub regs: GuestRegs,
     pub cp15: Cp15Regs,
+    /// d0-d31, FPSCR, FPEXC: all zero at reset (VFP disabled).
+    pub vfp: VfpRegs,
 }
 
 impl Context {

@@ -5,6 +5,7 @@ use crate::{
     context::{Context, GuestRegs},
     mmu, psci,
     regs::{Vtcr, Vttbr},
+    vfp,
 };
 use aarch32_cpu::{
     asm::isb,
@@ -46,12 +47,13 @@ const VTCR: u32 = (1 << 31)
     | (((32 - hv::stage2::IPA_BITS as i32) as u32) & 0xf);
 const _: () = assert!(VTCR & 0x1f == 0b1_1001);
 
-/// HCPTR: RES1 bits, and trap CP10/CP11 (VFP and Advanced SIMD) for
-/// guests. The hypervisor and the guests built here are soft-float, so
-/// the VFP state is not switched: a guest that touches it traps (HSR EC
-/// 0x07) and the core stops that VM with a report, instead of seeing
-/// another VM's registers.
-const HCPTR: u32 = 0x33ff | (1 << 10) | (1 << 11);
+/// HCPTR: the RES1 bits only. CP10/CP11 (VFP and Advanced SIMD) are not
+/// trapped (TCP10/TCP11 clear), for guests or for HYP: guests use VFP
+/// directly, gated by their own CPACR and FPEXC, and HYP needs the access
+/// to switch their VFP state ([`crate::vfp`]). TASE (Advanced SIMD) and
+/// TTA (trace) are clear too.
+const HCPTR: u32 = 0x33ff;
+const _: () = assert!(HCPTR & (1 << 10 | 1 << 11 | 1 << 15 | 1 << 20) == 0);
 
 /// CNTHCTL: PL1 may read the physical counter (PL1PCTEN) but not use the
 /// physical timer (PL1PCEN clear), which is the hypervisor's business.
@@ -65,6 +67,8 @@ pub fn init() {
     unsafe { <Vtcr as SysRegWrite>::write_raw(VTCR) };
     Hcr::write(Hcr::new_with_raw_value(HCR_GUEST));
     Hcptr::write(Hcptr::new_with_raw_value(HCPTR));
+    isb();
+    vfp::init();
     // SAFETY: HSTR 0 traps no guest CP15 access; the core emulates none.
     unsafe { Hstr::write(Hstr(0)) };
     Cnthctl::write(Cnthctl::new_with_raw_value(CNTHCTL));
@@ -73,19 +77,26 @@ pub fn init() {
     isb();
 }
 
-/// Loads a vCPU's PL1 state (timer included) and its stage-2 tables.
+/// Loads a vCPU's PL1 state (timer included), its VFP registers and its
+/// stage-2 tables.
+///
+/// VFP state is switched here and in [`vcpu_put`] only, not on every trap:
+/// the hypervisor is soft-float and never touches VFP, so the guest's VFP
+/// registers stay live in the hardware while it is in HYP.
 pub fn vcpu_load(ctx: &Context, vttbr: u64) {
     ctx.cp15.restore();
+    ctx.vfp.restore();
     // SAFETY: VTTBR selects the stage-2 tables and VMID for PL1&0, which no
     // code runs under until the next eret.
     unsafe { <Vttbr as SysRegWrite64>::write_raw(vttbr) };
     isb();
 }
 
-/// Saves a vCPU's PL1 state, then stops its virtual timer in this CPU so
-/// it cannot fire here once the vCPU has moved on.
+/// Saves a vCPU's PL1 state and VFP registers, then stops its virtual
+/// timer in this CPU so it cannot fire here once the vCPU has moved on.
 pub fn vcpu_put(ctx: &mut Context) {
     ctx.cp15.save();
+    ctx.vfp.save();
     CntvCtl::write(CntvCtl::new_with_raw_value(0));
     isb();
 }

@@ -1,6 +1,6 @@
 //! ARMv7-A in HYP mode with LPAE: the entry point, HYP vectors, the
 //! hypervisor's own MMU, stage-2 and trap configuration, the vCPU context
-//! (banked registers and CP15 state) and its switch, the HYP timer, cache
+//! (banked registers, CP15 and VFP state) and its switch, the HYP timer, cache
 //! and TLB maintenance, and PSCI calls to firmware. The same interface as
 //! `arch-aarch64`, with `hyp` in place of `el2`.
 //!
@@ -20,6 +20,7 @@ pub mod mmu;
 pub mod psci;
 pub mod relax;
 pub mod timer;
+pub mod vfp;
 
 pub use context::Context;
 

@@ -72,8 +72,8 @@ fn patterns(seed: u64, iterations: u64) -> SoakRegs {
 
 /// Loads the patterns of `seed` into the registers (AArch64: x1..x30,
 /// v0..v31, TPIDR_EL0, TPIDRRO_EL0, TPIDR_EL1, CONTEXTIDR_EL1, SP_EL0,
-/// FPSR, FPCR and NZCV; AArch32: r1..r14, TPIDRURW, TPIDRURO, TPIDRPRW,
-/// CONTEXTIDR, SP_usr, LR_usr and APSR.Q/GE), spins `iterations` times (no
+/// FPSR, FPCR and NZCV; AArch32: r1..r14, d0..d31, FPSCR, TPIDRURW,
+/// TPIDRURO, TPIDRPRW, CONTEXTIDR, SP_usr, LR_usr and APSR.Q/GE), spins `iterations` times (no
 /// memory access, no hypercall), and checks them all. The first register
 /// that changed is the error.
 pub fn register_soak(seed: u64, iterations: u64) -> Result<(), RegisterMismatch> {

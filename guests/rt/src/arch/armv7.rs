@@ -1,7 +1,9 @@
 //! ARMv7-A (AArch32, PL1) part of the guest runtime: the entry code, the
 //! exception vectors, the identity map, the hypercall instruction and the
-//! timer. The guest runs in SVC mode, ARM state, soft-float (no VFP/NEON:
-//! the runtime never enables them).
+//! timer. The guest runs in SVC mode, ARM state. The Rust code is
+//! soft-float, but the entry code enables VFP/Advanced SIMD (CPACR cp10 and
+//! cp11, FPEXC.EN) as a hard-float guest would, so the register soak can
+//! show that the hypervisor keeps each vCPU's VFP registers.
 //!
 //! This module, its submodules and the shared `common.rs` are the only
 //! places in the runtime with `unsafe` code.
@@ -13,9 +15,11 @@
 //! - an exception is reported with an AArch64-style syndrome (see
 //!   [`exception_entry`]), so `guest exception: ESR=...` means the same on
 //!   both;
-//! - the register soak covers r1..r14 (sp and lr included), TPIDRURW,
-//!   TPIDRURO, TPIDRPRW, CONTEXTIDR, SP_usr, LR_usr and APSR.Q/GE; no
-//!   VFP registers (the hypervisor need not switch VFP state for us).
+//! - the register soak covers r1..r14 (sp and lr included), d0..d31,
+//!   TPIDRURW, TPIDRURO, TPIDRPRW, CONTEXTIDR, SP_usr, LR_usr, APSR.Q/GE
+//!   and FPSCR; the 64-bit d-registers are listed (and reported) by name
+//!   with the system registers, in [`SOAK_SYS_REGS`], so `SoakRegs::v`
+//!   (128-bit `vN`) is empty.
 
 use core::arch::{asm, global_asm};
 
@@ -65,6 +69,7 @@ global_asm!(
 _start:
     cpsid   aif                         // no interrupts: the guest takes none
     mov     r4, r0                      // StartInfo IPA, callee-saved
+    bl      __rt_vfp_on
 
     // Boot stack (guest.ld: .stack, 4 KiB aligned, not zeroed).
     movw    r1, #:lower16:__stack_top
@@ -128,6 +133,7 @@ global_asm!(
 _start_secondary:
     cpsid   aif
     mov     r4, r0                      // context id, callee-saved
+    bl      __rt_vfp_on
 
     // Stack: vCPU 0 the boot stack, vCPU n (1 <= n < MAX_VCPUS) the stack
     // of slot n - 1 of __vcpu_stacks (guest.ld).
@@ -166,6 +172,42 @@ _start_secondary:
     stack = const VCPU_STACK_SIZE,
     secondary_main = sym secondary_main,
 );
+
+// Enables VFP and Advanced SIMD for this vCPU, as a hard-float guest does
+// at boot: CPACR cp10 and cp11 full access (and ASEDIS, D32DIS clear),
+// ISB, then FPEXC.EN. Touches no memory; clobbers r1 only, returns through
+// lr. Every vCPU runs it (CPACR and FPEXC are per vCPU).
+global_asm!(
+    r#"
+    .section .text.rt_vfp, "ax"
+    .arm
+    .fpu neon
+    .type __rt_vfp_on, %function
+    .balign 4
+__rt_vfp_on:
+    mrc     p15, 0, r1, c1, c0, 2       // CPACR
+    orr     r1, r1, #{cpacr_cp10_cp11}
+    bic     r1, r1, #{cpacr_asedis_d32dis}
+    mcr     p15, 0, r1, c1, c0, 2
+    isb
+    mov     r1, #{fpexc_en}
+    vmsr    fpexc, r1
+    bx      lr
+    .size __rt_vfp_on, . - __rt_vfp_on
+"#,
+    cpacr_cp10_cp11 = const CPACR_CP10_CP11_FULL,
+    cpacr_asedis_d32dis = const CPACR_ASEDIS | CPACR_D32DIS,
+    fpexc_en = const FPEXC_EN,
+);
+
+/// CPACR.cp10 and cp11 (bits 23:20): full access from PL1 and PL0.
+const CPACR_CP10_CP11_FULL: u32 = 0xf << 20;
+/// CPACR.ASEDIS: Advanced SIMD disabled.
+const CPACR_ASEDIS: u32 = 1 << 31;
+/// CPACR.D32DIS: d16-d31 disabled.
+const CPACR_D32DIS: u32 = 1 << 30;
+/// FPEXC.EN: VFP and Advanced SIMD enabled.
+const FPEXC_EN: u32 = 1 << 30;
 
 // Installs the vectors (r0) and turns on the MMU and the caches with the
 // identity map: VBAR, MAIR0/1, TTBCR (LPAE), TTBR0, TLB and I-cache
@@ -601,26 +643,79 @@ pub const GPR_PREFIX: &str = "r";
 
 /// The register file of a [`register_soak`]: the values it loads before the
 /// soak, and the values it found afterwards (written back in place). Every
-/// register is 32 bits, kept in the low half of a `u64` (little endian: at
-/// offset 8 n), so that the arch-neutral code is the same as on AArch64.
+/// core register is 32 bits, kept in the low half of a `u64` (little
+/// endian: at offset 8 n), so that the arch-neutral code is the same as on
+/// AArch64; the d-registers fill their `u64` (`sys[0..32]`, at offset 128,
+/// in the order VLDM/VSTM move d0..d31).
 #[repr(C, align(16))]
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SoakRegs {
     /// `x[0]`: the iteration count in (the loop counter, at most
     /// `u32::MAX`); `x[1..=14]`: the patterns of r1..r14. `x[15]` (pc) is
     /// not soaked.
     pub x: [u64; 16],
-    /// The system registers of [`SOAK_SYS_REGS`], in that order.
-    pub sys: [u64; 7],
-    /// No FP/SIMD registers: the runtime leaves VFP off.
+    /// The registers of [`SOAK_SYS_REGS`], in that order: d0..d31, then
+    /// the system registers.
+    pub sys: [u64; 40],
+    /// No 128-bit `vN` entries: the VFP registers are soaked as d0..d31, in
+    /// `sys`, so that a mismatch names the d-register.
     pub v: [u128; 0],
 }
 
-/// Names of [`SoakRegs::sys`] and the bits of each that hold a value. APSR:
-/// Q and GE[3:0] only: the soak loop itself (`subs`/`bne`, ARM has no
-/// flag-free compare-and-branch) sets N, Z, C and V, but keeps Q and GE,
-/// which the hypervisor saves in the same SPSR.
-pub const SOAK_SYS_REGS: [(&str, u64); 7] = [
+// By hand: `derive(Default)` stops at arrays of 32.
+impl Default for SoakRegs {
+    fn default() -> Self {
+        SoakRegs {
+            x: [0; 16],
+            sys: [0; 40],
+            v: [],
+        }
+    }
+}
+
+/// Names of [`SoakRegs::sys`] and the bits of each that hold a value:
+/// d0..d31 (all 64 bits), then the system registers. APSR: Q and GE[3:0]
+/// only: the soak loop itself (`subs`/`bne`, ARM has no flag-free
+/// compare-and-branch) sets N, Z, C and V, but keeps Q and GE, which the
+/// hypervisor saves in the same SPSR. FPSCR: the bits every host keeps
+/// (AArch64 keeps an AArch32 guest's FPSCR as FPSR and FPCR): the
+/// comparison flags N, Z, C, V, QC, AHP, DN, FZ, RMode and the cumulative
+/// exception flags; not Len and Stride (short vectors, which would make
+/// VFP data-processing instructions UNDEFINED on cores without them) nor
+/// the trap enables (RAZ/WI without trapped exceptions).
+pub const SOAK_SYS_REGS: [(&str, u64); 40] = [
+    ("d0", u64::MAX),
+    ("d1", u64::MAX),
+    ("d2", u64::MAX),
+    ("d3", u64::MAX),
+    ("d4", u64::MAX),
+    ("d5", u64::MAX),
+    ("d6", u64::MAX),
+    ("d7", u64::MAX),
+    ("d8", u64::MAX),
+    ("d9", u64::MAX),
+    ("d10", u64::MAX),
+    ("d11", u64::MAX),
+    ("d12", u64::MAX),
+    ("d13", u64::MAX),
+    ("d14", u64::MAX),
+    ("d15", u64::MAX),
+    ("d16", u64::MAX),
+    ("d17", u64::MAX),
+    ("d18", u64::MAX),
+    ("d19", u64::MAX),
+    ("d20", u64::MAX),
+    ("d21", u64::MAX),
+    ("d22", u64::MAX),
+    ("d23", u64::MAX),
+    ("d24", u64::MAX),
+    ("d25", u64::MAX),
+    ("d26", u64::MAX),
+    ("d27", u64::MAX),
+    ("d28", u64::MAX),
+    ("d29", u64::MAX),
+    ("d30", u64::MAX),
+    ("d31", u64::MAX),
     ("tpidrurw", 0xffff_ffff),
     ("tpidruro", 0xffff_ffff),
     ("tpidrprw", 0xffff_ffff),
@@ -628,20 +723,24 @@ pub const SOAK_SYS_REGS: [(&str, u64); 7] = [
     ("sp_usr", 0xffff_ffff),
     ("lr_usr", 0xffff_ffff),
     ("apsr", 0x080f_0000),
+    ("fpscr", 0xffc0_009f),
 ];
 
 const _: () = {
     assert!(core::mem::offset_of!(SoakRegs, x) == 0);
     assert!(core::mem::offset_of!(SoakRegs, sys) == 128);
-    assert!(core::mem::size_of::<SoakRegs>() == 192);
+    assert!(core::mem::size_of::<SoakRegs>() == 448);
 };
 
-/// Loads `regs` into r1..r14 (SVC sp and lr) and the system registers of
-/// [`SOAK_SYS_REGS`], spins `regs.x[0]` times (at least once) in a loop
-/// that touches no memory and no register but r0 and the NZCV flags, then
-/// writes what the registers hold back into `regs` (`x[0]` is left as it
-/// was). r4..r11, sp and lr are restored afterwards; the other system
-/// registers keep the soak's values (nothing in the runtime uses them).
+/// Loads `regs` into r1..r14 (SVC sp and lr), d0..d31 and the system
+/// registers of [`SOAK_SYS_REGS`], spins `regs.x[0]` times (at least once)
+/// in a loop that touches no memory and no register but r0 and the NZCV
+/// flags, then writes what the registers hold back into `regs` (`x[0]` is
+/// left as it was). r4..r11, sp and lr are restored afterwards; the VFP
+/// registers and the other system registers keep the soak's values
+/// (nothing in the runtime uses them: its Rust code is soft-float). Needs
+/// VFP with 32 d-registers, enabled (`__rt_vfp_on`): every core the
+/// runtime runs on (Cortex-A15, A7, ARMv8 in AArch32) has them.
 pub fn register_soak(regs: &mut SoakRegs) {
     regs.x[0] = regs.x[0].clamp(1, u64::from(u32::MAX));
     // IRQs masked: during the loop sp holds a pattern, and the IRQ entry
@@ -649,7 +748,7 @@ pub fn register_soak(regs: &mut SoakRegs) {
     let was_enabled = irq_enabled();
     irq_disable();
     // SAFETY: the assembly reads and writes only `*regs` (exclusively
-    // borrowed, 192 bytes) and 32 bytes below sp, which it frees. During the
+    // borrowed, 448 bytes) and 32 bytes below sp, which it frees. During the
     // loop sp holds a pattern: the regs pointer and the real sp wait in
     // SP_und and LR_und (banked registers of Undefined mode, which the
     // runtime only enters to report and stop, on a stack the vector sets
@@ -657,29 +756,37 @@ pub fn register_soak(regs: &mut SoakRegs) {
     // let us name) are saved on the stack and restored; r1..r3, r12 and lr
     // are declared clobbered. The system registers it changes are thread
     // and process identifiers and User-mode sp/lr, which the runtime (SVC
-    // mode, one thread) does not use.
+    // mode, one thread) does not use; the VFP registers and FPSCR are not
+    // used by the soft-float Rust code (so none can be named as clobbers).
     unsafe {
         asm!(
             ".arch_extension virt",
+            ".fpu neon",
             "push {{r4-r11}}",
             "msr sp_und, r0",
             "mov r1, sp",
             "msr lr_und, r1",
+            // d0..d31.
+            "add r1, r0, #128",
+            "vldmia r1!, {{d0-d15}}",
+            "vldmia r1, {{d16-d31}}",
             // System registers.
-            "ldr r1, [r0, #128]",
+            "ldr r1, [r0, #384]",
             "mcr p15, 0, r1, c13, c0, 2", // TPIDRURW
-            "ldr r1, [r0, #136]",
+            "ldr r1, [r0, #392]",
             "mcr p15, 0, r1, c13, c0, 3", // TPIDRURO
-            "ldr r1, [r0, #144]",
+            "ldr r1, [r0, #400]",
             "mcr p15, 0, r1, c13, c0, 4", // TPIDRPRW
-            "ldr r1, [r0, #152]",
+            "ldr r1, [r0, #408]",
             "mcr p15, 0, r1, c13, c0, 1", // CONTEXTIDR
-            "ldr r1, [r0, #160]",
+            "ldr r1, [r0, #416]",
             "msr sp_usr, r1",
-            "ldr r1, [r0, #168]",
+            "ldr r1, [r0, #424]",
             "msr lr_usr, r1",
-            "ldr r1, [r0, #176]",
+            "ldr r1, [r0, #432]",
             "msr APSR_nzcvqg, r1",
+            "ldr r1, [r0, #440]",
+            "vmsr fpscr, r1",
             "isb",
             // r1..r14, then the counter into r0.
             "ldr r1, [r0, #8]",
@@ -718,20 +825,25 @@ pub fn register_soak(regs: &mut SoakRegs) {
             "str r12, [r0, #96]",
             "str sp, [r0, #104]",
             "str lr, [r0, #112]",
+            "add r1, r0, #128",
+            "vstmia r1!, {{d0-d15}}",
+            "vstmia r1, {{d16-d31}}",
             "mrc p15, 0, r1, c13, c0, 2",
-            "str r1, [r0, #128]",
+            "str r1, [r0, #384]",
             "mrc p15, 0, r1, c13, c0, 3",
-            "str r1, [r0, #136]",
+            "str r1, [r0, #392]",
             "mrc p15, 0, r1, c13, c0, 4",
-            "str r1, [r0, #144]",
+            "str r1, [r0, #400]",
             "mrc p15, 0, r1, c13, c0, 1",
-            "str r1, [r0, #152]",
+            "str r1, [r0, #408]",
             "mrs r1, sp_usr",
-            "str r1, [r0, #160]",
+            "str r1, [r0, #416]",
             "mrs r1, lr_usr",
-            "str r1, [r0, #168]",
+            "str r1, [r0, #424]",
             "mrs r1, apsr",
-            "str r1, [r0, #176]",
+            "str r1, [r0, #432]",
+            "vmrs r1, fpscr",
+            "str r1, [r0, #440]",
             // Restore.
             "mrs r1, lr_und",
             "mov sp, r1",

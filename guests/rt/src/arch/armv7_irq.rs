@@ -20,9 +20,11 @@ use crate::gic::GicFrame;
 // interrupts do not nest) and runs the Rust handler on the interrupted
 // stack, as on AArch64. It saves what the AAPCS lets the handler change:
 // r0..r3, r12 and lr (LR_svc, the interrupted code's); r4..r11 are
-// callee-saved, the flags are in the saved SPSR, and there is no VFP state
-// (soft-float, VFP off). sp is 8-byte aligned for the call (the AAPCS only
-// promises 4 inside a function).
+// callee-saved, the flags are in the saved SPSR, and the VFP registers need
+// no saving: VFP is on, but the runtime's Rust code is soft-float and never
+// uses it (the register soak, which does, runs with IRQs masked). sp is
+// 8-byte aligned for the call (the AAPCS only promises 4 inside a
+// function).
 global_asm!(
     r#"
     .section .text.rt_irq, "ax"
