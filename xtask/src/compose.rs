@@ -104,7 +104,7 @@ pub fn build_planned(ws: &Workspace, composition: Composition) -> Result<Built> 
     let sh = Shell::new()?;
     sh.change_dir(&ws.root);
     build_guests(ws, &sh, &composition)?;
-    let composition_file = ws.compose_dir(name).join("composition.toml");
+    let composition_file = composition_file(ws, name);
     write(&composition_file, composition.to_toml())?;
     let image_elf = build_image(ws, &sh, &composition, &composition_file)?;
     let built = write_deliverables(ws, composition, &image_elf)?;
@@ -151,18 +151,38 @@ fn build_image(
     composition: &Composition,
     composition_file: &Path,
 ) -> Result<PathBuf> {
+    image_cargo(ws, sh, composition, composition_file, "build", &[])
+        .run()
+        .context("building the hypervisor image (images/tessera)")?;
+    Ok(ws
+        .release_dir(composition.arch.rust_target())
+        .join("tessera"))
+}
+
+/// `cargo <verb>` of `images/tessera` as `composition` configures it (its
+/// target, its features, its composition file), then `trailing` arguments.
+pub fn image_cargo<'a>(
+    ws: &Workspace,
+    sh: &'a Shell,
+    composition: &Composition,
+    composition_file: &Path,
+    verb: &str,
+    trailing: &[&str],
+) -> xshell::Cmd<'a> {
     let triple = composition.arch.rust_target();
     let features = composition.features().join(",");
     let cargo = ws.cargo();
     cmd!(
         sh,
-        "{cargo} build --release -p tessera --target {triple} --features {features}"
+        "{cargo} {verb} --release -p tessera --target {triple} --features {features} {trailing...}"
     )
     .env("CARGO_TARGET_DIR", &ws.target)
     .env("TESSERA_COMPOSITION", composition_file)
-    .run()
-    .context("building the hypervisor image (images/tessera)")?;
-    Ok(ws.release_dir(triple).join("tessera"))
+}
+
+/// The composition file the image of composition `name` is built from.
+pub fn composition_file(ws: &Workspace, name: &str) -> PathBuf {
+    ws.compose_dir(name).join("composition.toml")
 }
 
 /// Writes `target/images/<name>/` from a built image ELF.

@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use config::profile;
 use xtask::workspace::Workspace;
-use xtask::{bench, compose, qemu, sdcard, test, DEFAULT_BOARD};
+use xtask::{bench, compose, qemu, sdcard, test, tools, DEFAULT_BOARD};
 
 #[derive(Parser)]
 #[command(
@@ -71,6 +71,10 @@ fn main() {
 
 fn run(command: Command) -> Result<()> {
     let ws = Workspace::locate()?;
+    // Every command but `boards` compiles for a board's target.
+    if !matches!(command, Command::Boards) {
+        tools::ensure_rust(&ws.root)?;
+    }
     match command {
         Command::Build { board } => {
             let profile = compose::load_board(&ws, &board)?;

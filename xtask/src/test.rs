@@ -44,14 +44,35 @@ pub fn run(ws: &Workspace, only: &[String]) -> Result<()> {
         tools::dumpimage(),
         tools::mtools(),
         tools::fdisk(),
+        tools::dtc(),
         tools::u_boot_qemu(),
         tools::qemu(&qemu::spec(&default)?.binary),
     ])?;
     let mut tally = Tally::default();
     if only.is_empty() {
+        tally.record("rustfmt --check", rustfmt(ws));
+        tally.record("clippy of the host crates", clippy_host(ws));
         tally.record("host unit tests", host_tests(ws));
+        for arch in [Arch::Aarch64, Arch::Armv7a] {
+            let triple = arch.rust_target();
+            tally.record(
+                &format!("clippy of the guests for {triple}"),
+                clippy_guests(ws, triple),
+            );
+        }
         for board in profile::list_boards(&ws.boards_dir()) {
-            tally.record(&format!("uImage of {board}"), board_uimage(ws, &board));
+            match compose::load_board(ws, &board)
+                .and_then(|profile| compose::build(ws, &profile, None, &board))
+            {
+                Ok(built) => {
+                    tally.record(&format!("uImage of {board}"), board_uimage(&built));
+                    tally.record(
+                        &format!("clippy of the image of {board}"),
+                        clippy_image(ws, &built),
+                    );
+                }
+                Err(error) => tally.record(&format!("uImage of {board}"), Err(error)),
+            }
         }
     }
     // A word picks runs by name: `hello` (all its boards), `@qemu-virt-a15`.
@@ -77,10 +98,16 @@ pub fn run(ws: &Workspace, only: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// `cargo test` of the workspace's default members (the host-side crates).
-fn host_tests(ws: &Workspace) -> Result<()> {
+/// A shell in the workspace root.
+fn workspace_shell(ws: &Workspace) -> Result<Shell> {
     let sh = Shell::new()?;
     sh.change_dir(&ws.root);
+    Ok(sh)
+}
+
+/// `cargo test` of the workspace's default members (the host-side crates).
+fn host_tests(ws: &Workspace) -> Result<()> {
+    let sh = workspace_shell(ws)?;
     let cargo = ws.cargo();
     cmd!(sh, "{cargo} test")
         .env("CARGO_TARGET_DIR", &ws.target)
@@ -88,13 +115,56 @@ fn host_tests(ws: &Workspace) -> Result<()> {
     Ok(())
 }
 
-/// Builds `board` as its profile says and has `dumpimage` check the
-/// uImage: checksums, architecture, and load = entry = the hypervisor's
-/// base, inside the board's RAM. A board loaded above 4 GiB has no uImage
-/// (32-bit addresses): its FIT is checked instead.
-fn board_uimage(ws: &Workspace, board: &str) -> Result<()> {
-    let profile = compose::load_board(ws, board)?;
-    let built = compose::build(ws, &profile, None, board)?;
+/// Every crate of the workspace is formatted as `cargo fmt` would.
+fn rustfmt(ws: &Workspace) -> Result<()> {
+    let sh = workspace_shell(ws)?;
+    let cargo = ws.cargo();
+    cmd!(sh, "{cargo} fmt --all --check").run()?;
+    Ok(())
+}
+
+/// Clippy with every warning an error, on the host crates (the default
+/// members: the image and the guests are bare-metal only).
+fn clippy_host(ws: &Workspace) -> Result<()> {
+    let sh = workspace_shell(ws)?;
+    let cargo = ws.cargo();
+    cmd!(sh, "{cargo} clippy --all-targets -- -D warnings")
+        .env("CARGO_TARGET_DIR", &ws.target)
+        .run()?;
+    Ok(())
+}
+
+/// Clippy on the guest runtime and every sample guest for `triple`.
+fn clippy_guests(ws: &Workspace, triple: &str) -> Result<()> {
+    let sh = workspace_shell(ws)?;
+    let cargo = ws.cargo();
+    let packages: Vec<String> = std::iter::once("rt".to_string())
+        .chain(ws.guest_names()?)
+        .flat_map(|guest| ["-p".to_string(), format!("guest-{guest}")])
+        .collect();
+    cmd!(
+        sh,
+        "{cargo} clippy --release --target {triple} {packages...} -- -D warnings"
+    )
+    .env("CARGO_TARGET_DIR", &ws.target)
+    .run()?;
+    Ok(())
+}
+
+/// Clippy on the image as `built` composed it (its components, its target).
+fn clippy_image(ws: &Workspace, built: &compose::Built) -> Result<()> {
+    let sh = workspace_shell(ws)?;
+    let c = &built.composition;
+    let file = compose::composition_file(ws, &c.name);
+    compose::image_cargo(ws, &sh, c, &file, "clippy", &["--", "-D", "warnings"]).run()?;
+    Ok(())
+}
+
+/// Has `dumpimage` check a board's uImage: checksums, architecture, and
+/// load = entry = the hypervisor's base, inside the board's RAM. A board
+/// loaded above 4 GiB has no uImage (32-bit addresses): its FIT is checked
+/// instead.
+fn board_uimage(built: &compose::Built) -> Result<()> {
     let c = &built.composition;
     ensure!(
         c.ram.contains(&c.hypervisor),
