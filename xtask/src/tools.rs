@@ -81,7 +81,10 @@ pub fn ensure(tools: &[Tool]) -> Result<()> {
     packages.sort_unstable();
     packages.dedup();
     let names: Vec<&str> = missing.iter().map(|t| t.binary.as_str()).collect();
-    let install = format!("apt-get install -y {}", packages.join(" "));
+    let install = format!(
+        "apt-get install -y --no-install-recommends {}",
+        packages.join(" ")
+    );
     if !(is_root() && is_debian_like()) {
         bail!(
             "missing {}; install with:\n    sudo apt-get update && sudo {install}",
@@ -96,10 +99,13 @@ pub fn ensure(tools: &[Tool]) -> Result<()> {
     cmd!(sh, "apt-get update")
         .run()
         .context("apt-get update failed")?;
-    cmd!(sh, "apt-get install -y {packages...}")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .run()
-        .with_context(|| format!("{install} failed"))?;
+    cmd!(
+        sh,
+        "apt-get install -y --no-install-recommends {packages...}"
+    )
+    .env("DEBIAN_FRONTEND", "noninteractive")
+    .run()
+    .with_context(|| format!("{install} failed"))?;
     if let Some(tool) = missing.iter().find(|t| find(&t.binary).is_none()) {
         bail!(
             "{} is still missing after installing {}",
