@@ -288,8 +288,8 @@ mod tests {
         let page = s2.tables[2].0[index(0x0801_0000, 3)];
         assert_eq!(
             page,
-            0x0804_0000 | XN | 0x4c7,
-            "XN, AF, RW, device-nGnRE, page"
+            0x0804_0000 | 1 << 54 | 0x4c7,
+            "XN (bit 54), AF, RW, device-nGnRE, page"
         );
     }
 

@@ -1,7 +1,11 @@
 //! Acting on a guest exit: hypercalls, WFI, emulated distributor accesses,
 //! stage-2 faults, interrupts.
 
-use super::{psci, vm::VmState, Hypervisor};
+use super::{
+    psci,
+    vm::{RunState, VmState},
+    Hypervisor,
+};
 use crate::{
     info, log,
     platform::{ExitKind, Platform, RawExit, VcpuRegs},
@@ -319,12 +323,11 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         self.vms[vm].state = VmState::Stopped;
         self.running_vms -= 1;
         for index in self.vms[vm].vcpu_indices() {
-            self.vcpus[index].blocked = false;
-            let running = self
-                .cpus
-                .iter()
-                .any(|c| c.running == Some(VcpuId(index as u32)));
-            if !running {
+            let state = &mut self.vcpus[index];
+            state.blocked = false;
+            // One on a CPU is removed when it leaves it (`unload`).
+            if !matches!(state.run, RunState::OnCpu(_)) {
+                state.run = RunState::Parked;
                 self.sched.remove(VcpuId(index as u32));
             }
         }

@@ -17,7 +17,7 @@ use crate::{
 };
 use alloc::vec::Vec;
 use config::boot::BootWindow;
-use vm::{Power, Vcpu, Vm, VmState};
+use vm::{Power, RunState, Vcpu, Vm, VmState};
 
 /// What a physical CPU is doing.
 #[derive(Clone, Copy, Debug, Default)]
@@ -96,8 +96,9 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             windows: &windows,
         });
         let now = platform.counter();
-        for (index, vcpu) in vcpus.iter().enumerate() {
+        for (index, vcpu) in vcpus.iter_mut().enumerate() {
             if vcpu.power == Power::On {
+                vcpu.run = RunState::Queued;
                 sched.wake(VcpuId(index as u32), now);
             }
         }
@@ -182,10 +183,20 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             // Going back in after an exit: the timer is armed already.
             Some(vcpu) => vcpu,
             None => match self.sched.pick_next(cpu, self.platform.counter()) {
+                Pick::Run { vcpu, .. }
+                    if self.vcpus.get(vcpu.0 as usize).map(|v| v.run) != Some(RunState::Queued) =>
+                {
+                    // The scheduler broke its protocol; running the vCPU
+                    // could put it on two CPUs at once.
+                    crate::error!("scheduler picked {vcpu:?}, which it does not hold");
+                    self.cpus[cpu.0 as usize].idle = true;
+                    return Work::Idle;
+                }
                 Pick::Run { vcpu, .. } if !self.can_run(vcpu) => {
                     // Turned off (or its VM stopped) while queued.
                     self.sched
                         .descheduled(cpu, vcpu, self.platform.counter(), false);
+                    self.vcpus[vcpu.0 as usize].run = RunState::Parked;
                     return self.next_work(cpu);
                 }
                 Pick::Run { vcpu, until } => {
@@ -225,20 +236,19 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     ) {
         self.vcpus[vcpu.0 as usize].ctx = Some(ctx);
         self.sync_lrs(vcpu);
-        let next = self.handle_exit(cpu, vcpu, exit);
-        // Another vCPU may have stopped the VM (or turned this vCPU off)
-        // while this one ran.
-        let next = if self.vms[self.vm_of(vcpu)].state == VmState::Stopped {
-            exit::Next::Stop
-        } else if self.vcpus[vcpu.0 as usize].power == Power::Off {
-            exit::Next::Block
+        let next = if self.can_run(vcpu) {
+            self.handle_exit(cpu, vcpu, exit)
         } else {
-            next
+            // A sibling stopped the VM or reset it (turning this vCPU off)
+            // while this one ran: what it asked for is dropped. A physical
+            // interrupt is still the hypervisor's to take.
+            if exit.kind == crate::platform::ExitKind::Irq {
+                self.handle_irq(cpu, Some(vcpu));
+            }
+            exit::Next::Block
         };
-        match next {
-            exit::Next::Resume => {}
-            exit::Next::Requeue => self.unload(cpu, vcpu, true),
-            exit::Next::Block | exit::Next::Stop => self.unload(cpu, vcpu, false),
+        if !matches!(next, exit::Next::Resume) || !self.can_run(vcpu) {
+            self.unload(cpu, vcpu);
         }
     }
 
@@ -248,13 +258,16 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         self.handle_irq(cpu, None);
     }
 
-    /// Every running VM waits in WFI with no timer armed: no interrupt
-    /// source is left that could wake one (there are no devices yet).
+    /// No CPU runs a vCPU, and every vCPU that is on waits in WFI with no
+    /// timer armed: no interrupt source is left that could wake one (there
+    /// are no devices yet).
     fn deadlocked(&self) -> bool {
-        self.vcpus
-            .iter()
-            .filter(|v| self.vms[v.vm].state == VmState::Running && v.power == Power::On)
-            .all(|v| v.blocked && v.wake_at.is_none())
+        self.cpus.iter().all(|c| c.running.is_none())
+            && self
+                .vcpus
+                .iter()
+                .filter(|v| self.vms[v.vm].state == VmState::Running && v.power == Power::On)
+                .all(|v| v.blocked && v.wake_at.is_none())
     }
 
     /// Better a clear report than a silent hang.
@@ -294,6 +307,16 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         if state.blocked && state.power == Power::On {
             state.blocked = false;
             state.wake_at = None;
+            self.make_runnable(vcpu);
+        }
+    }
+
+    /// Hands `vcpu` to the scheduler if it can run and nobody holds it: a
+    /// vCPU on a CPU goes back to the scheduler when it leaves that CPU.
+    fn make_runnable(&mut self, vcpu: VcpuId) {
+        let state = &self.vcpus[vcpu.0 as usize];
+        if state.run == RunState::Parked && !state.blocked && self.can_run(vcpu) {
+            self.vcpus[vcpu.0 as usize].run = RunState::Queued;
             self.sched.wake(vcpu, self.platform.counter());
             self.kick_idle_cpus();
         }
@@ -340,13 +363,21 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         let count = self.platform.lr_count();
         self.platform.write_lrs(&state.lrs[..count], false);
         state.run_started = self.platform.counter();
+        state.run = RunState::OnCpu(cpu);
         self.cpus[cpu.0 as usize].running = Some(vcpu);
     }
 
-    /// Takes `vcpu`'s state off `cpu` and tells the scheduler.
-    fn unload(&mut self, cpu: CpuId, vcpu: VcpuId, runnable: bool) {
+    /// Takes `vcpu`'s state off `cpu` and tells the scheduler whether it
+    /// can still run (preempted, yielded) or not (blocked, off, stopped).
+    fn unload(&mut self, cpu: CpuId, vcpu: VcpuId) {
         let now = self.platform.counter();
+        let runnable = self.can_run(vcpu) && !self.vcpus[vcpu.0 as usize].blocked;
         let state = &mut self.vcpus[vcpu.0 as usize];
+        state.run = if runnable {
+            RunState::Queued
+        } else {
+            RunState::Parked
+        };
         let ran = now - state.run_started;
         self.platform
             .vcpu_put(state.ctx.as_deref_mut().expect("handed back"));

@@ -1,7 +1,11 @@
 //! PSCI 1.0 for guests (Arm DEN 0022), over SMC or HVC: how a guest starts
 //! and stops its vCPUs and powers its VM off or resets it, as on hardware.
 
-use super::{exit::Next, vm::Power, vm::VmState, Hypervisor};
+use super::{
+    exit::Next,
+    vm::{Power, RunState, VmState},
+    Hypervisor,
+};
 use crate::{
     info,
     platform::{Platform, VcpuRegs},
@@ -40,6 +44,8 @@ const SUCCESS: i64 = 0;
 const NOT_SUPPORTED: i64 = -1;
 const INVALID_PARAMETERS: i64 = -2;
 const ALREADY_ON: i64 = -4;
+const ON_PENDING: i64 = -5;
+const INVALID_ADDRESS: i64 = -9;
 /// MIGRATE_INFO_TYPE: no trusted OS that needs migrating.
 const NO_MIGRATION: i64 = 2;
 
@@ -108,9 +114,14 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         if state.power == Power::On {
             return ALREADY_ON;
         }
+        if matches!(state.run, RunState::OnCpu(_)) {
+            // Turned off but still leaving its CPU: its context is not ours
+            // to reset until it has.
+            return ON_PENDING;
+        }
         let ram = &self.vms[state.vm].ram;
         if ram.read(entry, 4).is_err() {
-            return INVALID_PARAMETERS;
+            return INVALID_ADDRESS;
         }
         self.reset_vcpu(target, entry, context);
         self.vcpus[target.0 as usize].power = Power::On;
@@ -159,11 +170,9 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
 
     /// Called when a vCPU of a VM that asked for a reset has left its CPU.
     pub(super) fn reset_if_quiet(&mut self, vm: usize) {
-        let quiet = self
-            .cpus
-            .iter()
-            .filter_map(|c| c.running)
-            .all(|v| self.vm_of(v) != vm);
+        let quiet = self.vms[vm]
+            .vcpu_indices()
+            .all(|v| !matches!(self.vcpus[v].run, RunState::OnCpu(_)));
         if !self.vms[vm].reset_requested || !quiet || self.vms[vm].state == VmState::Stopped {
             return;
         }
@@ -210,8 +219,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
 
     /// Hands a vCPU that was off to the scheduler, and kicks idle CPUs.
     fn start(&mut self, vcpu: VcpuId) {
-        self.sched.wake(vcpu, self.platform.counter());
-        self.kick_idle_cpus();
+        self.make_runnable(vcpu);
     }
 
     /// Makes the CPUs running `vm`'s vCPUs in the guest right now exit to

@@ -121,6 +121,8 @@ impl Vgic for TestVgic {
 #[derive(Clone, Copy, Debug)]
 enum Step {
     Hvc(u64, u64, u64),
+    /// HVC with another immediate than the ABI's #0.
+    HvcImm(u16, u64, u64, u64),
     /// HVC #0 from an AArch32 guest (EC 0x12).
     Hvc32(u64, u64, u64),
     TimerIrq,
@@ -222,6 +224,11 @@ impl Platform for Mock {
                 ctx.regs[..3].copy_from_slice(&[f, a, b]);
                 ctx.pc += 4;
                 sync(0x5a00_0000)
+            }
+            Step::HvcImm(imm, f, a, b) => {
+                ctx.regs[..3].copy_from_slice(&[f, a, b]);
+                ctx.pc += 4;
+                sync(0x5a00_0000 | u64::from(imm))
             }
             Step::Hvc32(f, a, b) => {
                 ctx.regs[..3].copy_from_slice(&[f, a, b]);
@@ -793,4 +800,310 @@ fn psci_starts_and_stops_sibling_vcpus_and_powers_the_vm_off() {
         .iter()
         .any(|l| l.starts_with("[hv] VM smp powered off after ")));
     assert_eq!(hv.running_vms(), 0);
+}
+
+const CPU_ON: u64 = 0xc400_0003;
+const SYSTEM_RESET: u64 = 0x8400_0009;
+
+/// A VM of `vcpus` vCPUs on a host of `cpus` CPUs; `scripts[n]` is what
+/// context n does (0..vcpus as built, then each one CPU_ON or a reset makes).
+fn boot_smp(vcpus: u32, cpus: usize, scripts: Vec<Vec<Step>>) -> Hypervisor<Mock, Fifo, TestVgic> {
+    let mut desc = vm("smp", 0x8000_0000, b"late\n");
+    desc.vcpus = vcpus;
+    log::set_sink(&CaptureSink);
+    take_lines();
+    let mock = Mock {
+        results: vec![Vec::new(); scripts.len()],
+        scripts: scripts.into_iter().map(Into::into).collect(),
+        ..Mock::default()
+    };
+    Hypervisor::new(mock, vec![desc], cpus as u32, 100, &[])
+}
+
+/// `cpu` takes its next work and, if it is a vCPU, lets it into the guest:
+/// the context is out until [`finish`] hands its exit back.
+fn enter(hv: &mut Hypervisor<Mock, Fifo, TestVgic>, cpu: u32) -> Option<(VcpuId, Box<MockCtx>)> {
+    match hv.next_work(CpuId(cpu)) {
+        Work::Run(vcpu, ctx) => Some((vcpu, ctx)),
+        Work::Idle | Work::Finished => None,
+    }
+}
+
+/// The guest on `cpu` makes its next scripted exit, and the core handles it.
+fn finish(
+    hv: &mut Hypervisor<Mock, Fifo, TestVgic>,
+    cpu: u32,
+    (vcpu, mut ctx): (VcpuId, Box<MockCtx>),
+) {
+    let exit = hv.platform.run(&mut ctx);
+    hv.after_run(CpuId(cpu), vcpu, ctx, exit);
+}
+
+#[test]
+fn a_reset_while_a_sibling_runs_drops_its_cpu_on_and_restarts_the_vm() {
+    let entry = GUEST_RAM_BASE + 0x100;
+    // Contexts: 0 vCPU 0, 1 vCPU 1 as built, 2 vCPU 1 after CPU_ON; the
+    // reset makes 3 and 4 (both off), then 5, vCPU 0 at the entry point.
+    let mut hv = boot_smp(
+        2,
+        2,
+        vec![
+            vec![
+                Step::SmcCall(CPU_ON, 1, entry, 0),
+                Step::SmcCall(SYSTEM_RESET, 0, 0, 0),
+            ],
+            vec![],
+            // Turned off by the reset while in the guest, it starts itself.
+            vec![Step::SmcCall(CPU_ON, 1, entry, 0)],
+            vec![],
+            vec![],
+            vec![Step::Hvc(EXIT, 0, 0)],
+        ],
+    );
+    let on_cpu0 = enter(&mut hv, 0).unwrap();
+    finish(&mut hv, 0, on_cpu0); // CPU_ON: vCPU 1 queued, vCPU 0 resumes
+    let on_cpu0 = enter(&mut hv, 0).unwrap();
+    let on_cpu1 = enter(&mut hv, 1).expect("vCPU 1 runs on CPU 1");
+    assert_eq!(on_cpu1.0, VcpuId(1));
+    finish(&mut hv, 0, on_cpu0); // SYSTEM_RESET; vCPU 1 is still in the guest
+    assert_eq!(
+        hv.platform.kicks,
+        vec![1],
+        "CPU 1 is kicked out of the guest"
+    );
+    assert!(
+        enter(&mut hv, 0).is_none(),
+        "nothing runs until vCPU 1 has left"
+    );
+    finish(&mut hv, 1, on_cpu1); // its CPU_ON of itself is dropped
+    assert_eq!(hv.vcpus[1].power, Power::Off);
+    assert_eq!(hv.vcpus[1].run, RunState::Parked);
+    // The VM restarts on vCPU 0 alone, wherever it is picked.
+    let restarted = enter(&mut hv, 1).expect("vCPU 0 restarted");
+    assert_eq!(restarted.0, VcpuId(0));
+    assert!(
+        enter(&mut hv, 0).is_none(),
+        "vCPU 1 stays off after the reset"
+    );
+    finish(&mut hv, 1, restarted);
+    assert_eq!(hv.running_vms(), 0);
+    assert_eq!(
+        hv.platform.results[5],
+        vec![hv.vms[0].ram.start_info_ipa() as i64]
+    );
+    assert!(hv.platform.scripts.iter().all(|s| s.is_empty()));
+    let lines = take_lines();
+    assert!(
+        lines.iter().any(|l| l.contains("VM smp resets")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_reset_drops_an_exit_already_in_flight_on_a_third_cpu() {
+    let entry = GUEST_RAM_BASE + 0x100;
+    // Contexts: 0 vCPU 0, 1-2 vCPUs 1-2 as built, 3-4 after CPU_ON; the
+    // reset makes 5-7 (all off), then 8, vCPU 0 at the entry point.
+    let mut hv = boot_smp(
+        3,
+        3,
+        vec![
+            vec![
+                Step::SmcCall(CPU_ON, 1, entry, 0),
+                Step::SmcCall(CPU_ON, 2, entry, 0),
+                Step::SmcCall(SYSTEM_RESET, 0, 0, 0),
+            ],
+            vec![],
+            vec![],
+            vec![Step::Hvc(WRITE, GUEST_RAM_BASE, 5)],
+            // vCPU 2 starts vCPU 1, which is running: the exit is in flight
+            // when the reset comes.
+            vec![Step::SmcCall(CPU_ON, 1, entry, 0)],
+            vec![],
+            vec![],
+            vec![],
+            vec![Step::Hvc(EXIT, 0, 0)],
+        ],
+    );
+    let v0 = enter(&mut hv, 0).unwrap();
+    finish(&mut hv, 0, v0);
+    let v0 = enter(&mut hv, 0).unwrap();
+    finish(&mut hv, 0, v0);
+    let v0 = enter(&mut hv, 0).unwrap();
+    let v1 = enter(&mut hv, 1).unwrap();
+    let v2 = enter(&mut hv, 2).unwrap();
+    assert_eq!((v1.0, v2.0), (VcpuId(1), VcpuId(2)));
+    finish(&mut hv, 0, v0); // reset: vCPUs 1 and 2 are in the guest
+    finish(&mut hv, 2, v2); // vCPU 2's CPU_ON of vCPU 1: dropped
+    assert!(enter(&mut hv, 2).is_none());
+    finish(&mut hv, 1, v1); // vCPU 1's console write: dropped, it leaves
+    let restarted = enter(&mut hv, 2).expect("vCPU 0 restarted");
+    assert_eq!(restarted.0, VcpuId(0));
+    assert!(enter(&mut hv, 0).is_none() && enter(&mut hv, 1).is_none());
+    finish(&mut hv, 2, restarted);
+    assert_eq!(hv.running_vms(), 0);
+    assert_eq!(
+        hv.platform.results[4],
+        vec![0],
+        "vCPU 2's request had no answer"
+    );
+    let lines = take_lines();
+    assert!(!lines.iter().any(|l| l.contains("late")), "{lines:?}");
+}
+
+#[test]
+fn cpu_on_of_a_vcpu_still_on_a_cpu_answers_already_on_or_on_pending() {
+    const ALREADY_ON: i64 = -4;
+    const ON_PENDING: i64 = -5;
+    let entry = GUEST_RAM_BASE + 0x100;
+    let mut hv = boot_smp(
+        2,
+        2,
+        vec![
+            vec![
+                Step::SmcCall(CPU_ON, 1, entry, 0),
+                Step::SmcCall(CPU_ON, 1, entry, 0),
+                Step::SmcCall(CPU_ON, 1, entry, 0),
+                Step::Hvc(EXIT, 0, 0),
+            ],
+            vec![],
+            vec![Step::Hvc(EXIT, 0, 0)],
+        ],
+    );
+    let v0 = enter(&mut hv, 0).unwrap();
+    finish(&mut hv, 0, v0);
+    let v0 = enter(&mut hv, 0).unwrap();
+    let v1 = enter(&mut hv, 1).unwrap();
+    finish(&mut hv, 0, v0); // vCPU 1 is on, in the guest on CPU 1
+                            // As if vCPU 1 had been turned off while its context is out on CPU 1.
+    hv.vcpus[1].power = Power::Off;
+    let v0 = enter(&mut hv, 0).unwrap();
+    finish(&mut hv, 0, v0);
+    let v0 = enter(&mut hv, 0).unwrap();
+    finish(&mut hv, 0, v0);
+    assert_eq!(&hv.platform.results[0][2..], &[ALREADY_ON, ON_PENDING]);
+    assert!(matches!(hv.vcpus[1].run, RunState::OnCpu(CpuId(1))));
+    drop(v1);
+}
+
+#[test]
+fn only_hvc_0_is_the_abi_and_psci_answers_over_hvc_too() {
+    const PSCI_VERSION: u64 = 0x8400_0000;
+    let not_supported = Error::NotSupported as i64;
+    let mut hv = boot(vec![(
+        vm("alpha", 0x8000_0000, b""),
+        vec![
+            Step::Hvc(PSCI_VERSION, 0, 0),
+            Step::HvcImm(1, abi::HC_ABI_VERSION, 0, 0),
+            Step::HvcImm(0x8000, PSCI_VERSION, 0, 0),
+            Step::HvcImm(1, EXIT, 0, 0),
+            Step::Hvc(EXIT, 0, 0),
+        ],
+    )]);
+    hv.run();
+    assert_eq!(
+        &hv.platform().results[0][1..],
+        &[0x1_0000, not_supported, not_supported, not_supported]
+    );
+}
+
+#[test]
+fn psci_checks_entry_points_affinity_levels_and_mpidrs() {
+    const AFFINITY_INFO: u64 = 0xc400_0004;
+    const INVALID_PARAMETERS: i64 = -2;
+    const INVALID_ADDRESS: i64 = -9;
+    let entry = GUEST_RAM_BASE + 0x100;
+    let ram_end = GUEST_RAM_BASE + MIB2 as u64;
+    let mut hv = boot_smp(
+        2,
+        1,
+        vec![vec![
+            Step::SmcCall(CPU_ON, 1, GUEST_RAM_BASE - 4, 0),
+            Step::SmcCall(CPU_ON, 1, ram_end - 2, 0),
+            Step::SmcCall(CPU_ON, 1, u64::MAX - 1, 0),
+            Step::SmcCall(CPU_ON, 1 << 8 | 1, entry, 0),
+            Step::SmcCall(CPU_ON, 1 << 16 | 1, entry, 0),
+            Step::SmcCall(CPU_ON, 1 << 32 | 1, entry, 0),
+            Step::SmcCall(AFFINITY_INFO, 1, 1, 0),
+            Step::SmcCall(AFFINITY_INFO, 1 << 32, 0, 0),
+            Step::SmcCall(AFFINITY_INFO, 1, 0, 0),
+            // MPIDR bits 24-31 (MT, U, RES1) are not affinity: ignored.
+            Step::SmcCall(CPU_ON, 1 << 31 | 1 << 24 | 1, ram_end - 4, 0),
+            Step::SmcCall(AFFINITY_INFO, 1, 0, 0),
+            Step::Hvc(EXIT, 0, 0),
+        ]],
+    );
+    hv.run();
+    assert_eq!(
+        &hv.platform().results[0][1..],
+        &[
+            INVALID_ADDRESS,
+            INVALID_ADDRESS,
+            INVALID_ADDRESS,
+            INVALID_PARAMETERS,
+            INVALID_PARAMETERS,
+            INVALID_PARAMETERS,
+            INVALID_PARAMETERS,
+            INVALID_PARAMETERS,
+            1,
+            0,
+            0,
+        ]
+    );
+}
+
+#[test]
+fn the_zero_register_stores_zero_and_loads_nowhere() {
+    let dabt = |write: bool, offset: u64| {
+        let ipa = abi::GUEST_GICD_BASE + offset;
+        let esr = 0x9380_0005 | (31 << 16) | if write { 1 << 6 } else { 0 };
+        Step::Trap {
+            esr,
+            far: ipa,
+            hpfar: (ipa >> 12) << 4,
+        }
+    };
+    let mut hv = boot(vec![(
+        vm("gic", 0x8000_0000, b""),
+        vec![
+            dabt(true, 0x100), // str wzr, [ISENABLER0]
+            dabt(false, 0x100),
+            Step::Hvc(EXIT, 0, 0),
+        ],
+    )]);
+    hv.vms[0].vgic.registers.insert(0x100, 0xffff);
+    hv.run();
+    assert_eq!(hv.vms[0].vgic.registers[&0x100], 0);
+    let ctx = hv.vcpus[0].ctx.as_ref().unwrap();
+    assert!(
+        ctx.regs.iter().all(|&r| r == 0 || r == EXIT),
+        "{:x?}",
+        ctx.regs
+    );
+}
+
+#[test]
+fn a_16_bit_instruction_is_stepped_over_by_2_bytes() {
+    // WFE (EC 0x01, ISS bit 0) from a T32 16-bit encoding: IL = 0.
+    let mut hv = boot(vec![(
+        vm("thumb", 0x8000_0000, b""),
+        vec![
+            Step::Trap {
+                esr: 0x01 << 26 | 1,
+                far: 0,
+                hpfar: 0,
+            },
+            Step::Trap {
+                esr: 0x01 << 26 | 1 << 25 | 1,
+                far: 0,
+                hpfar: 0,
+            },
+            Step::Hvc(EXIT, 0, 0),
+        ],
+    )]);
+    hv.run();
+    assert_eq!(
+        hv.vcpus[0].ctx.as_ref().unwrap().pc,
+        GUEST_RAM_BASE + 2 + 4 + 4
+    );
 }

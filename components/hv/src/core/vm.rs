@@ -47,12 +47,27 @@ pub(crate) enum Power {
     Off,
 }
 
+/// Where a vCPU is, as the core alone tracks it: schedulers are told of
+/// each change and keep no state of their own about it, so a wake-up can
+/// never put a vCPU in a run queue while a CPU runs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RunState {
+    /// Not runnable (off, blocked in WFI, or its VM stopped): the scheduler
+    /// does not hold it.
+    Parked,
+    /// The scheduler holds it and may hand it to any CPU.
+    Queued,
+    /// Loaded on this CPU: in the guest, or its exit being handled.
+    OnCpu(CpuId),
+}
+
 /// A vCPU: its registers and what the core tracks about it.
 pub(crate) struct Vcpu<C> {
     /// Index of its VM in the hypervisor's VMs, and its own in the VM.
     pub vm: usize,
     pub index: u32,
     pub power: Power,
+    pub run: RunState,
     /// What the scheduler is told about it.
     pub sched: VcpuParams,
     /// Its registers; taken out while a CPU runs it.
@@ -165,6 +180,7 @@ pub(crate) fn build<P: Platform, V: Vgic>(
                 vm: vm_index,
                 index,
                 power,
+                run: RunState::Parked,
                 sched: VcpuParams {
                     vm: id,
                     weight,
