@@ -83,6 +83,12 @@ pub trait Vgic {
     /// current; completed entries become free.
     fn sync(&mut self, vcpu: usize, lrs: &mut [ListReg]);
 
+    /// `vcpu` turned off (PSCI CPU_OFF) with its list registers as last
+    /// synced: what was pending there goes back to the distributor (and to
+    /// whichever vCPU it is routed to now), what was active is dropped, and
+    /// nothing stays "in a list register" of a vCPU that will not run.
+    fn release_lrs(&mut self, vcpu: usize) -> Effects;
+
     /// Whether `vcpu` has an interrupt pending that it would take: a vCPU
     /// in WFI with one does not block.
     fn has_pending(&self, vcpu: usize) -> bool;

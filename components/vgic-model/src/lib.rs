@@ -532,6 +532,24 @@ impl<R: Routing> Model<R> {
         }
     }
 
+    /// See [`hv::vgic::Vgic::release_lrs`].
+    pub fn release_lrs(&mut self, vcpu: usize) -> u64 {
+        let Some(cpu) = self.cpus.get_mut(vcpu) else {
+            return 0;
+        };
+        let held = core::mem::take(&mut cpu.lrs);
+        let mut kick = 0;
+        for lr in held.iter().filter(|lr| !lr.is_free()) {
+            // Pending goes back to the distributor, to be routed afresh; the
+            // active state ends with the CPU interface that held it.
+            if pending_active(lr.state).0 {
+                self.set_pending(vcpu, lr.intid, lr.source, true);
+                kick |= self.kick_for(vcpu, lr.intid);
+            }
+        }
+        kick
+    }
+
     /// See [`hv::vgic::Vgic::has_pending`].
     pub fn has_pending(&self, vcpu: usize) -> bool {
         vcpu < self.cpus.len()

@@ -285,6 +285,37 @@ fn an_spi_one_vcpu_holds_is_not_given_to_another() {
 }
 
 #[test]
+fn an_spi_held_by_a_vcpu_that_turns_off_goes_to_its_new_target() {
+    let mut gic = enabled(2);
+    set_bit(&mut gic, 0, ISENABLER, SPI);
+    set_bit(&mut gic, 0, ISENABLER, SPI + 1);
+    gic.raise(0, SPI, 0);
+    gic.raise(0, SPI + 1, 0);
+    let mut lrs0 = [ListReg::default(); 4];
+    gic.flush(0, &mut lrs0);
+    lrs0[0].state = LrState::Active;
+    gic.sync(0, &mut lrs0);
+    // vCPU 0 calls CPU_OFF with SPI active and SPI + 1 pending in its list
+    // registers; the guest routes both to vCPU 1, which had nothing.
+    // SPI + 1 is pending for vCPU 0 again (the core wakes no vCPU that is off).
+    assert_eq!(gic.release_lrs(0), 1 << 0);
+    route(&mut gic, SPI, 1);
+    route(&mut gic, SPI + 1, 1);
+    assert!(!gic.in_flight(0, SPI), "the active state ended with vCPU 0");
+    let mut lrs1 = [ListReg::default(); 4];
+    assert!(!gic.flush(1, &mut lrs1), "nothing waits on vCPU 0");
+    assert_eq!(live(&lrs1), [(SPI + 1, LrState::Pending)]);
+    // Raised again, SPI goes to vCPU 1 at once.
+    assert_eq!(gic.raise(0, SPI, 0), 1 << 1);
+    assert!(!gic.flush(1, &mut lrs1));
+    assert_eq!(
+        live(&lrs1),
+        [(SPI + 1, LrState::Pending), (SPI, LrState::Pending)]
+    );
+    assert_eq!(gic.release_lrs(7), 0, "no such vCPU");
+}
+
+#[test]
 fn raise_of_a_private_interrupt_is_for_that_vcpu_only() {
     let mut gic = enabled(2);
     set_bit(&mut gic, 1, ISENABLER, TIMER);

@@ -299,6 +299,12 @@ impl Vgic for VgicV2 {
         self.model.sync(vcpu, lrs)
     }
 
+    fn release_lrs(&mut self, vcpu: usize) -> Effects {
+        Effects {
+            kick: self.model.release_lrs(vcpu),
+        }
+    }
+
     fn has_pending(&self, vcpu: usize) -> bool {
         self.model.has_pending(vcpu)
     }

@@ -120,6 +120,19 @@ pub struct Board {
 /// The SGI one CPU sends another to make it look for work.
 const KICK_SGI: u32 = 0;
 
+/// The hypervisor's timer outranks its other interrupts. The hypervisor
+/// takes one interrupt per exit, lowest priority value first, then lowest
+/// INTID; a guest that keeps one of those asserted (a maintenance interrupt
+/// it provokes, kicks its siblings cause) must not starve the timer that
+/// ends its time slice.
+fn irq_priority(irq: u32) -> u8 {
+    if irq == c::HYP_TIMER_IRQ {
+        0x70
+    } else {
+        0x80
+    }
+}
+
 impl Board {
     pub fn new() -> Board {
         Board {
@@ -156,6 +169,10 @@ impl Platform for Board {
 
     fn vcpu_put(&mut self, ctx: &mut VcpuContext) {
         self.vif.save(&mut ctx.gic);
+        // No maintenance interrupt for a vCPU that is not here (an idle
+        // CPU would wake for it again and again); `write_lrs` turns the
+        // interface on for the next one.
+        self.vif.set_hcr(false, false);
         hyp::vcpu_put(&mut ctx.cpu);
     }
 

@@ -146,7 +146,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// pending for (bit n: its vCPU n), and has their list registers looked
     /// at before they run again; one running on another CPU is kicked out
     /// of the guest so that happens now.
-    fn kick(&mut self, vcpu: VcpuId, effects: Effects) {
+    pub(super) fn kick(&mut self, vcpu: VcpuId, effects: Effects) {
         self.vcpus[vcpu.0 as usize].irq_dirty = true;
         let vm = self.vm_of(vcpu);
         for (bit, index) in self.vms[vm].vcpu_indices().enumerate() {

@@ -131,6 +131,16 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
 
     fn cpu_off(&mut self, vcpu: VcpuId) {
         self.vcpus[vcpu.0 as usize].power = Power::Off;
+        // Its list registers were synced when it trapped. Left there, an
+        // interrupt would stay "held" by a vCPU that never runs again: no
+        // sibling could take it, and the one it is routed to would ask for
+        // a maintenance interrupt on every entry.
+        let (vm, index) = self.vm_and_index(vcpu);
+        let effects = self.vms[vm].vgic.release_lrs(index);
+        let state = &mut self.vcpus[vcpu.0 as usize];
+        state.lrs = [ListReg::default(); super::vm::MAX_LIST_REGS];
+        state.lrs_live = false;
+        self.kick(vcpu, effects);
         let vm = self.vm_of(vcpu);
         let all_off = self.vms[vm]
             .vcpu_indices()

@@ -110,6 +110,10 @@ impl Vgic for TestVgic {
             .map(|lr| lr.intid)
             .collect();
     }
+    fn release_lrs(&mut self, _: usize) -> Effects {
+        self.pending.append(&mut self.in_lrs);
+        Effects { kick: 1 }
+    }
     fn has_pending(&self, _: usize) -> bool {
         !self.pending.is_empty()
     }
@@ -1106,4 +1110,37 @@ fn a_16_bit_instruction_is_stepped_over_by_2_bytes() {
         hv.vcpus[0].ctx.as_ref().unwrap().pc,
         GUEST_RAM_BASE + 2 + 4 + 4
     );
+}
+
+#[test]
+fn cpu_off_gives_back_what_its_list_registers_held() {
+    const CPU_OFF: u64 = 0x8400_0002;
+    let entry = GUEST_RAM_BASE + 0x100;
+    let sgi_write = {
+        let ipa = abi::GUEST_GICD_BASE + 0xf00;
+        Step::Trap {
+            esr: 0x9380_0045, // str w0, 4 bytes
+            far: ipa,
+            hpfar: (ipa >> 12) << 4,
+        }
+    };
+    let mut hv = boot_smp(
+        2,
+        1,
+        vec![
+            vec![
+                // vCPU 1 starts with x0 = 1: its store raises SGI 1.
+                Step::SmcCall(CPU_ON, 1, entry, 1),
+                Step::Hvc(abi::HC_YIELD, 0, 0),
+                Step::Hvc(EXIT, 0, 0),
+            ],
+            vec![],
+            vec![sgi_write, Step::SmcCall(CPU_OFF, 0, 0, 0)],
+        ],
+    );
+    hv.run();
+    // Back in the distributor, it went to the vCPU still on.
+    assert_eq!(hv.vcpus[0].lrs[0].intid, 1);
+    assert_eq!(hv.vcpus[0].lrs[0].state, LrState::Pending);
+    assert!(hv.vcpus[1].lrs.iter().all(|lr| *lr == ListReg::default()));
 }

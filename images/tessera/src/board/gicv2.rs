@@ -51,8 +51,9 @@ impl Gic {
             (c::HYP_TIMER_IRQ, "hypervisor timer"),
             (c::VIRT_TIMER_IRQ, "guest virtual timer"),
             (c::MAINTENANCE_IRQ, "GIC maintenance"),
+            (super::KICK_SGI, "CPU kick"),
         ] {
-            gic.set_interrupt_priority(intid(irq), 0x80);
+            gic.set_interrupt_priority(intid(irq), super::irq_priority(irq));
             if let Err(e) = gic.enable_interrupt(intid(irq), true) {
                 hv::error!("cannot enable the {what} interrupt {irq}: {e:?}");
             }

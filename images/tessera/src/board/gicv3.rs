@@ -59,7 +59,7 @@ impl Gic {
         ] {
             let result = self
                 .gic
-                .set_interrupt_priority(intid(irq), Some(cpu), 0x80)
+                .set_interrupt_priority(intid(irq), Some(cpu), super::irq_priority(irq))
                 .and_then(|()| self.gic.enable_interrupt(intid(irq), Some(cpu), true));
             if let Err(e) = result {
                 hv::error!("cannot enable the {what} interrupt {irq}: {e:?}");
