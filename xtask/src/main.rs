@@ -36,6 +36,16 @@ enum Command {
     },
     /// List the boards, one line each
     Boards,
+    /// The property tests of guest-controlled input (host tests named
+    /// fuzz_*), longer than `test` runs them and with a fresh seed
+    Fuzz {
+        /// Cases per property
+        #[arg(long, default_value_t = 20_000)]
+        cases: u32,
+        /// Replay a seed a run printed
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Figures from ci/bench*.toml under icount, on a QEMU board
     Bench {
         #[arg(long, default_value = DEFAULT_BOARD)]
@@ -71,8 +81,8 @@ fn main() {
 
 fn run(command: Command) -> Result<()> {
     let ws = Workspace::locate()?;
-    // Every command but `boards` compiles for a board's target.
-    if !matches!(command, Command::Boards) {
+    // Every command but these compiles for a board's target.
+    if !matches!(command, Command::Boards | Command::Fuzz { .. }) {
         tools::ensure_rust(&ws.root)?;
     }
     match command {
@@ -89,6 +99,7 @@ fn run(command: Command) -> Result<()> {
         }
         Command::Test { scenarios } => test::run(&ws, &scenarios)?,
         Command::Boards => boards(&ws),
+        Command::Fuzz { cases, seed } => test::fuzz(&ws, cases, seed)?,
         Command::Bench { board } => bench::run(&ws, &board)?,
         Command::Image { board } => {
             image(&ws, &board)?;

@@ -105,12 +105,40 @@ fn workspace_shell(ws: &Workspace) -> Result<Shell> {
     Ok(sh)
 }
 
+/// The seed of the property tests in `cargo xtask test`: the same cases on
+/// every run, so CI is reproducible; `cargo xtask fuzz` draws new ones.
+const PROPTEST_SEED: &str = "20261204";
+
 /// `cargo test` of the workspace's default members (the host-side crates).
 fn host_tests(ws: &Workspace) -> Result<()> {
     let sh = workspace_shell(ws)?;
     let cargo = ws.cargo();
     cmd!(sh, "{cargo} test")
         .env("CARGO_TARGET_DIR", &ws.target)
+        .env("PROPTEST_RNG_SEED", PROPTEST_SEED)
+        .run()?;
+    Ok(())
+}
+
+/// `cargo xtask fuzz`: the property tests of guest-controlled input (the
+/// host tests named `fuzz_*`) with `cases` cases each, optimised, and a
+/// fresh seed, which it prints.
+pub fn fuzz(ws: &Workspace, cases: u32, seed: Option<u64>) -> Result<()> {
+    let sh = workspace_shell(ws)?;
+    let cargo = ws.cargo();
+    let seed = seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    println!(
+        "fuzz: {cases} cases per property, seed {seed} (again: cargo xtask fuzz --seed {seed})"
+    );
+    let (cases, seed) = (cases.to_string(), seed.to_string());
+    cmd!(sh, "{cargo} test --release -- fuzz_")
+        .env("CARGO_TARGET_DIR", &ws.target)
+        .env("PROPTEST_CASES", cases)
+        .env("PROPTEST_RNG_SEED", seed)
         .run()?;
     Ok(())
 }

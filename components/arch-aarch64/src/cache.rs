@@ -2,16 +2,17 @@
 
 use core::arch::asm;
 
-/// Cleans `bytes` to the point of coherency and invalidates the instruction
-/// cache, so a guest that starts with its MMU and caches off sees what the
-/// hypervisor wrote through its cached mapping.
-pub fn clean_to_poc(bytes: &[u8]) {
+/// Cleans `len` bytes at `address` (identity-mapped) to the point of
+/// coherency and invalidates the instruction cache, so a guest that starts
+/// with its MMU and caches off sees what the hypervisor wrote through its
+/// cached mapping. Cleaning writes nothing new: any range is safe to clean.
+pub fn clean_to_poc(address: usize, len: usize) {
     let ctr: u64;
     // SAFETY: reading CTR_EL0 has no side effects (aarch64-cpu lacks it).
     unsafe { asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) };
     let line = 4usize << ((ctr >> 16) & 0xf); // DminLine: log2 of words
-    let start = bytes.as_ptr() as usize & !(line - 1);
-    let end = bytes.as_ptr() as usize + bytes.len();
+    let start = address & !(line - 1);
+    let end = address + len;
     for addr in (start..end).step_by(line) {
         // SAFETY: cleaning a line writes back data already there; it does
         // not change memory contents as seen by any observer.

@@ -8,14 +8,15 @@ use aarch32_cpu::{
 };
 use core::arch::asm;
 
-/// Cleans `bytes` to the point of coherency and invalidates the instruction
-/// cache, so a guest that starts with its MMU and caches off sees what the
-/// hypervisor wrote through its cached mapping.
-pub fn clean_to_poc(bytes: &[u8]) {
+/// Cleans `len` bytes at `address` (identity-mapped) to the point of
+/// coherency and invalidates the instruction cache, so a guest that starts
+/// with its MMU and caches off sees what the hypervisor wrote through its
+/// cached mapping. Cleaning writes nothing new: any range is safe to clean.
+pub fn clean_to_poc(address: usize, len: usize) {
     // CTR.DminLine: log2 of the smallest data cache line, in words.
     let line = 4usize << ((<Ctr as SysRegRead>::read_raw() >> 16) & 0xf);
-    let start = bytes.as_ptr() as usize & !(line - 1);
-    let end = bytes.as_ptr() as usize + bytes.len();
+    let start = address & !(line - 1);
+    let end = address + len;
     for addr in (start..end).step_by(line) {
         clean_data_cache_line_to_poc(addr as u32);
     }

@@ -4,7 +4,7 @@
 //! layer implements, so the core is unit-tested on the host against a
 //! simulated platform. It is generic over the scheduler so each board's image
 //! is monomorphised over the scheduler its profile picked.
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, feature = "testing")), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;

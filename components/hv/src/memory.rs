@@ -1,17 +1,62 @@
 //! Guest RAM as the hypervisor sees it: one contiguous host-physical region
 //! per VM, mapped at the same guest-physical base for every VM.
+//!
+//! The hypervisor holds no Rust reference into guest RAM: sibling vCPUs
+//! write it from other CPUs at any time. It names a checked range with a
+//! [`GuestSlice`] (in the manner of Hubris' `USlice`) and copies through
+//! the platform's [`GuestMemory`], the one audited place that touches the
+//! bytes, so a guest value is read once into hypervisor memory and checked
+//! there (no double fetch).
 
 use abi::StartInfo;
 use core::mem::{offset_of, size_of};
 
-/// A VM's RAM. The slice is the hypervisor's (identity) mapping of the
-/// host-physical region; the image creates it from the VM table.
+/// A range of one VM's RAM, checked to lie inside it: host-physical address
+/// and length. Only [`GuestRam::slice`] and [`GuestRam::all`] make one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestSlice {
+    pa: u64,
+    len: u64,
+}
+
+impl GuestSlice {
+    pub fn pa(&self) -> u64 {
+        self.pa
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// How the hypervisor reads and writes guest RAM; the platform implements
+/// it with accesses that stay defined while a guest writes the same bytes.
+pub trait GuestMemory {
+    /// Copies `from` into `buf` (of `from.len()` bytes), reading each byte
+    /// once.
+    fn read_guest(&self, from: GuestSlice, buf: &mut [u8]);
+
+    /// Copies `bytes` (of `to.len()` bytes) into guest RAM.
+    fn write_guest(&mut self, to: GuestSlice, bytes: &[u8]);
+
+    /// Sets every byte of `to` to zero. The core calls it only while no
+    /// vCPU of that VM runs (it is being built, or reset once quiet), so a
+    /// platform may clear the range with plain stores.
+    fn zero_guest(&mut self, to: GuestSlice);
+}
+
+/// A VM's RAM: where it is, not a mapping of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GuestRam {
     /// Guest-physical base ([`abi::GUEST_RAM_BASE`]).
     pub ipa_base: u64,
     /// Host-physical base.
     pub pa_base: u64,
-    mem: &'static mut [u8],
+    size: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,55 +68,67 @@ pub enum MemoryError {
 }
 
 impl GuestRam {
-    pub fn new(ipa_base: u64, pa_base: u64, mem: &'static mut [u8]) -> Self {
+    pub fn new(ipa_base: u64, pa_base: u64, size: u64) -> Self {
         GuestRam {
             ipa_base,
             pa_base,
-            mem,
+            size,
         }
     }
 
     pub fn size(&self) -> u64 {
-        self.mem.len() as u64
+        self.size
     }
 
-    /// The bytes at guest-physical `ipa..ipa+len`, if all inside this RAM.
-    pub fn read(&self, ipa: u64, len: u64) -> Result<&[u8], MemoryError> {
+    /// Guest-physical `ipa..ipa+len`, if all of it is inside this RAM.
+    pub fn slice(&self, ipa: u64, len: u64) -> Result<GuestSlice, MemoryError> {
         let out = MemoryError::OutOfRange { ipa, len };
         let start = ipa.checked_sub(self.ipa_base).ok_or(out)?;
         let end = start.checked_add(len).ok_or(out)?;
-        if end > self.size() {
+        if end > self.size {
             return Err(out);
         }
-        Ok(&self.mem[start as usize..end as usize])
+        Ok(GuestSlice {
+            pa: self.pa_base + start,
+            len,
+        })
+    }
+
+    /// The whole RAM.
+    pub fn all(&self) -> GuestSlice {
+        GuestSlice {
+            pa: self.pa_base,
+            len: self.size,
+        }
     }
 
     /// Guest-physical address of the start-info page (the last 4 KiB).
     pub fn start_info_ipa(&self) -> u64 {
-        self.ipa_base + self.size() - START_INFO_PAGE
+        self.ipa_base + self.size - START_INFO_PAGE
     }
 
     /// Clears the RAM, copies the guest image to its base and writes the
     /// start info into its last page, so nothing of an earlier tenant
     /// survives into the new VM.
-    pub fn load(&mut self, image: &[u8], info: &StartInfo) -> Result<(), MemoryError> {
-        let ram = self.mem.len();
-        if image.len() as u64 > self.size() - START_INFO_PAGE {
+    pub fn load(
+        &self,
+        memory: &mut impl GuestMemory,
+        image: &[u8],
+        info: &StartInfo,
+    ) -> Result<(), MemoryError> {
+        if image.len() as u64 > self.size.saturating_sub(START_INFO_PAGE) {
             return Err(MemoryError::TooBig {
                 image: image.len(),
-                ram,
+                ram: self.size as usize,
             });
         }
-        self.mem.fill(0);
-        self.mem[..image.len()].copy_from_slice(image);
-        let page = ram - START_INFO_PAGE as usize;
-        write_start_info(&mut self.mem[page..page + size_of::<StartInfo>()], info);
+        memory.zero_guest(self.all());
+        memory.write_guest(self.slice(self.ipa_base, image.len() as u64)?, image);
+        let mut page = [0u8; size_of::<StartInfo>()];
+        write_start_info(&mut page, info);
+        let at = self.slice(self.start_info_ipa(), page.len() as u64)?;
+        memory.write_guest(at, &page);
         Ok(())
-    }
-
-    /// The whole RAM, for cache maintenance after loading.
-    pub fn bytes(&self) -> &[u8] {
-        self.mem
     }
 }
 
@@ -110,14 +167,52 @@ fn write_start_info(out: &mut [u8], info: &StartInfo) {
     put(out, offset_of!(StartInfo, cmdline), &info.cmdline);
 }
 
+/// Guest RAM for host tests: sparse 4 KiB pages, zero until written.
+#[cfg(any(test, feature = "testing"))]
+#[derive(Default)]
+pub struct SparseRam(std::collections::BTreeMap<u64, std::boxed::Box<[u8; 4096]>>);
+
+#[cfg(any(test, feature = "testing"))]
+impl GuestMemory for SparseRam {
+    fn read_guest(&self, from: GuestSlice, buf: &mut [u8]) {
+        assert_eq!(buf.len() as u64, from.len());
+        for (i, byte) in buf.iter_mut().enumerate() {
+            let pa = from.pa() + i as u64;
+            *byte = self
+                .0
+                .get(&(pa >> 12))
+                .map_or(0, |page| page[(pa & 0xfff) as usize]);
+        }
+    }
+
+    fn write_guest(&mut self, to: GuestSlice, bytes: &[u8]) {
+        assert_eq!(bytes.len() as u64, to.len());
+        for (i, &byte) in bytes.iter().enumerate() {
+            let pa = to.pa() + i as u64;
+            let page = self
+                .0
+                .entry(pa >> 12)
+                .or_insert_with(|| std::boxed::Box::new([0; 4096]));
+            page[(pa & 0xfff) as usize] = byte;
+        }
+    }
+
+    fn zero_guest(&mut self, to: GuestSlice) {
+        let pages = to.pa() >> 12..(to.pa() + to.len()).div_ceil(4096);
+        for page in pages.clone() {
+            let first = (page << 12).max(to.pa());
+            let last = ((page + 1) << 12).min(to.pa() + to.len());
+            if let Some(bytes) = self.0.get_mut(&page) {
+                bytes[(first & 0xfff) as usize..][..(last - first) as usize].fill(0);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use abi::{CMDLINE_LEN, GUEST_RAM_BASE, START_INFO_MAGIC, VM_NAME_LEN};
-
-    pub(crate) fn leak_ram(size: usize) -> &'static mut [u8] {
-        Box::leak(vec![0xAAu8; size].into_boxed_slice())
-    }
 
     fn info() -> StartInfo {
         let mut name = [0; VM_NAME_LEN];
@@ -135,20 +230,31 @@ mod tests {
         }
     }
 
+    fn read(memory: &SparseRam, slice: GuestSlice) -> Vec<u8> {
+        let mut buf = vec![0; slice.len() as usize];
+        memory.read_guest(slice, &mut buf);
+        buf
+    }
+
     #[test]
-    fn read_is_bounded_by_ram() {
-        let ram = GuestRam::new(GUEST_RAM_BASE, 0x8000_0000, leak_ram(8192));
-        assert_eq!(ram.read(GUEST_RAM_BASE, 8192).unwrap().len(), 8192);
-        assert_eq!(ram.read(GUEST_RAM_BASE + 8191, 1).unwrap().len(), 1);
+    fn slices_are_bounded_by_ram() {
+        let ram = GuestRam::new(GUEST_RAM_BASE, 0x8000_0000, 8192);
+        let all = ram.slice(GUEST_RAM_BASE, 8192).unwrap();
+        assert_eq!((all.pa(), all.len()), (0x8000_0000, 8192));
+        assert_eq!(all, ram.all());
+        let last = ram.slice(GUEST_RAM_BASE + 8191, 1).unwrap();
+        assert_eq!((last.pa(), last.len()), (0x8000_1fff, 1));
+        assert!(ram.slice(GUEST_RAM_BASE + 8192, 0).unwrap().is_empty());
         for (ipa, len) in [
             (GUEST_RAM_BASE - 1, 1),
             (GUEST_RAM_BASE + 8192, 1),
             (GUEST_RAM_BASE + 8191, 2),
             (GUEST_RAM_BASE, u64::MAX),
             (u64::MAX, 2),
+            (0, 0),
         ] {
             assert_eq!(
-                ram.read(ipa, len),
+                ram.slice(ipa, len),
                 Err(MemoryError::OutOfRange { ipa, len })
             );
         }
@@ -156,28 +262,36 @@ mod tests {
 
     #[test]
     fn load_clears_copies_and_writes_start_info() {
-        let mut ram = GuestRam::new(GUEST_RAM_BASE, 0x8000_0000, leak_ram(64 * 1024));
-        ram.load(&[1, 2, 3], &info()).unwrap();
-        assert_eq!(&ram.bytes()[..4], &[1, 2, 3, 0]);
+        let ram = GuestRam::new(GUEST_RAM_BASE, 0x8000_0000, 64 * 1024);
+        let mut memory = SparseRam::default();
+        // An earlier tenant's bytes, everywhere.
+        memory.write_guest(ram.all(), &vec![0xaa; 64 * 1024]);
+        ram.load(&mut memory, &[1, 2, 3], &info()).unwrap();
+        let bytes = read(&memory, ram.all());
+        assert_eq!(&bytes[..4], &[1, 2, 3, 0]);
         let si = ram.start_info_ipa();
         assert_eq!(si, GUEST_RAM_BASE + 60 * 1024);
-        let page = ram.read(si, size_of::<StartInfo>() as u64).unwrap();
+        let page = &bytes[60 * 1024..];
         assert_eq!(&page[..4], &START_INFO_MAGIC.to_le_bytes());
         assert_eq!(&page[8..12], &7u32.to_le_bytes());
         assert_eq!(&page[32..35], b"vm0");
-        assert!(ram.bytes()[4..page.len()].iter().all(|&b| b == 0));
+        let info_len = size_of::<StartInfo>();
+        assert!(bytes[3..60 * 1024].iter().all(|&b| b == 0));
+        assert!(page[info_len..].iter().all(|&b| b == 0));
     }
 
     #[test]
     fn load_refuses_an_image_over_the_start_info_page() {
-        let mut ram = GuestRam::new(GUEST_RAM_BASE, 0, leak_ram(8192));
+        let ram = GuestRam::new(GUEST_RAM_BASE, 0, 8192);
         let image = vec![0u8; 4097];
         assert_eq!(
-            ram.load(&image, &info()),
+            ram.load(&mut SparseRam::default(), &image, &info()),
             Err(MemoryError::TooBig {
                 image: 4097,
                 ram: 8192
             })
         );
+        let tiny = GuestRam::new(GUEST_RAM_BASE, 0, 0);
+        assert!(tiny.load(&mut SparseRam::default(), &[], &info()).is_err());
     }
 }

@@ -49,8 +49,9 @@ pub trait VcpuRegs {
     fn set_pc(&mut self, pc: u64);
 }
 
-/// The board as the core uses it.
-pub trait Platform {
+/// The board as the core uses it. Guest RAM is reached only through its
+/// [`GuestMemory`](crate::memory::GuestMemory).
+pub trait Platform: crate::memory::GuestMemory {
     /// A vCPU's whole state (general, system and FP registers).
     type Context: VcpuRegs;
 
@@ -134,5 +135,5 @@ pub trait Platform {
     /// Makes freshly written guest memory visible to a guest that starts with
     /// its MMU and caches off (clean to the point of coherency, invalidate
     /// the instruction cache).
-    fn sync_guest_memory(&mut self, bytes: &[u8]);
+    fn sync_guest_memory(&mut self, ram: crate::memory::GuestSlice);
 }

@@ -4,8 +4,10 @@
 use crate::arch::relax::Mutex;
 use crate::arch::{self, cache, timer};
 use crate::composition as c;
+use crate::guest_ram;
 use crate::hyp;
 use core::ptr::NonNull;
+use hv::memory::{GuestMemory, GuestSlice};
 use hv::{sched::CpuId, vgic::ListReg, GuestWidth, Platform, RawExit, VcpuRegs};
 use safe_mmio::UniqueMmioPointer;
 use spin::Once;
@@ -64,13 +66,18 @@ pub fn early_message(_el: u64, text: &str) {
     uart_at(c::UART_BASE).write_bytes(text.as_bytes());
 }
 
-/// The hypervisor's mapping of a VM's RAM.
-pub fn vm_ram(base: u64, size: u64) -> &'static mut [u8] {
-    // SAFETY: the composer placed each VM's RAM inside board RAM, apart from
-    // the hypervisor and from every other VM, and the VM table lists each
-    // region once, so this is the only reference to it. The guest writes the
-    // same memory only while the hypervisor is not running on this CPU.
-    unsafe { core::slice::from_raw_parts_mut(base as *mut u8, size as usize) }
+impl GuestMemory for Board {
+    fn read_guest(&self, from: GuestSlice, buf: &mut [u8]) {
+        guest_ram::read(from, buf);
+    }
+
+    fn write_guest(&mut self, to: GuestSlice, bytes: &[u8]) {
+        guest_ram::write(to, bytes);
+    }
+
+    fn zero_guest(&mut self, to: GuestSlice) {
+        guest_ram::zero(to);
+    }
 }
 
 /// arm-gic's interrupt ID for a raw INTID (the crate has no conversion).
@@ -257,7 +264,7 @@ impl Platform for Board {
         cache::flush_guest_tlbs();
     }
 
-    fn sync_guest_memory(&mut self, bytes: &[u8]) {
-        cache::clean_to_poc(bytes);
+    fn sync_guest_memory(&mut self, ram: GuestSlice) {
+        cache::clean_to_poc(ram.pa() as usize, ram.len() as usize);
     }
 }

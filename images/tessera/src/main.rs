@@ -8,6 +8,7 @@
 extern crate alloc;
 
 mod board;
+mod guest_ram;
 
 #[allow(dead_code)]
 mod composition {
@@ -167,11 +168,7 @@ fn vm_descs(table: &VmTable<'static>) -> Vec<VmDesc> {
             name: vm.name,
             guest: vm.guest,
             cmdline: vm.cmdline,
-            ram: GuestRam::new(
-                abi::GUEST_RAM_BASE,
-                vm.ram_base,
-                board::vm_ram(vm.ram_base, vm.ram_size),
-            ),
+            ram: GuestRam::new(abi::GUEST_RAM_BASE, vm.ram_base, vm.ram_size),
             image: c::GUEST_IMAGES[vm.image as usize],
             weight: vm.weight,
             cap_percent: vm.cap_percent,

@@ -283,9 +283,13 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         }
         let vm = self.vm_of(vcpu);
         let vm = &mut self.vms[vm];
-        let Ok(bytes) = vm.ram.read(ipa, len) else {
+        let Ok(from) = vm.ram.slice(ipa, len) else {
             return Error::InvalidAddress as i64;
         };
+        // Read once, into hypervisor memory, before anything looks at it.
+        let mut copy = [0u8; abi::CONSOLE_WRITE_MAX as usize];
+        let bytes = &mut copy[..len as usize];
+        self.platform.read_guest(from, bytes);
         let lines = vm
             .console
             .write(vm.name, bytes, &mut |line: &[u8]| log::write_line(line));

@@ -120,7 +120,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             return ON_PENDING;
         }
         let ram = &self.vms[state.vm].ram;
-        if ram.read(entry, 4).is_err() {
+        if ram.slice(entry, 4).is_err() {
             return INVALID_ADDRESS;
         }
         self.reset_vcpu(target, entry, context);
@@ -189,8 +189,8 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         self.vms[vm].reset_requested = false;
         let info = self.vms[vm].start_info;
         let image = self.vms[vm].image;
-        let ram = &mut self.vms[vm].ram;
-        if ram.load(image, &info).is_err() {
+        let ram = self.vms[vm].ram;
+        if ram.load(&mut self.platform, image, &info).is_err() {
             let first = VcpuId(self.vms[vm].first_vcpu as u32);
             self.stop(
                 first,
@@ -198,7 +198,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             );
             return;
         }
-        self.platform.sync_guest_memory(self.vms[vm].ram.bytes());
+        self.platform.sync_guest_memory(ram.all());
         self.vms[vm].vgic = V::new(self.vms[vm].vcpus as usize);
         let first = self.vms[vm].first_vcpu;
         let start_info = self.vms[vm].ram.start_info_ipa();

@@ -4,7 +4,7 @@ use super::*;
 use crate::platform::GuestWidth;
 use crate::{
     log,
-    memory::GuestRam,
+    memory::{GuestMemory, GuestRam, GuestSlice, SparseRam},
     platform::{ExitKind, RawExit, VcpuRegs},
     vgic::{Effects, ListReg, LrState},
 };
@@ -188,6 +188,19 @@ struct Mock {
     guest_timer_masked: bool,
     /// CPUs kicked, in order.
     kicks: Vec<u32>,
+    ram: SparseRam,
+}
+
+impl GuestMemory for Mock {
+    fn read_guest(&self, from: GuestSlice, buf: &mut [u8]) {
+        self.ram.read_guest(from, buf);
+    }
+    fn write_guest(&mut self, to: GuestSlice, bytes: &[u8]) {
+        self.ram.write_guest(to, bytes);
+    }
+    fn zero_guest(&mut self, to: GuestSlice) {
+        self.ram.zero_guest(to);
+    }
 }
 
 impl Platform for Mock {
@@ -346,7 +359,7 @@ impl Platform for Mock {
         lrs.copy_from_slice(&self.lrs);
     }
     fn flush_guest_tlbs(&mut self) {}
-    fn sync_guest_memory(&mut self, _: &[u8]) {}
+    fn sync_guest_memory(&mut self, _: GuestSlice) {}
 }
 
 const MIB2: usize = 2 << 20;
@@ -354,11 +367,7 @@ const EXIT: u64 = abi::HC_VM_EXIT;
 const WRITE: u64 = abi::HC_CONSOLE_WRITE;
 
 fn vm(name: &'static str, pa: u64, image: &'static [u8]) -> VmDesc {
-    let ram = GuestRam::new(
-        GUEST_RAM_BASE,
-        pa,
-        Box::leak(vec![0u8; MIB2].into_boxed_slice()),
-    );
+    let ram = GuestRam::new(GUEST_RAM_BASE, pa, MIB2 as u64);
     VmDesc {
         name,
         guest: "test",

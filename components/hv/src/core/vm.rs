@@ -140,7 +140,7 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         name,
         guest,
         cmdline,
-        mut ram,
+        ram,
         image,
         weight,
         cap_percent,
@@ -158,9 +158,9 @@ pub(crate) fn build<P: Platform, V: Vgic>(
             .map_err(|_| "the GIC virtual CPU interface cannot be mapped")?;
     }
     let start_info = start_info(id, name, cmdline, ram.size(), vcpus);
-    ram.load(image, &start_info)
+    ram.load(platform, image, &start_info)
         .map_err(|_| "its guest image does not fit in its RAM")?;
-    platform.sync_guest_memory(ram.bytes());
+    platform.sync_guest_memory(ram.all());
     info!(
         "vm {name}: guest {guest} ({}), {vcpus} vCPU, RAM {:#x}..{:#x} ({} MiB) at IPA {GUEST_RAM_BASE:#x}, image {} bytes",
         width.name(),
