@@ -81,12 +81,18 @@ extern "C" fn tessera_main(_dtb: u64) -> ! {
         &table.windows,
     );
     info!("starting {} VMs", hv.running_vms());
+    // From here on, CPUs write console output after leaving the lock.
+    hv::log::queue_output(1 + table.vms.len(), CONSOLE_QUOTA);
     let hv = HYPERVISOR.call_once(|| Mutex::new(hv));
     start_secondaries();
     cpu_loop(hv, CpuId(0))
 }
 
 type Tessera = Hypervisor<board::Board, c::Scheduler, c::Vgic>;
+
+/// Bytes of console output each VM (and the hypervisor) may have waiting for
+/// the UART: about ten full lines.
+const CONSOLE_QUOTA: usize = 2048;
 
 /// The hypervisor, shared by the CPUs: each takes the lock for hypervisor
 /// work and runs guests without it.
@@ -117,7 +123,8 @@ extern "C" fn tessera_secondary_main(cpu: u64) -> ! {
 }
 
 /// One physical CPU's life: run what the scheduler gives it, idle in WFI
-/// when there is nothing, power off when no VM is left.
+/// when there is nothing, power off when no VM is left. Console output is
+/// written between, with the hypervisor's lock let go.
 fn cpu_loop(hv: &Mutex<Tessera>, cpu: CpuId) -> ! {
     loop {
         let work = hv.lock().next_work(cpu);
@@ -127,14 +134,17 @@ fn cpu_loop(hv: &Mutex<Tessera>, cpu: CpuId) -> ! {
                 hv.lock().after_run(cpu, vcpu, ctx, exit);
             }
             Work::Idle => {
+                hv::log::drain();
                 arch::wfi();
                 hv.lock().after_idle(cpu);
             }
             Work::Finished => {
                 info!("all VMs stopped, powering off");
+                hv::log::drain();
                 psci::system_off()
             }
         }
+        hv::log::drain();
     }
 }
 

@@ -281,8 +281,8 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         if len > abi::CONSOLE_WRITE_MAX {
             return Error::InvalidParameter as i64;
         }
-        let vm = self.vm_of(vcpu);
-        let vm = &mut self.vms[vm];
+        let vm_index = self.vm_of(vcpu);
+        let vm = &mut self.vms[vm_index];
         let Ok(from) = vm.ram.slice(ipa, len) else {
             return Error::InvalidAddress as i64;
         };
@@ -290,9 +290,16 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         let mut copy = [0u8; abi::CONSOLE_WRITE_MAX as usize];
         let bytes = &mut copy[..len as usize];
         self.platform.read_guest(from, bytes);
-        let lines = vm
-            .console
-            .write(vm.name, bytes, &mut |line: &[u8]| log::write_line(line));
+        let lines = vm.console.write(vm.name, bytes, &mut |line: &[u8]| {
+            log::write_guest_line(vm_index, line);
+        });
+        let lost = log::take_lost(vm_index + 1);
+        if lost > 0 {
+            info!(
+                "VM {} lost {lost} bytes of console output: it prints faster than the UART drains",
+                vm.name
+            );
+        }
         if lines > 0 && self.first_guest_line.is_none() {
             let at = self.platform.counter();
             self.first_guest_line = Some(at);
@@ -302,10 +309,11 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     }
 
     fn flush_console(&mut self, vcpu: VcpuId) {
-        let vm = self.vm_of(vcpu);
-        let vm = &mut self.vms[vm];
-        vm.console
-            .flush(vm.name, &mut |line: &[u8]| log::write_line(line));
+        let vm_index = self.vm_of(vcpu);
+        let vm = &mut self.vms[vm_index];
+        vm.console.flush(vm.name, &mut |line: &[u8]| {
+            log::write_guest_line(vm_index, line);
+        });
     }
 
     /// Stops a VM for a fault of its own, saying why; the others go on.

@@ -247,7 +247,10 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             }
             exit::Next::Block
         };
-        if !matches!(next, exit::Next::Resume) || !self.can_run(vcpu) {
+        // Whatever stops the VM or turns this vCPU off while its exit is
+        // handled says so in `next`.
+        debug_assert!(!matches!(next, exit::Next::Resume) || self.can_run(vcpu));
+        if !matches!(next, exit::Next::Resume) {
             self.unload(cpu, vcpu);
         }
     }
