@@ -14,7 +14,7 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
-use spin::{Mutex, Once};
+use spin::{mutex::SpinMutex, Once};
 
 /// Where log lines go. Implemented by the image over its console driver.
 pub trait Sink: Sync {
@@ -23,7 +23,23 @@ pub trait Sink: Sync {
 }
 
 static SINK: Once<&'static dyn Sink> = Once::new();
-static OUTBOX: Once<Mutex<Outbox>> = Once::new();
+static OUTBOX: Once<SpinMutex<Outbox, BoardRelax>> = Once::new();
+/// How a CPU waits for the outbox lock: the board's way ([`queue_output`]).
+static RELAX: Once<fn()> = Once::new();
+
+/// Waits as the board said to: a CPU that spins without yielding burns
+/// its whole time slice under QEMU's round-robin TCG, where the lock's
+/// holder cannot run meanwhile.
+struct BoardRelax;
+
+impl spin::RelaxStrategy for BoardRelax {
+    fn relax() {
+        match RELAX.get() {
+            Some(relax) => relax(),
+            None => core::hint::spin_loop(),
+        }
+    }
+}
 /// A CPU is writing the outbox to the sink; others leave it to that one.
 static DRAINING: AtomicBool = AtomicBool::new(false);
 
@@ -99,9 +115,11 @@ impl Outbox {
 }
 
 /// From now on, lines are queued for [`drain`]: `sources` sources (the
-/// hypervisor and each VM) of `quota` bytes each.
-pub fn queue_output(sources: usize, quota: usize) {
-    OUTBOX.call_once(|| Mutex::new(Outbox::new(sources, quota)));
+/// hypervisor and each VM) of `quota` bytes each; a CPU that waits for the
+/// outbox calls `relax` while it spins.
+pub fn queue_output(sources: usize, quota: usize, relax: fn()) {
+    RELAX.call_once(|| relax);
+    OUTBOX.call_once(|| SpinMutex::new(Outbox::new(sources, quota)));
 }
 
 /// Writes the queued lines to the sink, unless another CPU is at it.

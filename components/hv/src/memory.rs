@@ -123,12 +123,41 @@ impl GuestRam {
             });
         }
         memory.zero_guest(self.all());
-        memory.write_guest(self.slice(self.ipa_base, image.len() as u64)?, image);
+        self.place(memory, image, info).map(|_| ())
+    }
+
+    /// What [`load`](Self::load) writes after clearing: the image at the
+    /// base, the start info in the last page. Returns the slice written
+    /// from the base.
+    pub fn place(
+        &self,
+        memory: &mut impl GuestMemory,
+        image: &[u8],
+        info: &StartInfo,
+    ) -> Result<GuestSlice, MemoryError> {
+        if image.len() as u64 > self.size.saturating_sub(START_INFO_PAGE) {
+            return Err(MemoryError::TooBig {
+                image: image.len(),
+                ram: self.size as usize,
+            });
+        }
+        let image_slice = self.slice(self.ipa_base, image.len() as u64)?;
+        memory.write_guest(image_slice, image);
         let mut page = [0u8; size_of::<StartInfo>()];
         write_start_info(&mut page, info);
         let at = self.slice(self.start_info_ipa(), page.len() as u64)?;
         memory.write_guest(at, &page);
-        Ok(())
+        Ok(image_slice)
+    }
+
+    /// The `n`-th `chunk`-byte piece of the RAM (the last may be shorter),
+    /// if there is one.
+    pub fn chunk(&self, n: u64, chunk: u64) -> Option<GuestSlice> {
+        let start = n.checked_mul(chunk).filter(|&s| s < self.size)?;
+        Some(GuestSlice {
+            pa: self.pa_base + start,
+            len: chunk.min(self.size - start),
+        })
     }
 }
 

@@ -442,6 +442,16 @@ fn run<S: Scheduler, V: Vgic>(
                     );
                     held[cpu] = Some((vcpu, ctx));
                 }
+                Work::Zero(vcpu, chunk) => {
+                    let elsewhere = held.iter().flatten().any(|(v, _)| *v == vcpu);
+                    prop_assert!(
+                        !elsewhere,
+                        "{vcpu:?} clears RAM on CPU {cpu} while another CPU runs it"
+                    );
+                    let sim = hv.platform();
+                    sim.zero_guest(chunk);
+                    hv.after_zero(CpuId(cpu as u32), vcpu);
+                }
                 Work::Idle => {
                     // Whatever woke the CPU: its timer, a kick, or nothing.
                     let sim = hv.platform();

@@ -238,6 +238,20 @@ impl GicFrame {
     }
 }
 
+/// Makes shared interrupt `intid` (32..[`INTID_LIMIT`]) pending at the
+/// distributor (`GICD_ISPENDR`), as a device asserting it would.
+pub fn set_pending(intid: u32) {
+    assert!(
+        (32..INTID_LIMIT).contains(&intid),
+        "SPI {intid} out of range"
+    );
+    let (offset, bit) = bank(intid);
+    arch::gic_write32(GicFrame::Distributor, GICD_ISPENDR + offset, bit);
+}
+
+/// `GICD_ISPENDR0`, the same offset on both GIC versions.
+const GICD_ISPENDR: u64 = 0x200;
+
 /// Offset of `intid`'s 32-bit register in a one-bit-per-INTID bank, and
 /// its bit there.
 const fn bank(intid: u32) -> (u64, u32) {

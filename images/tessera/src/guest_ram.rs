@@ -2,12 +2,12 @@
 //!
 //! Guest RAM is never a Rust reference: a VM's other vCPUs write it from
 //! other CPUs at any time, so plain loads and stores of it would race. Reads
-//! and writes here are relaxed atomic byte accesses, which stay defined
-//! however the guest races with them (the guest may see a mix of old and new
-//! bytes; so may we, and each byte is read once). Only clearing, done while
+//! and writes here are relaxed atomic accesses of bytes and aligned words,
+//! which stay defined however the guest races with them (the guest may see
+//! a mix of old and new bytes; so may we, and each byte is read once). Only clearing, done while
 //! none of the VM's vCPUs runs, uses plain stores.
 
-use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
 use hv::memory::GuestSlice;
 
 /// The atomic byte at host-physical `pa` of a guest slice.
@@ -22,6 +22,24 @@ fn byte(pa: u64) -> &'static AtomicU8 {
     unsafe { AtomicU8::from_ptr(pa as usize as *mut u8) }
 }
 
+/// The atomic word at host-physical `pa`, word-aligned, of a guest slice.
+fn word(pa: u64) -> &'static AtomicUsize {
+    // SAFETY: as for `byte`; callers pass a word-aligned address whose whole
+    // word lies inside the slice.
+    unsafe { AtomicUsize::from_ptr(pa as usize as *mut usize) }
+}
+
+const WORD: usize = size_of::<usize>();
+
+/// Splits `len` bytes at `pa` into a head and a tail of single bytes and,
+/// between them, whole aligned words: the byte offsets where the words
+/// start and end.
+fn words(pa: u64, len: usize) -> (usize, usize) {
+    let head = (pa.next_multiple_of(WORD as u64) - pa).min(len as u64) as usize;
+    let body = (len - head) / WORD * WORD;
+    (head, head + body)
+}
+
 /// Copies `from` into `buf` (`from.len()` bytes).
 pub fn read(from: GuestSlice, buf: &mut [u8]) {
     assert_eq!(
@@ -29,8 +47,15 @@ pub fn read(from: GuestSlice, buf: &mut [u8]) {
         from.len(),
         "a guest read into a buffer of its length"
     );
-    for (pa, out) in (from.pa()..).zip(buf.iter_mut()) {
-        *out = byte(pa).load(Relaxed);
+    let (first, last) = words(from.pa(), buf.len());
+    for i in (0..first).chain(last..buf.len()) {
+        buf[i] = byte(from.pa() + i as u64).load(Relaxed);
+    }
+    for (i, out) in (first..last)
+        .step_by(WORD)
+        .zip(buf[first..last].chunks_exact_mut(WORD))
+    {
+        out.copy_from_slice(&word(from.pa() + i as u64).load(Relaxed).to_ne_bytes());
     }
 }
 
@@ -41,17 +66,26 @@ pub fn write(to: GuestSlice, bytes: &[u8]) {
         to.len(),
         "a guest write of the slice's length"
     );
-    for (pa, &value) in (to.pa()..).zip(bytes) {
-        byte(pa).store(value, Relaxed);
+    let (first, last) = words(to.pa(), bytes.len());
+    for i in (0..first).chain(last..bytes.len()) {
+        byte(to.pa() + i as u64).store(bytes[i], Relaxed);
+    }
+    for (i, chunk) in (first..last)
+        .step_by(WORD)
+        .zip(bytes[first..last].chunks_exact(WORD))
+    {
+        let value = usize::from_ne_bytes(chunk.try_into().expect("a word of bytes"));
+        word(to.pa() + i as u64).store(value, Relaxed);
     }
 }
 
-/// Zeroes `to`, a VM's whole RAM at boot and at each reset (megabytes: a
-/// plain memset, not byte by byte).
+/// Zeroes `to`: a VM's whole RAM at boot, a chunk of it at a time at each
+/// reset (megabytes: a plain memset, not byte by byte).
 pub fn zero(to: GuestSlice) {
     // SAFETY: `to` lies in a VM's RAM, valid and apart from every Rust object
-    // (see `byte`). `GuestMemory::zero_guest` is called only while no vCPU
-    // of that VM runs and the hypervisor holds no reference into it, so
-    // nothing else accesses these bytes while they are written.
+    // (see `byte`). The core asks for it (`GuestMemory::zero_guest`, or
+    // `Work::Zero` to one CPU at a time) only while no vCPU of that VM runs,
+    // and the hypervisor holds no reference into guest RAM, so nothing else
+    // accesses these bytes while they are written.
     unsafe { core::ptr::write_bytes(to.pa() as usize as *mut u8, 0, to.len() as usize) };
 }

@@ -82,7 +82,9 @@ extern "C" fn tessera_main(_dtb: u64) -> ! {
     );
     info!("starting {} VMs", hv.running_vms());
     // From here on, CPUs write console output after leaving the lock.
-    hv::log::queue_output(1 + table.vms.len(), CONSOLE_QUOTA);
+    hv::log::queue_output(1 + table.vms.len(), CONSOLE_QUOTA, || {
+        <arch::relax::Yield as spin::RelaxStrategy>::relax()
+    });
     let hv = HYPERVISOR.call_once(|| Mutex::new(hv));
     start_secondaries();
     cpu_loop(hv, CpuId(0))
@@ -132,6 +134,11 @@ fn cpu_loop(hv: &Mutex<Tessera>, cpu: CpuId) -> ! {
             Work::Run(vcpu, mut ctx) => {
                 let exit = board::run_guest(&mut ctx);
                 hv.lock().after_run(cpu, vcpu, ctx, exit);
+            }
+            Work::Zero(vcpu, chunk) => {
+                guest_ram::zero(chunk);
+                arch::cache::clean_to_poc(chunk.pa() as usize, chunk.len() as usize);
+                hv.lock().after_zero(cpu, vcpu);
             }
             Work::Idle => {
                 hv::log::drain();

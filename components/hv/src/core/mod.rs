@@ -35,6 +35,10 @@ pub enum Work<C> {
     /// Run this vCPU: its state is loaded on this CPU. Hand the context
     /// back with [`Hypervisor::after_run`].
     Run(VcpuId, alloc::boxed::Box<C>),
+    /// This vCPU's VM is resetting: zero this part of its RAM and clean it
+    /// to the point of coherency, without the lock, then call
+    /// [`Hypervisor::after_zero`].
+    Zero(VcpuId, crate::memory::GuestSlice),
     /// Wait for an interrupt (WFI), then call [`Hypervisor::after_idle`].
     Idle,
     /// No VM is left.
@@ -162,6 +166,11 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                     let exit = self.platform.run(&mut ctx);
                     self.after_run(CPU, vcpu, ctx, exit);
                 }
+                Work::Zero(vcpu, chunk) => {
+                    self.platform.zero_guest(chunk);
+                    self.platform.sync_guest_memory(chunk);
+                    self.after_zero(CPU, vcpu);
+                }
                 Work::Idle => {
                     self.platform.wait_for_interrupt();
                     self.after_idle(CPU);
@@ -198,6 +207,13 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                         .descheduled(cpu, vcpu, self.platform.counter(), false);
                     self.vcpus[vcpu.0 as usize].run = RunState::Parked;
                     return self.next_work(cpu);
+                }
+                Pick::Run { vcpu, .. } if self.reset_chunk(vcpu).is_some() => {
+                    let chunk = self.reset_chunk(vcpu).expect("just checked");
+                    self.vcpus[vcpu.0 as usize].run = RunState::OnCpu(cpu);
+                    self.vcpus[vcpu.0 as usize].run_started = self.platform.counter();
+                    self.cpus[cpu.0 as usize].running = Some(vcpu);
+                    return Work::Zero(vcpu, chunk);
                 }
                 Pick::Run { vcpu, until } => {
                     self.cpus[cpu.0 as usize].slice_end = until;
@@ -373,6 +389,15 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// Takes `vcpu`'s state off `cpu` and tells the scheduler whether it
     /// can still run (preempted, yielded) or not (blocked, off, stopped).
     fn unload(&mut self, cpu: CpuId, vcpu: VcpuId) {
+        let state = &mut self.vcpus[vcpu.0 as usize];
+        self.platform
+            .vcpu_put(state.ctx.as_deref_mut().expect("handed back"));
+        self.leave_cpu(cpu, vcpu);
+    }
+
+    /// `vcpu` is off `cpu` (its state saved, or never loaded): its CPU time
+    /// counted, the scheduler told.
+    fn leave_cpu(&mut self, cpu: CpuId, vcpu: VcpuId) {
         let now = self.platform.counter();
         let runnable = self.can_run(vcpu) && !self.vcpus[vcpu.0 as usize].blocked;
         let state = &mut self.vcpus[vcpu.0 as usize];
@@ -382,8 +407,6 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             RunState::Parked
         };
         let ran = now - state.run_started;
-        self.platform
-            .vcpu_put(state.ctx.as_deref_mut().expect("handed back"));
         let vm_index = state.vm;
         let vm = &mut self.vms[vm_index];
         vm.cpu_ticks += ran;

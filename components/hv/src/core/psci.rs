@@ -46,6 +46,11 @@ const INVALID_PARAMETERS: i64 = -2;
 const ALREADY_ON: i64 = -4;
 const ON_PENDING: i64 = -5;
 const INVALID_ADDRESS: i64 = -9;
+
+/// How much of a resetting VM's RAM one CPU clears at a time, without the
+/// lock: about 2,000 ticks of memset under icount; a CPU of a shared
+/// scheduler goes back to its scheduler between chunks.
+const RESET_CHUNK: u64 = 1 << 20;
 /// MIGRATE_INFO_TYPE: no trusted OS that needs migrating.
 const NO_MIGRATION: i64 = 2;
 
@@ -187,27 +192,55 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             return;
         }
         self.vms[vm].reset_requested = false;
-        let info = self.vms[vm].start_info;
-        let image = self.vms[vm].image;
-        let ram = self.vms[vm].ram;
-        if ram.load(&mut self.platform, image, &info).is_err() {
-            let first = VcpuId(self.vms[vm].first_vcpu as u32);
-            self.stop(
-                first,
-                format_args!("its image no longer fits for the reset"),
-            );
-            return;
-        }
-        self.platform.sync_guest_memory(ram.all());
         self.vms[vm].vgic = V::new(self.vms[vm].vcpus as usize);
-        let first = self.vms[vm].first_vcpu;
-        let start_info = self.vms[vm].ram.start_info_ipa();
         for index in self.vms[vm].vcpu_indices() {
             self.reset_vcpu(VcpuId(index as u32), 0, 0);
         }
-        self.reset_vcpu(VcpuId(first as u32), GUEST_RAM_BASE, start_info);
+        // Clearing megabytes under the lock every CPU takes would stall all
+        // of them: vCPU 0 clears the RAM chunk by chunk, without the lock,
+        // whenever the scheduler gives it a CPU (`Work::Zero`), then starts.
+        self.vms[vm].chunks_cleared = Some(0);
+        let first = self.vms[vm].first_vcpu;
         self.vcpus[first].power = Power::On;
         self.start(VcpuId(first as u32));
+    }
+
+    /// The next chunk of `vcpu`'s VM's RAM to clear for its reset, if the
+    /// VM is resetting.
+    pub(super) fn reset_chunk(&self, vcpu: VcpuId) -> Option<crate::memory::GuestSlice> {
+        let vm = &self.vms[self.vm_of(vcpu)];
+        vm.ram.chunk(vm.chunks_cleared?, RESET_CHUNK)
+    }
+
+    /// `cpu` cleared the chunk of `vcpu`'s VM [`reset_chunk`] named; once
+    /// all are, the image and start info go in and vCPU 0 starts.
+    pub fn after_zero(&mut self, cpu: CpuId, vcpu: VcpuId) {
+        let vm = self.vm_of(vcpu);
+        let cleared = self.vms[vm].chunks_cleared.map_or(0, |n| n + 1);
+        self.vms[vm].chunks_cleared = Some(cleared);
+        if self.vms[vm].ram.chunk(cleared, RESET_CHUNK).is_none() {
+            self.vms[vm].chunks_cleared = None;
+            let (ram, image, info) = (
+                self.vms[vm].ram,
+                self.vms[vm].image,
+                self.vms[vm].start_info,
+            );
+            match ram.place(&mut self.platform, image, &info) {
+                Ok(written) => {
+                    self.platform.sync_guest_memory(written);
+                    let start_info = ram.start_info_ipa();
+                    if let Ok(page) = ram.slice(start_info, 4096) {
+                        self.platform.sync_guest_memory(page);
+                    }
+                    self.reset_vcpu(vcpu, GUEST_RAM_BASE, start_info);
+                }
+                Err(_) => {
+                    self.stop(vcpu, format_args!("its image no longer fits for the reset"));
+                }
+            }
+        }
+        // Nothing of the vCPU was loaded to clear its RAM.
+        self.leave_cpu(cpu, vcpu);
     }
 
     /// A fresh vCPU at `entry` with `x0 = arg0`, as after power-on.

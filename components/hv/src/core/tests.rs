@@ -836,9 +836,15 @@ fn boot_smp(vcpus: u32, cpus: usize, scripts: Vec<Vec<Step>>) -> Hypervisor<Mock
 /// `cpu` takes its next work and, if it is a vCPU, lets it into the guest:
 /// the context is out until [`finish`] hands its exit back.
 fn enter(hv: &mut Hypervisor<Mock, Fifo, TestVgic>, cpu: u32) -> Option<(VcpuId, Box<MockCtx>)> {
-    match hv.next_work(CpuId(cpu)) {
-        Work::Run(vcpu, ctx) => Some((vcpu, ctx)),
-        Work::Idle | Work::Finished => None,
+    loop {
+        match hv.next_work(CpuId(cpu)) {
+            Work::Run(vcpu, ctx) => return Some((vcpu, ctx)),
+            Work::Zero(vcpu, chunk) => {
+                hv.platform.zero_guest(chunk);
+                hv.after_zero(CpuId(cpu), vcpu);
+            }
+            Work::Idle | Work::Finished => return None,
+        }
     }
 }
 
@@ -1152,4 +1158,48 @@ fn cpu_off_gives_back_what_its_list_registers_held() {
     assert_eq!(hv.vcpus[0].lrs[0].intid, 1);
     assert_eq!(hv.vcpus[0].lrs[0].state, LrState::Pending);
     assert!(hv.vcpus[1].lrs.iter().all(|lr| *lr == ListReg::default()));
+}
+
+#[test]
+fn a_reset_clears_the_ram_in_chunks_handed_out_as_work() {
+    let mut hv = boot_smp(
+        1,
+        1,
+        // Contexts: 0 as built; the reset makes 1 (off), then 2 at the entry.
+        vec![
+            vec![Step::SmcCall(SYSTEM_RESET, 0, 0, 0)],
+            vec![],
+            vec![Step::Hvc(EXIT, 0, 0)],
+        ],
+    );
+    // What the guest left behind must not survive the reset.
+    let ram = hv.vms[0].ram;
+    hv.platform
+        .write_guest(ram.slice(GUEST_RAM_BASE + 0x1000, 4).unwrap(), b"left");
+    let v0 = enter(&mut hv, 0).unwrap();
+    finish(&mut hv, 0, v0);
+    let mut chunks = Vec::new();
+    let restarted = loop {
+        match hv.next_work(CpuId(0)) {
+            Work::Zero(vcpu, chunk) => {
+                assert_eq!(vcpu, VcpuId(0));
+                chunks.push((chunk.pa(), chunk.len()));
+                hv.platform.zero_guest(chunk);
+                hv.after_zero(CpuId(0), vcpu);
+            }
+            Work::Run(vcpu, ctx) => break (vcpu, ctx),
+            Work::Idle | Work::Finished => panic!("the VM restarts"),
+        }
+    };
+    assert_eq!(chunks, [(0x8000_0000, 1 << 20), (0x8010_0000, 1 << 20)]);
+    let mut left = [0xff; 4];
+    hv.platform
+        .read_guest(ram.slice(GUEST_RAM_BASE + 0x1000, 4).unwrap(), &mut left);
+    assert_eq!(left, [0; 4]);
+    let mut image = [0; 5];
+    hv.platform
+        .read_guest(ram.slice(GUEST_RAM_BASE, 5).unwrap(), &mut image);
+    assert_eq!(&image, b"late\n", "the image is back");
+    finish(&mut hv, 0, restarted);
+    assert_eq!(hv.running_vms(), 0);
 }

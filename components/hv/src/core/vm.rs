@@ -103,6 +103,9 @@ pub(crate) struct Vm<V> {
     /// The guest asked for a reset (PSCI SYSTEM_RESET); done once none of
     /// its vCPUs runs anywhere.
     pub reset_requested: bool,
+    /// A reset is clearing its RAM: the chunks cleared so far (see
+    /// `Work::Zero`).
+    pub chunks_cleared: Option<u64>,
     pub name: &'static str,
     pub stage2: Stage2,
     pub vmid: Option<Vmid>,
@@ -207,6 +210,7 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         image,
         start_info,
         reset_requested: false,
+        chunks_cleared: None,
         name,
         stage2,
         vmid: None,
