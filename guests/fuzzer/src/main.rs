@@ -13,7 +13,14 @@
 //!   the hypervisor emulates), `sgi0r` (GICv3: ICC_SGI0R_EL1 and
 //!   ICC_ASGI1R_EL1 writes, which trap to the hypervisor), `psci32-upper`
 //!   (AArch64: SMC32 PSCI calls with garbage in the upper halves of
-//!   x1..x3, which the hypervisor reads as 64-bit: a known bug);
+//!   x1..x3, which the hypervisor reads as 64-bit: a known bug),
+//!   `eoimode` (random EOImode in GICC_CTLR/ICC_CTLR_EL1: the runtime's
+//!   handler then leaves interrupts active, which only hurts this guest);
+//! - `probe-icactiver=1`: instead of the campaign, checks that the timer
+//!   interrupt comes back after it is ended by EOIR, by ICACTIVER with the
+//!   active priority cleared, and by EOImode 1 + EOIR + ICACTIVER;
+//! - `trace-from=<n>`: print each GIC access and WFI storm from attempt n
+//!   (changes the timing, so a seed's run is no longer the same);
 //! - `final=<step>`: a deliberate last step instead of `VM_EXIT`:
 //!   `cntp` (the physical timer, which the hypervisor must refuse),
 //!   `system-off` (PSCI SYSTEM_OFF), `cpu-off` (PSCI CPU_OFF of the only
@@ -126,10 +133,26 @@ struct Options {
     gicd_64k: bool,
     sgi0r: bool,
     psci32_upper: bool,
+    eoimode: bool,
 }
+
+/// Most acknowledged interrupts the fuzzer keeps to end later.
+const ACKED_MAX: usize = 32;
 
 struct Fuzzer {
     rng: Rng,
+    /// Attempts to make in all.
+    attempts: u64,
+    /// Interrupts a random read of an acknowledge register (GICC_IAR,
+    /// GICC_AIAR, ICC_IAR0/1_EL1) took, with the register that ends each:
+    /// ended (in reverse order) before each WFI storm, as a guest that
+    /// acknowledges must, or the interrupt stays active for ever and
+    /// masks the timer behind it.
+    acked: [(u64, u32); ACKED_MAX],
+    acked_len: usize,
+    /// `trace-from=<n>`: from attempt n on, print each GIC access and WFI
+    /// storm before making it (to find what a seed did last).
+    trace_from: u64,
     counts: Counts,
     options: Options,
     gic: gic::Version,
@@ -166,6 +189,16 @@ const FATAL_IDS: [u32; 5] = [
 
 /// GICv2 distributor frame the hypervisor emulates.
 const GICV2_DISTRIBUTOR: u64 = 0x1000;
+/// GICv2 CPU interface registers the fuzzer treats with care.
+const GICC_CTLR: u64 = 0x00;
+const GICC_CTLR_EOIMODE: u64 = 1 << 9;
+const GICC_IAR: u64 = 0x0c;
+const GICC_AIAR: u64 = 0x20;
+/// ICC_CTLR_EL1.EOImode.
+const ICC_CTLR_EOIMODE: u64 = 1 << 1;
+/// An acknowledge value with nothing acknowledged (1020..1023).
+const SPECIAL_INTIDS: core::ops::Range<u64> = 1020..1024;
+
 /// The virtual timer's interrupt, as the GIC numbers it.
 const VTIMER: u32 = timer::INTID;
 
@@ -589,10 +622,34 @@ impl Fuzzer {
         };
         let addr = addr & !(width - 1);
         let result = if write {
-            let value = self.value();
+            let mut value = self.value();
+            if addr == abi::GUEST_GICC_BASE + GICC_CTLR && !self.options.eoimode {
+                // EOImode stays 0: the runtime's handler ends interrupts
+                // with EOIR alone.
+                value &= !GICC_CTLR_EOIMODE;
+            }
+            if self.counts.total() >= self.trace_from {
+                println!(
+                    "fuzzer: trace {}: write {addr:#x} form {form} value {value:#x}",
+                    self.counts.total()
+                );
+            }
             fuzz::gic_write(addr, form, value)
         } else {
-            fuzz::gic_read(addr, form).map(|_| ())
+            let value = fuzz::gic_read(addr, form);
+            if self.counts.total() >= self.trace_from {
+                println!(
+                    "fuzzer: trace {}: read {addr:#x} form {form} = {value:x?}",
+                    self.counts.total()
+                );
+            }
+            let offset = addr.wrapping_sub(abi::GUEST_GICC_BASE);
+            if let (Ok(iar), true) = (value, word_only) {
+                if offset == GICC_IAR || offset == GICC_AIAR {
+                    self.acked(iar, (offset + 4) as u32);
+                }
+            }
+            value.map(|_| ())
         };
         if let Err(why) = result {
             self.anomaly(format_args!("gic access at {addr:#x} refused: {why}"));
@@ -629,10 +686,21 @@ impl Fuzzer {
             } else {
                 v
             }
+        } else if name == "ICC_CTLR_EL1" && !self.options.eoimode {
+            self.value() & !ICC_CTLR_EOIMODE
         } else {
             self.value()
         };
-        fuzz::icc_access(n, write.then_some(value));
+        let read = fuzz::icc_access(n, write.then_some(value));
+        if !write && (name == "ICC_IAR1_EL1" || name == "ICC_IAR0_EL1") {
+            let eoir = if name == "ICC_IAR1_EL1" {
+                "ICC_EOIR1_EL1"
+            } else {
+                "ICC_EOIR0_EL1"
+            };
+            let eoir = registers.iter().position(|&r| r == eoir).unwrap_or(0);
+            self.acked(read & 0xff_ffff, eoir as u32);
+        }
     }
 
     fn sysreg(&mut self) {
@@ -659,10 +727,41 @@ impl Fuzzer {
         }
     }
 
+    /// Keeps an acknowledged interrupt (`iar`) to end with `end` (a GICC
+    /// offset, or an ICC register number) before the next WFI storm.
+    fn acked(&mut self, iar: u64, end: u32) {
+        if SPECIAL_INTIDS.contains(&(iar & 0x3ff)) {
+            return;
+        }
+        if self.acked_len == ACKED_MAX {
+            self.end_acked();
+        }
+        self.acked[self.acked_len] = (iar, end);
+        self.acked_len += 1;
+    }
+
+    /// Ends what random reads acknowledged, last first (EOImode is 0: a
+    /// priority drop and a deactivation each).
+    fn end_acked(&mut self) {
+        while self.acked_len > 0 {
+            self.acked_len -= 1;
+            let (iar, end) = self.acked[self.acked_len];
+            match self.gic {
+                gic::Version::V2 => {
+                    let _ = fuzz::gic_write(abi::GUEST_GICC_BASE + u64::from(end), 2, iar);
+                }
+                gic::Version::V3 => {
+                    fuzz::icc_access(end as usize, Some(iar));
+                }
+            }
+        }
+    }
+
     /// Puts the virtual timer's interrupt and this vCPU's CPU interface
     /// back in working order after the random writes: enabled, not pending
     /// or active, priority 0x80, everything let through, group enabled.
     fn sanitize_timer_irq(&mut self) {
+        self.end_acked();
         let bit = 1u32 << VTIMER;
         let w = |addr: u64, value: u32| {
             let _ = fuzz::gic_write(addr, 2, value.into());
@@ -714,7 +813,15 @@ impl Fuzzer {
         self.sanitize_timer_irq();
         let ahead = self.rng.below(2000);
         timer::set_deadline(timer::now() + ahead);
-        let n = 1 + self.rng.below(16);
+        // At most the attempts left, so that a run makes exactly `attempts`.
+        let n = (1 + self.rng.below(16)).min(self.attempts - self.counts.total());
+        if self.counts.total() >= self.trace_from {
+            println!(
+                "fuzzer: trace {}: storm ahead {ahead} n {n} ctl {:#x}",
+                self.counts.total(),
+                fuzz::vtimer_ctl()
+            );
+        }
         for _ in 0..n {
             // The hypervisor holds the timer back (IMASK) until the guest
             // completes its interrupt; then only a pending interrupt wakes.
@@ -779,6 +886,102 @@ fn final_step(cmdline: &str) {
     }
 }
 
+/// `probe-icactiver=1`: acknowledges the timer interrupt, ends it in one
+/// of three ways (0: EOIR; 1: GICD/GICR ICACTIVER, then the active
+/// priorities cleared; 2: EOImode 1, EOIR for the priority drop, then
+/// ICACTIVER for the deactivation) and checks that the timer interrupts
+/// again, as on a GIC it must. Prints `fuzzer: icactiver probe ...`.
+fn probe_icactiver(f: &mut Fuzzer, way: u32) -> bool {
+    f.sanitize_timer_irq();
+    let wait = |ticks: u64| {
+        let until = timer::now() + ticks;
+        while timer::now() < until {
+            core::hint::spin_loop();
+        }
+    };
+    let icc = |name: &str| {
+        fuzz::ICC_REGISTERS
+            .iter()
+            .position(|&r| r == name)
+            .unwrap_or(0)
+    };
+    let v2 = f.gic == gic::Version::V2;
+    let cpu = |offset: u64, value: u64| {
+        let _ = fuzz::gic_write(abi::GUEST_GICC_BASE + offset, 2, value);
+    };
+    let iar = || {
+        if v2 {
+            fuzz::gic_read(abi::GUEST_GICC_BASE + GICC_IAR, 2).unwrap_or(1023)
+        } else {
+            fuzz::icc_access(icc("ICC_IAR1_EL1"), None)
+        }
+    };
+    let eoi = |iar: u64| {
+        if v2 {
+            cpu(0x10, iar);
+        } else {
+            fuzz::icc_access(icc("ICC_EOIR1_EL1"), Some(iar));
+        }
+    };
+    let active_reg = if v2 {
+        abi::GUEST_GICD_BASE + 0x300
+    } else {
+        abi::GUEST_GICR_BASE + 0x1_0300
+    };
+    let icactiver = || {
+        let _ = fuzz::gic_write(active_reg + 0x80, 2, 1 << VTIMER);
+    };
+    let eoimode = |on: bool| {
+        if v2 {
+            cpu(0x00, if on { 1 | GICC_CTLR_EOIMODE } else { 1 });
+        } else {
+            fuzz::icc_access(
+                icc("ICC_CTLR_EL1"),
+                Some(if on { ICC_CTLR_EOIMODE } else { 0 }),
+            );
+        }
+    };
+    timer::set_deadline(timer::now() + 1000);
+    wait(20_000);
+    if way == 2 {
+        eoimode(true);
+    }
+    let first = iar();
+    match way {
+        0 => eoi(first),
+        1 => {
+            icactiver();
+            if v2 {
+                cpu(0xd0, 0); // GICC_APR0
+            } else {
+                fuzz::icc_access(icc("ICC_AP1R0_EL1"), Some(0));
+            }
+        }
+        _ => {
+            eoi(first);
+            icactiver();
+        }
+    }
+    wait(20_000);
+    let active = fuzz::gic_read(active_reg, 2).unwrap_or(0) >> VTIMER & 1;
+    timer::set_deadline(timer::now() + 1000);
+    wait(20_000);
+    let second = iar();
+    if second & 0x3ff == u64::from(VTIMER) {
+        eoi(second);
+        if way == 2 {
+            icactiver();
+        }
+    }
+    eoimode(false);
+    timer::disable();
+    let ctl = fuzz::vtimer_ctl();
+    println!(
+        "fuzzer: icactiver probe {way}: first ack {first}, active after {active}, second ack {second}, ctl {ctl:#x}"
+    );
+    u64::from(VTIMER) == first & 0x3ff && u64::from(VTIMER) == second & 0x3ff
+}
+
 fn main(info: &'static StartInfo) -> u64 {
     let line = info.cmdline();
     let seed = cmdline::number(line, "seed", 1);
@@ -789,6 +992,7 @@ fn main(info: &'static StartInfo) -> u64 {
         gicd_64k: flag("gicd-64k"),
         sgi0r: flag("sgi0r"),
         psci32_upper: flag("psci32-upper"),
+        eoimode: flag("eoimode"),
     };
 
     irq::set_handler(on_irq);
@@ -805,13 +1009,25 @@ fn main(info: &'static StartInfo) -> u64 {
     let ram_base = info.ram_base;
     let mut f = Fuzzer {
         rng: Rng(seed),
+        attempts,
         counts: Counts::default(),
         options,
         gic,
+        acked: [(0, 0); ACKED_MAX],
+        acked_len: 0,
+        trace_from: cmdline::number(line, "trace-from", u64::MAX),
         vcpus: info.vcpus.into(),
         ram_base,
         ram_end: ram_base + info.ram_size,
     };
+    if cmdline::number(line, "probe-icactiver", 0) != 0 {
+        let ok = [0, 1, 2].map(|way| probe_icactiver(&mut f, way));
+        println!(
+            "fuzzer: icactiver probe: eoi {}, icactiver {}, eoimode {}",
+            ok[0], ok[1], ok[2]
+        );
+        return u64::from(ok.contains(&false));
+    }
     let start = timer::now();
     let mut next_report = progress;
     while f.counts.total() < attempts {
