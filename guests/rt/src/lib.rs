@@ -15,6 +15,9 @@
 //!   with `CPU_ON` at the runtime's own entry, each on its own stacks;
 //! - [`probe`] and [`soak`]: isolation probes and the register-integrity
 //!   soak, for test guests;
+//! - [`fuzz`]: hostile primitives for the fuzzing guest (raw calls, GIC
+//!   accesses of every width, refused registers, undefined instructions)
+//!   and vectors that step over the exceptions it provokes;
 //! - a panic handler and an exception handler that report and stop the VM.
 //!
 //! Architecture-specific code, and all `unsafe`, is in `arch/`: one module
@@ -34,6 +37,7 @@ compile_error!("guest-rt has an arch module for aarch64 and arm (ARMv7-A) only")
 
 pub mod cmdline;
 pub mod console;
+pub mod fuzz;
 pub mod gic;
 pub mod hc;
 pub mod irq;

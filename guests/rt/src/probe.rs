@@ -21,6 +21,9 @@ pub enum Refused {
     InStartInfo,
     /// The address does not fit in a pointer (above 4 GiB on AArch32).
     BeyondAddressSpace,
+    /// Not inside a GIC frame of the ABI, or not aligned to the access
+    /// (`crate::fuzz`).
+    NotInGicFrame,
 }
 
 impl core::fmt::Display for Refused {
@@ -30,6 +33,7 @@ impl core::fmt::Display for Refused {
             Refused::InImage => "inside this guest's image",
             Refused::InStartInfo => "inside this guest's StartInfo page",
             Refused::BeyondAddressSpace => "beyond this guest's address space",
+            Refused::NotInGicFrame => "not an aligned register of a GIC frame",
         })
     }
 }

@@ -11,11 +11,14 @@ use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTVCT_EL0, ELR_EL1, ESR_EL1,
 
 #[path = "common.rs"]
 mod common;
+#[path = "aarch64_fuzz.rs"]
+mod fuzz;
 #[path = "aarch64_irq.rs"]
 mod irq;
 #[path = "lpae.rs"]
 mod lpae;
 pub use common::*;
+pub use fuzz::*;
 pub use irq::*;
 
 // Entry: the first byte of the image (section .text.boot, first in guest.ld).
@@ -206,15 +209,24 @@ __rt_vectors:
     .set .Lvector, 0
     .rept 16
     .balign 0x80
-    // IRQs taken at EL1 (SP0 or SPx) are handled; everything else reports.
+    // IRQs taken at EL1 (SP0 or SPx) are handled; synchronous exceptions
+    // at EL1 go through the recoverable entry (aarch64_fuzz.rs), which
+    // steps over them when the guest asked for it (`crate::fuzz`) and
+    // reports otherwise; everything else reports.
     .if .Lvector == 1 || .Lvector == 5
     b       __rt_irq_entry
+    .elseif .Lvector == 0 || .Lvector == 4
+    b       __rt_sync_entry
     .else
     mov     x0, #.Lvector
     b       .Lvector_common
     .endif
     .set .Lvector, .Lvector + 1
     .endr
+    // The report path, x0 = the vector number; also entered from
+    // `__rt_sync_entry` for a synchronous exception it does not recover.
+    .global __rt_vector_report
+__rt_vector_report:
 .Lvector_common:
     // This vCPU's exception stack (by MPIDR_EL1.Aff0): vCPU 0's is the
     // boot one, vCPU n's the top of slot n - 1 of __vcpu_stacks; a vCPU

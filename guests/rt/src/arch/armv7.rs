@@ -46,11 +46,14 @@ macro_rules! read_cp15 {
 
 #[path = "common.rs"]
 mod common;
+#[path = "armv7_fuzz.rs"]
+mod fuzz;
 #[path = "armv7_irq.rs"]
 mod irq;
 #[path = "lpae.rs"]
 mod lpae;
 pub use common::*;
+pub use fuzz::*;
 pub use irq::*;
 
 // Entry: the first byte of the image (section .text.boot, first in guest.ld).
@@ -64,6 +67,7 @@ global_asm!(
     r#"
     .section .text.boot, "ax"
     .arm
+    .arch_extension virt
     .global _start
     .type _start, %function
 _start:
@@ -75,6 +79,10 @@ _start:
     movw    r1, #:lower16:__stack_top
     movt    r1, #:upper16:__stack_top
     mov     sp, r1
+    // Undefined mode's stack: this vCPU's exception stack, 4 KiB above
+    // (`__rt_undef_entry` pushes there).
+    add     r1, r1, #{exception_stack}
+    msr     sp_und, r1
 
     // Invalidate the stack's cache lines: [__stack_bottom, __exception_stack_top).
     mrc     p15, 0, r3, c0, c0, 1       // CTR
@@ -116,6 +124,7 @@ _start:
     .size _start, . - _start
 "#,
     rust_main = sym rust_main,
+    exception_stack = const VCPU_SLOT_SIZE - VCPU_STACK_SIZE,
 );
 
 // Secondary vCPU entry (PSCI CPU_ON by `crate::smp::start_vcpu`): SVC mode,
@@ -127,6 +136,7 @@ global_asm!(
     r#"
     .section .text.rt_secondary, "ax"
     .arm
+    .arch_extension virt
     .global _start_secondary
     .type _start_secondary, %function
     .balign 4
@@ -154,6 +164,9 @@ _start_secondary:
     movw    r3, #{stack}
     add     r2, r2, r3
 2:  mov     sp, r2
+    // Undefined mode's stack: this vCPU's exception stack, above.
+    add     r1, r2, #{exception_stack}
+    msr     sp_und, r1
 
     // Vectors and MMU: the same registers, the same tables as vCPU 0.
     movw    r0, #:lower16:__rt_vectors
@@ -170,6 +183,7 @@ _start_secondary:
     max_vcpus = const MAX_VCPUS,
     slot = const VCPU_SLOT_SIZE,
     stack = const VCPU_STACK_SIZE,
+    exception_stack = const VCPU_SLOT_SIZE - VCPU_STACK_SIZE,
     secondary_main = sym secondary_main,
 );
 
@@ -273,7 +287,7 @@ global_asm!(
     .global __rt_vectors
 __rt_vectors:
     b       .Lv_reset
-    b       .Lv_undef
+    b       __rt_undef_entry
     b       .Lv_svc
     b       .Lv_pabt
     b       .Lv_dabt
@@ -283,6 +297,10 @@ __rt_vectors:
 .Lv_reset:
     mov     r0, #0x00
     b       .Lv_common
+    // The report of an undefined instruction; also entered from
+    // `__rt_undef_entry` (armv7_fuzz.rs) when it does not recover it.
+    .global __rt_undef_report
+__rt_undef_report:
 .Lv_undef:
     mov     r0, #0x04
     b       .Lv_common
@@ -748,7 +766,8 @@ pub fn register_soak(regs: &mut SoakRegs) {
     let was_enabled = irq_enabled();
     irq_disable();
     // SAFETY: the assembly reads and writes only `*regs` (exclusively
-    // borrowed, 448 bytes) and 32 bytes below sp, which it frees. During the
+    // borrowed, 448 bytes) and 40 bytes below sp, which it frees (SP_und,
+    // which it borrows, is put back). During the
     // loop sp holds a pattern: the regs pointer and the real sp wait in
     // SP_und and LR_und (banked registers of Undefined mode, which the
     // runtime only enters to report and stop, on a stack the vector sets
@@ -762,6 +781,9 @@ pub fn register_soak(regs: &mut SoakRegs) {
         asm!(
             ".arch_extension virt",
             ".fpu neon",
+            // SP_und is Undefined mode's stack (`__rt_undef_entry`): kept.
+            "mrs r1, sp_und",
+            "push {{r1, r2}}",
             "push {{r4-r11}}",
             "msr sp_und, r0",
             "mov r1, sp",
@@ -848,6 +870,8 @@ pub fn register_soak(regs: &mut SoakRegs) {
             "mrs r1, lr_und",
             "mov sp, r1",
             "pop {{r4-r11}}",
+            "pop {{r1, r2}}",
+            "msr sp_und, r1",
             inout("r0") regs as *mut SoakRegs => _,
             out("r1") _,
             out("r2") _,
