@@ -123,6 +123,12 @@ pub struct SysReg {
 
 /// ICC_SGI1R_EL1: S3_0_C12_C11_5.
 pub const ICC_SGI1R_EL1: (u8, u8, u8, u8, u8) = (3, 0, 12, 11, 5);
+/// ICC_ASGI1R_EL1 (S3_0_C12_C11_6) and ICC_SGI0R_EL1 (S3_0_C12_C11_7): SGIs
+/// of the other security state's group 1 and of group 0, which a
+/// non-secure guest whose interrupts are all group 1 cannot send; they
+/// trap with ICC_SGI1R_EL1 all the same.
+pub const ICC_ASGI1R_EL1: (u8, u8, u8, u8, u8) = (3, 0, 12, 11, 6);
+pub const ICC_SGI0R_EL1: (u8, u8, u8, u8, u8) = (3, 0, 12, 11, 7);
 
 impl SysReg {
     fn decode(esr: u64) -> SysReg {

@@ -221,7 +221,7 @@ impl VgicV2 {
     /// Dispatches an access of `width` bytes; see the crate doc for which
     /// widths are accepted.
     fn access(&mut self, vcpu: usize, offset: u64, width: u8, write: Option<u64>) -> (u64, u64) {
-        if vcpu >= self.model.vcpus() {
+        if vcpu >= self.model.vcpus() || offset >= REGISTERS_END {
             return (0, 0);
         }
         let byte_register = [IPRIORITYR, ITARGETSR, CPENDSGIR, SPENDSGIR]
@@ -241,8 +241,13 @@ impl VgicV2 {
     }
 }
 
-/// The distributor frame the guest sees at `abi::GUEST_GICD_BASE`.
-pub const DISTRIBUTOR_SIZE: u64 = 0x1000;
+/// The distributor frame the guest sees at `abi::GUEST_GICD_BASE`: 64 KiB,
+/// as QEMU `virt`'s device tree gives it. A GIC-400's registers end at
+/// [`REGISTERS_END`]; the rest of the frame reads as zero and ignores
+/// writes, so a guest that believes its device tree is not stopped.
+pub const DISTRIBUTOR_SIZE: u64 = 0x1_0000;
+/// Where a GIC-400 distributor's registers end.
+pub const REGISTERS_END: u64 = 0x1000;
 
 impl VgicV2 {
     /// A distributor register read at `offset` in the frame.

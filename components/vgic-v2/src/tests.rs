@@ -389,3 +389,20 @@ fn the_trait_takes_guest_physical_addresses_in_the_distributor_frame() {
         "CTLR through the trait"
     );
 }
+
+#[test]
+fn the_rest_of_the_64k_frame_reads_as_zero_and_ignores_writes() {
+    let mut gic = VgicV2::new(1);
+    let base = abi::GUEST_GICD_BASE;
+    for offset in [0x1000, 0x8f8c, 0xfffc] {
+        assert!(
+            gic.handles(base + offset),
+            "{offset:#x} is in QEMU's 64 KiB frame"
+        );
+        let effects = Vgic::write(&mut gic, 0, base + offset, 4, u64::MAX);
+        assert_eq!(effects.kick, 0);
+        assert_eq!(Vgic::read(&mut gic, 0, base + offset, 4), 0);
+    }
+    // Nothing aliased the real registers.
+    assert_eq!(Vgic::read(&mut gic, 0, base, 4), 0, "GICD_CTLR untouched");
+}

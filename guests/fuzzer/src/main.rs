@@ -13,7 +13,8 @@
 //!   the hypervisor emulates), `sgi0r` (GICv3: ICC_SGI0R_EL1 and
 //!   ICC_ASGI1R_EL1 writes, which trap to the hypervisor), `psci32-upper`
 //!   (AArch64: SMC32 PSCI calls with garbage in the upper halves of
-//!   x1..x3, which the hypervisor reads as 64-bit: a known bug),
+//!   x1..x3, which the hypervisor once read as 64-bit; `fuzz.toml` turns it
+//!   on),
 //!   `eoimode` (random EOImode in GICC_CTLR/ICC_CTLR_EL1: the runtime's
 //!   handler then leaves interrupts active, which only hurts this guest);
 //! - `probe-icactiver=1`: instead of the campaign, checks that the timer
@@ -484,11 +485,10 @@ impl Fuzzer {
             return;
         }
         let smc64 = id & 0x4000_0000 != 0;
-        // Hypervisor bug (components/hv/src/core/psci.rs, `psci`): an
-        // SMC32 PSCI call from AArch64 has its arguments read as 64-bit
-        // (CPU_ON_32 and AFFINITY_INFO_32 of 0x1_0000_0000 name no vCPU
-        // instead of vCPU 0), where SMCCC says only W1..W3 count. Left out
-        // of the default campaign: `psci32-upper=1` puts it back.
+        // An SMC32 PSCI call from AArch64 with garbage in the upper halves
+        // of x1..x3: SMCCC says only W1..W3 count (the hypervisor once read
+        // them as 64-bit, so CPU_ON_32 of 0x1_0000_0000 named no vCPU).
+        // `psci32-upper=1` sends it.
         let (a1, a2, a3) = if smc64 || AARCH32 || self.options.psci32_upper {
             (a1, a2, a3)
         } else {

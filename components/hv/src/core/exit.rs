@@ -72,6 +72,15 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                 self.kick(vcpu, effects);
                 Next::Resume
             }
+            Trap::SystemRegister(sysreg)
+                if matches!(sysreg.encoding, trap::ICC_ASGI1R_EL1 | trap::ICC_SGI0R_EL1)
+                    && !sysreg.read =>
+            {
+                // Generates nothing for this guest (no group 0, no secure
+                // state): ignored, as a GIC with the guest's view would.
+                skip_instruction(self.ctx(vcpu), exit.esr);
+                Next::Resume
+            }
             Trap::Stage2Abort(abort) => self.stage2_abort(vcpu, abort, exit.esr),
             Trap::SystemRegister(_) | Trap::Other { .. } => {
                 let ec = trap::exception_class(exit.esr);

@@ -64,7 +64,12 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// A PSCI call by `vcpu`; the trapped instruction has been stepped over.
     pub(super) fn psci(&mut self, vcpu: VcpuId) -> Next {
         let ctx = self.ctx(vcpu);
-        let (function, arg1, arg2, arg3) = (ctx.reg(0), ctx.reg(1), ctx.reg(2), ctx.reg(3));
+        let (function, mut arg1, mut arg2, mut arg3) =
+            (ctx.reg(0), ctx.reg(1), ctx.reg(2), ctx.reg(3));
+        if function & 0x4000_0000 == 0 {
+            // SMC32: only the low halves of the arguments are defined.
+            (arg1, arg2, arg3) = (arg1 & 0xffff_ffff, arg2 & 0xffff_ffff, arg3 & 0xffff_ffff);
+        }
         let (result, next) = match function {
             VERSION => (PSCI_1_0, Next::Resume),
             CPU_ON_32 | CPU_ON_64 => (self.cpu_on(vcpu, arg1, arg2, arg3), Next::Resume),

@@ -1203,3 +1203,49 @@ fn a_reset_clears_the_ram_in_chunks_handed_out_as_work() {
     finish(&mut hv, 0, restarted);
     assert_eq!(hv.running_vms(), 0);
 }
+
+#[test]
+fn smc32_psci_calls_read_only_the_low_halves_of_their_arguments() {
+    const AFFINITY_INFO_32: u64 = 0x8400_0004;
+    const CPU_ON_32: u64 = 0x8400_0003;
+    let high = 1 << 32;
+    let mut hv = boot_smp(
+        2,
+        1,
+        vec![vec![
+            // vCPU 0 is on; the upper half of the MPIDR is not part of it.
+            Step::SmcCall(AFFINITY_INFO_32, high, high, 0),
+            Step::SmcCall(CPU_ON_32, high, high | (GUEST_RAM_BASE + 0x100), 0),
+            // The 64-bit calls read all 64 bits: Aff3 = 1 names no vCPU.
+            Step::SmcCall(0xc400_0004, high, 0, 0),
+            Step::Hvc(EXIT, 0, 0),
+        ]],
+    );
+    hv.run();
+    assert_eq!(&hv.platform().results[0][1..], &[0, -4, -2]);
+}
+
+#[test]
+fn group_0_and_other_group_1_sgi_writes_are_ignored_not_fatal() {
+    // MSR ICC_ASGI1R_EL1 / ICC_SGI0R_EL1, x1 (EC 0x18, IL, write).
+    let msr = |op2: u64| Step::Trap {
+        esr: 0x18 << 26 | 1 << 25 | 3 << 20 | op2 << 17 | 12 << 10 | 1 << 5 | 11 << 1,
+        far: 0,
+        hpfar: 0,
+    };
+    let mut hv = boot(vec![(
+        vm("gic", 0x8000_0000, b""),
+        vec![msr(6), msr(7), Step::Hvc(EXIT, 0, 0)],
+    )]);
+    hv.run();
+    assert_eq!(
+        hv.vcpus[0].ctx.as_ref().unwrap().pc,
+        GUEST_RAM_BASE + 4 + 4 + 4
+    );
+    let lines = take_lines();
+    assert!(
+        lines.iter().any(|l| l.contains("VM gic exited")),
+        "{lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("stopped")), "{lines:?}");
+}
