@@ -115,6 +115,7 @@ fn composition_rs(c: &Composition, vm_table_len: usize, guests: &[PathBuf]) -> S
     writeln!(w, "pub const RAM_SIZE: u64 = {:#x};", c.ram.size).unwrap();
     writeln!(w, "pub const HV_BASE: u64 = {:#x};", c.hypervisor.base).unwrap();
     writeln!(w, "pub const HV_SIZE: u64 = {:#x};", c.hypervisor.size).unwrap();
+    writeln!(w, "pub const HV_L3_TABLES: usize = {};", l3_tables(c)).unwrap();
     writeln!(w, "pub const UART_BASE: usize = {:#x};", c.uart.base).unwrap();
     writeln!(w, "pub const UART_DRIVER: &str = {:?};", c.uart.driver).unwrap();
     writeln!(w, "pub const UART_REG_SHIFT: u32 = {};", c.uart.reg_shift).unwrap();
@@ -202,19 +203,48 @@ fn composition_rs(c: &Composition, vm_table_len: usize, guests: &[PathBuf]) -> S
     s
 }
 
-/// Code and data first, then the VM table and guest images (the end of the
-/// flat binary), then bss, heap and one stack per CPU in the rest of the
-/// hypervisor's region.
+/// Bytes of one CPU's stack slot: a guard page, its stack, its fault stack.
+const STACK_SLOT: u64 = 64 * 1024;
+const STACK_GUARD: u64 = 4096;
+/// Where the fault vector reports from (the top of the slot): enough for the
+/// report's formatting.
+const FAULT_STACK: u64 = 8 * 1024;
+const MIB_2: u64 = 2 << 20;
+
+/// Text first, then read-only data (the VM table and guest images too),
+/// then data (the end of the flat binary), then bss, heap and one stack
+/// slot per CPU in the rest of the hypervisor's region. Each part starts on
+/// a page, for the W^X map (`hv::layout`): `__text_start..__text_end`
+/// executable, `..__rodata_end` read-only, the rest read-write; the slots
+/// hold, from the bottom, an unmapped guard page, the stack and the fault
+/// stack.
 fn linker_script(c: &Composition) -> String {
+    let base = c.hypervisor.base;
+    let end = base + c.hypervisor.size;
+    assert!(
+        base % 4096 == 0 && end % 4096 == 0,
+        "the hypervisor region must be page aligned"
+    );
+    assert_eq!(
+        base >> 30,
+        (end - 1) >> 30,
+        "the hypervisor region must not cross a GiB boundary"
+    );
     format!(
         r#"ENTRY(_start)
 MEMORY {{ HV : ORIGIN = {base:#x}, LENGTH = {size:#x} }}
 SECTIONS {{
-    .text : {{ KEEP(*(.text.boot)) *(.text.vectors) *(.text .text.*) }} > HV
-    .rodata : ALIGN(16) {{ *(.rodata .rodata.*) }} > HV
-    .data : ALIGN(16) {{ *(.data .data.*) *(.got .got.*) }} > HV
+    .text : {{
+        __text_start = .;
+        KEEP(*(.text.boot)) *(.text.vectors) *(.text .text.*)
+        . = ALIGN(4096);
+        __text_end = .;
+    }} > HV
+    .rodata : ALIGN(4096) {{ *(.rodata .rodata.*) }} > HV
     .tessera.vms : ALIGN(16) {{ KEEP(*(.tessera.vms)) }} > HV
     .tessera.guests : ALIGN(16) {{ KEEP(*(.tessera.guests)) }} > HV
+    .ARM.exidx : {{ *(.ARM.exidx .ARM.exidx.*) }} > HV
+    .data : ALIGN(4096) {{ __rodata_end = .; *(.data .data.*) *(.got .got.*) }} > HV
     .bss (NOLOAD) : ALIGN(16) {{
         __bss_start = .;
         *(.bss .bss.*) *(COMMON)
@@ -223,16 +253,29 @@ SECTIONS {{
     }} > HV
     . = ALIGN(4096);
     __heap_start = .;
-    __stack_top = ORIGIN(HV) + LENGTH(HV);
-    __stack_size = {stack:#x};
-    __heap_end = __stack_top - __stack_size * {cpus};
+    __hv_end = ORIGIN(HV) + LENGTH(HV);
+    __hv_cpus = {cpus};
+    __stack_size = {slot:#x};
+    __stack_guard_size = {guard:#x};
+    __stack_top = __hv_end - {fault:#x};
+    __heap_end = __hv_end - __stack_size * {cpus};
     ASSERT(__heap_end > __heap_start + 0x100000, "hypervisor region too small for heap and stack")
+    ASSERT(__rodata_end % 4096 == 0, "read-only data must end on a page")
     /DISCARD/ : {{ *(.comment) *(.note .note.*) *(.eh_frame*) }}
 }}
 "#,
-        base = c.hypervisor.base,
         size = c.hypervisor.size,
-        stack = 64 * 1024,
+        slot = STACK_SLOT,
+        guard = STACK_GUARD,
+        fault = FAULT_STACK,
         cpus = c.cpus,
     )
+}
+
+/// Level-3 tables the EL2 (HYP) map needs: one per 2 MiB block the
+/// hypervisor region touches.
+fn l3_tables(c: &Composition) -> u64 {
+    let base = c.hypervisor.base;
+    let end = base + c.hypervisor.size;
+    (end - 1) / MIB_2 - base / MIB_2 + 1
 }

@@ -115,6 +115,45 @@ pub fn selftest_fault() -> ! {
     unreachable!("a read of an unmapped address returned");
 }
 
+/// Self-test of W^X: writes a word of hypervisor text (back to itself).
+/// The write must take a permission fault; if it returns, text is writable.
+pub fn selftest_write_text() {
+    let text = selftest_write_text as *const () as u64;
+    // SAFETY: the store writes back the value just loaded, so even if text
+    // is writable (the bug this tests for) nothing changes.
+    unsafe {
+        asm!("ldr {tmp:w}, [{addr}]", "str {tmp:w}, [{addr}]",
+             addr = in(reg) text, tmp = out(reg) _, options(nostack))
+    };
+}
+
+/// `ret`, stored at run time in writable data (so
+/// the compiler cannot make it read-only): executing it must fault.
+static RET_IN_DATA: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Self-test of W^X: calls a `ret` in the data section. The fetch must
+/// take a permission fault; if it returns, data is executable.
+pub fn selftest_exec_data() {
+    RET_IN_DATA.store(0xd65f_03c0, core::sync::atomic::Ordering::Relaxed);
+    let code = RET_IN_DATA.as_ptr() as u64;
+    // SAFETY: the code at `code` is a single `ret`; if data is executable
+    // (the bug this tests for) it returns at once, clobbering only LR.
+    unsafe {
+        asm!("ic iallu", "dsb ish", "isb", "blr {code}", code = in(reg) code, out("x30") _,
+             options(nostack))
+    };
+}
+
+/// Self-test of the stack guard: pushes until the stack runs into the
+/// guard page below it, which must fault.
+pub fn selftest_stack_overflow() -> ! {
+    // SAFETY: deliberately overflows this CPU's stack into its unmapped
+    // guard page; the fault handler reports on its own stack and powers
+    // off. Without a guard, what lies below (heap) is overwritten and the
+    // loop goes on until some other fault stops it.
+    unsafe { asm!("0:", "str xzr, [sp, #-16]!", "b 0b", options(noreturn)) };
+}
+
 /// The registers `__tessera_el2_fault` saved.
 #[repr(C)]
 pub struct FaultFrame {
@@ -142,6 +181,9 @@ extern "C" fn tessera_el2_fault(kind: u64, frame: &FaultFrame) -> ! {
         hv::trap::class_name(hv::trap::exception_class(esr)),
         frame.x[30],
     );
+    if let Some(abort) = hv::trap::AbortSyndrome::decode(esr) {
+        hv::error!("{abort} at {far:#x}, in {}", mmu::layout().region(far));
+    }
     hv::error!("hypervisor stopped");
     psci::system_off()
 }

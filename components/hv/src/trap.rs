@@ -173,6 +173,62 @@ pub fn decode(exit: &RawExit) -> Trap {
     }
 }
 
+/// EC of an instruction or data abort taken at EL2 (HYP) itself.
+pub const EC_IABT_SAME: u8 = 0x21;
+pub const EC_DABT_SAME: u8 = 0x25;
+
+/// What an abort syndrome says about the fault, for reports: "permission
+/// fault, level 3, write".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbortSyndrome {
+    status: u8,
+    write: bool,
+    instruction: bool,
+}
+
+impl AbortSyndrome {
+    /// The abort an ESR (HSR) describes; `None` for other classes.
+    pub fn decode(esr: u64) -> Option<AbortSyndrome> {
+        let ec = exception_class(esr);
+        let instruction = matches!(ec, EC_IABT_LOWER | EC_IABT_SAME);
+        (instruction || matches!(ec, EC_DABT_LOWER | EC_DABT_SAME)).then(|| AbortSyndrome {
+            status: (esr & 0x3f) as u8,
+            write: !instruction && esr & (1 << 6) != 0,
+            instruction,
+        })
+    }
+
+    pub fn is_permission_fault(&self) -> bool {
+        self.status & 0b11_1100 == 0b00_1100
+    }
+}
+
+impl core::fmt::Display for AbortSyndrome {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let name = match self.status & 0b11_1100 {
+            0b00_0000 => "address size fault",
+            0b00_0100 => "translation fault",
+            0b00_1000 => "access flag fault",
+            0b00_1100 => "permission fault",
+            0b01_0000 if self.status == 0b01_0000 => "synchronous external abort",
+            0b10_0000 if self.status == 0b10_0001 => "alignment fault",
+            _ => "fault",
+        };
+        f.write_str(name)?;
+        if self.status < 0b01_0000 {
+            write!(f, ", level {}", self.status & 0b11)?;
+        }
+        let access = if self.instruction {
+            "execute"
+        } else if self.write {
+            "write"
+        } else {
+            "read"
+        };
+        write!(f, ", {access}")
+    }
+}
+
 /// A short name for an exception class, for reports.
 pub fn class_name(ec: u8) -> &'static str {
     match ec {
@@ -330,6 +386,27 @@ mod tests {
                 read: false
             })
         );
+    }
+
+    #[test]
+    fn el2_aborts_are_described() {
+        // str to a read-only page at EL2: EC 0x25, WnR, permission fault level 3.
+        let write = AbortSyndrome::decode(0x9600_004f).unwrap();
+        assert_eq!(write.to_string(), "permission fault, level 3, write");
+        assert!(write.is_permission_fault());
+        // Instruction fetch from an XN page: EC 0x21, IFSC permission level 3.
+        let exec = AbortSyndrome::decode(0x8600_000f).unwrap();
+        assert_eq!(exec.to_string(), "permission fault, level 3, execute");
+        // A read of an unmapped page: translation fault level 3.
+        let read = AbortSyndrome::decode(0x9600_0007).unwrap();
+        assert_eq!(read.to_string(), "translation fault, level 3, read");
+        assert!(!read.is_permission_fault());
+        // The HSR QEMU gives for the HYP fault self-test (level 1).
+        assert_eq!(
+            AbortSyndrome::decode(0x9600_0005).unwrap().to_string(),
+            "translation fault, level 1, read"
+        );
+        assert_eq!(AbortSyndrome::decode(0x5a00_0000), None);
     }
 
     #[test]
