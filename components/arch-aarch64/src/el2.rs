@@ -1,7 +1,9 @@
 //! EL2 control: what traps, how stage 2 is configured, and running a vCPU.
 
 use crate::{context::Context, mmu, psci};
-use aarch64_cpu::registers::{Readable, ESR_EL2, FAR_EL2, HPFAR_EL2};
+use aarch64_cpu::registers::{
+    Readable, Writeable, ESR_EL2, FAR_EL2, HPFAR_EL2, MDCR_EL2, MDSCR_EL1,
+};
 use core::arch::asm;
 use hv::{ExitKind, RawExit};
 
@@ -36,8 +38,47 @@ const VTCR: u64 = (1 << 31)
 /// the physical timer (EL1PCEN clear), which is the hypervisor's business.
 const CNTHCTL: u64 = 1 << 0;
 
+/// MDCR_EL2: guests have no debug or PMU registers. Their accesses trap
+/// (TDA: breakpoints, watchpoints, MDSCR and the rest; TDOSA: OS lock and
+/// power-down; TDRA: the debug ROM address; TPM and TPMCR: every PMU
+/// register) and the core answers them RAZ/WI, so none of them carries one
+/// VM's values to another. HPMN is PMCR_EL0.N, the reset value (0 is
+/// CONSTRAINED UNPREDICTABLE before FEAT_HPMN0); TPM traps EL1's access to
+/// every counter anyway. The EL2 counters (HPME) stay off.
+fn init_debug_traps() {
+    let pmcr: u64;
+    // SAFETY: reading PMCR_EL0 at EL2 has no side effects.
+    unsafe { asm!("mrs {}, pmcr_el0", out(reg) pmcr, options(nomem, nostack)) };
+    let counters = (pmcr >> 11) & 0x1f;
+    MDCR_EL2.write(
+        MDCR_EL2::TDRA::SET
+            + MDCR_EL2::TDOSA::SET
+            + MDCR_EL2::TDA::SET
+            + MDCR_EL2::TPM::SET
+            + MDCR_EL2::TPMCR::SET
+            + MDCR_EL2::HPMN.val(counters),
+    );
+    // What the hardware holds while guests run, since they can no longer
+    // change it: no debug events (MDSCR_EL1 0), EL0 PMU access trapped to
+    // EL1 first (PMUSERENR_EL0 0), no counters on.
+    MDSCR_EL1.set(0);
+    // SAFETY: the PMU serves no one (guests are trapped, EL2 does not
+    // count); stopping its counters and EL0 access changes nothing else.
+    unsafe {
+        asm!(
+            "msr pmuserenr_el0, xzr",
+            "msr pmcntenclr_el0, {all}",
+            "msr pmintenclr_el1, {all}",
+            "msr pmcr_el0, xzr",
+            all = in(reg) u64::from(u32::MAX),
+            options(nostack),
+        )
+    };
+}
+
 /// Configures EL2 for running guests. Call once per CPU after the MMU is on.
 pub fn init() {
+    init_debug_traps();
     // SAFETY: these registers configure EL1&0 translation and traps, which
     // only take effect once a guest runs; the virtual counter offset is 0
     // so guests see the physical count.

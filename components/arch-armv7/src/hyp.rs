@@ -10,8 +10,8 @@ use crate::{
 use aarch32_cpu::{
     asm::isb,
     register::{
-        CntVoff, Cnthctl, CntvCtl, Hcptr, Hcr, Hdfar, Hifar, Hpfar, Hsr, Hstr, SysRegRead,
-        SysRegWrite, SysRegWrite64,
+        CntVoff, Cnthctl, CntvCtl, Hcptr, Hcr, Hdcr, Hdfar, Hifar, Hpfar, Hsr, Hstr, Pmcntenclr,
+        Pmcr, Pmintenclr, Pmuserenr, SysRegRead, SysRegWrite, SysRegWrite64,
     },
 };
 use core::arch::asm;
@@ -59,9 +59,36 @@ const _: () = assert!(HCPTR & (1 << 10 | 1 << 11 | 1 << 15 | 1 << 20) == 0);
 /// physical timer (PL1PCEN clear), which is the hypervisor's business.
 const CNTHCTL: u32 = 1 << 0;
 
+/// HDCR: guests have no debug or PMU registers. Their accesses trap (TDA:
+/// breakpoints, watchpoints, DBGDSCR and the rest of CP14's debug
+/// registers; TDOSA: OS lock and power-down; TDRA: the debug ROM and self
+/// addresses; TPM and TPMCR: every PMU register) and the core answers them
+/// RAZ/WI, so none of them carries one VM's values to another. HPMN is
+/// PMCR.N, its reset value; TPM traps PL1's access to every counter anyway.
+/// The HYP counters (HPME) stay off.
+const HDCR_TRAPS: u32 = (1 << 11) | (1 << 10) | (1 << 9) | (1 << 6) | (1 << 5);
+
+fn init_debug_traps() {
+    let counters = (Pmcr::read().0 >> 11) & 0x1f;
+    // SAFETY: HDCR only governs PL1 and PL0 accesses to debug and PMU
+    // registers, which now trap to HYP mode; the core answers them.
+    unsafe { Hdcr::write(Hdcr(HDCR_TRAPS | counters)) };
+    // What the hardware holds while guests run, since they can no longer
+    // change it: PL0 PMU access trapped to PL1 first, no counters on.
+    // SAFETY: the PMU serves no one (guests are trapped, HYP does not
+    // count); stopping its counters and PL0 access changes nothing else.
+    unsafe {
+        Pmuserenr::write(Pmuserenr(0));
+        Pmcntenclr::write(Pmcntenclr(u32::MAX));
+        Pmintenclr::write(Pmintenclr(u32::MAX));
+        Pmcr::write(Pmcr(0));
+    }
+}
+
 /// Configures HYP mode for running guests. Call once per CPU after the MMU
 /// is on.
 pub fn init() {
+    init_debug_traps();
     // SAFETY: VTCR configures stage-2 walks, which only take effect once a
     // guest runs.
     unsafe { <Vtcr as SysRegWrite>::write_raw(VTCR) };
