@@ -259,6 +259,10 @@ SECTIONS {{
     __stack_guard_size = {guard:#x};
     __stack_top = __hv_end - {fault:#x};
     __heap_end = __hv_end - __stack_size * {cpus};
+    /* For Rust, addresses in the image (PC-relative reach, even above 4 GiB)
+       rather than the sizes: CPU 0's slot and the end of its guard page. */
+    __stack_slot0 = __hv_end - __stack_size;
+    __stack_guard0_end = __stack_slot0 + __stack_guard_size;
     ASSERT(__heap_end > __heap_start + 0x100000, "hypervisor region too small for heap and stack")
     ASSERT(__rodata_end % 4096 == 0, "read-only data must end on a page")
     /DISCARD/ : {{ *(.comment) *(.note .note.*) *(.eh_frame*) }}

@@ -184,22 +184,27 @@ extern "C" {
     static __text_start: u8;
     static __text_end: u8;
     static __rodata_end: u8;
+    static __heap_end: u8;
+    static __stack_slot0: u8;
+    static __stack_guard0_end: u8;
     static __hv_end: u8;
-    static __hv_cpus: u8;
-    static __stack_size: u8;
-    static __stack_guard_size: u8;
 }
 
-/// The image's layout, from its linker script's symbols.
+/// The image's layout, from its linker script's symbols: all addresses in
+/// the image (sizes as absolute symbols would be out of PC-relative reach
+/// of an image above 4 GiB, as on X-Gene).
 pub fn layout() -> HvLayout {
     let sym = |s: *const u8| s as u64;
+    let end = sym(&raw const __hv_end);
+    let slot0 = sym(&raw const __stack_slot0);
+    let stack_slot = end - slot0;
     HvLayout {
         start: sym(&raw const __text_start),
         text_end: sym(&raw const __text_end),
         rodata_end: sym(&raw const __rodata_end),
-        end: sym(&raw const __hv_end),
-        cpus: sym(&raw const __hv_cpus),
-        stack_slot: sym(&raw const __stack_size),
-        guard: sym(&raw const __stack_guard_size),
+        end,
+        cpus: (end - sym(&raw const __heap_end)) / stack_slot,
+        stack_slot,
+        guard: sym(&raw const __stack_guard0_end) - slot0,
     }
 }

@@ -256,7 +256,7 @@ impl AbortSyndrome {
     pub fn decode(esr: u64) -> Option<AbortSyndrome> {
         let ec = exception_class(esr);
         let instruction = matches!(ec, EC_IABT_LOWER | EC_IABT_SAME);
-        (instruction || matches!(ec, EC_DABT_LOWER | EC_DABT_SAME)).then(|| AbortSyndrome {
+        (instruction || matches!(ec, EC_DABT_LOWER | EC_DABT_SAME)).then_some(AbortSyndrome {
             status: (esr & 0x3f) as u8,
             write: !instruction && esr & (1 << 6) != 0,
             instruction,
