@@ -222,7 +222,7 @@ fn linker_script(c: &Composition) -> String {
     let base = c.hypervisor.base;
     let end = base + c.hypervisor.size;
     assert!(
-        base % 4096 == 0 && end % 4096 == 0,
+        base.is_multiple_of(4096) && end.is_multiple_of(4096),
         "the hypervisor region must be page aligned"
     );
     assert_eq!(
