@@ -54,7 +54,8 @@ impl Table {
 }
 
 /// The EL2 tables: level 1, the level 2 of the hypervisor's GiB, and
-/// `L3` level-3 tables for the 2 MiB blocks the hypervisor spans.
+/// `L3` level-3 tables for the 2 MiB blocks of the hypervisor where the
+/// access changes from page to page.
 #[repr(C)]
 pub struct Tables<const L3: usize> {
     l1: Table,
@@ -78,7 +79,9 @@ impl<const L3: usize> Tables<L3> {
 
     /// Fills the tables (boot CPU, MMU off, once). RAM is expected to be
     /// 2 MiB aligned and the hypervisor not to cross a GiB boundary, which
-    /// holds for every board here (build.rs checks the latter).
+    /// holds for every board here (build.rs checks the latter), and `L3`
+    /// to cover the 2 MiB blocks where the access changes (build.rs
+    /// budgets them).
     pub fn build(&self, ram_base: u64, ram_size: u64, hv: &HvLayout) {
         assert!(hv.is_valid(), "bad hypervisor layout {hv:?}");
         let ram = |base: u64, size: u64| base < ram_base + ram_size && ram_base < base + size;
@@ -101,34 +104,39 @@ impl<const L3: usize> Tables<L3> {
                 self.l1.set(i, leaf(base, GIB, BLOCK));
             }
         }
+        // The hypervisor's blocks: 4 KiB pages where the access changes
+        // inside one, a block where it does not.
         let first_block = hv.start / BLOCK_2M;
-        let blocks = (hv.end - 1) / BLOCK_2M - first_block + 1;
-        assert!(
-            blocks as usize <= L3,
-            "hypervisor spans more 2 MiB blocks than tables"
-        );
+        let blocks = first_block..=(hv.end - 1) / BLOCK_2M;
+        let page_attrs = |page: u64| match hv.contains(page).then(|| hv.access(page)) {
+            Some(Access::Text) => Some(NORMAL | AP_RO),
+            Some(Access::ReadOnly) => Some(NORMAL | AP_RO | XN),
+            Some(Access::ReadWrite) => Some(NORMAL | AP_RW | XN),
+            Some(Access::Unmapped) => None,
+            None if ram(page, PAGE) => Some(NORMAL | AP_RW | XN),
+            None => (page < 4 * GIB).then_some(DEVICE),
+        };
+        let mut l3_tables = self.l3.iter();
         for i in 0..512 {
             let base = hv_gib * GIB + i as u64 * BLOCK_2M;
-            let block = base / BLOCK_2M;
-            if (first_block..first_block + blocks).contains(&block) {
-                let l3 = &self.l3[(block - first_block) as usize];
-                self.l2.set(i, l3.addr() | TABLE_OR_PAGE);
-                for j in 0..512 {
-                    let page = base + j as u64 * PAGE;
-                    let entry = if hv.contains(page) {
-                        match hv.access(page) {
-                            Access::Text => page | NORMAL | AP_RO | TABLE_OR_PAGE,
-                            Access::ReadOnly => page | NORMAL | AP_RO | XN | TABLE_OR_PAGE,
-                            Access::ReadWrite => page | NORMAL | AP_RW | XN | TABLE_OR_PAGE,
-                            Access::Unmapped => 0,
-                        }
-                    } else {
-                        leaf(page, PAGE, TABLE_OR_PAGE)
-                    };
-                    l3.set(j, entry);
-                }
-            } else {
+            if !blocks.contains(&(base / BLOCK_2M)) {
                 self.l2.set(i, leaf(base, BLOCK_2M, BLOCK));
+                continue;
+            }
+            let first = page_attrs(base);
+            if (1..512).all(|j| page_attrs(base + j * PAGE) == first) {
+                self.l2
+                    .set(i, first.map_or(0, |attrs| base | attrs | BLOCK));
+                continue;
+            }
+            let l3 = l3_tables
+                .next()
+                .expect("build.rs budgets a level-3 table per mixed 2 MiB block");
+            self.l2.set(i, l3.addr() | TABLE_OR_PAGE);
+            for j in 0..512 {
+                let page = base + j as u64 * PAGE;
+                let entry = page_attrs(page).map_or(0, |attrs| page | attrs | TABLE_OR_PAGE);
+                l3.set(j, entry);
             }
         }
         // The stores went to memory (MMU and caches off): drop any copy of

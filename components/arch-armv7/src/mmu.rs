@@ -62,7 +62,8 @@ impl Table {
 }
 
 /// The HYP tables: one level-2 table per GiB, `L3` level-3 tables for the
-/// 2 MiB blocks the hypervisor spans, and level 1 (T0SZ 0: four 1 GiB
+/// 2 MiB blocks of the hypervisor where the access changes from page to
+/// page, and level 1 (T0SZ 0: four 1 GiB
 /// entries, in a table of its own so it is 32-byte aligned).
 #[repr(C)]
 pub struct Tables<const L3: usize> {
@@ -86,7 +87,8 @@ impl<const L3: usize> Tables<L3> {
     }
 
     /// Fills the tables (boot CPU, MMU off, once). RAM is expected to be
-    /// 2 MiB aligned, which holds for every board here.
+    /// 2 MiB aligned, which holds for every board here, and `L3` to cover
+    /// the 2 MiB blocks where the access changes (build.rs budgets them).
     pub fn build(&self, ram_base: u64, ram_size: u64, hv: &HvLayout) {
         assert!(hv.is_valid(), "bad hypervisor layout {hv:?}");
         let ram = |base: u64, size: u64| base < ram_base + ram_size && ram_base < base + size;
@@ -99,36 +101,41 @@ impl<const L3: usize> Tables<L3> {
                 0
             }
         };
-        let first_block = hv.start / BLOCK_2M;
-        let blocks = (hv.end - 1) / BLOCK_2M - first_block + 1;
-        assert!(
-            blocks as usize <= L3,
-            "hypervisor spans more 2 MiB blocks than tables"
-        );
+        // The hypervisor's blocks: 4 KiB pages where the access changes
+        // inside one, a block where it does not.
+        let blocks = hv.start / BLOCK_2M..=(hv.end - 1) / BLOCK_2M;
+        let page_attrs = |page: u64| match hv.contains(page).then(|| hv.access(page)) {
+            Some(Access::Text) => Some(NORMAL | AP_RO),
+            Some(Access::ReadOnly) => Some(NORMAL | AP_RO | XN),
+            Some(Access::ReadWrite) => Some(NORMAL | AP_RW | XN),
+            Some(Access::Unmapped) => None,
+            None if ram(page, PAGE) => Some(NORMAL | AP_RW | XN),
+            None => (page >= NULL_GUARD_END).then_some(AF | AP_RW | ATTR_DEVICE | XN),
+        };
+        let mut l3_tables = self.l3.iter();
         for gib in 0..4 {
             self.level1
                 .set(gib, self.level2[gib].addr() | TABLE_OR_PAGE);
             for i in 0..512 {
                 let block = (gib * 512 + i) as u64;
                 let base = block * BLOCK_2M;
-                if !(first_block..first_block + blocks).contains(&block) {
+                if !blocks.contains(&block) {
                     self.level2[gib].set(i, leaf(base, BLOCK_2M, BLOCK));
                     continue;
                 }
-                let l3 = &self.l3[(block - first_block) as usize];
+                let first = page_attrs(base);
+                if (1..512).all(|j| page_attrs(base + j * PAGE) == first) {
+                    let entry = first.map_or(0, |attrs| base | attrs | BLOCK);
+                    self.level2[gib].set(i, entry);
+                    continue;
+                }
+                let l3 = l3_tables
+                    .next()
+                    .expect("build.rs budgets a level-3 table per mixed 2 MiB block");
                 self.level2[gib].set(i, l3.addr() | TABLE_OR_PAGE);
                 for j in 0..512 {
                     let page = base + j as u64 * PAGE;
-                    let entry = if hv.contains(page) {
-                        match hv.access(page) {
-                            Access::Text => page | NORMAL | AP_RO | TABLE_OR_PAGE,
-                            Access::ReadOnly => page | NORMAL | AP_RO | XN | TABLE_OR_PAGE,
-                            Access::ReadWrite => page | NORMAL | AP_RW | XN | TABLE_OR_PAGE,
-                            Access::Unmapped => 0,
-                        }
-                    } else {
-                        leaf(page, PAGE, TABLE_OR_PAGE)
-                    };
+                    let entry = page_attrs(page).map_or(0, |attrs| page | attrs | TABLE_OR_PAGE);
                     l3.set(j, entry);
                 }
             }
