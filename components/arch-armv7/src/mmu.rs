@@ -61,15 +61,36 @@ impl Table {
     }
 }
 
-/// The HYP tables: one level-2 table per GiB, `L3` level-3 tables for the
-/// 2 MiB blocks of the hypervisor where the access changes from page to
-/// page, and level 1 (T0SZ 0: four 1 GiB
-/// entries, in a table of its own so it is 32-byte aligned).
+/// Level 1 (T0SZ 0: four 1 GiB entries, 32-byte aligned). One for the
+/// whole image, apart from [`Tables`] so it does not take a page of its own.
+#[repr(C, align(32))]
+struct Level1(UnsafeCell<[u64; 4]>);
+
+// SAFETY: as for `Tables`: written once by the boot CPU in `Tables::build`,
+// then only read by the MMUs.
+unsafe impl Sync for Level1 {}
+
+static LEVEL1: Level1 = Level1(UnsafeCell::new([0; 4]));
+
+impl Level1 {
+    fn addr(&self) -> u64 {
+        self.0.get() as u32 as u64
+    }
+
+    fn set(&self, i: usize, entry: u64) {
+        // SAFETY: as `Table::set`: the boot CPU alone writes it, once, MMU
+        // off, before anything walks it.
+        unsafe { (*self.0.get())[i] = entry };
+    }
+}
+
+/// The HYP tables: one level-2 table per GiB and `L3` level-3 tables for
+/// the 2 MiB blocks of the hypervisor where the access changes from page
+/// to page; level 1 is [`LEVEL1`].
 #[repr(C)]
 pub struct Tables<const L3: usize> {
     level2: [Table; 4],
     l3: [Table; L3],
-    level1: Table,
 }
 
 // SAFETY: the tables are written once by the boot CPU before the others
@@ -82,7 +103,6 @@ impl<const L3: usize> Tables<L3> {
         Tables {
             level2: [const { Table::new() }; 4],
             l3: [const { Table::new() }; L3],
-            level1: Table::new(),
         }
     }
 
@@ -114,8 +134,7 @@ impl<const L3: usize> Tables<L3> {
         };
         let mut l3_tables = self.l3.iter();
         for gib in 0..4 {
-            self.level1
-                .set(gib, self.level2[gib].addr() | TABLE_OR_PAGE);
+            LEVEL1.set(gib, self.level2[gib].addr() | TABLE_OR_PAGE);
             for i in 0..512 {
                 let block = (gib * 512 + i) as u64;
                 let base = block * BLOCK_2M;
@@ -149,6 +168,7 @@ impl<const L3: usize> Tables<L3> {
         for line in (start..end).step_by(64) {
             invalidate_data_cache_line_to_poc(line);
         }
+        invalidate_data_cache_line_to_poc(LEVEL1.addr() as u32);
         dsb();
     }
 }
@@ -172,8 +192,9 @@ pub const HSCTLR_RESET: u32 = 0x30c5_0818;
 /// its XN bit says: defence in depth for W^X).
 const HSCTLR_MMU_ON: u32 = HSCTLR_RESET | (1 << 19) | (1 << 12) | (1 << 2) | 1;
 
-/// Turns on the HYP MMU and caches with `tables` (built by the boot CPU).
-pub fn enable<const L3: usize>(tables: &'static Tables<L3>) {
+/// Turns on the HYP MMU and caches with `tables` (built by the boot CPU;
+/// the walk starts at [`LEVEL1`], which links them).
+pub fn enable<const L3: usize>(_tables: &'static Tables<L3>) {
     dsb();
     // SAFETY: these configure the HYP translation regime, which takes
     // effect when HSCTLR.M is set below; the tables identity-map all memory
@@ -182,7 +203,7 @@ pub fn enable<const L3: usize>(tables: &'static Tables<L3>) {
     unsafe {
         <Hmair0 as SysRegWrite>::write_raw(HMAIR0);
         <Htcr as SysRegWrite>::write_raw(HTCR);
-        <Httbr as SysRegWrite64>::write_raw(tables.level1.addr());
+        <Httbr as SysRegWrite64>::write_raw(LEVEL1.addr());
         isb();
         // Drop stale HYP TLB entries before the MMU uses the new table.
         <TlbiAllH as SysRegWrite>::write_raw(0);
