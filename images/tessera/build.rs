@@ -25,10 +25,14 @@ fn main() {
     fs::write(out.join("vms.postcard"), &vm_table).unwrap();
     fs::write(
         out.join("composition.rs"),
-        composition_rs(&c, vm_table.len(), &guests),
+        composition_rs(&c, vm_table.len(), &guests, &PageBudget::new(&c, &guests)),
     )
     .unwrap();
-    fs::write(out.join("link.x"), linker_script(&c)).unwrap();
+    fs::write(
+        out.join("link.x"),
+        linker_script(&c, &PageBudget::new(&c, &guests)),
+    )
+    .unwrap();
     println!(
         "cargo:rustc-link-arg-bins=-T{}",
         out.join("link.x").display()
@@ -99,7 +103,12 @@ fn vm_table(c: &Composition) -> (Vec<u8>, Vec<PathBuf>) {
     (boot::VmTable { vms, windows }.encode(), guests)
 }
 
-fn composition_rs(c: &Composition, vm_table_len: usize, guests: &[PathBuf]) -> String {
+fn composition_rs(
+    c: &Composition,
+    vm_table_len: usize,
+    guests: &[PathBuf],
+    budget: &PageBudget,
+) -> String {
     let mut s = String::new();
     let w = &mut s;
     writeln!(
@@ -115,6 +124,7 @@ fn composition_rs(c: &Composition, vm_table_len: usize, guests: &[PathBuf]) -> S
     writeln!(w, "pub const RAM_SIZE: u64 = {:#x};", c.ram.size).unwrap();
     writeln!(w, "pub const HV_BASE: u64 = {:#x};", c.hypervisor.base).unwrap();
     writeln!(w, "pub const HV_SIZE: u64 = {:#x};", c.hypervisor.size).unwrap();
+    writeln!(w, "pub const HV_L3_TABLES: usize = {};", budget.l3_tables).unwrap();
     writeln!(w, "pub const UART_BASE: usize = {:#x};", c.uart.base).unwrap();
     writeln!(w, "pub const UART_DRIVER: &str = {:?};", c.uart.driver).unwrap();
     writeln!(w, "pub const UART_REG_SHIFT: u32 = {};", c.uart.reg_shift).unwrap();
@@ -202,19 +212,48 @@ fn composition_rs(c: &Composition, vm_table_len: usize, guests: &[PathBuf]) -> S
     s
 }
 
-/// Code and data first, then the VM table and guest images (the end of the
-/// flat binary), then bss, heap and one stack per CPU in the rest of the
-/// hypervisor's region.
-fn linker_script(c: &Composition) -> String {
+/// Bytes of one CPU's stack slot: a guard page, its stack, its fault stack.
+const STACK_SLOT: u64 = 64 * 1024;
+const STACK_GUARD: u64 = 4096;
+/// Where the fault vector reports from (the top of the slot): enough for the
+/// report's formatting.
+const FAULT_STACK: u64 = 8 * 1024;
+const MIB_2: u64 = 2 << 20;
+
+/// Text first, then read-only data (the VM table and guest images too),
+/// then data (the end of the flat binary), then bss, heap and one stack
+/// slot per CPU in the rest of the hypervisor's region. Each part starts on
+/// a page, for the W^X map (`hv::layout`): `__text_start..__text_end`
+/// executable, `..__rodata_end` read-only, the rest read-write; the slots
+/// hold, from the bottom, an unmapped guard page, the stack and the fault
+/// stack.
+fn linker_script(c: &Composition, budget: &PageBudget) -> String {
+    let base = c.hypervisor.base;
+    let end = base + c.hypervisor.size;
+    assert!(
+        base.is_multiple_of(4096) && end.is_multiple_of(4096),
+        "the hypervisor region must be page aligned"
+    );
+    assert_eq!(
+        base >> 30,
+        (end - 1) >> 30,
+        "the hypervisor region must not cross a GiB boundary"
+    );
     format!(
         r#"ENTRY(_start)
 MEMORY {{ HV : ORIGIN = {base:#x}, LENGTH = {size:#x} }}
 SECTIONS {{
-    .text : {{ KEEP(*(.text.boot)) *(.text.vectors) *(.text .text.*) }} > HV
-    .rodata : ALIGN(16) {{ *(.rodata .rodata.*) }} > HV
-    .data : ALIGN(16) {{ *(.data .data.*) *(.got .got.*) }} > HV
+    .text : {{
+        __text_start = .;
+        KEEP(*(.text.boot)) *(.text.vectors) *(.text .text.*)
+        . = ALIGN(4096);
+        __text_end = .;
+    }} > HV
+    .rodata : ALIGN(4096) {{ *(.rodata .rodata.*) }} > HV
     .tessera.vms : ALIGN(16) {{ KEEP(*(.tessera.vms)) }} > HV
     .tessera.guests : ALIGN(16) {{ KEEP(*(.tessera.guests)) }} > HV
+    .ARM.exidx : {{ *(.ARM.exidx .ARM.exidx.*) }} > HV
+    .data : ALIGN(4096) {{ __rodata_end = .; *(.data .data.*) *(.got .got.*) }} > HV
     .bss (NOLOAD) : ALIGN(16) {{
         __bss_start = .;
         *(.bss .bss.*) *(COMMON)
@@ -223,16 +262,64 @@ SECTIONS {{
     }} > HV
     . = ALIGN(4096);
     __heap_start = .;
-    __stack_top = ORIGIN(HV) + LENGTH(HV);
-    __stack_size = {stack:#x};
-    __heap_end = __stack_top - __stack_size * {cpus};
+    __hv_end = ORIGIN(HV) + LENGTH(HV);
+    __hv_cpus = {cpus};
+    __stack_size = {slot:#x};
+    __stack_guard_size = {guard:#x};
+    __stack_top = __hv_end - {fault:#x};
+    __heap_end = __hv_end - __stack_size * {cpus};
+    /* For Rust, addresses in the image (PC-relative reach, even above 4 GiB)
+       rather than the sizes: CPU 0's slot and the end of its guard page. */
+    __stack_slot0 = __hv_end - __stack_size;
+    __stack_guard0_end = __stack_slot0 + __stack_guard_size;
     ASSERT(__heap_end > __heap_start + 0x100000, "hypervisor region too small for heap and stack")
+    ASSERT(__rodata_end % 4096 == 0, "read-only data must end on a page")
+    ASSERT(__bss_end <= {image_end:#x}, "the image outgrew the 4 KiB pages build.rs budgets for it (PageBudget)")
     /DISCARD/ : {{ *(.comment) *(.note .note.*) *(.eh_frame*) }}
 }}
 "#,
-        base = c.hypervisor.base,
         size = c.hypervisor.size,
-        stack = 64 * 1024,
+        slot = STACK_SLOT,
+        guard = STACK_GUARD,
+        fault = FAULT_STACK,
         cpus = c.cpus,
+        image_end = budget.image_end,
     )
+}
+
+/// Level-3 tables the EL2 (HYP) map needs. Only 2 MiB blocks holding a
+/// boundary between accesses (the image's start, text and read-only ends,
+/// the stack slots' guard pages, the region's end) need 4 KiB pages; the
+/// others (the heap, big guest images) stay blocks. The image (text to
+/// bss) is budgeted its guests plus 1 MiB, which the linker script holds
+/// it to; the stack slots are at the top.
+struct PageBudget {
+    image_end: u64,
+    l3_tables: u64,
+}
+
+impl PageBudget {
+    fn new(c: &Composition, guests: &[PathBuf]) -> PageBudget {
+        let guest_bytes: u64 = guests
+            .iter()
+            .map(|g| fs::metadata(g).map_or(0, |m| m.len()))
+            .sum();
+        let base = c.hypervisor.base;
+        let end = base + c.hypervisor.size;
+        let stacks = end - STACK_SLOT * u64::from(c.cpus);
+        let image_end = (base + guest_bytes + (1 << 20)).min(stacks);
+        let blocks = |from: u64, to: u64| from / MIB_2..=(to - 1) / MIB_2;
+        let (image, stack) = (blocks(base, image_end), blocks(stacks, end));
+        let overlap = stack.start().saturating_sub(*image.end()) == 0;
+        let count = |r: &std::ops::RangeInclusive<u64>| r.end() - r.start() + 1;
+        let l3_tables = if overlap {
+            count(&(*image.start()..=*stack.end()))
+        } else {
+            count(&image) + count(&stack)
+        };
+        PageBudget {
+            image_end,
+            l3_tables,
+        }
+    }
 }

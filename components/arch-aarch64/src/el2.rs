@@ -1,7 +1,9 @@
 //! EL2 control: what traps, how stage 2 is configured, and running a vCPU.
 
 use crate::{context::Context, mmu, psci};
-use aarch64_cpu::registers::{Readable, ESR_EL2, FAR_EL2, HPFAR_EL2};
+use aarch64_cpu::registers::{
+    Readable, Writeable, ESR_EL2, FAR_EL2, HPFAR_EL2, MDCR_EL2, MDSCR_EL1,
+};
 use core::arch::asm;
 use hv::{ExitKind, RawExit};
 
@@ -36,8 +38,47 @@ const VTCR: u64 = (1 << 31)
 /// the physical timer (EL1PCEN clear), which is the hypervisor's business.
 const CNTHCTL: u64 = 1 << 0;
 
+/// MDCR_EL2: guests have no debug or PMU registers. Their accesses trap
+/// (TDA: breakpoints, watchpoints, MDSCR and the rest; TDOSA: OS lock and
+/// power-down; TDRA: the debug ROM address; TPM and TPMCR: every PMU
+/// register) and the core answers them RAZ/WI, so none of them carries one
+/// VM's values to another. HPMN is PMCR_EL0.N, the reset value (0 is
+/// CONSTRAINED UNPREDICTABLE before FEAT_HPMN0); TPM traps EL1's access to
+/// every counter anyway. The EL2 counters (HPME) stay off.
+fn init_debug_traps() {
+    let pmcr: u64;
+    // SAFETY: reading PMCR_EL0 at EL2 has no side effects.
+    unsafe { asm!("mrs {}, pmcr_el0", out(reg) pmcr, options(nomem, nostack)) };
+    let counters = (pmcr >> 11) & 0x1f;
+    MDCR_EL2.write(
+        MDCR_EL2::TDRA::SET
+            + MDCR_EL2::TDOSA::SET
+            + MDCR_EL2::TDA::SET
+            + MDCR_EL2::TPM::SET
+            + MDCR_EL2::TPMCR::SET
+            + MDCR_EL2::HPMN.val(counters),
+    );
+    // What the hardware holds while guests run, since they can no longer
+    // change it: no debug events (MDSCR_EL1 0), EL0 PMU access trapped to
+    // EL1 first (PMUSERENR_EL0 0), no counters on.
+    MDSCR_EL1.set(0);
+    // SAFETY: the PMU serves no one (guests are trapped, EL2 does not
+    // count); stopping its counters and EL0 access changes nothing else.
+    unsafe {
+        asm!(
+            "msr pmuserenr_el0, xzr",
+            "msr pmcntenclr_el0, {all}",
+            "msr pmintenclr_el1, {all}",
+            "msr pmcr_el0, xzr",
+            all = in(reg) u64::from(u32::MAX),
+            options(nostack),
+        )
+    };
+}
+
 /// Configures EL2 for running guests. Call once per CPU after the MMU is on.
 pub fn init() {
+    init_debug_traps();
     // SAFETY: these registers configure EL1&0 translation and traps, which
     // only take effect once a guest runs; the virtual counter offset is 0
     // so guests see the physical count.
@@ -115,6 +156,45 @@ pub fn selftest_fault() -> ! {
     unreachable!("a read of an unmapped address returned");
 }
 
+/// Self-test of W^X: writes a word of hypervisor text (back to itself).
+/// The write must take a permission fault; if it returns, text is writable.
+pub fn selftest_write_text() {
+    let text = selftest_write_text as *const () as u64;
+    // SAFETY: the store writes back the value just loaded, so even if text
+    // is writable (the bug this tests for) nothing changes.
+    unsafe {
+        asm!("ldr {tmp:w}, [{addr}]", "str {tmp:w}, [{addr}]",
+             addr = in(reg) text, tmp = out(reg) _, options(nostack))
+    };
+}
+
+/// `ret`, stored at run time in writable data (so
+/// the compiler cannot make it read-only): executing it must fault.
+static RET_IN_DATA: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Self-test of W^X: calls a `ret` in the data section. The fetch must
+/// take a permission fault; if it returns, data is executable.
+pub fn selftest_exec_data() {
+    RET_IN_DATA.store(0xd65f_03c0, core::sync::atomic::Ordering::Relaxed);
+    let code = RET_IN_DATA.as_ptr() as u64;
+    // SAFETY: the code at `code` is a single `ret`; if data is executable
+    // (the bug this tests for) it returns at once, clobbering only LR.
+    unsafe {
+        asm!("ic iallu", "dsb ish", "isb", "blr {code}", code = in(reg) code, out("x30") _,
+             options(nostack))
+    };
+}
+
+/// Self-test of the stack guard: pushes until the stack runs into the
+/// guard page below it, which must fault.
+pub fn selftest_stack_overflow() -> ! {
+    // SAFETY: deliberately overflows this CPU's stack into its unmapped
+    // guard page; the fault handler reports on its own stack and powers
+    // off. Without a guard, what lies below (heap) is overwritten and the
+    // loop goes on until some other fault stops it.
+    unsafe { asm!("0:", "str xzr, [sp, #-16]!", "b 0b", options(noreturn)) };
+}
+
 /// The registers `__tessera_el2_fault` saved.
 #[repr(C)]
 pub struct FaultFrame {
@@ -142,6 +222,9 @@ extern "C" fn tessera_el2_fault(kind: u64, frame: &FaultFrame) -> ! {
         hv::trap::class_name(hv::trap::exception_class(esr)),
         frame.x[30],
     );
+    if let Some(abort) = hv::trap::AbortSyndrome::decode(esr) {
+        hv::error!("{abort} at {far:#x}, in {}", mmu::layout().region(far));
+    }
     hv::error!("hypervisor stopped");
     psci::system_off()
 }

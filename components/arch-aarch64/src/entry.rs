@@ -4,7 +4,8 @@
 //! `tessera_secondary_main(cpu: u64) -> !` and
 //! `tessera_wrong_el(current_el: u64) -> !`, and the linker symbols
 //! `__stack_top`, `__stack_size` (per CPU; CPU n's stack ends n stacks
-//! below the top), `__bss_start`, `__bss_end`.
+//! below the top), `__hv_end` (the top of CPU 0's slot, where its fault
+//! stack ends; see [`hv::layout`]), `__bss_start`, `__bss_end`.
 
 use crate::context::{FPSR_OFFSET, FP_OFFSET, PC_OFFSET};
 use core::arch::global_asm;
@@ -161,11 +162,12 @@ _start_secondary:
     b       __tessera_guest_exit
 .endm
 
-// Faults of the hypervisor itself: x0 = kind, frame on the stack.
+// Faults of the hypervisor itself: x0 = kind, the faulting x0 in
+// TPIDR_EL2 and x1 in SP_EL0 (a guest's, lost: this path never returns).
 .macro el2_fault kind
     .balign 0x80
-    sub     sp, sp, #256
-    stp     x0, x1, [sp, #0]
+    msr     tpidr_el2, x0
+    msr     sp_el0, x1
     mov     x0, #\kind
     b       __tessera_el2_fault
 .endm
@@ -192,8 +194,24 @@ __tessera_vectors:
     guest_exit 3
 
 .text
+// Reports on this CPU's fault stack (the top of its stack slot, above its
+// stack), not on SP: SP may be what faulted, in the guard page. CPU n is
+// MPIDR Aff0 n, as PSCI CPU_ON numbers them (see tessera_main).
 __tessera_el2_fault:
+    mov     sp, x0                      // kind, while x0/x1 find the stack
+    mrs     x0, mpidr_el1
+    and     x0, x0, #0xff
+    ldr     x1, =__stack_size
+    mul     x0, x0, x1
+    ldr     x1, =__hv_end
+    sub     x1, x1, x0
+    mov     x0, sp
+    mov     sp, x1
+    sub     sp, sp, #256
     store_x2_x30 sp
+    mrs     x2, tpidr_el2
+    mrs     x3, sp_el0
+    stp     x2, x3, [sp, #0]
     mov     x1, sp
     bl      tessera_el2_fault
     b       .Lpark

@@ -5,7 +5,8 @@
 //! `tessera_wrong_el(mode: u64) -> !` (64-bit arguments: r0 holds the
 //! value, r1 is zeroed), and the linker symbols `__stack_top`,
 //! `__stack_size` (per CPU; CPU n's stack ends n stacks below the top),
-//! `__bss_start`, `__bss_end`.
+//! `__hv_end` (the top of CPU 0's slot, where its fault stack ends; see
+//! [`hv::layout`]), `__bss_start`, `__bss_end`.
 
 use crate::{context::BANKED_OFFSET, mmu::HSCTLR_RESET};
 use core::arch::global_asm;
@@ -97,21 +98,42 @@ __tessera_vectors:
     b       __tessera_exit_fiq          // FIQ
 
 // Faults of the hypervisor itself: r0 = kind, r1 = the saved r0-r12 and
-// LR, on an 8-byte aligned stack.
+// LR, on this CPU's fault stack (the top of its stack slot, above its
+// stack), not on SP: SP may be what faulted, in the guard page. The
+// faulting r0 waits in HTPIDR and r1 in SP_usr (a guest's, lost: this path
+// never returns). CPU n is MPIDR Aff0 n, as PSCI CPU_ON numbers them.
 .macro hyp_fault kind
 __tessera_hyp_fault_\kind:
-    push    {{r0-r12, lr}}
+    mcr     p15, 4, r0, c13, c0, 2      // HTPIDR
+    msr     sp_usr, r1
     mov     r0, #\kind
-    mov     r1, sp
-    bic     sp, sp, #7
-    bl      tessera_hyp_fault
-    b       .Lpark
+    b       __tessera_hyp_fault
 .endm
     hyp_fault 0
     hyp_fault 1
     hyp_fault 2
     hyp_fault 3
     hyp_fault 4
+
+__tessera_hyp_fault:
+    mov     sp, r0                      // kind, while r0/r1 find the stack
+    mrc     p15, 0, r0, c0, c0, 5       // MPIDR
+    and     r0, r0, #0xff
+    ldr     r1, =__stack_size
+    mul     r0, r0, r1
+    ldr     r1, =__hv_end
+    sub     r1, r1, r0
+    mov     r0, sp
+    mov     sp, r1
+    push    {{r0-r12, lr}}
+    mrc     p15, 4, r2, c13, c0, 2      // the faulting r0 and r1
+    mrs     r3, sp_usr
+    str     r2, [sp]
+    str     r3, [sp, #4]
+    mov     r1, sp
+    bic     sp, sp, #7
+    bl      tessera_hyp_fault
+    b       .Lpark
 
 // Guest exits: keep guest r0/r1 on the stack, r1 = kind.
 __tessera_exit_trap:

@@ -10,8 +10,8 @@ use crate::{
 use aarch32_cpu::{
     asm::isb,
     register::{
-        CntVoff, Cnthctl, CntvCtl, Hcptr, Hcr, Hdfar, Hifar, Hpfar, Hsr, Hstr, SysRegRead,
-        SysRegWrite, SysRegWrite64,
+        CntVoff, Cnthctl, CntvCtl, Hcptr, Hcr, Hdcr, Hdfar, Hifar, Hpfar, Hsr, Hstr, Pmcntenclr,
+        Pmcr, Pmintenclr, Pmuserenr, SysRegRead, SysRegWrite, SysRegWrite64,
     },
 };
 use core::arch::asm;
@@ -59,9 +59,36 @@ const _: () = assert!(HCPTR & (1 << 10 | 1 << 11 | 1 << 15 | 1 << 20) == 0);
 /// physical timer (PL1PCEN clear), which is the hypervisor's business.
 const CNTHCTL: u32 = 1 << 0;
 
+/// HDCR: guests have no debug or PMU registers. Their accesses trap (TDA:
+/// breakpoints, watchpoints, DBGDSCR and the rest of CP14's debug
+/// registers; TDOSA: OS lock and power-down; TDRA: the debug ROM and self
+/// addresses; TPM and TPMCR: every PMU register) and the core answers them
+/// RAZ/WI, so none of them carries one VM's values to another. HPMN is
+/// PMCR.N, its reset value; TPM traps PL1's access to every counter anyway.
+/// The HYP counters (HPME) stay off.
+const HDCR_TRAPS: u32 = (1 << 11) | (1 << 10) | (1 << 9) | (1 << 6) | (1 << 5);
+
+fn init_debug_traps() {
+    let counters = (Pmcr::read().0 >> 11) & 0x1f;
+    // SAFETY: HDCR only governs PL1 and PL0 accesses to debug and PMU
+    // registers, which now trap to HYP mode; the core answers them.
+    unsafe { Hdcr::write(Hdcr(HDCR_TRAPS | counters)) };
+    // What the hardware holds while guests run, since they can no longer
+    // change it: PL0 PMU access trapped to PL1 first, no counters on.
+    // SAFETY: the PMU serves no one (guests are trapped, HYP does not
+    // count); stopping its counters and PL0 access changes nothing else.
+    unsafe {
+        Pmuserenr::write(Pmuserenr(0));
+        Pmcntenclr::write(Pmcntenclr(u32::MAX));
+        Pmintenclr::write(Pmintenclr(u32::MAX));
+        Pmcr::write(Pmcr(0));
+    }
+}
+
 /// Configures HYP mode for running guests. Call once per CPU after the MMU
 /// is on.
 pub fn init() {
+    init_debug_traps();
     // SAFETY: VTCR configures stage-2 walks, which only take effect once a
     // guest runs.
     unsafe { <Vtcr as SysRegWrite>::write_raw(VTCR) };
@@ -138,6 +165,45 @@ pub fn selftest_fault() -> ! {
     unreachable!("a read of an unmapped address returned");
 }
 
+/// Self-test of W^X: writes a word of hypervisor text (back to itself).
+/// The write must take a permission fault; if it returns, text is writable.
+pub fn selftest_write_text() {
+    let text = selftest_write_text as *const () as u32;
+    // SAFETY: the store writes back the value just loaded, so even if text
+    // is writable (the bug this tests for) nothing changes.
+    unsafe {
+        asm!("ldr {tmp}, [{addr}]", "str {tmp}, [{addr}]",
+             addr = in(reg) text, tmp = out(reg) _, options(nostack))
+    };
+}
+
+/// `bx lr`, stored at run time in writable data (so
+/// the compiler cannot make it read-only): executing it must fault.
+static RET_IN_DATA: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Self-test of W^X: calls a `bx lr` in the data section. The fetch must
+/// take a permission fault; if it returns, data is executable.
+pub fn selftest_exec_data() {
+    RET_IN_DATA.store(0xe12f_ff1e, core::sync::atomic::Ordering::Relaxed);
+    let code = RET_IN_DATA.as_ptr() as u32;
+    // SAFETY: the code at `code` is a single `bx lr`; if data is executable
+    // (the bug this tests for) it returns at once, clobbering only LR.
+    unsafe {
+        asm!("mcr p15, 0, {zero}, c7, c5, 0", "dsb", "isb", "blx {code}",
+             code = in(reg) code, zero = in(reg) 0, out("lr") _, options(nostack))
+    };
+}
+
+/// Self-test of the stack guard: pushes until the stack runs into the
+/// guard page below it, which must fault.
+pub fn selftest_stack_overflow() -> ! {
+    // SAFETY: deliberately overflows this CPU's stack into its unmapped
+    // guard page; the fault handler reports on its own stack and powers
+    // off. Without a guard, what lies below (heap) is overwritten and the
+    // loop goes on until some other fault stops it.
+    unsafe { asm!("mov r0, #0", "0:", "push {{r0}}", "b 0b", options(noreturn)) };
+}
+
 /// The registers the fault vector saved.
 #[repr(C)]
 pub struct FaultFrame {
@@ -169,6 +235,17 @@ extern "C" fn tessera_hyp_fault(kind: u32, frame: &FaultFrame) -> ! {
         <Hifar as SysRegRead>::read_raw(),
         frame.lr,
     );
+    let far = if ec == hv::trap::EC_IABT_SAME {
+        <Hifar as SysRegRead>::read_raw()
+    } else {
+        <Hdfar as SysRegRead>::read_raw()
+    };
+    if let Some(abort) = hv::trap::AbortSyndrome::decode(hsr.into()) {
+        hv::error!(
+            "{abort} at {far:#x}, in {}",
+            mmu::layout().region(far.into())
+        );
+    }
     hv::error!("hypervisor stopped");
     psci::system_off()
 }

@@ -1,7 +1,11 @@
 //! The hypervisor's own HYP-mode translation (LPAE long descriptors): an
-//! identity map of the whole 32-bit address space built at compile time,
-//! in 2 MiB blocks. RAM is normal write-back memory, the rest device
-//! memory: 2 MiB rather than 1 GiB blocks because ARMv7 boards put
+//! identity map of the whole 32-bit address space the boot CPU builds
+//! before its MMU is on. The hypervisor image gets 4 KiB pages with W^X
+//! ([`hv::layout`]: text read-only executable, read-only data read-only,
+//! the rest read-write never executable, an unmapped guard page below each
+//! CPU's stack); everything else is 2 MiB blocks: RAM normal write-back
+//! memory, read-write, never executable; the rest device memory, never
+//! executable. 2 MiB rather than 1 GiB blocks because ARMv7 boards put
 //! devices in the same GiB as RAM (Calxeda's above it, at 0xfff0_0000).
 //! The first block stays unmapped unless it is RAM: a null guard, and the
 //! address the fault self-test reads.
@@ -12,61 +16,166 @@ use aarch32_cpu::{
     cache::invalidate_data_cache_line_to_poc,
     register::{Hmair0, Hsctlr, SysRegWrite, SysRegWrite64},
 };
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::cell::UnsafeCell;
+use hv::layout::{Access, HvLayout, PAGE};
 
 const BLOCK_2M: u64 = 2 << 20;
 const BLOCK: u64 = 0b01;
-const TABLE: u32 = 0b11;
+/// A table descriptor (levels 1, 2) or a page (level 3).
+const TABLE_OR_PAGE: u64 = 0b11;
 const AF: u64 = 1 << 10;
 const SH_INNER: u64 = 0b11 << 8;
-/// AP[1] is RES1 in the HYP translation regime (Linux's `L_PTE_HYP`).
-const AP1: u64 = 1 << 6;
+/// AP[1] is RES1 in the HYP translation regime (Linux's `L_PTE_HYP`);
+/// AP[2] makes a page read-only.
+const AP_RW: u64 = 1 << 6;
+const AP_RO: u64 = 0b11 << 6;
 const XN: u64 = 1 << 54;
 /// HMAIR0 index 0: Device-nGnRnE (strongly ordered); index 1: Normal
 /// write-back.
 const ATTR_DEVICE: u64 = 0 << 2;
 const ATTR_NORMAL: u64 = 1 << 2;
+const NORMAL: u64 = AF | SH_INNER | ATTR_NORMAL;
 
 /// End of the null guard: the first 2 MiB block, left unmapped unless it
 /// is RAM.
 pub const NULL_GUARD_END: u64 = BLOCK_2M;
 
 #[repr(C, align(4096))]
-pub struct Table {
-    /// One level-2 table per GiB.
-    level2: [[u64; 512]; 4],
-    /// Level 1 (T0SZ 0: four 1 GiB entries), as 32-bit halves. Its entries
-    /// point at `level2`, whose address is only known at run time, so
-    /// `enable` writes them; atomics allow that through a shared reference,
-    /// and 32-bit ones make each store a plain STR (exclusives are not
-    /// usable before the MMU is on).
-    level1: [AtomicU32; 8],
-}
+struct Table(UnsafeCell<[u64; 512]>);
 
 impl Table {
-    /// Identity map of the 4 GiB address space: blocks overlapping RAM are
-    /// normal memory, the others device memory (never executable). RAM is
-    /// expected to be 2 MiB aligned, which holds for every board here.
-    pub const fn identity(ram_base: u64, ram_size: u64) -> Table {
-        let mut level2 = [[0u64; 512]; 4];
-        let mut i = 0;
-        while i < 4 * 512 {
-            let base = i as u64 * BLOCK_2M;
-            let is_ram = base < ram_base + ram_size && ram_base < base + BLOCK_2M;
-            let attrs = if is_ram {
-                ATTR_NORMAL | SH_INNER
+    const fn new() -> Table {
+        Table(UnsafeCell::new([0; 512]))
+    }
+
+    fn addr(&self) -> u64 {
+        self.0.get() as u32 as u64
+    }
+
+    fn set(&self, i: usize, entry: u64) {
+        // SAFETY: only the boot CPU writes the tables, once, before any
+        // other CPU runs and before its own MMU walks them (`build`); `i`
+        // is bounds-checked by the array index. The MMU is off, so this
+        // must be a plain store (no exclusives), which a u64 write is.
+        unsafe { (*self.0.get())[i] = entry };
+    }
+}
+
+/// Level 1 (T0SZ 0: four 1 GiB entries, 32-byte aligned). One for the
+/// whole image, apart from [`Tables`] so it does not take a page of its own.
+#[repr(C, align(32))]
+struct Level1(UnsafeCell<[u64; 4]>);
+
+// SAFETY: as for `Tables`: written once by the boot CPU in `Tables::build`,
+// then only read by the MMUs.
+unsafe impl Sync for Level1 {}
+
+static LEVEL1: Level1 = Level1(UnsafeCell::new([0; 4]));
+
+impl Level1 {
+    fn addr(&self) -> u64 {
+        self.0.get() as u32 as u64
+    }
+
+    fn set(&self, i: usize, entry: u64) {
+        // SAFETY: as `Table::set`: the boot CPU alone writes it, once, MMU
+        // off, before anything walks it.
+        unsafe { (*self.0.get())[i] = entry };
+    }
+}
+
+/// The HYP tables: one level-2 table per GiB and `L3` level-3 tables for
+/// the 2 MiB blocks of the hypervisor where the access changes from page
+/// to page; level 1 is [`LEVEL1`].
+#[repr(C)]
+pub struct Tables<const L3: usize> {
+    level2: [Table; 4],
+    l3: [Table; L3],
+}
+
+// SAFETY: the tables are written once by the boot CPU before the others
+// start (see `Tables::build`); afterwards only the MMUs read them.
+unsafe impl<const L3: usize> Sync for Tables<L3> {}
+
+impl<const L3: usize> Tables<L3> {
+    /// Empty tables (zero, so in `.bss`).
+    pub const fn new() -> Self {
+        Tables {
+            level2: [const { Table::new() }; 4],
+            l3: [const { Table::new() }; L3],
+        }
+    }
+
+    /// Fills the tables (boot CPU, MMU off, once). RAM is expected to be
+    /// 2 MiB aligned, which holds for every board here, and `L3` to cover
+    /// the 2 MiB blocks where the access changes (build.rs budgets them).
+    pub fn build(&self, ram_base: u64, ram_size: u64, hv: &HvLayout) {
+        assert!(hv.is_valid(), "bad hypervisor layout {hv:?}");
+        let ram = |base: u64, size: u64| base < ram_base + ram_size && ram_base < base + size;
+        let leaf = |base: u64, size: u64, kind: u64| {
+            if ram(base, size) {
+                base | NORMAL | AP_RW | XN | kind
+            } else if base >= NULL_GUARD_END {
+                base | AF | AP_RW | ATTR_DEVICE | XN | kind
             } else {
-                ATTR_DEVICE | XN
-            };
-            if base >= NULL_GUARD_END || is_ram {
-                level2[i / 512][i % 512] = base | AF | AP1 | BLOCK | attrs;
+                0
             }
-            i += 1;
+        };
+        // The hypervisor's blocks: 4 KiB pages where the access changes
+        // inside one, a block where it does not.
+        let blocks = hv.start / BLOCK_2M..=(hv.end - 1) / BLOCK_2M;
+        let page_attrs = |page: u64| match hv.contains(page).then(|| hv.access(page)) {
+            Some(Access::Text) => Some(NORMAL | AP_RO),
+            Some(Access::ReadOnly) => Some(NORMAL | AP_RO | XN),
+            Some(Access::ReadWrite) => Some(NORMAL | AP_RW | XN),
+            Some(Access::Unmapped) => None,
+            None if ram(page, PAGE) => Some(NORMAL | AP_RW | XN),
+            None => (page >= NULL_GUARD_END).then_some(AF | AP_RW | ATTR_DEVICE | XN),
+        };
+        let mut l3_tables = self.l3.iter();
+        for gib in 0..4 {
+            LEVEL1.set(gib, self.level2[gib].addr() | TABLE_OR_PAGE);
+            for i in 0..512 {
+                let block = (gib * 512 + i) as u64;
+                let base = block * BLOCK_2M;
+                if !blocks.contains(&block) {
+                    self.level2[gib].set(i, leaf(base, BLOCK_2M, BLOCK));
+                    continue;
+                }
+                let first = page_attrs(base);
+                if (1..512).all(|j| page_attrs(base + j * PAGE) == first) {
+                    let entry = first.map_or(0, |attrs| base | attrs | BLOCK);
+                    self.level2[gib].set(i, entry);
+                    continue;
+                }
+                let l3 = l3_tables
+                    .next()
+                    .expect("build.rs budgets a level-3 table per mixed 2 MiB block");
+                self.level2[gib].set(i, l3.addr() | TABLE_OR_PAGE);
+                for j in 0..512 {
+                    let page = base + j as u64 * PAGE;
+                    let entry = page_attrs(page).map_or(0, |attrs| page | attrs | TABLE_OR_PAGE);
+                    l3.set(j, entry);
+                }
+            }
         }
-        Table {
-            level2,
-            level1: [const { AtomicU32::new(0) }; 8],
+        dsb();
+        // The stores went to memory (MMU and caches off): drop any copy of
+        // these lines the loader left in the cache, which cached walks
+        // would otherwise see.
+        let start = self as *const Self as u32;
+        let end = start + core::mem::size_of::<Self>() as u32;
+        for line in (start..end).step_by(64) {
+            invalidate_data_cache_line_to_poc(line);
         }
+        invalidate_data_cache_line_to_poc(LEVEL1.addr() as u32);
+        dsb();
+    }
+}
+
+impl<const L3: usize> Default for Tables<L3> {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -79,34 +188,22 @@ const HTCR: u32 = (1 << 31) | (1 << 23) | (0b11 << 12) | (0b01 << 10) | (0b01 <<
 /// HSCTLR at reset: RES1 bits only (MMU, caches, alignment checks off,
 /// exceptions taken in ARM state, little-endian).
 pub const HSCTLR_RESET: u32 = 0x30c5_0818;
-/// ... plus M, C and I.
-const HSCTLR_MMU_ON: u32 = HSCTLR_RESET | (1 << 12) | (1 << 2) | 1;
+/// ... plus M, C, I and WXN (a writable page is never executable, whatever
+/// its XN bit says: defence in depth for W^X).
+const HSCTLR_MMU_ON: u32 = HSCTLR_RESET | (1 << 19) | (1 << 12) | (1 << 2) | 1;
 
-/// Turns on the HYP MMU and caches with `table`.
-pub fn enable(table: &'static Table) {
-    // The boot CPU links the level-2 tables (the upper halves of the
-    // entries stay 0); nothing walks them before its MMU is on.
-    // Secondaries find them linked.
-    let linked = |i: usize| table.level2[i].as_ptr() as u32 | TABLE;
-    if table.level1[0].load(Ordering::Relaxed) != linked(0) {
-        for i in 0..4 {
-            table.level1[2 * i].store(linked(i), Ordering::Relaxed);
-        }
-        dsb();
-        // The MMU is off, so the stores went to memory: drop any copy of
-        // the line the loader left in the cache, which the cached table
-        // walks would otherwise see.
-        invalidate_data_cache_line_to_poc(table.level1.as_ptr() as u32);
-    }
+/// Turns on the HYP MMU and caches with `tables` (built by the boot CPU;
+/// the walk starts at [`LEVEL1`], which links them).
+pub fn enable<const L3: usize>(_tables: &'static Tables<L3>) {
     dsb();
     // SAFETY: these configure the HYP translation regime, which takes
-    // effect when HSCTLR.M is set below; the table identity-maps all memory
-    // the hypervisor uses (RAM normal, devices as device memory), so the
-    // code keeps running at the same addresses.
+    // effect when HSCTLR.M is set below; the tables identity-map all memory
+    // the hypervisor uses (its image W^X, RAM normal, devices as device
+    // memory), so the code keeps running at the same addresses.
     unsafe {
         <Hmair0 as SysRegWrite>::write_raw(HMAIR0);
         <Htcr as SysRegWrite>::write_raw(HTCR);
-        <Httbr as SysRegWrite64>::write_raw(table.level1.as_ptr() as u64);
+        <Httbr as SysRegWrite64>::write_raw(LEVEL1.addr());
         isb();
         // Drop stale HYP TLB entries before the MMU uses the new table.
         <TlbiAllH as SysRegWrite>::write_raw(0);
@@ -115,4 +212,33 @@ pub fn enable(table: &'static Table) {
         <Hsctlr as SysRegWrite>::write_raw(HSCTLR_MMU_ON);
     }
     isb();
+}
+
+extern "C" {
+    static __text_start: u8;
+    static __text_end: u8;
+    static __rodata_end: u8;
+    static __heap_end: u8;
+    static __stack_slot0: u8;
+    static __stack_guard0_end: u8;
+    static __hv_end: u8;
+}
+
+/// The image's layout, from its linker script's symbols: all addresses in
+/// the image (sizes as absolute symbols would be out of PC-relative reach
+/// of an image above 4 GiB, as on X-Gene).
+pub fn layout() -> HvLayout {
+    let sym = |s: *const u8| s as u32 as u64;
+    let end = sym(&raw const __hv_end);
+    let slot0 = sym(&raw const __stack_slot0);
+    let stack_slot = end - slot0;
+    HvLayout {
+        start: sym(&raw const __text_start),
+        text_end: sym(&raw const __text_end),
+        rodata_end: sym(&raw const __rodata_end),
+        end,
+        cpus: (end - sym(&raw const __heap_end)) / stack_slot,
+        stack_slot,
+        guard: sym(&raw const __stack_guard0_end) - slot0,
+    }
 }

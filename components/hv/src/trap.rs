@@ -147,6 +147,71 @@ impl SysReg {
     }
 }
 
+/// EC of a trapped AArch32 MCR/MRC to CP15, MCRR/MRRC to CP15, MCR/MRC
+/// to CP14, and MRRC to CP14.
+pub const EC_CP15_32: u8 = 0x03;
+pub const EC_CP15_64: u8 = 0x04;
+pub const EC_CP14_32: u8 = 0x05;
+pub const EC_CP14_64: u8 = 0x0c;
+
+/// A trapped access to a debug or performance-monitor register, which the
+/// hypervisor does not give guests: it reads as zero and ignores writes
+/// (RAZ/WI), so no VM sees another's values (MDCR_EL2 / HDCR trap them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DebugOrPmu {
+    /// MRS / MRC / MRRC (read) rather than MSR / MCR / MCRR (write).
+    pub read: bool,
+    /// The general-purpose registers a read fills with zero, as the
+    /// syndrome names them; `None` for the zero register (AArch64 31) and
+    /// for AArch32's Rt = 15 (APSR_nzcv or PC, left alone).
+    pub registers: [Option<u8>; 2],
+}
+
+impl DebugOrPmu {
+    /// The access an ESR (HSR) describes, if it is one of a debug or PMU
+    /// register: AArch64 EC 0x18 with op0 2 and op1 0 or 3 (debug: MDSCR,
+    /// DBGB/W*, OS lock, claim tags, DCC), or op0 3 with CRn 9, CRm 12..14
+    /// and op1 0 or 3, or CRn 14, CRm 8..15 and op1 3 (PMU); AArch32 MCR/MRC
+    /// or MRRC to CP14 with opc1 0 (debug), MCR/MRC to CP15 with opc1 0 and
+    /// CRn 9, CRm 12..14 or CRn 14, CRm 8..15, or MCRR/MRRC to CP15 opc1 0
+    /// CRm 9 (PMU, PMCCNTR).
+    pub fn decode(esr: u64) -> Option<DebugOrPmu> {
+        let field = |shift: u32, bits: u32| ((esr >> shift) & ((1 << bits) - 1)) as u8;
+        let read = esr & 1 != 0;
+        let (rt, crm) = (field(5, 5), field(1, 4));
+        let aarch32 = |r: u8| (r != 15).then_some(r);
+        let pmu32 = |op1: u8, crn: u8| {
+            op1 == 0 && ((crn == 9 && (12..=14).contains(&crm)) || (crn == 14 && crm >= 8))
+        };
+        let (matches, registers) = match exception_class(esr) {
+            EC_SYSREG => {
+                let (op0, op1, crn) = (field(20, 2), field(14, 3), field(10, 4));
+                let debug = op0 == 2 && (op1 == 0 || op1 == 3);
+                let pmu = op0 == 3
+                    && ((crn == 9 && (12..=14).contains(&crm) && (op1 == 0 || op1 == 3))
+                        || (crn == 14 && crm >= 8 && op1 == 3));
+                (debug || pmu, [(rt != 31).then_some(rt), None])
+            }
+            EC_CP14_32 => (field(14, 3) == 0, [aarch32(rt), None]),
+            EC_CP15_32 => (pmu32(field(14, 3), field(10, 4)), [aarch32(rt), None]),
+            EC_CP14_64 | EC_CP15_64 => {
+                let op1 = field(16, 4);
+                let ok = if exception_class(esr) == EC_CP14_64 {
+                    op1 == 0
+                } else {
+                    op1 == 0 && crm == 9
+                };
+                (ok, [aarch32(rt), aarch32(field(10, 5))])
+            }
+            _ => (false, [None, None]),
+        };
+        matches.then_some(DebugOrPmu {
+            read,
+            registers: if read { registers } else { [None, None] },
+        })
+    }
+}
+
 pub fn exception_class(esr: u64) -> u8 {
     ((esr >> 26) & 0x3f) as u8
 }
@@ -176,6 +241,62 @@ pub fn decode(exit: &RawExit) -> Trap {
             },
         }),
         _ => Trap::Other { ec },
+    }
+}
+
+/// EC of an instruction or data abort taken at EL2 (HYP) itself.
+pub const EC_IABT_SAME: u8 = 0x21;
+pub const EC_DABT_SAME: u8 = 0x25;
+
+/// What an abort syndrome says about the fault, for reports: "permission
+/// fault, level 3, write".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbortSyndrome {
+    status: u8,
+    write: bool,
+    instruction: bool,
+}
+
+impl AbortSyndrome {
+    /// The abort an ESR (HSR) describes; `None` for other classes.
+    pub fn decode(esr: u64) -> Option<AbortSyndrome> {
+        let ec = exception_class(esr);
+        let instruction = matches!(ec, EC_IABT_LOWER | EC_IABT_SAME);
+        (instruction || matches!(ec, EC_DABT_LOWER | EC_DABT_SAME)).then_some(AbortSyndrome {
+            status: (esr & 0x3f) as u8,
+            write: !instruction && esr & (1 << 6) != 0,
+            instruction,
+        })
+    }
+
+    pub fn is_permission_fault(&self) -> bool {
+        self.status & 0b11_1100 == 0b00_1100
+    }
+}
+
+impl core::fmt::Display for AbortSyndrome {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let name = match self.status & 0b11_1100 {
+            0b00_0000 => "address size fault",
+            0b00_0100 => "translation fault",
+            0b00_1000 => "access flag fault",
+            0b00_1100 => "permission fault",
+            0b01_0000 if self.status == 0b01_0000 => "synchronous external abort",
+            0b10_0000 if self.status == 0b10_0001 => "alignment fault",
+            _ => "fault",
+        };
+        f.write_str(name)?;
+        if self.status < 0b01_0000 {
+            write!(f, ", level {}", self.status & 0b11)?;
+        }
+        let access = if self.instruction {
+            "execute"
+        } else if self.write {
+            "write"
+        } else {
+            "read"
+        };
+        write!(f, ", {access}")
     }
 }
 
@@ -336,6 +457,196 @@ mod tests {
                 read: false
             })
         );
+    }
+
+    #[test]
+    fn el2_aborts_are_described() {
+        // str to a read-only page at EL2: EC 0x25, WnR, permission fault level 3.
+        let write = AbortSyndrome::decode(0x9600_004f).unwrap();
+        assert_eq!(write.to_string(), "permission fault, level 3, write");
+        assert!(write.is_permission_fault());
+        // Instruction fetch from an XN page: EC 0x21, IFSC permission level 3.
+        let exec = AbortSyndrome::decode(0x8600_000f).unwrap();
+        assert_eq!(exec.to_string(), "permission fault, level 3, execute");
+        // A read of an unmapped page: translation fault level 3.
+        let read = AbortSyndrome::decode(0x9600_0007).unwrap();
+        assert_eq!(read.to_string(), "translation fault, level 3, read");
+        assert!(!read.is_permission_fault());
+        // The HSR QEMU gives for the HYP fault self-test (level 1).
+        assert_eq!(
+            AbortSyndrome::decode(0x9600_0005).unwrap().to_string(),
+            "translation fault, level 1, read"
+        );
+        assert_eq!(AbortSyndrome::decode(0x5a00_0000), None);
+    }
+
+    /// ESR of a trapped MSR/MRS: EC 0x18, IL, and the ISS fields.
+    fn sysreg_esr(op0: u64, op1: u64, crn: u64, crm: u64, op2: u64, rt: u64, read: bool) -> u64 {
+        (0x18 << 26)
+            | (1 << 25)
+            | (op0 << 20)
+            | (op2 << 17)
+            | (op1 << 14)
+            | (crn << 10)
+            | (rt << 5)
+            | (crm << 1)
+            | u64::from(read)
+    }
+
+    /// ESR (HSR) of a trapped AArch32 MCR/MRC: CV and COND = AL as well.
+    fn mcr_esr(ec: u64, op1: u64, crn: u64, crm: u64, op2: u64, rt: u64, read: bool) -> u64 {
+        (ec << 26)
+            | (1 << 25)
+            | (1 << 24)
+            | (0xe << 20)
+            | (op2 << 17)
+            | (op1 << 14)
+            | (crn << 10)
+            | (rt << 5)
+            | (crm << 1)
+            | u64::from(read)
+    }
+
+    fn debug_or_pmu(esr: u64) -> Option<DebugOrPmu> {
+        DebugOrPmu::decode(esr)
+    }
+
+    #[test]
+    fn aarch64_debug_and_pmu_registers_are_recognised() {
+        // (op0, op1, CRn, CRm, op2) of registers a hostile guest shared.
+        for (name, (op0, op1, crn, crm, op2)) in [
+            ("MDSCR_EL1", (2, 0, 0, 2, 2)),
+            ("DBGBVR0_EL1", (2, 0, 0, 0, 4)),
+            ("DBGBCR5_EL1", (2, 0, 0, 5, 5)),
+            ("DBGWVR1_EL1", (2, 0, 0, 1, 6)),
+            ("DBGWCR3_EL1", (2, 0, 0, 3, 7)),
+            ("OSLAR_EL1", (2, 0, 1, 0, 4)),
+            ("OSDLR_EL1", (2, 0, 1, 3, 4)),
+            ("MDRAR_EL1", (2, 0, 1, 0, 0)),
+            ("DBGCLAIMSET_EL1", (2, 0, 7, 8, 6)),
+            ("MDCCSR_EL0", (2, 3, 0, 1, 0)),
+            ("PMCR_EL0", (3, 3, 9, 12, 0)),
+            ("PMCNTENSET_EL0", (3, 3, 9, 12, 1)),
+            ("PMSELR_EL0", (3, 3, 9, 12, 5)),
+            ("PMCCNTR_EL0", (3, 3, 9, 13, 0)),
+            ("PMUSERENR_EL0", (3, 3, 9, 14, 0)),
+            ("PMINTENSET_EL1", (3, 0, 9, 14, 1)),
+            ("PMEVCNTR0_EL0", (3, 3, 14, 8, 0)),
+            ("PMEVTYPER30_EL0", (3, 3, 14, 15, 6)),
+            ("PMCCFILTR_EL0", (3, 3, 14, 15, 7)),
+        ] {
+            let write = sysreg_esr(op0, op1, crn, crm, op2, 3, false);
+            assert_eq!(
+                debug_or_pmu(write),
+                Some(DebugOrPmu {
+                    read: false,
+                    registers: [None, None]
+                }),
+                "{name} write"
+            );
+            let read = sysreg_esr(op0, op1, crn, crm, op2, 7, true);
+            assert_eq!(
+                debug_or_pmu(read),
+                Some(DebugOrPmu {
+                    read: true,
+                    registers: [Some(7), None]
+                }),
+                "{name} read"
+            );
+            // A read into XZR changes no register.
+            let xzr = sysreg_esr(op0, op1, crn, crm, op2, 31, true);
+            assert_eq!(debug_or_pmu(xzr).unwrap().registers, [None, None]);
+        }
+    }
+
+    #[test]
+    fn other_aarch64_registers_are_not_debug_or_pmu() {
+        for (name, (op0, op1, crn, crm, op2)) in [
+            ("ICC_SGI1R_EL1", (3, 0, 12, 11, 5)),
+            ("SCTLR_EL1", (3, 0, 1, 0, 0)),
+            ("PMSCR_EL1 (SPE)", (3, 0, 9, 9, 0)),
+            ("TRCPRGCTLR (trace)", (2, 1, 0, 1, 0)),
+            ("DBGVCR32_EL2", (2, 4, 0, 7, 0)),
+            ("CNTV_CTL_EL0", (3, 3, 14, 3, 1)),
+            ("CNTKCTL_EL1", (3, 0, 14, 1, 0)),
+            ("L2CTLR_EL1 (A57)", (3, 1, 11, 0, 2)),
+            ("ID_AA64DFR0_EL1", (3, 0, 0, 5, 0)),
+        ] {
+            let esr = sysreg_esr(op0, op1, crn, crm, op2, 1, true);
+            assert_eq!(debug_or_pmu(esr), None, "{name}");
+        }
+        // Not a system-register trap at all: an HVC.
+        assert_eq!(debug_or_pmu(0x5a00_0000), None);
+    }
+
+    #[test]
+    fn aarch32_debug_and_pmu_registers_are_recognised() {
+        for (name, ec, (op1, crn, crm, op2)) in [
+            ("DBGDSCRext", EC_CP14_32, (0, 0, 2, 2)),
+            ("DBGBVR0", EC_CP14_32, (0, 0, 0, 4)),
+            ("DBGBCR0", EC_CP14_32, (0, 0, 0, 5)),
+            ("DBGWVR0", EC_CP14_32, (0, 0, 0, 6)),
+            ("DBGWCR0", EC_CP14_32, (0, 0, 0, 7)),
+            ("DBGDIDR", EC_CP14_32, (0, 0, 0, 0)),
+            ("DBGOSLAR", EC_CP14_32, (0, 1, 0, 4)),
+            ("PMCR", EC_CP15_32, (0, 9, 12, 0)),
+            ("PMCNTENSET", EC_CP15_32, (0, 9, 12, 1)),
+            ("PMSELR", EC_CP15_32, (0, 9, 12, 5)),
+            ("PMCCNTR", EC_CP15_32, (0, 9, 13, 0)),
+            ("PMUSERENR", EC_CP15_32, (0, 9, 14, 0)),
+            ("PMINTENSET", EC_CP15_32, (0, 9, 14, 1)),
+            ("PMEVCNTR0", EC_CP15_32, (0, 14, 8, 0)),
+            ("PMCCFILTR", EC_CP15_32, (0, 14, 15, 7)),
+        ] {
+            let read = mcr_esr(u64::from(ec), op1, crn, crm, op2, 4, true);
+            assert_eq!(
+                debug_or_pmu(read),
+                Some(DebugOrPmu {
+                    read: true,
+                    registers: [Some(4), None]
+                }),
+                "{name} read"
+            );
+            let write = mcr_esr(u64::from(ec), op1, crn, crm, op2, 4, false);
+            assert_eq!(debug_or_pmu(write).unwrap().registers, [None, None]);
+            // MRC to APSR_nzcv (Rt 15) leaves every register alone.
+            let flags = mcr_esr(u64::from(ec), op1, crn, crm, op2, 15, true);
+            assert_eq!(debug_or_pmu(flags).unwrap().registers, [None, None]);
+        }
+        // MRRC p15, 0, r2, r3, c9: the 64-bit PMCCNTR.
+        let mrrc = (0x04 << 26) | (1 << 25) | (3 << 10) | (2 << 5) | (9 << 1) | 1;
+        assert_eq!(
+            debug_or_pmu(mrrc),
+            Some(DebugOrPmu {
+                read: true,
+                registers: [Some(2), Some(3)]
+            })
+        );
+        // MRRC p14, 0, r0, r1, c1: DBGDRAR, 64-bit.
+        let mrrc14 = (0x0c << 26) | (1 << 25) | (1 << 10) | (1 << 1) | 1;
+        assert_eq!(debug_or_pmu(mrrc14).unwrap().registers, [Some(0), Some(1)]);
+    }
+
+    #[test]
+    fn other_aarch32_registers_are_not_debug_or_pmu() {
+        for (name, ec, (op1, crn, crm, op2)) in [
+            ("SCTLR", EC_CP15_32, (0, 1, 0, 0)),
+            ("L2CTLR (A15)", EC_CP15_32, (1, 9, 0, 2)),
+            ("CNTV_CTL", EC_CP15_32, (0, 14, 3, 1)),
+            ("HCR", EC_CP15_32, (4, 1, 1, 0)),
+            ("TEECR (ThumbEE)", EC_CP14_32, (6, 0, 0, 0)),
+            ("JIDR (Jazelle)", EC_CP14_32, (7, 0, 0, 0)),
+            ("trace", EC_CP14_32, (1, 0, 1, 0)),
+        ] {
+            let esr = mcr_esr(u64::from(ec), op1, crn, crm, op2, 0, true);
+            assert_eq!(debug_or_pmu(esr), None, "{name}");
+        }
+        // MCRR p15, 0, r0, r1, c2: TTBR0, not the PMU.
+        let ttbr0 = (0x04 << 26) | (1 << 25) | (1 << 10) | (2 << 1);
+        assert_eq!(debug_or_pmu(ttbr0), None);
+        // MCRR p15, 1, ..., c9: not PMCCNTR (opc1 1).
+        let other = (0x04 << 26) | (1 << 25) | (1 << 16) | (9 << 1);
+        assert_eq!(debug_or_pmu(other), None);
     }
 
     #[test]

@@ -12,6 +12,11 @@
 //! - `unknown-hypercall`: an undefined function ID; prints the result, exits 0;
 //! - `smc`: `SMC #0` with `PSCI_VERSION`; prints the result, exits 0;
 //! - `hvc-imm`: `HVC #1` with `ABI_VERSION`; prints the result, exits 0;
+//! - `debug-write`: writes recognisable values to debug and PMU registers
+//!   (MDSCR, a breakpoint and a watchpoint, PMCR, PMSELR, PMCNTENSET,
+//!   PMINTENSET, PMUSERENR, PMCCFILTR; their AArch32 twins), prints what
+//!   they read back, exits 0; `debug-read` prints what they hold and
+//!   reports ISOLATION BROKEN (exit 1) if any holds the writer's value;
 //! - `sysreg`: reads `HCR_EL2` from EL1 (`HCR` from PL1 on AArch32; the
 //!   lines it prints say `hcr_el2` on both), which must end in this guest's
 //!   own exception handler (exit 0xE1); if the read returns it exits 1.
@@ -19,7 +24,7 @@
 #![no_main]
 
 use abi::StartInfo;
-use guest_rt::{hc, println, probe};
+use guest_rt::{hc, print, println, probe};
 
 guest_rt::entry!(main);
 
@@ -113,6 +118,33 @@ fn hostile(cmdline: &str, info: &StartInfo) -> Option<u64> {
         "hvc-imm" => {
             let result = probe::hvc_imm1(abi::HC_ABI_VERSION, 0, 0, 0);
             println!("prober: hvc #1 = {result}");
+        }
+        "debug-write" | "debug-read" => {
+            // Debug and PMU registers are per VM: the writer's values must
+            // not reach the reader, which runs after it on the same CPU.
+            if cmdline == "debug-write" {
+                probe::debug_regs_write();
+                println!("prober: wrote debug and PMU registers");
+            }
+            let values = probe::debug_regs_read();
+            print!("prober: debug/PMU:");
+            for ((name, _), value) in probe::DEBUG_REGS.iter().zip(values) {
+                print!(" {name}={value:#x}");
+            }
+            println!();
+            if cmdline == "debug-read" {
+                let leaked = probe::DEBUG_REGS
+                    .iter()
+                    .zip(values)
+                    // Every bit written still set (PMCR also holds N and IDs).
+                    .filter(|((_, written), value)| value & written == *written)
+                    .count();
+                if leaked > 0 {
+                    println!("prober: ISOLATION BROKEN: {leaked} debug/PMU registers hold another VM's values");
+                    return Some(1);
+                }
+                println!("prober: no debug or PMU state from another VM");
+            }
         }
         "sysreg" => {
             println!("prober: about to read hcr_el2");

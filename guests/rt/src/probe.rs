@@ -98,3 +98,35 @@ pub fn hvc_imm1(id: u64, a1: u64, a2: u64, a3: u64) -> i64 {
 pub fn read_hcr_el2() -> u64 {
     crate::arch::read_hcr_el2()
 }
+
+/// The debug and PMU registers of the debug-state probe, short names for
+/// MDSCR_EL1, DBGBVR0_EL1 .. PMCCFILTR_EL0 (AArch32: DBGDSCRext, DBGBVR0
+/// .. PMCCFILTR),
+/// with the value its writer puts in each: recognisable, and enabling no
+/// breakpoint, watchpoint, counter or interrupt (PMCR.E, DBGxCR.E clear).
+pub const DEBUG_REGS: [(&str, u64); DEBUG_REG_COUNT] = [
+    ("mdscr", 0x1000),
+    ("bvr0", 0x4000_1000),
+    ("bcr0", 0x1e0),
+    ("wvr0", 0x4000_2000),
+    ("wcr0", 0x1fe0),
+    ("pmcr", 0x48),
+    ("pmselr", 0x1f),
+    ("pmcntenset", 0x8000_0000),
+    ("pmintenset", 0x8000_0000),
+    ("pmuserenr", 0xd),
+    ("pmccfiltr", 0x8000_0000),
+];
+pub const DEBUG_REG_COUNT: usize = 11;
+
+/// Writes [`DEBUG_REGS`]' values to the debug and PMU registers. Under
+/// Tessera the writes are ignored; a hypervisor that let them through
+/// without switching them would show them to the next VM on this CPU.
+pub fn debug_regs_write() {
+    crate::arch::debug_regs_write(&DEBUG_REGS.map(|(_, value)| value));
+}
+
+/// Reads the debug and PMU registers of [`DEBUG_REGS`], in that order.
+pub fn debug_regs_read() -> [u64; DEBUG_REG_COUNT] {
+    crate::arch::debug_regs_read()
+}

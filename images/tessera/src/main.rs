@@ -34,8 +34,9 @@ use spin::Once;
 #[global_allocator]
 static HEAP: LockedHeap = LockedHeap::empty();
 
-/// The EL2 (HYP) identity map, built at compile time from the board's RAM.
-static EL2_TABLE: mmu::Table = mmu::Table::identity(c::RAM_BASE, c::RAM_SIZE);
+/// The EL2 (HYP) identity map, W^X over the image: the boot CPU fills it
+/// from the board's RAM and the image's layout before its MMU is on.
+static EL2_TABLES: mmu::Tables<{ c::HV_L3_TABLES }> = mmu::Tables::new();
 
 extern "C" {
     static __heap_start: u8;
@@ -45,7 +46,8 @@ extern "C" {
 /// Entered from `_start` at EL2 (HYP) on the boot CPU, stack set, bss zeroed.
 #[no_mangle]
 extern "C" fn tessera_main(_dtb: u64) -> ! {
-    mmu::enable(&EL2_TABLE);
+    EL2_TABLES.build(c::RAM_BASE, c::RAM_SIZE, &mmu::layout());
+    mmu::enable(&EL2_TABLES);
     board::init_console();
     init_heap();
     hyp::init();
@@ -67,9 +69,28 @@ extern "C" fn tessera_main(_dtb: u64) -> ! {
         c::GIC_VERSION,
         c::PV
     );
-    if c::SELFTEST == Some("el2-fault") {
-        info!("self-test: the hypervisor reads an address it does not map");
-        hyp::selftest_fault();
+    match c::SELFTEST {
+        Some("el2-fault") => {
+            info!("self-test: the hypervisor reads an address it does not map");
+            hyp::selftest_fault();
+        }
+        Some("wx-text") => {
+            info!("self-test: the hypervisor writes to its own text");
+            hyp::selftest_write_text();
+            hv::error!("self-test: W^X BROKEN: hypervisor text is writable");
+            psci::system_off();
+        }
+        Some("wx-data") => {
+            info!("self-test: the hypervisor executes from its data");
+            hyp::selftest_exec_data();
+            hv::error!("self-test: W^X BROKEN: hypervisor data is executable");
+            psci::system_off();
+        }
+        Some("stack-guard") => {
+            info!("self-test: the hypervisor overflows its stack");
+            hyp::selftest_stack_overflow();
+        }
+        _ => {}
     }
     let platform = board::Board::new();
     let table = vm_table();
@@ -114,7 +135,7 @@ fn start_secondaries() {
 /// Entered from `_start_secondary` at EL2 (HYP) on CPU `cpu`, its stack set.
 #[no_mangle]
 extern "C" fn tessera_secondary_main(cpu: u64) -> ! {
-    mmu::enable(&EL2_TABLE);
+    mmu::enable(&EL2_TABLES);
     hyp::init();
     let hv = HYPERVISOR
         .get()

@@ -135,7 +135,7 @@ pub(super) struct ComposeOverride {
 pub const CPUS: std::ops::RangeInclusive<u32> = 1..=8;
 
 /// Self-tests the image knows (see images/tessera).
-pub const SELFTESTS: &[&str] = &["el2-fault"];
+pub const SELFTESTS: &[&str] = &["el2-fault", "wx-text", "wx-data", "stack-guard"];
 
 fn yes() -> bool {
     true

@@ -82,6 +82,12 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                 Next::Resume
             }
             Trap::Stage2Abort(abort) => self.stage2_abort(vcpu, abort, exit.esr),
+            Trap::SystemRegister(_) | Trap::Other { .. }
+                if trap::DebugOrPmu::decode(exit.esr).is_some() =>
+            {
+                debug_or_pmu_raz_wi(self.ctx(vcpu), exit.esr);
+                Next::Resume
+            }
             Trap::SystemRegister(_) | Trap::Other { .. } => {
                 let ec = trap::exception_class(exit.esr);
                 let elr = self.ctx(vcpu).pc();
@@ -371,4 +377,16 @@ fn skip_instruction(ctx: &mut impl VcpuRegs, esr: u64) {
         2
     };
     ctx.set_pc(ctx.pc() + length);
+}
+
+/// A trapped debug or PMU register access (MDCR_EL2 / HDCR): guests have
+/// none, so it reads as zero and writes are ignored, and the guest goes
+/// on after it. Nothing of one VM's reaches another.
+fn debug_or_pmu_raz_wi(ctx: &mut impl VcpuRegs, esr: u64) {
+    if let Some(access) = trap::DebugOrPmu::decode(esr) {
+        for register in access.registers.into_iter().flatten() {
+            ctx.set_reg(usize::from(register), 0);
+        }
+    }
+    skip_instruction(ctx, esr);
 }

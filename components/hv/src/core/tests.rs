@@ -1249,3 +1249,47 @@ fn group_0_and_other_group_1_sgi_writes_are_ignored_not_fatal() {
     );
     assert!(!lines.iter().any(|l| l.contains("stopped")), "{lines:?}");
 }
+
+#[test]
+fn debug_and_pmu_registers_read_as_zero_and_ignore_writes() {
+    let sysreg = |op0: u64, op1: u64, crn: u64, crm: u64, op2: u64, rt: u64, read: bool| {
+        let iss = op0 << 20 | op2 << 17 | op1 << 14 | crn << 10 | rt << 5 | crm << 1;
+        Step::Trap {
+            esr: 0x18 << 26 | 1 << 25 | iss | u64::from(read),
+            far: 0,
+            hpfar: 0,
+        }
+    };
+    // MRC p14, 0, r7, c0, c2, 2 (DBGDSCRext) from an AArch32 guest.
+    let mrc_dbgdscr = Step::Trap {
+        esr: 0x05 << 26 | 1 << 25 | 1 << 24 | 0xe << 20 | 2 << 17 | 7 << 5 | 2 << 1 | 1,
+        far: 0,
+        hpfar: 0,
+    };
+    let mut hv = boot(vec![(
+        vm("dbg", 0x8000_0000, b""),
+        vec![
+            sysreg(3, 3, 9, 12, 0, 5, true),   // mrs x5, pmcr_el0
+            sysreg(2, 0, 0, 2, 2, 6, false),   // msr mdscr_el1, x6
+            sysreg(3, 3, 14, 15, 7, 31, true), // mrs xzr, pmccfiltr_el0
+            mrc_dbgdscr,
+            Step::Hvc(EXIT, 0, 0),
+        ],
+    )]);
+    let ctx = hv.vcpus[0].ctx.as_mut().unwrap();
+    ctx.regs[5] = 0x41;
+    ctx.regs[6] = 0x1000;
+    ctx.regs[7] = 0x77;
+    hv.run();
+    let lines = take_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("[hv] VM dbg exited (code 0)")),
+        "the VM runs on: {lines:?}"
+    );
+    let ctx = hv.vcpus[0].ctx.as_ref().unwrap();
+    assert_eq!((ctx.regs[5], ctx.regs[6], ctx.regs[7]), (0, 0x1000, 0));
+    // Each trapped instruction was stepped over, then the HVC.
+    assert_eq!(ctx.pc, GUEST_RAM_BASE + 4 * 4 + 4);
+}

@@ -449,6 +449,48 @@ pub fn read_hcr_el2() -> u64 {
     value
 }
 
+/// Defines `debug_regs_write` and `debug_regs_read` over a list of system
+/// registers, in the order of [`crate::probe::DEBUG_REGS`].
+macro_rules! debug_registers {
+    ($($reg:literal),* $(,)?) => {
+        /// Writes each debug and PMU register of [`crate::probe::DEBUG_REGS`].
+        pub fn debug_regs_write(values: &[u64; crate::probe::DEBUG_REG_COUNT]) {
+            let mut values = values.iter();
+            $(
+                let value = *values.next().unwrap();
+                // SAFETY: an MSR to a debug or PMU register; the values the
+                // probe writes enable no breakpoint, watchpoint, counter or
+                // interrupt, and the hypervisor traps these anyway.
+                unsafe { asm!(concat!("msr ", $reg, ", {}"), "isb", in(reg) value, options(nomem, nostack)) };
+            )*
+        }
+
+        /// Reads each debug and PMU register of [`crate::probe::DEBUG_REGS`].
+        pub fn debug_regs_read() -> [u64; crate::probe::DEBUG_REG_COUNT] {
+            [$({
+                let value: u64;
+                // SAFETY: an MRS of a debug or PMU register has no side effects.
+                unsafe { asm!(concat!("mrs {}, ", $reg), out(reg) value, options(nomem, nostack)) };
+                value
+            }),*]
+        }
+    };
+}
+
+debug_registers!(
+    "mdscr_el1",
+    "dbgbvr0_el1",
+    "dbgbcr0_el1",
+    "dbgwvr0_el1",
+    "dbgwcr0_el1",
+    "pmcr_el0",
+    "pmselr_el0",
+    "pmcntenset_el0",
+    "pmintenset_el1",
+    "pmuserenr_el0",
+    "pmccfiltr_el0",
+);
+
 /// `SoakRegs::x` entries the soak loads and checks: x1..x30.
 pub const SOAK_GPRS: core::ops::RangeInclusive<usize> = 1..=30;
 /// The bits of a general-purpose register: all 64.

@@ -651,6 +651,56 @@ pub fn read_hcr_el2() -> u64 {
     value.into()
 }
 
+/// Defines `debug_regs_write` and `debug_regs_read` over a list of CP14
+/// and CP15 registers (`p14, 0, {}, c0, c2, 2`: coprocessor, opc1, Rt,
+/// CRn, CRm, opc2), in the order of [`crate::probe::DEBUG_REGS`].
+macro_rules! debug_registers {
+    ($(($cp:literal, $crn:literal, $crm:literal, $op2:literal)),* $(,)?) => {
+        /// Writes each debug and PMU register of [`crate::probe::DEBUG_REGS`]
+        /// (their low 32 bits).
+        pub fn debug_regs_write(values: &[u64; crate::probe::DEBUG_REG_COUNT]) {
+            let mut values = values.iter();
+            $(
+                let value = *values.next().unwrap() as u32;
+                // SAFETY: an MCR to a debug or PMU register; the values the
+                // probe writes enable no breakpoint, watchpoint, counter or
+                // interrupt, and the hypervisor traps these anyway.
+                unsafe {
+                    asm!(concat!("mcr ", $cp, ", 0, {}, ", $crn, ", ", $crm, ", ", $op2), "isb",
+                         in(reg) value, options(nomem, nostack))
+                };
+            )*
+        }
+
+        /// Reads each debug and PMU register of [`crate::probe::DEBUG_REGS`].
+        pub fn debug_regs_read() -> [u64; crate::probe::DEBUG_REG_COUNT] {
+            [$({
+                let value: u32;
+                // SAFETY: an MRC of a debug or PMU register has no side effects.
+                unsafe {
+                    asm!(concat!("mrc ", $cp, ", 0, {}, ", $crn, ", ", $crm, ", ", $op2),
+                         out(reg) value, options(nomem, nostack))
+                };
+                u64::from(value)
+            }),*]
+        }
+    };
+}
+
+debug_registers!(
+    ("p14", "c0", "c2", "2"),   // DBGDSCRext
+    ("p14", "c0", "c0", "4"),   // DBGBVR0
+    ("p14", "c0", "c0", "5"),   // DBGBCR0
+    ("p14", "c0", "c0", "6"),   // DBGWVR0
+    ("p14", "c0", "c0", "7"),   // DBGWCR0
+    ("p15", "c9", "c12", "0"),  // PMCR
+    ("p15", "c9", "c12", "5"),  // PMSELR
+    ("p15", "c9", "c12", "1"),  // PMCNTENSET
+    ("p15", "c9", "c14", "1"),  // PMINTENSET
+    ("p15", "c9", "c14", "0"),  // PMUSERENR
+    ("p15", "c14", "c15", "7"), // PMCCFILTR
+);
+
 /// `SoakRegs::x` entries the soak loads and checks: r1..r14 (r13 = sp and
 /// r14 = lr of SVC mode included; r0 is the loop counter).
 pub const SOAK_GPRS: core::ops::RangeInclusive<usize> = 1..=14;
