@@ -112,7 +112,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             sched,
             vms,
             vcpus,
-            vmids: VmidAllocator::new(),
+            vmids: VmidAllocator::new(cpus as usize),
             cpus: alloc::vec![CpuState::default(); cpus as usize],
             first_guest_line: None,
         }
@@ -367,14 +367,11 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// Puts `vcpu`'s state, list registers and stage-2 into `cpu`.
     fn load(&mut self, cpu: CpuId, vcpu: VcpuId) {
         let index = self.vm_of(vcpu);
-        if !self.vmids.is_current(self.vms[index].vmid) {
-            let (vmid, flush) = self.vmids.allocate();
-            if flush {
-                self.platform.flush_guest_tlbs();
-            }
-            self.vms[index].vmid = Some(vmid);
+        let (vmid, flush) = self.vmids.vmid_for(cpu.0 as usize, self.vms[index].vmid);
+        if flush {
+            self.platform.flush_guest_tlbs();
         }
-        let vmid = self.vms[index].vmid.expect("just allocated");
+        self.vms[index].vmid = Some(vmid);
         let vttbr = self.vms[index].stage2.vttbr(vmid.id);
         let state = &mut self.vcpus[vcpu.0 as usize];
         let ctx = state.ctx.as_deref().expect("not running elsewhere");
