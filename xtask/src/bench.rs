@@ -102,6 +102,27 @@ pub fn run(ws: &Workspace, board: &str) -> Result<()> {
     let ticker_spin = one("bench-ticker-spinner")?;
     let ticker_spin = find_last(&ticker_spin.lines, TICKER_LINE, parse_latency)?;
 
+    // A neighbour on a CPU of its own (static), alone and beside each attack.
+    let own_cpu = |attack: &str| -> Result<Latency> {
+        let booted = boot(
+            ws,
+            &format!("bench-ticker-static-{attack}"),
+            board,
+            Cpus::Board,
+            Then::Stop,
+        )?;
+        find_last(&booted.lines, TICKER_LINE, parse_latency)
+    };
+    let attacks: Vec<(&str, Latency)> = [
+        ("alone", "ticker alone, own CPU (static)"),
+        ("reset-loop", "beside a reset loop, own CPU"),
+        ("psci-storm", "beside a PSCI storm, own CPU"),
+        ("maintenance-storm", "beside a maintenance storm, own CPU"),
+    ]
+    .into_iter()
+    .map(|(attack, name)| Ok((name, own_cpu(attack)?)))
+    .collect::<Result<_>>()?;
+
     let alone = one("bench-yield-alone")?;
     let alone = find_last(&alone.lines, YIELD_ALONE_LINE, parse_calls)?;
     let pair = one("bench-yield-pair")?;
@@ -131,7 +152,7 @@ pub fn run(ws: &Workspace, board: &str) -> Result<()> {
     let switch = pair.mean() / 2.0;
 
     let secs = format!("{:.1} s", idle_wall.as_secs_f64());
-    let rows = [
+    let head = [
         ["figure".to_string(), "value".into(), "unit".into()],
         [
             "hypervisor image without guests".into(),
@@ -158,56 +179,65 @@ pub fn run(ws: &Workspace, board: &str) -> Result<()> {
         ],
         latency_row("vtimer IRQ latency, ticker alone", &ticker),
         latency_row("vtimer IRQ latency, beside a spinner", &ticker_spin),
-        [
-            "yield, nobody else to run".into(),
-            format!("{:.2}", alone.mean()),
-            format!(
-                "ticks per call, mean of {}: hypercall + scheduler, no switch",
-                alone.calls
-            ),
-        ],
-        [
-            "yield ping-pong, two VMs".into(),
-            format!("{:.2}", pair.mean()),
-            format!(
-                "ticks per call, mean of {}: two world switches (A->B, B->A)",
-                pair.calls
-            ),
-        ],
-        [
-            "world switch, one way".into(),
-            format!("{switch:.2}"),
-            "ticks: ping-pong / 2, a yield from trap in one VM to return in the other".into(),
-        ],
-        [
-            "  switching minus non-switching yield".into(),
-            format!("{:.2}", switch - alone.mean()),
-            "ticks: ping-pong / 2 - yield alone, what the switch itself adds".into(),
-        ],
-        [
-            "  switching yield minus null hypercall".into(),
-            format!("{:.2}", switch - hypercall.mean()),
-            "ticks: ping-pong / 2 - null hypercall (switch + scheduler)".into(),
-        ],
-        [
-            format!("host CPU, two idle VMs{}", on_cpus(idle_cpus)),
-            format!("{:.1}", idle.percent()),
-            format!(
-                "% of one core (QEMU utime+stime {} ticks of 1/{} s in {secs}, real time)",
-                idle.cpu_ticks, idle.clock_ticks_per_s
-            ),
-        ],
-        [
-            format!("host CPU, spinner + idle VM{}", on_cpus(idle_spin_cpus)),
-            format!("{:.1}", idle_spin.percent()),
-            format!(
-                "% of one core (QEMU utime+stime {} ticks of 1/{} s in {secs}, real time)",
-                idle_spin.cpu_ticks, idle_spin.clock_ticks_per_s
-            ),
-        ],
     ];
+    let rows: Vec<[String; 3]> =
+        head.into_iter()
+            .chain(attacks.iter().map(|(name, latency)| {
+                latency_row(&format!("vtimer IRQ latency, {name}"), latency)
+            }))
+            .chain([
+                [
+                    "yield, nobody else to run".into(),
+                    format!("{:.2}", alone.mean()),
+                    format!(
+                        "ticks per call, mean of {}: hypercall + scheduler, no switch",
+                        alone.calls
+                    ),
+                ],
+                [
+                    "yield ping-pong, two VMs".into(),
+                    format!("{:.2}", pair.mean()),
+                    format!(
+                        "ticks per call, mean of {}: two world switches (A->B, B->A)",
+                        pair.calls
+                    ),
+                ],
+                [
+                    "world switch, one way".into(),
+                    format!("{switch:.2}"),
+                    "ticks: ping-pong / 2, a yield from trap in one VM to return in the other"
+                        .into(),
+                ],
+                [
+                    "  switching minus non-switching yield".into(),
+                    format!("{:.2}", switch - alone.mean()),
+                    "ticks: ping-pong / 2 - yield alone, what the switch itself adds".into(),
+                ],
+                [
+                    "  switching yield minus null hypercall".into(),
+                    format!("{:.2}", switch - hypercall.mean()),
+                    "ticks: ping-pong / 2 - null hypercall (switch + scheduler)".into(),
+                ],
+                [
+                    format!("host CPU, two idle VMs{}", on_cpus(idle_cpus)),
+                    format!("{:.1}", idle.percent()),
+                    format!(
+                        "% of one core (QEMU utime+stime {} ticks of 1/{} s in {secs}, real time)",
+                        idle.cpu_ticks, idle.clock_ticks_per_s
+                    ),
+                ],
+                [
+                    format!("host CPU, spinner + idle VM{}", on_cpus(idle_spin_cpus)),
+                    format!("{:.1}", idle_spin.percent()),
+                    format!(
+                        "% of one core (QEMU utime+stime {} ticks of 1/{} s in {secs}, real time)",
+                        idle_spin.cpu_ticks, idle_spin.clock_ticks_per_s
+                    ),
+                ],
+            ])
+            .collect();
     let mut text = format!(
-        "Tessera bench on {}: ticks under -icount shift=0, host CPU in real time\n  (all but the first four figures with one CPU, shared by the VMs)\n",
+        "Tessera bench on {}: ticks under -icount shift=0, host CPU in real time\n  (tick figures with one CPU shared by the VMs, but the own-CPU latencies: static, 2-3 CPUs)\n",
         built.composition.board
     );
     for row in columns(&rows) {
