@@ -27,6 +27,10 @@ pub(super) enum Next {
     Stop,
 }
 
+/// A vCPU put on a CPU to take an interrupt keeps it for 1/this of a second
+/// (100 us) before another vCPU's wake-up may preempt it.
+const WAKE_GRACE_PER_SECOND: u64 = 10_000;
+
 /// WFE rather than WFI (ESR ISS bit 0): no event is tracked, so it yields.
 const WFX_IS_WFE: u64 = 1;
 
@@ -119,7 +123,16 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             let slice_over = self.cpus[cpu.0 as usize]
                 .slice_end
                 .is_some_and(|end| now >= end);
-            if woke || slice_over {
+            if woke && !slice_over && self.taking_its_interrupt(cpu, now) {
+                // Requeued now, it would wait behind the vCPU that woke,
+                // for a whole slice, with its interrupt pending: it keeps
+                // the CPU a short grace, or until it blocks.
+                let grace_end = now + self.platform.counter_frequency() / WAKE_GRACE_PER_SECOND;
+                let slice_end = &mut self.cpus[cpu.0 as usize].slice_end;
+                *slice_end = Some(slice_end.map_or(grace_end, |end| end.min(grace_end)));
+                self.arm_timer(cpu);
+                Next::Resume
+            } else if woke || slice_over {
                 Next::Requeue
             } else {
                 self.arm_timer(cpu);
@@ -144,6 +157,17 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         };
         self.platform.end_irq(intid);
         next
+    }
+
+    /// The vCPU on `cpu` was put there within the wake grace and has a
+    /// virtual interrupt in flight: it was given the CPU to take it.
+    fn taking_its_interrupt(&self, cpu: CpuId, now: u64) -> bool {
+        let Some(vcpu) = self.cpus[cpu.0 as usize].running else {
+            return false;
+        };
+        let state = &self.vcpus[vcpu.0 as usize];
+        let grace = self.platform.counter_frequency() / WAKE_GRACE_PER_SECOND;
+        (state.lrs_live || state.irq_dirty) && now < state.run_started + grace
     }
 
     /// Masks the (level) timer interrupt and hands it to the guest as a

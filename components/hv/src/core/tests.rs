@@ -1293,3 +1293,38 @@ fn debug_and_pmu_registers_read_as_zero_and_ignore_writes() {
     // Each trapped instruction was stepped over, then the HVC.
     assert_eq!(ctx.pc, GUEST_RAM_BASE + 4 * 4 + 4);
 }
+
+#[test]
+fn a_vcpu_woken_to_take_its_interrupt_is_not_preempted_by_the_next_wake_at_once() {
+    // Both VMs wait in WFI; a's timer fires first, then, 50 ticks later
+    // (within the 100-tick grace of a 1 MHz counter), b's.
+    let mut hv = boot(vec![
+        (
+            vm("a", 0x8000_0000, b""),
+            vec![
+                Step::Wfi {
+                    timer_in: Some(1000),
+                },
+                Step::GuestTimerIrq,
+                Step::TimerIrq,
+                Step::Hvc(EXIT, 0, 0),
+            ],
+        ),
+        (
+            vm("b", 0x8020_0000, b""),
+            vec![
+                Step::Wfi {
+                    timer_in: Some(1040),
+                },
+                Step::Hvc(EXIT, 0, 0),
+            ],
+        ),
+    ]);
+    hv.run();
+    let order: Vec<usize> = hv.platform().switches.iter().map(|&(ctx, _)| ctx).collect();
+    assert_eq!(
+        order,
+        [0, 1, 0, 1],
+        "a takes its interrupt and exits before b runs"
+    );
+}
