@@ -42,6 +42,9 @@ impl spin::RelaxStrategy for BoardRelax {
 }
 /// A CPU is writing the outbox to the sink; others leave it to that one.
 static DRAINING: AtomicBool = AtomicBool::new(false);
+/// Something may be queued: [`drain`] runs after every exit and, most of
+/// the time, only reads this.
+static QUEUED: AtomicBool = AtomicBool::new(false);
 
 /// The outbox source of the hypervisor's own lines; VM `n` is `n + 1`.
 pub const HV_SOURCE: usize = 0;
@@ -127,9 +130,10 @@ pub fn drain() {
     let (Some(sink), Some(outbox)) = (SINK.get(), OUTBOX.get()) else {
         return;
     };
-    if DRAINING.swap(true, Ordering::Acquire) {
+    if !QUEUED.load(Ordering::Acquire) || DRAINING.swap(true, Ordering::Acquire) {
         return;
     }
+    QUEUED.store(false, Ordering::Relaxed);
     let mut line = [0; LINE_MAX];
     // The outbox lock is held to take one line, not while it is written.
     while let Some(len) = outbox.lock().pop(&mut line) {
@@ -149,7 +153,11 @@ pub fn take_lost(source: usize) -> u64 {
 /// queued; false if it was lost.
 fn deliver(source: usize, line: &[u8]) -> bool {
     match (OUTBOX.get(), SINK.get()) {
-        (Some(outbox), _) => outbox.lock().push(source, line),
+        (Some(outbox), _) => {
+            let queued = outbox.lock().push(source, line);
+            QUEUED.store(true, Ordering::Release);
+            queued
+        }
         (None, Some(sink)) => {
             sink.write_line(line);
             true
