@@ -12,10 +12,7 @@
 
 use core::arch::{asm, global_asm};
 
-/// Bytes the recoverable entry saves: as the IRQ entry, x0..x18, x30,
-/// ELR_EL1, SPSR_EL1, FPSR, FPCR (0xc0), then q0..q31 (0x200).
-const SYNC_FRAME: usize = 0xc0 + 0x200;
-const _: () = assert!(SYNC_FRAME.is_multiple_of(16));
+use super::irq::{restore_entry_frame, save_entry_frame, ENTRY_FRAME};
 
 // Synchronous exceptions taken at EL1 (vectors 0 and 4). On the interrupted
 // stack (the faults the guest provokes on purpose happen on a good stack),
@@ -30,75 +27,10 @@ global_asm!(
     .global __rt_sync_entry
     .type __rt_sync_entry, %function
     .balign 4
-    .macro rt_sync_restore
-    ldp     q0, q1, [sp, #0xc0]
-    ldp     q2, q3, [sp, #0xe0]
-    ldp     q4, q5, [sp, #0x100]
-    ldp     q6, q7, [sp, #0x120]
-    ldp     q8, q9, [sp, #0x140]
-    ldp     q10, q11, [sp, #0x160]
-    ldp     q12, q13, [sp, #0x180]
-    ldp     q14, q15, [sp, #0x1a0]
-    ldp     q16, q17, [sp, #0x1c0]
-    ldp     q18, q19, [sp, #0x1e0]
-    ldp     q20, q21, [sp, #0x200]
-    ldp     q22, q23, [sp, #0x220]
-    ldp     q24, q25, [sp, #0x240]
-    ldp     q26, q27, [sp, #0x260]
-    ldp     q28, q29, [sp, #0x280]
-    ldp     q30, q31, [sp, #0x2a0]
-    ldp     x0, x1, [sp, #0xb0]
-    msr     fpsr, x0
-    msr     fpcr, x1
-    ldp     x0, x1, [sp, #0xa0]
-    msr     elr_el1, x0
-    msr     spsr_el1, x1
-    ldp     x0, x1, [sp, #0x00]
-    ldp     x2, x3, [sp, #0x10]
-    ldp     x4, x5, [sp, #0x20]
-    ldp     x6, x7, [sp, #0x30]
-    ldp     x8, x9, [sp, #0x40]
-    ldp     x10, x11, [sp, #0x50]
-    ldp     x12, x13, [sp, #0x60]
-    ldp     x14, x15, [sp, #0x70]
-    ldp     x16, x17, [sp, #0x80]
-    ldp     x18, x30, [sp, #0x90]
-    add     sp, sp, #{frame}
-    .endm
 __rt_sync_entry:
-    sub     sp, sp, #{frame}
-    stp     x0, x1, [sp, #0x00]
-    stp     x2, x3, [sp, #0x10]
-    stp     x4, x5, [sp, #0x20]
-    stp     x6, x7, [sp, #0x30]
-    stp     x8, x9, [sp, #0x40]
-    stp     x10, x11, [sp, #0x50]
-    stp     x12, x13, [sp, #0x60]
-    stp     x14, x15, [sp, #0x70]
-    stp     x16, x17, [sp, #0x80]
-    stp     x18, x30, [sp, #0x90]
-    mrs     x0, elr_el1
-    mrs     x1, spsr_el1
-    stp     x0, x1, [sp, #0xa0]
-    mrs     x0, fpsr
-    mrs     x1, fpcr
-    stp     x0, x1, [sp, #0xb0]
-    stp     q0, q1, [sp, #0xc0]
-    stp     q2, q3, [sp, #0xe0]
-    stp     q4, q5, [sp, #0x100]
-    stp     q6, q7, [sp, #0x120]
-    stp     q8, q9, [sp, #0x140]
-    stp     q10, q11, [sp, #0x160]
-    stp     q12, q13, [sp, #0x180]
-    stp     q14, q15, [sp, #0x1a0]
-    stp     q16, q17, [sp, #0x1c0]
-    stp     q18, q19, [sp, #0x1e0]
-    stp     q20, q21, [sp, #0x200]
-    stp     q22, q23, [sp, #0x220]
-    stp     q24, q25, [sp, #0x240]
-    stp     q26, q27, [sp, #0x260]
-    stp     q28, q29, [sp, #0x280]
-    stp     q30, q31, [sp, #0x2a0]
+"#,
+    save_entry_frame!(),
+    r#"
 
     mrs     x0, esr_el1
     bl      {recover}
@@ -107,14 +39,19 @@ __rt_sync_entry:
     ldr     x1, [sp, #0xa0]
     add     x1, x1, x0
     str     x1, [sp, #0xa0]
-    rt_sync_restore
+"#,
+    restore_entry_frame!(),
+    r#"
     eret
-8:  rt_sync_restore
+8:
+"#,
+    restore_entry_frame!(),
+    r#"
     mov     x0, #4
     b       __rt_vector_report
     .size __rt_sync_entry, . - __rt_sync_entry
 "#,
-    frame = const SYNC_FRAME,
+    frame = const ENTRY_FRAME,
     recover = sym sync_recover,
 );
 

@@ -16,11 +16,95 @@ use aarch64_cpu::registers::{
 use super::common::irq_dispatch;
 use crate::gic::GicFrame;
 
-/// Bytes the IRQ entry saves on the interrupted stack: x0..x18, x30,
-/// ELR_EL1, SPSR_EL1, FPSR, FPCR (0xc0), then q0..q31 (0x200). A multiple
-/// of 16, so `sp` stays aligned.
-const IRQ_FRAME: usize = 0xc0 + 0x200;
-const _: () = assert!(IRQ_FRAME.is_multiple_of(16));
+/// The entry frame both exception entries save on the interrupted stack
+/// (the IRQ entry here, the fuzzing guest's recoverable synchronous entry):
+/// x0..x18, x30, ELR_EL1, SPSR_EL1, FPSR, FPCR (0xc0), then q0..q31 (0x200).
+/// A multiple of 16, so `sp` stays aligned.
+pub(super) const ENTRY_FRAME: usize = 0xc0 + 0x200;
+const _: () = assert!(ENTRY_FRAME.is_multiple_of(16));
+
+/// Assembly that pushes [`ENTRY_FRAME`] (its `{frame}` operand is that size).
+macro_rules! save_entry_frame {
+    () => {
+        concat!(
+            "sub     sp, sp, #{frame}\n",
+            "stp     x0, x1, [sp, #0x00]\n",
+            "stp     x2, x3, [sp, #0x10]\n",
+            "stp     x4, x5, [sp, #0x20]\n",
+            "stp     x6, x7, [sp, #0x30]\n",
+            "stp     x8, x9, [sp, #0x40]\n",
+            "stp     x10, x11, [sp, #0x50]\n",
+            "stp     x12, x13, [sp, #0x60]\n",
+            "stp     x14, x15, [sp, #0x70]\n",
+            "stp     x16, x17, [sp, #0x80]\n",
+            "stp     x18, x30, [sp, #0x90]\n",
+            "mrs     x0, elr_el1\n",
+            "mrs     x1, spsr_el1\n",
+            "stp     x0, x1, [sp, #0xa0]\n",
+            "mrs     x0, fpsr\n",
+            "mrs     x1, fpcr\n",
+            "stp     x0, x1, [sp, #0xb0]\n",
+            "stp     q0, q1, [sp, #0xc0]\n",
+            "stp     q2, q3, [sp, #0xe0]\n",
+            "stp     q4, q5, [sp, #0x100]\n",
+            "stp     q6, q7, [sp, #0x120]\n",
+            "stp     q8, q9, [sp, #0x140]\n",
+            "stp     q10, q11, [sp, #0x160]\n",
+            "stp     q12, q13, [sp, #0x180]\n",
+            "stp     q14, q15, [sp, #0x1a0]\n",
+            "stp     q16, q17, [sp, #0x1c0]\n",
+            "stp     q18, q19, [sp, #0x1e0]\n",
+            "stp     q20, q21, [sp, #0x200]\n",
+            "stp     q22, q23, [sp, #0x220]\n",
+            "stp     q24, q25, [sp, #0x240]\n",
+            "stp     q26, q27, [sp, #0x260]\n",
+            "stp     q28, q29, [sp, #0x280]\n",
+            "stp     q30, q31, [sp, #0x2a0]\n",
+        )
+    };
+}
+
+/// Assembly that pops what [`save_entry_frame`] pushed.
+macro_rules! restore_entry_frame {
+    () => {
+        concat!(
+            "ldp     q0, q1, [sp, #0xc0]\n",
+            "ldp     q2, q3, [sp, #0xe0]\n",
+            "ldp     q4, q5, [sp, #0x100]\n",
+            "ldp     q6, q7, [sp, #0x120]\n",
+            "ldp     q8, q9, [sp, #0x140]\n",
+            "ldp     q10, q11, [sp, #0x160]\n",
+            "ldp     q12, q13, [sp, #0x180]\n",
+            "ldp     q14, q15, [sp, #0x1a0]\n",
+            "ldp     q16, q17, [sp, #0x1c0]\n",
+            "ldp     q18, q19, [sp, #0x1e0]\n",
+            "ldp     q20, q21, [sp, #0x200]\n",
+            "ldp     q22, q23, [sp, #0x220]\n",
+            "ldp     q24, q25, [sp, #0x240]\n",
+            "ldp     q26, q27, [sp, #0x260]\n",
+            "ldp     q28, q29, [sp, #0x280]\n",
+            "ldp     q30, q31, [sp, #0x2a0]\n",
+            "ldp     x0, x1, [sp, #0xb0]\n",
+            "msr     fpsr, x0\n",
+            "msr     fpcr, x1\n",
+            "ldp     x0, x1, [sp, #0xa0]\n",
+            "msr     elr_el1, x0\n",
+            "msr     spsr_el1, x1\n",
+            "ldp     x0, x1, [sp, #0x00]\n",
+            "ldp     x2, x3, [sp, #0x10]\n",
+            "ldp     x4, x5, [sp, #0x20]\n",
+            "ldp     x6, x7, [sp, #0x30]\n",
+            "ldp     x8, x9, [sp, #0x40]\n",
+            "ldp     x10, x11, [sp, #0x50]\n",
+            "ldp     x12, x13, [sp, #0x60]\n",
+            "ldp     x14, x15, [sp, #0x70]\n",
+            "ldp     x16, x17, [sp, #0x80]\n",
+            "ldp     x18, x30, [sp, #0x90]\n",
+            "add     sp, sp, #{frame}\n",
+        )
+    };
+}
+pub(super) use {restore_entry_frame, save_entry_frame};
 
 // The IRQ entry (vectors 1 and 5: current EL, SP0 or SPx). It runs on the
 // interrupted stack, IRQs masked (the CPU set PSTATE.I on entry; nothing
@@ -39,79 +123,19 @@ global_asm!(
     .type __rt_irq_entry, %function
     .balign 4
 __rt_irq_entry:
-    sub     sp, sp, #{frame}
-    stp     x0, x1, [sp, #0x00]
-    stp     x2, x3, [sp, #0x10]
-    stp     x4, x5, [sp, #0x20]
-    stp     x6, x7, [sp, #0x30]
-    stp     x8, x9, [sp, #0x40]
-    stp     x10, x11, [sp, #0x50]
-    stp     x12, x13, [sp, #0x60]
-    stp     x14, x15, [sp, #0x70]
-    stp     x16, x17, [sp, #0x80]
-    stp     x18, x30, [sp, #0x90]
-    mrs     x0, elr_el1
-    mrs     x1, spsr_el1
-    stp     x0, x1, [sp, #0xa0]
-    mrs     x0, fpsr
-    mrs     x1, fpcr
-    stp     x0, x1, [sp, #0xb0]
-    stp     q0, q1, [sp, #0xc0]
-    stp     q2, q3, [sp, #0xe0]
-    stp     q4, q5, [sp, #0x100]
-    stp     q6, q7, [sp, #0x120]
-    stp     q8, q9, [sp, #0x140]
-    stp     q10, q11, [sp, #0x160]
-    stp     q12, q13, [sp, #0x180]
-    stp     q14, q15, [sp, #0x1a0]
-    stp     q16, q17, [sp, #0x1c0]
-    stp     q18, q19, [sp, #0x1e0]
-    stp     q20, q21, [sp, #0x200]
-    stp     q22, q23, [sp, #0x220]
-    stp     q24, q25, [sp, #0x240]
-    stp     q26, q27, [sp, #0x260]
-    stp     q28, q29, [sp, #0x280]
-    stp     q30, q31, [sp, #0x2a0]
+"#,
+    save_entry_frame!(),
+    r#"
 
     bl      {dispatch}
 
-    ldp     q0, q1, [sp, #0xc0]
-    ldp     q2, q3, [sp, #0xe0]
-    ldp     q4, q5, [sp, #0x100]
-    ldp     q6, q7, [sp, #0x120]
-    ldp     q8, q9, [sp, #0x140]
-    ldp     q10, q11, [sp, #0x160]
-    ldp     q12, q13, [sp, #0x180]
-    ldp     q14, q15, [sp, #0x1a0]
-    ldp     q16, q17, [sp, #0x1c0]
-    ldp     q18, q19, [sp, #0x1e0]
-    ldp     q20, q21, [sp, #0x200]
-    ldp     q22, q23, [sp, #0x220]
-    ldp     q24, q25, [sp, #0x240]
-    ldp     q26, q27, [sp, #0x260]
-    ldp     q28, q29, [sp, #0x280]
-    ldp     q30, q31, [sp, #0x2a0]
-    ldp     x0, x1, [sp, #0xb0]
-    msr     fpsr, x0
-    msr     fpcr, x1
-    ldp     x0, x1, [sp, #0xa0]
-    msr     elr_el1, x0
-    msr     spsr_el1, x1
-    ldp     x0, x1, [sp, #0x00]
-    ldp     x2, x3, [sp, #0x10]
-    ldp     x4, x5, [sp, #0x20]
-    ldp     x6, x7, [sp, #0x30]
-    ldp     x8, x9, [sp, #0x40]
-    ldp     x10, x11, [sp, #0x50]
-    ldp     x12, x13, [sp, #0x60]
-    ldp     x14, x15, [sp, #0x70]
-    ldp     x16, x17, [sp, #0x80]
-    ldp     x18, x30, [sp, #0x90]
-    add     sp, sp, #{frame}
+"#,
+    restore_entry_frame!(),
+    r#"
     eret
     .size __rt_irq_entry, . - __rt_irq_entry
 "#,
-    frame = const IRQ_FRAME,
+    frame = const ENTRY_FRAME,
     dispatch = sym irq_dispatch,
 );
 
