@@ -208,14 +208,13 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                     self.vcpus[vcpu.0 as usize].run = RunState::Parked;
                     return self.next_work(cpu);
                 }
-                Pick::Run { vcpu, .. } if self.reset_chunk(vcpu).is_some() => {
-                    let chunk = self.reset_chunk(vcpu).expect("just checked");
-                    self.vcpus[vcpu.0 as usize].run = RunState::OnCpu(cpu);
-                    self.vcpus[vcpu.0 as usize].run_started = self.platform.counter();
-                    self.cpus[cpu.0 as usize].running = Some(vcpu);
-                    return Work::Zero(vcpu, chunk);
-                }
                 Pick::Run { vcpu, until } => {
+                    if let Some(chunk) = self.reset_chunk(vcpu) {
+                        self.vcpus[vcpu.0 as usize].run = RunState::OnCpu(cpu);
+                        self.vcpus[vcpu.0 as usize].run_started = self.platform.counter();
+                        self.cpus[cpu.0 as usize].running = Some(vcpu);
+                        return Work::Zero(vcpu, chunk);
+                    }
                     self.cpus[cpu.0 as usize].slice_end = until;
                     self.load(cpu, vcpu);
                     self.arm_timer(cpu);
