@@ -92,4 +92,11 @@ pub trait Scheduler {
 
     /// What `cpu` should do from `now`.
     fn pick_next(&mut self, cpu: CpuId, now: u64) -> Pick;
+
+    /// The one physical CPU that can run `vcpu`, if only one can (pinned,
+    /// partitioned); `None`: any CPU. The core kicks just that CPU when
+    /// `vcpu` wakes, so a neighbour's CPU is not woken for nothing.
+    fn cpu_for(&self, _vcpu: VcpuId) -> Option<CpuId> {
+        None
+    }
 }

@@ -18,6 +18,9 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use hv::sched::{CpuId, Pick, SchedConfig, Scheduler, VcpuId, Window};
 
+/// The CPU that runs the partitions; the others idle.
+const PARTITION_CPU: CpuId = CpuId(0);
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
     Blocked,
@@ -103,8 +106,12 @@ impl Scheduler for Arinc653 {
         }
     }
 
+    fn cpu_for(&self, _vcpu: VcpuId) -> Option<CpuId> {
+        Some(PARTITION_CPU)
+    }
+
     fn pick_next(&mut self, cpu: CpuId, now: u64) -> Pick {
-        if cpu != CpuId(0) {
+        if cpu != PARTITION_CPU {
             return Pick::Idle { until: None };
         }
         let Some((window, end)) = self.window_at(now) else {
@@ -195,6 +202,18 @@ mod tests {
             }
         }
         (spans, used, idle)
+    }
+
+    #[test]
+    fn every_partition_runs_on_the_partition_cpu() {
+        let sched = build(&[0, 1], &[], 10);
+        for v in 0..2 {
+            assert_eq!(sched.cpu_for(VcpuId(v)), Some(CPU));
+        }
+        let mut sched = build(&[0], &[Window { vm: 0, length: 10 }], 10);
+        sched.wake(VcpuId(0), 0);
+        assert_eq!(sched.pick_next(CpuId(1), 0), Pick::Idle { until: None });
+        assert!(matches!(sched.pick_next(CPU, 0), Pick::Run { .. }));
     }
 
     #[test]

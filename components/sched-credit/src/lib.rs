@@ -217,6 +217,10 @@ impl Scheduler for Credit {
         }
     }
 
+    fn cpu_for(&self, vcpu: VcpuId) -> Option<CpuId> {
+        self.vcpus.get(vcpu.0 as usize).and_then(|v| v.cpu)
+    }
+
     fn pick_next(&mut self, cpu: CpuId, now: u64) -> Pick {
         self.account(now);
         let mut best: Option<(usize, Prio)> = None;
@@ -325,6 +329,17 @@ mod tests {
 
     fn share(part: u64, of: u64) -> f64 {
         part as f64 / of as f64
+    }
+
+    #[test]
+    fn only_a_pinned_vcpu_names_its_cpu() {
+        let pinned = VcpuParams {
+            cpu: Some(CpuId(1)),
+            ..VcpuParams::of_vm(0)
+        };
+        let sched = credit(&[pinned, VcpuParams::of_vm(1)]);
+        assert_eq!(sched.cpu_for(VcpuId(0)), Some(CpuId(1)));
+        assert_eq!(sched.cpu_for(VcpuId(1)), None);
     }
 
     #[test]

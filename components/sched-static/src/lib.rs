@@ -83,6 +83,10 @@ impl Scheduler for Static {
         }
     }
 
+    fn cpu_for(&self, vcpu: VcpuId) -> Option<CpuId> {
+        self.home.get(vcpu.0 as usize).copied()
+    }
+
     fn pick_next(&mut self, cpu: CpuId, _now: u64) -> Pick {
         match self.slots.get(cpu.0 as usize) {
             Some(&Slot {
@@ -189,6 +193,13 @@ mod tests {
         sched.remove(VcpuId(1));
         sched.wake(VcpuId(1), 30);
         assert_eq!(sched.pick_next(CpuId(1), 30), Pick::Idle { until: None });
+    }
+
+    #[test]
+    fn a_waking_vcpu_names_its_own_cpu() {
+        let sched = build(3, &[pinned(0, 2), VcpuParams::of_vm(1)]);
+        assert_eq!(sched.cpu_for(VcpuId(0)), Some(CpuId(2)));
+        assert_eq!(sched.cpu_for(VcpuId(1)), Some(CpuId(1)));
     }
 
     #[test]

@@ -336,15 +336,25 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         if state.run == RunState::Parked && !state.blocked && self.can_run(vcpu) {
             self.vcpus[vcpu.0 as usize].run = RunState::Queued;
             self.sched.wake(vcpu, self.platform.counter());
-            self.kick_idle_cpus();
+            self.kick_idle_cpus_for(vcpu);
         }
     }
 
-    /// An idle CPU may be the one to run a vCPU that just became runnable.
-    fn kick_idle_cpus(&mut self) {
-        for index in 0..self.cpus.len() {
-            if self.cpus[index].idle {
-                self.platform.kick_cpu(CpuId(index as u32));
+    /// An idle CPU may be the one to run `vcpu`, which just became
+    /// runnable: the one the scheduler names, or any.
+    fn kick_idle_cpus_for(&mut self, vcpu: VcpuId) {
+        match self.sched.cpu_for(vcpu) {
+            Some(cpu) => {
+                if self.cpus.get(cpu.0 as usize).is_some_and(|c| c.idle) {
+                    self.platform.kick_cpu(cpu);
+                }
+            }
+            None => {
+                for index in 0..self.cpus.len() {
+                    if self.cpus[index].idle {
+                        self.platform.kick_cpu(CpuId(index as u32));
+                    }
+                }
             }
         }
     }

@@ -28,27 +28,40 @@ fn take_lines() -> Vec<String> {
 }
 
 /// First in, first out, with a fixed slice: enough to drive the core.
-struct Fifo(VecDeque<VcpuId>, u64);
+/// First come, first served; a vCPU with `VcpuParams::cpu` runs only there.
+struct Fifo {
+    queue: VecDeque<VcpuId>,
+    slice: u64,
+    pins: Vec<Option<CpuId>>,
+}
 impl Scheduler for Fifo {
     fn new(config: &SchedConfig) -> Self {
-        Fifo(VecDeque::new(), config.slice)
+        Fifo {
+            queue: VecDeque::new(),
+            slice: config.slice,
+            pins: config.vcpus.iter().map(|p| p.cpu).collect(),
+        }
     }
     fn wake(&mut self, v: VcpuId, _: u64) {
-        self.0.push_back(v);
+        self.queue.push_back(v);
     }
     fn descheduled(&mut self, _: CpuId, v: VcpuId, _: u64, runnable: bool) {
         if runnable {
-            self.0.push_back(v);
+            self.queue.push_back(v);
         }
     }
     fn remove(&mut self, v: VcpuId) {
-        self.0.retain(|&x| x != v);
+        self.queue.retain(|&x| x != v);
     }
-    fn pick_next(&mut self, _: CpuId, now: u64) -> Pick {
-        match self.0.pop_front() {
-            Some(vcpu) => Pick::Run {
-                vcpu,
-                until: Some(now + self.1),
+    fn cpu_for(&self, v: VcpuId) -> Option<CpuId> {
+        self.pins[v.0 as usize]
+    }
+    fn pick_next(&mut self, cpu: CpuId, now: u64) -> Pick {
+        let mine = |v: &VcpuId| self.pins[v.0 as usize].is_none_or(|c| c == cpu);
+        match self.queue.iter().position(mine) {
+            Some(i) => Pick::Run {
+                vcpu: self.queue.remove(i).expect("found"),
+                until: Some(now + self.slice),
             },
             None => Pick::Idle { until: None },
         }
@@ -758,6 +771,46 @@ fn two_cpus_run_two_vcpus_at_once_and_idle_cpus_are_kicked() {
     hv.platform.wait_for_interrupt();
     hv.after_idle(cpu0);
     assert_eq!(hv.platform.kicks, vec![1]);
+}
+
+/// A vCPU pinned to a CPU wakes: only that CPU may run it, so an idle
+/// neighbour's CPU is not kicked (it would wake, take the lock and find
+/// nothing: a neighbour on a CPU of its own felt every wake-up).
+#[test]
+fn a_pinned_vcpu_waking_kicks_only_its_own_cpu() {
+    let mut a = vm("a", 0x8000_0000, b"");
+    a.cpu = Some(0);
+    let mut b = vm("b", 0x8020_0000, b"");
+    b.cpu = Some(1);
+    let mut hv = boot(vec![
+        (
+            a,
+            vec![
+                Step::Wfi {
+                    timer_in: Some(1000),
+                },
+                Step::Hvc(EXIT, 0, 0),
+            ],
+        ),
+        (b, vec![Step::Wfi { timer_in: None }]),
+    ]);
+    hv.cpus = vec![CpuState::default(); 2];
+    let (cpu0, cpu1) = (CpuId(0), CpuId(1));
+    let ran_a = enter(&mut hv, 0).expect("a runs on CPU 0");
+    let a = ran_a.0;
+    let ran_b = enter(&mut hv, 1).expect("b runs on CPU 1");
+    finish(&mut hv, 1, ran_b);
+    finish(&mut hv, 0, ran_a);
+    assert!(matches!(hv.next_work(cpu1), Work::Idle));
+    assert!(matches!(hv.next_work(cpu0), Work::Idle));
+    hv.platform.wait_for_interrupt();
+    hv.after_idle(cpu0);
+    assert_eq!(
+        hv.platform.kicks,
+        Vec::<u32>::new(),
+        "b's CPU was kicked for a"
+    );
+    assert!(matches!(hv.next_work(cpu0), Work::Run(v, _) if v == a));
 }
 
 #[test]
