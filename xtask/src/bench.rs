@@ -118,6 +118,7 @@ pub fn run(ws: &Workspace, board: &str) -> Result<()> {
         ("reset-loop", "beside a reset loop, own CPU"),
         ("psci-storm", "beside a PSCI storm, own CPU"),
         ("maintenance-storm", "beside a maintenance storm, own CPU"),
+        ("fuzzer", "beside the fuzzer, own CPU"),
     ]
     .into_iter()
     .map(|(attack, name)| Ok((name, own_cpu(attack)?)))

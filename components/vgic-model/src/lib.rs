@@ -126,6 +126,9 @@ struct Cpu {
     /// Bit s of entry n: SGI n from vCPU s is pending, not in a list
     /// register (per-source SGIs only).
     sgi_sources: [u8; SGIS as usize],
+    /// Bit n: private INTID n is pending in the distributor (from any
+    /// source): what `waiting` scans instead of every INTID.
+    private_pending: u64,
     /// The list registers as last flushed or synced.
     lrs: heapless::Vec<ListReg, LR_CAPACITY>,
 }
@@ -135,6 +138,21 @@ pub struct Model<R> {
     pub routing: R,
     cpus: Vec<Cpu>,
     spis: [Irq; SPIS],
+    /// Bit n: SPI `PRIVATE + n` is pending in the distributor.
+    spi_pending: u64,
+}
+
+const _: () = assert!(
+    SPIS <= 64 && PRIVATE <= 64,
+    "the pending summaries are one word"
+);
+
+fn assign_bit(word: &mut u64, bit: u32, on: bool) {
+    if on {
+        *word |= 1 << bit;
+    } else {
+        *word &= !(1 << bit);
+    }
 }
 
 pub fn pending_active(state: LrState) -> (bool, bool) {
@@ -156,8 +174,12 @@ pub fn lr_state(pending: bool, active: bool) -> LrState {
 }
 
 /// Indices of the set bits of `bits`, lowest first.
-pub fn set_bits(bits: u64) -> impl Iterator<Item = u32> {
-    (0..64).filter(move |i| bits & (1 << i) != 0)
+pub fn set_bits(mut bits: u64) -> impl Iterator<Item = u32> {
+    core::iter::from_fn(move || {
+        let bit = bits.trailing_zeros();
+        bits &= bits.wrapping_sub(1);
+        (bit < 64).then_some(bit)
+    })
 }
 
 impl<R: Routing> Model<R> {
@@ -172,6 +194,7 @@ impl<R: Routing> Model<R> {
             .map(|_| Cpu {
                 private: core::array::from_fn(|i| R::reset(i as u32)),
                 sgi_sources: [0; SGIS as usize],
+                private_pending: 0,
                 lrs: heapless::Vec::new(),
             })
             .collect();
@@ -179,6 +202,7 @@ impl<R: Routing> Model<R> {
             routing,
             cpus,
             spis: core::array::from_fn(|i| R::reset(PRIVATE + i as u32)),
+            spi_pending: 0,
         }
     }
 
@@ -261,6 +285,18 @@ impl<R: Routing> Model<R> {
         } else if let Some(irq) = self.irq_mut(vcpu, intid) {
             irq.pending = pending;
         }
+        self.note_pending(vcpu, intid);
+    }
+
+    /// Brings the pending summary of `intid` (as `vcpu` sees it) in line
+    /// with its state; every change of a pending state ends here.
+    fn note_pending(&mut self, vcpu: usize, intid: u32) {
+        let on = self.pending_sources(vcpu, intid) != 0;
+        match intid {
+            0..PRIVATE => assign_bit(&mut self.cpus[vcpu].private_pending, intid, on),
+            PRIVATE..INTIDS => assign_bit(&mut self.spi_pending, intid - PRIVATE, on),
+            _ => {}
+        }
     }
 
     /// Whether `intid` is enabled (per-source SGIs always are).
@@ -278,13 +314,35 @@ impl<R: Routing> Model<R> {
     /// Every (INTID, SGI source) pending in the distributor that `vcpu`
     /// would take: forwarded and routed to it.
     fn waiting(&self, vcpu: usize) -> impl Iterator<Item = (u32, u8)> + '_ {
-        // Pending first: it is the cheapest test and rules out most INTIDs.
-        (0..INTIDS)
+        // Only what the summaries say is pending: this runs on every guest
+        // entry, under the hypervisor's lock, and a scan of every INTID was
+        // most of a neighbour's wait for it.
+        debug_assert_eq!(
+            (self.cpus[vcpu].private_pending, self.spi_pending),
+            self.pending_by_scan(vcpu),
+            "pending summary of vCPU {vcpu} out of date"
+        );
+        let private = set_bits(self.cpus[vcpu].private_pending);
+        let spis = set_bits(self.spi_pending).map(|n| n + PRIVATE);
+        private
+            .chain(spis)
             .map(move |intid| (intid, self.pending_sources(vcpu, intid)))
             .filter(move |&(intid, sources)| {
                 sources != 0 && self.forwards(vcpu, intid) && self.target(vcpu, intid) == Some(vcpu)
             })
             .flat_map(|(intid, sources)| set_bits(sources.into()).map(move |s| (intid, s as u8)))
+    }
+
+    /// The pending summaries as a scan of every INTID finds them: what
+    /// debug builds (the host tests) check the kept ones against.
+    fn pending_by_scan(&self, vcpu: usize) -> (u64, u64) {
+        let word = |intids: Range<u32>| {
+            let first = intids.start;
+            intids
+                .filter(|&intid| self.pending_sources(vcpu, intid) != 0)
+                .fold(0, |word, intid| word | 1 << (intid - first))
+        };
+        (word(0..PRIVATE), word(PRIVATE..INTIDS))
     }
 
     /// The vCPU to kick after `intid` (as `vcpu` sees it) became pending,
@@ -356,6 +414,7 @@ impl<R: Routing> Model<R> {
             Field::Enable => irq.enabled = on,
             Field::Pending => {
                 irq.pending = on;
+                self.note_pending(vcpu, intid);
                 if !on {
                     self.edit_lrs(vcpu, intid, None, Some(false), None);
                 }
