@@ -466,6 +466,10 @@ fn run<S: Scheduler, V: Vgic>(
         }
     }
     let lines = LINES.with(|l| l.borrow().clone());
+    // A scheduler that broke its protocol (picked a vCPU it does not hold)
+    // is caught by the core and reported as the hypervisor's error.
+    let errors: Vec<_> = lines.iter().filter(|l| l.contains("error: ")).collect();
+    prop_assert!(errors.is_empty(), "hypervisor errors: {:#?}", errors);
     let ended = |name: &str| {
         lines.iter().any(|l| {
             l.starts_with(&format!("[hv] VM {name} exited"))

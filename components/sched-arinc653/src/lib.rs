@@ -21,14 +21,6 @@ use hv::sched::{CpuId, Pick, SchedConfig, Scheduler, VcpuId, Window};
 /// The CPU that runs the partitions; the others idle.
 const PARTITION_CPU: CpuId = CpuId(0);
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum State {
-    Blocked,
-    Queued,
-    Running,
-    Removed,
-}
-
 pub struct Arinc653 {
     windows: Vec<Window>,
     /// Sum of the window lengths.
@@ -37,7 +29,6 @@ pub struct Arinc653 {
     start: Option<u64>,
     /// Indexed by `VcpuId`.
     vm_of: Vec<u32>,
-    state: Vec<State>,
     /// Runnable vCPUs of every VM in arrival order; each window takes the
     /// first of its own VM, which makes it round-robin within the VM.
     queue: VecDeque<VcpuId>,
@@ -72,38 +63,26 @@ impl Scheduler for Arinc653 {
             frame: config.windows.iter().map(|w| w.length).sum(),
             start: None,
             vm_of: config.vcpus.iter().map(|p| p.vm).collect(),
-            state: alloc::vec![State::Blocked; n],
             // Sized once: each vCPU is queued at most once, so this never grows.
             queue: VecDeque::with_capacity(n),
             slice: config.slice,
         }
     }
 
+    // The core keeps each vCPU's state and wakes only one that is neither
+    // queued nor running: the queue is all this scheduler holds.
     fn wake(&mut self, vcpu: VcpuId, _now: u64) {
-        if let Some(s @ State::Blocked) = self.state.get_mut(vcpu.0 as usize) {
-            *s = State::Queued;
+        self.queue.push_back(vcpu);
+    }
+
+    fn descheduled(&mut self, _cpu: CpuId, vcpu: VcpuId, _now: u64, runnable: bool) {
+        if runnable {
             self.queue.push_back(vcpu);
         }
     }
 
-    fn descheduled(&mut self, _cpu: CpuId, vcpu: VcpuId, _now: u64, runnable: bool) {
-        if let Some(s @ State::Running) = self.state.get_mut(vcpu.0 as usize) {
-            if runnable {
-                *s = State::Queued;
-                self.queue.push_back(vcpu);
-            } else {
-                *s = State::Blocked;
-            }
-        }
-    }
-
     fn remove(&mut self, vcpu: VcpuId) {
-        if let Some(s) = self.state.get_mut(vcpu.0 as usize) {
-            if *s == State::Queued {
-                self.queue.retain(|&v| v != vcpu);
-            }
-            *s = State::Removed;
-        }
+        self.queue.retain(|&v| v != vcpu);
     }
 
     fn cpu_for(&self, _vcpu: VcpuId) -> Option<CpuId> {
@@ -127,7 +106,6 @@ impl Scheduler for Arinc653 {
             return Pick::Idle { until: Some(end) };
         };
         let vcpu = self.queue.remove(i).expect("position is in range");
-        self.state[vcpu.0 as usize] = State::Running;
         // Take turns only if a sibling in the same VM is waiting; the window
         // end is always a deadline.
         let sibling = self.queue.iter().any(|v| vm_of[v.0 as usize] == window.vm);
@@ -321,11 +299,11 @@ mod tests {
                 until: Some(250)
             }
         );
+        // Its VM stops while it runs: handed back, not runnable, removed.
+        sched.descheduled(CPU, VcpuId(1), 200, false);
         sched.remove(VcpuId(1));
-        sched.descheduled(CPU, VcpuId(1), 200, true);
         assert_eq!(sched.pick_next(CPU, 200), Pick::Idle { until: Some(250) });
-        // Removed stays removed, even if woken, in every later frame.
-        sched.wake(VcpuId(1), 210);
+        // VM 1's window stays its own, idle, in every later frame.
         assert_eq!(sched.pick_next(CPU, 360), Pick::Idle { until: Some(450) });
     }
 }

@@ -178,13 +178,15 @@ impl Scheduler for Credit {
         }
     }
 
+    // The core keeps each vCPU's run state and keeps to the protocol (a
+    // wake only for one neither queued nor running); `state` here is what
+    // the accounting needs (who is active, since when one runs), not a
+    // guard.
     fn wake(&mut self, vcpu: VcpuId, _now: u64) {
         if let Some(v) = self.vcpus.get_mut(vcpu.0 as usize) {
-            if v.state == State::Blocked {
-                v.state = State::Queued;
-                v.boost = v.credit > 0;
-                self.queue.push_back(vcpu);
-            }
+            v.state = State::Queued;
+            v.boost = v.credit > 0;
+            self.queue.push_back(vcpu);
         }
     }
 
@@ -198,13 +200,11 @@ impl Scheduler for Credit {
         let v = &mut self.vcpus[i];
         // Boost lasts one turn.
         v.boost = false;
-        if let State::Running { .. } = v.state {
-            if runnable {
-                v.state = State::Queued;
-                self.queue.push_back(vcpu);
-            } else {
-                v.state = State::Blocked;
-            }
+        if runnable {
+            v.state = State::Queued;
+            self.queue.push_back(vcpu);
+        } else {
+            v.state = State::Blocked;
         }
     }
 
@@ -462,17 +462,17 @@ mod tests {
     #[test]
     fn removed_vcpus_are_never_picked() {
         let mut sched = credit(&[weighted(0, 256), weighted(1, 4096), weighted(2, 256)]);
+        // Queued (`credit` wakes every vCPU), then its VM stops.
         sched.remove(VcpuId(1));
-        sched.wake(VcpuId(1), 0); // too late: gone for good
         let (used, _) = simulate(&mut sched, 3, TPS / 10);
         assert_eq!(used[1], 0);
         assert_eq!(used[0] + used[2], TPS / 10);
-        // Removed while running: it is not queued again.
+        // Its VM stops while it runs: handed back not runnable, removed.
         let Pick::Run { vcpu, .. } = sched.pick_next(CPU, TPS) else {
             panic!()
         };
+        sched.descheduled(CPU, vcpu, TPS + 1, false);
         sched.remove(vcpu);
-        sched.descheduled(CPU, vcpu, TPS + 1, true);
         for t in 2..10 {
             let Pick::Run { vcpu: next, .. } = sched.pick_next(CPU, TPS + t) else {
                 panic!()

@@ -15,14 +15,6 @@ pub struct RoundRobin {
     slice: u64,
 }
 
-impl RoundRobin {
-    fn enqueue(&mut self, vcpu: VcpuId) {
-        if !self.queue.contains(&vcpu) {
-            self.queue.push_back(vcpu);
-        }
-    }
-}
-
 impl Scheduler for RoundRobin {
     fn new(config: &SchedConfig) -> Self {
         // Sized once so the hot path never allocates.
@@ -32,13 +24,15 @@ impl Scheduler for RoundRobin {
         }
     }
 
+    // The core wakes only a vCPU that is neither queued nor running, and
+    // hands back only the one it was given: no check for one queued twice.
     fn wake(&mut self, vcpu: VcpuId, _now: u64) {
-        self.enqueue(vcpu);
+        self.queue.push_back(vcpu);
     }
 
     fn descheduled(&mut self, _cpu: CpuId, vcpu: VcpuId, _now: u64, runnable: bool) {
         if runnable {
-            self.enqueue(vcpu);
+            self.queue.push_back(vcpu);
         }
     }
 
@@ -110,7 +104,6 @@ mod tests {
         for v in [2, 0, 1] {
             sched.wake(VcpuId(v), 0);
         }
-        sched.wake(VcpuId(0), 0); // already queued: no double turn
         sched.remove(VcpuId(1));
         let order: Vec<_> = (0..4)
             .map(|_| {

@@ -16,7 +16,8 @@ use hv::sched::{CpuId, Pick, SchedConfig, Scheduler, VcpuId};
 #[derive(Clone, Copy)]
 struct Slot {
     vcpu: Option<VcpuId>,
-    /// Runnable (woken and not blocked since) and not removed.
+    /// Queued: woken or preempted, and not running. The core keeps the
+    /// vCPU's state; this is only the one-place queue of this CPU.
     ready: bool,
 }
 
@@ -69,7 +70,7 @@ impl Scheduler for Static {
 
     fn descheduled(&mut self, _cpu: CpuId, vcpu: VcpuId, _now: u64, runnable: bool) {
         if let Some(slot) = self.slot_of(vcpu) {
-            slot.ready &= runnable;
+            slot.ready = runnable;
         }
     }
 
@@ -88,11 +89,17 @@ impl Scheduler for Static {
     }
 
     fn pick_next(&mut self, cpu: CpuId, _now: u64) -> Pick {
-        match self.slots.get(cpu.0 as usize) {
-            Some(&Slot {
+        match self.slots.get_mut(cpu.0 as usize) {
+            Some(Slot {
                 vcpu: Some(vcpu),
-                ready: true,
-            }) => Pick::Run { vcpu, until: None },
+                ready: ready @ true,
+            }) => {
+                *ready = false;
+                Pick::Run {
+                    vcpu: *vcpu,
+                    until: None,
+                }
+            }
             _ => Pick::Idle { until: None },
         }
     }
@@ -190,8 +197,8 @@ mod tests {
                 until: None
             }
         );
+        sched.descheduled(CpuId(1), VcpuId(1), 30, false);
         sched.remove(VcpuId(1));
-        sched.wake(VcpuId(1), 30);
         assert_eq!(sched.pick_next(CpuId(1), 30), Pick::Idle { until: None });
     }
 
