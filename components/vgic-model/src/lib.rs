@@ -534,6 +534,12 @@ impl<R: Routing> Model<R> {
         let usable = lrs.len().min(max);
         let slots = &mut lrs[..usable];
         let free = slots.iter().filter(|lr| lr.is_free()).count();
+        if free == 0 {
+            // Nothing can be placed: all that matters is whether anything
+            // waits. A guest that keeps its list registers full and every
+            // INTID pending would otherwise have each entry scan them all.
+            return self.waiting(vcpu).next().is_some();
+        }
         // One pass over the distributor (this runs on every guest entry with
         // an interrupt to deliver): the `free` most urgent deliverable
         // interrupts, lowest priority value, then INTID, then source first, as
