@@ -28,6 +28,9 @@ struct CpuState {
     slice_end: Option<u64>,
     /// Waiting in WFI for something to do: a wake-up must kick it.
     idle: bool,
+    /// Another CPU gave its vCPU a slice end: arm the timer before going
+    /// back into the guest.
+    rearm: bool,
 }
 
 /// What a physical CPU does next (see [`Hypervisor::next_work`]).
@@ -57,6 +60,10 @@ pub struct Hypervisor<P: Platform, S: Scheduler, V: Vgic> {
     /// VMs not stopped yet (asked on every exit: kept, not counted).
     running_vms: usize,
     first_guest_line: Option<u64>,
+    /// The time slice, in counter ticks.
+    slice: u64,
+    /// The CPU whose call into the core is being handled (under the lock).
+    acting: CpuId,
 }
 
 impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
@@ -92,9 +99,10 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                 length: ticks(w.length_us),
             })
             .collect();
+        let slice = ticks(time_slice_us);
         let mut sched = S::new(&SchedConfig {
             cpus,
-            slice: ticks(time_slice_us),
+            slice,
             ticks_per_second,
             vcpus: &params,
             windows: &windows,
@@ -115,6 +123,8 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             vmids: VmidAllocator::new(cpus as usize),
             cpus: alloc::vec![CpuState::default(); cpus as usize],
             first_guest_line: None,
+            slice,
+            acting: CpuId(0),
         }
     }
 
@@ -185,6 +195,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// On SMP hosts each CPU calls this (and `after_run`/`after_idle`) under
     /// the lock that guards the hypervisor, and runs the guest without it.
     pub fn next_work(&mut self, cpu: CpuId) -> Work<P::Context> {
+        self.acting = cpu;
         if self.running_vms() == 0 {
             return Work::Finished;
         }
@@ -249,6 +260,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         ctx: alloc::boxed::Box<P::Context>,
         exit: RawExit,
     ) {
+        self.acting = cpu;
         self.vcpus[vcpu.0 as usize].ctx = Some(ctx);
         self.sync_lrs(vcpu);
         let next = if self.can_run(vcpu) {
@@ -267,11 +279,14 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         debug_assert!(!matches!(next, exit::Next::Resume) || self.can_run(vcpu));
         if !matches!(next, exit::Next::Resume) {
             self.unload(cpu, vcpu);
+        } else if self.cpus[cpu.0 as usize].rearm {
+            self.arm_timer(cpu);
         }
     }
 
     /// `cpu` woke from WFI: take the interrupt that woke it.
     pub fn after_idle(&mut self, cpu: CpuId) {
+        self.acting = cpu;
         self.cpus[cpu.0 as usize].idle = false;
         self.handle_irq(cpu, None);
     }
@@ -316,6 +331,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        self.cpus[cpu.0 as usize].rearm = false;
         self.platform.set_deadline(deadline);
     }
 
@@ -336,25 +352,52 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         if state.run == RunState::Parked && !state.blocked && self.can_run(vcpu) {
             self.vcpus[vcpu.0 as usize].run = RunState::Queued;
             self.sched.wake(vcpu, self.platform.counter());
-            self.kick_idle_cpus_for(vcpu);
+            if !self.kick_idle_cpus_for(vcpu) {
+                self.end_open_slices_for(vcpu);
+            }
+        }
+    }
+
+    /// The CPUs that may run `vcpu`: the one the scheduler names, or all.
+    fn cpus_for(&self, vcpu: VcpuId) -> core::ops::Range<usize> {
+        match self.sched.cpu_for(vcpu) {
+            Some(cpu) => {
+                let index = (cpu.0 as usize).min(self.cpus.len());
+                index..(index + 1).min(self.cpus.len())
+            }
+            None => 0..self.cpus.len(),
         }
     }
 
     /// An idle CPU may be the one to run `vcpu`, which just became
-    /// runnable: the one the scheduler names, or any.
-    fn kick_idle_cpus_for(&mut self, vcpu: VcpuId) {
-        match self.sched.cpu_for(vcpu) {
-            Some(cpu) => {
-                if self.cpus.get(cpu.0 as usize).is_some_and(|c| c.idle) {
-                    self.platform.kick_cpu(cpu);
-                }
+    /// runnable: kicks each that may; whether there was one.
+    fn kick_idle_cpus_for(&mut self, vcpu: VcpuId) -> bool {
+        let mut kicked = false;
+        for index in self.cpus_for(vcpu) {
+            if self.cpus[index].idle {
+                self.platform.kick_cpu(CpuId(index as u32));
+                kicked = true;
             }
-            None => {
-                for index in 0..self.cpus.len() {
-                    if self.cpus[index].idle {
-                        self.platform.kick_cpu(CpuId(index as u32));
-                    }
-                }
+        }
+        kicked
+    }
+
+    /// No CPU that may run `vcpu` is idle. A vCPU picked while nothing else
+    /// waited runs with no slice end, until it traps by itself: one that
+    /// never does would starve `vcpu`. Each such CPU gets a slice end now
+    /// (and is kicked to arm its timer), so the scheduler chooses again
+    /// within a slice.
+    fn end_open_slices_for(&mut self, vcpu: VcpuId) {
+        let end = self.platform.counter() + self.slice;
+        for index in self.cpus_for(vcpu) {
+            let state = &mut self.cpus[index];
+            if state.running.is_none() || state.slice_end.is_some() {
+                continue;
+            }
+            state.slice_end = Some(end);
+            state.rearm = true;
+            if index != self.acting.0 as usize {
+                self.platform.kick_cpu(CpuId(index as u32));
             }
         }
     }

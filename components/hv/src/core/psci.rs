@@ -220,6 +220,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// `cpu` cleared the chunk of `vcpu`'s VM [`reset_chunk`] named; once
     /// all are, the image and start info go in and vCPU 0 starts.
     pub fn after_zero(&mut self, cpu: CpuId, vcpu: VcpuId) {
+        self.acting = cpu;
         let vm = self.vm_of(vcpu);
         let cleared = self.vms[vm].chunks_cleared.map_or(0, |n| n + 1);
         self.vms[vm].chunks_cleared = Some(cleared);

@@ -27,8 +27,9 @@ fn take_lines() -> Vec<String> {
     LINES.with(|l| core::mem::take(&mut *l.borrow_mut()))
 }
 
-/// First in, first out, with a fixed slice: enough to drive the core.
-/// First come, first served; a vCPU with `VcpuParams::cpu` runs only there.
+/// First in, first out, with a fixed slice: enough to drive the core. A
+/// vCPU with `VcpuParams::cpu` runs only there; one picked while nothing
+/// else waits gets no slice end (as `sched-rr` and `sched-credit` do).
 struct Fifo {
     queue: VecDeque<VcpuId>,
     slice: u64,
@@ -59,10 +60,13 @@ impl Scheduler for Fifo {
     fn pick_next(&mut self, cpu: CpuId, now: u64) -> Pick {
         let mine = |v: &VcpuId| self.pins[v.0 as usize].is_none_or(|c| c == cpu);
         match self.queue.iter().position(mine) {
-            Some(i) => Pick::Run {
-                vcpu: self.queue.remove(i).expect("found"),
-                until: Some(now + self.slice),
-            },
+            Some(i) => {
+                let vcpu = self.queue.remove(i).expect("found");
+                Pick::Run {
+                    vcpu,
+                    until: (!self.queue.is_empty()).then_some(now + self.slice),
+                }
+            }
             None => Pick::Idle { until: None },
         }
     }
@@ -143,6 +147,8 @@ enum Step {
     /// HVC #0 from an AArch32 guest (EC 0x12).
     Hvc32(u64, u64, u64),
     TimerIrq,
+    /// Another CPU kicked this one.
+    Kicked,
     /// The guest's virtual timer fires.
     GuestTimerIrq,
     /// The guest completes every interrupt in its list registers, which
@@ -269,6 +275,15 @@ impl Platform for Mock {
             Step::SmcCall(f, a, b, c) => {
                 ctx.regs[..4].copy_from_slice(&[f, a, b, c]);
                 sync(0x5e00_0000)
+            }
+            Step::Kicked => {
+                self.pending_irq = Some(self.kick_irq());
+                RawExit {
+                    kind: ExitKind::Irq,
+                    esr: 0,
+                    far: 0,
+                    hpfar: 0,
+                }
             }
             Step::GuestTimerIrq => {
                 self.pending_irq = Some(27);
@@ -498,11 +513,7 @@ fn a_stage2_fault_stops_only_the_faulting_vm() {
         ),
         (
             vm("good", 0x8020_0000, b"ok\n"),
-            vec![
-                Step::TimerIrq,
-                Step::Hvc(WRITE, GUEST_RAM_BASE, 3),
-                Step::Hvc(EXIT, 0, 0),
-            ],
+            vec![Step::Hvc(WRITE, GUEST_RAM_BASE, 3), Step::Hvc(EXIT, 0, 0)],
         ),
     ]);
     hv.run();
@@ -811,6 +822,61 @@ fn a_pinned_vcpu_waking_kicks_only_its_own_cpu() {
         "b's CPU was kicked for a"
     );
     assert!(matches!(hv.next_work(cpu0), Work::Run(v, _) if v == a));
+}
+
+/// Every CPU runs a vCPU that was alone when picked (no slice end) and
+/// never traps by itself; a third vCPU wakes. It must get a CPU within a
+/// slice, not when one of them happens to trap (a busy 32-bit fuzzer beside
+/// a ticker on `rr` starved it for seconds).
+#[test]
+fn a_vcpu_woken_while_every_cpu_is_busy_runs_within_a_slice() {
+    let entry = GUEST_RAM_BASE + 0x100;
+    // Contexts: 0-2 = vCPUs 0-2 as built (1 and 2 off), 3 and 4 = vCPUs 1
+    // and 2 after CPU_ON.
+    let mut hv = boot_smp(
+        3,
+        2,
+        vec![
+            vec![
+                Step::SmcCall(CPU_ON, 1, entry, 0),
+                Step::SmcCall(CPU_ON, 2, entry, 0),
+            ],
+            Vec::new(),
+            Vec::new(),
+            vec![Step::Kicked, Step::TimerIrq],
+            Vec::new(),
+        ],
+    );
+    let ran_0 = enter(&mut hv, 0).expect("vCPU 0 runs on CPU 0");
+    assert!(enter(&mut hv, 1).is_none(), "nothing else is on yet");
+    hv.platform.kicks.clear();
+    let ran_0 = {
+        finish(&mut hv, 0, ran_0);
+        let ctx = hv.vcpus[0].ctx.take().expect("resumed");
+        (VcpuId(0), ctx)
+    };
+    hv.after_idle(CpuId(1));
+    let ran_1 = enter(&mut hv, 1).expect("vCPU 1 runs on CPU 1");
+    assert_eq!(ran_1.0, VcpuId(1));
+    assert_eq!(hv.cpus[1].slice_end, None, "alone when picked");
+    // vCPU 2 comes on while both CPUs are busy.
+    finish(&mut hv, 0, ran_0);
+    assert_eq!(
+        hv.platform.kicks,
+        vec![1, 1],
+        "CPU 1 is kicked to end its slice"
+    );
+    assert!(hv.cpus[0].slice_end.is_some() && hv.cpus[1].slice_end.is_some());
+    // CPU 1 takes the kick, arms its timer, and the slice ends.
+    let ran_1 = {
+        finish(&mut hv, 1, ran_1);
+        let ctx = hv.vcpus[1].ctx.take().expect("resumed after the kick");
+        (VcpuId(1), ctx)
+    };
+    assert_eq!(hv.platform.deadline, hv.cpus[1].slice_end, "timer armed");
+    finish(&mut hv, 1, ran_1);
+    let ran_2 = enter(&mut hv, 1).expect("CPU 1 picks again");
+    assert_eq!(ran_2.0, VcpuId(2), "the woken vCPU runs");
 }
 
 #[test]
