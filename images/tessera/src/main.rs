@@ -27,7 +27,13 @@ use arch::relax::Mutex;
 use arch::{mmu, psci};
 use composition as c;
 use config::boot::VmTable;
-use hv::{core::Work, info, memory::GuestRam, sched::CpuId, GuestWidth, Hypervisor, VmDesc};
+use hv::{
+    core::{run_cpu, Outside},
+    info,
+    memory::GuestRam,
+    sched::CpuId,
+    GuestWidth, Hypervisor, VmDesc,
+};
 use linked_list_allocator::LockedHeap;
 use spin::Once;
 
@@ -145,44 +151,28 @@ extern "C" fn tessera_secondary_main(cpu: u64) -> ! {
     cpu_loop(hv, CpuId(cpu as u32))
 }
 
-/// One physical CPU's life: run what the scheduler gives it, idle in WFI
-/// when there is nothing, power off when no VM is left. Console output is
-/// written between, with the hypervisor's lock let go.
+/// One physical CPU's life: the core's loop (see `hv::core::run_cpu`),
+/// then, when no VM is left, power off.
 fn cpu_loop(hv: &Mutex<Tessera>, cpu: CpuId) -> ! {
-    let mut work = hv.lock().next_work(cpu);
-    loop {
-        // One lock hold per exit, not two: acting on what the CPU did and
-        // picking its next work happen together. A VM exiting at a high
-        // rate (a hypercall loop) then costs a neighbour's exit at most one
-        // wait, and every exit one lock round trip fewer.
-        work = match work {
-            Work::Run(vcpu, mut ctx) => {
-                let exit = board::run_guest(&mut ctx);
-                let mut hv = hv.lock();
-                hv.after_run(cpu, vcpu, ctx, exit);
-                hv.next_work(cpu)
-            }
-            Work::Zero(vcpu, chunk) => {
-                guest_ram::zero(chunk);
-                arch::cache::clean_to_poc(chunk.pa() as usize, chunk.len() as usize);
-                let mut hv = hv.lock();
-                hv.after_zero(cpu, vcpu);
-                hv.next_work(cpu)
-            }
-            Work::Idle => {
-                hv::log::drain();
-                arch::wfi();
-                let mut hv = hv.lock();
-                hv.after_idle(cpu);
-                hv.next_work(cpu)
-            }
-            Work::Finished => {
-                info!("all VMs stopped, powering off");
-                hv::log::drain();
-                psci::system_off()
-            }
-        };
-        hv::log::drain();
+    run_cpu(hv, cpu, &mut OnThisCpu);
+    info!("all VMs stopped, powering off");
+    hv::log::drain();
+    psci::system_off()
+}
+
+/// What this CPU does without the hypervisor's lock.
+struct OnThisCpu;
+
+impl Outside<<board::Board as hv::Platform>::Context> for OnThisCpu {
+    fn run_guest(&mut self, ctx: &mut <board::Board as hv::Platform>::Context) -> hv::RawExit {
+        board::run_guest(ctx)
+    }
+    fn zero(&mut self, chunk: hv::memory::GuestSlice) {
+        guest_ram::zero(chunk);
+        arch::cache::clean_to_poc(chunk.pa() as usize, chunk.len() as usize);
+    }
+    fn wait_for_interrupt(&mut self) {
+        arch::wfi();
     }
 }
 

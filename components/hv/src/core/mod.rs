@@ -3,10 +3,12 @@
 //! `exit.rs`). Between runs it keeps each vCPU's list registers in step with
 //! its virtual GIC, and wakes vCPUs blocked in WFI when their timer fires.
 
+mod cpu_loop;
 mod exit;
 mod psci;
 mod vm;
 
+pub use cpu_loop::{run_cpu, HvLock, Outside};
 pub use vm::VmDesc;
 
 use crate::{
@@ -166,29 +168,12 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         self.running_vms
     }
 
-    /// Runs every VM on CPU 0 until none is left: the whole loop for a
-    /// one-CPU host (and the host tests).
+    /// Runs every VM on CPU 0 until none is left: a one-CPU host (and the
+    /// host tests), through the loop the image's CPUs run.
     pub fn run(&mut self) {
-        const CPU: CpuId = CpuId(0);
-        loop {
-            match self.next_work(CPU) {
-                Work::Run(vcpu, mut ctx) => {
-                    let exit = self.platform.run(&mut ctx);
-                    self.after_run(CPU, vcpu, ctx, exit);
-                }
-                Work::Zero(vcpu, chunk) => {
-                    self.platform.zero_guest(chunk);
-                    self.platform.sync_guest_memory(chunk);
-                    self.after_zero(CPU, vcpu);
-                }
-                Work::Idle => {
-                    self.platform.wait_for_interrupt();
-                    self.after_idle(CPU);
-                }
-                Work::Finished => break,
-            }
-        }
-        self.platform.set_deadline(None);
+        let alone = cpu_loop::Alone(core::cell::RefCell::new(self));
+        run_cpu(&alone, CpuId(0), &mut cpu_loop::Through(&alone));
+        alone.0.into_inner().platform.set_deadline(None);
     }
 
     /// What `cpu` does next: go on with its vCPU, pick another, or idle.

@@ -1,0 +1,120 @@
+//! One physical CPU's loop: the same code for the image's CPUs and the host
+//! tests. It takes the hypervisor's lock once per exit, and does what needs
+//! no lock (running the guest, clearing a resetting VM's RAM, waiting for an
+//! interrupt) outside it, through [`Outside`].
+
+use super::{Hypervisor, Work};
+use crate::{
+    memory::GuestSlice,
+    platform::{Platform, RawExit},
+    sched::{CpuId, Scheduler},
+    vgic::Vgic,
+};
+use core::{cell::RefCell, ops::DerefMut};
+
+/// The lock that guards the hypervisor: the image's ticket lock, or, with
+/// one CPU, none.
+pub trait HvLock {
+    type Hv;
+    type Guard<'a>: DerefMut<Target = Self::Hv>
+    where
+        Self: 'a;
+    fn lock(&self) -> Self::Guard<'_>;
+}
+
+impl<T, R: spin::RelaxStrategy> HvLock for spin::mutex::TicketMutex<T, R> {
+    type Hv = T;
+    type Guard<'a>
+        = spin::mutex::TicketMutexGuard<'a, T>
+    where
+        Self: 'a;
+    fn lock(&self) -> Self::Guard<'_> {
+        spin::mutex::TicketMutex::lock(self)
+    }
+}
+
+/// What a CPU does without the lock.
+pub trait Outside<C> {
+    /// Enters the guest with `ctx` loaded until it traps.
+    fn run_guest(&mut self, ctx: &mut C) -> RawExit;
+    /// Zeroes `chunk` of a resetting VM's RAM and cleans it to the point of
+    /// coherency.
+    fn zero(&mut self, chunk: GuestSlice);
+    /// Waits for an interrupt (WFI).
+    fn wait_for_interrupt(&mut self);
+}
+
+/// Runs `cpu` until no VM is left. Console output queued while the lock was
+/// held is written after each step, with the lock let go.
+pub fn run_cpu<L, P, S, V, O>(hv: &L, cpu: CpuId, outside: &mut O)
+where
+    L: HvLock<Hv = Hypervisor<P, S, V>>,
+    P: Platform,
+    S: Scheduler,
+    V: Vgic,
+    O: Outside<P::Context>,
+{
+    let mut work = hv.lock().next_work(cpu);
+    loop {
+        // One lock hold per exit, not two: acting on what the CPU did and
+        // picking its next work happen together. A VM exiting at a high
+        // rate then costs a neighbour's exit at most one wait.
+        work = match work {
+            Work::Run(vcpu, mut ctx) => {
+                let exit = outside.run_guest(&mut ctx);
+                let mut hv = hv.lock();
+                hv.after_run(cpu, vcpu, ctx, exit);
+                hv.next_work(cpu)
+            }
+            Work::Zero(vcpu, chunk) => {
+                outside.zero(chunk);
+                let mut hv = hv.lock();
+                hv.after_zero(cpu, vcpu);
+                hv.next_work(cpu)
+            }
+            Work::Idle => {
+                crate::log::drain();
+                outside.wait_for_interrupt();
+                let mut hv = hv.lock();
+                hv.after_idle(cpu);
+                hv.next_work(cpu)
+            }
+            Work::Finished => return,
+        };
+        crate::log::drain();
+    }
+}
+
+/// A one-CPU host's lock: the only CPU holds the hypervisor outright.
+pub(super) struct Alone<'h, H>(pub RefCell<&'h mut H>);
+
+impl<'h, H> HvLock for Alone<'h, H> {
+    type Hv = H;
+    type Guard<'a>
+        = core::cell::RefMut<'a, H>
+    where
+        Self: 'a;
+    fn lock(&self) -> Self::Guard<'_> {
+        core::cell::RefMut::map(self.0.borrow_mut(), |hv| &mut **hv)
+    }
+}
+
+/// Does the work outside the lock through the platform, which [`Alone`]
+/// holds; the loop never holds the lock while it runs.
+pub(super) struct Through<'l, 'h, H>(pub &'l Alone<'h, H>);
+
+impl<P: Platform, S: Scheduler, V: Vgic> Outside<P::Context>
+    for Through<'_, '_, Hypervisor<P, S, V>>
+{
+    fn run_guest(&mut self, ctx: &mut P::Context) -> RawExit {
+        self.0.lock().platform.run(ctx)
+    }
+    fn zero(&mut self, chunk: GuestSlice) {
+        let mut hv = self.0.lock();
+        hv.platform.zero_guest(chunk);
+        hv.platform.sync_guest_memory(chunk);
+    }
+    fn wait_for_interrupt(&mut self) {
+        self.0.lock().platform.wait_for_interrupt();
+    }
+}
