@@ -80,6 +80,11 @@ pub const GUEST_GICC_BASE: u64 = 0x0801_0000;
 /// The guest's GICv3 redistributors, one 128 KiB frame per vCPU, as on
 /// QEMU `virt` (ABI 1.1).
 pub const GUEST_GICR_BASE: u64 = 0x080a_0000;
+/// Sizes of those windows (as in 1.1; published in the 1.2 tree): the
+/// distributor, the GICv2 CPU interface, and one vCPU's redistributor.
+pub const GUEST_GICD_SIZE: u64 = 0x1_0000;
+pub const GUEST_GICC_SIZE: u64 = 0x2000;
+pub const GUEST_GICR_STRIDE: u64 = 0x2_0000;
 /// INTID of the virtual timer (CNTV) interrupt a guest gets (ABI 1.1).
 pub const GUEST_VTIMER_INTID: u32 = 27;
 
@@ -156,7 +161,7 @@ fn nul_padded_str(bytes: &[u8]) -> &str {
 }
 
 /// Every published item, one per line, in the form `abi.manifest` holds.
-pub fn manifest() -> [(&'static str, u64); 23] {
+pub fn manifest() -> [(&'static str, u64); 26] {
     [
         ("ABI_MAJOR", ABI_MAJOR as u64),
         ("HC_ABI_VERSION", HC_ABI_VERSION),
@@ -190,6 +195,9 @@ pub fn manifest() -> [(&'static str, u64); 23] {
         ("HC32_CONSOLE_WRITE", HC32_CONSOLE_WRITE),
         ("HC32_YIELD", HC32_YIELD),
         ("HC32_VM_EXIT", HC32_VM_EXIT),
+        ("GUEST_GICD_SIZE", GUEST_GICD_SIZE),
+        ("GUEST_GICC_SIZE", GUEST_GICC_SIZE),
+        ("GUEST_GICR_STRIDE", GUEST_GICR_STRIDE),
     ]
 }
 

@@ -10,3 +10,4 @@ pub mod boot;
 pub mod composition;
 #[cfg(feature = "std")]
 pub mod profile;
+pub mod window;

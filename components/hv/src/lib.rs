@@ -10,6 +10,7 @@
 extern crate alloc;
 
 pub mod core;
+pub mod device;
 pub mod layout;
 pub mod log;
 pub mod memory;

@@ -1,7 +1,7 @@
 //! Decoding a guest exit's syndrome (ESR_EL2; ARMv7's HSR shares the fields
 //! used here) into what the core acts on.
 
-use crate::platform::RawExit;
+use crate::platform::{RawExit, VcpuRegs};
 
 pub const EC_WFX: u8 = 0x01;
 pub const EC_HVC32: u8 = 0x12;
@@ -94,6 +94,23 @@ impl Access {
         match self.width {
             8 => value,
             width => value & ((1u64 << (u32::from(width) * 8)) - 1),
+        }
+    }
+
+    /// What a store writes, read from the guest's registers once (register
+    /// 31 is the zero register here, not SP).
+    pub fn store_value(&self, regs: &impl VcpuRegs) -> u64 {
+        match self.register {
+            31 => 0,
+            n => self.stored(regs.reg(usize::from(n))),
+        }
+    }
+
+    /// Completes a load of `value` into the guest's register (a load to
+    /// the zero register discards it).
+    pub fn load_into(&self, regs: &mut impl VcpuRegs, value: u64) {
+        if self.register != 31 {
+            regs.set_reg(usize::from(self.register), self.loaded(value));
         }
     }
 }

@@ -48,10 +48,10 @@ pub trait Vgic {
     /// A virtual GIC for a VM with `vcpus` vCPUs.
     fn new(vcpus: usize) -> Self;
 
-    /// Whether guest-physical `ipa` is in a frame this virtual GIC
-    /// emulates (the distributor; on GICv3 also the redistributors).
-    /// Such accesses trap to stage 2 and come to `read`/`write`.
-    fn handles(&self, ipa: u64) -> bool;
+    /// The guest-physical frames it emulates (the distributor; on GICv3
+    /// also the redistributors): they head the VM's device table, so
+    /// accesses there trap to stage 2 and come to `read`/`write`.
+    fn windows(&self) -> alloc::vec::Vec<crate::device::Window>;
 
     /// A trapped read of `width` bytes (1, 2, 4 or 8) at guest-physical
     /// `ipa` by `vcpu`. Reserved or write-only registers read as zero.

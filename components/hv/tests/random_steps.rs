@@ -406,6 +406,7 @@ fn run<S: Scheduler, V: Vgic>(
                 cpu: Some(cpu),
                 vcpus: n,
                 width: GuestWidth::Aarch64,
+                devices: Vec::new(),
             }
         })
         .collect();

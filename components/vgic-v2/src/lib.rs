@@ -31,9 +31,12 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
 pub mod hw;
 
 use core::ops::Range;
+use hv::device::Window;
 use hv::vgic::{Effects, ListReg, Vgic};
 use vgic_model::{
     pending_active, set_bits, Irq, Model, Routing, BIT_FAMILIES_END, IGROUPR, INTIDS, PRIVATE,
@@ -245,7 +248,7 @@ impl VgicV2 {
 /// as QEMU `virt`'s device tree gives it. A GIC-400's registers end at
 /// [`REGISTERS_END`]; the rest of the frame reads as zero and ignores
 /// writes, so a guest that believes its device tree is not stopped.
-pub const DISTRIBUTOR_SIZE: u64 = 0x1_0000;
+pub const DISTRIBUTOR_SIZE: u64 = abi::GUEST_GICD_SIZE;
 /// Where a GIC-400 distributor's registers end.
 pub const REGISTERS_END: u64 = 0x1000;
 
@@ -264,8 +267,8 @@ impl VgicV2 {
 }
 
 impl Vgic for VgicV2 {
-    fn handles(&self, ipa: u64) -> bool {
-        (abi::GUEST_GICD_BASE..abi::GUEST_GICD_BASE + DISTRIBUTOR_SIZE).contains(&ipa)
+    fn windows(&self) -> alloc::vec::Vec<Window> {
+        alloc::vec![Window::new(abi::GUEST_GICD_BASE, DISTRIBUTOR_SIZE)]
     }
 
     /// # Panics

@@ -380,8 +380,8 @@ fn an_spi_without_a_target_waits_until_routed() {
 fn the_trait_takes_guest_physical_addresses_in_the_distributor_frame() {
     let mut gic = VgicV2::new(1);
     let base = abi::GUEST_GICD_BASE;
-    assert!(gic.handles(base) && gic.handles(base + 0xffc));
-    assert!(!gic.handles(base + DISTRIBUTOR_SIZE) && !gic.handles(abi::GUEST_GICC_BASE));
+    assert!(handles(&gic, base) && handles(&gic, base + 0xffc));
+    assert!(!handles(&gic, base + DISTRIBUTOR_SIZE) && !handles(&gic, abi::GUEST_GICC_BASE));
     Vgic::write(&mut gic, 0, base, 4, 1);
     assert_eq!(
         Vgic::read(&mut gic, 0, base, 4),
@@ -396,7 +396,7 @@ fn the_rest_of_the_64k_frame_reads_as_zero_and_ignores_writes() {
     let base = abi::GUEST_GICD_BASE;
     for offset in [0x1000, 0x8f8c, 0xfffc] {
         assert!(
-            gic.handles(base + offset),
+            handles(&gic, base + offset),
             "{offset:#x} is in QEMU's 64 KiB frame"
         );
         let effects = Vgic::write(&mut gic, 0, base + offset, 4, u64::MAX);
@@ -405,4 +405,9 @@ fn the_rest_of_the_64k_frame_reads_as_zero_and_ignores_writes() {
     }
     // Nothing aliased the real registers.
     assert_eq!(Vgic::read(&mut gic, 0, base, 4), 0, "GICD_CTLR untouched");
+}
+
+/// Whether `ipa` is in a frame the vGIC puts in the VM's device table.
+fn handles(gic: &impl Vgic, ipa: u64) -> bool {
+    gic.windows().iter().any(|w| w.contains(ipa))
 }

@@ -61,6 +61,7 @@ pub mod lr;
 
 use alloc::vec::Vec;
 use core::ops::Range;
+use hv::device::Window;
 use hv::vgic::{Effects, ListReg, Vgic};
 use vgic_model::{set_bits, Irq, Model, Routing, BIT_FAMILIES_END, IGROUPR, INTIDS, PRIVATE, SGIS};
 
@@ -68,10 +69,10 @@ use vgic_model::{set_bits, Irq, Model, Routing, BIT_FAMILIES_END, IGROUPR, INTID
 pub const MAX_LRS: usize = 16;
 
 /// The distributor frame at `abi::GUEST_GICD_BASE`.
-pub const DISTRIBUTOR_SIZE: u64 = 0x1_0000;
+pub const DISTRIBUTOR_SIZE: u64 = abi::GUEST_GICD_SIZE;
 /// One vCPU's redistributor at `abi::GUEST_GICR_BASE + n * this`: RD_base
 /// then SGI_base.
-pub const REDISTRIBUTOR_STRIDE: u64 = 0x2_0000;
+pub const REDISTRIBUTOR_STRIDE: u64 = abi::GUEST_GICR_STRIDE;
 /// SGI_base within a redistributor.
 const SGI_BASE: u64 = 0x1_0000;
 
@@ -393,8 +394,12 @@ impl Vgic for VgicV3 {
         }
     }
 
-    fn handles(&self, ipa: u64) -> bool {
-        self.locate(ipa).is_some()
+    fn windows(&self) -> alloc::vec::Vec<Window> {
+        let redistributors = self.model.vcpus() as u64 * REDISTRIBUTOR_STRIDE;
+        alloc::vec![
+            Window::new(abi::GUEST_GICD_BASE, DISTRIBUTOR_SIZE),
+            Window::new(abi::GUEST_GICR_BASE, redistributors),
+        ]
     }
 
     /// Redistributor accesses work on the state of the frame's vCPU, not

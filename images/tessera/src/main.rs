@@ -217,6 +217,8 @@ fn vm_descs(table: &VmTable<'static>) -> Vec<VmDesc> {
             } else {
                 GuestWidth::Aarch64
             },
+            // No emulated device beyond the vGIC is composed yet.
+            devices: Vec::new(),
         })
         .collect()
 }

@@ -434,3 +434,27 @@ fn one_vm(src: Source, index: usize, vm: &VmSpec) -> Result<(), ProfileError> {
     }
     Ok(())
 }
+
+/// No two windows of a VM's guest-physical map overlap: its RAM, its GIC
+/// and (as they arrive) its devices.
+pub(super) fn guest_maps(vms: &VmSource, gic_version: u32) -> Result<(), ProfileError> {
+    for (i, vm) in vms.vms.iter().enumerate() {
+        let map = crate::window::guest_map(gic_version, *vm.vcpus.get_ref(), vm.memory.get_ref().0);
+        let windows: Vec<_> = map.iter().map(|(_, w)| *w).collect();
+        if let Some((a, b)) = crate::window::first_overlap(&windows) {
+            let label = vm_label(i, vm);
+            return Err(vms
+                .source()
+                .error(
+                    vm.memory.span(),
+                    &format!("{label} memory"),
+                    format!(
+                        "its {} ({}) overlaps its {} ({})",
+                        map[a].0, map[a].1, map[b].0, map[b].1
+                    ),
+                )
+                .with_help("every window of a VM's guest-physical map must be its own"));
+        }
+    }
+    Ok(())
+}

@@ -90,6 +90,7 @@ pub(super) fn plan_with(
 
     let vms = vms.unwrap_or(&profile.vms);
     check_vms(vms, known)?;
+    check::guest_maps(vms, *profile.gic.version.get_ref())?;
     let widths = guest_widths(vms, profile)?;
     let scenario_scheduler = compose.is_some_and(|(c, _)| c.scheduler.is_some());
     let cpus_said = match over.as_ref().and_then(|o| Some((o.cpus?, o.src))) {

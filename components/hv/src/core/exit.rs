@@ -1,4 +1,4 @@
-//! Acting on a guest exit: hypercalls, WFI, emulated distributor accesses,
+//! Acting on a guest exit: hypercalls, WFI, emulated device accesses,
 //! stage-2 faults, interrupts.
 
 use super::{
@@ -7,10 +7,11 @@ use super::{
     Hypervisor,
 };
 use crate::{
+    device::{Owner, Signal, Window},
     info, log,
     platform::{ExitKind, Platform, RawExit, VcpuRegs},
     sched::{CpuId, Scheduler, VcpuId},
-    trap::{self, Abort, Trap},
+    trap::{self, Abort, Access, Trap},
     vgic::{Effects, Vgic},
 };
 use abi::Error;
@@ -228,31 +229,18 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     }
 
     fn stage2_abort(&mut self, vcpu: VcpuId, abort: Abort, esr: u64) -> Next {
-        let (vm, index) = self.vm_and_index(vcpu);
-        let emulated = self.vms[vm].vgic.handles(abort.ipa);
-        if !abort.instruction && emulated {
-            if let Some(access) = abort.access {
-                let ipa = abort.ipa;
-                let register = usize::from(access.register);
-                if abort.write {
-                    let value = if register == 31 {
-                        0
-                    } else {
-                        self.ctx(vcpu).reg(register)
-                    };
-                    let vgic = &mut self.vms[vm].vgic;
-                    let effects = vgic.write(index, ipa, access.width, access.stored(value));
-                    self.kick(vcpu, effects);
-                } else {
-                    let value = self.vms[vm].vgic.read(index, ipa, access.width);
-                    if register != 31 {
-                        self.ctx(vcpu).set_reg(register, access.loaded(value));
-                    }
-                }
-                skip_instruction(self.ctx(vcpu), esr);
-                return Next::Resume;
-            }
+        let vm = self.vm_of(vcpu);
+        let owner = if abort.instruction {
+            None
+        } else {
+            self.vms[vm].devices.find(abort.ipa)
+        };
+        if let (Some((owner, window)), Some(access)) = (owner, abort.access) {
+            self.emulate_mmio(vcpu, owner, window, abort, access);
+            skip_instruction(self.ctx(vcpu), esr);
+            return Next::Resume;
         }
+        let emulated = owner.is_some();
         let elr = self.ctx(vcpu).pc();
         let kind = if abort.instruction {
             "exec"
@@ -275,6 +263,54 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                 abort.ipa,
             ),
         )
+    }
+
+    /// Carries out one trapped load or store in `owner`'s `window`: the
+    /// stored register is read once, the loaded one written once.
+    fn emulate_mmio(
+        &mut self,
+        vcpu: VcpuId,
+        owner: Owner,
+        window: Window,
+        abort: Abort,
+        access: Access,
+    ) {
+        let (vm, index) = self.vm_and_index(vcpu);
+        let stored = abort.write.then(|| access.store_value(self.ctx(vcpu)));
+        match owner {
+            Owner::Vgic => {
+                let vgic = &mut self.vms[vm].vgic;
+                match stored {
+                    Some(value) => {
+                        let effects = vgic.write(index, abort.ipa, access.width, value);
+                        self.kick(vcpu, effects);
+                    }
+                    None => {
+                        let value = vgic.read(index, abort.ipa, access.width);
+                        access.load_into(self.ctx(vcpu), value);
+                    }
+                }
+            }
+            Owner::Device(device) => {
+                let offset = abort.ipa - window.base;
+                let table = &mut self.vms[vm].devices;
+                let signal = match stored {
+                    Some(value) => table
+                        .device(device)
+                        .write(index, offset, access.width, value),
+                    None => {
+                        let value = table.device(device).read(index, offset, access.width);
+                        access.load_into(self.ctx(vcpu), value);
+                        Signal::default()
+                    }
+                };
+                let irq = self.vms[vm].devices.device(device).irq();
+                if let (true, Some(intid)) = (signal.raise, irq) {
+                    let effects = self.vms[vm].vgic.raise(index, intid);
+                    self.kick(vcpu, effects);
+                }
+            }
+        }
     }
 
     fn hypercall(&mut self, vcpu: VcpuId, esr: u64) -> Next {

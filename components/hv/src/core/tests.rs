@@ -1,6 +1,7 @@
 //! The core against a scripted platform.
 
 use super::*;
+use crate::device::{MmioDevice, Signal, Window};
 use crate::platform::GuestWidth;
 use crate::{
     log,
@@ -86,8 +87,8 @@ impl Vgic for TestVgic {
     fn new(_: usize) -> Self {
         TestVgic::default()
     }
-    fn handles(&self, ipa: u64) -> bool {
-        (abi::GUEST_GICD_BASE..abi::GUEST_GICD_BASE + 0x1000).contains(&ipa)
+    fn windows(&self) -> Vec<Window> {
+        vec![Window::new(abi::GUEST_GICD_BASE, 0x1000)]
     }
     fn read(&mut self, _: usize, ipa: u64, _: u8) -> u64 {
         let offset = ipa - abi::GUEST_GICD_BASE;
@@ -407,6 +408,7 @@ fn vm(name: &'static str, pa: u64, image: &'static [u8]) -> VmDesc {
         cpu: None,
         vcpus: 1,
         width: GuestWidth::Aarch64,
+        devices: Vec::new(),
     }
 }
 
@@ -720,6 +722,110 @@ fn distributor_accesses_are_emulated_and_others_stop_the_vm() {
     assert!(take_lines()
         .iter()
         .any(|l| l.contains("cannot emulate: use single ldr/str")));
+}
+
+/// A device of the VM's table: keeps what is written, reads it back, and
+/// asks for its interrupt on a write at 0x14.
+struct Scratch(AccessLog);
+
+/// (offset, width, value written) of each access, in order.
+type AccessLog = std::sync::Arc<std::sync::Mutex<Vec<(u64, u8, Option<u64>)>>>;
+
+impl MmioDevice for Scratch {
+    fn read(&mut self, _: usize, offset: u64, width: u8) -> u64 {
+        self.0.lock().unwrap().push((offset, width, None));
+        if width == 1 {
+            0x80
+        } else {
+            0x1234_5678
+        }
+    }
+    fn write(&mut self, _: usize, offset: u64, width: u8, value: u64) -> Signal {
+        self.0.lock().unwrap().push((offset, width, Some(value)));
+        Signal {
+            raise: offset == 0x14,
+        }
+    }
+    fn irq(&self) -> Option<u32> {
+        Some(40)
+    }
+}
+
+/// Trapped accesses in a device's window reach that device, at its own
+/// offsets, with the zero register and sign extension done once in the
+/// core; one past its window stops the VM.
+#[test]
+fn the_trap_path_dispatches_through_the_device_table() {
+    const BASE: u64 = 0x0900_0000;
+    let dabt = |esr: u64, offset: u64| {
+        let ipa = BASE + offset;
+        Step::Trap {
+            esr: 0x9300_0005 | esr,
+            far: ipa,
+            hpfar: (ipa >> 12) << 4,
+        }
+    };
+    let word = 2 << 22;
+    let (write, sse, sf) = (1 << 6, 1 << 21, 1 << 15);
+    let reg = |n: u64| n << 16;
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut desc = vm("dev", 0x8000_0000, b"");
+    desc.devices = vec![(
+        Window::new(BASE, 0x1000),
+        Box::new(Scratch(log.clone())) as _,
+    )];
+    let mut hv = boot(vec![(
+        desc,
+        vec![
+            Step::Hvc(abi::HC_ABI_VERSION, 0, 0),
+            dabt(word | write | reg(0), 0x10),  // str w0
+            dabt(word | write | reg(31), 0x14), // str wzr: raises the IRQ
+            dabt(word | reg(6) | sf, 0x10),     // ldr x6
+            dabt(word | reg(31), 0x10),         // ldr wzr
+            dabt(sse | sf | reg(7), 0x3),       // ldrsb x7
+            dabt(word | reg(8), 0x1000),        // one past the window
+        ],
+    )]);
+    hv.run();
+    let version = (u64::from(abi::ABI_MAJOR) << 16) | u64::from(abi::ABI_MINOR);
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec![
+            (0x10, 4, Some(version)),
+            (0x14, 4, Some(0)),
+            (0x10, 4, None),
+            (0x10, 4, None),
+            (0x3, 1, None),
+        ]
+    );
+    let regs = &hv.vcpus[0].ctx.as_ref().unwrap().regs;
+    assert_eq!((regs[6], regs[7]), (0x1234_5678, 0xffff_ffff_ffff_ff80));
+    assert!(hv.vms[0].vgic.in_flight(0, 40), "its interrupt raised");
+    assert!(take_lines().iter().any(|l| l.contains(
+        "VM dev stopped: stage-2 data abort (read, translation fault) at IPA 0x9001000"
+    )));
+}
+
+/// A device window over the VM's RAM would take accesses the RAM mapping
+/// never traps: the VM is left out, with both windows named.
+#[test]
+fn a_device_window_over_ram_leaves_the_vm_out() {
+    let mut desc = vm("clash", 0x8000_0000, b"");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    desc.devices = vec![(
+        Window::new(GUEST_RAM_BASE + 0x1000, 0x1000),
+        Box::new(Scratch(log)) as _,
+    )];
+    let hv = boot(vec![(desc, vec![]), (vm("fine", 0x8020_0000, b""), vec![])]);
+    assert_eq!(hv.running_vms(), 1);
+    let lines = take_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l
+                .contains("window 0x40000000..0x40200000 overlaps window 0x40001000..0x40002000")),
+        "{lines:?}"
+    );
 }
 
 #[test]

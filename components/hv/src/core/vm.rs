@@ -1,6 +1,7 @@
 //! A VM and its vCPUs: memory, stage-2, interrupt state, console.
 
 use crate::{
+    device::{DeviceTable, MmioDevice, Window},
     info,
     memory::GuestRam,
     platform::{GuestWidth, Platform},
@@ -32,6 +33,8 @@ pub struct VmDesc {
     /// wait for the guest's PSCI CPU_ON.
     pub vcpus: u32,
     pub width: GuestWidth,
+    /// Its emulated devices besides the virtual GIC, each with its window.
+    pub devices: alloc::vec::Vec<(Window, alloc::boxed::Box<dyn MmioDevice>)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,6 +120,8 @@ pub(crate) struct Vm<V> {
     pub created_at: u64,
     pub cpu_ticks: u64,
     pub vgic: V,
+    /// Who answers a trapped access where (the vGIC's frames first).
+    pub devices: DeviceTable,
 }
 
 impl<V> Vm<V> {
@@ -150,12 +155,23 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         cpu,
         vcpus,
         width,
+        devices,
     } = desc;
+    let vgic = V::new(vcpus as usize);
+    let mut mapped = alloc::vec![Window::new(GUEST_RAM_BASE, ram.size())];
+    let cpu_interface = platform.guest_cpu_interface();
+    if let Some((_, size)) = cpu_interface {
+        mapped.push(Window::new(abi::GUEST_GICC_BASE, size));
+    }
+    let devices = DeviceTable::new(&vgic.windows(), devices, &mapped).map_err(|(a, b)| {
+        crate::error!("vm {name}: window {a} overlaps window {b}");
+        "two windows of its guest-physical map overlap"
+    })?;
     let mut stage2 = Stage2::new();
     stage2
         .map_ram(GUEST_RAM_BASE, ram.pa_base, ram.size())
         .map_err(|_| "its RAM cannot be mapped with 2 MiB blocks")?;
-    if let Some((pa, size)) = platform.guest_cpu_interface() {
+    if let Some((pa, size)) = cpu_interface {
         stage2
             .map_device(abi::GUEST_GICC_BASE, pa, size)
             .map_err(|_| "the GIC virtual CPU interface cannot be mapped")?;
@@ -219,7 +235,8 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         state: VmState::Running,
         created_at: platform.counter(),
         cpu_ticks: 0,
-        vgic: V::new(vcpus as usize),
+        vgic,
+        devices,
     };
     Ok((vm, vcpu_list))
 }

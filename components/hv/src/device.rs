@@ -1,0 +1,138 @@
+//! Emulated devices: each owns a window of a VM's guest-physical space
+//! that stage 2 leaves unmapped, so every access traps and the core hands
+//! it to the owner, one load or store at a time. A VM's device table says
+//! who owns what; the virtual GIC's frames are its first entries.
+
+use alloc::{boxed::Box, vec::Vec};
+pub use config::window::{first_overlap, Window};
+
+/// A device a VM reaches through trapped loads and stores. Everything it
+/// is given comes from the guest: offsets and widths are checked by the
+/// core (inside its window; 1, 2, 4 or 8 bytes), values are not.
+pub trait MmioDevice: Send {
+    /// A `width`-byte read at `offset` into its window by vCPU `vcpu` of
+    /// its VM. Unknown registers read as zero.
+    fn read(&mut self, vcpu: usize, offset: u64, width: u8) -> u64;
+
+    /// A `width`-byte write of `value`.
+    fn write(&mut self, vcpu: usize, offset: u64, width: u8, value: u64) -> Signal;
+
+    /// The interrupt (an SPI of the VM's virtual GIC) the device raises
+    /// when an access returns [`Signal::raise`].
+    fn irq(&self) -> Option<u32> {
+        None
+    }
+}
+
+/// What an access asks of the core besides its result.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Signal {
+    /// Make the device's interrupt pending.
+    pub raise: bool,
+}
+
+/// Who answers an access in a window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// The VM's virtual GIC (distributor, redistributors).
+    Vgic,
+    /// Entry `n` of the VM's devices.
+    Device(usize),
+}
+
+/// A VM's emulated windows and the devices behind them.
+#[derive(Default)]
+pub struct DeviceTable {
+    windows: Vec<(Window, Owner)>,
+    devices: Vec<Box<dyn MmioDevice>>,
+}
+
+impl DeviceTable {
+    /// The table for a VM whose virtual GIC emulates `vgic` and which has
+    /// `devices`; `reserved` (its RAM, mapped frames) no window may touch.
+    /// On an overlap, the two windows that clash.
+    pub fn new(
+        vgic: &[Window],
+        devices: Vec<(Window, Box<dyn MmioDevice>)>,
+        reserved: &[Window],
+    ) -> Result<Self, (Window, Window)> {
+        let mut windows: Vec<(Window, Owner)> = vgic.iter().map(|&w| (w, Owner::Vgic)).collect();
+        let mut boxes = Vec::with_capacity(devices.len());
+        for (index, (window, device)) in devices.into_iter().enumerate() {
+            windows.push((window, Owner::Device(index)));
+            boxes.push(device);
+        }
+        let all: Vec<Window> = reserved
+            .iter()
+            .copied()
+            .chain(windows.iter().map(|(w, _)| *w))
+            .collect();
+        if let Some((a, b)) = first_overlap(&all) {
+            return Err((all[a], all[b]));
+        }
+        Ok(DeviceTable {
+            windows,
+            devices: boxes,
+        })
+    }
+
+    /// The owner of `ipa` and the window it is in.
+    pub fn find(&self, ipa: u64) -> Option<(Owner, Window)> {
+        self.windows
+            .iter()
+            .find(|(w, _)| w.contains(ipa))
+            .map(|&(w, owner)| (owner, w))
+    }
+
+    pub fn device(&mut self, index: usize) -> &mut dyn MmioDevice {
+        &mut *self.devices[index]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nothing;
+    impl MmioDevice for Nothing {
+        fn read(&mut self, _: usize, _: u64, _: u8) -> u64 {
+            0
+        }
+        fn write(&mut self, _: usize, _: u64, _: u8, _: u64) -> Signal {
+            Signal::default()
+        }
+    }
+
+    #[test]
+    fn the_table_finds_owners_and_refuses_overlaps() {
+        let gicd = Window::new(0x0800_0000, 0x1_0000);
+        let ram = Window::new(0x4000_0000, 0x100_0000);
+        let uart = Window::new(0x0900_0000, 0x1000);
+        let table = DeviceTable::new(&[gicd], alloc::vec![(uart, Box::new(Nothing) as _)], &[ram])
+            .expect("disjoint");
+        assert_eq!(table.find(0x0800_fffc), Some((Owner::Vgic, gicd)));
+        assert_eq!(table.find(0x0900_0000), Some((Owner::Device(0), uart)));
+        assert_eq!(table.find(0x0900_1000), None);
+        assert_eq!(table.find(0x4000_0000), None, "RAM is mapped, not emulated");
+        let into_ram = Window::new(0x40ff_f000, 0x2000);
+        assert_eq!(
+            DeviceTable::new(
+                &[gicd],
+                alloc::vec![(into_ram, Box::new(Nothing) as _)],
+                &[ram]
+            )
+            .err(),
+            Some((ram, into_ram))
+        );
+        let on_gicd = Window::new(0x0800_8000, 0x1000);
+        assert_eq!(
+            DeviceTable::new(
+                &[gicd],
+                alloc::vec![(on_gicd, Box::new(Nothing) as _)],
+                &[ram]
+            )
+            .err(),
+            Some((gicd, on_gicd))
+        );
+    }
+}
