@@ -20,6 +20,8 @@ pub trait HvLock {
     where
         Self: 'a;
     fn lock(&self) -> Self::Guard<'_>;
+    /// Called right after this CPU let the lock go.
+    fn after_release(&self) {}
 }
 
 impl<T, R: spin::RelaxStrategy> HvLock for spin::mutex::TicketMutex<T, R> {
@@ -30,6 +32,15 @@ impl<T, R: spin::RelaxStrategy> HvLock for spin::mutex::TicketMutex<T, R> {
         Self: 'a;
     fn lock(&self) -> Self::Guard<'_> {
         spin::mutex::TicketMutex::lock(self)
+    }
+    /// Held again at once: another CPU was waiting and has it now. Give way
+    /// (`R`'s hint, YIELD in the image). Under QEMU's round-robin TCG the
+    /// waiter otherwise waits out this CPU's host time slice and the lock
+    /// holds of every exit in it; on hardware it is a hint.
+    fn after_release(&self) {
+        if self.is_locked() {
+            R::relax();
+        }
     }
 }
 
@@ -81,6 +92,7 @@ where
             }
             Work::Finished => return,
         };
+        hv.after_release();
         crate::log::drain();
     }
 }
