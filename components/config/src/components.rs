@@ -4,6 +4,9 @@
 //! validation (known names, did-you-mean), the features xtask turns on and
 //! the items `images/tessera/build.rs` writes all come from [`COMPONENTS`].
 //!
+//! From now on each emulated device and PV back-end gets a kind here too
+//! (today the vGIC is the one emulated device, the console the one back-end).
+//!
 //! Adding a component is a crate under `components/` exporting the item
 //! its kind asks for (see [`Kind::item`]) plus one row here; the image's
 //! `Cargo.toml` needs the feature and the optional dependency too, which

@@ -201,7 +201,8 @@ impl Composition {
         let mut chosen = vec![
             pick(Kind::Scheduler, &self.scheduler)?,
             pick(Kind::Gic, &version)?,
-            pick(Kind::Vgic, &format!("v{version}"))?,
+            components::vgic_for(self.gic.version)
+                .ok_or_else(|| format!("no vGIC for GICv{version} in the component table"))?,
             pick(Kind::Uart, &self.uart.driver)?,
         ];
         chosen.extend(components::of(Kind::Pv));

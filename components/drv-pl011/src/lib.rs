@@ -188,4 +188,24 @@ mod tests {
             Some(b'k')
         );
     }
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn component_at_writes_the_data_register() {
+        // 'static "device memory": the driver may keep it as long as it likes.
+        let regs: &'static mut Registers = Box::leak(Box::new(fake()));
+        regs.fr = ReadPure(0);
+        let base = regs as *mut Registers as usize;
+        {
+            // SAFETY: a leaked, live register block; only this driver
+            // touches it, until the end of this block.
+            let mut uart = unsafe { Component::at(base, 0, 1) };
+            uart.init();
+            uart.write_bytes(b"k");
+        }
+        // SAFETY: the driver is gone; the block is still allocated.
+        let regs = unsafe { &*(base as *const Registers) };
+        assert_eq!(regs.dr.0, u32::from(b'k'));
+        assert_ne!(regs.cr.0 & CR_UARTEN, 0, "init turned the UART on");
+    }
 }
