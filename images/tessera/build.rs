@@ -128,12 +128,12 @@ fn composition_rs(
     writeln!(w, "pub const UART_BASE: usize = {:#x};", c.uart.base).unwrap();
     writeln!(w, "pub const UART_DRIVER: &str = {:?};", c.uart.driver).unwrap();
     writeln!(w, "pub const UART_REG_SHIFT: u32 = {};", c.uart.reg_shift).unwrap();
-    let word = if c.uart.reg_io_width == 4 {
-        "u32"
-    } else {
-        "u8"
-    };
-    writeln!(w, "pub type UartWord = {word};").unwrap();
+    writeln!(
+        w,
+        "pub const UART_REG_IO_WIDTH: u32 = {};",
+        c.uart.reg_io_width
+    )
+    .unwrap();
     writeln!(w, "pub const GIC_VERSION: u32 = {};", c.gic.version).unwrap();
     writeln!(w, "pub const GICD_BASE: usize = {:#x};", c.gic.distributor).unwrap();
     writeln!(
@@ -170,20 +170,13 @@ fn composition_rs(
     writeln!(w, "pub const VIRT_TIMER_IRQ: u32 = {};", c.timer.virt_irq).unwrap();
     writeln!(w, "pub const SCHEDULER: &str = {:?};", c.scheduler).unwrap();
     writeln!(w, "pub const TIME_SLICE_US: u64 = {};", c.time_slice_us).unwrap();
-    writeln!(w, "pub const PV: &str = {:?};", c.pv.join(", ")).unwrap();
     writeln!(w, "pub const SELFTEST: Option<&str> = {:?};", c.selftest).unwrap();
-    match c.scheduler.as_str() {
-        "rr" => writeln!(w, "pub type Scheduler = sched_rr::RoundRobin;").unwrap(),
-        "credit" => writeln!(w, "pub type Scheduler = sched_credit::Credit;").unwrap(),
-        "static" => writeln!(w, "pub type Scheduler = sched_static::Static;").unwrap(),
-        "arinc653" => writeln!(w, "pub type Scheduler = sched_arinc653::Arinc653;").unwrap(),
-        other => panic!("no scheduler component `{other}`"),
-    }
-    match c.gic.version {
-        2 => writeln!(w, "pub type Vgic = vgic_v2::VgicV2;").unwrap(),
-        3 => writeln!(w, "pub type Vgic = vgic_v3::VgicV3;").unwrap(),
-        other => panic!("no virtual GIC component for GICv{other}"),
-    }
+    let src = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap()).join("src");
+    let items = c
+        .component_items(&src.display().to_string())
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The mounted GIC file is rustc's to track (dep-info), not ours.
+    w.push_str(&items);
     writeln!(
         w,
         "#[link_section = \".tessera.vms\"]\npub static VM_TABLE: [u8; {}] = *include_bytes!(concat!(env!(\"OUT_DIR\"), \"/vms.postcard\"));",

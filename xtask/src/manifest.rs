@@ -83,8 +83,11 @@ pub fn render(c: &Composition, sizes: &Sizes) -> String {
         "  uart driver  {} at {:#x}",
         c.uart.driver, c.uart.base
     ));
-    line(format!("  gic          v{}", c.gic.version));
-    line(format!("  pv           {}", list(&c.pv)));
+    line(format!("  gic          v{} (vgic v{0})", c.gic.version));
+    let pv: Vec<String> = config::components::of(config::components::Kind::Pv)
+        .map(|p| p.name.to_string())
+        .collect();
+    line(format!("  pv           {}", list(&pv)));
     line(format!("  features     {}", c.features().join(",")));
     line(String::new());
     line("vms".into());

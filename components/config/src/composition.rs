@@ -3,6 +3,7 @@
 //! `TESSERA_COMPOSITION` environment variable). Everything here is resolved:
 //! addresses are numbers, sizes are bytes, guest images are files.
 
+use crate::components::{self, Component, Kind};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -174,8 +175,6 @@ pub struct Composition {
     pub scheduler: String,
     /// Scheduler time slice in microseconds.
     pub time_slice_us: u64,
-    /// PV back-end component names ("console").
-    pub pv: Vec<String>,
     pub vms: Vec<VmPlan>,
     /// The ARINC 653 major frame, in order; empty for the other schedulers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -186,15 +185,67 @@ pub struct Composition {
 }
 
 impl Composition {
-    /// Cargo features of `images/tessera` that select this composition's components.
-    pub fn features(&self) -> Vec<String> {
-        let mut features = vec![
-            format!("sched-{}", self.scheduler),
-            format!("drv-{}", self.uart.driver),
-            format!("gic-v{}", self.gic.version),
+    /// The rows of [`crate::components::COMPONENTS`] this composition is
+    /// built from, in [`Kind::ALL`] order: the scheduler, the GIC driver, the
+    /// vGIC that GIC implies, the UART driver, and every PV back-end.
+    pub fn components(&self) -> Result<Vec<&'static Component>, String> {
+        let pick = |kind: Kind, name: &str| {
+            components::find(kind, name).ok_or_else(|| {
+                format!(
+                    "no {} '{name}' in the component table (components/config/src/components.rs)",
+                    kind.what()
+                )
+            })
+        };
+        let version = self.gic.version.to_string();
+        let mut chosen = vec![
+            pick(Kind::Scheduler, &self.scheduler)?,
+            pick(Kind::Gic, &version)?,
+            components::vgic_for(self.gic.version)
+                .ok_or_else(|| format!("no vGIC for GICv{version} in the component table"))?,
+            pick(Kind::Uart, &self.uart.driver)?,
         ];
-        features.extend(self.pv.iter().map(|pv| format!("pv-{pv}")));
-        features
+        chosen.extend(components::of(Kind::Pv));
+        Ok(chosen)
+    }
+
+    /// Cargo features of `images/tessera` that link this composition's
+    /// components (a planned composition names only known ones).
+    pub fn features(&self) -> Vec<String> {
+        self.components()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .iter()
+            .filter_map(|c| c.feature.map(String::from))
+            .collect()
+    }
+
+    /// The `composition` module's component items, one per kind, each the
+    /// chosen row's path: the scheduler, vGIC and UART driver as types
+    /// (`pub type Scheduler = sched_rr::Component;`), the GIC driver as the
+    /// module `gic` mounted from its file under `image_src`, the PV
+    /// back-ends as a list of names.
+    pub fn component_items(&self, image_src: &str) -> Result<String, String> {
+        let chosen = self.components()?;
+        let mut s = String::new();
+        for kind in Kind::ALL {
+            let rows: Vec<_> = chosen.iter().filter(|r| r.kind == kind).collect();
+            let item = kind.item();
+            let line = match kind {
+                Kind::Scheduler | Kind::Vgic | Kind::Uart => {
+                    format!("pub type {item} = {};\n", rows[0].path)
+                }
+                Kind::Gic => format!(
+                    "#[path = {:?}]\npub mod {item};\n",
+                    format!("{image_src}/{}", rows[0].path)
+                ),
+                Kind::Pv => {
+                    let names: Vec<_> = rows.iter().map(|r| r.name).collect();
+                    format!("pub const {item}: &str = {:?};\n", names.join(", "))
+                }
+            };
+            s.push_str(&line);
+        }
+        Ok(s)
     }
 
     pub fn to_toml(&self) -> String {

@@ -6,6 +6,7 @@
 extern crate alloc;
 
 pub mod boot;
+pub mod components;
 #[cfg(feature = "std")]
 pub mod composition;
 #[cfg(feature = "std")]

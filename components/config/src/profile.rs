@@ -71,24 +71,28 @@ struct ProfileFile {
     vm: Option<Spanned<Vec<VmSpec>>>,
 }
 
-/// The component names a profile may use.
+/// The names a profile may use: the components from the table
+/// ([`crate::components`]), the guests from the tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Known {
     pub schedulers: Vec<String>,
     pub uart_drivers: Vec<String>,
-    pub pv: Vec<String>,
     /// Guest crates under `guests/`.
     pub guests: Vec<String>,
 }
 
 impl Known {
-    /// The components this tree has, and the guests xtask found.
+    /// The components in the table, and the guests xtask found.
     pub fn builtin(guests: Vec<String>) -> Known {
-        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect();
+        let names = |kind| {
+            crate::components::names(kind)
+                .into_iter()
+                .map(String::from)
+                .collect()
+        };
         Known {
-            schedulers: names(&["rr", "credit", "static", "arinc653"]),
-            uart_drivers: names(&["pl011", "ns16550"]),
-            pv: names(&["console"]),
+            schedulers: names(crate::components::Kind::Scheduler),
+            uart_drivers: names(crate::components::Kind::Uart),
             guests,
         }
     }

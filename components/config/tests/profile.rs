@@ -108,9 +108,15 @@ fn reference_board_plans_to_expected_addresses() {
         .iter()
         .all(|v| (v.weight, v.cap_percent, v.cpu) == (256, 0, None)));
     assert!(c.windows.is_empty());
+    assert_eq!(c.features(), ["sched-rr", "gic-v2", "vgic-v2", "drv-pl011"]);
+    // The component items build.rs writes, each the table row's path.
     assert_eq!(
-        c.features(),
-        ["sched-rr", "drv-pl011", "gic-v2", "pv-console"]
+        c.component_items("/src").unwrap(),
+        "pub type Scheduler = sched_rr::Component;\n\
+         #[path = \"/src/board/gicv2.rs\"]\npub mod gic;\n\
+         pub type Vgic = vgic_v2::Component;\n\
+         pub type Uart = drv_pl011::Component;\n\
+         pub const PV: &str = \"console\";\n"
     );
     // What xtask writes, the image's build script reads back.
     assert_eq!(Composition::from_toml(&c.to_toml()).unwrap(), c);
@@ -214,13 +220,13 @@ fn board_name_must_match_file_name() {
 // Rule 4
 #[test]
 fn overlapping_vms_are_refused() {
-    let err = bad("vm_overlap", 57, "vm 'spinner' base");
+    let err = bad("vm_overlap", 56, "vm 'spinner' base");
     says(&err, &["overlaps vm 'hello' (0x40e00000..0x41e00000)"]);
 }
 
 #[test]
 fn vm_overlapping_hypervisor_is_refused() {
-    let err = bad("vm_overlaps_hypervisor", 50, "vm 'hello' base");
+    let err = bad("vm_overlaps_hypervisor", 49, "vm 'hello' base");
     says(
         &err,
         &[
@@ -233,7 +239,7 @@ fn vm_overlapping_hypervisor_is_refused() {
 // Rule 5
 #[test]
 fn vm_outside_ram_is_refused() {
-    let err = bad("vm_outside_ram", 50, "vm 'hello' base");
+    let err = bad("vm_outside_ram", 49, "vm 'hello' base");
     says(
         &err,
         &["0x7fe00000..0x80e00000 is outside RAM (0x40000000..0x80000000)"],
@@ -249,7 +255,7 @@ fn hypervisor_outside_ram_is_refused() {
 // Rule 6
 #[test]
 fn too_much_memory_says_how_much() {
-    let err = bad("too_much_memory", 55, "vm 'spinner' memory");
+    let err = bad("too_much_memory", 54, "vm 'spinner' memory");
     says(
         &err,
         &[
@@ -264,13 +270,13 @@ fn too_much_memory_says_how_much() {
 // Rule 7
 #[test]
 fn zero_vcpus_is_refused() {
-    let err = bad("zero_vcpus", 48, "vm 'hello' vcpus");
+    let err = bad("zero_vcpus", 47, "vm 'hello' vcpus");
     says(&err, &["at least one vCPU"]);
 }
 
 #[test]
 fn at_most_eight_vcpus_per_vm() {
-    let err = bad("nine_vcpus", 48, "vm 'hello' vcpus");
+    let err = bad("nine_vcpus", 47, "vm 'hello' vcpus");
     says(
         &err,
         &[
@@ -308,22 +314,21 @@ fn unknown_uart_driver_suggests() {
 }
 
 #[test]
-fn unknown_pv_suggests() {
-    let err = bad("unknown_pv", 43, "compose.pv");
-    assert_eq!(err.column, 7);
+fn pv_is_not_a_setting() {
+    let err = bad("pv_set", 43, "compose.pv");
+    assert_eq!(err.column, 6);
     says(
         &err,
         &[
-            "unknown PV back-end 'consol'",
-            "console",
-            "did you mean 'console'?",
+            "pv is not a setting any more: every image has the PV console",
+            "help: remove pv",
         ],
     );
 }
 
 #[test]
 fn unknown_guest_suggests() {
-    let err = bad("unknown_guest", 53, "vm 'spinner' guest");
+    let err = bad("unknown_guest", 52, "vm 'spinner' guest");
     says(
         &err,
         &[
@@ -337,7 +342,7 @@ fn unknown_guest_suggests() {
 // Rule 9
 #[test]
 fn unaligned_vm_base_is_refused() {
-    let err = bad("vm_base_unaligned", 50, "vm 'hello' base");
+    let err = bad("vm_base_unaligned", 49, "vm 'hello' base");
     says(
         &err,
         &[
@@ -349,7 +354,7 @@ fn unaligned_vm_base_is_refused() {
 
 #[test]
 fn vm_memory_in_2mib_blocks() {
-    let err = bad("vm_memory_unaligned", 49, "vm 'hello' memory");
+    let err = bad("vm_memory_unaligned", 48, "vm 'hello' memory");
     says(
         &err,
         &["3 MiB is not a non-zero multiple of 2 MiB", "\"4MiB\""],
@@ -359,13 +364,13 @@ fn vm_memory_in_2mib_blocks() {
 // Rule 10
 #[test]
 fn duplicate_vm_names_are_refused() {
-    let err = bad("duplicate_vm_names", 52, "vm 'hello' name");
-    says(&err, &["already on line 46"]);
+    let err = bad("duplicate_vm_names", 51, "vm 'hello' name");
+    says(&err, &["already on line 45"]);
 }
 
 #[test]
 fn vm_name_characters_are_checked() {
-    let err = bad("vm_name_bad", 52, "vm 'Spinner_1' name");
+    let err = bad("vm_name_bad", 51, "vm 'Spinner_1' name");
     says(&err, &["other than a-z, 0-9 and '-'"]);
 }
 
@@ -373,7 +378,7 @@ fn vm_name_characters_are_checked() {
 fn vm_name_length_is_checked() {
     let err = bad(
         "vm_name_long",
-        52,
+        51,
         "vm 'spinner-spinner-spinner-spinner-1' name",
     );
     says(&err, &["33 bytes long, more than 31"]);
@@ -381,19 +386,19 @@ fn vm_name_length_is_checked() {
 
 #[test]
 fn empty_vm_name_is_refused() {
-    let err = bad("vm_name_empty", 52, "vm #2 name");
+    let err = bad("vm_name_empty", 51, "vm #2 name");
     says(&err, &["name is empty"]);
 }
 
 #[test]
 fn long_cmdline_is_refused() {
-    let err = bad("cmdline_long", 56, "vm 'spinner' cmdline");
+    let err = bad("cmdline_long", 55, "vm 'spinner' cmdline");
     says(&err, &["128 bytes long, more than 127"]);
 }
 
 #[test]
 fn no_vms_is_refused() {
-    let err = bad("no_vms", 44, "vm");
+    let err = bad("no_vms", 43, "vm");
     says(&err, &["no VMs", "[[vm]]"]);
 }
 
@@ -497,13 +502,13 @@ fn vm_width_defaults_to_the_host_and_may_be_32_bit() {
 
 #[test]
 fn armv7_host_refuses_64_bit_guests() {
-    let err = bad("armv7_64bit_guest", 48, "vm 'hello' arch");
+    let err = bad("armv7_64bit_guest", 47, "vm 'hello' arch");
     says(&err, &["an ARMv7-A host cannot run a 64-bit guest"]);
 }
 
 #[test]
 fn aarch32_guests_need_gicv2() {
-    let err = bad("aarch32_on_gicv3", 48, "vm 'hello' arch");
+    let err = bad("aarch32_on_gicv3", 47, "vm 'hello' arch");
     says(&err, &["32-bit guests need a GICv2 board"]);
 }
 
@@ -651,7 +656,7 @@ fn credit_takes_weights_caps_and_pins() {
     assert!(c.windows.is_empty());
     assert_eq!(
         c.features(),
-        ["sched-credit", "drv-pl011", "gic-v2", "pv-console"]
+        ["sched-credit", "gic-v2", "vgic-v2", "drv-pl011"]
     );
     assert_eq!(Composition::from_toml(&c.to_toml()).unwrap(), c);
 }
@@ -699,7 +704,7 @@ fn all_schedulers_are_known() {
 
 #[test]
 fn weight_needs_credit() {
-    let err = bad("weight_not_credit", 50, "vm 'hello' weight");
+    let err = bad("weight_not_credit", 49, "vm 'hello' weight");
     says(
         &err,
         &[
@@ -711,7 +716,7 @@ fn weight_needs_credit() {
 
 #[test]
 fn cap_needs_credit() {
-    let err = bad("cap_not_credit", 56, "vm 'spinner' cap");
+    let err = bad("cap_not_credit", 55, "vm 'spinner' cap");
     says(
         &err,
         &[
@@ -723,7 +728,7 @@ fn cap_needs_credit() {
 
 #[test]
 fn weight_is_bounded() {
-    let err = bad("weight_out_of_range", 50, "vm 'hello' weight");
+    let err = bad("weight_out_of_range", 49, "vm 'hello' weight");
     says(
         &err,
         &["weight 70000 is outside 1..=65535", "default is 256"],
@@ -732,7 +737,7 @@ fn weight_is_bounded() {
 
 #[test]
 fn cap_is_a_percentage() {
-    let err = bad("cap_out_of_range", 56, "vm 'spinner' cap");
+    let err = bad("cap_out_of_range", 55, "vm 'spinner' cap");
     says(&err, &["cap 150 is outside 1..=100", "percent of one CPU"]);
 }
 
@@ -750,7 +755,7 @@ fn arinc653_needs_windows() {
 
 #[test]
 fn windows_need_arinc653() {
-    let err = bad("windows_not_arinc653", 44, "compose.windows");
+    let err = bad("windows_not_arinc653", 43, "compose.windows");
     says(
         &err,
         &[
@@ -762,7 +767,7 @@ fn windows_need_arinc653() {
 
 #[test]
 fn window_names_a_vm() {
-    let err = bad("window_unknown_vm", 44, "compose.windows #2 vm");
+    let err = bad("window_unknown_vm", 43, "compose.windows #2 vm");
     says(
         &err,
         &[
@@ -774,13 +779,13 @@ fn window_names_a_vm() {
 
 #[test]
 fn window_is_not_empty() {
-    let err = bad("window_zero_length", 44, "compose.windows #2 length");
+    let err = bad("window_zero_length", 43, "compose.windows #2 length");
     says(&err, &["the window is zero long", "\"10ms\""]);
 }
 
 #[test]
 fn every_vm_has_a_window() {
-    let err = bad("vm_without_window", 53, "vm 'spinner' name");
+    let err = bad("vm_without_window", 52, "vm 'spinner' name");
     says(
         &err,
         &[
@@ -811,7 +816,7 @@ fn windows_are_checked_against_scenario_vms() {
         .unwrap_err();
     assert_eq!(
         (err.file.clone(), err.line, err.field.as_str()),
-        (fixture("sched_arinc653.toml"), 45, "compose.windows #1 vm")
+        (fixture("sched_arinc653.toml"), 44, "compose.windows #1 vm")
     );
     says(
         &err,
@@ -825,7 +830,7 @@ fn windows_are_checked_against_scenario_vms() {
 
 #[test]
 fn static_needs_a_cpu_per_vcpu() {
-    let err = bad("static_too_many_vcpus", 60, "vm 'bench' vcpus");
+    let err = bad("static_too_many_vcpus", 59, "vm 'bench' vcpus");
     says(
         &err,
         &[
@@ -837,7 +842,7 @@ fn static_needs_a_cpu_per_vcpu() {
 
 #[test]
 fn pinned_cpu_exists() {
-    let err = bad("static_cpu_out_of_range", 56, "vm 'spinner' cpu");
+    let err = bad("static_cpu_out_of_range", 55, "vm 'spinner' cpu");
     says(
         &err,
         &[
@@ -849,7 +854,7 @@ fn pinned_cpu_exists() {
 
 #[test]
 fn static_pins_one_vm_per_cpu() {
-    let err = bad("static_same_cpu", 57, "vm 'spinner' cpu");
+    let err = bad("static_same_cpu", 56, "vm 'spinner' cpu");
     says(
         &err,
         &[
@@ -861,7 +866,7 @@ fn static_pins_one_vm_per_cpu() {
 
 #[test]
 fn cpu_needs_a_pinning_scheduler() {
-    let err = bad("cpu_not_pinning", 56, "vm 'spinner' cpu");
+    let err = bad("cpu_not_pinning", 55, "vm 'spinner' cpu");
     says(
         &err,
         &[
@@ -890,7 +895,14 @@ fn scenario_compose_replaces_the_boards() {
     assert_eq!(c.board, "qemu-virt-a64");
     assert_eq!(c.scheduler, "arinc653");
     assert_eq!(c.time_slice_us, 1000);
-    assert_eq!(c.pv, ["console"]);
+    let pv: Vec<_> = c
+        .components()
+        .unwrap()
+        .iter()
+        .filter(|x| x.kind == config::components::Kind::Pv)
+        .map(|x| x.name)
+        .collect();
+    assert_eq!(pv, ["console"]);
     assert_eq!(
         c.windows,
         [
@@ -946,7 +958,7 @@ fn scenario_scheduler_is_named_in_errors_about_board_vms() {
     .unwrap_err();
     assert_eq!(
         (err.file.clone(), err.line, err.field.as_str()),
-        (fixture("sched_credit.toml"), 50, "vm 'hello' weight")
+        (fixture("sched_credit.toml"), 49, "vm 'hello' weight")
     );
     says(
         &err,
@@ -970,85 +982,77 @@ fn scenario_scheduler_is_named_in_errors_about_board_vms() {
 }
 
 #[test]
-fn scenario_cannot_change_pv() {
+fn scenario_cannot_set_pv() {
     let path = fixture("scenarios/compose_pv.toml");
     let err = load_scenario(&path).unwrap_err();
     assert_eq!(
         (err.file.as_path(), err.line, err.field.as_str()),
         (path.as_path(), 9, "compose.pv")
     );
-    says(&err, &["the board's"]);
+    says(&err, &["pv is not a setting any more", "remove pv"]);
 }
 
-// The vGIC follows the GIC.
+// The vGIC follows the GIC: `[compose] vgic` is refused, saying which it is.
 
 #[test]
-fn vgic_v3_needs_a_gicv3() {
-    let err = bad("vgic_v3_on_v2", 43, "compose.vgic");
+fn vgic_v3_on_a_gicv2_is_refused() {
+    let err = bad("vgic_v3_on_v2", 42, "compose.vgic");
     says(
         &err,
         &[
-            "vgic v3 needs a GICv3: this board's [gic] is version 2 (",
-            "vgic_v3_on_v2.toml:22)",
-            "write vgic = \"v2\", or leave vgic out",
+            "vgic v3 cannot be: the vGIC follows [gic] version, which is 2 (",
+            "vgic_v3_on_v2.toml:22), so it is v2",
+            "help: remove vgic",
         ],
     );
 }
 
 #[test]
-fn vgic_v2_needs_a_gicv2() {
-    let err = bad("gicv3_vgic_v2", 41, "compose.vgic");
+fn vgic_v2_on_a_gicv3_is_refused() {
+    let err = bad("gicv3_vgic_v2", 40, "compose.vgic");
     says(
         &err,
         &[
-            "vgic v2 needs a GICv2: this board's [gic] is version 3 (",
-            "gicv3_vgic_v2.toml:22)",
-            "write vgic = \"v3\"",
+            "vgic v2 cannot be: the vGIC follows [gic] version, which is 3 (",
+            "gicv3_vgic_v2.toml:22), so it is v3",
         ],
     );
 }
 
 #[test]
-fn unknown_vgic_suggests() {
-    let err = bad("vgic_unknown", 43, "compose.vgic");
-    says(
-        &err,
-        &[
-            "unknown vGIC '3'; the vGICs there are: v2, v3",
-            "did you mean 'v3'?",
-        ],
-    );
+fn vgic_as_a_number_is_refused() {
+    let err = bad("vgic_unknown", 42, "compose.vgic");
+    says(&err, &["vgic 3 cannot be", "so it is v2", "remove vgic"]);
 }
 
 #[test]
-fn vgic_defaults_to_the_gics() {
-    // No vgic: the board's GIC, whichever it is.
+fn vgic_is_derived_from_the_gic() {
     let c = plan_file(&fixture("gicv3.toml"), None).unwrap();
     assert_eq!(c.gic.version, 3);
     assert_eq!(c.gic.redistributor, Some(0x080a_0000));
-    assert!(c.features().contains(&"gic-v3".to_string()));
-    // Naming the GIC's own vGIC changes nothing.
-    let named = plan_file(&fixture("gicv3_vgic_v3.toml"), None).unwrap();
-    assert_eq!(named.features(), c.features());
-    let c = plan_scenario("scenarios/vgic_v2.toml", None).unwrap();
-    assert!(c.features().contains(&"gic-v2".to_string()));
+    assert_eq!(c.features(), ["sched-rr", "gic-v3", "vgic-v3", "drv-pl011"]);
+    // Naming the vGIC the GIC implies is refused too: the knob is gone.
+    let err = bad("gicv3_vgic_v3", 40, "compose.vgic");
+    says(
+        &err,
+        &["vgic is not a setting any more", "so it is v3 anyway"],
+    );
 }
 
 #[test]
-fn scenario_vgic_must_match_the_boards_gic() {
-    let path = fixture("scenarios/vgic_v3_on_v2.toml");
-    let err = plan_scenario("scenarios/vgic_v3_on_v2.toml", None).unwrap_err();
-    assert_eq!(
-        (err.file.as_path(), err.line, err.field.as_str()),
-        (path.as_path(), 8, "compose.vgic")
-    );
-    says(
-        &err,
-        &[
-            "vgic v3 needs a GICv3: this board's [gic] is version 2 (",
-            "qemu-virt-a64.toml:",
-        ],
-    );
+fn scenario_cannot_set_vgic() {
+    for (name, words) in [
+        ("vgic_v3_on_v2", "vgic v3 cannot be"),
+        ("vgic_v2", "so it is v2 anyway"),
+    ] {
+        let path = fixture(&format!("scenarios/{name}.toml"));
+        let err = plan_scenario(&format!("scenarios/{name}.toml"), None).unwrap_err();
+        assert_eq!(
+            (err.file.as_path(), err.line, err.field.as_str()),
+            (path.as_path(), 8, "compose.vgic")
+        );
+        says(&err, &[words, "qemu-virt-a64.toml:", "remove vgic"]);
+    }
 }
 
 // A scenario's CPU count over its board's.

@@ -9,7 +9,7 @@
 //! Register access goes through [`RegisterBlock`]. The MMIO implementation
 //! is [`Mmio`]: registers `1 << reg_shift` bytes apart, each accessed with
 //! `reg-io-width` bytes ([`Mmio8`] for 1, [`Mmio32`] for 4), over a
-//! `safe-mmio` pointer that the image creates.
+//! `safe-mmio` pointer; [`Component::at`] makes one from the profile's values.
 //!
 //! Transmit policy: a 16550A's transmit FIFO holds 16 bytes (OMAP's 64), and
 //! LSR.THRE says it is empty. The driver checks THRE before each burst of at
@@ -18,8 +18,11 @@
 //! both set: an 8250/16450, or a 16550 with the broken FIFO), the burst is one
 //! byte and THRE is checked before every byte.
 #![cfg_attr(not(test), no_std)]
-#![forbid(unsafe_code)]
+// Unsafe only in `Component::at`, which turns the board's address into the
+// register window (MMIO; DESIGN.md).
+#![deny(unsafe_code)]
 
+use core::ptr::NonNull;
 use safe_mmio::{fields::ReadWrite, UniqueMmioPointer};
 
 /// The eight 16550 registers, numbered as before `reg_shift` is applied.
@@ -197,6 +200,65 @@ const INIT_DRAIN_POLLS: u32 = 1 << 20;
 /// The transmitter cannot take a byte now; try again.
 #[derive(Debug, PartialEq, Eq)]
 pub struct WouldBlock;
+
+/// This driver as the component table names it (`drv_ns16550::Component`):
+/// byte or 32-bit register accesses, as the profile's `reg-io-width` says.
+/// Every UART component has `at`, `init` and `write_bytes` as here.
+pub enum Component {
+    Bytes(Ns16550<Mmio8<'static>>),
+    Words(Ns16550<Mmio32<'static>>),
+}
+
+impl Component {
+    /// The 16550 at `base`: eight registers `1 << reg_shift` bytes apart,
+    /// accessed `reg_io_width` bytes (1 or 4) at a time. Panics on a layout
+    /// that is no 16550's (the composer refuses those).
+    ///
+    /// # Safety
+    ///
+    /// `base..base + (8 << reg_shift)` is a 16550's register block, mapped
+    /// as device memory for as long as the program runs, that nothing else
+    /// writes while the result is in use.
+    #[allow(unsafe_code)]
+    pub unsafe fn at(base: usize, reg_shift: u32, reg_io_width: u32) -> Self {
+        /// The block as words of `W`.
+        #[allow(unsafe_code)]
+        unsafe fn window<W>(
+            base: usize,
+            reg_shift: u32,
+        ) -> UniqueMmioPointer<'static, [ReadWrite<W>]> {
+            let words = (8usize << reg_shift) / core::mem::size_of::<W>();
+            let first = NonNull::new(base as *mut ReadWrite<W>).expect("a UART at address 0");
+            // SAFETY: the caller's promise: device memory that this driver alone uses.
+            unsafe { UniqueMmioPointer::new(NonNull::slice_from_raw_parts(first, words)) }
+        }
+        const LAYOUT: &str = "the composer checked reg-shift and reg-io-width";
+        // SAFETY: `at`'s own contract, passed on.
+        unsafe {
+            if reg_io_width == 4 {
+                let regs = Mmio::new(window::<u32>(base, reg_shift), reg_shift).expect(LAYOUT);
+                Component::Words(Ns16550::new(regs))
+            } else {
+                let regs = Mmio::new(window::<u8>(base, reg_shift), reg_shift).expect(LAYOUT);
+                Component::Bytes(Ns16550::new(regs))
+            }
+        }
+    }
+
+    pub fn init(&mut self) {
+        match self {
+            Component::Bytes(u) => u.init(),
+            Component::Words(u) => u.init(),
+        }
+    }
+
+    pub fn write_bytes(&mut self, bytes: &[u8]) {
+        match self {
+            Component::Bytes(u) => u.write_bytes(bytes),
+            Component::Words(u) => u.write_bytes(bytes),
+        }
+    }
+}
 
 pub struct Ns16550<R> {
     regs: R,

@@ -453,3 +453,44 @@ fn init_discards_stale_input() {
     u.init();
     assert_eq!(u.try_read_byte(), None);
 }
+
+/// `Component::at` over plain memory: LSR (register 5) says the
+/// transmitter is empty, so a byte lands in THR (register 0), at the
+/// offset `reg_shift` gives and with the access width `reg_io_width` gives.
+#[test]
+#[allow(unsafe_code)]
+fn component_at_addresses_registers_by_shift_and_width() {
+    const LSR_EMPTY: u8 = LSR_THRE | LSR_TEMT;
+    // 32-bit accesses, 4 bytes apart (X-Gene).
+    let words: &'static mut [u32; 8] = Box::leak(Box::new([0; 8]));
+    words[5] = u32::from(LSR_EMPTY);
+    let base = words.as_mut_ptr() as usize;
+    {
+        // SAFETY: leaked, live memory that only this driver touches, until
+        // the end of this block.
+        let mut uart = unsafe { Component::at(base, 2, 4) };
+        assert!(matches!(uart, Component::Words(_)));
+        uart.init();
+        uart.write_bytes(b"w");
+    }
+    // SAFETY: the driver is gone; the memory is still allocated.
+    let words = unsafe { &*(base as *const [u32; 8]) };
+    assert_eq!(words[0], u32::from(b'w'));
+    assert_eq!(words[3], u32::from(LCR_8N1), "LCR is register 3");
+
+    // Byte accesses, 4 bytes apart (OMAP5).
+    let bytes: &'static mut [u8; 32] = Box::leak(Box::new([0; 32]));
+    bytes[5 << 2] = LSR_EMPTY;
+    let base = bytes.as_mut_ptr() as usize;
+    {
+        // SAFETY: as above.
+        let mut uart = unsafe { Component::at(base, 2, 1) };
+        assert!(matches!(uart, Component::Bytes(_)));
+        uart.init();
+        uart.write_bytes(b"b");
+    }
+    // SAFETY: as above.
+    let bytes = unsafe { &*(base as *const [u8; 32]) };
+    assert_eq!(bytes[0], b'b');
+    assert_eq!(bytes[3 << 2], LCR_8N1);
+}

@@ -2,8 +2,11 @@
 //! transmit and receive, with the FIFOs on. Baud rate and clocks are left as
 //! the firmware set them.
 #![cfg_attr(not(test), no_std)]
-#![forbid(unsafe_code)]
+// Unsafe only in `Component::at`, which turns the board's address into the
+// register block (MMIO; DESIGN.md).
+#![deny(unsafe_code)]
 
+use core::ptr::NonNull;
 use safe_mmio::{
     field,
     fields::{ReadPure, ReadPureWrite, WriteOnly},
@@ -41,6 +44,28 @@ const CR_RXE: u32 = 1 << 9;
 /// The transmit FIFO is full; try again.
 #[derive(Debug, PartialEq, Eq)]
 pub struct WouldBlock;
+
+/// This driver as the component table names it (`drv_pl011::Component`).
+/// Every UART component has `at`, `init` and `write_bytes` as here.
+pub type Component = Pl011<'static>;
+
+impl Component {
+    /// The PL011 at `base`. Its registers are 32-bit and 4 bytes apart
+    /// whatever the profile's `reg-shift` and `reg-io-width`, which it
+    /// takes only to be called like every UART component.
+    ///
+    /// # Safety
+    ///
+    /// `base` is a PL011's register block, mapped as device memory for as
+    /// long as the program runs, that nothing else writes while the result
+    /// is in use.
+    #[allow(unsafe_code)]
+    pub unsafe fn at(base: usize, _reg_shift: u32, _reg_io_width: u32) -> Self {
+        let regs = NonNull::new(base as *mut Registers).expect("a UART at address 0");
+        // SAFETY: the caller's promise: device memory that this driver alone uses.
+        Pl011::new(unsafe { UniqueMmioPointer::new(regs) })
+    }
+}
 
 pub struct Pl011<'a> {
     regs: UniqueMmioPointer<'a, Registers>,
@@ -162,5 +187,25 @@ mod tests {
             Pl011::new(UniqueMmioPointer::from(&mut regs)).read_byte(),
             Some(b'k')
         );
+    }
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn component_at_writes_the_data_register() {
+        // 'static "device memory": the driver may keep it as long as it likes.
+        let regs: &'static mut Registers = Box::leak(Box::new(fake()));
+        regs.fr = ReadPure(0);
+        let base = regs as *mut Registers as usize;
+        {
+            // SAFETY: a leaked, live register block; only this driver
+            // touches it, until the end of this block.
+            let mut uart = unsafe { Component::at(base, 0, 1) };
+            uart.init();
+            uart.write_bytes(b"k");
+        }
+        // SAFETY: the driver is gone; the block is still allocated.
+        let regs = unsafe { &*(base as *const Registers) };
+        assert_eq!(regs.dr.0, u32::from(b'k'));
+        assert_ne!(regs.cr.0 & CR_UARTEN, 0, "init turned the UART on");
     }
 }

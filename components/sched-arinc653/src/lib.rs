@@ -21,6 +21,9 @@ use hv::sched::{CpuId, Pick, SchedConfig, Scheduler, VcpuId, Window};
 /// The CPU that runs the partitions; the others idle.
 const PARTITION_CPU: CpuId = CpuId(0);
 
+/// This scheduler as the component table names it (`sched_arinc653::Component`).
+pub type Component = Arinc653;
+
 pub struct Arinc653 {
     windows: Vec<Window>,
     /// Sum of the window lengths.

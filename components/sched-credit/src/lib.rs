@@ -83,6 +83,9 @@ impl Vcpu {
     }
 }
 
+/// This scheduler as the component table names it (`sched_credit::Component`).
+pub type Component = Credit;
+
 pub struct Credit {
     /// Indexed by `VcpuId`.
     vcpus: Vec<Vcpu>,

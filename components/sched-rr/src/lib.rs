@@ -10,6 +10,9 @@ extern crate alloc;
 use alloc::collections::VecDeque;
 use hv::sched::{CpuId, Pick, SchedConfig, Scheduler, VcpuId};
 
+/// This scheduler as the component table names it (`sched_rr::Component`).
+pub type Component = RoundRobin;
+
 pub struct RoundRobin {
     queue: VecDeque<VcpuId>,
     slice: u64,

@@ -21,6 +21,9 @@ struct Slot {
     ready: bool,
 }
 
+/// This scheduler as the component table names it (`sched_static::Component`).
+pub type Component = Static;
+
 pub struct Static {
     /// Indexed by `CpuId`.
     slots: Vec<Slot>,

@@ -90,6 +90,9 @@ impl Routing for V2 {
     }
 }
 
+/// This vGIC as the component table names it (`vgic_v2::Component`).
+pub type Component = VgicV2;
+
 /// The virtual GICv2 of one VM.
 pub struct VgicV2 {
     model: Model<V2>,

@@ -159,6 +159,9 @@ pub enum Frame {
     Sgi(usize),
 }
 
+/// This vGIC as the component table names it (`vgic_v3::Component`).
+pub type Component = VgicV3;
+
 /// The virtual GICv3 of one VM.
 pub struct VgicV3 {
     model: Model<V3>,

@@ -6,40 +6,18 @@ use crate::arch::{self, cache, timer};
 use crate::composition as c;
 use crate::guest_ram;
 use crate::hyp;
-use core::ptr::NonNull;
 use hv::memory::{GuestMemory, GuestSlice};
 use hv::{sched::CpuId, vgic::ListReg, GuestWidth, Platform, RawExit, VcpuRegs};
-use safe_mmio::UniqueMmioPointer;
 use spin::Once;
 
-#[cfg(feature = "drv-pl011")]
-type Uart = drv_pl011::Pl011<'static>;
-#[cfg(feature = "drv-pl011")]
+/// The UART component the composition picked.
+type Uart = c::Uart;
+
 fn uart_at(base: usize) -> Uart {
     // SAFETY: `base` is the board's UART register block, identity-mapped as
-    // device memory, and only this one driver instance owns it.
-    let regs =
-        unsafe { UniqueMmioPointer::new(NonNull::new(base as *mut drv_pl011::Registers).unwrap()) };
-    drv_pl011::Pl011::new(regs)
-}
-
-#[cfg(feature = "drv-ns16550")]
-type Uart = drv_ns16550::Ns16550<
-    drv_ns16550::Mmio<UniqueMmioPointer<'static, [safe_mmio::fields::ReadWrite<c::UartWord>]>>,
->;
-#[cfg(feature = "drv-ns16550")]
-fn uart_at(base: usize) -> Uart {
-    use safe_mmio::fields::ReadWrite;
-    // The eight registers, `1 << shift` bytes apart, as words of `UartWord`.
-    let words = (8 << c::UART_REG_SHIFT) / core::mem::size_of::<c::UartWord>();
-    let first = NonNull::new(base as *mut ReadWrite<c::UartWord>).unwrap();
-    // SAFETY: `base` is the board's UART register block (8 registers
-    // `1 << UART_REG_SHIFT` bytes apart), identity-mapped as device memory,
-    // and only this one driver instance owns it.
-    let window = unsafe { UniqueMmioPointer::new(NonNull::slice_from_raw_parts(first, words)) };
-    let regs = drv_ns16550::Mmio::new(window, c::UART_REG_SHIFT)
-        .expect("the composer checked reg-shift and reg-io-width");
-    drv_ns16550::Ns16550::new(regs)
+    // device memory; the console instance is the only one used after boot
+    // (the early message's runs before it exists).
+    unsafe { Uart::at(base, c::UART_REG_SHIFT, c::UART_REG_IO_WIDTH) }
 }
 
 struct Console(Mutex<Uart>);
@@ -81,7 +59,7 @@ impl GuestMemory for Board {
 }
 
 /// arm-gic's interrupt ID for a raw INTID (the crate has no conversion).
-fn intid(raw: u32) -> arm_gic::IntId {
+pub(crate) fn intid(raw: u32) -> arm_gic::IntId {
     use arm_gic::IntId;
     match raw {
         0..16 => IntId::sgi(raw),
@@ -90,12 +68,8 @@ fn intid(raw: u32) -> arm_gic::IntId {
     }
 }
 
-#[cfg(feature = "gic-v2")]
-#[path = "board/gicv2.rs"]
-mod gic;
-#[cfg(feature = "gic-v3")]
-#[path = "board/gicv3.rs"]
-mod gic;
+// The GIC driver the composition mounted (board/gicv2.rs or gicv3.rs).
+use c::gic;
 
 /// A vCPU as this board runs it: the CPU's registers and the state of its
 /// virtual CPU interface (what the guest wrote to its GIC CPU interface).
@@ -125,14 +99,14 @@ pub struct Board {
 }
 
 /// The SGI one CPU sends another to make it look for work.
-const KICK_SGI: u32 = 0;
+pub(crate) const KICK_SGI: u32 = 0;
 
 /// The hypervisor's timer outranks its other interrupts. The hypervisor
 /// takes one interrupt per exit, lowest priority value first, then lowest
 /// INTID; a guest that keeps one of those asserted (a maintenance interrupt
 /// it provokes, kicks its siblings cause) must not starve the timer that
 /// ends its time slice.
-fn irq_priority(irq: u32) -> u8 {
+pub(crate) fn irq_priority(irq: u32) -> u8 {
     if irq == c::HYP_TIMER_IRQ {
         0x70
     } else {

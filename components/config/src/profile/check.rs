@@ -3,9 +3,10 @@
 /// Most vCPUs in one VM: GICv2 routes to 8 CPU interfaces.
 const MAX_VCPUS: u32 = 8;
 
-use super::error::{did_you_mean, ProfileError, Source};
+use super::error::{ProfileError, Source};
 use super::units::format_size;
 use super::{Profile, VmSource, VmSpec};
+use crate::components::{self, Kind};
 use crate::composition::Region;
 use toml::Spanned;
 
@@ -145,8 +146,11 @@ pub(super) fn board(p: &Profile) -> Result<BoardLayout, ProfileError> {
     }
 
     gic(p)?;
+    if let Some(pv) = &p.compose.pv {
+        return Err(pv_gone(src, pv));
+    }
     if let Some(asked) = &p.compose.vgic {
-        vgic(src, asked, p)?;
+        return Err(vgic_gone(src, asked, p));
     }
     irqs(p)?;
     devices_outside_ram(p, &ram)?;
@@ -170,17 +174,23 @@ fn gic(p: &Profile) -> Result<(), ProfileError> {
             ("virtual-cpu-interface", &g.virtual_cpu_interface, "GICV"),
         ],
         3 => &[("redistributor", &g.redistributor, "GICR")],
-        _ => {
-            return Err(p
-                .source()
-                .error(
-                    g.version.span(),
-                    "gic.version",
-                    format!("GIC version {version} is not supported"),
-                )
-                .with_help("write version = 2 (GICv2, GIC-400) or version = 3"))
-        }
+        _ => &[],
     };
+    // The versions there are: those with a driver in the component table.
+    let versions = components::names(Kind::Gic);
+    if components::find(Kind::Gic, &version.to_string()).is_none() {
+        return Err(p
+            .source()
+            .error(
+                g.version.span(),
+                "gic.version",
+                format!(
+                    "GIC version {version} is not supported; the versions there are: {}",
+                    versions.join(", ")
+                ),
+            )
+            .with_help("write version = 2 (GICv2, GIC-400) or version = 3"));
+    }
     for (name, value, frame) in required {
         if value.is_none() {
             return Err(p
@@ -200,54 +210,41 @@ fn gic(p: &Profile) -> Result<(), ProfileError> {
     Ok(())
 }
 
-/// The vGICs there are, by `[compose] vgic` name.
-pub(super) const VGICS: [&str; 2] = ["v2", "v3"];
+/// `[compose] pv` chose nothing: the console is the only back-end and is
+/// in every image. Refused where `src` (a profile or scenario) still sets it.
+pub(super) fn pv_gone(src: Source, pv: &Spanned<toml::Value>) -> ProfileError {
+    src.error(
+        pv.span(),
+        "compose.pv",
+        "pv is not a setting any more: every image has the PV console, the only back-end",
+    )
+    .with_help("remove pv")
+}
 
-/// `asked` (a `[compose] vgic`, written in `src`: the profile or a
-/// scenario) must be a vGIC there is, and the one `p`'s GIC virtualises.
-pub(super) fn vgic(src: Source, asked: &Spanned<String>, p: &Profile) -> Result<(), ProfileError> {
-    let name = asked.get_ref().as_str();
-    let Some(wants) = VGICS.iter().position(|v| *v == name).map(|i| i as u32 + 2) else {
-        return Err(src
-            .error(
-                asked.span(),
-                "compose.vgic",
-                format!(
-                    "unknown vGIC '{name}'; the vGICs there are: {}",
-                    VGICS.join(", ")
-                ),
-            )
-            .with_help(
-                // "3", "gicv3", "GICv3": the version is what counts.
-                did_you_mean(name, &VGICS)
-                    .or_else(|| {
-                        let last = name.trim().chars().last()?;
-                        let v = VGICS.iter().find(|v| v.ends_with(last))?;
-                        Some(format!("did you mean '{v}'?"))
-                    })
-                    .unwrap_or_else(|| {
-                        "write vgic = \"v2\" or \"v3\", or leave it out to follow [gic] version"
-                            .to_string()
-                    }),
-            ));
-    };
+/// `[compose] vgic` chose nothing: the vGIC runs on the GIC's own
+/// virtualisation interface, so `[gic] version` decides it. Refused where
+/// `src` (a profile or scenario) still sets it, saying which one it is.
+pub(super) fn vgic_gone(src: Source, asked: &Spanned<toml::Value>, p: &Profile) -> ProfileError {
     let has = *p.gic.version.get_ref();
-    if wants == has {
-        return Ok(());
-    }
     let (line, _) = super::error::line_column(&p.text, p.gic.version.span().start);
-    Err(src
-        .error(
-            asked.span(),
-            "compose.vgic",
-            format!(
-                "vgic {name} needs a GICv{wants}: this board's [gic] is version {has} ({}:{line})",
-                p.path.display()
-            ),
+    let derived = components::vgic_for(has).map_or("none", |c| c.name);
+    let asked_name = match asked.get_ref() {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let message = if asked_name == derived {
+        format!(
+            "vgic is not a setting any more: it follows [gic] version, which is {has} ({}:{line}), so it is {derived} anyway",
+            p.path.display()
         )
-        .with_help(format!(
-            "the vGIC runs on the GIC's own virtualisation interface: write vgic = \"v{has}\", or leave vgic out to follow the board's GIC"
-        )))
+    } else {
+        format!(
+            "vgic {asked_name} cannot be: the vGIC follows [gic] version, which is {has} ({}:{line}), so it is {derived}",
+            p.path.display()
+        )
+    };
+    src.error(asked.span(), "compose.vgic", message)
+        .with_help("remove vgic; to get another vGIC, use a board whose [gic] has that version")
 }
 
 fn irqs(p: &Profile) -> Result<(), ProfileError> {

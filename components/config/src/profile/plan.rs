@@ -66,26 +66,9 @@ pub(super) fn plan_with(
         "UART driver",
         &known.uart_drivers,
     )?;
-    for (i, pv) in profile.compose.pv.iter().enumerate() {
-        known_name(src, pv, "compose.pv", "PV back-end", &known.pv)?;
-        if profile.compose.pv[..i]
-            .iter()
-            .any(|p| p.get_ref() == pv.get_ref())
-        {
-            return Err(src
-                .error(
-                    pv.span(),
-                    "compose.pv",
-                    format!("'{}' is listed twice", pv.get_ref()),
-                )
-                .with_help("list each back-end once"));
-        }
-    }
-
-    // A scenario's vgic against the board's GIC (the board's own vgic is
-    // checked with the board, by check::board).
+    // A scenario's vgic (the board's own is refused with the board).
     if let Some((vgic, src)) = compose.and_then(|(c, src)| Some((c.vgic.as_ref()?, src))) {
-        check::vgic(src, vgic, profile)?;
+        return Err(check::vgic_gone(src, vgic, profile));
     }
 
     let vms = vms.unwrap_or(&profile.vms);
@@ -138,12 +121,6 @@ pub(super) fn plan_with(
         scheduler: composed.compose.scheduler.get_ref().clone(),
         time_slice_us: u64::try_from(composed.compose.time_slice.get_ref().0.as_micros())
             .unwrap_or(u64::MAX),
-        pv: profile
-            .compose
-            .pv
-            .iter()
-            .map(|p| p.get_ref().clone())
-            .collect(),
         vms: vms
             .vms
             .iter()

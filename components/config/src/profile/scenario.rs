@@ -114,7 +114,7 @@ pub enum Boot {
 }
 
 /// A scenario's `[compose]`: the parts of the board's it replaces, with the
-/// same syntax and checks. The PV back-ends stay the board's.
+/// same syntax and checks.
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct ComposeOverride {
@@ -124,10 +124,10 @@ pub(super) struct ComposeOverride {
     /// `windows` has none: the board's windows name the board's VMs, and
     /// belong to the board's scheduler.
     pub windows: Option<Spanned<Vec<WindowSpec>>>,
-    /// The virtual GIC; like the board's, it must match the board's GIC.
-    pub vgic: Option<Spanned<String>>,
-    /// Refused with a message of its own rather than as an unknown field.
-    pv: Option<Spanned<Vec<String>>>,
+    /// Gone, as the board's: refused with a message of its own.
+    pub vgic: Option<Spanned<toml::Value>>,
+    /// Gone, as the board's: refused with a message of its own.
+    pv: Option<Spanned<toml::Value>>,
 }
 
 /// The CPU counts a scenario may run its board with: QEMU virt's GICv2
@@ -261,15 +261,7 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
     }
     if let Some(compose) = &file.compose {
         if let Some(pv) = &compose.pv {
-            return Err(src
-                .error(
-                    pv.span(),
-                    "compose.pv",
-                    "a scenario cannot change the PV back-ends: they are the board's",
-                )
-                .with_help(
-                    "remove pv; a scenario's [compose] takes scheduler, time-slice, windows and vgic",
-                ));
+            return Err(check::pv_gone(src, pv));
         }
         if let Some(slice) = &compose.time_slice {
             if slice.get_ref().0.is_zero() {

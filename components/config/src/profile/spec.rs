@@ -113,14 +113,12 @@ pub struct QemuSpec {
 pub struct ComposeSpec {
     pub scheduler: Spanned<String>,
     pub time_slice: Spanned<Period>,
-    #[serde(default)]
-    pub pv: Vec<Spanned<String>>,
     /// The ARINC 653 major frame, in order (scheduler `arinc653` only).
     pub windows: Option<Spanned<Vec<WindowSpec>>>,
-    /// The virtual GIC the VMs see, "v2" or "v3"; absent means the one
-    /// that matches `[gic] version`. It must match the GIC: the vGIC runs
-    /// on the GIC's own virtualisation interface.
-    pub vgic: Option<Spanned<String>>,
+    /// Gone (the console is not optional); refused with a message of its own.
+    pub pv: Option<Spanned<toml::Value>>,
+    /// Gone (the vGIC follows `[gic] version`); refused with a message of its own.
+    pub vgic: Option<Spanned<toml::Value>>,
 }
 
 /// One window of the ARINC 653 major frame: `vm` owns the CPU for `length`.

@@ -2,7 +2,12 @@
 //! hypervisor's own interrupts (arm-gic), and the virtual interface
 //! control block (GICH) through which guests get theirs.
 
-use super::*;
+// Mounted as `composition::gic` (the component table's GIC row).
+use crate::board::{intid, irq_priority, KICK_SGI};
+use crate::composition as c;
+use core::ptr::NonNull;
+use hv::vgic::ListReg;
+use safe_mmio::UniqueMmioPointer;
 use arm_gic::{
     gicv2::{
         registers::{Gicc, Gicd},
@@ -51,9 +56,9 @@ impl Gic {
             (c::HYP_TIMER_IRQ, "hypervisor timer"),
             (c::VIRT_TIMER_IRQ, "guest virtual timer"),
             (c::MAINTENANCE_IRQ, "GIC maintenance"),
-            (super::KICK_SGI, "CPU kick"),
+            (KICK_SGI, "CPU kick"),
         ] {
-            gic.set_interrupt_priority(intid(irq), super::irq_priority(irq));
+            gic.set_interrupt_priority(intid(irq), irq_priority(irq));
             if let Err(e) = gic.enable_interrupt(intid(irq), true) {
                 hv::error!("cannot enable the {what} interrupt {irq}: {e:?}");
             }

@@ -2,7 +2,12 @@
 //! interface for the hypervisor's own interrupts (arm-gic), and the
 //! ICH_* virtual interface through which guests get theirs.
 
-use super::*;
+// Mounted as `composition::gic` (the component table's GIC row).
+use crate::board::{intid, irq_priority, KICK_SGI};
+use crate::composition as c;
+use core::ptr::NonNull;
+use hv::vgic::ListReg;
+use safe_mmio::UniqueMmioPointer;
 use arch_aarch64::ich;
 use arm_gic::{
     gicv3::{
@@ -55,11 +60,11 @@ impl Gic {
             (c::HYP_TIMER_IRQ, "hypervisor timer"),
             (c::VIRT_TIMER_IRQ, "guest virtual timer"),
             (c::MAINTENANCE_IRQ, "GIC maintenance"),
-            (super::KICK_SGI, "CPU kick"),
+            (KICK_SGI, "CPU kick"),
         ] {
             let result = self
                 .gic
-                .set_interrupt_priority(intid(irq), Some(cpu), super::irq_priority(irq))
+                .set_interrupt_priority(intid(irq), Some(cpu), irq_priority(irq))
                 .and_then(|()| self.gic.enable_interrupt(intid(irq), Some(cpu), true));
             if let Err(e) = result {
                 hv::error!("cannot enable the {what} interrupt {irq}: {e:?}");
