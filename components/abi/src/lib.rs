@@ -32,6 +32,8 @@
 //! with the address in `r0`.
 #![no_std]
 
+pub mod psci;
+
 /// ABI major version: changes only if the ABI broke, which it must not.
 pub const ABI_MAJOR: u16 = 1;
 /// ABI minor version: grows with every addition.

@@ -3,8 +3,7 @@
 
 use core::arch::asm;
 
-const SYSTEM_OFF: u64 = 0x8400_0008;
-const CPU_ON_64: u64 = 0xc400_0003;
+use abi::psci::{CPU_ON_64, SYSTEM_OFF};
 
 /// Starts the CPU with affinity `mpidr` at `entry` (EL2, MMU off) with
 /// `x0 = context`. Returns the PSCI status (0 = success).
@@ -13,7 +12,7 @@ pub fn cpu_on(mpidr: u64, entry: u64, context: u64) -> i64 {
     // SAFETY: CPU_ON starts another CPU at `entry`, our secondary entry
     // point; this CPU continues unaffected.
     unsafe {
-        asm!("smc #0", inout("x0") CPU_ON_64 => status, in("x1") mpidr, in("x2") entry, in("x3") context,
+        asm!("smc #0", inout("x0") u64::from(CPU_ON_64) => status, in("x1") mpidr, in("x2") entry, in("x3") context,
              options(nostack))
     };
     status
@@ -23,7 +22,7 @@ pub fn cpu_on(mpidr: u64, entry: u64, context: u64) -> i64 {
 pub fn system_off() -> ! {
     // SAFETY: SYSTEM_OFF does not return on success; on failure it returns
     // an error in x0, which is discarded.
-    unsafe { asm!("smc #0", inout("x0") SYSTEM_OFF => _, options(nostack)) };
+    unsafe { asm!("smc #0", inout("x0") u64::from(SYSTEM_OFF) => _, options(nostack)) };
     loop {
         aarch64_cpu::asm::wfe();
     }

@@ -3,8 +3,7 @@
 
 use core::arch::asm;
 
-const SYSTEM_OFF: u32 = 0x8400_0008;
-const CPU_ON_32: u32 = 0x8400_0003;
+use abi::psci::{CPU_ON_32, SYSTEM_OFF};
 
 /// Starts the CPU with affinity `mpidr` at `entry` (HYP mode, MMU off)
 /// with `r0 = context`. Returns the PSCI status (0 = success). The

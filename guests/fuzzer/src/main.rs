@@ -59,6 +59,11 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+// PSCI functions the fuzzer names beyond the runtime's.
+use abi::psci::{
+    AFFINITY_INFO_32 as PSCI_AFFINITY_INFO_32, CPU_ON_32 as PSCI_CPU_ON_32,
+    MIGRATE_INFO_TYPE as PSCI_MIGRATE_INFO_TYPE,
+};
 use abi::StartInfo;
 use guest_rt::{cmdline, fuzz, gic, hc, irq, println, psci, timer};
 
@@ -162,11 +167,6 @@ struct Fuzzer {
     ram_end: u64,
 }
 
-// PSCI and SMCCC function IDs the fuzzer names (the hypervisor's are in
-// `guest_rt::psci`).
-const PSCI_CPU_ON_32: u32 = 0x8400_0003;
-const PSCI_AFFINITY_INFO_32: u32 = 0x8400_0004;
-const PSCI_MIGRATE_INFO_TYPE: u32 = 0x8400_0006;
 const PSCI_IMPLEMENTED: [u32; 10] = [
     psci::VERSION,
     psci::CPU_OFF,

@@ -65,7 +65,7 @@ fn parse(cmdline: &str, info: &StartInfo) -> Option<Probe> {
 /// A function ID in Tessera's range that no ABI version defines.
 const UNKNOWN_HYPERCALL: u64 = 0xC600_00FF;
 /// PSCI `PSCI_VERSION` (SMC32 fast call).
-const PSCI_VERSION: u64 = 0x8400_0000;
+const PSCI_VERSION: u64 = abi::psci::VERSION as u64;
 /// An address outside every guest's RAM (below `GUEST_RAM_BASE`).
 const OUTSIDE_RAM: u64 = 0x1000;
 

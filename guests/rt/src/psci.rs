@@ -8,44 +8,14 @@
 
 use crate::arch;
 
-/// `PSCI_VERSION`: `(major << 16) | minor`.
-pub const VERSION: u32 = 0x8400_0000;
-/// `CPU_OFF`: turns the calling vCPU off. Does not return.
-pub const CPU_OFF: u32 = 0x8400_0002;
-/// `CPU_ON` (SMC64): `target` MPIDR, entry point, context id.
-pub const CPU_ON: u32 = 0xC400_0003;
-/// `AFFINITY_INFO` (SMC64): `target` MPIDR, lowest affinity level (0).
-pub const AFFINITY_INFO: u32 = 0xC400_0004;
-/// `SYSTEM_OFF`: the VM stops. Does not return.
-pub const SYSTEM_OFF: u32 = 0x8400_0008;
-/// `SYSTEM_RESET`: the VM restarts from its image. Does not return.
-pub const SYSTEM_RESET: u32 = 0x8400_0009;
-/// `PSCI_FEATURES`: whether a PSCI function is implemented.
-pub const FEATURES: u32 = 0x8400_000A;
-
-/// Success.
-pub const SUCCESS: i64 = 0;
-/// The function is not implemented.
-pub const NOT_SUPPORTED: i64 = -1;
-/// An argument is wrong (e.g. no such vCPU).
-pub const INVALID_PARAMETERS: i64 = -2;
-/// The call is not allowed now.
-pub const DENIED: i64 = -3;
-/// `CPU_ON`: the target is already on.
-pub const ALREADY_ON: i64 = -4;
-/// `CPU_ON`: the target is already being turned on.
-pub const ON_PENDING: i64 = -5;
-/// The implementation failed.
-pub const INTERNAL_FAILURE: i64 = -6;
-/// The entry point is not a valid address.
-pub const INVALID_ADDRESS: i64 = -9;
-
-/// `AFFINITY_INFO`: the vCPU is on.
-pub const AFFINITY_ON: i64 = 0;
-/// `AFFINITY_INFO`: the vCPU is off.
-pub const AFFINITY_OFF: i64 = 1;
-/// `AFFINITY_INFO`: the vCPU is being turned on.
-pub const AFFINITY_ON_PENDING: i64 = 2;
+/// `CPU_ON` and `AFFINITY_INFO` as the runtime calls them: the SMC64 IDs
+/// (passed in their SMC32 form on AArch32, see [`call`]).
+pub use abi::psci::{AFFINITY_INFO_64 as AFFINITY_INFO, CPU_ON_64 as CPU_ON};
+pub use abi::psci::{
+    AFFINITY_OFF, AFFINITY_ON, AFFINITY_ON_PENDING, ALREADY_ON, CPU_OFF, DENIED, FEATURES,
+    INTERNAL_FAILURE, INVALID_ADDRESS, INVALID_PARAMETERS, NOT_SUPPORTED, ON_PENDING, SUCCESS,
+    SYSTEM_OFF, SYSTEM_RESET, VERSION,
+};
 
 /// Issues PSCI function `function` with arguments `a1`..`a3` and returns
 /// the raw result. On AArch32 an SMC64 ID (`CPU_ON`, `AFFINITY_INFO`) is

@@ -12,20 +12,14 @@ use crate::{
     sched::{CpuId, Scheduler, VcpuId},
     vgic::{ListReg, Vgic},
 };
+use abi::psci::{
+    AFFINITY_INFO_32, AFFINITY_INFO_64, ALREADY_ON, CPU_OFF, CPU_ON_32, CPU_ON_64, FEATURES,
+    INVALID_ADDRESS, INVALID_PARAMETERS, MIGRATE_INFO_TYPE, NOT_SUPPORTED, ON_PENDING, SUCCESS,
+    SYSTEM_OFF, SYSTEM_RESET, TRUSTED_OS_NOT_PRESENT, VERSION, VERSION_1_0,
+};
 use abi::GUEST_RAM_BASE;
 
-const VERSION: u64 = 0x8400_0000;
-const CPU_OFF: u64 = 0x8400_0002;
-const CPU_ON_32: u64 = 0x8400_0003;
-const CPU_ON_64: u64 = 0xc400_0003;
-const AFFINITY_INFO_32: u64 = 0x8400_0004;
-const AFFINITY_INFO_64: u64 = 0xc400_0004;
-const MIGRATE_INFO_TYPE: u64 = 0x8400_0006;
-const SYSTEM_OFF: u64 = 0x8400_0008;
-const SYSTEM_RESET: u64 = 0x8400_0009;
-const FEATURES: u64 = 0x8400_000a;
-
-const IMPLEMENTED: [u64; 10] = [
+const IMPLEMENTED: [u32; 10] = [
     VERSION,
     CPU_OFF,
     CPU_ON_32,
@@ -38,21 +32,10 @@ const IMPLEMENTED: [u64; 10] = [
     FEATURES,
 ];
 
-/// PSCI 1.0.
-const PSCI_1_0: i64 = 0x0001_0000;
-const SUCCESS: i64 = 0;
-const NOT_SUPPORTED: i64 = -1;
-const INVALID_PARAMETERS: i64 = -2;
-const ALREADY_ON: i64 = -4;
-const ON_PENDING: i64 = -5;
-const INVALID_ADDRESS: i64 = -9;
-
 /// How much of a resetting VM's RAM one CPU clears at a time, without the
 /// lock: about 2,000 ticks of memset under icount; a CPU of a shared
 /// scheduler goes back to its scheduler between chunks.
 const RESET_CHUNK: u64 = 1 << 20;
-/// MIGRATE_INFO_TYPE: no trusted OS that needs migrating.
-const NO_MIGRATION: i64 = 2;
 
 /// Whether an SMCCC function ID is in PSCI's range (standard secure
 /// service calls 0x00-0x1f, SMC32 or SMC64).
@@ -70,8 +53,9 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             // SMC32: only the low halves of the arguments are defined.
             (arg1, arg2, arg3) = (arg1 & 0xffff_ffff, arg2 & 0xffff_ffff, arg3 & 0xffff_ffff);
         }
-        let (result, next) = match function {
-            VERSION => (PSCI_1_0, Next::Resume),
+        // A function ID is 32 bits: one with any upper bit set is none of these.
+        let (result, next) = match u32::try_from(function).unwrap_or(0) {
+            VERSION => (VERSION_1_0, Next::Resume),
             CPU_ON_32 | CPU_ON_64 => (self.cpu_on(vcpu, arg1, arg2, arg3), Next::Resume),
             CPU_OFF => {
                 self.cpu_off(vcpu);
@@ -80,9 +64,9 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             AFFINITY_INFO_32 | AFFINITY_INFO_64 => {
                 (self.affinity_info(vcpu, arg1, arg2), Next::Resume)
             }
-            MIGRATE_INFO_TYPE => (NO_MIGRATION, Next::Resume),
+            MIGRATE_INFO_TYPE => (TRUSTED_OS_NOT_PRESENT, Next::Resume),
             FEATURES => (
-                if IMPLEMENTED.contains(&arg1) {
+                if u32::try_from(arg1).is_ok_and(|id| IMPLEMENTED.contains(&id)) {
                     SUCCESS
                 } else {
                     NOT_SUPPORTED
