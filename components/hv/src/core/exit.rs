@@ -304,8 +304,10 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                         Signal::default()
                     }
                 };
-                let irq = self.vms[vm].devices.device(device).irq();
-                if let (true, Some(intid)) = (signal.raise, irq) {
+                if !signal.raise {
+                    return;
+                }
+                if let Some(intid) = self.vms[vm].devices.device(device).irq() {
                     let effects = self.vms[vm].vgic.raise(index, intid);
                     self.kick(vcpu, effects);
                 }
