@@ -13,7 +13,6 @@ pub use entry::_start_secondary;
 pub mod cache;
 pub mod context;
 pub mod el2;
-pub mod ich;
 pub mod mmu;
 pub mod psci;
 pub mod relax;

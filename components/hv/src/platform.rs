@@ -49,9 +49,17 @@ pub trait VcpuRegs {
     fn set_pc(&mut self, pc: u64);
 }
 
-/// The board as the core uses it. Guest RAM is reached only through its
-/// [`GuestMemory`](crate::memory::GuestMemory).
-pub trait Platform: crate::memory::GuestMemory {
+/// The board as the core uses it: a vCPU's context on a physical CPU, the
+/// timers, the physical interrupt controller, and guest RAM (reached only
+/// through [`GuestMemory`](crate::memory::GuestMemory)). Implemented for
+/// anything that implements the four. The virtual CPU interface is the
+/// vGIC's ([`crate::vgic::Vgic::Interface`]).
+pub trait Platform: crate::memory::GuestMemory + Cpu + Timer + PhysicalIrq {}
+
+impl<T: crate::memory::GuestMemory + Cpu + Timer + PhysicalIrq> Platform for T {}
+
+/// A physical CPU running vCPUs: their contexts, stage-2 and caches.
+pub trait Cpu {
     /// A vCPU's whole state (general, system and FP registers).
     type Context: VcpuRegs;
 
@@ -61,23 +69,28 @@ pub trait Platform: crate::memory::GuestMemory {
     /// composer refuses such VMs.
     fn new_context(&self, entry: u64, arg0: u64, index: u32, width: GuestWidth) -> Self::Context;
 
-    /// Loads a vCPU's state (EL1 system registers, timer, GIC CPU interface)
-    /// and its stage-2 (`vttbr`) into this CPU.
+    /// Loads a vCPU's state (EL1 system registers, timer) and its stage-2
+    /// (`vttbr`) into this CPU.
     fn vcpu_load(&mut self, ctx: &Self::Context, vttbr: u64);
 
     /// Saves them back when the vCPU leaves this CPU, and disables its
     /// virtual timer in the hardware (it may run elsewhere next).
     fn vcpu_put(&mut self, ctx: &mut Self::Context);
 
-    /// Interrupts physical CPU `cpu` (an SGI) so it looks for work again.
-    fn kick_cpu(&mut self, cpu: crate::sched::CpuId);
-
-    /// INTID of that kick.
-    fn kick_irq(&self) -> u32;
-
     /// Runs the loaded vCPU until it traps to the hypervisor.
     fn run(&mut self, ctx: &mut Self::Context) -> RawExit;
 
+    /// Invalidates all guest (stage-1 and stage-2) TLB entries of all VMIDs.
+    fn flush_guest_tlbs(&mut self);
+
+    /// Makes freshly written guest memory visible to a guest that starts with
+    /// its MMU and caches off (clean to the point of coherency, invalidate
+    /// the instruction cache).
+    fn sync_guest_memory(&mut self, ram: crate::memory::GuestSlice);
+}
+
+/// The generic timer: the hypervisor's own, and the loaded vCPU's virtual one.
+pub trait Timer {
     /// Free-running counter (CNTPCT), in ticks.
     fn counter(&self) -> u64;
 
@@ -88,24 +101,11 @@ pub trait Platform: crate::memory::GuestMemory {
     /// disarms it with `None`.
     fn set_deadline(&mut self, deadline: Option<u64>);
 
-    /// Waits (WFI) until an interrupt is pending; it is not taken, the
-    /// caller acknowledges it.
-    fn wait_for_interrupt(&mut self);
-
-    /// Acknowledges the highest-priority pending physical interrupt.
-    fn ack_irq(&mut self) -> Option<u32>;
-
-    /// Ends an interrupt taken with [`Platform::ack_irq`].
-    fn end_irq(&mut self, intid: u32);
-
     /// INTID of the hypervisor's own timer.
     fn timer_irq(&self) -> u32;
 
     /// INTID of the guests' virtual timer as the physical GIC sees it.
     fn guest_timer_irq(&self) -> u32;
-
-    /// INTID of the GIC's maintenance interrupt.
-    fn maintenance_irq(&self) -> u32;
 
     /// Masks (or unmasks) the loaded vCPU's virtual timer interrupt.
     fn mask_guest_timer(&mut self, masked: bool);
@@ -113,27 +113,26 @@ pub trait Platform: crate::memory::GuestMemory {
     /// When the loaded vCPU's virtual timer fires, if it is enabled and
     /// the guest has not masked it.
     fn guest_timer_deadline(&self) -> Option<u64>;
+}
 
-    /// Host-physical address and size of the GIC's virtual CPU interface,
-    /// mapped where the guest expects its CPU interface (GICv2); `None`
-    /// when the CPU interface is system registers (GICv3).
-    fn guest_cpu_interface(&self) -> Option<(u64, u64)>;
+/// The physical interrupt controller as the hypervisor takes interrupts.
+pub trait PhysicalIrq {
+    /// Interrupts physical CPU `cpu` (an SGI) so it looks for work again.
+    fn kick_cpu(&mut self, cpu: crate::sched::CpuId);
 
-    /// How many list registers the GIC has.
-    fn lr_count(&self) -> usize;
+    /// INTID of that kick.
+    fn kick_irq(&self) -> u32;
 
-    /// Writes the loaded vCPU's list registers; `underflow` asks for a
-    /// maintenance interrupt when they (nearly) run empty.
-    fn write_lrs(&mut self, lrs: &[crate::vgic::ListReg], underflow: bool);
+    /// Waits (WFI) until an interrupt is pending; it is not taken, the
+    /// caller acknowledges it.
+    fn wait_for_interrupt(&mut self);
 
-    /// Reads them back after the guest ran.
-    fn read_lrs(&mut self, lrs: &mut [crate::vgic::ListReg]);
+    /// Acknowledges the highest-priority pending physical interrupt.
+    fn ack_irq(&mut self) -> Option<u32>;
 
-    /// Invalidates all guest (stage-1 and stage-2) TLB entries of all VMIDs.
-    fn flush_guest_tlbs(&mut self);
+    /// Ends an interrupt taken with [`PhysicalIrq::ack_irq`].
+    fn end_irq(&mut self, intid: u32);
 
-    /// Makes freshly written guest memory visible to a guest that starts with
-    /// its MMU and caches off (clean to the point of coherency, invalidate
-    /// the instruction cache).
-    fn sync_guest_memory(&mut self, ram: crate::memory::GuestSlice);
+    /// INTID of the GIC's maintenance interrupt.
+    fn maintenance_irq(&self) -> u32;
 }

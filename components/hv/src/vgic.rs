@@ -1,8 +1,9 @@
 //! The virtual GIC interface every `vgic-*` component implements: the
 //! distributor a VM sees (emulated by trapping its accesses) and the
 //! policy that moves pending virtual interrupts into a vCPU's list
-//! registers. Reading and writing the list registers themselves is the
-//! platform's (GICH on GICv2, ICH_* system registers on GICv3).
+//! registers. Each vGIC also brings the driver of the hardware's virtual CPU
+//! interface it fills ([`VirtualInterface`]: GICH on GICv2, the ICH_*
+//! system registers on GICv3).
 
 /// State of one list register, as both GIC versions have it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,8 +44,44 @@ pub struct Effects {
     pub kick: u64,
 }
 
+/// The physical GIC's virtual CPU interface, one per image: its registers
+/// are banked (GICv2's GICH) or per CPU (GICv3's ICH_*), so each CPU
+/// reaches its own through the same driver, under the hypervisor's lock.
+pub trait VirtualInterface {
+    /// What a guest set in its CPU interface outside the list registers
+    /// (priority mask, active priorities): saved with its vCPU.
+    type CpuState: Default;
+
+    /// How many list registers the hardware has (read once, at boot).
+    fn lr_count(&self) -> usize;
+
+    /// Host-physical address and size of the memory-mapped CPU interface a
+    /// guest uses (GICv2's GICV), mapped where the guest expects GICC;
+    /// `None` when guests use system registers (GICv3).
+    fn guest_cpu_interface(&self) -> Option<(u64, u64)>;
+
+    /// Writes the loaded vCPU's list registers and turns the interface on;
+    /// `underflow` asks for a maintenance interrupt when they (nearly) run
+    /// empty.
+    fn write_lrs(&mut self, lrs: &[ListReg], underflow: bool);
+
+    /// Reads them back after the guest ran.
+    fn read_lrs(&mut self, lrs: &mut [ListReg]);
+
+    /// A vCPU comes to this CPU: its CPU-interface state goes in.
+    fn load(&mut self, state: &Self::CpuState);
+
+    /// It leaves: its state comes out, and the interface is turned off (no
+    /// maintenance interrupt for a vCPU that is not here; an idle CPU would
+    /// wake for it again and again). `write_lrs` turns it on again.
+    fn put(&mut self, state: &mut Self::CpuState);
+}
+
 /// One VM's virtual interrupt controller.
 pub trait Vgic {
+    /// The hardware interface its list registers go through.
+    type Interface: VirtualInterface;
+
     /// A virtual GIC for a VM with `vcpus` vCPUs.
     fn new(vcpus: usize) -> Self;
 

@@ -13,12 +13,16 @@ use hv::{
     core::Work,
     log,
     memory::{GuestMemory, GuestRam, GuestSlice, SparseRam},
+    platform::{Cpu as CpuOps, PhysicalIrq, Timer},
     sched::{CpuId, Scheduler, VcpuId},
-    vgic::ListReg,
-    ExitKind, GuestWidth, Hypervisor, Platform, RawExit, VcpuRegs, Vgic, VmDesc,
+    vgic::{Effects, ListReg, VirtualInterface},
+    ExitKind, GuestWidth, Hypervisor, RawExit, VcpuRegs, Vgic, VmDesc,
 };
 use proptest::prelude::*;
-use std::cell::RefCell;
+use std::{
+    cell::{Cell, RefCell},
+    rc::Rc,
+};
 
 const MIB2: u64 = 2 << 20;
 const TIMER_IRQ: u32 = 26;
@@ -64,7 +68,6 @@ impl VcpuRegs for Ctx {
 struct Cpu {
     pending: Vec<u32>,
     deadline: Option<u64>,
-    lrs: [ListReg; 4],
     guest_timer: Option<u64>,
     guest_timer_masked: bool,
 }
@@ -74,13 +77,78 @@ struct Cpu {
 struct Sim {
     ram: SparseRam,
     now: u64,
-    current: usize,
+    current: Rc<Cell<usize>>,
     cpus: Vec<Cpu>,
 }
 
 impl Sim {
     fn cpu(&mut self) -> &mut Cpu {
-        &mut self.cpus[self.current]
+        &mut self.cpus[self.current.get()]
+    }
+}
+
+/// The virtual CPU interface of the simulated CPUs: four list registers
+/// each, on the CPU the simulation says is current.
+struct SimInterface {
+    current: Rc<Cell<usize>>,
+    lrs: Vec<[ListReg; 4]>,
+}
+
+impl VirtualInterface for SimInterface {
+    type CpuState = ();
+    fn lr_count(&self) -> usize {
+        4
+    }
+    fn guest_cpu_interface(&self) -> Option<(u64, u64)> {
+        Some((0x0804_0000, 0x2000))
+    }
+    fn write_lrs(&mut self, lrs: &[ListReg], _: bool) {
+        self.lrs[self.current.get()].copy_from_slice(lrs);
+    }
+    fn read_lrs(&mut self, lrs: &mut [ListReg]) {
+        lrs.copy_from_slice(&self.lrs[self.current.get()]);
+    }
+    fn load(&mut self, _: &()) {}
+    fn put(&mut self, _: &mut ()) {}
+}
+
+/// A real vGIC model on the simulated interface.
+struct Simulated<V>(V);
+
+impl<V: Vgic> Vgic for Simulated<V> {
+    type Interface = SimInterface;
+    fn new(vcpus: usize) -> Self {
+        Simulated(V::new(vcpus))
+    }
+    fn windows(&self) -> Vec<hv::device::Window> {
+        self.0.windows()
+    }
+    fn read(&mut self, vcpu: usize, ipa: u64, width: u8) -> u64 {
+        self.0.read(vcpu, ipa, width)
+    }
+    fn write(&mut self, vcpu: usize, ipa: u64, width: u8, value: u64) -> Effects {
+        self.0.write(vcpu, ipa, width, value)
+    }
+    fn write_sgi1r(&mut self, vcpu: usize, value: u64) -> Effects {
+        self.0.write_sgi1r(vcpu, value)
+    }
+    fn raise(&mut self, vcpu: usize, intid: u32) -> Effects {
+        self.0.raise(vcpu, intid)
+    }
+    fn flush(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> bool {
+        self.0.flush(vcpu, lrs)
+    }
+    fn sync(&mut self, vcpu: usize, lrs: &mut [ListReg]) {
+        self.0.sync(vcpu, lrs)
+    }
+    fn release_lrs(&mut self, vcpu: usize) -> Effects {
+        self.0.release_lrs(vcpu)
+    }
+    fn has_pending(&self, vcpu: usize) -> bool {
+        self.0.has_pending(vcpu)
+    }
+    fn in_flight(&self, vcpu: usize, intid: u32) -> bool {
+        self.0.in_flight(vcpu, intid)
     }
 }
 
@@ -96,7 +164,7 @@ impl GuestMemory for Sim {
     }
 }
 
-impl Platform for Sim {
+impl CpuOps for Sim {
     type Context = Ctx;
     fn new_context(&self, entry: u64, arg0: u64, _: u32, _: GuestWidth) -> Ctx {
         let mut regs = [0; 31];
@@ -105,15 +173,14 @@ impl Platform for Sim {
     }
     fn vcpu_load(&mut self, _: &Ctx, _: u64) {}
     fn vcpu_put(&mut self, _: &mut Ctx) {}
-    fn kick_cpu(&mut self, cpu: CpuId) {
-        self.cpus[cpu.0 as usize].pending.push(KICK_IRQ);
-    }
-    fn kick_irq(&self) -> u32 {
-        KICK_IRQ
-    }
     fn run(&mut self, _: &mut Ctx) -> RawExit {
         unreachable!("the test makes the exits")
     }
+    fn flush_guest_tlbs(&mut self) {}
+    fn sync_guest_memory(&mut self, _: GuestSlice) {}
+}
+
+impl Timer for Sim {
     fn counter(&self) -> u64 {
         self.now
     }
@@ -123,42 +190,37 @@ impl Platform for Sim {
     fn set_deadline(&mut self, deadline: Option<u64>) {
         self.cpu().deadline = deadline;
     }
-    fn wait_for_interrupt(&mut self) {}
-    fn ack_irq(&mut self) -> Option<u32> {
-        let pending = &mut self.cpu().pending;
-        (!pending.is_empty()).then(|| pending.remove(0))
-    }
-    fn end_irq(&mut self, _: u32) {}
     fn timer_irq(&self) -> u32 {
         TIMER_IRQ
     }
     fn guest_timer_irq(&self) -> u32 {
         GUEST_TIMER_IRQ
     }
-    fn maintenance_irq(&self) -> u32 {
-        MAINTENANCE_IRQ
-    }
     fn mask_guest_timer(&mut self, masked: bool) {
         self.cpu().guest_timer_masked = masked;
     }
     fn guest_timer_deadline(&self) -> Option<u64> {
-        let cpu = &self.cpus[self.current];
+        let cpu = &self.cpus[self.current.get()];
         cpu.guest_timer.filter(|_| !cpu.guest_timer_masked)
     }
-    fn guest_cpu_interface(&self) -> Option<(u64, u64)> {
-        Some((0x0804_0000, 0x2000))
+}
+
+impl PhysicalIrq for Sim {
+    fn kick_cpu(&mut self, cpu: CpuId) {
+        self.cpus[cpu.0 as usize].pending.push(KICK_IRQ);
     }
-    fn lr_count(&self) -> usize {
-        4
+    fn kick_irq(&self) -> u32 {
+        KICK_IRQ
     }
-    fn write_lrs(&mut self, lrs: &[ListReg], _: bool) {
-        self.cpu().lrs.copy_from_slice(lrs);
+    fn wait_for_interrupt(&mut self) {}
+    fn ack_irq(&mut self) -> Option<u32> {
+        let pending = &mut self.cpu().pending;
+        (!pending.is_empty()).then(|| pending.remove(0))
     }
-    fn read_lrs(&mut self, lrs: &mut [ListReg]) {
-        lrs.copy_from_slice(&self.cpu().lrs);
+    fn end_irq(&mut self, _: u32) {}
+    fn maintenance_irq(&self) -> u32 {
+        MAINTENANCE_IRQ
     }
-    fn flush_guest_tlbs(&mut self) {}
-    fn sync_guest_memory(&mut self, _: GuestSlice) {}
 }
 
 /// An argument a guest might pass: edge values, its own RAM's edges, or
@@ -416,19 +478,25 @@ fn run<S: Scheduler, V: Vgic>(
             length_us: 1000,
         })
         .collect();
+    let current = Rc::new(Cell::new(0));
     let sim = Sim {
         ram: SparseRam::default(),
         now: 0,
-        current: 0,
+        current: current.clone(),
         cpus: vec![Cpu::default(); cpus],
     };
-    let mut hv: Hypervisor<Sim, S, V> = Hypervisor::new(sim, descs, cpus as u32, 500, &windows);
+    let vif = SimInterface {
+        current,
+        lrs: vec![[ListReg::default(); 4]; cpus],
+    };
+    let mut hv: Hypervisor<Sim, S, Simulated<V>> =
+        Hypervisor::new(sim, vif, descs, cpus as u32, 500, &windows);
     let mut held: Vec<Option<(VcpuId, Box<Ctx>)>> = (0..cpus).map(|_| None).collect();
     for step in steps {
         let cpu = step.cpu % cpus;
         let sim = hv.platform();
         sim.now += step.advance;
-        sim.current = cpu;
+        sim.current.set(cpu);
         match held[cpu].take() {
             Some((vcpu, mut ctx)) => {
                 let exit = make_exit(hv.platform(), &mut ctx, &step.exit);

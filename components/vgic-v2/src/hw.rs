@@ -3,7 +3,7 @@
 //! interface. The image maps the block and hands over its
 //! `UniqueMmioPointer`; nothing here is `unsafe`.
 
-use hv::vgic::{ListReg, LrState};
+use hv::vgic::{ListReg, LrState, VirtualInterface};
 use safe_mmio::{
     field, field_shared,
     fields::{ReadPure, ReadPureWrite},
@@ -155,6 +155,73 @@ impl<'a> Gich<'a> {
     }
 }
 
+/// The image's GICv2 virtual CPU interface: GICH (banked, so one driver
+/// serves every CPU) and the GICV frames guests see as their GICC.
+pub struct Interface<'a> {
+    gich: Gich<'a>,
+    lr_count: usize,
+    gicv: (u64, u64),
+}
+
+/// What a guest wrote to its CPU interface (GICH_VMCR) and its active
+/// priorities (GICH_APR).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuState {
+    vmcr: u32,
+    apr: u32,
+}
+
+/// GICV is two 4 KiB pages (IHI 0048B §5.4).
+const GICV_SIZE: u64 = 0x2000;
+
+impl<'a> Interface<'a> {
+    /// `gich` mapped by the image; `gicv_base` the host-physical GICV.
+    pub fn new(gich: UniqueMmioPointer<'a, GichRegisters>, gicv_base: u64) -> Self {
+        let gich = Gich::new(gich);
+        Interface {
+            lr_count: gich.lr_count(),
+            gich,
+            gicv: (gicv_base, GICV_SIZE),
+        }
+    }
+}
+
+impl VirtualInterface for Interface<'_> {
+    type CpuState = CpuState;
+
+    fn lr_count(&self) -> usize {
+        self.lr_count
+    }
+
+    fn guest_cpu_interface(&self) -> Option<(u64, u64)> {
+        Some(self.gicv)
+    }
+
+    fn write_lrs(&mut self, lrs: &[ListReg], underflow: bool) {
+        for (i, lr) in lrs.iter().enumerate() {
+            self.gich.write_lr(i, lr);
+        }
+        self.gich.set_hcr(true, underflow);
+    }
+
+    fn read_lrs(&mut self, lrs: &mut [ListReg]) {
+        for (i, lr) in lrs.iter_mut().enumerate() {
+            *lr = self.gich.read_lr(i);
+        }
+    }
+
+    fn load(&mut self, state: &CpuState) {
+        self.gich.set_vmcr(state.vmcr);
+        self.gich.set_apr(state.apr);
+    }
+
+    fn put(&mut self, state: &mut CpuState) {
+        state.vmcr = self.gich.vmcr();
+        state.apr = self.gich.apr();
+        self.gich.set_hcr(false, false);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +320,35 @@ mod tests {
         assert_eq!(gich.misr(), 0b10);
         assert_eq!(gich.elrsr(), 1 << 32 | 0b1111);
         assert_eq!((regs.vmcr.0, regs.apr.0), (0xf000_0001, 0x8000_0000));
+    }
+
+    #[test]
+    fn the_interface_moves_list_registers_and_cpu_state_and_turns_off_on_put() {
+        let mut regs = fake(4);
+        let lr = ListReg {
+            intid: 40,
+            priority: 0x80,
+            state: LrState::Pending,
+            ..ListReg::default()
+        };
+        {
+            let mut vif = Interface::new(UniqueMmioPointer::from(&mut regs), 0x2c06_0000);
+            assert_eq!(vif.lr_count(), 4);
+            assert_eq!(vif.guest_cpu_interface(), Some((0x2c06_0000, 0x2000)));
+            vif.load(&CpuState {
+                vmcr: 0xf000_0001,
+                apr: 1 << 20,
+            });
+            vif.write_lrs(&[ListReg::default(), lr], true);
+            let mut back = [ListReg::default(); 2];
+            vif.read_lrs(&mut back);
+            assert_eq!(back, [ListReg::default(), lr]);
+            assert_eq!(field_shared!(vif.gich.regs, hcr).read(), HCR_EN | HCR_UIE);
+            let mut saved = CpuState::default();
+            vif.put(&mut saved);
+            assert_eq!((saved.vmcr, saved.apr), (0xf000_0001, 1 << 20));
+        }
+        assert_eq!(regs.hcr.0, 0, "off once the vCPU left");
     }
 
     #[test]

@@ -270,6 +270,8 @@ impl VgicV2 {
 }
 
 impl Vgic for VgicV2 {
+    type Interface = hw::Interface<'static>;
+
     fn windows(&self) -> alloc::vec::Vec<Window> {
         alloc::vec![Window::new(abi::GUEST_GICD_BASE, DISTRIBUTOR_SIZE)]
     }

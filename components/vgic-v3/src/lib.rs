@@ -57,6 +57,7 @@
 
 extern crate alloc;
 
+pub mod ich;
 pub mod lr;
 
 use alloc::vec::Vec;
@@ -383,6 +384,8 @@ impl VgicV3 {
 }
 
 impl Vgic for VgicV3 {
+    type Interface = ich::Interface;
+
     /// # Panics
     /// If `vcpus` is 0 or more than 8; the configuration is validated
     /// against that at build time.

@@ -1,5 +1,5 @@
 //! The ICH_LR<n>_EL2 encoding (IHI 0069 §12.5): pure functions, so the
-//! layout is tested on the host. `arch-aarch64::ich` moves the values in
+//! layout is tested on the host. [`crate::ich`] moves the values in
 //! and out of the system registers.
 
 use hv::vgic::{ListReg, LrState};

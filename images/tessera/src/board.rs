@@ -1,5 +1,5 @@
 //! The board's devices as the core uses them: the console UART, the
-//! physical GIC, and the arch layer behind hv's Platform trait.
+//! physical GIC, and the arch layer behind hv's platform traits.
 
 use crate::arch::relax::Mutex;
 use crate::arch::{self, cache, timer};
@@ -7,7 +7,8 @@ use crate::composition as c;
 use crate::guest_ram;
 use crate::hyp;
 use hv::memory::{GuestMemory, GuestSlice};
-use hv::{sched::CpuId, vgic::ListReg, GuestWidth, Platform, RawExit, VcpuRegs};
+use hv::platform::{Cpu, PhysicalIrq, Timer};
+use hv::{sched::CpuId, GuestWidth, RawExit};
 use spin::Once;
 
 /// The UART component the composition picked.
@@ -71,31 +72,10 @@ pub(crate) fn intid(raw: u32) -> arm_gic::IntId {
 // The GIC driver the composition mounted (board/gicv2.rs or gicv3.rs).
 use c::gic;
 
-/// A vCPU as this board runs it: the CPU's registers and the state of its
-/// virtual CPU interface (what the guest wrote to its GIC CPU interface).
-pub struct VcpuContext {
-    cpu: arch::Context,
-    gic: gic::CpuInterfaceState,
-}
-
-impl VcpuRegs for VcpuContext {
-    fn reg(&self, n: usize) -> u64 {
-        self.cpu.reg(n)
-    }
-    fn set_reg(&mut self, n: usize, value: u64) {
-        self.cpu.set_reg(n, value);
-    }
-    fn pc(&self) -> u64 {
-        self.cpu.pc()
-    }
-    fn set_pc(&mut self, pc: u64) {
-        self.cpu.set_pc(pc);
-    }
-}
-
+/// The board's physical GIC: the hypervisor's own interrupts. The guests'
+/// virtual CPU interface belongs to the vGIC (see `gic::virtual_interface`).
 pub struct Board {
     gic: gic::Gic,
-    vif: gic::VirtualInterface,
 }
 
 /// The SGI one CPU sends another to make it look for work.
@@ -118,7 +98,6 @@ impl Board {
     pub fn new() -> Board {
         Board {
             gic: gic::Gic::new(),
-            vif: gic::VirtualInterface::new(),
         }
     }
 
@@ -129,46 +108,39 @@ impl Board {
 }
 
 /// Enters a vCPU on this CPU until it traps (outside the hypervisor lock).
-pub fn run_guest(ctx: &mut VcpuContext) -> RawExit {
-    hyp::run(&mut ctx.cpu)
+pub fn run_guest(ctx: &mut arch::Context) -> RawExit {
+    hyp::run(ctx)
 }
 
-impl Platform for Board {
-    type Context = VcpuContext;
+impl Cpu for Board {
+    type Context = arch::Context;
 
-    fn new_context(&self, entry: u64, arg0: u64, index: u32, width: GuestWidth) -> VcpuContext {
-        VcpuContext {
-            cpu: arch::Context::new(entry, arg0, u64::from(index), width),
-            gic: Default::default(),
-        }
+    fn new_context(&self, entry: u64, arg0: u64, index: u32, width: GuestWidth) -> arch::Context {
+        arch::Context::new(entry, arg0, u64::from(index), width)
     }
 
-    fn vcpu_load(&mut self, ctx: &VcpuContext, vttbr: u64) {
-        hyp::vcpu_load(&ctx.cpu, vttbr);
-        self.vif.restore(&ctx.gic);
+    fn vcpu_load(&mut self, ctx: &arch::Context, vttbr: u64) {
+        hyp::vcpu_load(ctx, vttbr);
     }
 
-    fn vcpu_put(&mut self, ctx: &mut VcpuContext) {
-        self.vif.save(&mut ctx.gic);
-        // No maintenance interrupt for a vCPU that is not here (an idle
-        // CPU would wake for it again and again); `write_lrs` turns the
-        // interface on for the next one.
-        self.vif.set_hcr(false, false);
-        hyp::vcpu_put(&mut ctx.cpu);
+    fn vcpu_put(&mut self, ctx: &mut arch::Context) {
+        hyp::vcpu_put(ctx);
     }
 
-    fn kick_cpu(&mut self, cpu: CpuId) {
-        self.gic.send_sgi(cpu.0, KICK_SGI);
-    }
-
-    fn kick_irq(&self) -> u32 {
-        KICK_SGI
-    }
-
-    fn run(&mut self, ctx: &mut VcpuContext) -> RawExit {
+    fn run(&mut self, ctx: &mut arch::Context) -> RawExit {
         run_guest(ctx)
     }
 
+    fn flush_guest_tlbs(&mut self) {
+        cache::flush_guest_tlbs();
+    }
+
+    fn sync_guest_memory(&mut self, ram: GuestSlice) {
+        cache::clean_to_poc(ram.pa() as usize, ram.len() as usize);
+    }
+}
+
+impl Timer for Board {
     fn counter(&self) -> u64 {
         timer::counter()
     }
@@ -179,6 +151,32 @@ impl Platform for Board {
 
     fn set_deadline(&mut self, deadline: Option<u64>) {
         timer::set_deadline(deadline);
+    }
+
+    fn timer_irq(&self) -> u32 {
+        c::HYP_TIMER_IRQ
+    }
+
+    fn guest_timer_irq(&self) -> u32 {
+        c::VIRT_TIMER_IRQ
+    }
+
+    fn mask_guest_timer(&mut self, masked: bool) {
+        timer::mask_guest_timer(masked);
+    }
+
+    fn guest_timer_deadline(&self) -> Option<u64> {
+        timer::guest_timer_deadline()
+    }
+}
+
+impl PhysicalIrq for Board {
+    fn kick_cpu(&mut self, cpu: CpuId) {
+        self.gic.send_sgi(cpu.0, KICK_SGI);
+    }
+
+    fn kick_irq(&self) -> u32 {
+        KICK_SGI
     }
 
     fn wait_for_interrupt(&mut self) {
@@ -193,52 +191,7 @@ impl Platform for Board {
         self.gic.end(intid);
     }
 
-    fn timer_irq(&self) -> u32 {
-        c::HYP_TIMER_IRQ
-    }
-
-    fn guest_timer_irq(&self) -> u32 {
-        c::VIRT_TIMER_IRQ
-    }
-
     fn maintenance_irq(&self) -> u32 {
         c::MAINTENANCE_IRQ
-    }
-
-    fn mask_guest_timer(&mut self, masked: bool) {
-        timer::mask_guest_timer(masked);
-    }
-
-    fn guest_timer_deadline(&self) -> Option<u64> {
-        timer::guest_timer_deadline()
-    }
-
-    fn guest_cpu_interface(&self) -> Option<(u64, u64)> {
-        gic::GUEST_CPU_INTERFACE
-    }
-
-    fn lr_count(&self) -> usize {
-        self.vif.lr_count()
-    }
-
-    fn write_lrs(&mut self, lrs: &[ListReg], underflow: bool) {
-        for (i, lr) in lrs.iter().enumerate() {
-            self.vif.write_lr(i, lr);
-        }
-        self.vif.set_hcr(true, underflow);
-    }
-
-    fn read_lrs(&mut self, lrs: &mut [ListReg]) {
-        for (i, lr) in lrs.iter_mut().enumerate() {
-            *lr = self.vif.read_lr(i);
-        }
-    }
-
-    fn flush_guest_tlbs(&mut self) {
-        cache::flush_guest_tlbs();
-    }
-
-    fn sync_guest_memory(&mut self, ram: GuestSlice) {
-        cache::clean_to_poc(ram.pa() as usize, ram.len() as usize);
     }
 }

@@ -102,6 +102,7 @@ extern "C" fn tessera_main(_dtb: u64) -> ! {
     let table = vm_table();
     let hv = Hypervisor::new(
         platform,
+        c::gic::virtual_interface(),
         vm_descs(&table),
         c::CPUS,
         c::TIME_SLICE_US,
@@ -163,8 +164,8 @@ fn cpu_loop(hv: &Mutex<Tessera>, cpu: CpuId) -> ! {
 /// What this CPU does without the hypervisor's lock.
 struct OnThisCpu;
 
-impl Outside<<board::Board as hv::Platform>::Context> for OnThisCpu {
-    fn run_guest(&mut self, ctx: &mut <board::Board as hv::Platform>::Context) -> hv::RawExit {
+impl Outside<arch::Context> for OnThisCpu {
+    fn run_guest(&mut self, ctx: &mut arch::Context) -> hv::RawExit {
         board::run_guest(ctx)
     }
     fn zero(&mut self, chunk: hv::memory::GuestSlice) {

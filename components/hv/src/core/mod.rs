@@ -14,12 +14,12 @@ pub use vm::VmDesc;
 use crate::{
     platform::{Platform, RawExit},
     sched::{CpuId, Pick, SchedConfig, Scheduler, VcpuId, VcpuParams, Window},
-    vgic::{ListReg, Vgic},
+    vgic::{ListReg, Vgic, VirtualInterface},
     vmid::VmidAllocator,
 };
 use alloc::vec::Vec;
 use config::boot::BootWindow;
-use vm::{Power, RunState, Vcpu, Vm, VmState};
+use vm::{GicState, Power, RunState, Vcpu, Vm, VmState};
 
 /// What a physical CPU is doing.
 #[derive(Clone, Copy, Debug, Default)]
@@ -52,11 +52,14 @@ pub enum Work<C> {
 
 pub struct Hypervisor<P: Platform, S: Scheduler, V: Vgic> {
     platform: P,
+    /// The virtual CPU interface the vGIC fills; `lr_count` of it, read once.
+    vif: V::Interface,
+    lr_count: usize,
     sched: S,
     /// The VMs that were built.
     vms: Vec<Vm<V>>,
     /// Every VM's vCPUs, in VM order: `VcpuId(i)` is `vcpus[i]`.
-    vcpus: Vec<Vcpu<P::Context>>,
+    vcpus: Vec<Vcpu<P::Context, GicState<V>>>,
     vmids: VmidAllocator,
     cpus: Vec<CpuState>,
     /// VMs not stopped yet (asked on every exit: kept, not counted).
@@ -74,6 +77,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// ARINC 653 major frame (VM table index, length).
     pub fn new(
         mut platform: P,
+        vif: V::Interface,
         descs: Vec<VmDesc>,
         cpus: u32,
         time_slice_us: u64,
@@ -83,7 +87,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         let mut vcpus = Vec::new();
         for (id, desc) in descs.into_iter().enumerate() {
             let name = desc.name;
-            match vm::build(&mut platform, id as u32, desc, vms.len(), vcpus.len()) {
+            match vm::build(&mut platform, &vif, id as u32, desc, vms.len(), vcpus.len()) {
                 Ok((vm, its_vcpus)) => {
                     vms.push(vm);
                     vcpus.extend(its_vcpus);
@@ -119,6 +123,8 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         Hypervisor {
             running_vms: vms.len(),
             platform,
+            lr_count: vif.lr_count().min(vm::MAX_LIST_REGS),
+            vif,
             sched,
             vms,
             vcpus,
@@ -413,8 +419,8 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         let state = &mut self.vcpus[vcpu.0 as usize];
         let ctx = state.ctx.as_deref().expect("not running elsewhere");
         self.platform.vcpu_load(ctx, vttbr);
-        let count = self.platform.lr_count();
-        self.platform.write_lrs(&state.lrs[..count], false);
+        self.vif.load(&state.gic);
+        self.vif.write_lrs(&state.lrs[..self.lr_count], false);
         state.run_started = self.platform.counter();
         state.run = RunState::OnCpu(cpu);
         self.cpus[cpu.0 as usize].running = Some(vcpu);
@@ -424,6 +430,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// can still run (preempted, yielded) or not (blocked, off, stopped).
     fn unload(&mut self, cpu: CpuId, vcpu: VcpuId) {
         let state = &mut self.vcpus[vcpu.0 as usize];
+        self.vif.put(&mut state.gic);
         self.platform
             .vcpu_put(state.ctx.as_deref_mut().expect("handed back"));
         self.leave_cpu(cpu, vcpu);
@@ -456,7 +463,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// Before the guest runs: pending virtual interrupts into its list
     /// registers.
     fn flush_lrs(&mut self, vcpu: VcpuId) {
-        let count = self.platform.lr_count();
+        let count = self.lr_count;
         let state = &mut self.vcpus[vcpu.0 as usize];
         if !state.lrs_live && !state.irq_dirty {
             return;
@@ -474,19 +481,19 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             lr.eoi_maintenance = !lr.is_free() && lr.intid == abi::GUEST_VTIMER_INTID;
         }
         state.lrs_live = overflow || lrs.iter().any(|lr| !lr.is_free());
-        self.platform.write_lrs(lrs, overflow);
+        self.vif.write_lrs(lrs, overflow);
     }
 
     /// After the guest ran: what it did with its list registers back into
     /// its virtual GIC; its timer unmasked once its interrupt is done.
     fn sync_lrs(&mut self, vcpu: VcpuId) {
-        let count = self.platform.lr_count();
+        let count = self.lr_count;
         let state = &mut self.vcpus[vcpu.0 as usize];
         let vgic = &mut self.vms[state.vm].vgic;
         let index = state.index as usize;
         if state.lrs_live {
             let lrs = &mut state.lrs[..count];
-            self.platform.read_lrs(lrs);
+            self.vif.read_lrs(lrs);
             vgic.sync(index, lrs);
             let completed = lrs
                 .iter()

@@ -243,6 +243,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             *ctx = fresh;
         }
         state.lrs = [ListReg::default(); super::vm::MAX_LIST_REGS];
+        state.gic = Default::default();
         state.lrs_live = false;
         state.irq_dirty = false;
         state.blocked = false;

@@ -6,8 +6,8 @@ use crate::platform::GuestWidth;
 use crate::{
     log,
     memory::{GuestMemory, GuestRam, GuestSlice, SparseRam},
-    platform::{ExitKind, RawExit, VcpuRegs},
-    vgic::{Effects, ListReg, LrState},
+    platform::{Cpu, ExitKind, PhysicalIrq, RawExit, Timer, VcpuRegs},
+    vgic::{Effects, ListReg, LrState, VirtualInterface},
 };
 use abi::{Error, GUEST_RAM_BASE};
 use std::{cell::RefCell, collections::VecDeque, string::String, vec};
@@ -84,6 +84,7 @@ struct TestVgic {
 }
 
 impl Vgic for TestVgic {
+    type Interface = MockInterface;
     fn new(_: usize) -> Self {
         TestVgic::default()
     }
@@ -203,7 +204,7 @@ struct Mock {
     deadline: Option<u64>,
     now: u64,
     /// The list registers as the hardware holds them.
-    lrs: [ListReg; 4],
+    lrs: HwLrs,
     guest_timer: Option<u64>,
     guest_timer_masked: bool,
     /// CPUs kicked, in order.
@@ -223,7 +224,53 @@ impl GuestMemory for Mock {
     }
 }
 
-impl Platform for Mock {
+/// Four list registers, shared by the mock CPU (whose guests complete
+/// what is in them) and the mock interface that writes them.
+type HwLrs = std::rc::Rc<RefCell<[ListReg; 4]>>;
+
+/// The virtual CPU interface of the mock CPU. Its CPU-interface state is
+/// a number, to see it saved and restored.
+struct MockInterface {
+    lrs: HwLrs,
+    /// (state loaded, state put) in order.
+    loads: Vec<u32>,
+    current: u32,
+}
+
+impl MockInterface {
+    fn of(mock: &Mock) -> Self {
+        MockInterface {
+            lrs: mock.lrs.clone(),
+            loads: Vec::new(),
+            current: 0,
+        }
+    }
+}
+
+impl VirtualInterface for MockInterface {
+    type CpuState = u32;
+    fn lr_count(&self) -> usize {
+        4
+    }
+    fn guest_cpu_interface(&self) -> Option<(u64, u64)> {
+        Some((0x0804_0000, 0x2000))
+    }
+    fn write_lrs(&mut self, lrs: &[ListReg], _underflow: bool) {
+        self.lrs.borrow_mut().copy_from_slice(lrs);
+    }
+    fn read_lrs(&mut self, lrs: &mut [ListReg]) {
+        lrs.copy_from_slice(&*self.lrs.borrow());
+    }
+    fn load(&mut self, state: &u32) {
+        self.loads.push(*state);
+        self.current = *state;
+    }
+    fn put(&mut self, state: &mut u32) {
+        *state = self.current;
+    }
+}
+
+impl Cpu for Mock {
     type Context = MockCtx;
     fn new_context(&self, entry: u64, arg0: u64, _index: u32, _width: GuestWidth) -> MockCtx {
         let mut regs = [0; 31];
@@ -237,12 +284,6 @@ impl Platform for Mock {
         }
     }
     fn vcpu_put(&mut self, _: &mut MockCtx) {}
-    fn kick_cpu(&mut self, cpu: CpuId) {
-        self.kicks.push(cpu.0);
-    }
-    fn kick_irq(&self) -> u32 {
-        0
-    }
     fn vcpu_load(&mut self, next: &MockCtx, vttbr: u64) {
         self.switches.push((next.id, vttbr));
     }
@@ -296,7 +337,7 @@ impl Platform for Mock {
                 }
             }
             Step::CompleteInterrupts => {
-                self.lrs = [ListReg::default(); 4];
+                *self.lrs.borrow_mut() = [ListReg::default(); 4];
                 self.pending_irq = Some(25);
                 RawExit {
                     kind: ExitKind::Irq,
@@ -328,6 +369,11 @@ impl Platform for Mock {
             },
         }
     }
+    fn flush_guest_tlbs(&mut self) {}
+    fn sync_guest_memory(&mut self, _: GuestSlice) {}
+}
+
+impl Timer for Mock {
     fn counter(&self) -> u64 {
         self.now
     }
@@ -336,6 +382,27 @@ impl Platform for Mock {
     }
     fn set_deadline(&mut self, deadline: Option<u64>) {
         self.deadline = deadline;
+    }
+    fn timer_irq(&self) -> u32 {
+        26
+    }
+    fn guest_timer_irq(&self) -> u32 {
+        27
+    }
+    fn mask_guest_timer(&mut self, masked: bool) {
+        self.guest_timer_masked = masked;
+    }
+    fn guest_timer_deadline(&self) -> Option<u64> {
+        self.guest_timer.filter(|_| !self.guest_timer_masked)
+    }
+}
+
+impl PhysicalIrq for Mock {
+    fn kick_cpu(&mut self, cpu: CpuId) {
+        self.kicks.push(cpu.0);
+    }
+    fn kick_irq(&self) -> u32 {
+        0
     }
     fn wait_for_interrupt(&mut self) {
         let deadline = self
@@ -360,35 +427,9 @@ impl Platform for Mock {
         self.pending_irq.take()
     }
     fn end_irq(&mut self, _: u32) {}
-    fn timer_irq(&self) -> u32 {
-        26
-    }
-    fn guest_timer_irq(&self) -> u32 {
-        27
-    }
     fn maintenance_irq(&self) -> u32 {
         25
     }
-    fn mask_guest_timer(&mut self, masked: bool) {
-        self.guest_timer_masked = masked;
-    }
-    fn guest_timer_deadline(&self) -> Option<u64> {
-        self.guest_timer.filter(|_| !self.guest_timer_masked)
-    }
-    fn guest_cpu_interface(&self) -> Option<(u64, u64)> {
-        Some((0x0804_0000, 0x2000))
-    }
-    fn lr_count(&self) -> usize {
-        4
-    }
-    fn write_lrs(&mut self, lrs: &[ListReg], _underflow: bool) {
-        self.lrs.copy_from_slice(lrs);
-    }
-    fn read_lrs(&mut self, lrs: &mut [ListReg]) {
-        lrs.copy_from_slice(&self.lrs);
-    }
-    fn flush_guest_tlbs(&mut self) {}
-    fn sync_guest_memory(&mut self, _: GuestSlice) {}
 }
 
 const MIB2: usize = 2 << 20;
@@ -422,7 +463,8 @@ fn boot(vms: Vec<(VmDesc, Vec<Step>)>) -> Hypervisor<Mock, Fifo, TestVgic> {
         mock.results.push(Vec::new());
         descs.push(desc);
     }
-    Hypervisor::new(mock, descs, 1, 100, &[])
+    let vif = MockInterface::of(&mock);
+    Hypervisor::new(mock, vif, descs, 1, 100, &[])
 }
 
 #[test]
@@ -624,7 +666,7 @@ fn the_guest_timer_is_masked_until_its_interrupt_is_completed() {
     let Work::Run(vcpu, mut ctx) = hv.next_work(CpuId(0)) else {
         panic!("tick runs")
     };
-    let lr = hv.platform.lrs[0];
+    let lr = hv.platform.lrs.borrow()[0];
     assert_eq!(
         (lr.intid, lr.state, lr.eoi_maintenance),
         (27, LrState::Pending, true)
@@ -1019,7 +1061,9 @@ fn psci_starts_and_stops_sibling_vcpus_and_powers_the_vm_off() {
         results: vec![Vec::new(); 3],
         ..Mock::default()
     };
-    let mut hv: Hypervisor<Mock, Fifo, TestVgic> = Hypervisor::new(mock, vec![desc], 1, 100, &[]);
+    let vif = MockInterface::of(&mock);
+    let mut hv: Hypervisor<Mock, Fifo, TestVgic> =
+        Hypervisor::new(mock, vif, vec![desc], 1, 100, &[]);
     hv.run();
     let results = &hv.platform.results;
     // results[v][n]: x0 as vCPU v saw it before its step n.
@@ -1055,7 +1099,8 @@ fn boot_smp(vcpus: u32, cpus: usize, scripts: Vec<Vec<Step>>) -> Hypervisor<Mock
         scripts: scripts.into_iter().map(Into::into).collect(),
         ..Mock::default()
     };
-    Hypervisor::new(mock, vec![desc], cpus as u32, 100, &[])
+    let vif = MockInterface::of(&mock);
+    Hypervisor::new(mock, vif, vec![desc], cpus as u32, 100, &[])
 }
 
 /// `cpu` takes its next work and, if it is a vCPU, lets it into the guest:

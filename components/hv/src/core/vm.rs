@@ -7,7 +7,7 @@ use crate::{
     platform::{GuestWidth, Platform},
     sched::{CpuId, VcpuParams},
     stage2::Stage2,
-    vgic::{ListReg, Vgic},
+    vgic::{ListReg, Vgic, VirtualInterface},
     vmid::Vmid,
 };
 use abi::{StartInfo, CMDLINE_LEN, GUEST_RAM_BASE, VM_NAME_LEN};
@@ -65,7 +65,7 @@ pub(crate) enum RunState {
 }
 
 /// A vCPU: its registers and what the core tracks about it.
-pub(crate) struct Vcpu<C> {
+pub(crate) struct Vcpu<C, G> {
     /// Index of its VM in the hypervisor's VMs, and its own in the VM.
     pub vm: usize,
     pub index: u32,
@@ -79,6 +79,8 @@ pub(crate) struct Vcpu<C> {
     pub run_started: u64,
     /// Its list registers as last written to or read from the hardware.
     pub lrs: [ListReg; MAX_LIST_REGS],
+    /// Its GIC CPU-interface state outside the list registers.
+    pub gic: G,
     /// Some list register is in use, or interrupts wait for one: the
     /// hardware must be read back after the guest runs.
     pub lrs_live: bool,
@@ -132,13 +134,17 @@ impl<V> Vm<V> {
 }
 
 /// A built VM and its vCPUs, for the hypervisor's tables.
-pub(crate) type VmAndVcpus<V, C> = (Vm<V>, alloc::vec::Vec<Vcpu<C>>);
+pub(crate) type VmAndVcpus<V, C> = (Vm<V>, alloc::vec::Vec<Vcpu<C, GicState<V>>>);
+
+/// What a vCPU's GIC CPU interface holds outside its list registers.
+pub(crate) type GicState<V> = <<V as Vgic>::Interface as VirtualInterface>::CpuState;
 
 /// Builds a VM: stage-2 (RAM, and the GIC's virtual CPU interface where
 /// the guest expects its CPU interface), RAM contents, start info, and its
 /// vCPUs (numbered from `first_vcpu` in the hypervisor; vCPU 0 on).
 pub(crate) fn build<P: Platform, V: Vgic>(
     platform: &mut P,
+    vif: &V::Interface,
     id: u32,
     desc: VmDesc,
     vm_index: usize,
@@ -159,7 +165,7 @@ pub(crate) fn build<P: Platform, V: Vgic>(
     } = desc;
     let vgic = V::new(vcpus as usize);
     let mut mapped = alloc::vec![Window::new(GUEST_RAM_BASE, ram.size())];
-    let cpu_interface = platform.guest_cpu_interface();
+    let cpu_interface = vif.guest_cpu_interface();
     if let Some((_, size)) = cpu_interface {
         mapped.push(Window::new(abi::GUEST_GICC_BASE, size));
     }
@@ -211,6 +217,7 @@ pub(crate) fn build<P: Platform, V: Vgic>(
                 )),
                 run_started: 0,
                 lrs: [ListReg::default(); MAX_LIST_REGS],
+                gic: Default::default(),
                 lrs_live: false,
                 irq_dirty: false,
                 blocked: false,

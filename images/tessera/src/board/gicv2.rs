@@ -6,7 +6,6 @@
 use crate::board::{intid, irq_priority, KICK_SGI};
 use crate::composition as c;
 use core::ptr::NonNull;
-use hv::vgic::ListReg;
 use safe_mmio::UniqueMmioPointer;
 use arm_gic::{
     gicv2::{
@@ -15,10 +14,6 @@ use arm_gic::{
     },
     IntId, InterruptGroup,
 };
-
-/// The guest's CPU interface is the hardware's virtual one (GICV), two
-/// 4 KiB pages mapped where the guest expects GICC.
-pub const GUEST_CPU_INTERFACE: Option<(u64, u64)> = Some((c::GICV_BASE, 0x2000));
 
 pub struct Gic {
     gic: GicV2<'static>,
@@ -97,52 +92,14 @@ impl Gic {
     }
 }
 
-/// The GICH block: list registers and the guest's CPU-interface state.
-pub struct VirtualInterface(vgic_v2::hw::Gich<'static>);
-
-/// What a guest wrote to its CPU interface (GICH_VMCR) and its active
-/// priorities (GICH_APR).
-#[derive(Default)]
-pub struct CpuInterfaceState {
-    vmcr: u32,
-    apr: u32,
-}
-
-impl VirtualInterface {
-    pub fn new() -> Self {
-        // SAFETY: the GIC's virtual interface control block, identity-mapped
-        // as device memory, owned only by this driver (banked per CPU).
-        let gich = unsafe {
-            UniqueMmioPointer::new(
-                NonNull::new(c::GICH_BASE as *mut vgic_v2::hw::GichRegisters).unwrap(),
-            )
-        };
-        VirtualInterface(vgic_v2::hw::Gich::new(gich))
-    }
-
-    pub fn lr_count(&self) -> usize {
-        self.0.lr_count()
-    }
-
-    pub fn write_lr(&mut self, i: usize, lr: &ListReg) {
-        self.0.write_lr(i, lr);
-    }
-
-    pub fn read_lr(&mut self, i: usize) -> ListReg {
-        self.0.read_lr(i)
-    }
-
-    pub fn set_hcr(&mut self, enable: bool, underflow: bool) {
-        self.0.set_hcr(enable, underflow);
-    }
-
-    pub fn save(&mut self, state: &mut CpuInterfaceState) {
-        state.vmcr = self.0.vmcr();
-        state.apr = self.0.apr();
-    }
-
-    pub fn restore(&mut self, state: &CpuInterfaceState) {
-        self.0.set_vmcr(state.vmcr);
-        self.0.set_apr(state.apr);
-    }
+/// The GICH block and GICV frames, for the vGIC.
+pub fn virtual_interface() -> vgic_v2::hw::Interface<'static> {
+    // SAFETY: the GIC's virtual interface control block, identity-mapped
+    // as device memory, owned only by this driver (banked per CPU).
+    let gich = unsafe {
+        UniqueMmioPointer::new(
+            NonNull::new(c::GICH_BASE as *mut vgic_v2::hw::GichRegisters).unwrap(),
+        )
+    };
+    vgic_v2::hw::Interface::new(gich, c::GICV_BASE)
 }

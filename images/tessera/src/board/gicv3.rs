@@ -6,9 +6,7 @@
 use crate::board::{intid, irq_priority, KICK_SGI};
 use crate::composition as c;
 use core::ptr::NonNull;
-use hv::vgic::ListReg;
 use safe_mmio::UniqueMmioPointer;
-use arch_aarch64::ich;
 use arm_gic::{
     gicv3::{
         registers::{Gicd, GicrSgi},
@@ -16,9 +14,6 @@ use arm_gic::{
     },
     IntId, InterruptGroup,
 };
-
-/// Guests use the system-register CPU interface: nothing to map.
-pub const GUEST_CPU_INTERFACE: Option<(u64, u64)> = None;
 
 pub struct Gic {
     gic: GicV3<'static>,
@@ -96,37 +91,7 @@ impl Gic {
     }
 }
 
-/// The ICH_* registers: list registers and the guest's CPU-interface state.
-pub struct VirtualInterface;
-
-pub use ich::CpuInterfaceState;
-
-impl VirtualInterface {
-    pub fn new() -> Self {
-        VirtualInterface
-    }
-
-    pub fn lr_count(&self) -> usize {
-        ich::lr_count()
-    }
-
-    pub fn write_lr(&mut self, i: usize, lr: &ListReg) {
-        ich::write_lr(i, lr);
-    }
-
-    pub fn read_lr(&mut self, i: usize) -> ListReg {
-        ich::read_lr(i)
-    }
-
-    pub fn set_hcr(&mut self, enable: bool, underflow: bool) {
-        ich::set_hcr(enable, underflow);
-    }
-
-    pub fn save(&mut self, state: &mut CpuInterfaceState) {
-        *state = CpuInterfaceState::save();
-    }
-
-    pub fn restore(&mut self, state: &CpuInterfaceState) {
-        state.restore();
-    }
+/// The ICH_* registers, for the vGIC.
+pub fn virtual_interface() -> vgic_v3::ich::Interface {
+    vgic_v3::ich::Interface::probe()
 }

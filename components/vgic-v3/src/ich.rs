@@ -1,23 +1,20 @@
 //! The GICv3 virtual CPU interface of this physical CPU, through the EL2
-//! system registers (IHI 0069 §12.5, ICH_*_EL2 and ICC_SRE_EL2): the list
-//! registers, the interface control, and the guest's own CPU interface
-//! state saved and restored per vCPU. The list-register encoding is
-//! `vgic_v3::lr`'s (pure, host-tested); this module only moves values.
-//! No `unsafe`: `aarch64-cpu`'s register accessors are safe.
+//! system registers (IHI 0069 §12.5, ICH_*_EL2): the list registers, the
+//! interface control, and the guest's own CPU interface state saved and
+//! restored per vCPU. The list-register encoding is [`crate::lr`]'s (pure,
+//! host-tested); this module only moves values. No `unsafe`:
+//! `aarch64-cpu`'s register accessors are safe (off AArch64 they panic,
+//! so only the image calls them).
 
-use aarch64_cpu::{
-    asm::barrier,
-    registers::{
-        ReadWriteable, Readable, Writeable, ICC_SRE_EL2, ICH_AP0R0_EL2, ICH_AP0R1_EL2,
-        ICH_AP0R2_EL2, ICH_AP0R3_EL2, ICH_AP1R0_EL2, ICH_AP1R1_EL2, ICH_AP1R2_EL2, ICH_AP1R3_EL2,
-        ICH_HCR_EL2, ICH_LR0_EL2, ICH_LR10_EL2, ICH_LR11_EL2, ICH_LR12_EL2, ICH_LR13_EL2,
-        ICH_LR14_EL2, ICH_LR15_EL2, ICH_LR1_EL2, ICH_LR2_EL2, ICH_LR3_EL2, ICH_LR4_EL2,
-        ICH_LR5_EL2, ICH_LR6_EL2, ICH_LR7_EL2, ICH_LR8_EL2, ICH_LR9_EL2, ICH_MISR_EL2,
-        ICH_VMCR_EL2, ICH_VTR_EL2,
-    },
+use crate::lr::{decode_lr, encode_lr};
+use aarch64_cpu::registers::{
+    Readable, Writeable, ICH_AP0R0_EL2, ICH_AP0R1_EL2, ICH_AP0R2_EL2, ICH_AP0R3_EL2, ICH_AP1R0_EL2,
+    ICH_AP1R1_EL2, ICH_AP1R2_EL2, ICH_AP1R3_EL2, ICH_HCR_EL2, ICH_LR0_EL2, ICH_LR10_EL2,
+    ICH_LR11_EL2, ICH_LR12_EL2, ICH_LR13_EL2, ICH_LR14_EL2, ICH_LR15_EL2, ICH_LR1_EL2, ICH_LR2_EL2,
+    ICH_LR3_EL2, ICH_LR4_EL2, ICH_LR5_EL2, ICH_LR6_EL2, ICH_LR7_EL2, ICH_LR8_EL2, ICH_LR9_EL2,
+    ICH_VMCR_EL2, ICH_VTR_EL2,
 };
-use hv::vgic::ListReg;
-use vgic_v3::lr::{decode_lr, encode_lr};
+use hv::vgic::{ListReg, VirtualInterface};
 
 /// Runs `$body` with `$reg` bound to the `$index`th of the listed
 /// registers (each is its own type, so this expands once per register);
@@ -47,14 +44,14 @@ macro_rules! with_lr {
 }
 
 /// How many list registers the hardware has (ICH_VTR_EL2.ListRegs + 1).
-pub fn lr_count() -> usize {
+fn lr_count() -> usize {
     ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1
 }
 
 /// How many of each of ICH_AP0R<n>_EL2 and ICH_AP1R<n>_EL2 exist: one
 /// per 32 preemption levels (ICH_VTR_EL2.PREbits + 1 bits: 5 → 1, 6 → 2,
 /// 7 → 4). Touching one that does not exist is UNDEFINED.
-pub fn apr_count() -> usize {
+fn apr_count() -> usize {
     match ICH_VTR_EL2.read(ICH_VTR_EL2::PREbits) {
         0..=4 => 1,
         5 => 2,
@@ -64,12 +61,12 @@ pub fn apr_count() -> usize {
 
 /// List register `i`; one past the 16 the architecture has reads as
 /// invalid. `i` must be below [`lr_count`].
-pub fn read_lr(i: usize) -> ListReg {
+fn read_lr(i: usize) -> ListReg {
     decode_lr(with_lr!(i, 0, |reg| reg.get()))
 }
 
 /// Writes list register `i` (below [`lr_count`]; past 16 it is ignored).
-pub fn write_lr(i: usize, lr: &ListReg) {
+fn write_lr(i: usize, lr: &ListReg) {
     let value = encode_lr(lr);
     with_lr!(i, (), |reg| reg.set(value));
 }
@@ -77,24 +74,19 @@ pub fn write_lr(i: usize, lr: &ListReg) {
 /// ICH_HCR_EL2: the virtual CPU interface on (`En`), and a maintenance
 /// interrupt when at most one list register is valid (`UIE`), for
 /// interrupts that did not fit. The other controls are left off.
-pub fn set_hcr(enable: bool, underflow_maintenance: bool) {
+fn set_hcr(enable: bool, underflow_maintenance: bool) {
     ICH_HCR_EL2.write(
         ICH_HCR_EL2::En.val(enable.into()) + ICH_HCR_EL2::UIE.val(underflow_maintenance.into()),
     );
 }
 
-/// ICH_MISR_EL2: why the maintenance interrupt fired.
-pub fn misr() -> u32 {
-    ICH_MISR_EL2.get() as u32
-}
-
 /// ICH_VMCR_EL2: the guest's CPU interface control (priority mask, binary
 /// points, group enables), saved and restored per vCPU.
-pub fn vmcr() -> u32 {
+fn vmcr() -> u32 {
     ICH_VMCR_EL2.get() as u32
 }
 
-pub fn set_vmcr(value: u32) {
+fn set_vmcr(value: u32) {
     ICH_VMCR_EL2.set(value.into());
 }
 
@@ -116,43 +108,70 @@ macro_rules! with_apr {
 /// registers: saved when its vCPU leaves this CPU, restored when a vCPU
 /// comes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CpuInterfaceState {
-    pub vmcr: u32,
+pub struct CpuState {
+    vmcr: u32,
     /// ICH_AP0R<n>_EL2 (group 0 active priorities); only the first
-    /// [`apr_count`] are used.
-    pub ap0r: [u32; 4],
+    /// `apr_count` are used.
+    ap0r: [u32; 4],
     /// ICH_AP1R<n>_EL2 (group 1 active priorities).
-    pub ap1r: [u32; 4],
+    ap1r: [u32; 4],
 }
 
-impl CpuInterfaceState {
-    /// Reads this CPU's current guest state.
-    pub fn save() -> Self {
-        let mut state = CpuInterfaceState {
-            vmcr: vmcr(),
-            ..Self::default()
-        };
-        for i in 0..apr_count() {
+/// The ICH_* registers of whichever CPU runs it: one driver for all, its
+/// counts read once (they are the same on every CPU).
+pub struct Interface {
+    lr_count: usize,
+    apr_count: usize,
+}
+
+impl Interface {
+    /// Reads ICH_VTR_EL2 (at EL2, on the CPU).
+    pub fn probe() -> Self {
+        Interface {
+            lr_count: lr_count(),
+            apr_count: apr_count(),
+        }
+    }
+}
+
+impl VirtualInterface for Interface {
+    type CpuState = CpuState;
+
+    fn lr_count(&self) -> usize {
+        self.lr_count
+    }
+
+    fn guest_cpu_interface(&self) -> Option<(u64, u64)> {
+        None
+    }
+
+    fn write_lrs(&mut self, lrs: &[ListReg], underflow: bool) {
+        for (i, lr) in lrs.iter().enumerate() {
+            write_lr(i, lr);
+        }
+        set_hcr(true, underflow);
+    }
+
+    fn read_lrs(&mut self, lrs: &mut [ListReg]) {
+        for (i, lr) in lrs.iter_mut().enumerate() {
+            *lr = read_lr(i);
+        }
+    }
+
+    fn load(&mut self, state: &CpuState) {
+        set_vmcr(state.vmcr);
+        for i in 0..self.apr_count {
+            with_apr!(0, i, |reg| reg.set(state.ap0r[i].into()));
+            with_apr!(1, i, |reg| reg.set(state.ap1r[i].into()));
+        }
+    }
+
+    fn put(&mut self, state: &mut CpuState) {
+        state.vmcr = vmcr();
+        for i in 0..self.apr_count {
             with_apr!(0, i, |reg| state.ap0r[i] = reg.get() as u32);
             with_apr!(1, i, |reg| state.ap1r[i] = reg.get() as u32);
         }
-        state
+        set_hcr(false, false);
     }
-
-    /// Loads this state into this CPU's virtual CPU interface.
-    pub fn restore(&self) {
-        set_vmcr(self.vmcr);
-        for i in 0..apr_count() {
-            with_apr!(0, i, |reg| reg.set(self.ap0r[i].into()));
-            with_apr!(1, i, |reg| reg.set(self.ap1r[i].into()));
-        }
-    }
-}
-
-/// ICC_SRE_EL2: EL2 uses the system-register interface (SRE) and lets EL1
-/// use it too (Enable), so a guest's ICC_* accesses reach its virtual CPU
-/// interface.
-pub fn enable_sre_for_guests() {
-    ICC_SRE_EL2.modify(ICC_SRE_EL2::SRE::SET + ICC_SRE_EL2::ENABLE::SET);
-    barrier::isb(barrier::SY);
 }
