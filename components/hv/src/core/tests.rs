@@ -229,7 +229,8 @@ impl GuestMemory for Mock {
 type HwLrs = std::rc::Rc<RefCell<[ListReg; 4]>>;
 
 /// The virtual CPU interface of the mock CPU. Its CPU-interface state is
-/// a number, to see it saved and restored.
+/// a number the guest bumps each time it runs, to see it saved and
+/// restored.
 struct MockInterface {
     lrs: HwLrs,
     /// (state loaded, state put) in order.
@@ -266,7 +267,7 @@ impl VirtualInterface for MockInterface {
         self.current = *state;
     }
     fn put(&mut self, state: &mut u32) {
-        *state = self.current;
+        *state = self.current + 1;
     }
 }
 
@@ -579,6 +580,24 @@ fn a_stage2_fault_stops_only_the_faulting_vm() {
     assert_eq!(lines[2], "[good] ok");
     assert!(lines[4].starts_with("[hv] VM good exited (code 0) after "));
     assert!(hv.platform().scripts.iter().all(|s| s.is_empty()));
+}
+
+#[test]
+fn each_vcpu_gets_back_the_cpu_interface_state_it_left_with() {
+    let mut hv = boot(vec![
+        (
+            vm("a", 0x8000_0000, b""),
+            vec![Step::TimerIrq, Step::TimerIrq, Step::Hvc(EXIT, 0, 0)],
+        ),
+        (
+            vm("b", 0x8020_0000, b""),
+            vec![Step::TimerIrq, Step::TimerIrq, Step::Hvc(EXIT, 0, 0)],
+        ),
+    ]);
+    hv.run();
+    let switches: Vec<_> = hv.platform().switches.iter().map(|s| s.0).collect();
+    assert_eq!(switches, vec![0, 1, 0, 1, 0, 1]);
+    assert_eq!(hv.vif.loads, vec![0, 0, 1, 1, 2, 2]);
 }
 
 #[test]
