@@ -2,8 +2,10 @@
 //! every trap (general and FP/SIMD registers, PC, PSTATE), and the EL1
 //! system registers, switched only when another vCPU is loaded.
 
+use aarch64_cpu::registers::HCR_EL2;
 use core::{arch::asm, mem::offset_of};
 use hv::{GuestWidth, VcpuRegs};
+use tock_registers::fields::FieldValue;
 
 /// Saved by `__tessera_guest_exit`, loaded by `__tessera_enter_guest`.
 /// The assembly uses the offsets below; keep them in step.
@@ -115,8 +117,6 @@ const PSTATE_EL1H_MASKED: u64 = 0x3c5;
 const PSTATE_SVC_MASKED: u64 = 0x1d3;
 /// MPIDR.U is RES1 in the virtual MPIDR for a uniprocessor-style affinity.
 const VMPIDR_RES1: u64 = 1 << 31;
-/// HCR_EL2.RW: EL1 is AArch64.
-const HCR_RW: u64 = 1 << 31;
 
 #[derive(Clone, Default)]
 pub struct Context {
@@ -148,11 +148,11 @@ impl Context {
         ctx
     }
 
-    /// HCR_EL2 for this vCPU: `base` with RW set for an AArch64 EL1.
-    pub fn hcr(&self, base: u64) -> u64 {
+    /// HCR_EL2.RW for this vCPU: the width of its EL1.
+    pub fn hcr_rw(&self) -> FieldValue<u64, HCR_EL2::Register> {
         match self.aarch32 {
-            Some(_) => base & !HCR_RW,
-            None => base | HCR_RW,
+            Some(_) => HCR_EL2::RW::AllLowerELsAreAarch32,
+            None => HCR_EL2::RW::EL1IsAarch64,
         }
     }
 

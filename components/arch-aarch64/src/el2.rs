@@ -1,11 +1,16 @@
 //! EL2 control: what traps, how stage 2 is configured, and running a vCPU.
 
 use crate::{context::Context, mmu, psci};
-use aarch64_cpu::registers::{
-    Readable, Writeable, ESR_EL2, FAR_EL2, HPFAR_EL2, MDCR_EL2, MDSCR_EL1,
+use aarch64_cpu::{
+    asm::barrier,
+    registers::{
+        Readable, Writeable, CNTHCTL_EL2, CNTVOFF_EL2, CNTV_CTL_EL0, ESR_EL2, FAR_EL2, HCR_EL2,
+        HPFAR_EL2, MDCR_EL2, MDSCR_EL1, VTCR_EL2, VTTBR_EL2,
+    },
 };
 use core::arch::asm;
 use hv::{ExitKind, RawExit};
+use tock_registers::fields::FieldValue;
 
 extern "C" {
     fn __tessera_enter_guest(regs: *mut crate::context::GuestRegs) -> u64;
@@ -14,29 +19,31 @@ extern "C" {
 /// HCR_EL2 while guests run: stage 2 on (VM), set/way invalidation as clean
 /// (SWIO), physical IRQ/FIQ/SError to EL2 (IMO/FMO/AMO), broadcast TLB and
 /// barrier scope inner-shareable (FB, BSU), trap WFI (TWI) and SMC (TSC).
-/// RW (EL1 is AArch64) is per vCPU: `Context::hcr`.
-const HCR_GUEST: u64 = (1 << 0)
-    | (1 << 1)
-    | (1 << 3)
-    | (1 << 4)
-    | (1 << 5)
-    | (1 << 9)
-    | (0b01 << 10)
-    | (1 << 13)
-    | (1 << 19);
+/// RW (the width of EL1) is per vCPU: `Context::hcr_rw`.
+fn guest_hcr() -> FieldValue<u64, HCR_EL2::Register> {
+    HCR_EL2::VM::Enable
+        + HCR_EL2::SWIO::SET
+        + HCR_EL2::FMO::EnableVirtualFIQ
+        + HCR_EL2::IMO::EnableVirtualIRQ
+        + HCR_EL2::AMO::SET
+        + HCR_EL2::FB::SET
+        + HCR_EL2::BSU::InnerShareable
+        + HCR_EL2::TWI::SET
+        + HCR_EL2::TSC::EnableTrapEl1SmcToEl2
+}
 
-/// VTCR_EL2: 39-bit IPA (T0SZ 25), start at level 1 (SL0 1), walks
-/// inner-shareable write-back, 4 KiB granule, RES1 bit 31; PS from the CPU.
-const VTCR: u64 = (1 << 31)
-    | (0b11 << 12)
-    | (0b01 << 10)
-    | (0b01 << 8)
-    | (0b01 << 6)
-    | (64 - hv::stage2::IPA_BITS as u64);
-
-/// CNTHCTL_EL2: EL1 may read the physical counter (EL1PCTEN) but not use
-/// the physical timer (EL1PCEN clear), which is the hypervisor's business.
-const CNTHCTL: u64 = 1 << 0;
+/// VTCR_EL2: a 39-bit IPA (T0SZ), starting at level 1 (SL0), walks
+/// inner-shareable write-back, 4 KiB granule; PS from the CPU.
+fn vtcr() -> FieldValue<u64, VTCR_EL2::Register> {
+    VTCR_EL2::RES1::SET
+        + VTCR_EL2::PS.val(mmu::pa_range())
+        + VTCR_EL2::TG0::Granule4KB
+        + VTCR_EL2::SH0::Inner
+        + VTCR_EL2::ORGN0::NormalWBRAWA
+        + VTCR_EL2::IRGN0::NormalWBRAWA
+        + VTCR_EL2::SL0::Granule4KBLevel1
+        + VTCR_EL2::T0SZ.val(64 - hv::stage2::IPA_BITS as u64)
+}
 
 /// MDCR_EL2: guests have no debug or PMU registers. Their accesses trap
 /// (TDA: breakpoints, watchpoints, MDSCR and the rest; TDOSA: OS lock and
@@ -47,6 +54,7 @@ const CNTHCTL: u64 = 1 << 0;
 /// every counter anyway. The EL2 counters (HPME) stay off.
 fn init_debug_traps() {
     let pmcr: u64;
+    // aarch64-cpu has no PMU registers, hence the assembly here and below.
     // SAFETY: reading PMCR_EL0 at EL2 has no side effects.
     unsafe { asm!("mrs {}, pmcr_el0", out(reg) pmcr, options(nomem, nostack)) };
     let counters = (pmcr >> 11) & 0x1f;
@@ -79,33 +87,24 @@ fn init_debug_traps() {
 /// Configures EL2 for running guests. Call once per CPU after the MMU is on.
 pub fn init() {
     init_debug_traps();
-    // SAFETY: these registers configure EL1&0 translation and traps, which
-    // only take effect once a guest runs; the virtual counter offset is 0
-    // so guests see the physical count.
-    unsafe {
-        asm!(
-            "msr vtcr_el2, {vtcr}",
-            "msr hcr_el2, {hcr}",
-            "msr cnthctl_el2, {cnthctl}",
-            "msr cntvoff_el2, xzr",
-            "isb",
-            vtcr = in(reg) VTCR | (mmu::pa_range() << 16),
-            hcr = in(reg) HCR_GUEST,
-            cnthctl = in(reg) CNTHCTL,
-            options(nostack),
-        )
-    };
+    // These configure EL1&0 translation and traps, which only take effect
+    // once a guest runs (HCR_EL2 is set again per vCPU, with its width).
+    HCR_EL2.write(guest_hcr());
+    // EL1 may read the physical counter (EL1PCTEN) but not use the physical
+    // timer (EL1PCEN), the hypervisor's; the virtual counter offset is 0 so
+    // guests see the physical count.
+    VTCR_EL2.write(vtcr());
+    CNTHCTL_EL2.write(CNTHCTL_EL2::EL1PCTEN::SET + CNTHCTL_EL2::EL1PCEN::CLEAR);
+    CNTVOFF_EL2.set(0);
+    barrier::isb(barrier::SY);
 }
 
 /// Loads a vCPU's EL1 state (timer included), its register width and its
 /// stage-2 tables.
 pub fn vcpu_load(ctx: &Context, vttbr: u64) {
-    // SAFETY: HCR_EL2.RW and VTTBR only govern EL1&0, which no code runs
-    // under until the next eret; the other HCR bits stay as init set them.
-    unsafe {
-        asm!("msr hcr_el2, {hcr}", "msr vttbr_el2, {vttbr}", "isb",
-             hcr = in(reg) ctx.hcr(HCR_GUEST), vttbr = in(reg) vttbr, options(nostack))
-    };
+    HCR_EL2.write(guest_hcr() + ctx.hcr_rw());
+    VTTBR_EL2.set(vttbr);
+    barrier::isb(barrier::SY);
     ctx.el1.restore();
     if let Some(aarch32) = &ctx.aarch32 {
         aarch32.restore();
@@ -119,9 +118,9 @@ pub fn vcpu_put(ctx: &mut Context) {
     if let Some(aarch32) = &mut ctx.aarch32 {
         aarch32.save();
     }
-    // SAFETY: the guest's timer state was just saved; disabling it in the
-    // hardware only affects EL1 until the next vcpu_load.
-    unsafe { asm!("msr cntv_ctl_el0, xzr", "isb", options(nostack)) };
+    // Its state was just saved; this only affects EL1 until the next load.
+    CNTV_CTL_EL0.set(0);
+    barrier::isb(barrier::SY);
 }
 
 /// Enters the loaded vCPU; returns when it traps.
