@@ -1,6 +1,11 @@
 //! Arm PL011 UART (the console of QEMU `virt` and Calxeda boards): polled
 //! transmit and receive, with the FIFOs on. Baud rate and clocks are left as
 //! the firmware set them.
+//!
+//! Written here rather than on `arm-pl011-uart`: that crate's `enable`
+//! programs the baud rate from the UART's input clock, which our board
+//! profiles do not know (the firmware's setting is kept), and it links
+//! another `safe-mmio` major version than the GIC drivers.
 #![cfg_attr(not(test), no_std)]
 // Unsafe only in `Component::at`, which turns the board's address into the
 // register block (MMIO; DESIGN.md).
