@@ -4,8 +4,7 @@
 //!
 //! Written here rather than on `arm-pl011-uart`: that crate's `enable`
 //! programs the baud rate from the UART's input clock, which our board
-//! profiles do not know (the firmware's setting is kept), and it links
-//! another `safe-mmio` major version than the GIC drivers.
+//! profiles do not know; we keep the firmware's setting.
 #![cfg_attr(not(test), no_std)]
 // Unsafe only in `Component::at`, which turns the board's address into the
 // register block (MMIO; DESIGN.md).
