@@ -135,29 +135,15 @@ fn composition_rs(
     )
     .unwrap();
     writeln!(w, "pub const GIC_VERSION: u32 = {};", c.gic.version).unwrap();
-    writeln!(w, "pub const GICD_BASE: usize = {:#x};", c.gic.distributor).unwrap();
     writeln!(
         w,
-        "pub const GICC_BASE: usize = {:#x};",
-        c.gic.cpu_interface.unwrap_or(0)
-    )
-    .unwrap();
-    writeln!(
-        w,
-        "pub const GICH_BASE: usize = {:#x};",
-        c.gic.hyp_interface.unwrap_or(0)
-    )
-    .unwrap();
-    writeln!(
-        w,
-        "pub const GICR_BASE: usize = {:#x};",
-        c.gic.redistributor.unwrap_or(0)
-    )
-    .unwrap();
-    writeln!(
-        w,
-        "pub const GICV_BASE: u64 = {:#x};",
-        c.gic.virtual_cpu_interface.unwrap_or(0)
+        "pub const GIC: hv::platform::GicMap = hv::platform::GicMap {{ distributor: {:#x}, cpu_interface: {:#x}, hyp_interface: {:#x}, virtual_cpu_interface: {:#x}, redistributor: {:#x}, cpus: {} }};",
+        c.gic.distributor,
+        c.gic.cpu_interface.unwrap_or(0),
+        c.gic.hyp_interface.unwrap_or(0),
+        c.gic.virtual_cpu_interface.unwrap_or(0),
+        c.gic.redistributor.unwrap_or(0),
+        c.cpus
     )
     .unwrap();
     writeln!(
@@ -171,11 +157,7 @@ fn composition_rs(
     writeln!(w, "pub const SCHEDULER: &str = {:?};", c.scheduler).unwrap();
     writeln!(w, "pub const TIME_SLICE_US: u64 = {};", c.time_slice_us).unwrap();
     writeln!(w, "pub const SELFTEST: Option<&str> = {:?};", c.selftest).unwrap();
-    let src = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap()).join("src");
-    let items = c
-        .component_items(&src.display().to_string())
-        .unwrap_or_else(|e| panic!("{e}"));
-    // The mounted GIC file is rustc's to track (dep-info), not ours.
+    let items = c.component_items().unwrap_or_else(|e| panic!("{e}"));
     w.push_str(&items);
     writeln!(
         w,

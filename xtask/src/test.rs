@@ -10,6 +10,7 @@ use crate::uimage;
 use crate::workspace::Workspace;
 use crate::DEFAULT_BOARD;
 use anyhow::{bail, ensure, Result};
+use config::components::{self, Kind};
 use config::composition::Arch;
 use config::profile;
 use xshell::{cmd, Shell};
@@ -58,6 +59,10 @@ pub fn run(ws: &Workspace, only: &[String]) -> Result<()> {
             tally.record(
                 &format!("clippy of the guests for {triple}"),
                 clippy_guests(ws, triple),
+            );
+            tally.record(
+                &format!("clippy of the bare-metal crates for {triple}"),
+                clippy_bare_metal(ws, arch),
             );
         }
         for board in profile::list_boards(&ws.boards_dir()) {
@@ -169,6 +174,30 @@ fn clippy_guests(ws: &Workspace, triple: &str) -> Result<()> {
     let packages: Vec<String> = std::iter::once("rt".to_string())
         .chain(ws.guest_names()?)
         .flat_map(|guest| ["-p".to_string(), format!("guest-{guest}")])
+        .collect();
+    cmd!(
+        sh,
+        "{cargo} clippy --release --target {triple} {packages...} -- -D warnings"
+    )
+    .env("CARGO_TARGET_DIR", &ws.target)
+    .run()?;
+    Ok(())
+}
+
+/// Clippy on the crates only bare metal builds, which neither the host run
+/// nor the image's (`-p tessera`) lints: the arch crate of `arch` and the
+/// GIC drivers of the component table.
+fn clippy_bare_metal(ws: &Workspace, arch: Arch) -> Result<()> {
+    let sh = workspace_shell(ws)?;
+    let cargo = ws.cargo();
+    let triple = arch.rust_target();
+    let arch_crate = match arch {
+        Arch::Aarch64 => "arch-aarch64",
+        Arch::Armv7a => "arch-armv7",
+    };
+    let packages: Vec<String> = std::iter::once(arch_crate.to_string())
+        .chain(components::of(Kind::Gic).map(|c| c.krate()))
+        .flat_map(|krate| ["-p".to_string(), krate])
         .collect();
     cmd!(
         sh,

@@ -44,17 +44,32 @@ impl Kind {
     }
 
     /// The item of the generated `composition` module the chosen row's
-    /// path becomes: `pub type Scheduler = sched_rr::Component;`, and for
-    /// the GIC `pub mod gic` (an image module, mounted from its file).
+    /// path becomes: `pub type Scheduler = sched_rr::Component;`.
     pub fn item(self) -> &'static str {
         match self {
             Kind::Scheduler => "Scheduler",
-            Kind::Gic => "gic",
+            Kind::Gic => "Gic",
             Kind::Vgic => "Vgic",
             Kind::Uart => "Uart",
             Kind::Pv => "PV",
         }
     }
+}
+
+/// A profile knob only some schedulers act on. Each scheduler row lists
+/// the ones it takes; the profile checks ask the chosen row, so a new
+/// scheduler says here what it does with them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takes {
+    /// `[[vm]] weight` and `cap`: shares of CPU time.
+    Shares,
+    /// `[[vm]] cpu`: a VM pinned to a physical CPU.
+    Pinning,
+    /// Every vCPU has a CPU of its own, so there are no more vCPUs than
+    /// CPUs and a VM without `cpu` gets the lowest free one.
+    CpuPerVcpu,
+    /// `[compose] windows`: the ARINC 653 major frame.
+    MajorFrame,
 }
 
 /// One row of the table.
@@ -68,9 +83,22 @@ pub struct Component {
     pub feature: Option<&'static str>,
     /// The optional dependencies of `images/tessera` the feature turns on.
     pub deps: &'static [&'static str],
-    /// What the generated composition names: a type (`crate::Component`),
-    /// or, for the GIC, the image's module file under `src/`.
+    /// What the generated composition names: `crate::Component`.
     pub path: &'static str,
+    /// For a scheduler: the profile knobs it acts on.
+    pub takes: &'static [Takes],
+}
+
+impl Component {
+    pub fn takes(&self, knob: Takes) -> bool {
+        self.takes.contains(&knob)
+    }
+
+    /// The crate it lives in (`sched_rr::Component` → `sched-rr`).
+    pub fn krate(&self) -> alloc::string::String {
+        let name = self.path.split("::").next().unwrap_or(self.path);
+        name.replace('_', "-")
+    }
 }
 
 const fn row(
@@ -86,6 +114,21 @@ const fn row(
         feature: Some(feature),
         deps,
         path,
+        takes: &[],
+    }
+}
+
+/// A scheduler's row: `row` plus the knobs it takes.
+const fn scheduler(
+    name: &'static str,
+    feature: &'static str,
+    deps: &'static [&'static str],
+    path: &'static str,
+    takes: &'static [Takes],
+) -> Component {
+    Component {
+        takes,
+        ..row(Scheduler, name, feature, deps, path)
     }
 }
 
@@ -94,19 +137,18 @@ use Kind::*;
 /// Every component, one row each.
 #[rustfmt::skip]
 pub const COMPONENTS: &[Component] = &[
-    row(Scheduler, "rr",       "sched-rr",       &["sched-rr"],       "sched_rr::Component"),
-    row(Scheduler, "credit",   "sched-credit",   &["sched-credit"],   "sched_credit::Component"),
-    row(Scheduler, "static",   "sched-static",   &["sched-static"],   "sched_static::Component"),
-    row(Scheduler, "arinc653", "sched-arinc653", &["sched-arinc653"], "sched_arinc653::Component"),
-    // The GICv2 driver programs GICH through vgic-v2's register block.
-    row(Gic,       "2",        "gic-v2",         &["arm-gic", "vgic-v2"], "board/gicv2.rs"),
-    row(Gic,       "3",        "gic-v3",         &["arm-gic"],        "board/gicv3.rs"),
+    scheduler("rr",       "sched-rr",       &["sched-rr"],       "sched_rr::Component",       &[]),
+    scheduler("credit",   "sched-credit",   &["sched-credit"],   "sched_credit::Component",   &[Takes::Shares, Takes::Pinning]),
+    scheduler("static",   "sched-static",   &["sched-static"],   "sched_static::Component",   &[Takes::Pinning, Takes::CpuPerVcpu]),
+    scheduler("arinc653", "sched-arinc653", &["sched-arinc653"], "sched_arinc653::Component", &[Takes::MajorFrame]),
+    row(Gic,       "2",        "gic-v2",         &["drv-gicv2"],      "drv_gicv2::Component"),
+    row(Gic,       "3",        "gic-v3",         &["drv-gicv3"],      "drv_gicv3::Component"),
     row(Vgic,      "v2",       "vgic-v2",        &["vgic-v2"],        "vgic_v2::Component"),
     row(Vgic,      "v3",       "vgic-v3",        &["vgic-v3"],        "vgic_v3::Component"),
     row(Uart,      "pl011",    "drv-pl011",      &["drv-pl011"],      "drv_pl011::Component"),
     row(Uart,      "ns16550",  "drv-ns16550",    &["drv-ns16550"],    "drv_ns16550::Component"),
     // hv's own console back-end (guest lines to the log): no feature.
-    Component { kind: Pv, name: "console", feature: None, deps: &[], path: "pv_console" },
+    Component { kind: Pv, name: "console", feature: None, deps: &[], path: "pv_console", takes: &[] },
 ];
 
 /// The rows of one kind, in table order.
@@ -124,7 +166,41 @@ pub fn find(kind: Kind, name: &str) -> Option<&'static Component> {
     of(kind).find(|c| c.name == name)
 }
 
+/// The schedulers that take `knob`, as prose: "credit", "credit and static".
+pub fn schedulers_taking(knob: Takes) -> alloc::string::String {
+    let names: alloc::vec::Vec<_> = of(Scheduler)
+        .filter(|c| c.takes(knob))
+        .map(|c| c.name)
+        .collect();
+    match names.split_last() {
+        Some((last, [])) => alloc::string::String::from(*last),
+        Some((last, rest)) => alloc::format!("{} and {last}", rest.join(", ")),
+        None => alloc::string::String::from("no scheduler"),
+    }
+}
+
 /// The vGIC a GIC of `version` runs: the only one it can.
 pub fn vgic_for(gic_version: u32) -> Option<&'static Component> {
     find(Vgic, &alloc::format!("v{gic_version}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_knobs_a_scheduler_takes_come_from_its_row() {
+        assert_eq!(schedulers_taking(Takes::Shares), "credit");
+        assert_eq!(schedulers_taking(Takes::Pinning), "credit and static");
+        assert_eq!(schedulers_taking(Takes::MajorFrame), "arinc653");
+        let rr = find(Scheduler, "rr").unwrap();
+        assert!([
+            Takes::Shares,
+            Takes::Pinning,
+            Takes::CpuPerVcpu,
+            Takes::MajorFrame
+        ]
+        .iter()
+        .all(|&knob| !rr.takes(knob)));
+    }
 }

@@ -220,24 +220,19 @@ impl Composition {
     }
 
     /// The `composition` module's component items, one per kind, each the
-    /// chosen row's path: the scheduler, vGIC and UART driver as types
-    /// (`pub type Scheduler = sched_rr::Component;`), the GIC driver as the
-    /// module `gic` mounted from its file under `image_src`, the PV
+    /// chosen row's path: the scheduler, GIC driver, vGIC and UART driver
+    /// as types (`pub type Scheduler = sched_rr::Component;`), the PV
     /// back-ends as a list of names.
-    pub fn component_items(&self, image_src: &str) -> Result<String, String> {
+    pub fn component_items(&self) -> Result<String, String> {
         let chosen = self.components()?;
         let mut s = String::new();
         for kind in Kind::ALL {
             let rows: Vec<_> = chosen.iter().filter(|r| r.kind == kind).collect();
             let item = kind.item();
             let line = match kind {
-                Kind::Scheduler | Kind::Vgic | Kind::Uart => {
+                Kind::Scheduler | Kind::Gic | Kind::Vgic | Kind::Uart => {
                     format!("pub type {item} = {};\n", rows[0].path)
                 }
-                Kind::Gic => format!(
-                    "#[path = {:?}]\npub mod {item};\n",
-                    format!("{image_src}/{}", rows[0].path)
-                ),
                 Kind::Pv => {
                     let names: Vec<_> = rows.iter().map(|r| r.name).collect();
                     format!("pub const {item}: &str = {:?};\n", names.join(", "))

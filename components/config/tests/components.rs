@@ -143,8 +143,8 @@ fn component_crates_export_the_item_and_are_workspace_members() {
         .filter_map(|m| m.as_str())
         .collect();
     let ws_deps = ws["dependencies"].as_table().unwrap();
-    for c in COMPONENTS.iter().filter(|c| c.kind != Kind::Gic) {
-        let krate = c.path.split("::").next().unwrap().replace('_', "-");
+    for c in COMPONENTS {
+        let krate = c.krate();
         let dir = format!("components/{krate}");
         let lib = root().join(&dir).join("src/lib.rs");
         let text = std::fs::read_to_string(&lib)
@@ -165,19 +165,16 @@ fn component_crates_export_the_item_and_are_workspace_members() {
                 c.path
             );
         }
+        // The GIC drivers build for bare metal only (arm-gic's system
+        // register CPU interface); `cargo xtask test` lints them per target.
         assert!(
-            default_members.contains(&dir.as_str()),
+            c.kind == Kind::Gic || default_members.contains(&dir.as_str()),
             "Cargo.toml: add \"{dir}\" to default-members, so that `cargo test` runs its tests"
         );
         assert!(
             ws_deps.contains_key(&krate),
             "Cargo.toml: add `{krate} = {{ path = \"{dir}\" }}` under [workspace.dependencies]"
         );
-    }
-    // The GIC drivers are image modules the composition mounts.
-    for c in components::of(Kind::Gic) {
-        let file = root().join("images/tessera/src").join(c.path);
-        assert!(file.is_file(), "GIC {}: no {}", c.name, file.display());
     }
 }
 
@@ -210,9 +207,8 @@ fn every_row_reaches_validation_features_and_items() {
         if let Some(feature) = row.feature {
             assert!(c.features().iter().any(|f| f == feature), "{row:?}");
         }
-        let items = c.component_items("/src").unwrap();
+        let items = c.component_items().unwrap();
         let wanted = match row.kind {
-            Kind::Gic => format!("#[path = \"/src/{}\"]\npub mod gic;", row.path),
             Kind::Pv => format!("pub const PV: &str = \"{}\";", row.name),
             kind => format!("pub type {} = {};", kind.item(), row.path),
         };

@@ -23,6 +23,30 @@ pub struct RawExit {
     pub hpfar: u64,
 }
 
+/// Where the board's GIC is, as its profile says: host-physical addresses,
+/// identity-mapped as device memory. What a GIC version lacks is 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GicMap {
+    pub distributor: usize,
+    /// GICv2: the CPU interface (GICC), the virtual interface control
+    /// (GICH) and the virtual CPU interface guests see (GICV).
+    pub cpu_interface: usize,
+    pub hyp_interface: usize,
+    pub virtual_cpu_interface: u64,
+    /// GICv3: the first redistributor.
+    pub redistributor: usize,
+    pub cpus: usize,
+}
+
+/// A private interrupt the hypervisor takes on every CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrivateIrq {
+    pub intid: u32,
+    pub priority: u8,
+    /// What it is, for messages.
+    pub what: &'static str,
+}
+
 /// The execution state a VM's EL1 runs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GuestWidth {

@@ -7,8 +7,8 @@ use crate::composition as c;
 use crate::guest_ram;
 use crate::hyp;
 use hv::memory::{GuestMemory, GuestSlice};
-use hv::platform::{Cpu, PhysicalIrq, Timer};
-use hv::{sched::CpuId, GuestWidth, RawExit};
+use hv::platform::{Cpu, PhysicalIrq, PrivateIrq, Timer};
+use hv::{sched::CpuId, GuestWidth, RawExit, Vgic};
 use spin::Once;
 
 /// The UART component the composition picked.
@@ -59,46 +59,50 @@ impl GuestMemory for Board {
     }
 }
 
-/// arm-gic's interrupt ID for a raw INTID (the crate has no conversion).
-pub(crate) fn intid(raw: u32) -> arm_gic::IntId {
-    use arm_gic::IntId;
-    match raw {
-        0..16 => IntId::sgi(raw),
-        16..32 => IntId::ppi(raw - 16),
-        _ => IntId::spi(raw - 32),
-    }
-}
-
-// The GIC driver the composition mounted (board/gicv2.rs or gicv3.rs).
-use c::gic;
-
 /// The board's physical GIC: the hypervisor's own interrupts. The guests'
-/// virtual CPU interface belongs to the vGIC (see `gic::virtual_interface`).
+/// virtual CPU interface belongs to the vGIC.
 pub struct Board {
-    gic: gic::Gic,
+    gic: c::Gic,
 }
 
 /// The SGI one CPU sends another to make it look for work.
-pub(crate) const KICK_SGI: u32 = 0;
+const KICK_SGI: u32 = 0;
 
-/// The hypervisor's timer outranks its other interrupts. The hypervisor
-/// takes one interrupt per exit, lowest priority value first, then lowest
-/// INTID; a guest that keeps one of those asserted (a maintenance interrupt
-/// it provokes, kicks its siblings cause) must not starve the timer that
-/// ends its time slice.
-pub(crate) fn irq_priority(irq: u32) -> u8 {
-    if irq == c::HYP_TIMER_IRQ {
-        0x70
-    } else {
-        0x80
-    }
-}
+/// The interrupts the hypervisor takes on every CPU. Its timer outranks
+/// the others: the hypervisor takes one interrupt per exit, lowest priority
+/// value first, then lowest INTID; a guest that keeps one of those asserted
+/// (a maintenance interrupt it provokes, kicks its siblings cause) must not
+/// starve the timer that ends its time slice.
+static PRIVATE_IRQS: [PrivateIrq; 4] = [
+    PrivateIrq {
+        intid: c::HYP_TIMER_IRQ,
+        priority: 0x70,
+        what: "hypervisor timer",
+    },
+    PrivateIrq {
+        intid: c::VIRT_TIMER_IRQ,
+        priority: 0x80,
+        what: "guest virtual timer",
+    },
+    PrivateIrq {
+        intid: c::MAINTENANCE_IRQ,
+        priority: 0x80,
+        what: "GIC maintenance",
+    },
+    PrivateIrq {
+        intid: KICK_SGI,
+        priority: 0x80,
+        what: "CPU kick",
+    },
+];
 
 impl Board {
-    pub fn new() -> Board {
-        Board {
-            gic: gic::Gic::new(),
-        }
+    /// The board, and its GIC's virtual interface for the vGIC.
+    pub fn new() -> (Board, <c::Vgic as Vgic>::Interface) {
+        // SAFETY: the profile's GIC, identity-mapped as device memory by the
+        // EL2 tables and used by nothing else; this runs once, at boot.
+        let (gic, vif) = unsafe { c::Gic::at(&c::GIC, &PRIVATE_IRQS) };
+        (Board { gic }, vif)
     }
 
     /// What each secondary CPU sets up for itself.

@@ -98,11 +98,11 @@ extern "C" fn tessera_main(_dtb: u64) -> ! {
         }
         _ => {}
     }
-    let platform = board::Board::new();
+    let (platform, vif) = board::Board::new();
     let table = vm_table();
     let hv = Hypervisor::new(
         platform,
-        c::gic::virtual_interface(),
+        vif,
         vm_descs(&table),
         c::CPUS,
         c::TIME_SLICE_US,

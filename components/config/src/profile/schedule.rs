@@ -6,11 +6,24 @@
 use super::check::vm_label;
 use super::error::{did_you_mean, ProfileError};
 use super::{Profile, VmSource};
+use crate::components::{self, schedulers_taking, Kind, Takes};
 use crate::composition::WindowPlan;
 
-const CREDIT: &str = "credit";
-const STATIC: &str = "static";
-const ARINC653: &str = "arinc653";
+/// Whether the scheduler called `name` takes `knob` (an unknown name, which
+/// validation reports on its own, takes nothing).
+fn takes(name: &str, knob: Takes) -> bool {
+    components::find(Kind::Scheduler, name).is_some_and(|row| row.takes(knob))
+}
+
+/// `scheduler = "credit"`, or `scheduler = "credit" or "static"`: what to
+/// write under [compose] for `knob`.
+fn write_scheduler_for(knob: Takes) -> String {
+    let names: Vec<String> = components::of(Kind::Scheduler)
+        .filter(|row| row.takes(knob))
+        .map(|row| format!("\"{}\"", row.name))
+        .collect();
+    format!("scheduler = {}", names.join(" or "))
+}
 
 /// What the scheduler needs beyond the VMs themselves.
 pub(super) struct Schedule {
@@ -38,7 +51,7 @@ pub(super) fn check(
         )
     };
     per_vm(profile, vms, scheduler, &uses, cpus_said)?;
-    let cpus = if scheduler == STATIC {
+    let cpus = if takes(scheduler, Takes::CpuPerVcpu) {
         one_vcpu_per_cpu(profile, vms)?
     } else {
         vms.vms
@@ -62,32 +75,40 @@ fn per_vm(
     let cpus = profile.board.cpus;
     for (i, vm) in vms.vms.iter().enumerate() {
         let label = vm_label(i, vm);
-        if scheduler != CREDIT {
+        if !takes(scheduler, Takes::Shares) {
             for (key, value) in [("weight", &vm.weight), ("cap", &vm.cap)] {
                 if let Some(value) = value {
                     return Err(src
                         .error(
                             value.span(),
                             &format!("{label} {key}"),
-                            format!("weight and cap only apply to the credit scheduler; {uses}"),
+                            format!(
+                                "weight and cap only apply to the {} scheduler; {uses}",
+                                schedulers_taking(Takes::Shares)
+                            ),
                         )
                         .with_help(format!(
-                            "remove {key}, or write scheduler = \"credit\" under [compose]"
+                            "remove {key}, or write {} under [compose]",
+                            write_scheduler_for(Takes::Shares)
                         )));
                 }
             }
         }
         let Some(cpu) = &vm.cpu else { continue };
         let field = format!("{label} cpu");
-        if scheduler != STATIC && scheduler != CREDIT {
+        if !takes(scheduler, Takes::Pinning) {
             return Err(src
                 .error(
                     cpu.span(),
                     &field,
-                    format!("cpu pins a VM to a CPU, which only the static and credit schedulers do; {uses}"),
+                    format!(
+                        "cpu pins a VM to a CPU, which only the {} schedulers do; {uses}",
+                        schedulers_taking(Takes::Pinning)
+                    ),
                 )
                 .with_help(format!(
-                    "remove cpu: {scheduler} does not pin; or write scheduler = \"static\" or \"credit\" under [compose]"
+                    "remove cpu: {scheduler} does not pin; or write {} under [compose]",
+                    write_scheduler_for(Takes::Pinning)
                 )));
         }
         let c = *cpu.get_ref();
@@ -197,7 +218,7 @@ fn windows(
         format!("windows = [{}]", frame.join(", "))
     };
     let windows = &profile.compose.windows;
-    if scheduler != ARINC653 {
+    if !takes(scheduler, Takes::MajorFrame) {
         if let Some(windows) = windows {
             return Err(src
                 .error(
@@ -207,7 +228,10 @@ fn windows(
                         "windows are the ARINC 653 major frame, but this profile uses {scheduler}"
                     ),
                 )
-                .with_help("remove windows, or write scheduler = \"arinc653\" under [compose]"));
+                .with_help(format!(
+                    "remove windows, or write {} under [compose]",
+                    write_scheduler_for(Takes::MajorFrame)
+                )));
         }
         return Ok(Vec::new());
     }
