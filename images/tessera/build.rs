@@ -2,10 +2,7 @@
 //! `composition.rs` (component types, board constants, the VM table and
 //! guest images in their own sections) and the linker script.
 
-use config::{
-    boot,
-    composition::{Composition, GuestArch},
-};
+use config::composition::Composition;
 use std::{env, fmt::Write, fs, path::PathBuf};
 
 fn main() {
@@ -21,16 +18,20 @@ fn main() {
     check_features(&c);
 
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
-    let (vm_table, guests) = vm_table(&c);
+    let vm_table = c.vm_table();
+    let guests = &c.guests;
+    for guest in guests {
+        println!("cargo:rerun-if-changed={}", guest.display());
+    }
     fs::write(out.join("vms.postcard"), &vm_table).unwrap();
     fs::write(
         out.join("composition.rs"),
-        composition_rs(&c, vm_table.len(), &guests, &PageBudget::new(&c, &guests)),
+        composition_rs(&c, vm_table.len(), guests, &PageBudget::new(&c, guests)),
     )
     .unwrap();
     fs::write(
         out.join("link.x"),
-        linker_script(&c, &PageBudget::new(&c, &guests)),
+        linker_script(&c, &PageBudget::new(&c, guests)),
     )
     .unwrap();
     println!(
@@ -60,47 +61,6 @@ fn check_features(c: &Composition) {
             "feature `{feature}` is enabled but the composition does not use it"
         );
     }
-}
-
-/// The postcard VM table and the distinct guest images it indexes.
-fn vm_table(c: &Composition) -> (Vec<u8>, Vec<PathBuf>) {
-    let mut guests: Vec<PathBuf> = Vec::new();
-    let vms = c
-        .vms
-        .iter()
-        .map(|vm| {
-            println!("cargo:rerun-if-changed={}", vm.image.display());
-            let image = guests
-                .iter()
-                .position(|g| *g == vm.image)
-                .unwrap_or_else(|| {
-                    guests.push(vm.image.clone());
-                    guests.len() - 1
-                });
-            boot::VmEntry {
-                name: &vm.name,
-                guest: &vm.guest,
-                ram_base: vm.ram.base,
-                ram_size: vm.ram.size,
-                vcpus: vm.vcpus,
-                aarch32: vm.arch == GuestArch::Aarch32,
-                image: image as u32,
-                cmdline: &vm.cmdline,
-                weight: vm.weight,
-                cap_percent: vm.cap_percent,
-                cpu: vm.cpu,
-            }
-        })
-        .collect();
-    let windows = c
-        .windows
-        .iter()
-        .map(|w| boot::BootWindow {
-            vm: w.vm,
-            length_us: w.length_us,
-        })
-        .collect();
-    (boot::VmTable { vms, windows }.encode(), guests)
 }
 
 fn composition_rs(

@@ -7,8 +7,9 @@ use crate::manifest::{self, Sizes};
 use crate::uimage::{self, ImageArch, Kind};
 use crate::workspace::{read, write, Workspace};
 use anyhow::{ensure, Context, Result};
-use config::composition::{Arch, Composition, GuestArch};
+use config::composition::{Arch, Composition};
 use config::profile::{self, Known, Profile, VmSource};
+use config::vm::GuestWidth;
 use std::path::{Path, PathBuf};
 use xshell::{cmd, Shell};
 
@@ -81,7 +82,7 @@ pub fn plan(
 }
 
 /// Where composition `name` keeps each guest's flat binary, per width.
-pub fn guest_images(ws: &Workspace, name: &str) -> impl Fn(&str, GuestArch) -> PathBuf {
+pub fn guest_images(ws: &Workspace, name: &str) -> impl Fn(&str, GuestWidth) -> PathBuf {
     let guests = ws.compose_dir(name).join("guests");
     move |guest, arch| guests.join(arch.name()).join(format!("{guest}.bin"))
 }
@@ -116,22 +117,23 @@ pub fn build_planned(ws: &Workspace, composition: Composition) -> Result<Built> 
 /// path the plan gave it.
 fn build_guests(ws: &Workspace, sh: &Shell, composition: &Composition) -> Result<()> {
     let cargo = ws.cargo();
-    let mut done: Vec<(&str, GuestArch)> = Vec::new();
+    let mut done: Vec<(&str, GuestWidth)> = Vec::new();
     for vm in &composition.vms {
-        let triple = vm.arch.rust_target();
-        if !done.contains(&(vm.guest.as_str(), vm.arch)) {
+        let triple = vm.width.rust_target();
+        let image = composition.guest_image(vm);
+        if !done.contains(&(&vm.guest, vm.width)) {
             let package = format!("guest-{}", vm.guest);
             cmd!(sh, "{cargo} build --release -p {package} --target {triple}")
                 .env("CARGO_TARGET_DIR", &ws.target)
                 .run()
                 .with_context(|| format!("building guest {}", vm.guest))?;
-            let elf_path = ws.release_dir(triple).join(&vm.guest);
+            let elf_path = ws.release_dir(triple).join(&*vm.guest);
             let flat = elf::flatten(&read(&elf_path)?)
                 .with_context(|| format!("converting {} to a flat binary", elf_path.display()))?;
-            write(&vm.image, &flat.bytes)?;
-            done.push((&vm.guest, vm.arch));
+            write(image, &flat.bytes)?;
+            done.push((&vm.guest, vm.width));
         }
-        let size = std::fs::metadata(&vm.image)?.len();
+        let size = std::fs::metadata(image)?.len();
         ensure!(
             size <= vm.ram.size,
             "guest {} is {size} bytes, more than the {} bytes of RAM of VM {}: give the VM more memory",

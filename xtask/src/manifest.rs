@@ -26,17 +26,18 @@ impl Sizes {
         let vm_table = hypervisor.named[0].1;
         let mut guests: Vec<(String, PathBuf, u64)> = Vec::new();
         for vm in &composition.vms {
-            if guests.iter().all(|(_, image, _)| *image != vm.image) {
-                let bytes = std::fs::metadata(&vm.image)
-                    .with_context(|| format!("reading {}", vm.image.display()))?
+            let image = composition.guest_image(vm);
+            if guests.iter().all(|(_, known, _)| known != image) {
+                let bytes = std::fs::metadata(image)
+                    .with_context(|| format!("reading {}", image.display()))?
                     .len();
                 // A guest at the host's own width is just its name.
-                let label = if vm.arch == composition.arch.native_guest() {
-                    vm.guest.clone()
+                let label = if vm.width == composition.arch.native_guest() {
+                    vm.guest.to_string()
                 } else {
-                    format!("{} ({})", vm.guest, vm.arch.name())
+                    format!("{} ({})", vm.guest, vm.width.name())
                 };
-                guests.push((label, vm.image.clone(), bytes));
+                guests.push((label, image.to_path_buf(), bytes));
             }
         }
         Ok(Sizes {
@@ -101,11 +102,11 @@ pub fn render(c: &Composition, sizes: &Sizes) -> String {
     ]];
     for vm in &c.vms {
         table.push([
-            vm.name.clone(),
-            vm.guest.clone(),
+            vm.name.to_string(),
+            vm.guest.to_string(),
             vm.vcpus.to_string(),
             range(vm.ram.base, vm.ram.end()),
-            sizes.guest_image(&vm.image).to_string(),
+            sizes.guest_image(c.guest_image(vm)).to_string(),
             format!("{:?}", vm.cmdline),
         ]);
     }

@@ -1,48 +1,18 @@
-//! The VM table: written by the composer with postcard, decoded by the
-//! hypervisor at boot from its own image section without copying strings.
+//! The VM table: the composition's VMs and windows, written by the image's
+//! build script with postcard and decoded once by the hypervisor at boot
+//! from its own image section, its strings borrowed from it.
 
+use crate::vm::{TimeWindow, VmConfig};
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
-
-/// One VM as the hypervisor needs it. Addresses are host-physical.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct VmEntry<'a> {
-    pub name: &'a str,
-    /// The guest crate it runs (for messages).
-    pub guest: &'a str,
-    /// Host-physical base of the VM's RAM (2 MiB aligned).
-    pub ram_base: u64,
-    /// Size of the VM's RAM (a multiple of 2 MiB).
-    pub ram_size: u64,
-    pub vcpus: u32,
-    /// The guest runs in AArch32 (32-bit) state.
-    pub aarch32: bool,
-    /// Index of the VM's guest image in the image's guest table.
-    pub image: u32,
-    pub cmdline: &'a str,
-    /// Relative share of CPU time (credit); 256 by default.
-    pub weight: u32,
-    /// Most CPU time, in percent of one CPU (credit); 0 = no cap.
-    pub cap_percent: u32,
-    /// The physical CPU the VM's vCPU is pinned to (static, credit), if any.
-    pub cpu: Option<u32>,
-}
-
-/// One window of the ARINC 653 major frame.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BootWindow {
-    /// Index into [`VmTable::vms`] of the VM that owns the CPU.
-    pub vm: u32,
-    pub length_us: u64,
-}
 
 /// All VMs of an image, in the order the profile lists them.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct VmTable<'a> {
     #[serde(borrow)]
-    pub vms: Vec<VmEntry<'a>>,
+    pub vms: Vec<VmConfig<'a>>,
     /// The ARINC 653 major frame, in order; empty for the other schedulers.
-    pub windows: Vec<BootWindow>,
+    pub windows: Vec<TimeWindow>,
 }
 
 impl<'a> VmTable<'a> {
@@ -59,51 +29,65 @@ impl<'a> VmTable<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vm::{GuestWidth, Region};
+    use alloc::borrow::Cow;
 
     #[test]
     fn table_round_trips_through_postcard() {
         let table = VmTable {
             vms: alloc::vec![
-                VmEntry {
-                    name: "hello",
-                    guest: "hello",
-                    ram_base: 0x4100_0000,
-                    ram_size: 16 << 20,
+                VmConfig {
+                    name: "hello".into(),
+                    guest: "hello".into(),
+                    cmdline: "loud".into(),
                     vcpus: 1,
-                    aarch32: false,
+                    width: GuestWidth::Aarch64,
+                    ram: Region {
+                        base: 0x4100_0000,
+                        size: 16 << 20,
+                    },
                     image: 0,
-                    cmdline: "loud",
                     weight: 512,
                     cap_percent: 50,
                     cpu: Some(1),
                 },
-                VmEntry {
-                    name: "spinner",
-                    guest: "spinner",
-                    ram_base: 0x4200_0000,
-                    ram_size: 16 << 20,
-                    vcpus: 1,
-                    aarch32: true,
+                VmConfig {
+                    name: "spinner".into(),
+                    guest: "spinner".into(),
+                    cmdline: "".into(),
+                    vcpus: 2,
+                    width: GuestWidth::Aarch32,
+                    ram: Region {
+                        base: 0x4200_0000,
+                        size: 16 << 20,
+                    },
                     image: 1,
-                    cmdline: "",
                     weight: 256,
                     cap_percent: 0,
                     cpu: None,
                 },
             ],
             windows: alloc::vec![
-                BootWindow {
+                TimeWindow {
                     vm: 0,
                     length_us: 10_000,
                 },
-                BootWindow {
+                TimeWindow {
                     vm: 1,
                     length_us: 5_000,
                 },
             ],
         };
         let bytes = table.encode();
-        assert_eq!(VmTable::decode(&bytes).unwrap(), table);
+        let decoded = VmTable::decode(&bytes).unwrap();
+        assert_eq!(decoded, table);
+        assert!(
+            decoded
+                .vms
+                .iter()
+                .all(|vm| matches!(vm.name, Cow::Borrowed(_))),
+            "strings are borrowed from the table, not copied"
+        );
         assert!(VmTable::decode(&bytes[..bytes.len() - 1]).is_err());
     }
 }

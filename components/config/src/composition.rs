@@ -4,7 +4,9 @@
 //! addresses are numbers, sizes are bytes, guest images are files.
 
 use crate::components::{self, Component, Kind};
-use serde::{Deserialize, Serialize};
+pub use crate::vm::Region;
+use crate::vm::{GuestWidth, TimeWindow, VmConfig};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::path::PathBuf;
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,58 +26,23 @@ impl Arch {
     }
 }
 
-/// The register width a VM's guest runs with at EL1.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum GuestArch {
-    /// 64-bit (AArch64): only on an AArch64 host.
-    Aarch64,
-    /// 32-bit (AArch32, ARMv7-A code): on either host.
-    Aarch32,
-}
-
-impl GuestArch {
+impl GuestWidth {
     /// The Rust target the guest is built for.
     pub fn rust_target(self) -> &'static str {
         match self {
-            GuestArch::Aarch64 => Arch::Aarch64.rust_target(),
-            GuestArch::Aarch32 => Arch::Armv7a.rust_target(),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            GuestArch::Aarch64 => "aarch64",
-            GuestArch::Aarch32 => "aarch32",
+            GuestWidth::Aarch64 => Arch::Aarch64.rust_target(),
+            GuestWidth::Aarch32 => Arch::Armv7a.rust_target(),
         }
     }
 }
 
 impl Arch {
     /// The guests a host of this architecture runs when a VM does not say.
-    pub fn native_guest(self) -> GuestArch {
+    pub fn native_guest(self) -> GuestWidth {
         match self {
-            Arch::Aarch64 => GuestArch::Aarch64,
-            Arch::Armv7a => GuestArch::Aarch32,
+            Arch::Aarch64 => GuestWidth::Aarch64,
+            Arch::Armv7a => GuestWidth::Aarch32,
         }
-    }
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Region {
-    pub base: u64,
-    pub size: u64,
-}
-
-impl Region {
-    pub fn end(&self) -> u64 {
-        self.base + self.size
-    }
-    pub fn overlaps(&self, other: &Region) -> bool {
-        self.base < other.end() && other.base < self.end()
-    }
-    pub fn contains(&self, other: &Region) -> bool {
-        other.base >= self.base && other.end() <= self.end()
     }
 }
 
@@ -115,48 +82,6 @@ pub struct Timer {
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
-pub struct VmPlan {
-    pub name: String,
-    pub guest: String,
-    pub vcpus: u32,
-    /// The guest's register width.
-    pub arch: GuestArch,
-    /// Host-physical RAM of the VM.
-    pub ram: Region,
-    pub cmdline: String,
-    /// The guest's flat binary, built by xtask.
-    pub image: PathBuf,
-    /// Relative share of CPU time (credit); [`VmPlan::DEFAULT_WEIGHT`] unless the profile says.
-    #[serde(default = "default_weight")]
-    pub weight: u32,
-    /// Most CPU time, in percent of one CPU (credit); 0 = no cap.
-    #[serde(default)]
-    pub cap_percent: u32,
-    /// The physical CPU the VM's vCPU is pinned to (static, credit), if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<u32>,
-}
-
-impl VmPlan {
-    /// The weight of a VM whose profile gives none.
-    pub const DEFAULT_WEIGHT: u32 = 256;
-}
-
-fn default_weight() -> u32 {
-    VmPlan::DEFAULT_WEIGHT
-}
-
-/// One window of the ARINC 653 major frame.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub struct WindowPlan {
-    /// Index into [`Composition::vms`] of the VM that owns the CPU.
-    pub vm: u32,
-    pub length_us: u64,
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
 pub struct Composition {
     /// Board name (the profile's file stem).
     pub board: String,
@@ -175,16 +100,32 @@ pub struct Composition {
     pub scheduler: String,
     /// Scheduler time slice in microseconds.
     pub time_slice_us: u64,
-    pub vms: Vec<VmPlan>,
+    /// The VMs as the image's VM table carries them.
+    #[serde(deserialize_with = "owned_vms")]
+    pub vms: Vec<VmConfig<'static>>,
+    /// The guests' flat binaries, built by xtask, each once; a VM names its
+    /// own by index ([`VmConfig::image`]).
+    pub guests: Vec<PathBuf>,
     /// The ARINC 653 major frame, in order; empty for the other schedulers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub windows: Vec<WindowPlan>,
+    pub windows: Vec<TimeWindow>,
     /// A hypervisor self-test to run instead of the VMs (test scenarios only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selftest: Option<String>,
 }
 
+/// The VMs as read, their strings copied out of the text.
+fn owned_vms<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<VmConfig<'static>>, D::Error> {
+    let vms = Vec::<VmConfig<'de>>::deserialize(d)?;
+    Ok(vms.into_iter().map(VmConfig::into_owned).collect())
+}
+
 impl Composition {
+    /// The guest image file of `vm`.
+    pub fn guest_image(&self, vm: &VmConfig) -> &std::path::Path {
+        &self.guests[vm.image as usize]
+    }
+
     /// The rows of [`crate::components::COMPONENTS`] this composition is
     /// built from, in [`Kind::ALL`] order: the scheduler, the GIC driver, the
     /// vGIC that GIC implies, the UART driver, and every PV back-end.
@@ -241,6 +182,15 @@ impl Composition {
             s.push_str(&line);
         }
         Ok(s)
+    }
+
+    /// The image's VM table: the VMs and windows as they are, in postcard.
+    pub fn vm_table(&self) -> Vec<u8> {
+        crate::boot::VmTable {
+            vms: self.vms.clone(),
+            windows: self.windows.clone(),
+        }
+        .encode()
     }
 
     pub fn to_toml(&self) -> String {

@@ -1,8 +1,10 @@
 //! Board profiles and scenarios: the reference board, and one bad fixture
 //! per validation rule (the reference profile with one thing broken).
 
-use config::composition::{GuestArch, Region, WindowPlan};
+use config::boot::VmTable;
+use config::composition::Region;
 use config::profile::*;
+use config::vm::{GuestWidth, TimeWindow};
 use std::path::{Path, PathBuf};
 
 fn manifest() -> &'static Path {
@@ -25,7 +27,7 @@ fn known() -> Known {
     )
 }
 
-fn image(guest: &str, arch: GuestArch) -> PathBuf {
+fn image(guest: &str, arch: GuestWidth) -> PathBuf {
     PathBuf::from(format!("/images/{}/{guest}.bin", arch.name()))
 }
 
@@ -81,7 +83,7 @@ fn reference_board_plans_to_expected_addresses() {
     assert_eq!(c.time_slice_us, 2000);
     assert_eq!(c.uart.reg_shift, 0);
     assert_eq!(c.gic.hyp_interface, Some(0x0803_0000));
-    let vms: Vec<_> = c.vms.iter().map(|v| (v.name.as_str(), v.ram)).collect();
+    let vms: Vec<_> = c.vms.iter().map(|v| (&*v.name, v.ram)).collect();
     assert_eq!(
         vms,
         [
@@ -101,7 +103,10 @@ fn reference_board_plans_to_expected_addresses() {
             ),
         ]
     );
-    assert_eq!(c.vms[1].image, PathBuf::from("/images/aarch64/spinner.bin"));
+    assert_eq!(
+        c.guest_image(&c.vms[1]),
+        Path::new("/images/aarch64/spinner.bin")
+    );
     // rr takes no weights, caps, pins or windows: the defaults.
     assert!(c
         .vms
@@ -120,6 +125,24 @@ fn reference_board_plans_to_expected_addresses() {
     );
     // What xtask writes, the image's build script reads back.
     assert_eq!(Composition::from_toml(&c.to_toml()).unwrap(), c);
+}
+
+/// The VMs and windows of the composition xtask writes are the image's VM
+/// table: read back by the build script, encoded, and decoded at boot, they
+/// are what the plan made.
+#[test]
+fn composition_vms_are_the_boot_table() {
+    for c in [
+        plan_file(&boards_dir().join("qemu-virt-a64.toml"), None).unwrap(),
+        plan_file(&fixture("mixed_width.toml"), None).unwrap(),
+        plan_file(&fixture("sched_arinc653.toml"), None).unwrap(),
+    ] {
+        let read = Composition::from_toml(&c.to_toml()).unwrap();
+        let bytes = read.vm_table();
+        let table = VmTable::decode(&bytes).unwrap();
+        assert_eq!(table.vms, c.vms);
+        assert_eq!(table.windows, c.windows);
+    }
 }
 
 #[test]
@@ -492,12 +515,15 @@ fn reg_io_width_is_for_ns16550() {
 #[test]
 fn vm_width_defaults_to_the_host_and_may_be_32_bit() {
     let c = plan_file(&fixture("mixed_width.toml"), None).unwrap();
-    let widths: Vec<_> = c.vms.iter().map(|vm| vm.arch).collect();
-    assert_eq!(widths, [GuestArch::Aarch64, GuestArch::Aarch32]);
-    assert_eq!(c.vms[1].image, PathBuf::from("/images/aarch32/hello.bin"));
+    let widths: Vec<_> = c.vms.iter().map(|vm| vm.width).collect();
+    assert_eq!(widths, [GuestWidth::Aarch64, GuestWidth::Aarch32]);
+    assert_eq!(
+        c.guest_image(&c.vms[1]),
+        Path::new("/images/aarch32/hello.bin")
+    );
     let a15 = load_board(&boards_dir(), "qemu-virt-a15").unwrap();
     let c = plan(&a15, None, &known(), "a15", &image).unwrap();
-    assert!(c.vms.iter().all(|vm| vm.arch == GuestArch::Aarch32));
+    assert!(c.vms.iter().all(|vm| vm.width == GuestWidth::Aarch32));
 }
 
 #[test]
@@ -597,7 +623,7 @@ fn scenario_runs_on_each_listed_board() {
     let profile = a15.load_board(&boards_dir()).unwrap();
     let c = a15.plan(&profile, &known(), "a15", &image).unwrap();
     assert_eq!(c.arch, config::composition::Arch::Armv7a);
-    assert!(c.vms.iter().all(|vm| vm.arch == GuestArch::Aarch32));
+    assert!(c.vms.iter().all(|vm| vm.width == GuestWidth::Aarch32));
 }
 
 #[test]
@@ -647,7 +673,7 @@ fn credit_takes_weights_caps_and_pins() {
     let vms: Vec<_> = c
         .vms
         .iter()
-        .map(|v| (v.name.as_str(), v.weight, v.cap_percent, v.cpu))
+        .map(|v| (&*v.name, v.weight, v.cap_percent, v.cpu))
         .collect();
     assert_eq!(
         vms,
@@ -665,7 +691,7 @@ fn credit_takes_weights_caps_and_pins() {
 fn static_gives_every_vm_a_cpu() {
     let c = plan_file(&fixture("sched_static.toml"), None).unwrap();
     // spinner is pinned to CPU 0, so hello gets the free CPU 1.
-    let cpus: Vec<_> = c.vms.iter().map(|v| (v.name.as_str(), v.cpu)).collect();
+    let cpus: Vec<_> = c.vms.iter().map(|v| (&*v.name, v.cpu)).collect();
     assert_eq!(cpus, [("hello", Some(1)), ("spinner", Some(0))]);
     assert!(c.vms.iter().all(|v| v.weight == 256 && v.cap_percent == 0));
     assert_eq!(c.features()[0], "sched-static");
@@ -678,15 +704,15 @@ fn arinc653_plans_the_major_frame() {
     assert_eq!(
         c.windows,
         [
-            WindowPlan {
+            TimeWindow {
                 vm: 0,
                 length_us: 10_000
             },
-            WindowPlan {
+            TimeWindow {
                 vm: 1,
                 length_us: 5_000
             },
-            WindowPlan {
+            TimeWindow {
                 vm: 0,
                 length_us: 2_500
             },
@@ -906,11 +932,11 @@ fn scenario_compose_replaces_the_boards() {
     assert_eq!(
         c.windows,
         [
-            WindowPlan {
+            TimeWindow {
                 vm: 0,
                 length_us: 5000
             },
-            WindowPlan {
+            TimeWindow {
                 vm: 1,
                 length_us: 10_000
             }

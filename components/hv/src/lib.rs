@@ -21,7 +21,7 @@ pub mod trap;
 pub mod vgic;
 pub mod vmid;
 
-pub use crate::core::{Hypervisor, VmDesc};
+pub use crate::core::{Hypervisor, VmDevices};
 pub use platform::{ExitKind, GuestWidth, Platform, RawExit, VcpuRegs};
 pub use sched::{Scheduler, VcpuId};
 pub use vgic::Vgic;

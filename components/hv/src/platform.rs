@@ -47,22 +47,8 @@ pub struct PrivateIrq {
     pub what: &'static str,
 }
 
-/// The execution state a VM's EL1 runs in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GuestWidth {
-    Aarch64,
-    /// AArch32: ARMv7-A code in SVC mode, on either host.
-    Aarch32,
-}
-
-impl GuestWidth {
-    pub fn name(self) -> &'static str {
-        match self {
-            GuestWidth::Aarch64 => "aarch64",
-            GuestWidth::Aarch32 => "aarch32",
-        }
-    }
-}
+/// The execution state a VM's EL1 runs in: the composition's own type.
+pub use config::vm::GuestWidth;
 
 /// A vCPU's registers as the core sees them. Register numbers are AArch64
 /// `xN` (AArch32 `rN` map onto the same numbers).

@@ -8,6 +8,8 @@
 //! WFI, or its VM stopped). A blocked vCPU comes back with `wake`. A vCPU
 //! whose VM is gone is `remove`d and never picked again.
 
+pub use config::vm::DEFAULT_WEIGHT;
+
 /// A vCPU, numbered across the whole image from 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VcpuId(pub u32);
@@ -21,7 +23,8 @@ pub struct CpuId(pub u32);
 pub struct VcpuParams {
     /// Index of its VM in the image.
     pub vm: u32,
-    /// Relative share of CPU time (credit); 256 is the default.
+    /// Relative share of CPU time (credit); [`DEFAULT_WEIGHT`] unless the
+    /// profile says.
     pub weight: u32,
     /// Most CPU time it may use, in percent of one CPU (credit); 0 = no cap.
     pub cap_percent: u32,
@@ -30,12 +33,10 @@ pub struct VcpuParams {
 }
 
 impl VcpuParams {
-    pub const DEFAULT_WEIGHT: u32 = 256;
-
     pub fn of_vm(vm: u32) -> Self {
         VcpuParams {
             vm,
-            weight: Self::DEFAULT_WEIGHT,
+            weight: DEFAULT_WEIGHT,
             cap_percent: 0,
             cpu: None,
         }

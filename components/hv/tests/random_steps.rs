@@ -9,14 +9,16 @@
 //! `cargo xtask fuzz` runs many more with a fresh one.
 
 use abi::{GUEST_GICD_BASE, GUEST_GICR_BASE, GUEST_RAM_BASE};
+use config::boot::VmTable;
+use config::vm::{Region, TimeWindow, VmConfig, DEFAULT_WEIGHT};
 use hv::{
     core::Work,
     log,
-    memory::{GuestMemory, GuestRam, GuestSlice, SparseRam},
+    memory::{GuestMemory, GuestSlice, SparseRam},
     platform::{Cpu as CpuOps, PhysicalIrq, Timer},
     sched::{CpuId, Scheduler, VcpuId},
     vgic::{Effects, ListReg, VirtualInterface},
-    ExitKind, GuestWidth, Hypervisor, RawExit, VcpuRegs, Vgic, VmDesc,
+    ExitKind, GuestWidth, Hypervisor, RawExit, VcpuRegs, Vgic,
 };
 use proptest::prelude::*;
 use std::{
@@ -450,30 +452,32 @@ fn run<S: Scheduler, V: Vgic>(
     log::set_sink(&CaptureSink);
     LINES.with(|l| l.borrow_mut().clear());
     let mut first_cpu = 0;
-    let descs: Vec<VmDesc> = vcpus
+    let vms = vcpus
         .iter()
         .enumerate()
         .map(|(i, &n)| {
             // The static scheduler wants a CPU per vCPU: pin them in turn.
             let cpu = first_cpu % cpus as u32;
             first_cpu += n;
-            VmDesc {
-                name: VM_NAMES[i],
-                guest: "random",
-                cmdline: "",
-                ram: GuestRam::new(GUEST_RAM_BASE, 0x8000_0000 + i as u64 * MIB2, MIB2),
-                image: b"hello\n",
-                weight: 256,
-                cap_percent: if i == 1 { 50 } else { 0 },
-                cpu: Some(cpu),
+            VmConfig {
+                name: VM_NAMES[i].into(),
+                guest: "random".into(),
+                cmdline: "".into(),
                 vcpus: n,
                 width: GuestWidth::Aarch64,
-                devices: Vec::new(),
+                ram: Region {
+                    base: 0x8000_0000 + i as u64 * MIB2,
+                    size: MIB2,
+                },
+                image: 0,
+                weight: DEFAULT_WEIGHT,
+                cap_percent: if i == 1 { 50 } else { 0 },
+                cpu: Some(cpu),
             }
         })
         .collect();
-    let windows: Vec<config::boot::BootWindow> = (0..vcpus.len() as u32)
-        .map(|vm| config::boot::BootWindow {
+    let windows = (0..vcpus.len() as u32)
+        .map(|vm| TimeWindow {
             vm,
             length_us: 1000,
         })
@@ -489,8 +493,15 @@ fn run<S: Scheduler, V: Vgic>(
         current,
         lrs: vec![[ListReg::default(); 4]; cpus],
     };
-    let mut hv: Hypervisor<Sim, S, Simulated<V>> =
-        Hypervisor::new(sim, vif, descs, cpus as u32, 500, &windows);
+    let mut hv: Hypervisor<Sim, S, Simulated<V>> = Hypervisor::new(
+        sim,
+        vif,
+        VmTable { vms, windows },
+        &[b"hello\n"],
+        Vec::new(),
+        cpus as u32,
+        500,
+    );
     let mut held: Vec<Option<(VcpuId, Box<Ctx>)>> = (0..cpus).map(|_| None).collect();
     for step in steps {
         let cpu = step.cpu % cpus;

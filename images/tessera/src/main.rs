@@ -15,7 +15,6 @@ mod composition {
     include!(concat!(env!("OUT_DIR"), "/composition.rs"));
 }
 
-use alloc::vec::Vec;
 // The one place the target's arch crate is chosen; its mode module (EL2
 // or HYP) is `hyp` here either way.
 #[cfg(target_arch = "aarch64")]
@@ -30,9 +29,8 @@ use config::boot::VmTable;
 use hv::{
     core::{run_cpu, Outside},
     info,
-    memory::GuestRam,
     sched::CpuId,
-    GuestWidth, Hypervisor, VmDesc,
+    Hypervisor,
 };
 use linked_list_allocator::LockedHeap;
 use spin::Once;
@@ -100,17 +98,20 @@ extern "C" fn tessera_main(_dtb: u64) -> ! {
     }
     let (platform, vif) = board::Board::new();
     let table = vm_table();
+    let vm_count = table.vms.len();
+    // No emulated device beyond the vGIC is composed yet.
     let hv = Hypervisor::new(
         platform,
         vif,
-        vm_descs(&table),
+        table,
+        &c::GUEST_IMAGES,
+        alloc::vec::Vec::new(),
         c::CPUS,
         c::TIME_SLICE_US,
-        &table.windows,
     );
     info!("starting {} VMs", hv.running_vms());
     // From here on, CPUs write console output after leaving the lock.
-    hv::log::queue_output(1 + table.vms.len(), CONSOLE_QUOTA, || {
+    hv::log::queue_output(1 + vm_count, CONSOLE_QUOTA, || {
         <arch::relax::Yield as spin::RelaxStrategy>::relax()
     });
     let hv = HYPERVISOR.call_once(|| Mutex::new(hv));
@@ -187,7 +188,7 @@ fn init_heap() {
     }
 }
 
-/// The image's VM table, decoded in place.
+/// The image's VM table, decoded once, its strings borrowed from the image.
 fn vm_table() -> VmTable<'static> {
     match VmTable::decode(&c::VM_TABLE) {
         Ok(table) => table,
@@ -196,32 +197,6 @@ fn vm_table() -> VmTable<'static> {
             psci::system_off()
         }
     }
-}
-
-/// The VMs of the table, each with its RAM.
-fn vm_descs(table: &VmTable<'static>) -> Vec<VmDesc> {
-    table
-        .vms
-        .iter()
-        .map(|vm| VmDesc {
-            name: vm.name,
-            guest: vm.guest,
-            cmdline: vm.cmdline,
-            ram: GuestRam::new(abi::GUEST_RAM_BASE, vm.ram_base, vm.ram_size),
-            image: c::GUEST_IMAGES[vm.image as usize],
-            weight: vm.weight,
-            cap_percent: vm.cap_percent,
-            cpu: vm.cpu,
-            vcpus: vm.vcpus,
-            width: if vm.aarch32 {
-                GuestWidth::Aarch32
-            } else {
-                GuestWidth::Aarch64
-            },
-            // No emulated device beyond the vGIC is composed yet.
-            devices: Vec::new(),
-        })
-        .collect()
 }
 
 /// Started at EL1 or in a PL1 mode (e.g. QEMU without

@@ -410,7 +410,7 @@ fn one_vm(src: Source, index: usize, vm: &VmSpec) -> Result<(), ProfileError> {
                 )
                 .with_help(format!(
                     "weight is the VM's share of CPU time relative to the others (credit scheduler); the default is {}, so 512 gets twice the default share",
-                    crate::composition::VmPlan::DEFAULT_WEIGHT
+                    crate::vm::DEFAULT_WEIGHT
                 )));
         }
     }

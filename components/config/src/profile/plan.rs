@@ -6,7 +6,8 @@ use super::scenario::ComposeOverride;
 use super::schedule;
 use super::units::format_size;
 use super::{Known, Profile, VmSource};
-use crate::composition::{Arch, Composition, Gic, GuestArch, Region, Timer, Uart, VmPlan};
+use crate::composition::{Arch, Composition, Gic, Region, Timer, Uart};
+use crate::vm::{GuestWidth, VmConfig, DEFAULT_WEIGHT};
 use std::path::PathBuf;
 use toml::Spanned;
 
@@ -20,7 +21,7 @@ pub fn plan(
     vms: Option<&VmSource>,
     known: &Known,
     name: &str,
-    guest_image: &dyn Fn(&str, GuestArch) -> PathBuf,
+    guest_image: &dyn Fn(&str, GuestWidth) -> PathBuf,
 ) -> Result<Composition, ProfileError> {
     plan_with(profile, None, vms, known, name, guest_image)
 }
@@ -42,7 +43,7 @@ pub(super) fn plan_with(
     vms: Option<&VmSource>,
     known: &Known,
     name: &str,
-    guest_image: &dyn Fn(&str, GuestArch) -> PathBuf,
+    guest_image: &dyn Fn(&str, GuestWidth) -> PathBuf,
 ) -> Result<Composition, ProfileError> {
     let layout = check::board(profile)?;
     let src = profile.source();
@@ -86,6 +87,40 @@ pub(super) fn plan_with(
         .map_err(|e| scenario_says(e, profile, composed, scenario_scheduler))?;
     let rams = place(vms, &layout)?;
 
+    // Each distinct guest image once, in the order the VMs name them.
+    let mut guests: Vec<PathBuf> = Vec::new();
+    let configs = vms
+        .vms
+        .iter()
+        .zip(rams)
+        .zip(schedule.cpus)
+        .zip(widths)
+        .map(|(((vm, ram), cpu), width)| {
+            let file = guest_image(vm.guest.get_ref(), width);
+            let image = guests.iter().position(|g| *g == file).unwrap_or_else(|| {
+                guests.push(file);
+                guests.len() - 1
+            });
+            VmConfig {
+                name: vm.name.get_ref().clone().into(),
+                guest: vm.guest.get_ref().clone().into(),
+                cmdline: vm
+                    .cmdline
+                    .as_ref()
+                    .map(|c| c.get_ref().clone())
+                    .unwrap_or_default()
+                    .into(),
+                vcpus: *vm.vcpus.get_ref(),
+                width,
+                ram,
+                image: image as u32,
+                weight: vm.weight.as_ref().map_or(DEFAULT_WEIGHT, |w| *w.get_ref()),
+                cap_percent: vm.cap.as_ref().map_or(0, |c| *c.get_ref()),
+                cpu,
+            }
+        })
+        .collect();
+
     let g = &profile.gic;
     let addr = |a: &Option<Spanned<u64>>| a.as_ref().map(|a| *a.get_ref());
     Ok(Composition {
@@ -121,32 +156,8 @@ pub(super) fn plan_with(
         scheduler: composed.compose.scheduler.get_ref().clone(),
         time_slice_us: u64::try_from(composed.compose.time_slice.get_ref().0.as_micros())
             .unwrap_or(u64::MAX),
-        vms: vms
-            .vms
-            .iter()
-            .zip(rams)
-            .zip(schedule.cpus)
-            .zip(widths)
-            .map(|(((vm, ram), cpu), arch)| VmPlan {
-                name: vm.name.get_ref().clone(),
-                guest: vm.guest.get_ref().clone(),
-                vcpus: *vm.vcpus.get_ref(),
-                arch,
-                ram,
-                cmdline: vm
-                    .cmdline
-                    .as_ref()
-                    .map(|c| c.get_ref().clone())
-                    .unwrap_or_default(),
-                image: guest_image(vm.guest.get_ref(), arch),
-                weight: vm
-                    .weight
-                    .as_ref()
-                    .map_or(VmPlan::DEFAULT_WEIGHT, |w| *w.get_ref()),
-                cap_percent: vm.cap.as_ref().map_or(0, |c| *c.get_ref()),
-                cpu,
-            })
-            .collect(),
+        vms: configs,
+        guests,
         windows: schedule.windows,
         selftest: None,
     })
@@ -285,7 +296,7 @@ fn check_vms(vms: &VmSource, known: &Known) -> Result<(), ProfileError> {
 /// Each VM's register width: what it says, else the host's own. A 64-bit
 /// guest needs a 64-bit host; a 32-bit guest needs the GICv2 interface
 /// (the vGICv3 here does not emulate AArch32's ICC_SGI1R access).
-fn guest_widths(vms: &VmSource, profile: &Profile) -> Result<Vec<GuestArch>, ProfileError> {
+fn guest_widths(vms: &VmSource, profile: &Profile) -> Result<Vec<GuestWidth>, ProfileError> {
     let src = vms.source();
     let host = profile.board.arch;
     vms.vms
@@ -297,10 +308,10 @@ fn guest_widths(vms: &VmSource, profile: &Profile) -> Result<Vec<GuestArch>, Pro
             };
             let field = format!("{} arch", vm_label(i, vm));
             match (host, arch.get_ref()) {
-                (Arch::Armv7a, GuestArch::Aarch64) => Err(src
+                (Arch::Armv7a, GuestWidth::Aarch64) => Err(src
                     .error(arch.span(), &field, "an ARMv7-A host cannot run a 64-bit guest")
                     .with_help("use arch = \"aarch32\", or run the VM on an AArch64 board")),
-                (_, GuestArch::Aarch32) if *profile.gic.version.get_ref() != 2 => Err(src
+                (_, GuestWidth::Aarch32) if *profile.gic.version.get_ref() != 2 => Err(src
                     .error(
                         arch.span(),
                         &field,

@@ -174,7 +174,7 @@ impl Scenario {
         profile: &Profile,
         known: &Known,
         name: &str,
-        guest_image: &dyn Fn(&str, crate::composition::GuestArch) -> PathBuf,
+        guest_image: &dyn Fn(&str, crate::vm::GuestWidth) -> PathBuf,
     ) -> Result<Composition, ProfileError> {
         let over = super::plan::Override {
             src: Source {

@@ -7,7 +7,7 @@ use super::check::vm_label;
 use super::error::{did_you_mean, ProfileError};
 use super::{Profile, VmSource};
 use crate::components::{self, schedulers_taking, Kind, Takes};
-use crate::composition::WindowPlan;
+use crate::vm::TimeWindow;
 
 /// Whether the scheduler called `name` takes `knob` (an unknown name, which
 /// validation reports on its own, takes nothing).
@@ -31,7 +31,7 @@ pub(super) struct Schedule {
     /// its own `cpu`, or else the lowest CPU no VM before it took.
     pub cpus: Vec<Option<u32>>,
     /// The ARINC 653 major frame (empty for the other schedulers).
-    pub windows: Vec<WindowPlan>,
+    pub windows: Vec<TimeWindow>,
 }
 
 /// `profile.board.cpus` is the number of CPUs the board runs with;
@@ -203,7 +203,7 @@ fn windows(
     profile: &Profile,
     vms: &VmSource,
     scheduler: &str,
-) -> Result<Vec<WindowPlan>, ProfileError> {
+) -> Result<Vec<TimeWindow>, ProfileError> {
     let src = profile.source();
     let names: Vec<&str> = vms
         .vms
@@ -293,7 +293,7 @@ fn windows(
                 )
                 .with_help("give it a length such as \"10ms\", or remove the window"));
         }
-        plan.push(WindowPlan {
+        plan.push(TimeWindow {
             vm: vm as u32,
             length_us: u64::try_from(length.as_micros()).unwrap_or(u64::MAX),
         });

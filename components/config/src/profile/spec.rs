@@ -2,7 +2,8 @@
 //! that validation may have to point at.
 
 use super::units::{Period, Size};
-use crate::composition::{Arch, GuestArch};
+use crate::composition::Arch;
+use crate::vm::GuestWidth;
 use serde::Deserialize;
 use std::ops::Range;
 use std::path::PathBuf;
@@ -138,7 +139,7 @@ pub struct VmSpec {
     pub vcpus: Spanned<u32>,
     pub memory: Spanned<Size>,
     /// "aarch64" or "aarch32"; absent means the host's own width.
-    pub arch: Option<Spanned<GuestArch>>,
+    pub arch: Option<Spanned<GuestWidth>>,
     /// Host-physical base; absent means "place it after the others".
     pub base: Option<Spanned<u64>>,
     pub cmdline: Option<Spanned<String>>,

@@ -342,7 +342,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                 self.flush_console(vcpu);
                 info!(
                     "VM {} exited (code {arg1}) {}",
-                    self.vms[vm].name,
+                    self.vms[vm].config.name,
                     self.cpu_report(vcpu)
                 );
                 self.stop_vm(vm);
@@ -367,14 +367,16 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         let mut copy = [0u8; abi::CONSOLE_WRITE_MAX as usize];
         let bytes = &mut copy[..len as usize];
         self.platform.read_guest(from, bytes);
-        let lines = vm.console.write(vm.name, bytes, &mut |line: &[u8]| {
-            log::write_guest_line(vm_index, line);
-        });
+        let lines = vm
+            .console
+            .write(&vm.config.name, bytes, &mut |line: &[u8]| {
+                log::write_guest_line(vm_index, line);
+            });
         let lost = log::take_lost(vm_index + 1);
         if lost > 0 {
             info!(
                 "VM {} lost {lost} bytes of console output: it prints faster than the UART drains",
-                vm.name
+                vm.config.name
             );
         }
         if lines > 0 && self.first_guest_line.is_none() {
@@ -388,7 +390,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     fn flush_console(&mut self, vcpu: VcpuId) {
         let vm_index = self.vm_of(vcpu);
         let vm = &mut self.vms[vm_index];
-        vm.console.flush(vm.name, &mut |line: &[u8]| {
+        vm.console.flush(&vm.config.name, &mut |line: &[u8]| {
             log::write_guest_line(vm_index, line);
         });
     }
@@ -399,7 +401,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         let vm = self.vm_of(vcpu);
         self.stop_vm(vm);
         // A guest's own fault, not the hypervisor's: reported, not an error.
-        info!("VM {} stopped: {why}", self.vms[vm].name);
+        info!("VM {} stopped: {why}", self.vms[vm].config.name);
         Next::Stop
     }
 

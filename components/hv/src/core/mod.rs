@@ -9,7 +9,7 @@ mod psci;
 mod vm;
 
 pub use cpu_loop::{run_cpu, HvLock, Outside};
-pub use vm::VmDesc;
+pub use vm::VmDevices;
 
 use crate::{
     platform::{Platform, RawExit},
@@ -18,7 +18,7 @@ use crate::{
     vmid::VmidAllocator,
 };
 use alloc::vec::Vec;
-use config::boot::BootWindow;
+use config::boot::VmTable;
 use vm::{GicState, Power, RunState, Vcpu, Vm, VmState};
 
 /// What a physical CPU is doing.
@@ -72,22 +72,40 @@ pub struct Hypervisor<P: Platform, S: Scheduler, V: Vgic> {
 }
 
 impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
-    /// Builds every VM for a host of `cpus` physical CPUs. A VM that cannot
-    /// be built is reported and left out; the others run. `windows` is the
-    /// ARINC 653 major frame (VM table index, length).
+    /// Builds every VM of `table` for a host of `cpus` physical CPUs. A VM
+    /// that cannot be built is reported and left out; the others run.
+    /// `images` is the image's guest table, which each VM indexes;
+    /// `devices[i]` are VM `i`'s emulated devices (none when absent).
     pub fn new(
         mut platform: P,
         vif: V::Interface,
-        descs: Vec<VmDesc>,
+        table: VmTable<'static>,
+        images: &[&'static [u8]],
+        devices: Vec<VmDevices>,
         cpus: u32,
         time_slice_us: u64,
-        windows: &[BootWindow],
     ) -> Self {
-        let mut vms = Vec::with_capacity(descs.len());
+        let VmTable {
+            vms: configs,
+            windows,
+        } = table;
+        let mut vms = Vec::with_capacity(configs.len());
         let mut vcpus = Vec::new();
-        for (id, desc) in descs.into_iter().enumerate() {
-            let name = desc.name;
-            match vm::build(&mut platform, &vif, id as u32, desc, vms.len(), vcpus.len()) {
+        let devices = devices.into_iter().chain(core::iter::repeat_with(Vec::new));
+        for (id, (config, devices)) in configs.into_iter().zip(devices).enumerate() {
+            let name = config.name.clone();
+            match vm::build(
+                &mut platform,
+                &vif,
+                id as u32,
+                config,
+                images,
+                devices,
+                vm::Place {
+                    vm: vms.len(),
+                    first_vcpu: vcpus.len(),
+                },
+            ) {
                 Ok((vm, its_vcpus)) => {
                     vms.push(vm);
                     vcpus.extend(its_vcpus);

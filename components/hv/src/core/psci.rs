@@ -77,7 +77,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                 let vm = self.vm_of(vcpu);
                 info!(
                     "VM {} powered off {}",
-                    self.vms[vm].name,
+                    self.vms[vm].config.name,
                     self.cpu_report(vcpu)
                 );
                 self.stop_vm(vm);
@@ -97,7 +97,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     fn sibling(&self, vcpu: VcpuId, mpidr: u64) -> Option<VcpuId> {
         let vm = &self.vms[self.vm_of(vcpu)];
         let index = mpidr & 0xff_00ff_ffff;
-        (index < u64::from(vm.vcpus)).then(|| VcpuId((vm.first_vcpu as u64 + index) as u32))
+        (index < u64::from(vm.config.vcpus)).then(|| VcpuId((vm.first_vcpu as u64 + index) as u32))
     }
 
     fn cpu_on(&mut self, vcpu: VcpuId, mpidr: u64, entry: u64, context: u64) -> i64 {
@@ -142,7 +142,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         if all_off {
             info!(
                 "VM {} stopped: all its vCPUs are off {}",
-                self.vms[vm].name,
+                self.vms[vm].config.name,
                 self.cpu_report(vcpu)
             );
             self.stop_vm(vm);
@@ -163,7 +163,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// rebuilt from its image and vCPU 0 starts again.
     fn request_reset(&mut self, vcpu: VcpuId) {
         let vm = self.vm_of(vcpu);
-        info!("VM {} resets", self.vms[vm].name);
+        info!("VM {} resets", self.vms[vm].config.name);
         self.vms[vm].reset_requested = true;
         for index in self.vms[vm].vcpu_indices() {
             self.vcpus[index].power = Power::Off;
@@ -181,7 +181,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             return;
         }
         self.vms[vm].reset_requested = false;
-        self.vms[vm].vgic = V::new(self.vms[vm].vcpus as usize);
+        self.vms[vm].vgic = V::new(self.vms[vm].config.vcpus as usize);
         for index in self.vms[vm].vcpu_indices() {
             self.reset_vcpu(VcpuId(index as u32), 0, 0);
         }
@@ -236,7 +236,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// A fresh vCPU at `entry` with `x0 = arg0`, as after power-on.
     fn reset_vcpu(&mut self, vcpu: VcpuId, entry: u64, arg0: u64) {
         let state = &self.vcpus[vcpu.0 as usize];
-        let width = self.vms[state.vm].width;
+        let width = self.vms[state.vm].config.width;
         let fresh = self.platform.new_context(entry, arg0, state.index, width);
         let state = &mut self.vcpus[vcpu.0 as usize];
         if let Some(ctx) = state.ctx.as_deref_mut() {

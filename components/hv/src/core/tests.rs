@@ -5,11 +5,12 @@ use crate::device::{MmioDevice, Signal, Window};
 use crate::platform::GuestWidth;
 use crate::{
     log,
-    memory::{GuestMemory, GuestRam, GuestSlice, SparseRam},
+    memory::{GuestMemory, GuestSlice, SparseRam},
     platform::{Cpu, ExitKind, PhysicalIrq, RawExit, Timer, VcpuRegs},
     vgic::{Effects, ListReg, LrState, VirtualInterface},
 };
 use abi::{Error, GUEST_RAM_BASE};
+use config::vm::{Region, VmConfig};
 use std::{cell::RefCell, collections::VecDeque, string::String, vec};
 
 std::thread_local! {
@@ -437,24 +438,55 @@ const MIB2: usize = 2 << 20;
 const EXIT: u64 = abi::HC_VM_EXIT;
 const WRITE: u64 = abi::HC_CONSOLE_WRITE;
 
-fn vm(name: &'static str, pa: u64, image: &'static [u8]) -> VmDesc {
-    let ram = GuestRam::new(GUEST_RAM_BASE, pa, MIB2 as u64);
-    VmDesc {
-        name,
-        guest: "test",
-        cmdline: "",
-        ram,
+/// A VM as a test builds it: its config, guest image and devices.
+struct TestVm {
+    config: VmConfig<'static>,
+    image: &'static [u8],
+    devices: VmDevices,
+}
+
+fn vm(name: &'static str, pa: u64, image: &'static [u8]) -> TestVm {
+    TestVm {
+        config: VmConfig {
+            name: name.into(),
+            guest: "test".into(),
+            cmdline: "".into(),
+            vcpus: 1,
+            width: GuestWidth::Aarch64,
+            ram: Region {
+                base: pa,
+                size: MIB2 as u64,
+            },
+            image: 0,
+            weight: config::vm::DEFAULT_WEIGHT,
+            cap_percent: 0,
+            cpu: None,
+        },
         image,
-        weight: 256,
-        cap_percent: 0,
-        cpu: None,
-        vcpus: 1,
-        width: GuestWidth::Aarch64,
         devices: Vec::new(),
     }
 }
 
-fn boot(vms: Vec<(VmDesc, Vec<Step>)>) -> Hypervisor<Mock, Fifo, TestVgic> {
+/// The hypervisor with `vms`, each image its own entry in the guest table.
+fn build(mock: Mock, vms: Vec<TestVm>, cpus: u32) -> Hypervisor<Mock, Fifo, TestVgic> {
+    let mut table = VmTable {
+        vms: Vec::new(),
+        windows: Vec::new(),
+    };
+    let (mut images, mut devices) = (Vec::new(), Vec::new());
+    for (i, vm) in vms.into_iter().enumerate() {
+        table.vms.push(VmConfig {
+            image: i as u32,
+            ..vm.config
+        });
+        images.push(vm.image);
+        devices.push(vm.devices);
+    }
+    let vif = MockInterface::of(&mock);
+    Hypervisor::new(mock, vif, table, &images, devices, cpus, 100)
+}
+
+fn boot(vms: Vec<(TestVm, Vec<Step>)>) -> Hypervisor<Mock, Fifo, TestVgic> {
     log::set_sink(&CaptureSink);
     take_lines();
     let mut mock = Mock::default();
@@ -464,8 +496,7 @@ fn boot(vms: Vec<(VmDesc, Vec<Step>)>) -> Hypervisor<Mock, Fifo, TestVgic> {
         mock.results.push(Vec::new());
         descs.push(desc);
     }
-    let vif = MockInterface::of(&mock);
-    Hypervisor::new(mock, vif, descs, 1, 100, &[])
+    build(mock, descs, 1)
 }
 
 #[test]
@@ -658,6 +689,28 @@ fn a_vm_whose_image_does_not_fit_is_left_out() {
     assert_eq!(
         take_lines(),
         vec!["[hv] error: VM huge not started: its guest image does not fit in its RAM"]
+    );
+}
+
+/// A table naming a guest image the image does not have (a stale or
+/// corrupt build) leaves that VM out rather than panicking.
+#[test]
+fn a_vm_whose_image_index_is_out_of_the_guest_table_is_left_out() {
+    log::set_sink(&CaptureSink);
+    take_lines();
+    let mut table = VmTable {
+        vms: vec![vm("lost", 0x8000_0000, b"").config],
+        windows: Vec::new(),
+    };
+    table.vms[0].image = 1;
+    let mock = Mock::default();
+    let vif = MockInterface::of(&mock);
+    let hv: Hypervisor<Mock, Fifo, TestVgic> =
+        Hypervisor::new(mock, vif, table, &[b""], Vec::new(), 1, 100);
+    assert_eq!(hv.running_vms(), 0);
+    assert_eq!(
+        take_lines(),
+        vec!["[hv] error: VM lost not started: its guest image is not in the image"]
     );
 }
 
@@ -957,9 +1010,9 @@ fn two_cpus_run_two_vcpus_at_once_and_idle_cpus_are_kicked() {
 #[test]
 fn a_pinned_vcpu_waking_kicks_only_its_own_cpu() {
     let mut a = vm("a", 0x8000_0000, b"");
-    a.cpu = Some(0);
+    a.config.cpu = Some(0);
     let mut b = vm("b", 0x8020_0000, b"");
-    b.cpu = Some(1);
+    b.config.cpu = Some(1);
     let mut hv = boot(vec![
         (
             a,
@@ -1055,7 +1108,7 @@ fn psci_starts_and_stops_sibling_vcpus_and_powers_the_vm_off() {
     const SYSTEM_OFF: u64 = 0x8400_0008;
     let entry = GUEST_RAM_BASE + 0x100;
     let mut desc = vm("smp", 0x8000_0000, b"");
-    desc.vcpus = 2;
+    desc.config.vcpus = 2;
     log::set_sink(&CaptureSink);
     take_lines();
     // Contexts: 0 = vCPU 0, 1 = vCPU 1 as built (off), 2 = vCPU 1 after CPU_ON.
@@ -1080,9 +1133,7 @@ fn psci_starts_and_stops_sibling_vcpus_and_powers_the_vm_off() {
         results: vec![Vec::new(); 3],
         ..Mock::default()
     };
-    let vif = MockInterface::of(&mock);
-    let mut hv: Hypervisor<Mock, Fifo, TestVgic> =
-        Hypervisor::new(mock, vif, vec![desc], 1, 100, &[]);
+    let mut hv = build(mock, vec![desc], 1);
     hv.run();
     let results = &hv.platform.results;
     // results[v][n]: x0 as vCPU v saw it before its step n.
@@ -1110,7 +1161,7 @@ const SYSTEM_RESET: u64 = 0x8400_0009;
 /// context n does (0..vcpus as built, then each one CPU_ON or a reset makes).
 fn boot_smp(vcpus: u32, cpus: usize, scripts: Vec<Vec<Step>>) -> Hypervisor<Mock, Fifo, TestVgic> {
     let mut desc = vm("smp", 0x8000_0000, b"late\n");
-    desc.vcpus = vcpus;
+    desc.config.vcpus = vcpus;
     log::set_sink(&CaptureSink);
     take_lines();
     let mock = Mock {
@@ -1118,8 +1169,7 @@ fn boot_smp(vcpus: u32, cpus: usize, scripts: Vec<Vec<Step>>) -> Hypervisor<Mock
         scripts: scripts.into_iter().map(Into::into).collect(),
         ..Mock::default()
     };
-    let vif = MockInterface::of(&mock);
-    Hypervisor::new(mock, vif, vec![desc], cpus as u32, 100, &[])
+    build(mock, vec![desc], cpus as u32)
 }
 
 /// `cpu` takes its next work and, if it is a vCPU, lets it into the guest:

@@ -4,38 +4,21 @@ use crate::{
     device::{DeviceTable, MmioDevice, Window},
     info,
     memory::GuestRam,
-    platform::{GuestWidth, Platform},
+    platform::Platform,
     sched::{CpuId, VcpuParams},
     stage2::Stage2,
     vgic::{ListReg, Vgic, VirtualInterface},
     vmid::Vmid,
 };
 use abi::{StartInfo, CMDLINE_LEN, GUEST_RAM_BASE, VM_NAME_LEN};
+use config::vm::VmConfig;
 use pv_console::LineBuffer;
 
 /// Most list registers any GIC implementation has.
 pub(crate) const MAX_LIST_REGS: usize = 16;
 
-/// One VM as the image describes it.
-pub struct VmDesc {
-    pub name: &'static str,
-    pub guest: &'static str,
-    pub cmdline: &'static str,
-    pub ram: GuestRam,
-    pub image: &'static [u8],
-    /// Credit weight (256 by default).
-    pub weight: u32,
-    /// Credit cap, percent of one CPU; 0 = none.
-    pub cap_percent: u32,
-    /// The physical CPU its vCPU 0 is pinned to (vCPU k to the k-th next).
-    pub cpu: Option<u32>,
-    /// How many vCPUs; vCPU 0 starts at the image's entry, the others
-    /// wait for the guest's PSCI CPU_ON.
-    pub vcpus: u32,
-    pub width: GuestWidth,
-    /// Its emulated devices besides the virtual GIC, each with its window.
-    pub devices: alloc::vec::Vec<(Window, alloc::boxed::Box<dyn MmioDevice>)>,
-}
+/// A VM's emulated devices besides the virtual GIC, each with its window.
+pub type VmDevices = alloc::vec::Vec<(Window, alloc::boxed::Box<dyn MmioDevice>)>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum VmState {
@@ -98,10 +81,10 @@ pub(crate) struct Vcpu<C, G> {
 }
 
 pub(crate) struct Vm<V> {
-    /// Its vCPUs are the hypervisor's `first_vcpu..first_vcpu + vcpus`.
+    /// What the image says of it, as decoded from the VM table.
+    pub config: VmConfig<'static>,
+    /// Its vCPUs are the hypervisor's `first_vcpu..first_vcpu + config.vcpus`.
     pub first_vcpu: usize,
-    pub vcpus: u32,
-    pub width: GuestWidth,
     /// Its guest image and start info, to restart it (PSCI SYSTEM_RESET).
     pub image: &'static [u8],
     pub start_info: StartInfo,
@@ -111,7 +94,6 @@ pub(crate) struct Vm<V> {
     /// A reset is clearing its RAM: the chunks cleared so far (see
     /// `Work::Zero`).
     pub chunks_cleared: Option<u64>,
-    pub name: &'static str,
     pub stage2: Stage2,
     pub vmid: Option<Vmid>,
     pub ram: GuestRam,
@@ -129,7 +111,7 @@ pub(crate) struct Vm<V> {
 impl<V> Vm<V> {
     /// Its vCPUs' indices in the hypervisor's vCPU table.
     pub fn vcpu_indices(&self) -> core::ops::Range<usize> {
-        self.first_vcpu..self.first_vcpu + self.vcpus as usize
+        self.first_vcpu..self.first_vcpu + self.config.vcpus as usize
     }
 }
 
@@ -139,30 +121,46 @@ pub(crate) type VmAndVcpus<V, C> = (Vm<V>, alloc::vec::Vec<Vcpu<C, GicState<V>>>
 /// What a vCPU's GIC CPU interface holds outside its list registers.
 pub(crate) type GicState<V> = <<V as Vgic>::Interface as VirtualInterface>::CpuState;
 
+/// Where a VM being built goes in the hypervisor's tables.
+pub(crate) struct Place {
+    /// Its index among the VMs built.
+    pub vm: usize,
+    /// Its first vCPU's index among all vCPUs.
+    pub first_vcpu: usize,
+}
+
 /// Builds a VM: stage-2 (RAM, and the GIC's virtual CPU interface where
 /// the guest expects its CPU interface), RAM contents, start info, and its
-/// vCPUs (numbered from `first_vcpu` in the hypervisor; vCPU 0 on).
+/// vCPUs (vCPU 0 on). `images` is the image's guest table, which
+/// `config.image` indexes.
 pub(crate) fn build<P: Platform, V: Vgic>(
     platform: &mut P,
     vif: &V::Interface,
     id: u32,
-    desc: VmDesc,
-    vm_index: usize,
-    first_vcpu: usize,
+    config: VmConfig<'static>,
+    images: &[&'static [u8]],
+    devices: VmDevices,
+    place: Place,
 ) -> Result<VmAndVcpus<V, P::Context>, &'static str> {
-    let VmDesc {
-        name,
-        guest,
-        cmdline,
-        ram,
-        image,
+    let Place {
+        vm: vm_index,
+        first_vcpu,
+    } = place;
+    let image = *images
+        .get(config.image as usize)
+        .ok_or("its guest image is not in the image")?;
+    let ram = GuestRam::new(GUEST_RAM_BASE, config.ram.base, config.ram.size);
+    let VmConfig {
+        ref name,
+        ref guest,
+        ref cmdline,
+        vcpus,
+        width,
         weight,
         cap_percent,
         cpu,
-        vcpus,
-        width,
-        devices,
-    } = desc;
+        ..
+    } = config;
     let vgic = V::new(vcpus as usize);
     let mut mapped = alloc::vec![Window::new(GUEST_RAM_BASE, ram.size())];
     let cpu_interface = vif.guest_cpu_interface();
@@ -227,14 +225,12 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         })
         .collect();
     let vm = Vm {
+        config,
         first_vcpu,
-        vcpus,
-        width,
         image,
         start_info,
         reset_requested: false,
         chunks_cleared: None,
-        name,
         stage2,
         vmid: None,
         ram,

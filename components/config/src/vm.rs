@@ -1,0 +1,106 @@
+//! One VM and one window of the ARINC 653 frame, as the composer writes
+//! them and the core keeps them: the composition carries these types, the
+//! image's VM table is them in postcard, and the core holds each
+//! [`VmConfig`] in its VM. Strings are `Cow`s: owned on the host, borrowed
+//! from the image's table at boot.
+
+use alloc::borrow::Cow;
+use serde::{Deserialize, Serialize};
+
+/// The weight of a VM whose profile gives none (credit).
+pub const DEFAULT_WEIGHT: u32 = 256;
+
+/// The register width a VM's guest runs with at EL1.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum GuestWidth {
+    /// 64-bit (AArch64): only on an AArch64 host.
+    Aarch64,
+    /// 32-bit (AArch32, ARMv7-A code in SVC mode): on either host.
+    Aarch32,
+}
+
+impl GuestWidth {
+    pub fn name(self) -> &'static str {
+        match self {
+            GuestWidth::Aarch64 => "aarch64",
+            GuestWidth::Aarch32 => "aarch32",
+        }
+    }
+}
+
+/// A host-physical range.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    pub base: u64,
+    pub size: u64,
+}
+
+impl Region {
+    pub fn end(&self) -> u64 {
+        self.base + self.size
+    }
+    pub fn overlaps(&self, other: &Region) -> bool {
+        self.base < other.end() && other.base < self.end()
+    }
+    pub fn contains(&self, other: &Region) -> bool {
+        other.base >= self.base && other.end() <= self.end()
+    }
+}
+
+/// One VM. No field is skipped when empty: postcard writes every one.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct VmConfig<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    /// The guest crate it runs (for messages).
+    #[serde(borrow)]
+    pub guest: Cow<'a, str>,
+    #[serde(borrow)]
+    pub cmdline: Cow<'a, str>,
+    /// How many vCPUs; vCPU 0 starts at the image's entry, the others wait
+    /// for the guest's PSCI CPU_ON.
+    pub vcpus: u32,
+    pub width: GuestWidth,
+    /// Host-physical RAM (2 MiB aligned, a multiple of 2 MiB).
+    pub ram: Region,
+    /// Index of its guest image in the image's guest table (the
+    /// composition's `guests`).
+    pub image: u32,
+    /// Relative share of CPU time (credit); [`DEFAULT_WEIGHT`] unless the
+    /// profile says.
+    pub weight: u32,
+    /// Most CPU time, in percent of one CPU (credit); 0 = no cap.
+    pub cap_percent: u32,
+    /// The physical CPU its vCPU 0 is pinned to (static, credit), vCPU k
+    /// to the k-th next; `None`: any.
+    pub cpu: Option<u32>,
+}
+
+impl VmConfig<'_> {
+    /// The same VM, borrowing nothing.
+    pub fn into_owned(self) -> VmConfig<'static> {
+        VmConfig {
+            name: Cow::Owned(self.name.into_owned()),
+            guest: Cow::Owned(self.guest.into_owned()),
+            cmdline: Cow::Owned(self.cmdline.into_owned()),
+            vcpus: self.vcpus,
+            width: self.width,
+            ram: self.ram,
+            image: self.image,
+            weight: self.weight,
+            cap_percent: self.cap_percent,
+            cpu: self.cpu,
+        }
+    }
+}
+
+/// One window of the ARINC 653 major frame: VM `vm` (an index into the
+/// VMs) owns the CPU for `length_us` microseconds.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct TimeWindow {
+    pub vm: u32,
+    pub length_us: u64,
+}
