@@ -196,7 +196,9 @@ impl DebugOrPmu {
         let field = |shift: u32, bits: u32| ((esr >> shift) & ((1 << bits) - 1)) as u8;
         let read = esr & 1 != 0;
         let (rt, crm) = (field(5, 5), field(1, 4));
-        let aarch32 = |r: u8| (r != 15).then_some(r);
+        // AArch32 registers in their AArch64 view, X0..X30; R15 is
+        // APSR_nzcv. No real syndrome says 31, but nothing here trusts that.
+        let aarch32 = |r: u8| (r != 15 && r < 31).then_some(r);
         let pmu32 = |op1: u8, crn: u8| {
             op1 == 0 && ((crn == 9 && (12..=14).contains(&crm)) || (crn == 14 && crm >= 8))
         };
@@ -642,6 +644,26 @@ mod tests {
         // MRRC p14, 0, r0, r1, c1: DBGDRAR, 64-bit.
         let mrrc14 = (0x0c << 26) | (1 << 25) | (1 << 10) | (1 << 1) | 1;
         assert_eq!(debug_or_pmu(mrrc14).unwrap().registers, [Some(0), Some(1)]);
+    }
+
+    /// An AArch32 syndrome names registers in their AArch64 view, X0..X30
+    /// (R15 is APSR_nzcv). Whatever the 5-bit fields say, a read names no
+    /// register past X30: the core would index the vCPU's registers by it.
+    #[test]
+    fn aarch32_syndromes_never_name_register_31() {
+        for rt in 0..32u64 {
+            for rt2 in 0..32u64 {
+                let mrrc14 = (0x0c << 26) | (1 << 25) | (rt2 << 10) | (rt << 5) | (1 << 1) | 1;
+                let registers = debug_or_pmu(mrrc14).unwrap().registers;
+                assert!(
+                    registers.iter().flatten().all(|&r| r < 31 && r != 15),
+                    "Rt {rt}, Rt2 {rt2}: {registers:?}"
+                );
+            }
+            let mrc14 = mcr_esr(u64::from(EC_CP14_32), 0, 0, 2, 2, rt, true);
+            let registers = debug_or_pmu(mrc14).unwrap().registers;
+            assert!(registers.iter().flatten().all(|&r| r < 31), "Rt {rt}");
+        }
     }
 
     #[test]
