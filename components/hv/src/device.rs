@@ -27,8 +27,12 @@ pub trait MmioDevice: Send {
 /// What an access asks of the core besides its result.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Signal {
-    /// Make the device's interrupt pending.
+    /// Make the device's interrupt pending (an edge).
     pub raise: bool,
+    /// A level-triggered device's interrupt line after the access: high
+    /// keeps the interrupt pending until the guest makes the device lower
+    /// it; `None` leaves the line as it was.
+    pub level: Option<bool>,
 }
 
 /// Who answers an access in a window.
