@@ -138,11 +138,10 @@ pub fn kernel(ws: &Workspace, flavour: Flavour) -> Result<KernelFiles> {
     let apt = Apt::new(ws);
     let package = flavour.package();
     let arch = flavour.arch();
-    let entry = match apt.entry(&package, arch, Some(KERNEL_PACKAGE_VERSION))? {
-        Some(entry) => entry,
-        None => bail!("{}", pin_gone_message(&apt, flavour)?),
+    let Some((entry, deb)) = apt.deb(&package, arch, Some(KERNEL_PACKAGE_VERSION))? else {
+        bail!("{}", pin_gone_message(&apt, flavour)?);
     };
-    let root = unpack(ws, &apt.fetch(&entry)?, &entry)?;
+    let root = unpack(ws, &deb, &entry)?;
     let version = flavour.release();
     let files = KernelFiles {
         image: root.join("boot").join(format!("vmlinuz-{version}")),
@@ -168,10 +167,10 @@ pub fn kernel(ws: &Workspace, flavour: Flavour) -> Result<KernelFiles> {
 /// the version stays put until then.
 pub fn busybox(ws: &Workspace, arch: DebArch) -> Result<PathBuf> {
     let apt = Apt::new(ws);
-    let entry = apt
-        .entry("busybox-static", arch, None)?
+    let (entry, deb) = apt
+        .deb("busybox-static", arch, None)?
         .with_context(|| format!("busybox-static:{} is not in Debian {SUITE}", arch.name()))?;
-    let binary = unpack(ws, &apt.fetch(&entry)?, &entry)?.join("bin/busybox");
+    let binary = unpack(ws, &deb, &entry)?.join("bin/busybox");
     if !binary.is_file() {
         bail!(
             "busybox-static {} has no {}",
@@ -496,7 +495,8 @@ impl Apt {
         })
     }
 
-    /// `apt-cache show` of one package, or `None` if the lists lack it.
+    /// `apt-cache show` of one package: its entries, none if the lists
+    /// lack it.
     fn show(&self, spec: &str, all_versions: bool) -> Result<Vec<BTreeMap<String, String>>> {
         let mut command = self.command("apt-cache");
         command.arg("show");
@@ -514,34 +514,49 @@ impl Apt {
     }
 
     /// The index entry of `package` for `arch` at `version` (or the version
-    /// apt would pick), updating the lists once if they lack it.
-    pub fn entry(
+    /// apt picks) and its .deb, checked against that entry. Uses the lists
+    /// and .deb files it has; runs `apt-get update` (once) only when the
+    /// lists lack the package or name a file the mirror no longer has.
+    /// `None` if Debian does not have it.
+    pub fn deb(
         &self,
         package: &str,
         arch: DebArch,
         version: Option<&str>,
-    ) -> Result<Option<PackageEntry>> {
+    ) -> Result<Option<(PackageEntry, PathBuf)>> {
         self.prepare()?;
         let spec = match version {
             Some(version) => format!("{package}:{}={version}", arch.name()),
             None => format!("{package}:{}", arch.name()),
         };
-        let lookup = || -> Result<Option<PackageEntry>> {
-            let stanzas = self.show(&spec, false)?;
-            Ok(stanzas.first().and_then(PackageEntry::from_stanza))
-        };
-        if self.has_lists() {
-            if let Some(entry) = lookup()? {
-                return Ok(Some(entry));
-            }
+        let mut updated = false;
+        if !self.has_lists() {
+            self.update()?;
+            updated = true;
         }
-        self.update()?;
-        lookup()
+        loop {
+            let entry = self
+                .show(&spec, false)?
+                .first()
+                .and_then(PackageEntry::from_stanza);
+            let error = match entry {
+                None if updated => return Ok(None),
+                None => anyhow::anyhow!("{spec} is not in the lists"),
+                Some(entry) => match self.fetch(&entry) {
+                    Ok(deb) => return Ok(Some((entry, deb))),
+                    Err(error) if updated => return Err(error),
+                    Err(error) => error,
+                },
+            };
+            eprintln!("xtask: {error:#}; refreshing the lists");
+            self.update()?;
+            updated = true;
+        }
     }
 
-    /// The .deb of `entry` in `debs/`, checked against the index; fetched
+    /// The .deb of `entry` in `debs/`, checked against the entry; fetched
     /// with `apt-get download` when missing or corrupt.
-    pub fn fetch(&self, entry: &PackageEntry) -> Result<PathBuf> {
+    fn fetch(&self, entry: &PackageEntry) -> Result<PathBuf> {
         let deb = self.debs.join(entry.deb_name());
         if deb.exists() {
             match check_sha256(&deb, &entry.sha256) {
@@ -552,37 +567,37 @@ impl Apt {
         let spec = format!("{}:{}={}", entry.package, entry.architecture, entry.version);
         // apt-get download writes into the current directory, under a name
         // of its own (with the epoch); a fresh one holds just this file.
-        let partial = self.debs.join("partial");
+        let partial = self.debs.join(format!("partial-{}", std::process::id()));
         if partial.exists() {
             std::fs::remove_dir_all(&partial)
                 .with_context(|| format!("removing {}", partial.display()))?;
         }
         std::fs::create_dir_all(&partial)
             .with_context(|| format!("creating {}", partial.display()))?;
-        let download = || {
-            let mut command = self.command("apt-get");
-            command
-                .args(["-q", "download", &spec])
-                .current_dir(&partial);
-            self.run(command, &format!("apt-get download {spec}"))
-        };
         eprintln!("xtask: apt-get download {spec}");
-        if download().is_err() {
-            // Stale lists name a file the mirror no longer has.
-            self.update()?;
-            download()?;
-        }
-        let fetched = std::fs::read_dir(&partial)
-            .with_context(|| format!("reading {}", partial.display()))?
+        let fetched = self.download(&spec, &partial).and_then(|fetched| {
+            check_sha256(&fetched, &entry.sha256)?;
+            // A rename: another xtask building beside us sees the old file
+            // or the whole new one.
+            std::fs::rename(&fetched, &deb)
+                .with_context(|| format!("moving {} to {}", fetched.display(), deb.display()))
+        });
+        // Gone whether it worked or not; a leftover is harmless.
+        let _ = std::fs::remove_dir_all(&partial);
+        fetched.map(|()| deb)
+    }
+
+    /// `apt-get download spec` into the empty directory `dir`: the .deb.
+    fn download(&self, spec: &str, dir: &Path) -> Result<PathBuf> {
+        let mut command = self.command("apt-get");
+        command.args(["-q", "download", spec]).current_dir(dir);
+        self.run(command, &format!("apt-get download {spec}"))?;
+        std::fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
             .flatten()
             .map(|e| e.path())
             .find(|p| p.extension().is_some_and(|e| e == "deb"))
-            .with_context(|| format!("apt-get download {spec} left no .deb"))?;
-        check_sha256(&fetched, &entry.sha256)?;
-        std::fs::rename(&fetched, &deb)
-            .with_context(|| format!("moving {} to {}", fetched.display(), deb.display()))?;
-        std::fs::remove_dir(&partial).with_context(|| format!("removing {}", partial.display()))?;
-        Ok(deb)
+            .with_context(|| format!("apt-get download {spec} left no .deb"))
     }
 }
 
@@ -656,7 +671,7 @@ fn unpack(ws: &Workspace, deb: &Path, entry: &PackageEntry) -> Result<PathBuf> {
     if dest.is_dir() && std::fs::read_to_string(&marker).is_ok_and(|s| s == entry.sha256) {
         return Ok(dest);
     }
-    let partial = unpacked.join(format!("{name}.partial"));
+    let partial = unpacked.join(format!("{name}.partial-{}", std::process::id()));
     for stale in [&dest, &partial] {
         if stale.exists() {
             std::fs::remove_dir_all(stale)
@@ -673,8 +688,15 @@ fn unpack(ws: &Workspace, deb: &Path, entry: &PackageEntry) -> Result<PathBuf> {
     if !status.success() {
         bail!("dpkg-deb -x {} failed", deb.display());
     }
-    std::fs::rename(&partial, &dest)
-        .with_context(|| format!("moving {} to {}", partial.display(), dest.display()))?;
+    if let Err(error) = std::fs::rename(&partial, &dest) {
+        // Another xtask unpacked the same .deb meanwhile.
+        if !dest.is_dir() {
+            return Err(error)
+                .with_context(|| format!("moving {} to {}", partial.display(), dest.display()));
+        }
+        std::fs::remove_dir_all(&partial)
+            .with_context(|| format!("removing {}", partial.display()))?;
+    }
     workspace::write(&marker, &entry.sha256)?;
     Ok(dest)
 }
