@@ -193,7 +193,7 @@ pub fn linux_assets(ws: &Workspace, flavour: Flavour) -> Result<Assets> {
         .join("debian")
         .join(flavour.name())
         .join("initrd.gz");
-    initramfs::build_cached(&busybox, &modules, &init, &initrd)?;
+    initramfs::build(&busybox, &modules, &init, &initrd)?;
     Ok(Assets {
         kernel: kernel.image,
         initrd,

@@ -79,7 +79,9 @@ impl Entry {
 
 /// Writes `out`: `/bin/busybox`, `/init` (`init_script`), `/dev/console`
 /// (so the kernel has a console before devtmpfs), the base directories, and
-/// each module (file, path in the initramfs) with its directories.
+/// each module (file, path in the initramfs) with its directories. Leaves
+/// `out` alone if it was built from the same contents: their digest sits
+/// beside it in `<out>.inputs`.
 pub fn build(
     busybox: &Path,
     modules: &[(PathBuf, String)],
@@ -109,6 +111,11 @@ pub fn build(
         }
         entries.push(Entry::file(dest, 0o644, workspace::read(src)?));
     }
+    let digest = digest(&entries);
+    let stamp = PathBuf::from(format!("{}.inputs", out.display()));
+    if out.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == digest) {
+        return Ok(());
+    }
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -117,7 +124,24 @@ pub fn build(
         .with_context(|| format!("creating {}", partial.display()))?;
     write_cpio(&entries, file).with_context(|| format!("writing {}", partial.display()))?;
     std::fs::rename(&partial, out)
-        .with_context(|| format!("moving {} to {}", partial.display(), out.display()))
+        .with_context(|| format!("moving {} to {}", partial.display(), out.display()))?;
+    workspace::write(&stamp, digest)
+}
+
+fn digest(entries: &[Entry]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(FORMAT);
+    for entry in entries {
+        hasher.update(format!(
+            "{} {:o} {:?} {}\n",
+            entry.name,
+            entry.mode,
+            entry.rdev,
+            entry.data.len()
+        ));
+        hasher.update(&entry.data);
+    }
+    crate::debian::hex(&hasher.finalize())
 }
 
 fn write_cpio(entries: &[Entry], out: std::fs::File) -> std::io::Result<()> {
@@ -138,31 +162,6 @@ fn write_cpio(entries: &[Entry], out: std::fs::File) -> std::io::Result<()> {
     }
     cpio::newc::trailer(&mut gz)?;
     gz.finish()?.flush()
-}
-
-/// [`build`] unless `out` was built from the same inputs: a digest of them
-/// sits beside it in `<out>.inputs`.
-pub fn build_cached(
-    busybox: &Path,
-    modules: &[(PathBuf, String)],
-    init_script: &str,
-    out: &Path,
-) -> Result<()> {
-    let mut hasher = Sha256::new();
-    hasher.update(FORMAT);
-    hasher.update(Sha256::digest(workspace::read(busybox)?));
-    for (src, dest) in modules {
-        hasher.update(dest);
-        hasher.update(Sha256::digest(workspace::read(src)?));
-    }
-    hasher.update(init_script);
-    let digest = crate::debian::hex(&hasher.finalize());
-    let stamp = PathBuf::from(format!("{}.inputs", out.display()));
-    if out.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == digest) {
-        return Ok(());
-    }
-    build(busybox, modules, init_script, out)?;
-    workspace::write(&stamp, digest)
 }
 
 #[cfg(test)]
@@ -267,21 +266,21 @@ mod tests {
         let busybox = dir.join("busybox");
         std::fs::write(&busybox, b"one").unwrap();
         let out = dir.join("sub/initrd.gz");
-        build_cached(&busybox, &[], "#!/bin/sh\n", &out).unwrap();
+        build(&busybox, &[], "#!/bin/sh\n", &out).unwrap();
         let first = std::fs::read(&out).unwrap();
         // Same bytes when built again from scratch: deterministic.
         std::fs::remove_file(&out).unwrap();
-        build_cached(&busybox, &[], "#!/bin/sh\n", &out).unwrap();
+        build(&busybox, &[], "#!/bin/sh\n", &out).unwrap();
         assert_eq!(std::fs::read(&out).unwrap(), first);
         // A marker in the output shows whether it was rewritten.
         std::fs::write(&out, b"untouched").unwrap();
-        build_cached(&busybox, &[], "#!/bin/sh\n", &out).unwrap();
+        build(&busybox, &[], "#!/bin/sh\n", &out).unwrap();
         assert_eq!(std::fs::read(&out).unwrap(), b"untouched");
         std::fs::write(&busybox, b"two").unwrap();
-        build_cached(&busybox, &[], "#!/bin/sh\n", &out).unwrap();
+        build(&busybox, &[], "#!/bin/sh\n", &out).unwrap();
         assert_ne!(std::fs::read(&out).unwrap(), b"untouched");
         std::fs::write(&out, b"untouched").unwrap();
-        build_cached(&busybox, &[], "#!/bin/sh\necho\n", &out).unwrap();
+        build(&busybox, &[], "#!/bin/sh\necho\n", &out).unwrap();
         assert_ne!(std::fs::read(&out).unwrap(), b"untouched");
         std::fs::remove_dir_all(&dir).unwrap();
     }
