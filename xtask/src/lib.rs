@@ -3,8 +3,10 @@
 
 pub mod bench;
 pub mod compose;
+pub mod debian;
 pub mod elf;
 pub mod fit;
+pub mod initramfs;
 pub mod manifest;
 pub mod qemu;
 pub mod scenario;

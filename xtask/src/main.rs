@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use config::profile;
 use xtask::workspace::Workspace;
-use xtask::{bench, compose, qemu, sdcard, test, tools, DEFAULT_BOARD};
+use xtask::{bench, compose, debian, qemu, sdcard, test, tools, DEFAULT_BOARD};
 
 #[derive(Parser)]
 #[command(
@@ -67,6 +67,12 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Fetch Debian's kernel and busybox with apt (private state under
+    /// target/debian) and build the initramfs; print their paths
+    LinuxAssets {
+        #[arg(long, value_enum, default_value_t = debian::Flavour::Arm64)]
+        flavour: debian::Flavour,
+    },
 }
 
 fn main() {
@@ -82,7 +88,10 @@ fn main() {
 fn run(command: Command) -> Result<()> {
     let ws = Workspace::locate()?;
     // Every command but these compiles for a board's target.
-    if !matches!(command, Command::Boards | Command::Fuzz { .. }) {
+    if !matches!(
+        command,
+        Command::Boards | Command::Fuzz { .. } | Command::LinuxAssets { .. }
+    ) {
         tools::ensure_rust(&ws.root)?;
     }
     match command {
@@ -117,6 +126,14 @@ fn run(command: Command) -> Result<()> {
                 card.display(),
                 device.display()
             );
+        }
+        Command::LinuxAssets { flavour } => {
+            let assets = debian::linux_assets(&ws, flavour)?;
+            println!("version {}", assets.version);
+            for path in [&assets.kernel, &assets.initrd] {
+                let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                println!("{} ({size} bytes)", path.display());
+            }
         }
     }
     Ok(())

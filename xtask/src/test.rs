@@ -46,6 +46,7 @@ pub fn run(ws: &Workspace, only: &[String]) -> Result<()> {
         tools::mtools(),
         tools::fdisk(),
         tools::dtc(),
+        tools::cpio(),
         tools::u_boot_qemu(),
         tools::qemu(&qemu::spec(&default)?.binary),
     ])?;

@@ -34,6 +34,14 @@ pub fn dtc() -> Tool {
     }
 }
 
+/// GNU `cpio`, to list the initramfs back.
+pub fn cpio() -> Tool {
+    Tool {
+        binary: "cpio".into(),
+        package: "cpio",
+    }
+}
+
 /// `fdisk -l`, to read the SD-card image's partition table back.
 pub fn fdisk() -> Tool {
     Tool {
@@ -116,7 +124,7 @@ pub fn ensure(tools: &[Tool]) -> Result<()> {
     Ok(())
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     let Ok(sh) = Shell::new() else { return false };
     cmd!(sh, "id -u")
         .quiet()
