@@ -90,6 +90,12 @@ pub const GUEST_GICR_STRIDE: u64 = 0x2_0000;
 /// INTID of the virtual timer (CNTV) interrupt a guest gets (ABI 1.1).
 pub const GUEST_VTIMER_INTID: u32 = 27;
 
+/// Where a VM's emulated UART is (an SBSA-subset PL011, for guests that
+/// drive a UART, e.g. Linux), and its interrupt (SPI 1), as on QEMU `virt`.
+pub const GUEST_UART_BASE: u64 = 0x0900_0000;
+pub const GUEST_UART_SIZE: u64 = 0x1000;
+pub const GUEST_UART_INTID: u32 = 33;
+
 /// Negative results of a hypercall, as in SMCCC.
 #[repr(i64)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,7 +169,7 @@ fn nul_padded_str(bytes: &[u8]) -> &str {
 }
 
 /// Every published item, one per line, in the form `abi.manifest` holds.
-pub fn manifest() -> [(&'static str, u64); 26] {
+pub fn manifest() -> [(&'static str, u64); 29] {
     [
         ("ABI_MAJOR", ABI_MAJOR as u64),
         ("HC_ABI_VERSION", HC_ABI_VERSION),
@@ -200,6 +206,9 @@ pub fn manifest() -> [(&'static str, u64); 26] {
         ("GUEST_GICD_SIZE", GUEST_GICD_SIZE),
         ("GUEST_GICC_SIZE", GUEST_GICC_SIZE),
         ("GUEST_GICR_STRIDE", GUEST_GICR_STRIDE),
+        ("GUEST_UART_BASE", GUEST_UART_BASE),
+        ("GUEST_UART_SIZE", GUEST_UART_SIZE),
+        ("GUEST_UART_INTID", GUEST_UART_INTID as u64),
     ]
 }
 

@@ -50,6 +50,8 @@ mod tests {
                     weight: 512,
                     cap_percent: 50,
                     cpu: Some(1),
+                    linux: None,
+                    devices: alloc::vec::Vec::new(),
                 },
                 VmConfig {
                     name: "spinner".into(),
@@ -65,6 +67,23 @@ mod tests {
                     weight: 256,
                     cap_percent: 0,
                     cpu: None,
+                    linux: Some(crate::vm::LinuxBoot {
+                        kernel_offset: 0x1_0000,
+                        dtb: crate::vm::Blob {
+                            image: 2,
+                            offset: 0x840_0000,
+                        },
+                        initrd: Some(crate::vm::Blob {
+                            image: 3,
+                            offset: 0x800_0000,
+                        }),
+                    }),
+                    devices: alloc::vec![crate::vm::DeviceConfig {
+                        kind: "sbsa-uart".into(),
+                        base: 0x0900_0000,
+                        size: 0x1000,
+                        intid: 33,
+                    }],
                 },
             ],
             windows: alloc::vec![

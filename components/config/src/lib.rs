@@ -11,6 +11,8 @@ pub mod components;
 #[cfg(feature = "std")]
 pub mod composition;
 #[cfg(feature = "std")]
+pub mod linux;
+#[cfg(feature = "std")]
 pub mod profile;
 pub mod vm;
 pub mod window;

@@ -4,6 +4,7 @@
 
 mod check;
 mod error;
+mod linux;
 mod plan;
 mod scenario;
 mod schedule;
@@ -12,7 +13,7 @@ mod units;
 
 pub use crate::composition::Composition;
 pub use error::ProfileError;
-pub use plan::plan;
+pub use plan::{plan, GuestFiles, LinuxFiles};
 pub use scenario::{load_scenario, Boot, Expect, Scenario};
 pub use spec::{
     Board, BoardSpans, ComposeSpec, GicSpec, MemorySpec, QemuSpec, RamSpec, TimerSpec, UartSpec,

@@ -4,7 +4,7 @@
 //! [`VmConfig`] in its VM. Strings are `Cow`s: owned on the host, borrowed
 //! from the image's table at boot.
 
-use alloc::borrow::Cow;
+use alloc::{borrow::Cow, vec::Vec};
 use serde::{Deserialize, Serialize};
 
 /// The weight of a VM whose profile gives none (credit).
@@ -76,6 +76,45 @@ pub struct VmConfig<'a> {
     /// The physical CPU its vCPU 0 is pinned to (static, credit), vCPU k
     /// to the k-th next; `None`: any.
     pub cpu: Option<u32>,
+    /// Started by Linux's boot protocol, `image` being the kernel; `None`:
+    /// a Tessera guest, `image` loaded at the RAM's base with its start
+    /// info.
+    pub linux: Option<LinuxBoot>,
+    /// Its emulated devices besides the virtual GIC.
+    #[serde(borrow)]
+    pub devices: Vec<DeviceConfig<'a>>,
+}
+
+/// Where Linux's boot protocol puts things in a VM's RAM (offsets from its
+/// guest-physical base), and so what vCPU 0 starts with: at the kernel,
+/// with the DTB's address in x0 (arm64) or r2 (arm, r0 = 0, r1 = ~0).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct LinuxBoot {
+    pub kernel_offset: u64,
+    pub dtb: Blob,
+    pub initrd: Option<Blob>,
+}
+
+/// One of the image's guest-table entries, copied into a VM's RAM at
+/// `offset` from its base.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct Blob {
+    pub image: u32,
+    pub offset: u64,
+}
+
+/// An emulated device of a VM: which component (its row name in the
+/// component table), its guest-physical window and its interrupt.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct DeviceConfig<'a> {
+    #[serde(borrow)]
+    pub kind: Cow<'a, str>,
+    pub base: u64,
+    pub size: u64,
+    pub intid: u32,
 }
 
 impl VmConfig<'_> {
@@ -92,6 +131,15 @@ impl VmConfig<'_> {
             weight: self.weight,
             cap_percent: self.cap_percent,
             cpu: self.cpu,
+            linux: self.linux,
+            devices: self
+                .devices
+                .into_iter()
+                .map(|d| DeviceConfig {
+                    kind: Cow::Owned(d.kind.into_owned()),
+                    ..d
+                })
+                .collect(),
         }
     }
 }

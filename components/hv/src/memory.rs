@@ -107,47 +107,18 @@ impl GuestRam {
         self.ipa_base + self.size - START_INFO_PAGE
     }
 
-    /// Clears the RAM, copies the guest image to its base and writes the
-    /// start info into its last page, so nothing of an earlier tenant
-    /// survives into the new VM.
-    pub fn load(
+    /// Writes a Tessera guest's start info into the RAM's last page;
+    /// returns the slice written.
+    pub fn write_start_info(
         &self,
         memory: &mut impl GuestMemory,
-        image: &[u8],
-        info: &StartInfo,
-    ) -> Result<(), MemoryError> {
-        if image.len() as u64 > self.size.saturating_sub(START_INFO_PAGE) {
-            return Err(MemoryError::TooBig {
-                image: image.len(),
-                ram: self.size as usize,
-            });
-        }
-        memory.zero_guest(self.all());
-        self.place(memory, image, info).map(|_| ())
-    }
-
-    /// What [`load`](Self::load) writes after clearing: the image at the
-    /// base, the start info in the last page. Returns the slice written
-    /// from the base.
-    pub fn place(
-        &self,
-        memory: &mut impl GuestMemory,
-        image: &[u8],
         info: &StartInfo,
     ) -> Result<GuestSlice, MemoryError> {
-        if image.len() as u64 > self.size.saturating_sub(START_INFO_PAGE) {
-            return Err(MemoryError::TooBig {
-                image: image.len(),
-                ram: self.size as usize,
-            });
-        }
-        let image_slice = self.slice(self.ipa_base, image.len() as u64)?;
-        memory.write_guest(image_slice, image);
         let mut page = [0u8; size_of::<StartInfo>()];
         write_start_info(&mut page, info);
         let at = self.slice(self.start_info_ipa(), page.len() as u64)?;
         memory.write_guest(at, &page);
-        Ok(image_slice)
+        Ok(at)
     }
 
     /// The `n`-th `chunk`-byte piece of the RAM (the last may be shorter),
@@ -161,7 +132,7 @@ impl GuestRam {
     }
 }
 
-const START_INFO_PAGE: u64 = 4096;
+pub const START_INFO_PAGE: u64 = 4096;
 
 /// Lays `info` out as `#[repr(C)]` little-endian bytes, field by field, so no
 /// `unsafe` transmute is needed.
@@ -290,37 +261,21 @@ mod tests {
     }
 
     #[test]
-    fn load_clears_copies_and_writes_start_info() {
+    fn the_start_info_goes_in_the_last_page() {
         let ram = GuestRam::new(GUEST_RAM_BASE, 0x8000_0000, 64 * 1024);
         let mut memory = SparseRam::default();
-        // An earlier tenant's bytes, everywhere.
-        memory.write_guest(ram.all(), &vec![0xaa; 64 * 1024]);
-        ram.load(&mut memory, &[1, 2, 3], &info()).unwrap();
-        let bytes = read(&memory, ram.all());
-        assert_eq!(&bytes[..4], &[1, 2, 3, 0]);
+        let written = ram.write_start_info(&mut memory, &info()).unwrap();
         let si = ram.start_info_ipa();
         assert_eq!(si, GUEST_RAM_BASE + 60 * 1024);
+        assert_eq!(written.pa(), 0x8000_0000 + 60 * 1024);
+        let bytes = read(&memory, ram.all());
         let page = &bytes[60 * 1024..];
         assert_eq!(&page[..4], &START_INFO_MAGIC.to_le_bytes());
         assert_eq!(&page[8..12], &7u32.to_le_bytes());
         assert_eq!(&page[32..35], b"vm0");
-        let info_len = size_of::<StartInfo>();
-        assert!(bytes[3..60 * 1024].iter().all(|&b| b == 0));
-        assert!(page[info_len..].iter().all(|&b| b == 0));
-    }
-
-    #[test]
-    fn load_refuses_an_image_over_the_start_info_page() {
-        let ram = GuestRam::new(GUEST_RAM_BASE, 0, 8192);
-        let image = vec![0u8; 4097];
-        assert_eq!(
-            ram.load(&mut SparseRam::default(), &image, &info()),
-            Err(MemoryError::TooBig {
-                image: 4097,
-                ram: 8192
-            })
-        );
         let tiny = GuestRam::new(GUEST_RAM_BASE, 0, 0);
-        assert!(tiny.load(&mut SparseRam::default(), &[], &info()).is_err());
+        assert!(tiny
+            .write_start_info(&mut SparseRam::default(), &info())
+            .is_err());
     }
 }

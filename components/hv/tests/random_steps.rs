@@ -473,6 +473,8 @@ fn run<S: Scheduler, V: Vgic>(
                 weight: DEFAULT_WEIGHT,
                 cap_percent: if i == 1 { 50 } else { 0 },
                 cpu: Some(cpu),
+                linux: None,
+                devices: Vec::new(),
             }
         })
         .collect();

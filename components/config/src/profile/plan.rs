@@ -5,11 +5,54 @@ use super::error::{did_you_mean, ProfileError, Source};
 use super::scenario::ComposeOverride;
 use super::schedule;
 use super::units::format_size;
-use super::{Known, Profile, VmSource};
+use super::{linux, Known, Profile, VmSource};
 use crate::composition::{Arch, Composition, Gic, Region, Timer, Uart};
-use crate::vm::{GuestWidth, VmConfig, DEFAULT_WEIGHT};
+use crate::vm::{Blob, GuestWidth, LinuxBoot, VmConfig, DEFAULT_WEIGHT};
 use std::path::PathBuf;
 use toml::Spanned;
+
+/// The files the composer builds or fetches for the VMs it plans.
+pub trait GuestFiles {
+    /// The flat binary of guest crate `guest` built for `width`.
+    fn guest_image(&self, guest: &str, width: GuestWidth) -> PathBuf;
+
+    /// The kernel and initrd a Linux VM named `vm` asks for (`kernel` and
+    /// `initrd` as the profile writes them), and where its device tree is
+    /// to be written. The error says what could not be had.
+    fn linux(
+        &self,
+        vm: &str,
+        kernel: &str,
+        initrd: Option<&str>,
+        width: GuestWidth,
+    ) -> Result<LinuxFiles, String>;
+}
+
+/// A Linux VM's files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinuxFiles {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    /// Where the composer writes the VM's device tree, once planned.
+    pub dtb: PathBuf,
+}
+
+/// Guest crates only (tests, tools): a VM with a Linux kernel is refused.
+impl<F: Fn(&str, GuestWidth) -> PathBuf> GuestFiles for F {
+    fn guest_image(&self, guest: &str, width: GuestWidth) -> PathBuf {
+        self(guest, width)
+    }
+
+    fn linux(
+        &self,
+        _: &str,
+        _: &str,
+        _: Option<&str>,
+        _: GuestWidth,
+    ) -> Result<LinuxFiles, String> {
+        Err("this composer builds no Linux VMs".into())
+    }
+}
 
 /// Validates `profile` with `vms` (a scenario's, replacing the board's when
 /// given) against the `known` components, and lays the VMs out: VMs with a
@@ -21,9 +64,9 @@ pub fn plan(
     vms: Option<&VmSource>,
     known: &Known,
     name: &str,
-    guest_image: &dyn Fn(&str, GuestWidth) -> PathBuf,
+    files: &dyn GuestFiles,
 ) -> Result<Composition, ProfileError> {
-    plan_with(profile, None, vms, known, name, guest_image)
+    plan_with(profile, None, vms, known, name, files)
 }
 
 /// What a scenario puts over its board: its `[compose]` and its CPU
@@ -43,7 +86,7 @@ pub(super) fn plan_with(
     vms: Option<&VmSource>,
     known: &Known,
     name: &str,
-    guest_image: &dyn Fn(&str, GuestWidth) -> PathBuf,
+    files: &dyn GuestFiles,
 ) -> Result<Composition, ProfileError> {
     let layout = check::board(profile)?;
     let src = profile.source();
@@ -89,37 +132,72 @@ pub(super) fn plan_with(
 
     // Each distinct guest image once, in the order the VMs name them.
     let mut guests: Vec<PathBuf> = Vec::new();
-    let configs = vms
+    let mut index_of = |file: PathBuf| {
+        let index = guests.iter().position(|g| *g == file).unwrap_or_else(|| {
+            guests.push(file);
+            guests.len() - 1
+        });
+        index as u32
+    };
+    let mut configs = Vec::with_capacity(vms.vms.len());
+    for (i, (((vm, ram), cpu), width)) in vms
         .vms
         .iter()
         .zip(rams)
         .zip(schedule.cpus)
         .zip(widths)
-        .map(|(((vm, ram), cpu), width)| {
-            let file = guest_image(vm.guest.get_ref(), width);
-            let image = guests.iter().position(|g| *g == file).unwrap_or_else(|| {
-                guests.push(file);
-                guests.len() - 1
-            });
-            VmConfig {
-                name: vm.name.get_ref().clone().into(),
-                guest: vm.guest.get_ref().clone().into(),
-                cmdline: vm
-                    .cmdline
-                    .as_ref()
-                    .map(|c| c.get_ref().clone())
-                    .unwrap_or_default()
-                    .into(),
-                vcpus: *vm.vcpus.get_ref(),
-                width,
-                ram,
-                image: image as u32,
-                weight: vm.weight.as_ref().map_or(DEFAULT_WEIGHT, |w| *w.get_ref()),
-                cap_percent: vm.cap.as_ref().map_or(0, |c| *c.get_ref()),
-                cpu,
+        .enumerate()
+    {
+        let text = |s: &Option<Spanned<String>>| s.as_ref().map(|s| s.get_ref().clone());
+        let (guest, image, cmdline, linux, devices) = match (&vm.guest, &vm.kernel) {
+            (Some(guest), _) => {
+                let image = index_of(files.guest_image(guest.get_ref(), width));
+                let cmdline = text(&vm.cmdline).unwrap_or_default();
+                (guest.get_ref().clone(), image, cmdline, None, Vec::new())
             }
-        })
-        .collect();
+            (None, Some(kernel)) => {
+                let placed = linux::plan(vms, i, vm, kernel, width, ram, files)?;
+                let image = index_of(placed.files.kernel);
+                let dtb = Blob {
+                    image: index_of(placed.files.dtb),
+                    offset: placed.layout.dtb,
+                };
+                let initrd = placed.files.initrd.map(|file| Blob {
+                    image: index_of(file),
+                    offset: placed.layout.initrd,
+                });
+                let boot = LinuxBoot {
+                    kernel_offset: placed.layout.kernel,
+                    dtb,
+                    initrd,
+                };
+                let bootargs = text(&vm.bootargs).unwrap_or_else(|| linux::BOOTARGS.into());
+                let devices = vec![linux::console_uart()];
+                (
+                    kernel.get_ref().clone(),
+                    image,
+                    bootargs,
+                    Some(boot),
+                    devices,
+                )
+            }
+            (None, None) => unreachable!("check_vms wants a guest or a kernel"),
+        };
+        configs.push(VmConfig {
+            name: vm.name.get_ref().clone().into(),
+            guest: guest.into(),
+            cmdline: cmdline.into(),
+            vcpus: *vm.vcpus.get_ref(),
+            width,
+            ram,
+            image,
+            weight: vm.weight.as_ref().map_or(DEFAULT_WEIGHT, |w| *w.get_ref()),
+            cap_percent: vm.cap.as_ref().map_or(0, |c| *c.get_ref()),
+            cpu,
+            linux,
+            devices,
+        });
+    }
 
     let g = &profile.gic;
     let addr = |a: &Option<Spanned<u64>>| a.as_ref().map(|a| *a.get_ref());
@@ -278,17 +356,25 @@ fn check_vms(vms: &VmSource, known: &Known) -> Result<(), ProfileError> {
                 )
                 .with_help("VM names must differ: they prefix the VMs' log lines"));
         }
-        known_name(
-            src,
-            &vm.guest,
-            &format!("{label} guest"),
-            "guest",
-            &known.guests,
-        )
-        .map_err(|e| match e.help {
-            Some(_) => e,
-            None => e.with_help("a guest is a crate under guests/, named as in its Cargo.toml"),
-        })?;
+        match &vm.guest {
+            Some(guest) => {
+                linux::check_guest_fields(src, &label, vm)?;
+                known_name(
+                    src,
+                    guest,
+                    &format!("{label} guest"),
+                    "guest",
+                    &known.guests,
+                )
+                .map_err(|e| match e.help {
+                    Some(_) => e,
+                    None => {
+                        e.with_help("a guest is a crate under guests/, named as in its Cargo.toml")
+                    }
+                })?
+            }
+            None => linux::check_spec(src, &label, vm)?,
+        }
     }
     Ok(())
 }
@@ -304,7 +390,8 @@ fn guest_widths(vms: &VmSource, profile: &Profile) -> Result<Vec<GuestWidth>, Pr
         .enumerate()
         .map(|(i, vm)| {
             let Some(arch) = &vm.arch else {
-                return Ok(host.native_guest());
+                return linux::kernel_width(src, &vm_label(i, vm), vm, host)
+                    .map(|width| width.unwrap_or(host.native_guest()));
             };
             let field = format!("{} arch", vm_label(i, vm));
             match (host, arch.get_ref()) {

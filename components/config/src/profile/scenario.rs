@@ -174,7 +174,7 @@ impl Scenario {
         profile: &Profile,
         known: &Known,
         name: &str,
-        guest_image: &dyn Fn(&str, crate::vm::GuestWidth) -> PathBuf,
+        files: &dyn super::plan::GuestFiles,
     ) -> Result<Composition, ProfileError> {
         let over = super::plan::Override {
             src: Source {
@@ -184,14 +184,7 @@ impl Scenario {
             compose: self.compose.as_ref(),
             cpus: self.cpus,
         };
-        super::plan::plan_with(
-            profile,
-            Some(over),
-            self.vms.as_ref(),
-            known,
-            name,
-            guest_image,
-        )
+        super::plan::plan_with(profile, Some(over), self.vms.as_ref(), known, name, files)
     }
 }
 

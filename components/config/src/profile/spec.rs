@@ -135,7 +135,15 @@ pub struct WindowSpec {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct VmSpec {
     pub name: Spanned<String>,
-    pub guest: Spanned<String>,
+    /// A Tessera guest crate; a VM runs either a guest or a Linux `kernel`.
+    pub guest: Option<Spanned<String>>,
+    /// A Linux kernel: "debian:arm64", "debian:armmp-lpae", or the path of
+    /// an arm64 Image / ARM zImage.
+    pub kernel: Option<Spanned<String>>,
+    /// A Linux VM's initrd: "busybox" (one xtask builds) or a path.
+    pub initrd: Option<Spanned<String>>,
+    /// A Linux VM's kernel command line.
+    pub bootargs: Option<Spanned<String>>,
     pub vcpus: Spanned<u32>,
     pub memory: Spanned<Size>,
     /// "aarch64" or "aarch32"; absent means the host's own width.

@@ -17,7 +17,6 @@ use abi::psci::{
     INVALID_ADDRESS, INVALID_PARAMETERS, MIGRATE_INFO_TYPE, NOT_SUPPORTED, ON_PENDING, SUCCESS,
     SYSTEM_OFF, SYSTEM_RESET, TRUSTED_OS_NOT_PRESENT, VERSION, VERSION_1_0,
 };
-use abi::GUEST_RAM_BASE;
 
 const IMPLEMENTED: [u32; 10] = [
     VERSION,
@@ -210,20 +209,9 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         self.vms[vm].chunks_cleared = Some(cleared);
         if self.vms[vm].ram.chunk(cleared, RESET_CHUNK).is_none() {
             self.vms[vm].chunks_cleared = None;
-            let (ram, image, info) = (
-                self.vms[vm].ram,
-                self.vms[vm].image,
-                self.vms[vm].start_info,
-            );
-            match ram.place(&mut self.platform, image, &info) {
-                Ok(written) => {
-                    self.platform.sync_guest_memory(written);
-                    let start_info = ram.start_info_ipa();
-                    if let Ok(page) = ram.slice(start_info, 4096) {
-                        self.platform.sync_guest_memory(page);
-                    }
-                    self.reset_vcpu(vcpu, GUEST_RAM_BASE, start_info);
-                }
+            let ram = self.vms[vm].ram;
+            match self.vms[vm].start.place(&ram, &mut self.platform) {
+                Ok(()) => self.restart_vcpu0(vcpu),
                 Err(_) => {
                     self.stop(vcpu, format_args!("its image no longer fits for the reset"));
                 }
@@ -238,6 +226,17 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         let state = &self.vcpus[vcpu.0 as usize];
         let width = self.vms[state.vm].config.width;
         let fresh = self.platform.new_context(entry, arg0, state.index, width);
+        self.reset_vcpu_to(vcpu, fresh);
+    }
+
+    /// vCPU 0 of a VM just reloaded, as it started.
+    fn restart_vcpu0(&mut self, vcpu: VcpuId) {
+        let vm = &self.vms[self.vm_of(vcpu)];
+        let fresh = vm.start.context(&self.platform, vm.config.width);
+        self.reset_vcpu_to(vcpu, fresh);
+    }
+
+    fn reset_vcpu_to(&mut self, vcpu: VcpuId, fresh: P::Context) {
         let state = &mut self.vcpus[vcpu.0 as usize];
         if let Some(ctx) = state.ctx.as_deref_mut() {
             *ctx = fresh;

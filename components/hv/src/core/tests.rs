@@ -461,6 +461,8 @@ fn vm(name: &'static str, pa: u64, image: &'static [u8]) -> TestVm {
             weight: config::vm::DEFAULT_WEIGHT,
             cap_percent: 0,
             cpu: None,
+            linux: None,
+            devices: Vec::new(),
         },
         image,
         devices: Vec::new(),
@@ -858,6 +860,7 @@ impl MmioDevice for Scratch {
         self.0.lock().unwrap().push((offset, width, Some(value)));
         Signal {
             raise: offset == 0x14,
+            level: None,
         }
     }
     fn irq(&self) -> Option<u32> {
@@ -1666,4 +1669,94 @@ fn a_vcpu_woken_to_take_its_interrupt_is_not_preempted_by_the_next_wake_at_once(
         [0, 1, 0, 1],
         "a takes its interrupt and exits before b runs"
     );
+}
+
+/// A Linux VM of `width` whose kernel, device tree and initrd are images
+/// 0, 1 and 2.
+fn linux_vm(width: GuestWidth) -> (VmConfig<'static>, [&'static [u8]; 3]) {
+    let mut config = vm("linux", 0x8000_0000, b"").config;
+    config.width = width;
+    config.ram.size = 8 << 20;
+    config.linux = Some(config::vm::LinuxBoot {
+        kernel_offset: 0x1_0000,
+        dtb: config::vm::Blob {
+            image: 1,
+            offset: 0x40_0000,
+        },
+        initrd: Some(config::vm::Blob {
+            image: 2,
+            offset: 0x60_0000,
+        }),
+    });
+    (config, [b"kernel", b"dtb", b"initrd"])
+}
+
+#[test]
+fn a_linux_vm_starts_at_its_kernel_with_the_device_tree_by_the_protocol() {
+    for (width, regs) in [
+        (GuestWidth::Aarch64, [GUEST_RAM_BASE + 0x40_0000, 0, 0]),
+        (
+            GuestWidth::Aarch32,
+            [0, 0xffff_ffff, GUEST_RAM_BASE + 0x40_0000],
+        ),
+    ] {
+        log::set_sink(&CaptureSink);
+        let (config, images) = linux_vm(width);
+        let table = VmTable {
+            vms: vec![config],
+            windows: Vec::new(),
+        };
+        let mock = Mock::default();
+        let vif = MockInterface::of(&mock);
+        let hv: Hypervisor<Mock, Fifo, TestVgic> =
+            Hypervisor::new(mock, vif, table, &images, Vec::new(), 1, 100);
+        assert_eq!(hv.running_vms(), 1, "{:?}", take_lines());
+        let ctx = hv.vcpus[0].ctx.as_deref().unwrap();
+        assert_eq!(ctx.pc, GUEST_RAM_BASE + 0x1_0000, "{width:?}");
+        assert_eq!(ctx.regs[..3], regs, "{width:?}");
+        let ram = hv.vms[0].ram;
+        for (offset, bytes) in [
+            (0x1_0000, &b"kernel"[..]),
+            (0x40_0000, b"dtb"),
+            (0x60_0000, b"initrd"),
+        ] {
+            let mut read = vec![0; bytes.len()];
+            let at = ram
+                .slice(GUEST_RAM_BASE + offset, bytes.len() as u64)
+                .unwrap();
+            hv.platform.read_guest(at, &mut read);
+            assert_eq!(read, bytes);
+        }
+        let mut page = [0u8; 4];
+        hv.platform
+            .read_guest(ram.slice(ram.start_info_ipa(), 4).unwrap(), &mut page);
+        assert_eq!(page, [0; 4], "no start info for Linux");
+    }
+}
+
+#[test]
+fn a_linux_vm_whose_initrd_passes_its_ram_is_left_out() {
+    log::set_sink(&CaptureSink);
+    take_lines();
+    let (mut config, images) = linux_vm(GuestWidth::Aarch64);
+    config
+        .linux
+        .as_mut()
+        .unwrap()
+        .initrd
+        .as_mut()
+        .unwrap()
+        .offset = (8 << 20) - 2;
+    let table = VmTable {
+        vms: vec![config],
+        windows: Vec::new(),
+    };
+    let mock = Mock::default();
+    let vif = MockInterface::of(&mock);
+    let hv: Hypervisor<Mock, Fifo, TestVgic> =
+        Hypervisor::new(mock, vif, table, &images, Vec::new(), 1, 100);
+    assert_eq!(hv.running_vms(), 0);
+    assert!(take_lines()
+        .iter()
+        .any(|l| l.contains("VM linux not started")));
 }

@@ -4,7 +4,7 @@ use crate::{
     device::{DeviceTable, MmioDevice, Window},
     info,
     memory::GuestRam,
-    platform::Platform,
+    platform::{GuestWidth, Platform, VcpuRegs},
     sched::{CpuId, VcpuParams},
     stage2::Stage2,
     vgic::{ListReg, Vgic, VirtualInterface},
@@ -85,9 +85,9 @@ pub(crate) struct Vm<V> {
     pub config: VmConfig<'static>,
     /// Its vCPUs are the hypervisor's `first_vcpu..first_vcpu + config.vcpus`.
     pub first_vcpu: usize,
-    /// Its guest image and start info, to restart it (PSCI SYSTEM_RESET).
-    pub image: &'static [u8],
-    pub start_info: StartInfo,
+    /// What its RAM holds at start and how vCPU 0 enters, to restart it
+    /// (PSCI SYSTEM_RESET).
+    pub start: Start,
     /// The guest asked for a reset (PSCI SYSTEM_RESET); done once none of
     /// its vCPUs runs anywhere.
     pub reset_requested: bool,
@@ -153,7 +153,6 @@ pub(crate) fn build<P: Platform, V: Vgic>(
     let VmConfig {
         ref name,
         ref guest,
-        ref cmdline,
         vcpus,
         width,
         weight,
@@ -180,8 +179,10 @@ pub(crate) fn build<P: Platform, V: Vgic>(
             .map_device(abi::GUEST_GICC_BASE, pa, size)
             .map_err(|_| "the GIC virtual CPU interface cannot be mapped")?;
     }
-    let start_info = start_info(id, name, cmdline, ram.size(), vcpus);
-    ram.load(platform, image, &start_info)
+    let start = Start::of(&config, id, image, images, &ram)?;
+    platform.zero_guest(ram.all());
+    start
+        .place(&ram, platform)
         .map_err(|_| "its guest image does not fit in its RAM")?;
     platform.sync_guest_memory(ram.all());
     info!(
@@ -194,11 +195,7 @@ pub(crate) fn build<P: Platform, V: Vgic>(
     );
     let vcpu_list = (0..vcpus)
         .map(|index| {
-            let (entry, arg0, power) = if index == 0 {
-                (GUEST_RAM_BASE, ram.start_info_ipa(), Power::On)
-            } else {
-                (0, 0, Power::Off)
-            };
+            let power = if index == 0 { Power::On } else { Power::Off };
             Vcpu {
                 vm: vm_index,
                 index,
@@ -210,9 +207,11 @@ pub(crate) fn build<P: Platform, V: Vgic>(
                     cap_percent,
                     cpu: cpu.map(|c| CpuId(c + index)),
                 },
-                ctx: Some(alloc::boxed::Box::new(
-                    platform.new_context(entry, arg0, index, width),
-                )),
+                ctx: Some(alloc::boxed::Box::new(if index == 0 {
+                    start.context(platform, width)
+                } else {
+                    platform.new_context(0, 0, index, width)
+                })),
                 run_started: 0,
                 lrs: [ListReg::default(); MAX_LIST_REGS],
                 gic: Default::default(),
@@ -227,8 +226,7 @@ pub(crate) fn build<P: Platform, V: Vgic>(
     let vm = Vm {
         config,
         first_vcpu,
-        image,
-        start_info,
+        start,
         reset_requested: false,
         chunks_cleared: None,
         stage2,
@@ -242,6 +240,92 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         devices,
     };
     Ok((vm, vcpu_list))
+}
+
+/// What a VM's RAM holds when it starts, and how its vCPU 0 enters it.
+pub(crate) struct Start {
+    /// Images copied in, at offsets from the RAM's base.
+    blobs: alloc::vec::Vec<(u64, &'static [u8])>,
+    /// A Tessera guest's start info, in the RAM's last page.
+    info: Option<StartInfo>,
+    /// vCPU 0's entry point (guest-physical) and x0..x2.
+    entry: u64,
+    regs: [u64; 3],
+}
+
+impl Start {
+    /// A Tessera guest: its image at the RAM's base, entered there with
+    /// x0 = its start info. Linux: kernel, device tree and initrd where the
+    /// composer placed them, entered at the kernel with the device tree's
+    /// address in x0 (arm64) or r2 (arm, with r0 = 0 and r1 = ~0: no
+    /// machine number, a device tree).
+    fn of(
+        config: &VmConfig<'static>,
+        id: u32,
+        image: &'static [u8],
+        images: &[&'static [u8]],
+        ram: &GuestRam,
+    ) -> Result<Start, &'static str> {
+        let Some(linux) = &config.linux else {
+            let info = start_info(id, &config.name, &config.cmdline, ram.size(), config.vcpus);
+            if image.len() as u64 > ram.size().saturating_sub(crate::memory::START_INFO_PAGE) {
+                return Err("its guest image does not fit in its RAM");
+            }
+            return Ok(Start {
+                blobs: alloc::vec![(0, image)],
+                info: Some(info),
+                entry: GUEST_RAM_BASE,
+                regs: [ram.start_info_ipa(), 0, 0],
+            });
+        };
+        let blob = |b: config::vm::Blob| {
+            images
+                .get(b.image as usize)
+                .map(|&bytes| (b.offset, bytes))
+                .ok_or("its device tree or initrd is not in the image")
+        };
+        let mut blobs = alloc::vec![(linux.kernel_offset, image), blob(linux.dtb)?];
+        if let Some(initrd) = linux.initrd {
+            blobs.push(blob(initrd)?);
+        }
+        let dtb = GUEST_RAM_BASE + linux.dtb.offset;
+        Ok(Start {
+            blobs,
+            info: None,
+            entry: GUEST_RAM_BASE + linux.kernel_offset,
+            regs: match config.width {
+                GuestWidth::Aarch64 => [dtb, 0, 0],
+                GuestWidth::Aarch32 => [0, u64::from(u32::MAX), dtb],
+            },
+        })
+    }
+
+    /// Writes the images and the start info into the (cleared) RAM and
+    /// makes them visible to a guest with its caches off.
+    pub fn place<P: Platform>(
+        &self,
+        ram: &GuestRam,
+        platform: &mut P,
+    ) -> Result<(), crate::memory::MemoryError> {
+        for &(offset, bytes) in &self.blobs {
+            let at = ram.slice(ram.ipa_base + offset, bytes.len() as u64)?;
+            platform.write_guest(at, bytes);
+            platform.sync_guest_memory(at);
+        }
+        if let Some(info) = &self.info {
+            let page = ram.write_start_info(platform, info)?;
+            platform.sync_guest_memory(page);
+        }
+        Ok(())
+    }
+
+    /// vCPU 0 as it starts.
+    pub fn context<P: Platform>(&self, platform: &P, width: GuestWidth) -> P::Context {
+        let mut ctx = platform.new_context(self.entry, self.regs[0], 0, width);
+        ctx.set_reg(1, self.regs[1]);
+        ctx.set_reg(2, self.regs[2]);
+        ctx
+    }
 }
 
 fn start_info(id: u32, name: &str, cmdline: &str, ram_size: u64, vcpus: u32) -> StartInfo {
