@@ -1,6 +1,8 @@
 //! The build pipeline: profile → validated composition → guests → image →
 //! `target/images/<name>/`.
 
+use crate::debian;
+use crate::devicetree;
 use crate::elf;
 use crate::fit;
 use crate::manifest::{self, Sizes};
@@ -8,7 +10,7 @@ use crate::uimage::{self, ImageArch, Kind};
 use crate::workspace::{read, write, Workspace};
 use anyhow::{ensure, Context, Result};
 use config::composition::{Arch, Composition};
-use config::profile::{self, Known, Profile, VmSource};
+use config::profile::{self, GuestFiles, Known, LinuxFiles, Profile, VmSource};
 use config::vm::GuestWidth;
 use std::path::{Path, PathBuf};
 use xshell::{cmd, Shell};
@@ -77,14 +79,76 @@ pub fn plan(
         vms,
         &known,
         name,
-        &guest_images(ws, name),
+        &Files::new(ws, name),
     )?)
 }
 
-/// Where composition `name` keeps each guest's flat binary, per width.
-pub fn guest_images(ws: &Workspace, name: &str) -> impl Fn(&str, GuestWidth) -> PathBuf {
-    let guests = ws.compose_dir(name).join("guests");
-    move |guest, arch| guests.join(arch.name()).join(format!("{guest}.bin"))
+/// The files composition `name` is built from: where each guest's flat
+/// binary goes, per width; Debian's kernels and busybox initramfs, fetched
+/// and built on demand; and where each Linux VM's device tree goes.
+pub struct Files<'a> {
+    ws: &'a Workspace,
+    dir: PathBuf,
+}
+
+impl<'a> Files<'a> {
+    pub fn new(ws: &'a Workspace, name: &str) -> Self {
+        Files {
+            ws,
+            dir: ws.compose_dir(name),
+        }
+    }
+}
+
+impl GuestFiles for Files<'_> {
+    fn guest_image(&self, guest: &str, width: GuestWidth) -> PathBuf {
+        self.dir
+            .join("guests")
+            .join(width.name())
+            .join(format!("{guest}.bin"))
+    }
+
+    fn linux(
+        &self,
+        vm: &str,
+        kernel: &str,
+        initrd: Option<&str>,
+        width: GuestWidth,
+    ) -> Result<LinuxFiles, String> {
+        let flavour = match width {
+            GuestWidth::Aarch64 => debian::Flavour::Arm64,
+            GuestWidth::Aarch32 => debian::Flavour::ArmmpLpae,
+        };
+        let debian = || debian::linux_assets(self.ws, flavour).map_err(|e| format!("{e:#}"));
+        let kernel = match debian::Flavour::from_kernel_spec(kernel) {
+            Some(_) => debian()?.kernel,
+            None => self.ws.root.join(kernel),
+        };
+        let initrd = match initrd {
+            None => None,
+            Some("busybox") => Some(debian()?.initrd),
+            Some(path) => Some(self.ws.root.join(path)),
+        };
+        Ok(LinuxFiles {
+            kernel,
+            initrd,
+            dtb: self.dir.join("linux").join(format!("{vm}.dtb")),
+        })
+    }
+}
+
+/// Writes the device tree of each Linux VM where the plan put it.
+fn write_device_trees(composition: &Composition) -> Result<()> {
+    for vm in &composition.vms {
+        let Some(linux) = &vm.linux else { continue };
+        let initrd_len = match linux.initrd {
+            Some(blob) => std::fs::metadata(&composition.guests[blob.image as usize])?.len(),
+            None => 0,
+        };
+        let dtb = devicetree::linux_vm(vm, composition.gic.version, initrd_len)?;
+        write(&composition.guests[linux.dtb.image as usize], &dtb)?;
+    }
+    Ok(())
 }
 
 /// Builds composition `name` of `profile` and writes its deliverables.
@@ -105,6 +169,7 @@ pub fn build_planned(ws: &Workspace, composition: Composition) -> Result<Built> 
     let sh = Shell::new()?;
     sh.change_dir(&ws.root);
     build_guests(ws, &sh, &composition)?;
+    write_device_trees(&composition)?;
     let composition_file = composition_file(ws, name);
     write(&composition_file, composition.to_toml())?;
     let image_elf = build_image(ws, &sh, &composition, &composition_file)?;
@@ -118,7 +183,7 @@ pub fn build_planned(ws: &Workspace, composition: Composition) -> Result<Built> 
 fn build_guests(ws: &Workspace, sh: &Shell, composition: &Composition) -> Result<()> {
     let cargo = ws.cargo();
     let mut done: Vec<(&str, GuestWidth)> = Vec::new();
-    for vm in &composition.vms {
+    for vm in composition.vms.iter().filter(|vm| vm.linux.is_none()) {
         let triple = vm.width.rust_target();
         let image = composition.guest_image(vm);
         if !done.contains(&(&vm.guest, vm.width)) {

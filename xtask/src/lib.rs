@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod compose;
 pub mod debian;
+pub mod devicetree;
 pub mod elf;
 pub mod fit;
 pub mod initramfs;

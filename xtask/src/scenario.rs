@@ -354,7 +354,7 @@ pub fn plan(ws: &Workspace, scenario: &Scenario) -> Result<(Profile, Composition
     let profile = scenario.load_board(&ws.boards_dir())?;
     let name = format!("{}+{}", scenario.board, scenario.name);
     let known = Known::builtin(ws.guest_names()?);
-    let composition = scenario.plan(&profile, &known, &name, &compose::guest_images(ws, &name))?;
+    let composition = scenario.plan(&profile, &known, &name, &compose::Files::new(ws, &name))?;
     Ok((profile, composition))
 }
 

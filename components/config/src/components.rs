@@ -27,10 +27,22 @@ pub enum Kind {
     /// Paravirtual back-ends: every one in the table is in every image
     /// (the console is not optional).
     Pv,
+    /// Emulated devices: those the image's VMs have (`VmConfig::devices`,
+    /// by row name). Each exports `Component` with
+    /// `new(vm_name: &'static str, vm_index: usize, intid: u32)`, an
+    /// `hv::device::MmioDevice`.
+    Device,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Scheduler, Kind::Gic, Kind::Vgic, Kind::Uart, Kind::Pv];
+    pub const ALL: [Kind; 6] = [
+        Kind::Scheduler,
+        Kind::Gic,
+        Kind::Vgic,
+        Kind::Uart,
+        Kind::Pv,
+        Kind::Device,
+    ];
 
     /// What errors call one.
     pub fn what(self) -> &'static str {
@@ -40,6 +52,7 @@ impl Kind {
             Kind::Vgic => "vGIC",
             Kind::Uart => "UART driver",
             Kind::Pv => "PV back-end",
+            Kind::Device => "emulated device",
         }
     }
 
@@ -52,6 +65,7 @@ impl Kind {
             Kind::Vgic => "Vgic",
             Kind::Uart => "Uart",
             Kind::Pv => "PV",
+            Kind::Device => "new_device",
         }
     }
 }
@@ -147,6 +161,7 @@ pub const COMPONENTS: &[Component] = &[
     row(Vgic,      "v3",       "vgic-v3",        &["vgic-v3"],        "vgic_v3::Component"),
     row(Uart,      "pl011",    "drv-pl011",      &["drv-pl011"],      "drv_pl011::Component"),
     row(Uart,      "ns16550",  "drv-ns16550",    &["drv-ns16550"],    "drv_ns16550::Component"),
+    row(Device,    "sbsa-uart", "vuart-pl011",   &["vuart-pl011"],    "vuart_pl011::Component"),
     // hv's own console back-end (guest lines to the log): no feature.
     Component { kind: Pv, name: "console", feature: None, deps: &[], path: "pv_console", takes: &[] },
 ];

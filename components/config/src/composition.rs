@@ -147,6 +147,12 @@ impl Composition {
             pick(Kind::Uart, &self.uart.driver)?,
         ];
         chosen.extend(components::of(Kind::Pv));
+        for device in self.vms.iter().flat_map(|vm| &vm.devices) {
+            let row = pick(Kind::Device, &device.kind)?;
+            if !chosen.contains(&row) {
+                chosen.push(row);
+            }
+        }
         Ok(chosen)
     }
 
@@ -177,6 +183,22 @@ impl Composition {
                 Kind::Pv => {
                     let names: Vec<_> = rows.iter().map(|r| r.name).collect();
                     format!("pub const {item}: &str = {:?};\n", names.join(", "))
+                }
+                Kind::Device => {
+                    let arms: String = rows
+                        .iter()
+                        .map(|r| {
+                            format!(
+                                "        {:?} => Some(alloc::boxed::Box::new({}::new(vm_name, vm_index, intid))),\n",
+                                r.name, r.path
+                            )
+                        })
+                        .collect();
+                    format!(
+                        "/// The emulated device of component row `kind`, for a VM.\n\
+                         #[allow(unused_variables)]\n\
+                         pub fn {item}(kind: &str, vm_name: &'static str, vm_index: usize, intid: u32) -> Option<alloc::boxed::Box<dyn hv::device::MmioDevice>> {{\n    match kind {{\n{arms}        _ => None,\n    }}\n}}\n"
+                    )
                 }
             };
             s.push_str(&line);

@@ -33,6 +33,7 @@ fn the_table_lists_every_component() {
         (Kind::Vgic, &["v2", "v3"]),
         (Kind::Uart, &["pl011", "ns16550"]),
         (Kind::Pv, &["console"]),
+        (Kind::Device, &["sbsa-uart"]),
     ] {
         let table = components::names(kind);
         for name in names {
@@ -202,6 +203,12 @@ fn every_row_reaches_validation_features_and_items() {
             Kind::Gic => c.gic.version = row.name.parse().unwrap(),
             Kind::Vgic => c.gic.version = row.name[1..].parse().unwrap(),
             Kind::Pv => {}
+            Kind::Device => c.vms[0].devices.push(config::vm::DeviceConfig {
+                kind: row.name.into(),
+                base: 0x0900_0000,
+                size: 0x1000,
+                intid: 33,
+            }),
         }
         assert!(c.components().unwrap().contains(&row), "{row:?}");
         if let Some(feature) = row.feature {
@@ -210,6 +217,10 @@ fn every_row_reaches_validation_features_and_items() {
         let items = c.component_items().unwrap();
         let wanted = match row.kind {
             Kind::Pv => format!("pub const PV: &str = \"{}\";", row.name),
+            Kind::Device => format!(
+                "{:?} => Some(alloc::boxed::Box::new({}::new(vm_name, vm_index, intid))),",
+                row.name, row.path
+            ),
             kind => format!("pub type {} = {};", kind.item(), row.path),
         };
         assert!(items.contains(&wanted), "{wanted:?} not in:\n{items}");

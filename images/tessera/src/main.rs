@@ -99,13 +99,13 @@ extern "C" fn tessera_main(_dtb: u64) -> ! {
     let (platform, vif) = board::Board::new();
     let table = vm_table();
     let vm_count = table.vms.len();
-    // No emulated device beyond the vGIC is composed yet.
+    let devices = vm_devices(&table);
     let hv = Hypervisor::new(
         platform,
         vif,
         table,
         &c::GUEST_IMAGES,
-        alloc::vec::Vec::new(),
+        devices,
         c::CPUS,
         c::TIME_SLICE_US,
     );
@@ -120,6 +120,35 @@ extern "C" fn tessera_main(_dtb: u64) -> ! {
 }
 
 type Tessera = Hypervisor<board::Board, c::Scheduler, c::Vgic>;
+
+/// Each VM's emulated devices, made by the components the composition
+/// linked (`composition::new_device`).
+fn vm_devices(table: &VmTable<'static>) -> alloc::vec::Vec<hv::VmDevices> {
+    table
+        .vms
+        .iter()
+        .enumerate()
+        .map(|(index, vm)| {
+            // Decoded in place, the name borrows from the image.
+            let name: &'static str = match &vm.name {
+                alloc::borrow::Cow::Borrowed(name) => name,
+                alloc::borrow::Cow::Owned(name) => {
+                    alloc::boxed::Box::leak(name.clone().into_boxed_str())
+                }
+            };
+            vm.devices
+                .iter()
+                .filter_map(|d| match c::new_device(&d.kind, name, index, d.intid) {
+                    Some(device) => Some((hv::device::Window::new(d.base, d.size), device)),
+                    None => {
+                        hv::error!("vm {name}: no '{}' device in this image", d.kind);
+                        None
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
 
 /// Bytes of console output each VM (and the hypervisor) may have waiting for
 /// the UART: about ten full lines.

@@ -8,7 +8,7 @@ use super::plan::{GuestFiles, LinuxFiles};
 use super::spec::VmSpec;
 use super::VmSource;
 use crate::composition::{Arch, Region};
-use crate::linux::{Kernel, Layout};
+use crate::linux::{Kernel, Layout, DTB_MAX};
 use crate::vm::{DeviceConfig, GuestWidth};
 use toml::Spanned;
 
@@ -122,23 +122,25 @@ pub(super) fn kernel_width(
     Ok(Some(width))
 }
 
-/// A Linux VM's files and where they go.
-pub(super) struct Placed {
+/// A Linux VM's files, its kernel's header read.
+pub(super) struct Fetched {
     pub files: LinuxFiles,
-    pub layout: Layout,
+    kernel: Kernel,
+    initrd_len: u64,
+    /// What the image carries for it: kernel, initrd and device tree.
+    pub image_bytes: u64,
 }
 
-/// Gets the VM's kernel and initrd from the composer, checks the kernel's
-/// header, and places kernel, device tree and initrd in its RAM.
-pub(super) fn plan(
+/// Gets the VM's kernel and initrd from the composer and checks the
+/// kernel's header.
+pub(super) fn fetch(
     vms: &VmSource,
     index: usize,
     vm: &VmSpec,
     kernel: &Spanned<String>,
     width: GuestWidth,
-    ram: Region,
     files: &dyn GuestFiles,
-) -> Result<Placed, ProfileError> {
+) -> Result<Fetched, ProfileError> {
     let src = vms.source();
     let label = vm_label(index, vm);
     let field = format!("{label} kernel");
@@ -177,9 +179,29 @@ pub(super) fn plan(
             .len(),
         None => 0,
     };
-    let layout = Layout::place(parsed, initrd_len, ram.size).map_err(|why| {
-        src.error(vm.memory.span(), &format!("{label} memory"), why)
+    Ok(Fetched {
+        files: got,
+        kernel: parsed,
+        initrd_len,
+        image_bytes: bytes.len() as u64 + initrd_len + DTB_MAX,
+    })
+}
+
+/// Places kernel, device tree and initrd in the VM's `ram`.
+pub(super) fn place(
+    vms: &VmSource,
+    index: usize,
+    vm: &VmSpec,
+    fetched: &Fetched,
+    ram: Region,
+) -> Result<Layout, ProfileError> {
+    Layout::place(fetched.kernel, fetched.initrd_len, ram.size).map_err(|why| {
+        vms.source()
+            .error(
+                vm.memory.span(),
+                &format!("{} memory", vm_label(index, vm)),
+                why,
+            )
             .with_help("give the VM more memory")
-    })?;
-    Ok(Placed { files: got, layout })
+    })
 }

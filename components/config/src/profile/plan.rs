@@ -128,6 +128,18 @@ pub(super) fn plan_with(
     let composed = composed.as_ref().unwrap_or(profile);
     let schedule = schedule::check(composed, vms, &cpus_said)
         .map_err(|e| scenario_says(e, profile, composed, scenario_scheduler))?;
+    // Linux VMs' kernels and initrds travel in the image: the hypervisor's
+    // region grows by them, before the VMs are placed after it.
+    let mut fetched = Vec::with_capacity(vms.vms.len());
+    for (i, (vm, &width)) in vms.vms.iter().zip(&widths).enumerate() {
+        fetched.push(match (&vm.guest, &vm.kernel) {
+            (None, Some(kernel)) => Some(linux::fetch(vms, i, vm, kernel, width, files)?),
+            _ => None,
+        });
+    }
+    let carried: u64 = fetched.iter().flatten().map(|f| f.image_bytes).sum();
+    let mut layout = layout;
+    layout.hypervisor.size += carried.div_ceil(MIB2) * MIB2;
     let rams = place(vms, &layout)?;
 
     // Each distinct guest image once, in the order the VMs name them.
@@ -156,18 +168,19 @@ pub(super) fn plan_with(
                 (guest.get_ref().clone(), image, cmdline, None, Vec::new())
             }
             (None, Some(kernel)) => {
-                let placed = linux::plan(vms, i, vm, kernel, width, ram, files)?;
-                let image = index_of(placed.files.kernel);
+                let fetched = fetched[i].take().expect("fetched above");
+                let placed = linux::place(vms, i, vm, &fetched, ram)?;
+                let image = index_of(fetched.files.kernel);
                 let dtb = Blob {
-                    image: index_of(placed.files.dtb),
-                    offset: placed.layout.dtb,
+                    image: index_of(fetched.files.dtb),
+                    offset: placed.dtb,
                 };
-                let initrd = placed.files.initrd.map(|file| Blob {
+                let initrd = fetched.files.initrd.map(|file| Blob {
                     image: index_of(file),
-                    offset: placed.layout.initrd,
+                    offset: placed.initrd,
                 });
                 let boot = LinuxBoot {
-                    kernel_offset: placed.layout.kernel,
+                    kernel_offset: placed.kernel,
                     dtb,
                     initrd,
                 };

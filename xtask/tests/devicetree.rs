@@ -1,0 +1,176 @@
+//! A Linux VM's device tree, read back by `dtc`: every node Linux needs,
+//! at the ABI's guest addresses, for each GIC version and width.
+
+use config::vm::{Blob, GuestWidth, LinuxBoot, Region, VmConfig};
+use std::process::Command;
+use xtask::{devicetree, tools};
+
+fn vm(width: GuestWidth, vcpus: u32) -> VmConfig<'static> {
+    VmConfig {
+        name: "linux".into(),
+        guest: "debian:arm64".into(),
+        cmdline: "console=ttyAMA0 loglevel=8".into(),
+        vcpus,
+        width,
+        ram: Region {
+            base: 0x4300_0000,
+            size: 256 << 20,
+        },
+        image: 0,
+        weight: 256,
+        cap_percent: 0,
+        cpu: None,
+        linux: Some(LinuxBoot {
+            kernel_offset: 0,
+            dtb: Blob {
+                image: 1,
+                offset: 0x220_0000,
+            },
+            initrd: Some(Blob {
+                image: 2,
+                offset: 0x240_0000,
+            }),
+        }),
+        devices: Vec::new(),
+    }
+}
+
+/// `dtc`'s source form of `dtb`.
+fn decompile(dtb: &[u8], name: &str) -> String {
+    assert!(
+        tools::find("dtc").is_some(),
+        "dtc is missing: apt-get install device-tree-compiler"
+    );
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::write(&path, dtb).unwrap();
+    let output = Command::new("dtc")
+        .args(["-I", "dtb", "-O", "dts", "-W", "no-unit_address_vs_reg"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn node<'a>(dts: &'a str, name: &str) -> &'a str {
+    let start = dts
+        .find(&format!("{name} {{"))
+        .unwrap_or_else(|| panic!("no node {name} in:\n{dts}"));
+    let end = dts[start..].find("};").map_or(dts.len(), |e| start + e);
+    &dts[start..end]
+}
+
+fn has(dts: &str, node_name: &str, lines: &[&str]) {
+    let text = node(dts, node_name);
+    for line in lines {
+        assert!(text.contains(line), "{node_name}: no {line:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn an_arm64_vm_on_gicv2_has_every_node_linux_needs() {
+    let dts = decompile(
+        &devicetree::linux_vm(&vm(GuestWidth::Aarch64, 2), 2, 0x18_0000).unwrap(),
+        "arm64-gicv2.dtb",
+    );
+    assert!(dts.contains("#address-cells = <0x02>;"), "{dts}");
+    assert!(dts.contains("#size-cells = <0x02>;"), "{dts}");
+    has(
+        &dts,
+        "cpu@0",
+        &[
+            "device_type = \"cpu\";",
+            "reg = <0x00>;",
+            "enable-method = \"psci\";",
+        ],
+    );
+    has(
+        &dts,
+        "cpu@1",
+        &["reg = <0x01>;", "enable-method = \"psci\";"],
+    );
+    assert!(!dts.contains("cpu@2"), "{dts}");
+    has(
+        &dts,
+        "memory@40000000",
+        &[
+            "device_type = \"memory\";",
+            "reg = <0x00 0x40000000 0x00 0x10000000>;",
+        ],
+    );
+    has(
+        &dts,
+        "psci",
+        &[
+            "compatible = \"arm,psci-1.0\\0arm,psci-0.2\";",
+            "method = \"hvc\";",
+        ],
+    );
+    has(
+        &dts,
+        "interrupt-controller@8000000",
+        &[
+            "compatible = \"arm,cortex-a15-gic\";",
+            "interrupt-controller;",
+            "#interrupt-cells = <0x03>;",
+            "reg = <0x00 0x8000000 0x00 0x10000 0x00 0x8010000 0x00 0x2000>;",
+        ],
+    );
+    has(
+        &dts,
+        "timer",
+        &[
+            "compatible = \"arm,armv8-timer\";",
+            "interrupts = <0x01 0x0d 0x308 0x01 0x0e 0x308 0x01 0x0b 0x308 0x01 0x0a 0x308>;",
+        ],
+    );
+    has(
+        &dts,
+        "serial@9000000",
+        &[
+            "compatible = \"arm,sbsa-uart\";",
+            "reg = <0x00 0x9000000 0x00 0x1000>;",
+            "interrupts = <0x00 0x01 0x04>;",
+            "current-speed = <0x1c200>;",
+        ],
+    );
+    has(
+        &dts,
+        "chosen",
+        &[
+            "bootargs = \"console=ttyAMA0 loglevel=8\";",
+            "stdout-path = \"/serial@9000000\";",
+            "linux,initrd-start = <0x00 0x42400000>;",
+            "linux,initrd-end = <0x00 0x42580000>;",
+        ],
+    );
+}
+
+#[test]
+fn gicv3_and_32_bit_vms_get_their_own_nodes() {
+    let dts = decompile(
+        &devicetree::linux_vm(&vm(GuestWidth::Aarch64, 4), 3, 0).unwrap(),
+        "arm64-gicv3.dtb",
+    );
+    has(
+        &dts,
+        "interrupt-controller@8000000",
+        &[
+            "compatible = \"arm,gic-v3\";",
+            "#redistributor-regions = <0x01>;",
+            "reg = <0x00 0x8000000 0x00 0x10000 0x00 0x80a0000 0x00 0x80000>;",
+        ],
+    );
+    has(&dts, "timer", &["interrupts = <0x01 0x0d 0x08 "]);
+    let dts = decompile(
+        &devicetree::linux_vm(&vm(GuestWidth::Aarch32, 1), 2, 0).unwrap(),
+        "arm-gicv2.dtb",
+    );
+    has(&dts, "cpu@0", &["compatible = \"arm,cortex-a15\";"]);
+    assert!(!node(&dts, "cpu@0").contains("enable-method"), "{dts}");
+    has(&dts, "timer", &["compatible = \"arm,armv7-timer\";"]);
+}
