@@ -375,13 +375,14 @@ fn boot(ws: &Workspace, scenario: &Scenario) -> Result<Outcome> {
     if scenario.icount {
         cmd.args(qemu::ICOUNT);
     }
-    cmd.stdin(Stdio::null())
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = cmd.spawn().context("starting QEMU")?;
     let mut matcher = Matcher::new(&scenario.expect, &scenario.forbid);
-    let (lines, verdict) = watch(&mut child, &mut matcher, scenario.timeout);
+    let mut typist = Typist::new(&scenario.input, child.stdin.take());
+    let (lines, verdict) = watch(&mut child, &mut matcher, &mut typist, scenario.timeout);
     // Done either way; QEMU may already have exited, so errors do not matter.
     let _ = child.kill();
     let _ = child.wait();
@@ -399,11 +400,46 @@ fn boot(ws: &Workspace, scenario: &Scenario) -> Result<Outcome> {
     })
 }
 
+/// Types a scenario's `input` into QEMU's serial console, each entry once
+/// its `after` appeared in a line.
+pub struct Typist<'a> {
+    input: &'a [profile::Input],
+    next: usize,
+    stdin: Option<std::process::ChildStdin>,
+}
+
+impl<'a> Typist<'a> {
+    pub fn new(input: &'a [profile::Input], stdin: Option<std::process::ChildStdin>) -> Self {
+        Typist {
+            input,
+            next: 0,
+            stdin,
+        }
+    }
+
+    pub fn feed(&mut self, line: &str) {
+        use std::io::Write;
+        while let Some(step) = self.input.get(self.next) {
+            if !line.contains(&step.after) {
+                break;
+            }
+            self.next += 1;
+            if let Some(stdin) = &mut self.stdin {
+                // QEMU gone: the verdict says so.
+                let _ = stdin
+                    .write_all(step.send.as_bytes())
+                    .and_then(|()| stdin.flush());
+            }
+        }
+    }
+}
+
 /// Feeds QEMU's output to `matcher` until it is satisfied, sees a forbidden
 /// line, QEMU exits, or `timeout` passes. Returns every line read.
 fn watch(
     child: &mut Child,
     matcher: &mut Matcher,
+    typist: &mut Typist,
     timeout: Duration,
 ) -> (Vec<String>, Result<(), String>) {
     let (tx, rx) = mpsc::channel();
@@ -438,7 +474,10 @@ fn watch(
                 }
             };
         let progress = match source {
-            Source::Serial => matcher.feed(&line),
+            Source::Serial => {
+                typist.feed(&line);
+                matcher.feed(&line)
+            }
             Source::Qemu => Progress::Waiting,
         };
         lines.push(match source {
@@ -661,7 +700,13 @@ mod tests {
         let expect = lines(expect);
         let forbid = strings(&["PANIC"]);
         let mut matcher = Matcher::new(&expect, &forbid);
-        let result = watch(&mut child, &mut matcher, Duration::from_millis(timeout_ms));
+        let mut typist = Typist::new(&[], None);
+        let result = watch(
+            &mut child,
+            &mut matcher,
+            &mut typist,
+            Duration::from_millis(timeout_ms),
+        );
         let _ = child.kill();
         let _ = child.wait();
         result

@@ -14,7 +14,7 @@ mod units;
 pub use crate::composition::Composition;
 pub use error::ProfileError;
 pub use plan::{plan, GuestFiles, LinuxFiles};
-pub use scenario::{load_scenario, Boot, Expect, Scenario};
+pub use scenario::{load_scenario, Boot, Expect, Input, Scenario};
 pub use spec::{
     Board, BoardSpans, ComposeSpec, GicSpec, MemorySpec, QemuSpec, RamSpec, TimerSpec, UartSpec,
     VmSource, VmSpec, WindowSpec,

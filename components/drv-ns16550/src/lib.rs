@@ -258,6 +258,14 @@ impl Component {
             Component::Words(u) => u.write_bytes(bytes),
         }
     }
+
+    /// The next received byte, if one has arrived.
+    pub fn read_byte(&mut self) -> Option<u8> {
+        match self {
+            Component::Bytes(u) => u.try_read_byte(),
+            Component::Words(u) => u.try_read_byte(),
+        }
+    }
 }
 
 pub struct Ns16550<R> {

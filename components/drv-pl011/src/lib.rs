@@ -112,6 +112,7 @@ impl<'a> Pl011<'a> {
         }
     }
 
+    /// The next received byte, if one has arrived.
     pub fn read_byte(&mut self) -> Option<u8> {
         if field!(self.regs, fr).read() & FR_RXFE != 0 {
             return None;

@@ -22,6 +22,17 @@ pub trait MmioDevice: Send {
     fn irq(&self) -> Option<u32> {
         None
     }
+
+    /// Whether it takes console input (a UART).
+    fn takes_input(&self) -> bool {
+        false
+    }
+
+    /// Console input for it: how many bytes it took (the rest are
+    /// dropped) and what that asks of the core; `None` if it takes none.
+    fn input(&mut self, _bytes: &[u8]) -> Option<(usize, Signal)> {
+        None
+    }
 }
 
 /// What an access asks of the core besides its result.
@@ -90,6 +101,11 @@ impl DeviceTable {
 
     pub fn device(&mut self, index: usize) -> &mut dyn MmioDevice {
         &mut *self.devices[index]
+    }
+
+    /// The first device that takes console input.
+    pub fn input_device(&self) -> Option<usize> {
+        self.devices.iter().position(|d| d.takes_input())
     }
 }
 

@@ -60,13 +60,19 @@ pub trait VcpuRegs {
 }
 
 /// The board as the core uses it: a vCPU's context on a physical CPU, the
-/// timers, the physical interrupt controller, and guest RAM (reached only
-/// through [`GuestMemory`](crate::memory::GuestMemory)). Implemented for
-/// anything that implements the four. The virtual CPU interface is the
+/// timers, the physical interrupt controller, console input, and guest RAM
+/// (reached only through [`GuestMemory`](crate::memory::GuestMemory)).
+/// Implemented for anything that implements the five. The virtual CPU interface is the
 /// vGIC's ([`crate::vgic::Vgic::Interface`]).
-pub trait Platform: crate::memory::GuestMemory + Cpu + Timer + PhysicalIrq {}
+pub trait Platform: crate::memory::GuestMemory + Cpu + Timer + PhysicalIrq + ConsoleInput {}
 
-impl<T: crate::memory::GuestMemory + Cpu + Timer + PhysicalIrq> Platform for T {}
+impl<T: crate::memory::GuestMemory + Cpu + Timer + PhysicalIrq + ConsoleInput> Platform for T {}
+
+/// What the host types on the hypervisor's console.
+pub trait ConsoleInput {
+    /// Takes the bytes waiting, up to `buf.len()`; how many.
+    fn read_console(&mut self, buf: &mut [u8]) -> usize;
+}
 
 /// A physical CPU running vCPUs: their contexts, stage-2 and caches.
 pub trait Cpu {

@@ -207,6 +207,12 @@ impl Timer for Sim {
     }
 }
 
+impl hv::platform::ConsoleInput for Sim {
+    fn read_console(&mut self, _: &mut [u8]) -> usize {
+        0
+    }
+}
+
 impl PhysicalIrq for Sim {
     fn kick_cpu(&mut self, cpu: CpuId) {
         self.cpus[cpu.0 as usize].pending.push(KICK_IRQ);

@@ -268,6 +268,14 @@ impl MmioDevice for VUart {
     fn irq(&self) -> Option<u32> {
         Some(self.intid)
     }
+
+    fn takes_input(&self) -> bool {
+        true
+    }
+
+    fn input(&mut self, bytes: &[u8]) -> Option<(usize, Signal)> {
+        Some(VUart::input(self, bytes))
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use crate::composition as c;
 use crate::guest_ram;
 use crate::hyp;
 use hv::memory::{GuestMemory, GuestSlice};
-use hv::platform::{Cpu, PhysicalIrq, PrivateIrq, Timer};
+use hv::platform::{ConsoleInput, Cpu, PhysicalIrq, PrivateIrq, Timer};
 use hv::{sched::CpuId, GuestWidth, RawExit, Vgic};
 use spin::Once;
 
@@ -171,6 +171,26 @@ impl Timer for Board {
 
     fn guest_timer_deadline(&self) -> Option<u64> {
         timer::guest_timer_deadline()
+    }
+}
+
+impl ConsoleInput for Board {
+    fn read_console(&mut self, buf: &mut [u8]) -> usize {
+        let Some(console) = CONSOLE.get() else {
+            return 0;
+        };
+        let mut uart = console.0.lock();
+        let mut n = 0;
+        while n < buf.len() {
+            match uart.read_byte() {
+                Some(byte) => {
+                    buf[n] = byte;
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        n
     }
 }
 

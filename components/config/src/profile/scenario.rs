@@ -26,6 +26,9 @@ pub struct Scenario {
     pub expect: Vec<Expect>,
     /// Substrings that fail the scenario wherever they appear.
     pub forbid: Vec<String>,
+    /// Text typed into the serial console, each once a line with its
+    /// `after` appeared (in order).
+    pub input: Vec<Input>,
     /// Run QEMU with `-icount` (deterministic guest time).
     pub icount: bool,
     /// The scenario's own VMs, replacing the board's.
@@ -54,6 +57,8 @@ struct ScenarioFile {
     expect: Spanned<Vec<Expect>>,
     #[serde(default)]
     forbid: Vec<Spanned<String>>,
+    #[serde(default)]
+    input: Vec<Input>,
     #[serde(default = "yes")]
     icount: bool,
     vm: Option<Spanned<Vec<VmSpec>>>,
@@ -63,6 +68,15 @@ struct ScenarioFile {
     #[serde(default)]
     boot: Boot,
     compose: Option<ComposeOverride>,
+}
+
+/// One `input` entry: `send` is typed once a serial line contains `after`
+/// (escapes as in TOML: "\n" is Enter).
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    pub after: String,
+    pub send: String,
 }
 
 /// One `expect` entry: a line, or a list of lines that may come in any
@@ -299,6 +313,7 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
         timeout: file.timeout.get_ref().0,
         expect: file.expect.into_inner(),
         forbid: file.forbid.into_iter().map(Spanned::into_inner).collect(),
+        input: file.input,
         icount: file.icount,
         vms,
         machine: file.machine,

@@ -118,6 +118,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             // Disarm first: the timer condition stays asserted until then.
             self.platform.set_deadline(None);
             let now = self.platform.counter();
+            self.poll_console(cpu, now);
             // A woken vCPU may deserve the CPU now (and a vCPU that ran
             // alone has no slice end): let the scheduler decide.
             let woke = self.wake_due(now);
@@ -304,13 +305,8 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                         Signal::default()
                     }
                 };
-                if !signal.raise {
-                    return;
-                }
-                if let Some(intid) = self.vms[vm].devices.device(device).irq() {
-                    let effects = self.vms[vm].vgic.raise(index, intid);
-                    self.kick(vcpu, effects);
-                }
+                let intid = self.vms[vm].devices.device(device).irq();
+                self.device_signal(vcpu, intid, signal);
             }
         }
     }

@@ -3,11 +3,13 @@
 //! `exit.rs`). Between runs it keeps each vCPU's list registers in step with
 //! its virtual GIC, and wakes vCPUs blocked in WFI when their timer fires.
 
+mod console;
 mod cpu_loop;
 mod exit;
 mod psci;
 mod vm;
 
+pub use console::{FOCUS_KEY, POLL_PER_SECOND};
 pub use cpu_loop::{run_cpu, HvLock, Outside};
 pub use vm::VmDevices;
 
@@ -69,6 +71,8 @@ pub struct Hypervisor<P: Platform, S: Scheduler, V: Vgic> {
     slice: u64,
     /// The CPU whose call into the core is being handled (under the lock).
     acting: CpuId,
+    /// Who gets console input.
+    focus: console::Focus,
 }
 
 impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
@@ -138,7 +142,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                 sched.wake(VcpuId(index as u32), now);
             }
         }
-        Hypervisor {
+        let mut hv = Hypervisor {
             running_vms: vms.len(),
             platform,
             lr_count: vif.lr_count().min(vm::MAX_LIST_REGS),
@@ -151,7 +155,10 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             first_guest_line: None,
             slice,
             acting: CpuId(0),
-        }
+            focus: console::Focus::default(),
+        };
+        hv.init_console_focus();
+        hv
     }
 
     pub fn platform(&mut self) -> &mut P {
@@ -336,10 +343,14 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             .filter(|v| v.blocked)
             .filter_map(|v| v.wake_at)
             .min();
-        let deadline = match (self.cpus[cpu.0 as usize].slice_end, wake) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let deadline = [
+            self.cpus[cpu.0 as usize].slice_end,
+            wake,
+            self.console_deadline(cpu),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         self.cpus[cpu.0 as usize].rearm = false;
         self.platform.set_deadline(deadline);
     }

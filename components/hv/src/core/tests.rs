@@ -399,6 +399,12 @@ impl Timer for Mock {
     }
 }
 
+impl crate::platform::ConsoleInput for Mock {
+    fn read_console(&mut self, _: &mut [u8]) -> usize {
+        0
+    }
+}
+
 impl PhysicalIrq for Mock {
     fn kick_cpu(&mut self, cpu: CpuId) {
         self.kicks.push(cpu.0);
@@ -1759,4 +1765,73 @@ fn a_linux_vm_whose_initrd_passes_its_ram_is_left_out() {
     assert!(take_lines()
         .iter()
         .any(|l| l.contains("VM linux not started")));
+}
+
+/// A UART-like device that keeps what it is typed.
+struct Keyboard(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl MmioDevice for Keyboard {
+    fn read(&mut self, _: usize, _: u64, _: u8) -> u64 {
+        0
+    }
+    fn write(&mut self, _: usize, _: u64, _: u8, _: u64) -> Signal {
+        Signal::default()
+    }
+    fn irq(&self) -> Option<u32> {
+        Some(33)
+    }
+    fn takes_input(&self) -> bool {
+        true
+    }
+    fn input(&mut self, bytes: &[u8]) -> Option<(usize, Signal)> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Some((
+            bytes.len(),
+            Signal {
+                raise: false,
+                level: Some(true),
+            },
+        ))
+    }
+}
+
+#[test]
+fn console_input_goes_to_the_focused_vm_and_ctrl_bracket_moves_the_focus() {
+    log::set_sink(&CaptureSink);
+    take_lines();
+    let typed: Vec<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> =
+        (0..2).map(|_| Default::default()).collect();
+    let mut a = vm("a", 0x8000_0000, b"");
+    a.devices.push((
+        Window::new(abi::GUEST_UART_BASE, 0x1000),
+        Box::new(Keyboard(typed[0].clone())),
+    ));
+    let plain = vm("plain", 0x8020_0000, b"");
+    let mut b = vm("b", 0x8040_0000, b"");
+    b.devices.push((
+        Window::new(abi::GUEST_UART_BASE, 0x1000),
+        Box::new(Keyboard(typed[1].clone())),
+    ));
+    let mut hv = build(Mock::default(), vec![a, plain, b], 1);
+    assert_eq!(hv.focus.targets, vec![0, 2], "the VMs that take input");
+    hv.console_input(b"ls\x1dpwd\x1ddropped\x1dcd");
+    assert_eq!(*typed[0].lock().unwrap(), b"lscd");
+    assert_eq!(*typed[1].lock().unwrap(), b"pwd");
+    let lines: Vec<String> = take_lines()
+        .into_iter()
+        .filter(|l| l.contains("console input"))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            "[hv] console input goes to a (Ctrl-] switches)",
+            "[hv] console input goes to b (Ctrl-] switches)",
+            "[hv] console input goes to the hypervisor (Ctrl-] switches)",
+            "[hv] console input goes to a (Ctrl-] switches)",
+        ]
+    );
+    assert!(
+        hv.vms[0].vgic.in_flight(0, 33) && hv.vms[2].vgic.in_flight(0, 33),
+        "the input raised each UART's interrupt"
+    );
 }
