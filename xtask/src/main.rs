@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use config::profile;
 use xtask::workspace::Workspace;
-use xtask::{bench, compose, debian, qemu, sdcard, test, tools, DEFAULT_BOARD};
+use xtask::{bench, compose, debian, qemu, scenario, sdcard, test, tools, DEFAULT_BOARD};
 
 #[derive(Parser)]
 #[command(
@@ -16,6 +16,9 @@ struct Cli {
     command: Command,
 }
 
+/// What `cargo xtask run` boots when asked for nothing else.
+const DEMO_SCENARIO: &str = "demo";
+
 #[derive(Subcommand)]
 enum Command {
     /// Compose a board's image into target/images/<board>/
@@ -23,10 +26,14 @@ enum Command {
         #[arg(long, default_value = DEFAULT_BOARD)]
         board: String,
     },
-    /// Build a board's image and boot it in QEMU, serial on this terminal
+    /// Build an image and boot it in QEMU, serial on this terminal: by
+    /// default the demo (ci/scenarios/demo.toml: Linux beside a real-time
+    /// guest on the default board); a board with its own VMs; or any scenario
     Run {
-        #[arg(long, default_value = DEFAULT_BOARD)]
-        board: String,
+        #[arg(long, conflicts_with = "scenario")]
+        board: Option<String>,
+        #[arg(long)]
+        scenario: Option<String>,
     },
     /// Host unit tests, the uImage check and every QEMU scenario in ci/scenarios
     Test {
@@ -99,13 +106,19 @@ fn run(command: Command) -> Result<()> {
             let profile = compose::load_board(&ws, &board)?;
             compose::build(&ws, &profile, None, &board)?;
         }
-        Command::Run { board } => {
-            let profile = compose::load_board(&ws, &board)?;
-            // Fail on a board without [qemu] before compiling anything.
-            let spec = qemu::spec(&profile)?;
-            let built = compose::build(&ws, &profile, None, &board)?;
-            qemu::run_interactive(spec, &built)?;
-        }
+        Command::Run { board, scenario } => match (board, scenario) {
+            (Some(board), _) => {
+                let profile = compose::load_board(&ws, &board)?;
+                // Fail on a board without [qemu] before compiling anything.
+                let spec = qemu::spec(&profile)?;
+                let built = compose::build(&ws, &profile, None, &board)?;
+                qemu::run_interactive(spec, &built)?;
+            }
+            (None, scenario) => {
+                let name = scenario.as_deref().unwrap_or(DEMO_SCENARIO);
+                scenario::run_interactive(&ws, name)?;
+            }
+        },
         Command::Test { scenarios } => test::run(&ws, &scenarios)?,
         Command::Boards => boards(&ws),
         Command::Fuzz { cases, seed } => test::fuzz(&ws, cases, seed)?,

@@ -346,6 +346,18 @@ fn run_scenario(ws: &Workspace, scenario: &Scenario) -> Outcome {
     }
 }
 
+/// Builds scenario `name` (ci/scenarios/<name>.toml, on its first board)
+/// and boots it with the serial port on this terminal, in real time.
+pub fn run_interactive(ws: &Workspace, name: &str) -> Result<()> {
+    let path = ws.scenarios_dir().join(format!("{name}.toml"));
+    let scenario = profile::load_scenario(&path)?;
+    let (profile, mut composition) = plan(ws, &scenario)?;
+    composition.selftest = scenario.selftest.clone();
+    let spec = qemu::spec(&profile)?.clone();
+    let built = compose::build_planned(ws, composition)?;
+    qemu::run_interactive(&spec, &built)
+}
+
 /// The scenario's board and its composition `<board>+<scenario>`: as
 /// `compose::plan`, with the scenario's VMs, `[compose]` and CPU count over
 /// the board's.
