@@ -170,35 +170,35 @@ fn clippy_host(ws: &Workspace) -> Result<()> {
 
 /// Clippy on the guest runtime and every sample guest for `triple`.
 fn clippy_guests(ws: &Workspace, triple: &str) -> Result<()> {
-    let sh = workspace_shell(ws)?;
-    let cargo = ws.cargo();
-    let packages: Vec<String> = std::iter::once("rt".to_string())
+    let packages = std::iter::once("rt".to_string())
         .chain(ws.guest_names()?)
-        .flat_map(|guest| ["-p".to_string(), format!("guest-{guest}")])
-        .collect();
-    cmd!(
-        sh,
-        "{cargo} clippy --release --target {triple} {packages...} -- -D warnings"
-    )
-    .env("CARGO_TARGET_DIR", &ws.target)
-    .run()?;
-    Ok(())
+        .map(|guest| format!("guest-{guest}"));
+    clippy_for_target(ws, triple, packages)
 }
 
 /// Clippy on the crates only bare metal builds, which neither the host run
 /// nor the image's (`-p tessera`) lints: the arch crate of `arch` and the
 /// GIC drivers of the component table.
 fn clippy_bare_metal(ws: &Workspace, arch: Arch) -> Result<()> {
-    let sh = workspace_shell(ws)?;
-    let cargo = ws.cargo();
-    let triple = arch.rust_target();
     let arch_crate = match arch {
         Arch::Aarch64 => "arch-aarch64",
         Arch::Armv7a => "arch-armv7",
     };
-    let packages: Vec<String> = std::iter::once(arch_crate.to_string())
-        .chain(components::of(Kind::Gic).map(|c| c.krate()))
-        .flat_map(|krate| ["-p".to_string(), krate])
+    let packages =
+        std::iter::once(arch_crate.to_string()).chain(components::of(Kind::Gic).map(|c| c.krate()));
+    clippy_for_target(ws, arch.rust_target(), packages)
+}
+
+/// Clippy with warnings denied on `packages`, built for `triple`.
+fn clippy_for_target(
+    ws: &Workspace,
+    triple: &str,
+    packages: impl Iterator<Item = String>,
+) -> Result<()> {
+    let sh = workspace_shell(ws)?;
+    let cargo = ws.cargo();
+    let packages: Vec<String> = packages
+        .flat_map(|package| ["-p".to_string(), package])
         .collect();
     cmd!(
         sh,
