@@ -176,10 +176,11 @@ impl Timer for Board {
 
 impl ConsoleInput for Board {
     fn read_console(&mut self, buf: &mut [u8]) -> usize {
-        let Some(console) = CONSOLE.get() else {
+        // Called under the hypervisor lock: never wait for a CPU that is
+        // writing console output (outside that lock); look again next poll.
+        let Some(mut uart) = CONSOLE.get().and_then(|console| console.0.try_lock()) else {
             return 0;
         };
-        let mut uart = console.0.lock();
         let mut n = 0;
         while n < buf.len() {
             match uart.read_byte() {
