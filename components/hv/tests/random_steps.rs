@@ -140,8 +140,11 @@ impl<V: Vgic> Vgic for Simulated<V> {
     fn flush(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> bool {
         self.0.flush(vcpu, lrs)
     }
-    fn sync(&mut self, vcpu: usize, lrs: &mut [ListReg]) {
+    fn sync(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> Effects {
         self.0.sync(vcpu, lrs)
+    }
+    fn set_level(&mut self, vcpu: usize, intid: u32, level: bool) -> Effects {
+        self.0.set_level(vcpu, intid, level)
     }
     fn release_lrs(&mut self, vcpu: usize) -> Effects {
         self.0.release_lrs(vcpu)
