@@ -399,6 +399,20 @@ fn isactiver_on_an_interrupt_in_a_list_register_marks_that_entry() {
 
 const ICENABLER: u64 = 0x180;
 
+/// `vcpu`'s list registers, fresh, filled by a flush.
+fn flushed(gic: &mut Gic, vcpu: usize) -> [ListReg; 4] {
+    let mut lrs = [ListReg::default(); 4];
+    gic.flush(vcpu, &mut lrs);
+    lrs
+}
+
+/// The guest on `vcpu` takes (acknowledges) list register `slot`, then
+/// exits; returns the vCPUs `sync` kicks.
+fn take(gic: &mut Gic, vcpu: usize, lrs: &mut [ListReg], slot: usize) -> u64 {
+    lrs[slot].state = LrState::Active;
+    gic.sync(vcpu, lrs)
+}
+
 /// ICFGR's Int_config bit for `intid` set (edge) or clear (level).
 fn configure(gic: &mut Gic, intid: u32, edge: bool) {
     let first = intid / 16 * 16;
@@ -434,8 +448,7 @@ fn a_level_interrupt_asks_for_eoi_maintenance_and_an_edge_one_does_not() {
     let mut gic = with_enabled(&[SPI, SPI + 1]);
     gic.set_level(0, SPI, true);
     gic.raise(0, SPI + 1, 0);
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
+    let mut lrs = flushed(&mut gic, 0);
     let eoi: Vec<(u32, bool)> = lrs[..2]
         .iter()
         .map(|lr| (lr.intid, lr.eoi_maintenance))
@@ -447,8 +460,7 @@ fn a_level_interrupt_asks_for_eoi_maintenance_and_an_edge_one_does_not() {
 fn a_line_that_drops_before_the_guest_takes_the_interrupt_takes_it_back() {
     let mut gic = with_enabled(&[SPI]);
     gic.set_level(0, SPI, true);
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
+    let mut lrs = flushed(&mut gic, 0);
     gic.sync(0, &mut lrs);
     gic.set_level(0, SPI, false);
     gic.flush(0, &mut lrs);
@@ -461,13 +473,11 @@ fn a_line_that_drops_while_the_vcpu_runs_withdraws_at_sync_unless_taken() {
     let mut gic = with_enabled(&[SPI, SPI + 1]);
     gic.set_level(0, SPI, true);
     gic.set_level(0, SPI + 1, true);
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
+    let mut lrs = flushed(&mut gic, 0);
     // Both drop while the guest runs; meanwhile it takes SPI + 1.
     gic.set_level(0, SPI, false);
     gic.set_level(0, SPI + 1, false);
-    lrs[1].state = LrState::Active;
-    assert_eq!(gic.sync(0, &mut lrs), 0);
+    assert_eq!(take(&mut gic, 0, &mut lrs, 1), 0);
     assert_eq!(live(&lrs), [(SPI + 1, LrState::Active)]);
     complete_all(&mut lrs);
     gic.sync(0, &mut lrs);
@@ -479,10 +489,8 @@ fn a_line_that_drops_while_the_vcpu_runs_withdraws_at_sync_unless_taken() {
 fn a_level_interrupt_completed_with_its_line_high_is_delivered_again() {
     let mut gic = with_enabled(&[SPI]);
     gic.set_level(0, SPI, true);
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
-    lrs[0].state = LrState::Active;
-    assert_eq!(gic.sync(0, &mut lrs), 0);
+    let mut lrs = flushed(&mut gic, 0);
+    assert_eq!(take(&mut gic, 0, &mut lrs, 0), 0);
     assert!(
         !pending(&mut gic, 0, SPI),
         "taken; the line is heard at EOI"
@@ -492,8 +500,7 @@ fn a_level_interrupt_completed_with_its_line_high_is_delivered_again() {
     assert!(!gic.flush(0, &mut lrs));
     assert_eq!(live(&lrs), [(SPI, LrState::Pending)]);
     // Lowered while active this time: it ends with its completion.
-    lrs[0].state = LrState::Active;
-    gic.sync(0, &mut lrs);
+    take(&mut gic, 0, &mut lrs, 0);
     gic.set_level(0, SPI, false);
     gic.flush(0, &mut lrs);
     assert_eq!(live(&lrs), [(SPI, LrState::Active)], "active stays");
@@ -506,15 +513,12 @@ fn a_level_interrupt_completed_with_its_line_high_is_delivered_again() {
 fn a_level_spi_completed_with_its_line_high_kicks_its_new_target() {
     let mut gic = with_enabled(&[SPI]);
     gic.set_level(0, SPI, true);
-    let mut lrs0 = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs0);
-    lrs0[0].state = LrState::Active;
-    gic.sync(0, &mut lrs0);
+    let mut lrs0 = flushed(&mut gic, 0);
+    take(&mut gic, 0, &mut lrs0, 0);
     route(&mut gic, SPI, 1);
     complete_all(&mut lrs0);
     assert_eq!(gic.sync(0, &mut lrs0), 0b10);
-    let mut lrs1 = [ListReg::default(); 4];
-    gic.flush(1, &mut lrs1);
+    let mut lrs1 = flushed(&mut gic, 1);
     assert_eq!(live(&lrs1), [(SPI, LrState::Pending)]);
 }
 
@@ -542,8 +546,7 @@ fn an_edge_configured_line_latches_on_its_rising_edge() {
     assert_eq!(gic.set_level(0, SPI, true), 0b01);
     gic.set_level(0, SPI, false);
     assert!(pending(&mut gic, 0, SPI), "an edge stays latched");
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
+    let mut lrs = flushed(&mut gic, 0);
     assert!(!lrs[0].eoi_maintenance);
     complete_all(&mut lrs);
     gic.set_level(0, SPI, true);
@@ -595,10 +598,8 @@ fn a_level_interrupt_released_by_a_vcpu_that_turns_off_follows_its_line() {
     let mut gic = with_enabled(&[SPI, SPI + 1]);
     gic.set_level(0, SPI, true);
     gic.set_level(0, SPI + 1, true);
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
-    lrs[1].state = LrState::Active;
-    gic.sync(0, &mut lrs);
+    let mut lrs = flushed(&mut gic, 0);
+    take(&mut gic, 0, &mut lrs, 1);
     gic.set_level(0, SPI + 1, false);
     route(&mut gic, SPI, 1);
     route(&mut gic, SPI + 1, 1);
@@ -611,10 +612,8 @@ fn a_level_interrupt_released_by_a_vcpu_that_turns_off_follows_its_line() {
 fn an_interrupt_disabled_while_active_stays_active_and_is_not_given_again() {
     let mut gic = with_enabled(&[SPI]);
     gic.raise(0, SPI, 0);
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
-    lrs[0].state = LrState::Active;
-    gic.sync(0, &mut lrs);
+    let mut lrs = flushed(&mut gic, 0);
+    take(&mut gic, 0, &mut lrs, 0);
     set_bit(&mut gic, 0, ICENABLER, SPI);
     gic.raise(0, SPI, 0);
     assert!(!gic.flush(0, &mut lrs));
@@ -635,8 +634,7 @@ fn an_interrupt_disabled_while_pending_in_a_list_register_is_taken_back() {
     let mut gic = with_enabled(&[SPI, SPI + 1]);
     gic.raise(0, SPI, 0);
     gic.set_level(0, SPI + 1, true);
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
+    let mut lrs = flushed(&mut gic, 0);
     gic.sync(0, &mut lrs);
     set_bit(&mut gic, 0, ICENABLER, SPI);
     set_bit(&mut gic, 0, ICENABLER, SPI + 1);
@@ -657,19 +655,16 @@ fn an_interrupt_disabled_while_pending_in_a_list_register_is_taken_back() {
 fn a_withdrawn_spi_is_not_given_to_another_vcpu_before_its_holder_lets_go() {
     let mut gic = with_enabled(&[SPI]);
     gic.raise(0, SPI, 0);
-    let mut lrs0 = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs0);
+    let mut lrs0 = flushed(&mut gic, 0);
     // vCPU 0 runs with SPI pending in its list register; vCPU 1 disables,
     // reroutes and enables it again.
     set_bit(&mut gic, 1, ICENABLER, SPI);
     route(&mut gic, SPI, 1);
     set_bit(&mut gic, 1, ISENABLER, SPI);
-    let mut lrs1 = [ListReg::default(); 4];
-    gic.flush(1, &mut lrs1);
+    let mut lrs1 = flushed(&mut gic, 1);
     assert!(live(&lrs1).is_empty(), "vCPU 0 may still take it");
     // vCPU 0 took it meanwhile: it keeps it.
-    lrs0[0].state = LrState::Active;
-    gic.sync(0, &mut lrs0);
+    take(&mut gic, 0, &mut lrs0, 0);
     assert_eq!(live(&lrs0), [(SPI, LrState::Active)]);
     assert!(!pending(&mut gic, 0, SPI), "delivered once");
 }
@@ -678,8 +673,7 @@ fn a_withdrawn_spi_is_not_given_to_another_vcpu_before_its_holder_lets_go() {
 fn disabling_while_the_vcpu_runs_withdraws_at_sync_what_it_did_not_take() {
     let mut gic = with_enabled(&[SPI]);
     gic.raise(0, SPI, 0);
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
+    let mut lrs = flushed(&mut gic, 0);
     set_bit(&mut gic, 1, ICENABLER, SPI);
     gic.sync(0, &mut lrs);
     assert!(live(&lrs).is_empty());
@@ -704,10 +698,8 @@ fn an_interrupt_active_in_the_distributor_waits_for_icactiver() {
 fn icactiver_of_a_level_interrupt_with_its_line_high_makes_it_pending_again() {
     let mut gic = with_enabled(&[SPI]);
     gic.set_level(0, SPI, true);
-    let mut lrs = [ListReg::default(); 4];
-    gic.flush(0, &mut lrs);
-    lrs[0].state = LrState::Active;
-    gic.sync(0, &mut lrs);
+    let mut lrs = flushed(&mut gic, 0);
+    take(&mut gic, 0, &mut lrs, 0);
     // As Linux's gic_dist_init does, every word.
     for word in 0..3 {
         gic.bits_register(0, ICACTIVER + 4 * word, Some(u32::MAX));

@@ -880,6 +880,16 @@ fn distributor_accesses_are_emulated_and_others_stop_the_vm() {
         .any(|l| l.contains("cannot emulate: use single ldr/str")));
 }
 
+/// A data abort at `ipa` with syndrome bits `esr` (access width, register,
+/// direction) besides its class and a translation fault.
+fn dabt(ipa: u64, esr: u64) -> Step {
+    Step::Trap {
+        esr: 0x9300_0005 | esr,
+        far: ipa,
+        hpfar: (ipa >> 12) << 4,
+    }
+}
+
 /// A device of the VM's table: keeps what is written, reads it back, and
 /// asks for its interrupt on a write at 0x14.
 struct Scratch(AccessLog);
@@ -914,14 +924,7 @@ impl MmioDevice for Scratch {
 #[test]
 fn the_trap_path_dispatches_through_the_device_table() {
     const BASE: u64 = 0x0900_0000;
-    let dabt = |esr: u64, offset: u64| {
-        let ipa = BASE + offset;
-        Step::Trap {
-            esr: 0x9300_0005 | esr,
-            far: ipa,
-            hpfar: (ipa >> 12) << 4,
-        }
-    };
+    let dabt = |esr: u64, offset: u64| dabt(BASE + offset, esr);
     let word = 2 << 22;
     let (write, sse, sf) = (1 << 6, 1 << 21, 1 << 15);
     let reg = |n: u64| n << 16;
@@ -1743,14 +1746,7 @@ impl MmioDevice for LevelDevice {
 #[test]
 fn a_level_triggered_device_drives_its_interrupt() {
     const BASE: u64 = 0x0900_0000;
-    let dabt = |esr: u64, offset: u64| {
-        let ipa = BASE + offset;
-        Step::Trap {
-            esr: 0x9300_0005 | esr,
-            far: ipa,
-            hpfar: (ipa >> 12) << 4,
-        }
-    };
+    let dabt = |esr: u64, offset: u64| dabt(BASE + offset, esr);
     let (word, write) = (2 << 22, 1 << 6);
     let line = std::sync::Arc::new(std::sync::Mutex::new(false));
     let mut desc = vm("uart", 0x8000_0000, b"");
