@@ -448,7 +448,7 @@ fn a_level_interrupt_asks_for_eoi_maintenance_and_an_edge_one_does_not() {
     let mut gic = with_enabled(&[SPI, SPI + 1]);
     gic.set_level(0, SPI, true);
     gic.raise(0, SPI + 1, 0);
-    let mut lrs = flushed(&mut gic, 0);
+    let lrs = flushed(&mut gic, 0);
     let eoi: Vec<(u32, bool)> = lrs[..2]
         .iter()
         .map(|lr| (lr.intid, lr.eoi_maintenance))
@@ -518,7 +518,7 @@ fn a_level_spi_completed_with_its_line_high_kicks_its_new_target() {
     route(&mut gic, SPI, 1);
     complete_all(&mut lrs0);
     assert_eq!(gic.sync(0, &mut lrs0), 0b10);
-    let mut lrs1 = flushed(&mut gic, 1);
+    let lrs1 = flushed(&mut gic, 1);
     assert_eq!(live(&lrs1), [(SPI, LrState::Pending)]);
 }
 
@@ -661,7 +661,7 @@ fn a_withdrawn_spi_is_not_given_to_another_vcpu_before_its_holder_lets_go() {
     set_bit(&mut gic, 1, ICENABLER, SPI);
     route(&mut gic, SPI, 1);
     set_bit(&mut gic, 1, ISENABLER, SPI);
-    let mut lrs1 = flushed(&mut gic, 1);
+    let lrs1 = flushed(&mut gic, 1);
     assert!(live(&lrs1).is_empty(), "vCPU 0 may still take it");
     // vCPU 0 took it meanwhile: it keeps it.
     take(&mut gic, 0, &mut lrs0, 0);
