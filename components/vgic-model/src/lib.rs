@@ -347,6 +347,13 @@ impl<R: Routing> Model<R> {
     /// line, after the line changed or an entry left a list register;
     /// returns the vCPUs to kick.
     fn follow_line(&mut self, vcpu: usize, intid: u32) -> u64 {
+        // Most interrupts have no line: no scan of the list registers.
+        if !self
+            .irq(vcpu, intid)
+            .is_some_and(|irq| irq.follows_line() || irq.line_pending)
+        {
+            return 0;
+        }
         let in_lrs = self.in_lrs(vcpu, intid).next().is_some();
         let Some(irq) = self.irq_mut(vcpu, intid) else {
             return 0;
@@ -480,17 +487,17 @@ impl<R: Routing> Model<R> {
     /// Carries out the marks of `vcpu`'s list registers on `lrs` (as the
     /// hardware holds them): an entry the guest has not taken loses its
     /// pending state, unless what asked for that no longer holds (enabled
-    /// again, line high again). Returns the entries whose pending state
-    /// goes back to the distributor, once the shadows are updated.
-    fn resolve_marks(
-        &mut self,
-        vcpu: usize,
-        lrs: &mut [ListReg],
-    ) -> heapless::Vec<ListReg, LR_CAPACITY> {
+    /// again, line high again). Returns the slots whose pending state goes
+    /// back to the distributor ([`Self::restore`]) once the shadows are
+    /// updated.
+    fn resolve_marks(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> u64 {
         let cpu = &mut self.cpus[vcpu];
         let (withdraw, unpend) = (cpu.withdraw, cpu.unpend);
+        if withdraw | unpend == 0 {
+            return 0; // every entry and exit: keep it cheap
+        }
         (cpu.withdraw, cpu.unpend) = (0, 0);
-        let mut back = heapless::Vec::new();
+        let mut back = 0;
         for slot in set_bits(withdraw | unpend).map(|s| s as usize) {
             let (Some(&lr), Some(shadow)) = (lrs.get(slot), self.cpus[vcpu].lrs.get(slot)) else {
                 continue;
@@ -502,8 +509,7 @@ impl<R: Routing> Model<R> {
             let irq = self.irq(vcpu, lr.intid).copied().unwrap_or_default();
             if withdraw & (1 << slot) != 0 && !self.forwards(vcpu, lr.intid) {
                 lrs[slot].state = lr_state(false, active);
-                // Cannot fail: one per list register.
-                let _ = back.push(lr);
+                back |= 1 << slot;
             } else if unpend & (1 << slot) != 0 && !active && irq.line == Some(false) {
                 lrs[slot].state = LrState::Invalid;
             }
@@ -511,11 +517,12 @@ impl<R: Routing> Model<R> {
         back
     }
 
-    /// The pending state of `withdrawn` entries back in the distributor (a
-    /// level interrupt's as its line says); returns the vCPUs to kick.
-    fn restore(&mut self, vcpu: usize, withdrawn: &[ListReg]) -> u64 {
+    /// The pending state of the entries in the `withdrawn` slots of `lrs`
+    /// back in the distributor (a level interrupt's as its line says);
+    /// returns the vCPUs to kick.
+    fn restore(&mut self, vcpu: usize, lrs: &[ListReg], withdrawn: u64) -> u64 {
         let mut kick = 0;
-        for lr in withdrawn {
+        for lr in set_bits(withdrawn).filter_map(|slot| lrs.get(slot as usize)) {
             if self.irq(vcpu, lr.intid).is_some_and(Irq::follows_line) {
                 kick |= self.follow_line(vcpu, lr.intid);
             } else {
@@ -720,7 +727,7 @@ impl<R: Routing> Model<R> {
         self.cpus[vcpu].lrs.clear();
         self.cpus[vcpu].lrs.extend(lrs.iter().take(max).copied());
         // Disabled: nothing to kick for.
-        self.restore(vcpu, &withdrawn);
+        self.restore(vcpu, lrs, withdrawn);
         let usable = lrs.len().min(max);
         let slots = &mut lrs[..usable];
         let free = slots.iter().filter(|lr| lr.is_free()).count();
@@ -802,7 +809,7 @@ impl<R: Routing> Model<R> {
         // A completed entry otherwise needs nothing more: its pending
         // state left the distributor when it was handed out, and a raise
         // since then is pending in the distributor again.
-        let kick = self.restore(vcpu, &withdrawn);
+        let kick = self.restore(vcpu, lrs, withdrawn);
         left.iter()
             .fold(kick, |kick, &intid| kick | self.follow_line(vcpu, intid))
     }
