@@ -18,8 +18,16 @@ pub trait MmioDevice: Send {
     fn write(&mut self, vcpu: usize, offset: u64, width: u8, value: u64) -> Signal;
 
     /// The interrupt (an SPI of the VM's virtual GIC) the device raises
-    /// when an access returns [`Signal::raise`].
+    /// when an access returns [`Signal::raise`], or whose line it drives.
     fn irq(&self) -> Option<u32> {
+        None
+    }
+
+    /// A level-triggered device's interrupt line now: the core applies it
+    /// after each read, which may lower it (as draining a receive FIFO
+    /// does). Writes say it in their [`Signal`]; `None` leaves the line as
+    /// it was.
+    fn level(&self) -> Option<bool> {
         None
     }
 
@@ -106,6 +114,11 @@ impl DeviceTable {
     /// The first device that takes console input.
     pub fn input_device(&self) -> Option<usize> {
         self.devices.iter().position(|d| d.takes_input())
+    }
+
+    /// How many devices there are (the vGIC's frames aside).
+    pub fn device_count(&self) -> usize {
+        self.devices.len()
     }
 }
 

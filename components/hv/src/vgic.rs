@@ -109,6 +109,14 @@ pub trait Vgic {
     /// guest routed it.
     fn raise(&mut self, vcpu: usize, intid: u32) -> Effects;
 
+    /// A level-triggered device drives the line of `intid` (for a private
+    /// interrupt, `vcpu`'s) to `level`: while it is high and the guest
+    /// configured the interrupt level-sensitive, the interrupt is pending;
+    /// configured edge-triggered, a rising line is an edge. List registers
+    /// of level interrupts ask for EOI maintenance (the core keeps their
+    /// [`ListReg::eoi_maintenance`]) so `sync` hears of completion.
+    fn set_level(&mut self, vcpu: usize, intid: u32, level: bool) -> Effects;
+
     /// Before `vcpu` runs: put the highest-priority pending, enabled
     /// interrupts into its free list registers. Returns true if some did
     /// not fit: the caller asks for a maintenance interrupt when the list
@@ -117,8 +125,9 @@ pub trait Vgic {
 
     /// After `vcpu` ran: take back what the guest did with its list
     /// registers (acknowledged, completed) so the distributor's view is
-    /// current; completed entries become free.
-    fn sync(&mut self, vcpu: usize, lrs: &mut [ListReg]);
+    /// current; completed entries become free. A level interrupt completed
+    /// with its line still high is pending again: the vCPUs to kick for it.
+    fn sync(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> Effects;
 
     /// `vcpu` turned off (PSCI CPU_OFF) with its list registers as last
     /// synced: what was pending there goes back to the distributor (and to

@@ -1,6 +1,7 @@
 //! Random steps: the core driven by random sequences of guest exits
 //! (hypercalls and PSCI calls with random and edge arguments, distributor
-//! accesses, WFI/WFE, timer, kick and maintenance interrupts, unknown traps)
+//! accesses, WFI/WFE, timer, kick and maintenance interrupts, unknown traps,
+//! a level-triggered device's accesses and its line changing on its own)
 //! on 1 to 4 CPUs, with every scheduler and both virtual GICs. After each
 //! step: no panic, no vCPU on two CPUs at once; at the end every VM runs or
 //! was stopped with a message saying why.
@@ -13,6 +14,7 @@ use config::boot::VmTable;
 use config::vm::{Region, TimeWindow, VmConfig, DEFAULT_WEIGHT};
 use hv::{
     core::Work,
+    device::{Signal, Window},
     log,
     memory::{GuestMemory, GuestSlice, SparseRam},
     platform::{Cpu as CpuOps, PhysicalIrq, Timer},
@@ -32,6 +34,33 @@ const GUEST_TIMER_IRQ: u32 = 27;
 const MAINTENANCE_IRQ: u32 = 25;
 const KICK_IRQ: u32 = 0;
 const VM_NAMES: [&str; 3] = ["vm0", "vm1", "vm2"];
+/// Each VM's level-triggered device, and the SPI it drives.
+const DEVICE_BASE: u64 = 0x0900_0000;
+const DEVICE_SPI: u32 = 33;
+
+/// A level-triggered device: a write sets its line to the value's bit 0,
+/// a read drops it.
+struct Line(bool);
+
+impl hv::device::MmioDevice for Line {
+    fn read(&mut self, _: usize, _: u64, _: u8) -> u64 {
+        self.0 = false;
+        0
+    }
+    fn write(&mut self, _: usize, _: u64, _: u8, value: u64) -> Signal {
+        self.0 = value & 1 != 0;
+        Signal {
+            raise: false,
+            level: Some(self.0),
+        }
+    }
+    fn irq(&self) -> Option<u32> {
+        Some(DEVICE_SPI)
+    }
+    fn level(&self) -> Option<bool> {
+        Some(self.0)
+    }
+}
 
 std::thread_local! {
     static LINES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
@@ -140,8 +169,11 @@ impl<V: Vgic> Vgic for Simulated<V> {
     fn flush(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> bool {
         self.0.flush(vcpu, lrs)
     }
-    fn sync(&mut self, vcpu: usize, lrs: &mut [ListReg]) {
+    fn sync(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> Effects {
         self.0.sync(vcpu, lrs)
+    }
+    fn set_level(&mut self, vcpu: usize, intid: u32, level: bool) -> Effects {
+        self.0.set_level(vcpu, intid, level)
     }
     fn release_lrs(&mut self, vcpu: usize) -> Effects {
         self.0.release_lrs(vcpu)
@@ -309,6 +341,12 @@ enum Exit {
     Trap {
         esr: u32,
     },
+    /// Not an exit: VM `vm`'s device drives its line to `level` by itself
+    /// (as input arriving).
+    Line {
+        vm: usize,
+        level: bool,
+    },
 }
 
 fn exit() -> impl Strategy<Value = Exit> {
@@ -322,6 +360,7 @@ fn exit() -> impl Strategy<Value = Exit> {
         10 => (0u64..0x1_0000).prop_map(|o| GUEST_GICD_BASE + o),
         10 => (0u64..0x8_0000).prop_map(|o| GUEST_GICR_BASE + o),
         1 => any::<u64>().prop_map(|a| a & 0x7f_ffff_ffff),
+        4 => (0u64..0x1000).prop_map(|o| DEVICE_BASE + o),
     ];
     let mmio = (gic_window, 0u8..4, any::<bool>(), 0u8..32, arg()).prop_map(
         |(ipa, size, write, reg, value)| Exit::Mmio {
@@ -341,6 +380,7 @@ fn exit() -> impl Strategy<Value = Exit> {
         10 => prop::sample::select(vec![TIMER_IRQ, GUEST_TIMER_IRQ, MAINTENANCE_IRQ, KICK_IRQ, 1023])
             .prop_map(Exit::Irq),
         1 => any::<u32>().prop_map(|esr| Exit::Trap { esr }),
+        3 => (0usize..4, any::<bool>()).prop_map(|(vm, level)| Exit::Line { vm, level }),
     ]
 }
 
@@ -446,6 +486,7 @@ fn make_exit(sim: &mut Sim, ctx: &mut Ctx, exit: &Exit) -> RawExit {
             far: u64::from(esr).rotate_left(12),
             hpfar: u64::from(esr) << 4,
         },
+        Exit::Line { .. } => unreachable!("not an exit"),
     }
 }
 
@@ -506,13 +547,27 @@ fn run<S: Scheduler, V: Vgic>(
         vif,
         VmTable { vms, windows },
         &[b"hello\n"],
-        Vec::new(),
+        vcpus
+            .iter()
+            .map(|_| {
+                let line: Box<dyn hv::device::MmioDevice> = Box::new(Line(false));
+                vec![(Window::new(DEVICE_BASE, 0x1000), line)]
+            })
+            .collect(),
         cpus as u32,
         500,
     );
     let mut held: Vec<Option<(VcpuId, Box<Ctx>)>> = (0..cpus).map(|_| None).collect();
     for step in steps {
         let cpu = step.cpu % cpus;
+        if let Exit::Line { vm, level } = step.exit {
+            let signal = Signal {
+                raise: false,
+                level: Some(level),
+            };
+            hv.device_signal(vm, 0, signal);
+            continue;
+        }
         let sim = hv.platform();
         sim.now += step.advance;
         sim.current.set(cpu);

@@ -1,9 +1,10 @@
 //! Both virtual GICs fuzzed through the interface the core drives them by:
 //! random distributor and redistributor accesses at every width, raises,
-//! list-register flushes, guest completions and CPU_OFF releases. Whatever
-//! the guest writes: no panic, every list register holds a supported INTID,
-//! no INTID is in two of one vCPU's list registers, and no SPI is in two
-//! vCPUs' list registers at once.
+//! device lines, list-register flushes, guest completions and CPU_OFF
+//! releases. Whatever the guest writes: no panic, every list register holds
+//! a supported INTID, no INTID is in two of one vCPU's list registers, no
+//! SPI is in two vCPUs' list registers at once, and a level-sensitive SPI
+//! whose line is high is never lost (pending or active somewhere).
 
 use abi::{GUEST_GICD_BASE, GUEST_GICR_BASE};
 use hv::vgic::{ListReg, LrState, Vgic};
@@ -11,6 +12,8 @@ use proptest::prelude::*;
 
 const VCPUS: usize = 4;
 const LRS: usize = 4;
+/// The SPIs devices drive lines of, mostly.
+const LINES: std::ops::Range<u32> = 32..36;
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -32,6 +35,11 @@ enum Op {
     Raise {
         vcpu: usize,
         intid: u32,
+    },
+    Level {
+        vcpu: usize,
+        intid: u32,
+        level: bool,
     },
     /// Fill the vCPU's list registers, then let the guest take (activate)
     /// or complete some of them, then sync.
@@ -83,6 +91,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (vcpu.clone(), value).prop_map(|(vcpu, value)| Op::Sgi1r { vcpu, value }),
         2 => (vcpu.clone(), prop_oneof![4 => 32u32..36, 2 => 0u32..100, 1 => any::<u32>()])
             .prop_map(|(vcpu, intid)| Op::Raise { vcpu, intid }),
+        2 => (vcpu.clone(), prop_oneof![8 => LINES, 1 => 0u32..100, 1 => any::<u32>()], any::<bool>())
+            .prop_map(|(vcpu, intid, level)| Op::Level { vcpu, intid, level }),
         3 => (0..VCPUS, any::<u8>()).prop_map(|(vcpu, guest)| Op::Run { vcpu, guest }),
         1 => (0..VCPUS).prop_map(|vcpu| Op::Release { vcpu }),
     ]
@@ -116,6 +126,22 @@ fn check_list_registers(lrs: &[[ListReg; LRS]; VCPUS]) -> Result<(), TestCaseErr
     Ok(())
 }
 
+/// Every SPI of [`LINES`] whose line is high and which the guest left
+/// level-sensitive (ICFGR) is pending or active in the distributor or in
+/// some vCPU's list registers.
+fn check_lines<V: Vgic>(gic: &mut V, high: &[bool]) -> Result<(), TestCaseError> {
+    let icfgr = gic.read(0, GUEST_GICD_BASE + 0xc08, 4);
+    for (intid, _) in LINES.zip(high).filter(|(_, &high)| high) {
+        let edge = icfgr >> (2 * (intid - 32) + 1) & 1 != 0;
+        let in_flight = (0..VCPUS).any(|v| gic.in_flight(v, intid));
+        prop_assert!(
+            edge || in_flight,
+            "level SPI {intid} with its line high lost"
+        );
+    }
+    Ok(())
+}
+
 fn check<V: Vgic>(ops: &[Op]) -> Result<(), TestCaseError> {
     let mut gic = V::new(VCPUS);
     // As a guest sets its GIC up: the distributor on, SPIs 32..63 enabled
@@ -123,6 +149,7 @@ fn check<V: Vgic>(ops: &[Op]) -> Result<(), TestCaseError> {
     gic.write(0, GUEST_GICD_BASE, 4, 0xffff_ffff);
     gic.write(0, GUEST_GICD_BASE + 0x104, 4, 0xffff_ffff);
     let mut lrs = [[ListReg::default(); LRS]; VCPUS];
+    let mut high = [false; LINES.end as usize - LINES.start as usize];
     for op in ops {
         match *op {
             Op::Read { vcpu, ipa, width } => {
@@ -151,6 +178,13 @@ fn check<V: Vgic>(ops: &[Op]) -> Result<(), TestCaseError> {
             Op::Raise { vcpu, intid } => {
                 gic.raise(vcpu, intid);
             }
+            Op::Level { vcpu, intid, level } => {
+                let effects = gic.set_level(vcpu, intid, level);
+                prop_assert!(effects.kick < 1 << VCPUS);
+                if vcpu < VCPUS && LINES.contains(&intid) {
+                    high[(intid - LINES.start) as usize] = level;
+                }
+            }
             Op::Run { vcpu, guest } => {
                 gic.flush(vcpu, &mut lrs[vcpu]);
                 check_list_registers(&lrs)?;
@@ -162,7 +196,8 @@ fn check<V: Vgic>(ops: &[Op]) -> Result<(), TestCaseError> {
                         _ => {}
                     }
                 }
-                gic.sync(vcpu, &mut lrs[vcpu]);
+                let effects = gic.sync(vcpu, &mut lrs[vcpu]);
+                prop_assert!(effects.kick < 1 << VCPUS);
             }
             Op::Release { vcpu } => {
                 let effects = gic.release_lrs(vcpu);
@@ -170,6 +205,7 @@ fn check<V: Vgic>(ops: &[Op]) -> Result<(), TestCaseError> {
                 lrs[vcpu] = [ListReg::default(); LRS];
             }
         }
+        check_lines(&mut gic, &high)?;
     }
     Ok(())
 }

@@ -9,22 +9,53 @@
 //! The model supports 96 INTIDs: SGIs 0..16 and PPIs 16..32 banked per
 //! vCPU, SPIs 32..96 shared; up to 8 vCPUs.
 //!
+//! Level and edge (IHI 0048B §3.2.4, IHI 0069 §4.1.2): a device that
+//! drives an interrupt's line ([`Model::set_level`]) makes it a level
+//! source. ICFGR decides what the line means, and resets to level for SPIs
+//! and PPIs (as a GIC-400's SPIs, and Linux writes it from the device
+//! tree's flags anyway):
+//! - level-sensitive: pending while the line is high, besides the latch a
+//!   raise or ISPENDR sets (ICPENDR clears only the latch). A line that
+//!   drops takes back the interrupt the guest has not taken yet, also from
+//!   a list register where it is pending only. Its list register asks for
+//!   EOI maintenance, so the model hears of its completion (`sync`) and
+//!   makes it pending again if the line is still high.
+//! - edge-triggered: a rising line latches pending, as a raise does.
+//!
+//! Interrupts nothing drives with a line (raised as edges, or the virtual
+//! timer, which the core masks while in flight) are delivered as before:
+//! once handed to a list register they are no longer pending in the
+//! distributor, whatever ICFGR says, and need no maintenance.
+//!
+//! Enable and active state (IHI 0048B §3.2.1, IHI 0069 §4.1.1):
+//! - An interrupt made pending while disabled stays pending and is
+//!   delivered once enabled. Disabling one that waits in a list register,
+//!   not yet taken, takes it back to the distributor; one already active
+//!   stays active until the guest deactivates it, and is not given again
+//!   while disabled.
+//! - An interrupt active in the distributor (ISACTIVER) is not delivered
+//!   again until ICACTIVER clears it.
+//!
 //! Choices the specs leave to us, or that we simplify:
-//! - Every interrupt is treated as edge-triggered: once handed to a list
-//!   register it is no longer pending in the distributor, and a level
-//!   source must assert it again (the core re-raises the timer). ICFGR is
-//!   stored for the guest but does not change delivery.
 //! - An INTID is in at most one of a vCPU's list registers at a time (two
 //!   live list registers with one virtual INTID are UNPREDICTABLE), so a
 //!   GICv2 SGI from a second source waits until the first leaves its list
 //!   register; an SPI held by one vCPU is not given to another meanwhile.
 //! - The distributor's active bit (ISACTIVER on an interrupt that is not in
-//!   a list register) is stored and reported but does not enter list
-//!   registers.
+//!   a list register) is stored and reported, and holds the interrupt
+//!   back, but does not enter list registers.
 //! - Clearing pending or active state of an interrupt that sits in a list
 //!   register edits the copy the model keeps and reaches the hardware at
 //!   that vCPU's next `flush`. If that vCPU is running at the time, its
-//!   `sync` supersedes the edit.
+//!   `sync` supersedes the edit, unless the entry is still pending there
+//!   (the guest has not taken it) and the edit cleared it: that stands.
+//!   Disabling an interrupt and dropping its line instead leave the entry
+//!   in place until that flush or sync (so no other vCPU is given the
+//!   interrupt meanwhile), which withdraws it if the guest has not taken
+//!   it.
+//! - A level interrupt's pending state in a list register counts as its
+//!   line's: a latch (ISPENDR) handed over with it ends when the line
+//!   drops or the interrupt is disabled before the guest takes it.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -63,11 +94,25 @@ pub struct Irq {
     pub active: bool,
     pub group1: bool,
     pub priority: u8,
-    /// ICFGR Int_config bit: stored only, see the crate doc.
+    /// ICFGR Int_config bit: edge-triggered rather than level-sensitive
+    /// (see the crate doc).
     pub edge: bool,
+    /// The input line of a level source ([`Model::set_level`]); `None`
+    /// while nothing drives it.
+    pub line: Option<bool>,
+    /// Pending in the distributor because the line is high (apart from
+    /// `pending`, the latch); never while in a list register.
+    pub line_pending: bool,
     /// Where an SPI goes, as the [`Routing`] reads it (GICv2 ITARGETSR
     /// byte, GICv3 IROUTER).
     pub route: u64,
+}
+
+impl Irq {
+    /// Its pending state follows a line: level-sensitive, and driven.
+    pub fn follows_line(&self) -> bool {
+        !self.edge && self.line.is_some()
+    }
 }
 
 /// What one GIC version decides differently.
@@ -131,6 +176,12 @@ struct Cpu {
     private_pending: u64,
     /// The list registers as last flushed or synced.
     lrs: heapless::Vec<ListReg, LR_CAPACITY>,
+    /// Bit n: list register n's entry, if the guest has not taken it by
+    /// the next flush or sync, goes back to the distributor (its
+    /// interrupt was disabled) or ends (its line dropped). Until then it
+    /// stays where it is, so no other vCPU is given it meanwhile.
+    withdraw: u64,
+    unpend: u64,
 }
 
 /// The interrupt state of one VM and its list-register policy.
@@ -196,6 +247,8 @@ impl<R: Routing> Model<R> {
                 sgi_sources: [0; SGIS as usize],
                 private_pending: 0,
                 lrs: heapless::Vec::new(),
+                withdraw: 0,
+                unpend: 0,
             })
             .collect();
         Model {
@@ -267,13 +320,14 @@ impl<R: Routing> Model<R> {
     pub fn pending_sources(&self, vcpu: usize, intid: u32) -> u8 {
         match self.irq(vcpu, intid) {
             Some(_) if Self::per_source(intid) => self.cpus[vcpu].sgi_sources[intid as usize],
-            Some(irq) => irq.pending.into(),
+            Some(irq) => (irq.pending || irq.line_pending).into(),
             None => 0,
         }
     }
 
     /// Sets or clears `intid`'s pending state in the distributor (from
-    /// `source`, for a per-source SGI).
+    /// `source`, for a per-source SGI). Clearing hands it over, so the
+    /// line's part goes too.
     pub fn set_pending(&mut self, vcpu: usize, intid: u32, source: u8, pending: bool) {
         if Self::per_source(intid) {
             let sources = &mut self.cpus[vcpu].sgi_sources[intid as usize];
@@ -284,8 +338,33 @@ impl<R: Routing> Model<R> {
             }
         } else if let Some(irq) = self.irq_mut(vcpu, intid) {
             irq.pending = pending;
+            irq.line_pending &= pending;
         }
         self.note_pending(vcpu, intid);
+    }
+
+    /// Brings the line's part of `intid`'s pending state in line with the
+    /// line, after the line changed or an entry left a list register;
+    /// returns the vCPUs to kick.
+    fn follow_line(&mut self, vcpu: usize, intid: u32) -> u64 {
+        // Most interrupts have no line: no scan of the list registers.
+        if !self
+            .irq(vcpu, intid)
+            .is_some_and(|irq| irq.follows_line() || irq.line_pending)
+        {
+            return 0;
+        }
+        let in_lrs = self.in_lrs(vcpu, intid).next().is_some();
+        let Some(irq) = self.irq_mut(vcpu, intid) else {
+            return 0;
+        };
+        let on = irq.follows_line() && irq.line == Some(true) && !in_lrs;
+        if irq.line_pending == on {
+            return 0;
+        }
+        irq.line_pending = on;
+        self.note_pending(vcpu, intid);
+        self.kick_for(vcpu, intid)
     }
 
     /// Brings the pending summary of `intid` (as `vcpu` sees it) in line
@@ -305,10 +384,12 @@ impl<R: Routing> Model<R> {
     }
 
     /// The distributor forwards `intid` at all: it and the distributor
-    /// (for its group) are enabled.
+    /// (for its group) are enabled, and it is not active there (an active
+    /// interrupt is not taken again before it is deactivated).
     fn forwards(&self, vcpu: usize, intid: u32) -> bool {
-        self.irq(vcpu, intid)
-            .is_some_and(|irq| Self::enabled(intid, irq) && self.routing.forwards_group(irq.group1))
+        self.irq(vcpu, intid).is_some_and(|irq| {
+            Self::enabled(intid, irq) && !irq.active && self.routing.forwards_group(irq.group1)
+        })
     }
 
     /// Every (INTID, SGI source) pending in the distributor that `vcpu`
@@ -384,6 +465,74 @@ impl<R: Routing> Model<R> {
         }
     }
 
+    /// Marks the list registers holding `intid` to be withdrawn (or, for
+    /// `unpend`, ended) at their holder's next flush or sync; see
+    /// [`Cpu::withdraw`].
+    fn mark_lrs(&mut self, vcpu: usize, intid: u32, unpend: bool) {
+        for holder in self.holders(vcpu, intid) {
+            let cpu = &mut self.cpus[holder];
+            for (slot, lr) in cpu.lrs.iter().enumerate() {
+                if lr.intid == intid && !lr.is_free() {
+                    let mask = if unpend {
+                        &mut cpu.unpend
+                    } else {
+                        &mut cpu.withdraw
+                    };
+                    *mask |= 1 << slot;
+                }
+            }
+        }
+    }
+
+    /// Carries out the marks of `vcpu`'s list registers on `lrs` (as the
+    /// hardware holds them): an entry the guest has not taken loses its
+    /// pending state, unless what asked for that no longer holds (enabled
+    /// again, line high again). Returns the slots whose pending state goes
+    /// back to the distributor ([`Self::restore`]) once the shadows are
+    /// updated.
+    fn resolve_marks(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> u64 {
+        let cpu = &mut self.cpus[vcpu];
+        let (withdraw, unpend) = (cpu.withdraw, cpu.unpend);
+        if withdraw | unpend == 0 {
+            return 0; // every entry and exit: keep it cheap
+        }
+        (cpu.withdraw, cpu.unpend) = (0, 0);
+        let mut back = 0;
+        for slot in set_bits(withdraw | unpend).map(|s| s as usize) {
+            let (Some(&lr), Some(shadow)) = (lrs.get(slot), self.cpus[vcpu].lrs.get(slot)) else {
+                continue;
+            };
+            let (pending, active) = pending_active(lr.state);
+            if lr.is_free() || lr.intid != shadow.intid || !pending {
+                continue;
+            }
+            let irq = self.irq(vcpu, lr.intid).copied().unwrap_or_default();
+            if withdraw & (1 << slot) != 0 && !self.forwards(vcpu, lr.intid) {
+                lrs[slot].state = lr_state(false, active);
+                back |= 1 << slot;
+            } else if unpend & (1 << slot) != 0 && !active && irq.line == Some(false) {
+                lrs[slot].state = LrState::Invalid;
+            }
+        }
+        back
+    }
+
+    /// The pending state of the entries in the `withdrawn` slots of `lrs`
+    /// back in the distributor (a level interrupt's as its line says);
+    /// returns the vCPUs to kick.
+    fn restore(&mut self, vcpu: usize, lrs: &[ListReg], withdrawn: u64) -> u64 {
+        let mut kick = 0;
+        for lr in set_bits(withdrawn).filter_map(|slot| lrs.get(slot as usize)) {
+            if self.irq(vcpu, lr.intid).is_some_and(Irq::follows_line) {
+                kick |= self.follow_line(vcpu, lr.intid);
+            } else {
+                self.set_pending(vcpu, lr.intid, lr.source, true);
+                kick |= self.kick_for(vcpu, lr.intid);
+            }
+        }
+        kick
+    }
+
     fn read_bit(&self, vcpu: usize, field: Field, intid: u32) -> bool {
         let Some(irq) = self.irq(vcpu, intid) else {
             return false;
@@ -406,29 +555,43 @@ impl<R: Routing> Model<R> {
         let Some(irq) = self.irq_mut(vcpu, intid) else {
             return 0;
         };
+        let line_high = irq.follows_line() && irq.line == Some(true);
         match field {
             Field::Group => irq.group1 = on,
             // Per-source SGIs are always enabled; their pending state is
             // set and cleared per source (GICv2 SPENDSGIR/CPENDSGIR).
             Field::Enable | Field::Pending if Self::per_source(intid) => return 0,
-            Field::Enable => irq.enabled = on,
+            Field::Enable => {
+                irq.enabled = on;
+                if !on {
+                    self.withdraw(vcpu, intid);
+                }
+            }
             Field::Pending => {
                 irq.pending = on;
                 self.note_pending(vcpu, intid);
-                if !on {
+                // A high line keeps a level interrupt pending.
+                if !on && !line_high {
                     self.edit_lrs(vcpu, intid, None, Some(false), None);
                 }
             }
             Field::Active => {
                 irq.active = on && !in_lrs;
                 self.edit_lrs(vcpu, intid, None, None, Some(on));
+                if !on {
+                    self.follow_line(vcpu, intid);
+                }
             }
         }
-        if on {
-            self.kick_for(vcpu, intid)
-        } else {
-            0
-        }
+        self.kick_for(vcpu, intid)
+    }
+
+    /// `intid` was disabled: what waits for it in list registers, not yet
+    /// taken, goes back to the distributor (at the holder's next flush or
+    /// sync), so the guest does not take it while it is disabled; what is
+    /// active stays.
+    fn withdraw(&mut self, vcpu: usize, intid: u32) {
+        self.mark_lrs(vcpu, intid, false);
     }
 
     /// IGROUPR..ICACTIVER (`offset` in [`IGROUPR`]..[`BIT_FAMILIES_END`]):
@@ -478,8 +641,9 @@ impl<R: Routing> Model<R> {
 
     /// ICFGR: two bits per INTID from `first`, of which only Int_config
     /// (the upper) is kept; SGIs read as edge-triggered and ignore writes.
-    pub fn config_register(&mut self, vcpu: usize, first: u32, write: Option<u32>) -> u32 {
-        let mut read = 0;
+    /// Returns the value read and the vCPUs to kick.
+    pub fn config_register(&mut self, vcpu: usize, first: u32, write: Option<u32>) -> (u32, u64) {
+        let (mut read, mut kick) = (0, 0);
         for i in 0..16 {
             let intid = first + i;
             let Some(irq) = self.irq_mut(vcpu, intid) else {
@@ -487,12 +651,42 @@ impl<R: Routing> Model<R> {
             };
             match write {
                 Some(_) if intid < SGIS => {}
-                Some(v) => irq.edge = v & (2 << (2 * i)) != 0,
+                Some(v) => {
+                    irq.edge = v & (2 << (2 * i)) != 0;
+                    // Made level-sensitive with its line high: pending now.
+                    kick |= self.follow_line(vcpu, intid);
+                }
                 None if intid < SGIS || irq.edge => read |= 2 << (2 * i),
                 None => {}
             }
         }
-        read
+        (read, kick)
+    }
+
+    /// A device drives the line of `intid` (a PPI of `vcpu`, or an SPI)
+    /// to `level`: see the crate doc for what that does as ICFGR says.
+    /// SGIs have no line. Returns the vCPUs to kick.
+    pub fn set_level(&mut self, vcpu: usize, intid: u32, level: bool) -> u64 {
+        if vcpu >= self.cpus.len() || !(SGIS..INTIDS).contains(&intid) {
+            return 0;
+        }
+        let Some(irq) = self.irq_mut(vcpu, intid) else {
+            return 0;
+        };
+        let rising = level && irq.line != Some(true);
+        irq.line = Some(level);
+        if irq.edge {
+            return if rising {
+                self.raise(vcpu, intid, 0)
+            } else {
+                0
+            };
+        }
+        if !level {
+            // Not taken yet: gone. Taken (active): completion is heard.
+            self.mark_lrs(vcpu, intid, true);
+        }
+        self.follow_line(vcpu, intid)
     }
 
     /// A device (or the virtual timer, or for an SGI `source`) makes
@@ -518,6 +712,7 @@ impl<R: Routing> Model<R> {
                 lr.state = shadow.state;
             }
         }
+        let withdrawn = self.resolve_marks(vcpu, lrs);
         // Raised again while in a list register: merge into that entry.
         for lr in lrs.iter_mut().filter(|lr| !lr.is_free()) {
             let source = if R::SGIS_PER_SOURCE { lr.source } else { 0 };
@@ -531,6 +726,8 @@ impl<R: Routing> Model<R> {
         let max = R::MAX_LRS.min(LR_CAPACITY);
         self.cpus[vcpu].lrs.clear();
         self.cpus[vcpu].lrs.extend(lrs.iter().take(max).copied());
+        // Disabled: nothing to kick for.
+        self.restore(vcpu, lrs, withdrawn);
         let usable = lrs.len().min(max);
         let slots = &mut lrs[..usable];
         let free = slots.iter().filter(|lr| lr.is_free()).count();
@@ -576,7 +773,8 @@ impl<R: Routing> Model<R> {
                 priority,
                 state: LrState::Pending,
                 source: if Self::per_source(intid) { source } else { 0 },
-                eoi_maintenance: false,
+                // To hear when a level interrupt completes (`sync`).
+                eoi_maintenance: self.irq(vcpu, intid).is_some_and(Irq::follows_line),
             };
             self.cpus[vcpu].lrs[slot] = *lr;
         }
@@ -585,16 +783,35 @@ impl<R: Routing> Model<R> {
         waiting > best.len()
     }
 
-    /// See [`hv::vgic::Vgic::sync`].
-    pub fn sync(&mut self, vcpu: usize, lrs: &mut [ListReg]) {
-        // A completed (now Invalid) entry needs nothing more: its pending
+    /// See [`hv::vgic::Vgic::sync`]; returns the vCPUs to kick.
+    pub fn sync(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> u64 {
+        if vcpu >= self.cpus.len() {
+            return 0;
+        }
+        let withdrawn = self.resolve_marks(vcpu, lrs);
+        let cpu = &mut self.cpus[vcpu];
+        let max = R::MAX_LRS.min(LR_CAPACITY);
+        // Entries that left (completed): INTIDs whose line may be high.
+        let mut left: heapless::Vec<u32, LR_CAPACITY> = heapless::Vec::new();
+        for (lr, shadow) in lrs.iter_mut().zip(cpu.lrs.iter()) {
+            if shadow.is_free() && lr.state == LrState::Pending {
+                // Withdrawn here while the vCPU ran (the hardware cannot
+                // fill a list register), and not taken: that stands, and
+                // reaches the hardware at the next flush.
+                lr.state = LrState::Invalid;
+            } else if !shadow.is_free() && (lr.is_free() || lr.intid != shadow.intid) {
+                // Cannot fail: one per list register.
+                let _ = left.push(shadow.intid);
+            }
+        }
+        cpu.lrs.clear();
+        cpu.lrs.extend(lrs.iter().take(max).copied());
+        // A completed entry otherwise needs nothing more: its pending
         // state left the distributor when it was handed out, and a raise
         // since then is pending in the distributor again.
-        let max = R::MAX_LRS.min(LR_CAPACITY);
-        if let Some(cpu) = self.cpus.get_mut(vcpu) {
-            cpu.lrs.clear();
-            cpu.lrs.extend(lrs.iter().take(max).copied());
-        }
+        let kick = self.restore(vcpu, lrs, withdrawn);
+        left.iter()
+            .fold(kick, |kick, &intid| kick | self.follow_line(vcpu, intid))
     }
 
     /// See [`hv::vgic::Vgic::release_lrs`].
@@ -603,11 +820,15 @@ impl<R: Routing> Model<R> {
             return 0;
         };
         let held = core::mem::take(&mut cpu.lrs);
+        (cpu.withdraw, cpu.unpend) = (0, 0);
         let mut kick = 0;
         for lr in held.iter().filter(|lr| !lr.is_free()) {
-            // Pending goes back to the distributor, to be routed afresh; the
-            // active state ends with the CPU interface that held it.
-            if pending_active(lr.state).0 {
+            // Pending goes back to the distributor, to be routed afresh (a
+            // level interrupt's as its line says); the active state ends
+            // with the CPU interface that held it.
+            if self.irq(vcpu, lr.intid).is_some_and(Irq::follows_line) {
+                kick |= self.follow_line(vcpu, lr.intid);
+            } else if pending_active(lr.state).0 {
                 self.set_pending(vcpu, lr.intid, lr.source, true);
                 kick |= self.kick_for(vcpu, lr.intid);
             }

@@ -396,3 +396,315 @@ fn isactiver_on_an_interrupt_in_a_list_register_marks_that_entry() {
     gic.sync(0, &mut lrs);
     assert!(!gic.in_flight(0, SPI), "no stale distributor active bit");
 }
+
+const ICENABLER: u64 = 0x180;
+
+/// `vcpu`'s list registers, fresh, filled by a flush.
+fn flushed(gic: &mut Gic, vcpu: usize) -> [ListReg; 4] {
+    let mut lrs = [ListReg::default(); 4];
+    gic.flush(vcpu, &mut lrs);
+    lrs
+}
+
+/// The guest on `vcpu` takes (acknowledges) list register `slot`, then
+/// exits; returns the vCPUs `sync` kicks.
+fn take(gic: &mut Gic, vcpu: usize, lrs: &mut [ListReg], slot: usize) -> u64 {
+    lrs[slot].state = LrState::Active;
+    gic.sync(vcpu, lrs)
+}
+
+/// ICFGR's Int_config bit for `intid` set (edge) or clear (level).
+fn configure(gic: &mut Gic, intid: u32, edge: bool) {
+    let first = intid / 16 * 16;
+    let (mut value, _) = gic.config_register(0, first, None);
+    let bit = 2 << (2 * (intid - first));
+    value = if edge { value | bit } else { value & !bit };
+    gic.config_register(0, first, Some(value));
+}
+
+fn pending(gic: &mut Gic, vcpu: usize, intid: u32) -> bool {
+    read(gic, vcpu, ISPENDR, intid) & (1 << (intid % 32)) != 0
+}
+
+fn active(gic: &mut Gic, vcpu: usize, intid: u32) -> bool {
+    read(gic, vcpu, ISACTIVER, intid) & (1 << (intid % 32)) != 0
+}
+
+#[test]
+fn a_level_interrupt_is_pending_while_its_line_is_high() {
+    let mut gic = with_enabled(&[SPI]);
+    assert_eq!(gic.set_level(0, SPI, true), 0b01, "its target is kicked");
+    assert!(pending(&mut gic, 0, SPI) && gic.has_pending(0));
+    assert_eq!(gic.set_level(0, SPI, true), 0, "still high: nothing new");
+    assert_eq!(gic.set_level(0, SPI, false), 0);
+    assert!(!pending(&mut gic, 0, SPI) && !gic.in_flight(0, SPI));
+    let mut lrs = [ListReg::default(); 4];
+    assert!(!gic.flush(0, &mut lrs));
+    assert!(live(&lrs).is_empty(), "gone before it was delivered");
+}
+
+#[test]
+fn a_level_interrupt_asks_for_eoi_maintenance_and_an_edge_one_does_not() {
+    let mut gic = with_enabled(&[SPI, SPI + 1]);
+    gic.set_level(0, SPI, true);
+    gic.raise(0, SPI + 1, 0);
+    let lrs = flushed(&mut gic, 0);
+    let eoi: Vec<(u32, bool)> = lrs[..2]
+        .iter()
+        .map(|lr| (lr.intid, lr.eoi_maintenance))
+        .collect();
+    assert_eq!(eoi, [(SPI, true), (SPI + 1, false)]);
+}
+
+#[test]
+fn a_line_that_drops_before_the_guest_takes_the_interrupt_takes_it_back() {
+    let mut gic = with_enabled(&[SPI]);
+    gic.set_level(0, SPI, true);
+    let mut lrs = flushed(&mut gic, 0);
+    gic.sync(0, &mut lrs);
+    gic.set_level(0, SPI, false);
+    gic.flush(0, &mut lrs);
+    assert!(live(&lrs).is_empty(), "withdrawn from the list register");
+    assert!(!gic.in_flight(0, SPI));
+}
+
+#[test]
+fn a_line_that_drops_while_the_vcpu_runs_withdraws_at_sync_unless_taken() {
+    let mut gic = with_enabled(&[SPI, SPI + 1]);
+    gic.set_level(0, SPI, true);
+    gic.set_level(0, SPI + 1, true);
+    let mut lrs = flushed(&mut gic, 0);
+    // Both drop while the guest runs; meanwhile it takes SPI + 1.
+    gic.set_level(0, SPI, false);
+    gic.set_level(0, SPI + 1, false);
+    assert_eq!(take(&mut gic, 0, &mut lrs, 1), 0);
+    assert_eq!(live(&lrs), [(SPI + 1, LrState::Active)]);
+    complete_all(&mut lrs);
+    gic.sync(0, &mut lrs);
+    assert!(!gic.flush(0, &mut lrs));
+    assert!(live(&lrs).is_empty(), "low at completion: done");
+}
+
+#[test]
+fn a_level_interrupt_completed_with_its_line_high_is_delivered_again() {
+    let mut gic = with_enabled(&[SPI]);
+    gic.set_level(0, SPI, true);
+    let mut lrs = flushed(&mut gic, 0);
+    assert_eq!(take(&mut gic, 0, &mut lrs, 0), 0);
+    assert!(
+        !pending(&mut gic, 0, SPI),
+        "taken; the line is heard at EOI"
+    );
+    complete_all(&mut lrs);
+    assert_eq!(gic.sync(0, &mut lrs), 0b01, "pending again: kick");
+    assert!(!gic.flush(0, &mut lrs));
+    assert_eq!(live(&lrs), [(SPI, LrState::Pending)]);
+    // Lowered while active this time: it ends with its completion.
+    take(&mut gic, 0, &mut lrs, 0);
+    gic.set_level(0, SPI, false);
+    gic.flush(0, &mut lrs);
+    assert_eq!(live(&lrs), [(SPI, LrState::Active)], "active stays");
+    complete_all(&mut lrs);
+    assert_eq!(gic.sync(0, &mut lrs), 0);
+    assert!(!gic.in_flight(0, SPI));
+}
+
+#[test]
+fn a_level_spi_completed_with_its_line_high_kicks_its_new_target() {
+    let mut gic = with_enabled(&[SPI]);
+    gic.set_level(0, SPI, true);
+    let mut lrs0 = flushed(&mut gic, 0);
+    take(&mut gic, 0, &mut lrs0, 0);
+    route(&mut gic, SPI, 1);
+    complete_all(&mut lrs0);
+    assert_eq!(gic.sync(0, &mut lrs0), 0b10);
+    let lrs1 = flushed(&mut gic, 1);
+    assert_eq!(live(&lrs1), [(SPI, LrState::Pending)]);
+}
+
+#[test]
+fn icpendr_clears_only_the_latch_of_a_level_interrupt() {
+    let mut gic = with_enabled(&[SPI]);
+    gic.set_level(0, SPI, true);
+    set_bit(&mut gic, 0, ICPENDR, SPI);
+    assert!(pending(&mut gic, 0, SPI), "the line keeps it pending");
+    gic.set_level(0, SPI, false);
+    assert!(!pending(&mut gic, 0, SPI));
+    // The latch (ISPENDR) keeps it pending with the line low.
+    set_bit(&mut gic, 0, ISPENDR, SPI);
+    gic.set_level(0, SPI, true);
+    gic.set_level(0, SPI, false);
+    assert!(pending(&mut gic, 0, SPI), "latched");
+    set_bit(&mut gic, 0, ICPENDR, SPI);
+    assert!(!pending(&mut gic, 0, SPI));
+}
+
+#[test]
+fn an_edge_configured_line_latches_on_its_rising_edge() {
+    let mut gic = with_enabled(&[SPI]);
+    configure(&mut gic, SPI, true);
+    assert_eq!(gic.set_level(0, SPI, true), 0b01);
+    gic.set_level(0, SPI, false);
+    assert!(pending(&mut gic, 0, SPI), "an edge stays latched");
+    let mut lrs = flushed(&mut gic, 0);
+    assert!(!lrs[0].eoi_maintenance);
+    complete_all(&mut lrs);
+    gic.set_level(0, SPI, true);
+    assert_eq!(gic.sync(0, &mut lrs), 0, "no line following");
+    gic.flush(0, &mut lrs);
+    assert_eq!(live(&lrs), [(SPI, LrState::Pending)], "the second edge");
+    complete_all(&mut lrs);
+    gic.sync(0, &mut lrs);
+    assert_eq!(gic.set_level(0, SPI, true), 0, "high already: no edge");
+    assert!(!gic.in_flight(0, SPI));
+}
+
+#[test]
+fn configuring_level_with_the_line_high_makes_it_pending() {
+    let mut gic = with_enabled(&[SPI]);
+    configure(&mut gic, SPI, true);
+    gic.set_level(0, SPI, true);
+    set_bit(&mut gic, 0, ICPENDR, SPI);
+    assert!(!pending(&mut gic, 0, SPI));
+    configure(&mut gic, SPI, false);
+    assert!(pending(&mut gic, 0, SPI));
+    assert_eq!(
+        gic.config_register(0, 32, None).0 >> (2 * (SPI - 32)) & 3,
+        0
+    );
+}
+
+#[test]
+fn set_level_ignores_sgis_and_unsupported_intids_and_vcpus() {
+    let mut gic = with_enabled(&[1, SPI]);
+    assert_eq!(gic.set_level(0, 1, true), 0);
+    assert!(!gic.in_flight(0, 1), "SGIs have no line");
+    assert_eq!(gic.set_level(0, INTIDS, true), 0);
+    assert_eq!(gic.set_level(0, u32::MAX, true), 0);
+    assert_eq!(gic.set_level(2, SPI, true), 0);
+    assert!(!gic.in_flight(0, SPI));
+}
+
+#[test]
+fn a_level_ppi_is_per_vcpu() {
+    let mut gic = enabled(2);
+    set_bit(&mut gic, 1, ISENABLER, TIMER);
+    assert_eq!(gic.set_level(1, TIMER, true), 0b10);
+    assert!(!gic.in_flight(0, TIMER) && gic.in_flight(1, TIMER));
+}
+
+#[test]
+fn a_level_interrupt_released_by_a_vcpu_that_turns_off_follows_its_line() {
+    let mut gic = with_enabled(&[SPI, SPI + 1]);
+    gic.set_level(0, SPI, true);
+    gic.set_level(0, SPI + 1, true);
+    let mut lrs = flushed(&mut gic, 0);
+    take(&mut gic, 0, &mut lrs, 1);
+    gic.set_level(0, SPI + 1, false);
+    route(&mut gic, SPI, 1);
+    route(&mut gic, SPI + 1, 1);
+    assert_eq!(gic.release_lrs(0), 0b10);
+    assert!(gic.in_flight(1, SPI), "its line is high");
+    assert!(!gic.in_flight(1, SPI + 1), "its line dropped");
+}
+
+#[test]
+fn an_interrupt_disabled_while_active_stays_active_and_is_not_given_again() {
+    let mut gic = with_enabled(&[SPI]);
+    gic.raise(0, SPI, 0);
+    let mut lrs = flushed(&mut gic, 0);
+    take(&mut gic, 0, &mut lrs, 0);
+    set_bit(&mut gic, 0, ICENABLER, SPI);
+    gic.raise(0, SPI, 0);
+    assert!(!gic.flush(0, &mut lrs));
+    assert_eq!(live(&lrs), [(SPI, LrState::Active)], "not pending-active");
+    assert!(active(&mut gic, 0, SPI) && pending(&mut gic, 0, SPI));
+    complete_all(&mut lrs);
+    gic.sync(0, &mut lrs);
+    assert!(!gic.flush(0, &mut lrs));
+    assert!(live(&lrs).is_empty(), "disabled: not given again");
+    assert!(!active(&mut gic, 0, SPI) && pending(&mut gic, 0, SPI));
+    assert_eq!(set_bit(&mut gic, 0, ISENABLER, SPI), 0b01);
+    gic.flush(0, &mut lrs);
+    assert_eq!(live(&lrs), [(SPI, LrState::Pending)]);
+}
+
+#[test]
+fn an_interrupt_disabled_while_pending_in_a_list_register_is_taken_back() {
+    let mut gic = with_enabled(&[SPI, SPI + 1]);
+    gic.raise(0, SPI, 0);
+    gic.set_level(0, SPI + 1, true);
+    let mut lrs = flushed(&mut gic, 0);
+    gic.sync(0, &mut lrs);
+    set_bit(&mut gic, 0, ICENABLER, SPI);
+    set_bit(&mut gic, 0, ICENABLER, SPI + 1);
+    assert!(!gic.flush(0, &mut lrs));
+    assert!(live(&lrs).is_empty(), "not delivered while disabled");
+    assert!(pending(&mut gic, 0, SPI) && pending(&mut gic, 0, SPI + 1));
+    assert!(!gic.has_pending(0));
+    assert_eq!(set_bit(&mut gic, 0, ISENABLER, SPI), 0b01);
+    assert_eq!(set_bit(&mut gic, 0, ISENABLER, SPI + 1), 0b01);
+    gic.flush(0, &mut lrs);
+    assert_eq!(
+        live(&lrs),
+        [(SPI, LrState::Pending), (SPI + 1, LrState::Pending)]
+    );
+}
+
+#[test]
+fn a_withdrawn_spi_is_not_given_to_another_vcpu_before_its_holder_lets_go() {
+    let mut gic = with_enabled(&[SPI]);
+    gic.raise(0, SPI, 0);
+    let mut lrs0 = flushed(&mut gic, 0);
+    // vCPU 0 runs with SPI pending in its list register; vCPU 1 disables,
+    // reroutes and enables it again.
+    set_bit(&mut gic, 1, ICENABLER, SPI);
+    route(&mut gic, SPI, 1);
+    set_bit(&mut gic, 1, ISENABLER, SPI);
+    let lrs1 = flushed(&mut gic, 1);
+    assert!(live(&lrs1).is_empty(), "vCPU 0 may still take it");
+    // vCPU 0 took it meanwhile: it keeps it.
+    take(&mut gic, 0, &mut lrs0, 0);
+    assert_eq!(live(&lrs0), [(SPI, LrState::Active)]);
+    assert!(!pending(&mut gic, 0, SPI), "delivered once");
+}
+
+#[test]
+fn disabling_while_the_vcpu_runs_withdraws_at_sync_what_it_did_not_take() {
+    let mut gic = with_enabled(&[SPI]);
+    gic.raise(0, SPI, 0);
+    let mut lrs = flushed(&mut gic, 0);
+    set_bit(&mut gic, 1, ICENABLER, SPI);
+    gic.sync(0, &mut lrs);
+    assert!(live(&lrs).is_empty());
+    assert!(pending(&mut gic, 0, SPI) && !gic.has_pending(0));
+}
+
+#[test]
+fn an_interrupt_active_in_the_distributor_waits_for_icactiver() {
+    let mut gic = with_enabled(&[SPI]);
+    set_bit(&mut gic, 0, ISACTIVER, SPI);
+    assert_eq!(gic.raise(0, SPI, 0), 0);
+    let mut lrs = [ListReg::default(); 4];
+    assert!(!gic.flush(0, &mut lrs));
+    assert!(live(&lrs).is_empty(), "active: not taken again");
+    assert!(!gic.has_pending(0));
+    assert_eq!(set_bit(&mut gic, 0, ICACTIVER, SPI), 0b01);
+    gic.flush(0, &mut lrs);
+    assert_eq!(live(&lrs), [(SPI, LrState::Pending)]);
+}
+
+#[test]
+fn icactiver_of_a_level_interrupt_with_its_line_high_makes_it_pending_again() {
+    let mut gic = with_enabled(&[SPI]);
+    gic.set_level(0, SPI, true);
+    let mut lrs = flushed(&mut gic, 0);
+    take(&mut gic, 0, &mut lrs, 0);
+    // As Linux's gic_dist_init does, every word.
+    for word in 0..3 {
+        gic.bits_register(0, ICACTIVER + 4 * word, Some(u32::MAX));
+    }
+    assert!(!active(&mut gic, 0, SPI) && pending(&mut gic, 0, SPI));
+    gic.flush(0, &mut lrs);
+    assert_eq!(live(&lrs), [(SPI, LrState::Pending)]);
+}

@@ -8,10 +8,9 @@
 //! vCPU, SPIs 32..96 shared; up to 8 vCPUs (the GICv2 limit).
 //!
 //! Choices the spec leaves to us, or that we simplify:
-//! - Every interrupt is treated as edge-triggered: once handed to a list
-//!   register it is no longer pending in the distributor, and a level
-//!   source must assert it again (the core re-raises the timer). ICFGR is
-//!   stored for the guest but does not change delivery.
+//! - Level and edge, enable and active state as `vgic_model`'s crate doc
+//!   says: ICFGR resets to level-sensitive for SPIs and PPIs, and decides
+//!   what a device's line ([`Vgic::set_level`]) does.
 //! - An SPI goes to the lowest-numbered vCPU in its ITARGETSR byte; with no
 //!   target it stays pending until the guest routes it.
 //! - An INTID is in at most one of a vCPU's list registers at a time (two
@@ -19,12 +18,13 @@
 //!   SGI from a second source waits until the first leaves its list
 //!   register; an SPI held by one vCPU is not given to another meanwhile.
 //! - The distributor's active bit (ISACTIVER on an interrupt that is not in
-//!   a list register) is stored and reported but does not enter list
-//!   registers.
+//!   a list register) is stored and reported, and holds the interrupt
+//!   back, but does not enter list registers.
 //! - Clearing pending or active state (ICPENDR, ICACTIVER, CPENDSGIR) of an
 //!   interrupt that sits in a list register edits the copy the model keeps
 //!   and reaches the hardware at that vCPU's next `flush`. If that vCPU is
-//!   running at the time, its `sync` supersedes the edit.
+//!   running at the time, its `sync` supersedes the edit, unless the
+//!   entry was withdrawn while still pending there.
 //! - 4-byte accesses work everywhere, byte accesses in IPRIORITYR,
 //!   ITARGETSR, CPENDSGIR and SPENDSGIR. Other widths and misaligned
 //!   accesses read as zero and ignore writes.
@@ -216,7 +216,7 @@ impl VgicV2 {
             }
             o if ICFGR.contains(&o) => {
                 let first = ((o - ICFGR.start) / 4 * 16) as u32;
-                (self.model.config_register(vcpu, first, write), 0)
+                self.model.config_register(vcpu, first, write)
             }
             SGIR => (0, write.map_or(0, |v| self.send_sgi(vcpu, v))),
             o if ID_REGS.contains(&o) => (ID_VALUES[((o - ID_REGS.start) / 4) as usize], 0),
@@ -308,8 +308,16 @@ impl Vgic for VgicV2 {
         self.model.flush(vcpu, lrs)
     }
 
-    fn sync(&mut self, vcpu: usize, lrs: &mut [ListReg]) {
-        self.model.sync(vcpu, lrs)
+    fn sync(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> Effects {
+        Effects {
+            kick: self.model.sync(vcpu, lrs),
+        }
+    }
+
+    fn set_level(&mut self, vcpu: usize, intid: u32, level: bool) -> Effects {
+        Effects {
+            kick: self.model.set_level(vcpu, intid, level),
+        }
     }
 
     fn release_lrs(&mut self, vcpu: usize) -> Effects {

@@ -411,3 +411,49 @@ fn the_rest_of_the_64k_frame_reads_as_zero_and_ignores_writes() {
 fn handles(gic: &impl Vgic, ipa: u64) -> bool {
     gic.windows().iter().any(|w| w.contains(ipa))
 }
+
+/// What Linux's GIC driver writes at boot (gic_dist_init, gic_cpu_init):
+/// every SPI and private interrupt deactivated and disabled through
+/// ICACTIVER and ICENABLER, SPI configuration from the device tree
+/// (level-high: Int_config 0), then its interrupt enabled. A device's line
+/// then delivers as level, and an edge configuration as an edge.
+#[test]
+fn linux_style_set_up_then_level_and_edge_lines() {
+    let mut gic = VgicV2::new(2);
+    for word in 0..3 {
+        write(&mut gic, 0, ICACTIVER + 4 * word, 0xffff_ffff);
+        write(&mut gic, 0, ICENABLER + 4 * word, 0xffff_ffff);
+    }
+    // ICFGR2 (INTIDs 32..47): SPI 40 level, SPI 41 edge.
+    write(&mut gic, 0, ICFGR0 + 8, 2 << (2 * (SPI + 1 - 32)));
+    write(&mut gic, 0, CTLR, 1);
+    for intid in [SPI, SPI + 1] {
+        gic.write_register(0, ITARGETS + u64::from(intid), 1, 1);
+        set_bit(&mut gic, 0, ISENABLER, intid);
+    }
+    assert_eq!(gic.set_level(0, SPI, true).kick, 0b01);
+    assert_eq!(gic.set_level(0, SPI + 1, true).kick, 0b01);
+    gic.set_level(0, SPI, false);
+    gic.set_level(0, SPI + 1, false);
+    assert!(!bit_is_set(&mut gic, 0, ISPENDR, SPI), "level: gone");
+    assert!(bit_is_set(&mut gic, 0, ISPENDR, SPI + 1), "edge: latched");
+    // Level again, and completed with the line high: delivered again.
+    gic.set_level(0, SPI, true);
+    let mut lrs = [ListReg::default(); 4];
+    gic.flush(0, &mut lrs);
+    assert_eq!(
+        live(&lrs),
+        [(SPI, LrState::Pending), (SPI + 1, LrState::Pending)]
+    );
+    assert!(lrs[0].eoi_maintenance && !lrs[1].eoi_maintenance);
+    complete_all(&mut lrs);
+    assert_eq!(gic.sync(0, &mut lrs).kick, 0b01);
+    gic.flush(0, &mut lrs);
+    assert_eq!(live(&lrs), [(SPI, LrState::Pending)]);
+    // ICACTIVER of an entry the guest took: done, but its line is high.
+    lrs[0].state = LrState::Active;
+    gic.sync(0, &mut lrs);
+    write(&mut gic, 0, ICACTIVER + 4, 1 << (SPI - 32));
+    assert!(!bit_is_set(&mut gic, 0, ISACTIVER, SPI));
+    assert!(bit_is_set(&mut gic, 0, ISPENDR, SPI));
+}

@@ -27,10 +27,9 @@
 //! - SGIs reset enabled (as KVM's) and can be disabled through
 //!   GICR_ICENABLER0; they are not per source, so one pending bit each, set
 //!   and cleared like any other interrupt's.
-//! - Every interrupt is treated as edge-triggered: once handed to a list
-//!   register it is no longer pending in the distributor, and a level
-//!   source must assert it again (the core re-raises the timer). ICFGR is
-//!   stored for the guest but does not change delivery.
+//! - Level and edge, enable and active state as `vgic_model`'s crate doc
+//!   says: ICFGR resets to level-sensitive for SPIs and PPIs, and decides
+//!   what a device's line ([`Vgic::set_level`]) does.
 //! - GICD_IROUTER<n>: Aff0 selects the vCPU (Aff1 and Aff2 must be 0,
 //!   Aff3 is not implemented: GICD_TYPER.A3V = 0); an SPI routed to no
 //!   existing vCPU stays pending until the guest routes it. With
@@ -42,12 +41,13 @@
 //!   live list registers with one virtual INTID are UNPREDICTABLE); an SPI
 //!   held by one vCPU is not given to another meanwhile.
 //! - The distributor's active bit (ISACTIVER on an interrupt that is not in
-//!   a list register) is stored and reported but does not enter list
-//!   registers.
+//!   a list register) is stored and reported, and holds the interrupt
+//!   back, but does not enter list registers.
 //! - Clearing pending or active state (ICPENDR, ICACTIVER) of an interrupt
 //!   that sits in a list register edits the copy the model keeps and
 //!   reaches the hardware at that vCPU's next `flush`. If that vCPU is
-//!   running at the time, its `sync` supersedes the edit.
+//!   running at the time, its `sync` supersedes the edit, unless the
+//!   entry was withdrawn while still pending there.
 //! - Widths: 4-byte accesses to 32-bit registers; 8-byte accesses, or a
 //!   4-byte access to either half, to the 64-bit ones (GICD_IROUTER<n>,
 //!   GICR_TYPER); byte accesses to IPRIORITYR. Other widths and misaligned
@@ -206,7 +206,7 @@ impl VgicV3 {
             }
             o if ICFGR.contains(&o) && o >= ICFGR.start + 8 => {
                 let first = ((o - ICFGR.start) / 4 * 16) as u32;
-                (self.model.config_register(0, first, write), 0)
+                self.model.config_register(0, first, write)
             }
             o if ID_REGS.contains(&o) => (GICD_ID_VALUES[((o - ID_REGS.start) / 4) as usize], 0),
             _ => (0, 0),
@@ -245,7 +245,7 @@ impl VgicV3 {
             }
             o if o == ICFGR.start || o == ICFGR.start + 4 => {
                 let first = ((o - ICFGR.start) / 4 * 16) as u32;
-                (self.model.config_register(cpu, first, write), 0)
+                self.model.config_register(cpu, first, write)
             }
             _ => (0, 0),
         }
@@ -458,8 +458,16 @@ impl Vgic for VgicV3 {
         self.model.flush(vcpu, lrs)
     }
 
-    fn sync(&mut self, vcpu: usize, lrs: &mut [ListReg]) {
-        self.model.sync(vcpu, lrs)
+    fn sync(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> Effects {
+        Effects {
+            kick: self.model.sync(vcpu, lrs),
+        }
+    }
+
+    fn set_level(&mut self, vcpu: usize, intid: u32, level: bool) -> Effects {
+        Effects {
+            kick: self.model.set_level(vcpu, intid, level),
+        }
     }
 
     fn release_lrs(&mut self, vcpu: usize) -> Effects {

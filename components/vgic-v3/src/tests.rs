@@ -635,3 +635,34 @@ fn flushed_entries_encode_as_group_1_list_registers() {
 fn handles(gic: &impl Vgic, ipa: u64) -> bool {
     gic.windows().iter().any(|w| w.contains(ipa))
 }
+
+/// A PPI's line on vCPU 1, configured and deactivated through that vCPU's
+/// redistributor (GICR_ICFGR1, GICR_ICACTIVER0), as Linux's gic_cpu_init
+/// does; SPIs configured through GICD_ICFGR.
+#[test]
+fn level_lines_through_the_redistributor_and_distributor() {
+    const PPI: u32 = 23;
+    let mut gic = enabled(2);
+    write(&mut gic, Frame::Sgi(1), ICACTIVER, 0xffff_ffff);
+    write(&mut gic, Frame::Sgi(1), ICFGR0 + 4, 0); // PPIs level
+    set_bit(&mut gic, 1, ISENABLER, PPI);
+    assert_eq!(gic.set_level(1, PPI, true).kick, 0b10);
+    assert!(bit_is_set(&mut gic, 1, ISPENDR, PPI));
+    assert!(!bit_is_set(&mut gic, 0, ISPENDR, PPI), "banked");
+    let mut lrs = [ListReg::default(); 4];
+    gic.flush(1, &mut lrs);
+    assert_eq!(live(&lrs), [(PPI, LrState::Pending)]);
+    lrs[0].state = LrState::Active;
+    gic.sync(1, &mut lrs);
+    write(&mut gic, Frame::Sgi(1), ICACTIVER, 1 << PPI);
+    gic.set_level(1, PPI, false);
+    gic.flush(1, &mut lrs);
+    assert!(live(&lrs).is_empty());
+    assert!(!bit_is_set(&mut gic, 1, ISPENDR, PPI));
+    // GICD_ICFGR2: SPI 40 edge; its line latches.
+    write(&mut gic, D, ICFGR0 + 8, 2 << (2 * (SPI - 32)));
+    set_bit(&mut gic, 0, ISENABLER, SPI);
+    gic.set_level(0, SPI, true);
+    gic.set_level(0, SPI, false);
+    assert!(bit_is_set(&mut gic, 0, ISPENDR, SPI));
+}

@@ -269,6 +269,11 @@ impl MmioDevice for VUart {
         Some(self.intid)
     }
 
+    fn level(&self) -> Option<bool> {
+        // A read of DR that empties the receive FIFO lowers the line.
+        Some(self.line())
+    }
+
     fn takes_input(&self) -> bool {
         true
     }

@@ -11,9 +11,8 @@
 
 use super::Hypervisor;
 use crate::{
-    device::Signal,
     platform::Platform,
-    sched::{CpuId, Scheduler, VcpuId},
+    sched::{CpuId, Scheduler},
     vgic::Vgic,
 };
 use alloc::vec::Vec;
@@ -110,25 +109,9 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         let Some(index) = table.input_device() else {
             return;
         };
-        let device = table.device(index);
-        let Some((_, signal)) = device.input(bytes) else {
+        let Some((_, signal)) = table.device(index).input(bytes) else {
             return;
         };
-        let intid = device.irq();
-        let vcpu0 = VcpuId(self.vms[vm].first_vcpu as u32);
-        self.device_signal(vcpu0, intid, signal);
-    }
-
-    /// A device's `signal` for its interrupt `intid` (seen from `vcpu`'s
-    /// side): the interrupt raised, or its line at the level it says.
-    pub(super) fn device_signal(&mut self, vcpu: VcpuId, intid: Option<u32>, signal: Signal) {
-        let Some(intid) = intid else { return };
-        // A level-triggered line going high asks for the interrupt like an
-        // edge; the guest's read of the device is what takes it down.
-        if signal.raise || signal.level == Some(true) {
-            let (vm, index) = self.vm_and_index(vcpu);
-            let effects = self.vms[vm].vgic.raise(index, intid);
-            self.kick(vcpu, effects);
-        }
+        self.device_signal(vm, index, signal);
     }
 }

@@ -294,20 +294,41 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             }
             Owner::Device(device) => {
                 let offset = abort.ipa - window.base;
-                let table = &mut self.vms[vm].devices;
+                let device_ops = self.vms[vm].devices.device(device);
                 let signal = match stored {
-                    Some(value) => table
-                        .device(device)
-                        .write(index, offset, access.width, value),
+                    Some(value) => device_ops.write(index, offset, access.width, value),
                     None => {
-                        let value = table.device(device).read(index, offset, access.width);
+                        let value = device_ops.read(index, offset, access.width);
+                        let level = device_ops.level();
                         access.load_into(self.ctx(vcpu), value);
-                        Signal::default()
+                        Signal {
+                            raise: false,
+                            level,
+                        }
                     }
                 };
-                let intid = self.vms[vm].devices.device(device).irq();
-                self.device_signal(vcpu, intid, signal);
+                self.signal(vcpu, device, signal);
             }
+        }
+    }
+
+    /// Device `device` of `vcpu`'s VM asks for `signal` (after an access by
+    /// `vcpu`, or on its own): its interrupt raised, its line driven.
+    pub(super) fn signal(&mut self, vcpu: VcpuId, device: usize, signal: Signal) {
+        let (vm, index) = self.vm_and_index(vcpu);
+        let Some(intid) = self.vms[vm].devices.device(device).irq() else {
+            return;
+        };
+        let vgic = &mut self.vms[vm].vgic;
+        let mut effects = Effects::default();
+        if let Some(level) = signal.level {
+            effects.kick |= vgic.set_level(index, intid, level).kick;
+        }
+        if signal.raise {
+            effects.kick |= vgic.raise(index, intid).kick;
+        }
+        if effects.kick != 0 {
+            self.kick(vcpu, effects);
         }
     }
 

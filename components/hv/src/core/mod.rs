@@ -14,9 +14,10 @@ pub use cpu_loop::{run_cpu, HvLock, Outside};
 pub use vm::VmDevices;
 
 use crate::{
+    device::Signal,
     platform::{Platform, RawExit},
     sched::{CpuId, Pick, SchedConfig, Scheduler, VcpuId, VcpuParams, Window},
-    vgic::{ListReg, Vgic, VirtualInterface},
+    vgic::{Effects, ListReg, Vgic, VirtualInterface},
     vmid::VmidAllocator,
 };
 use alloc::vec::Vec;
@@ -506,8 +507,13 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         let lrs = &mut state.lrs[..count];
         let overflow = vgic.flush(index, lrs);
         for lr in lrs.iter_mut() {
-            // Hear when the guest completes a timer interrupt, to unmask it.
-            lr.eoi_maintenance = !lr.is_free() && lr.intid == abi::GUEST_VTIMER_INTID;
+            // Hear when the guest completes a timer interrupt, to unmask
+            // it; the vGIC asks for others (level interrupts) itself.
+            if lr.is_free() {
+                lr.eoi_maintenance = false;
+            } else if lr.intid == abi::GUEST_VTIMER_INTID {
+                lr.eoi_maintenance = true;
+            }
         }
         state.lrs_live = overflow || lrs.iter().any(|lr| !lr.is_free());
         self.vif.write_lrs(lrs, overflow);
@@ -520,10 +526,11 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         let state = &mut self.vcpus[vcpu.0 as usize];
         let vgic = &mut self.vms[state.vm].vgic;
         let index = state.index as usize;
+        let mut effects = Effects::default();
         if state.lrs_live {
             let lrs = &mut state.lrs[..count];
             self.vif.read_lrs(lrs);
-            vgic.sync(index, lrs);
+            effects = vgic.sync(index, lrs);
             let completed = lrs
                 .iter()
                 .any(|lr| lr.is_free() && *lr != ListReg::default());
@@ -538,6 +545,23 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         if state.vtimer_masked && !vgic.in_flight(index, abi::GUEST_VTIMER_INTID) {
             state.vtimer_masked = false;
             self.platform.mask_guest_timer(false);
+        }
+        // A level interrupt completed with its line high is pending again.
+        if effects.kick != 0 {
+            self.kick(vcpu, effects);
+        }
+    }
+
+    /// A device of VM `vm` (entry `device` of its device table) changed
+    /// its interrupt outside a guest access (console input arrived): its
+    /// line is driven or its interrupt raised as `signal` says. Unknown
+    /// VMs and devices are ignored.
+    pub fn device_signal(&mut self, vm: usize, device: usize, signal: Signal) {
+        let Some(vm) = self.vms.get(vm) else {
+            return;
+        };
+        if device < vm.devices.device_count() {
+            self.signal(VcpuId(vm.first_vcpu as u32), device, signal);
         }
     }
 }

@@ -76,12 +76,35 @@ impl Scheduler for Fifo {
 
 /// Enough of a virtual GIC to drive the core: pending INTIDs go into
 /// free list registers; a distributor of 4-byte registers to read back;
-/// a write of 1 at offset 0xf00 raises SGI 1 (and kicks).
+/// a write of 1 at offset 0xf00 raises SGI 1 (and kicks). An INTID with a
+/// line is level-sensitive: pending while it is high, taken back from a
+/// list register where it waits when it drops, pending again when
+/// completed with it high.
 #[derive(Default)]
 struct TestVgic {
     pending: Vec<u32>,
     in_lrs: Vec<u32>,
     registers: std::collections::HashMap<u64, u64>,
+    lines: std::collections::HashMap<u32, bool>,
+}
+
+impl TestVgic {
+    fn line_high(&self, intid: u32) -> bool {
+        self.lines.get(&intid) == Some(&true)
+    }
+
+    /// Pending as its line says, if not in a list register; the kick.
+    fn follow_line(&mut self, intid: u32) -> Effects {
+        if !self.lines.contains_key(&intid) {
+            return Effects::default();
+        }
+        self.pending.retain(|&p| p != intid);
+        if self.line_high(intid) && !self.in_lrs.contains(&intid) {
+            self.pending.push(intid);
+            return Effects { kick: 1 };
+        }
+        Effects::default()
+    }
 }
 
 impl Vgic for TestVgic {
@@ -108,7 +131,17 @@ impl Vgic for TestVgic {
         self.pending.push(intid);
         Effects { kick: 1 }
     }
+    fn set_level(&mut self, _: usize, intid: u32, level: bool) -> Effects {
+        self.lines.insert(intid, level);
+        self.follow_line(intid)
+    }
     fn flush(&mut self, _: usize, lrs: &mut [ListReg]) -> bool {
+        for lr in lrs.iter_mut() {
+            if lr.state == LrState::Pending && self.lines.get(&lr.intid) == Some(&false) {
+                self.in_lrs.retain(|&i| i != lr.intid);
+                lr.state = LrState::Invalid;
+            }
+        }
         for lr in lrs.iter_mut().filter(|lr| lr.is_free()) {
             let Some(intid) = self.pending.pop() else {
                 break;
@@ -117,18 +150,27 @@ impl Vgic for TestVgic {
                 intid,
                 priority: 0xa0,
                 state: LrState::Pending,
+                eoi_maintenance: self.lines.contains_key(&intid),
                 ..ListReg::default()
             };
             self.in_lrs.push(intid);
         }
         !self.pending.is_empty()
     }
-    fn sync(&mut self, _: usize, lrs: &mut [ListReg]) {
+    fn sync(&mut self, _: usize, lrs: &mut [ListReg]) -> Effects {
+        let before = core::mem::take(&mut self.in_lrs);
         self.in_lrs = lrs
             .iter()
             .filter(|lr| !lr.is_free())
             .map(|lr| lr.intid)
             .collect();
+        let mut effects = Effects::default();
+        for intid in before {
+            if !self.in_lrs.contains(&intid) {
+                effects.kick |= self.follow_line(intid).kick;
+            }
+        }
+        effects
     }
     fn release_lrs(&mut self, _: usize) -> Effects {
         self.pending.append(&mut self.in_lrs);
@@ -846,6 +888,16 @@ fn distributor_accesses_are_emulated_and_others_stop_the_vm() {
         .any(|l| l.contains("cannot emulate: use single ldr/str")));
 }
 
+/// A data abort at `ipa` with syndrome bits `esr` (access width, register,
+/// direction) besides its class and a translation fault.
+fn dabt(ipa: u64, esr: u64) -> Step {
+    Step::Trap {
+        esr: 0x9300_0005 | esr,
+        far: ipa,
+        hpfar: (ipa >> 12) << 4,
+    }
+}
+
 /// A device of the VM's table: keeps what is written, reads it back, and
 /// asks for its interrupt on a write at 0x14.
 struct Scratch(AccessLog);
@@ -880,14 +932,7 @@ impl MmioDevice for Scratch {
 #[test]
 fn the_trap_path_dispatches_through_the_device_table() {
     const BASE: u64 = 0x0900_0000;
-    let dabt = |esr: u64, offset: u64| {
-        let ipa = BASE + offset;
-        Step::Trap {
-            esr: 0x9300_0005 | esr,
-            far: ipa,
-            hpfar: (ipa >> 12) << 4,
-        }
-    };
+    let dabt = |esr: u64, offset: u64| dabt(BASE + offset, esr);
     let word = 2 << 22;
     let (write, sse, sf) = (1 << 6, 1 << 21, 1 << 15);
     let reg = |n: u64| n << 16;
@@ -1834,4 +1879,115 @@ fn console_input_goes_to_the_focused_vm_and_ctrl_bracket_moves_the_focus() {
         hv.vms[0].vgic.in_flight(0, 33) && hv.vms[2].vgic.in_flight(0, 33),
         "the input raised each UART's interrupt"
     );
+}
+
+/// A level-triggered device, as a UART with a receive interrupt: a write
+/// at 0x4 sets its line to the value's truth, a read at 0 drains it (the
+/// line drops).
+struct LevelDevice(std::sync::Arc<std::sync::Mutex<bool>>);
+
+impl MmioDevice for LevelDevice {
+    fn read(&mut self, _: usize, _: u64, _: u8) -> u64 {
+        *self.0.lock().unwrap() = false;
+        0x41
+    }
+    fn write(&mut self, _: usize, _: u64, _: u8, value: u64) -> Signal {
+        *self.0.lock().unwrap() = value != 0;
+        Signal {
+            raise: false,
+            level: Some(value != 0),
+        }
+    }
+    fn irq(&self) -> Option<u32> {
+        Some(40)
+    }
+    fn level(&self) -> Option<bool> {
+        Some(*self.0.lock().unwrap())
+    }
+}
+
+/// A device's line reaches the vGIC on writes, reads and from outside an
+/// access; its interrupt's list register keeps the vGIC's EOI-maintenance
+/// request, and the core gives the interrupt again when the guest
+/// completes it with the line still high.
+#[test]
+fn a_level_triggered_device_drives_its_interrupt() {
+    const BASE: u64 = 0x0900_0000;
+    let dabt = |esr: u64, offset: u64| dabt(BASE + offset, esr);
+    let (word, write) = (2 << 22, 1 << 6);
+    let line = std::sync::Arc::new(std::sync::Mutex::new(false));
+    let mut desc = vm("uart", 0x8000_0000, b"");
+    desc.devices = vec![(
+        Window::new(BASE, 0x1000),
+        Box::new(LevelDevice(line.clone())) as _,
+    )];
+    let mut hv = boot(vec![(
+        desc,
+        vec![
+            Step::Hvc(abi::HC_ABI_VERSION, 0, 0), // x0 = the version, not 0
+            dabt(word | write, 0x4),              // str w0: the line rises
+            dabt(word | (1 << 16), 0x0),          // ldr w1: drained, it drops
+            Step::Hvc(abi::HC_ABI_VERSION, 0, 0),
+            Step::CompleteInterrupts, // with the line high
+            Step::CompleteInterrupts, // with it low
+            Step::Hvc(EXIT, 0, 0),
+        ],
+    )]);
+    let hw_lrs = |hv: &Hypervisor<Mock, Fifo, TestVgic>| -> Vec<(u32, LrState, bool)> {
+        hv.platform
+            .lrs
+            .borrow()
+            .iter()
+            .filter(|lr| !lr.is_free())
+            .map(|lr| (lr.intid, lr.state, lr.eoi_maintenance))
+            .collect()
+    };
+    let step = |hv: &mut Hypervisor<Mock, Fifo, TestVgic>| {
+        let running = enter(hv, 0).expect("the vCPU runs");
+        finish(hv, 0, running);
+    };
+    step(&mut hv); // HVC
+    step(&mut hv); // the line rises
+    assert!(hv.vms[0].vgic.in_flight(0, 40));
+    let running = enter(&mut hv, 0).unwrap();
+    assert_eq!(
+        hw_lrs(&hv),
+        [(40, LrState::Pending, true)],
+        "delivered, asking for EOI maintenance"
+    );
+    finish(&mut hv, 0, running); // the guest reads the device
+    assert!(!*line.lock().unwrap());
+    let running = enter(&mut hv, 0).unwrap();
+    assert!(hw_lrs(&hv).is_empty(), "no longer pending");
+    assert!(!hv.vms[0].vgic.in_flight(0, 40));
+    finish(&mut hv, 0, running); // HVC
+                                 // Input arrives outside any access.
+    *line.lock().unwrap() = true;
+    let signal = Signal {
+        raise: false,
+        level: Some(true),
+    };
+    hv.device_signal(0, 0, signal);
+    hv.device_signal(0, 7, signal); // no such device
+    hv.device_signal(3, 0, signal); // no such VM
+    let running = enter(&mut hv, 0).unwrap();
+    assert_eq!(hw_lrs(&hv), [(40, LrState::Pending, true)]);
+    finish(&mut hv, 0, running); // completed, the line still high
+    let running = enter(&mut hv, 0).unwrap();
+    assert_eq!(hw_lrs(&hv), [(40, LrState::Pending, true)], "again");
+    hv.device_signal(0, 0, Signal::default()); // nothing changes
+    *line.lock().unwrap() = false;
+    finish(&mut hv, 0, running); // completed again; then the line drops
+    hv.device_signal(
+        0,
+        0,
+        Signal {
+            raise: false,
+            level: Some(false),
+        },
+    );
+    let running = enter(&mut hv, 0).unwrap();
+    assert!(hw_lrs(&hv).is_empty());
+    finish(&mut hv, 0, running); // exits
+    assert_eq!(hv.running_vms(), 0);
 }
