@@ -196,7 +196,7 @@ impl Composition {
                         .collect();
                     format!(
                         "/// The emulated device of component row `kind`, for a VM.\n\
-                         #[allow(unused_variables)]\n\
+                         #[allow(unused_variables, clippy::match_single_binding)]\n\
                          pub fn {item}(kind: &str, vm_name: &'static str, vm_index: usize, intid: u32) -> Option<alloc::boxed::Box<dyn hv::device::MmioDevice>> {{\n    match kind {{\n{arms}        _ => None,\n    }}\n}}\n"
                     )
                 }

@@ -123,7 +123,7 @@ fn reference_board_plans_to_expected_addresses() {
          pub type Uart = drv_pl011::Component;\n\
          pub const PV: &str = \"console\";\n\
          /// The emulated device of component row `kind`, for a VM.\n\
-         #[allow(unused_variables)]\n\
+         #[allow(unused_variables, clippy::match_single_binding)]\n\
          pub fn new_device(kind: &str, vm_name: &'static str, vm_index: usize, intid: u32) -> Option<alloc::boxed::Box<dyn hv::device::MmioDevice>> {\n    \
          match kind {\n        _ => None,\n    }\n}\n"
     );
