@@ -336,17 +336,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     }
 
     /// `cpu`'s timer fires at the end of its slice or when the first
-    /// blocked vCPU's timer does, whichever is sooner; and, while it runs a
-    /// vCPU, at least once a slice (a tick).
-    ///
-    /// The tick: a vCPU alone on its CPU has no slice end, and one that
-    /// spins with its interrupts masked (Linux's `stop_machine`, waiting
-    /// for a sibling) would then never leave the guest. Under QEMU 7.2's
-    /// round-robin TCG with `-icount` that CPU is given every instruction
-    /// up to the next timer deadline and the sibling's CPU none, so the
-    /// sibling never gets to answer: the guest deadlocks. Re-arming the
-    /// timer on each tick ends the spinner's turn; on hardware it costs
-    /// one short exit per slice.
+    /// blocked vCPU's timer does, whichever is sooner.
     fn arm_timer(&mut self, cpu: CpuId) {
         let wake = self
             .vcpus
@@ -354,13 +344,9 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             .filter(|v| v.blocked)
             .filter_map(|v| v.wake_at)
             .min();
-        let tick = self.cpus[cpu.0 as usize]
-            .running
-            .map(|_| self.platform.counter() + self.slice);
         let deadline = [
             self.cpus[cpu.0 as usize].slice_end,
             wake,
-            tick,
             self.console_deadline(cpu),
         ]
         .into_iter()
