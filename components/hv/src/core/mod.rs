@@ -9,7 +9,6 @@ mod exit;
 mod psci;
 mod vm;
 
-pub use console::{FOCUS_KEY, POLL_PER_SECOND};
 pub use cpu_loop::{run_cpu, HvLock, Outside};
 pub use vm::VmDevices;
 
