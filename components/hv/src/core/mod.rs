@@ -335,7 +335,18 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     }
 
     /// `cpu`'s timer fires at the end of its slice or when the first
-    /// blocked vCPU's timer does, whichever is sooner.
+    /// blocked vCPU's timer does, whichever is sooner; and, while it runs a
+    /// vCPU, at least once a slice (a tick).
+    ///
+    /// The tick, for a vCPU of a VM with several: alone on its CPU it has
+    /// no slice end, and one that spins with its interrupts masked waiting
+    /// for a sibling (Linux's `stop_machine`) never leaves the guest. Under
+    /// QEMU 7.2's round-robin TCG with `-icount` that CPU is given every
+    /// instruction up to the next timer deadline and the sibling's CPU
+    /// none, so the sibling never answers: the guest deadlocks. Re-arming
+    /// the timer each tick ends the spinner's turn; on hardware it costs one
+    /// short exit per slice. A VM with one vCPU has no sibling to wait for,
+    /// so it gets none (and its neighbours' latency does not pay for it).
     fn arm_timer(&mut self, cpu: CpuId) {
         let wake = self
             .vcpus
@@ -343,9 +354,14 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             .filter(|v| v.blocked)
             .filter_map(|v| v.wake_at)
             .min();
+        let tick = self.cpus[cpu.0 as usize]
+            .running
+            .filter(|&vcpu| self.has_siblings(vcpu))
+            .map(|_| self.platform.counter() + self.slice);
         let deadline = [
             self.cpus[cpu.0 as usize].slice_end,
             wake,
+            tick,
             self.console_deadline(cpu),
         ]
         .into_iter()
@@ -376,6 +392,11 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                 self.end_open_slices_for(vcpu);
             }
         }
+    }
+
+    /// Whether `vcpu`'s VM has other vCPUs it may wait for.
+    fn has_siblings(&self, vcpu: VcpuId) -> bool {
+        self.vms[self.vcpus[vcpu.0 as usize].vm].config.vcpus > 1
     }
 
     /// The CPUs that may run `vcpu`: the one the scheduler names, or all.

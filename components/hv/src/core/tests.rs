@@ -1251,6 +1251,38 @@ fn finish(
     hv.after_run(CpuId(cpu), vcpu, ctx, exit);
 }
 
+/// A vCPU of a VM with several, alone on its CPU, has no slice end, yet
+/// the hypervisor's timer still fires every slice while it runs (a tick),
+/// and after each tick the same vCPU goes on with the next tick armed. One
+/// that spins with its interrupts masked never traps by itself: under QEMU
+/// 7.2's round-robin TCG with `-icount` its CPU then takes every
+/// instruction and its sibling's CPU none (32-bit Linux's `stop_machine`
+/// deadlocked that way).
+#[test]
+fn a_vcpu_alone_on_its_cpu_still_gets_a_tick_every_slice() {
+    let mut hv = boot_smp(2, 2, vec![vec![Step::TimerIrq, Step::TimerIrq], vec![]]);
+    let ran = enter(&mut hv, 0).expect("vCPU 0 runs");
+    assert_eq!(hv.cpus[0].slice_end, None, "alone when picked");
+    let first = hv.platform.now + hv.slice;
+    assert_eq!(hv.platform.deadline, Some(first), "a tick is armed");
+    finish(&mut hv, 0, ran);
+    assert_eq!(hv.platform.now, first, "the tick fired");
+    let ctx = hv.vcpus[0].ctx.take().expect("the same vCPU goes on");
+    assert_eq!(hv.platform.deadline, Some(first + hv.slice), "next tick");
+    finish(&mut hv, 0, (VcpuId(0), ctx));
+    assert!(hv.vcpus[0].ctx.is_some(), "still on its CPU");
+}
+
+/// The tick is for siblings: a VM with one vCPU has none to wait for, and
+/// its CPU's timer stays unarmed while it runs alone.
+#[test]
+fn a_lone_vcpu_of_a_one_vcpu_vm_gets_no_tick() {
+    let mut hv = boot_smp(1, 1, vec![vec![Step::TimerIrq]]);
+    enter(&mut hv, 0).expect("vCPU 0 runs");
+    assert_eq!(hv.cpus[0].slice_end, None, "alone when picked");
+    assert_eq!(hv.platform.deadline, None, "no tick");
+}
+
 #[test]
 fn a_reset_while_a_sibling_runs_drops_its_cpu_on_and_restarts_the_vm() {
     let entry = GUEST_RAM_BASE + 0x100;
