@@ -44,6 +44,17 @@ pub struct Effects {
     pub kick: u64,
 }
 
+/// What filling a vCPU's list registers found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flushed {
+    /// Some pending interrupts did not fit: ask for a maintenance
+    /// interrupt when the list registers (nearly) empty, and flush again.
+    pub waiting: bool,
+    /// Interrupts this vCPU's list registers held back from others until
+    /// now (see the vGIC's emptied entries) may go to these vCPUs.
+    pub effects: Effects,
+}
+
 /// The physical GIC's virtual CPU interface, one per image: its registers
 /// are banked (GICv2's GICH) or per CPU (GICv3's ICH_*), so each CPU
 /// reaches its own through the same driver, under the hypervisor's lock.
@@ -118,10 +129,11 @@ pub trait Vgic {
     fn set_level(&mut self, vcpu: usize, intid: u32, level: bool) -> Effects;
 
     /// Before `vcpu` runs: put the highest-priority pending, enabled
-    /// interrupts into its free list registers. Returns true if some did
-    /// not fit: the caller asks for a maintenance interrupt when the list
-    /// registers (nearly) empty, and calls `flush` again then.
-    fn flush(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> bool;
+    /// interrupts into its free list registers. Says whether some did not
+    /// fit (the caller asks for a maintenance interrupt when the list
+    /// registers (nearly) empty, and calls `flush` again then) and which
+    /// vCPUs to kick for interrupts this one no longer holds back.
+    fn flush(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> Flushed;
 
     /// After `vcpu` ran: take back what the guest did with its list
     /// registers (acknowledged, completed) so the distributor's view is

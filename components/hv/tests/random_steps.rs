@@ -19,7 +19,7 @@ use hv::{
     memory::{GuestMemory, GuestSlice, SparseRam},
     platform::{Cpu as CpuOps, PhysicalIrq, Timer},
     sched::{CpuId, Scheduler, VcpuId},
-    vgic::{Effects, ListReg, VirtualInterface},
+    vgic::{Effects, Flushed, ListReg, VirtualInterface},
     ExitKind, GuestWidth, Hypervisor, RawExit, VcpuRegs, Vgic,
 };
 use proptest::prelude::*;
@@ -166,7 +166,7 @@ impl<V: Vgic> Vgic for Simulated<V> {
     fn raise(&mut self, vcpu: usize, intid: u32) -> Effects {
         self.0.raise(vcpu, intid)
     }
-    fn flush(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> bool {
+    fn flush(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> Flushed {
         self.0.flush(vcpu, lrs)
     }
     fn sync(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> Effects {

@@ -186,7 +186,8 @@ fn check<V: Vgic>(ops: &[Op]) -> Result<(), TestCaseError> {
                 }
             }
             Op::Run { vcpu, guest } => {
-                gic.flush(vcpu, &mut lrs[vcpu]);
+                let flushed = gic.flush(vcpu, &mut lrs[vcpu]);
+                prop_assert!(flushed.effects.kick < 1 << VCPUS);
                 check_list_registers(&lrs)?;
                 for (i, lr) in lrs[vcpu].iter_mut().enumerate() {
                     // Two bits of `guest` per list register: leave, take, complete.

@@ -49,6 +49,10 @@
 //!   that vCPU's next `flush`. If that vCPU is running at the time, its
 //!   `sync` supersedes the edit, unless the entry is still pending there
 //!   (the guest has not taken it) and the edit cleared it: that stands.
+//!   An entry such an edit empties still counts as held until then (the
+//!   hardware may hold it while the vCPU runs), so no other vCPU is given
+//!   the interrupt meanwhile; the flush or sync that clears it says whom
+//!   to kick for it.
 //!   Disabling an interrupt and dropping its line instead leave the entry
 //!   in place until that flush or sync (so no other vCPU is given the
 //!   interrupt meanwhile), which withdraws it if the guest has not taken
@@ -63,7 +67,7 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 use core::ops::Range;
-use hv::vgic::{ListReg, LrState};
+use hv::vgic::{Effects, Flushed, ListReg, LrState};
 
 /// SGIs are INTIDs 0..16.
 pub const SGIS: u32 = 16;
@@ -182,6 +186,11 @@ struct Cpu {
     /// stays where it is, so no other vCPU is given it meanwhile.
     withdraw: u64,
     unpend: u64,
+    /// Bit n: a distributor write (ICPENDR, ICACTIVER) emptied list
+    /// register n's shadow while the hardware may still hold its entry
+    /// (the vCPU may be running). Its INTID counts as held until this
+    /// vCPU's next flush or sync, so no other vCPU is given it meanwhile.
+    emptied: u64,
 }
 
 /// The interrupt state of one VM and its list-register policy.
@@ -249,6 +258,7 @@ impl<R: Routing> Model<R> {
                 lrs: heapless::Vec::new(),
                 withdraw: 0,
                 unpend: 0,
+                emptied: 0,
             })
             .collect();
         Model {
@@ -306,6 +316,19 @@ impl<R: Routing> Model<R> {
             .filter(move |lr| lr.intid == intid && !lr.is_free())
     }
 
+    /// Whether some vCPU's list register holds `intid` (as `vcpu` sees
+    /// it), or may still hold it in hardware after an edit emptied it.
+    fn held(&self, vcpu: usize, intid: u32) -> bool {
+        self.in_lrs(vcpu, intid).next().is_some()
+            || self.cpus[self.holders(vcpu, intid)].iter().any(|cpu| {
+                set_bits(cpu.emptied).any(|slot| {
+                    cpu.lrs
+                        .get(slot as usize)
+                        .is_some_and(|lr| lr.intid == intid)
+                })
+            })
+    }
+
     /// The vCPU a pending `intid` raised for `vcpu` goes to.
     fn target(&self, vcpu: usize, intid: u32) -> Option<usize> {
         if intid < PRIVATE {
@@ -354,11 +377,11 @@ impl<R: Routing> Model<R> {
         {
             return 0;
         }
-        let in_lrs = self.in_lrs(vcpu, intid).next().is_some();
+        let held = self.held(vcpu, intid);
         let Some(irq) = self.irq_mut(vcpu, intid) else {
             return 0;
         };
-        let on = irq.follows_line() && irq.line == Some(true) && !in_lrs;
+        let on = irq.follows_line() && irq.line == Some(true) && !held;
         if irq.line_pending == on {
             return 0;
         }
@@ -455,12 +478,16 @@ impl<R: Routing> Model<R> {
         active: Option<bool>,
     ) {
         for holder in self.holders(vcpu, intid) {
-            for lr in self.cpus[holder].lrs.iter_mut() {
+            let cpu = &mut self.cpus[holder];
+            for (slot, lr) in cpu.lrs.iter_mut().enumerate() {
                 if lr.intid != intid || lr.is_free() || source.is_some_and(|s| s != lr.source) {
                     continue;
                 }
                 let (p, a) = pending_active(lr.state);
                 lr.state = lr_state(pending.unwrap_or(p), active.unwrap_or(a));
+                if lr.is_free() {
+                    cpu.emptied |= 1 << slot;
+                }
             }
         }
     }
@@ -701,10 +728,11 @@ impl<R: Routing> Model<R> {
     }
 
     /// See [`hv::vgic::Vgic::flush`].
-    pub fn flush(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> bool {
+    pub fn flush(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> Flushed {
         if vcpu >= self.cpus.len() {
-            return false;
+            return Flushed::default();
         }
+        let emptied = self.take_emptied(vcpu);
         // Distributor writes made since the last sync (see `edit_lrs`).
         for (lr, shadow) in lrs.iter_mut().zip(&self.cpus[vcpu].lrs) {
             let same_source = !R::SGIS_PER_SOURCE || lr.source == shadow.source;
@@ -728,6 +756,8 @@ impl<R: Routing> Model<R> {
         self.cpus[vcpu].lrs.extend(lrs.iter().take(max).copied());
         // Disabled: nothing to kick for.
         self.restore(vcpu, lrs, withdrawn);
+        // The edits above emptied those entries in the hardware too.
+        let kick = self.release_emptied(vcpu, &emptied);
         let usable = lrs.len().min(max);
         let slots = &mut lrs[..usable];
         let free = slots.iter().filter(|lr| lr.is_free()).count();
@@ -735,7 +765,10 @@ impl<R: Routing> Model<R> {
             // Nothing can be placed: all that matters is whether anything
             // waits. A guest that keeps its list registers full and every
             // INTID pending would otherwise have each entry scan them all.
-            return self.waiting(vcpu).next().is_some();
+            return Flushed {
+                waiting: self.waiting(vcpu).next().is_some(),
+                effects: Effects { kick },
+            };
         }
         // One pass over the distributor (this runs on every guest entry with
         // an interrupt to deliver): the `free` most urgent deliverable
@@ -747,7 +780,7 @@ impl<R: Routing> Model<R> {
         let mut last_intid = None;
         for (intid, source) in self.waiting(vcpu) {
             waiting += 1;
-            if last_intid == Some(intid) || self.in_lrs(vcpu, intid).next().is_some() {
+            if last_intid == Some(intid) || self.held(vcpu, intid) {
                 continue;
             }
             last_intid = Some(intid);
@@ -780,7 +813,34 @@ impl<R: Routing> Model<R> {
         }
         // What is left needs free list registers, or (an SGI from another
         // source, an SPI another vCPU holds) one to be completed.
-        waiting > best.len()
+        Flushed {
+            waiting: waiting > best.len(),
+            effects: Effects { kick },
+        }
+    }
+
+    /// The INTIDs of `vcpu`'s emptied entries (see [`Cpu::emptied`]), no
+    /// longer marked.
+    fn take_emptied(&mut self, vcpu: usize) -> heapless::Vec<u32, LR_CAPACITY> {
+        let cpu = &mut self.cpus[vcpu];
+        let emptied = core::mem::take(&mut cpu.emptied);
+        set_bits(emptied)
+            .filter_map(|slot| cpu.lrs.get(slot as usize).map(|lr| lr.intid))
+            .collect()
+    }
+
+    /// Emptied entries that the hardware no longer holds either: their
+    /// INTIDs may go to another vCPU now (a level interrupt's line may be
+    /// high, an edge may have been raised meanwhile). Returns the vCPUs to
+    /// kick.
+    fn release_emptied(&mut self, vcpu: usize, intids: &[u32]) -> u64 {
+        let mut kick = 0;
+        for &intid in intids {
+            if !self.held(vcpu, intid) {
+                kick |= self.follow_line(vcpu, intid) | self.kick_for(vcpu, intid);
+            }
+        }
+        kick
     }
 
     /// See [`hv::vgic::Vgic::sync`]; returns the vCPUs to kick.
@@ -788,6 +848,7 @@ impl<R: Routing> Model<R> {
         if vcpu >= self.cpus.len() {
             return 0;
         }
+        let emptied = self.take_emptied(vcpu);
         let withdrawn = self.resolve_marks(vcpu, lrs);
         let cpu = &mut self.cpus[vcpu];
         let max = R::MAX_LRS.min(LR_CAPACITY);
@@ -809,19 +870,21 @@ impl<R: Routing> Model<R> {
         // A completed entry otherwise needs nothing more: its pending
         // state left the distributor when it was handed out, and a raise
         // since then is pending in the distributor again.
-        let kick = self.restore(vcpu, lrs, withdrawn);
+        let kick = self.restore(vcpu, lrs, withdrawn) | self.release_emptied(vcpu, &emptied);
         left.iter()
             .fold(kick, |kick, &intid| kick | self.follow_line(vcpu, intid))
     }
 
     /// See [`hv::vgic::Vgic::release_lrs`].
     pub fn release_lrs(&mut self, vcpu: usize) -> u64 {
-        let Some(cpu) = self.cpus.get_mut(vcpu) else {
+        if vcpu >= self.cpus.len() {
             return 0;
-        };
+        }
+        let emptied = self.take_emptied(vcpu);
+        let cpu = &mut self.cpus[vcpu];
         let held = core::mem::take(&mut cpu.lrs);
         (cpu.withdraw, cpu.unpend) = (0, 0);
-        let mut kick = 0;
+        let mut kick = self.release_emptied(vcpu, &emptied);
         for lr in held.iter().filter(|lr| !lr.is_free()) {
             // Pending goes back to the distributor, to be routed afresh (a
             // level interrupt's as its line says); the active state ends
@@ -854,12 +917,12 @@ impl<R: Routing> Model<R> {
         let Some(irq) = self.irq(vcpu, intid) else {
             return false;
         };
+        let cpu = &self.cpus[vcpu];
         self.pending_sources(vcpu, intid) != 0
             || irq.active
-            || self.cpus[vcpu]
-                .lrs
-                .iter()
-                .any(|lr| lr.intid == intid && !lr.is_free())
+            || cpu.lrs.iter().enumerate().any(|(slot, lr)| {
+                lr.intid == intid && (!lr.is_free() || cpu.emptied & (1 << slot) != 0)
+            })
     }
 }
 

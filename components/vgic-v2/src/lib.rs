@@ -37,7 +37,7 @@ pub mod hw;
 
 use core::ops::Range;
 use hv::device::Window;
-use hv::vgic::{Effects, ListReg, Vgic};
+use hv::vgic::{Effects, Flushed, ListReg, Vgic};
 use vgic_model::{
     pending_active, set_bits, Irq, Model, Routing, BIT_FAMILIES_END, IGROUPR, INTIDS, PRIVATE,
 };
@@ -304,7 +304,7 @@ impl Vgic for VgicV2 {
         }
     }
 
-    fn flush(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> bool {
+    fn flush(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> Flushed {
         self.model.flush(vcpu, lrs)
     }
 

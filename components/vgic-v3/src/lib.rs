@@ -63,7 +63,7 @@ pub mod lr;
 use alloc::vec::Vec;
 use core::ops::Range;
 use hv::device::Window;
-use hv::vgic::{Effects, ListReg, Vgic};
+use hv::vgic::{Effects, Flushed, ListReg, Vgic};
 use vgic_model::{set_bits, Irq, Model, Routing, BIT_FAMILIES_END, IGROUPR, INTIDS, PRIVATE, SGIS};
 
 /// ICH_LR<n>_EL2: at most 16 list registers.
@@ -454,7 +454,7 @@ impl Vgic for VgicV3 {
         }
     }
 
-    fn flush(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> bool {
+    fn flush(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> Flushed {
         self.model.flush(vcpu, lrs)
     }
 

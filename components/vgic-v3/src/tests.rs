@@ -560,7 +560,7 @@ fn sgis_are_not_per_source_one_pending_bit_one_delivery() {
     gic.write_sgi1r(1, sgi1r(0b1, 4));
     gic.write_sgi1r(2, sgi1r(0b1, 4));
     let mut lrs = [ListReg::default(); 4];
-    assert!(!gic.flush(0, &mut lrs), "nothing waits");
+    assert!(!gic.flush(0, &mut lrs).waiting, "nothing waits");
     assert_eq!(live(&lrs), [(4, LrState::Pending)]);
     assert_eq!(lrs[0].source, 0);
 }
@@ -583,7 +583,7 @@ fn distributor_disabled_delivers_nothing_and_enabling_kicks() {
     assert_eq!(gic.raise(0, TIMER).kick, 0);
     assert_eq!(gic.write_sgi1r(0, sgi1r(1, 0)).kick, 0);
     let mut lrs = [ListReg::default(); 4];
-    assert!(!gic.flush(0, &mut lrs));
+    assert!(!gic.flush(0, &mut lrs).waiting);
     assert!(live(&lrs).is_empty());
     assert!(!gic.has_pending(0));
     assert_eq!(write(&mut gic, D, GICD_CTLR, 0b10).kick, 0b01);
@@ -615,7 +615,7 @@ fn an_sgi_sent_again_while_active_becomes_pending_active() {
     lrs[0].state = LrState::Active;
     gic.sync(0, &mut lrs);
     gic.write_sgi1r(1, sgi1r(0b1, 2));
-    assert!(!gic.flush(0, &mut lrs));
+    assert!(!gic.flush(0, &mut lrs).waiting);
     assert_eq!(live(&lrs), [(2, LrState::PendingActive)]);
 }
 

@@ -525,7 +525,8 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         // left with its EOI-maintenance bit would keep the maintenance
         // interrupt asserted.
         let lrs = &mut state.lrs[..count];
-        let overflow = vgic.flush(index, lrs);
+        let flushed = vgic.flush(index, lrs);
+        let overflow = flushed.waiting;
         for lr in lrs.iter_mut() {
             // Hear when the guest completes a timer interrupt, to unmask
             // it; the vGIC asks for others (level interrupts) itself.
@@ -537,6 +538,10 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         }
         state.lrs_live = overflow || lrs.iter().any(|lr| !lr.is_free());
         self.vif.write_lrs(lrs, overflow);
+        // What this vCPU held back from others until now.
+        if flushed.effects.kick != 0 {
+            self.kick(vcpu, flushed.effects);
+        }
     }
 
     /// After the guest ran: what it did with its list registers back into

@@ -7,7 +7,7 @@ use crate::{
     log,
     memory::{GuestMemory, GuestSlice, SparseRam},
     platform::{Cpu, ExitKind, PhysicalIrq, RawExit, Timer, VcpuRegs},
-    vgic::{Effects, ListReg, LrState, VirtualInterface},
+    vgic::{Effects, Flushed, ListReg, LrState, VirtualInterface},
 };
 use abi::{Error, GUEST_RAM_BASE};
 use config::vm::{Region, VmConfig};
@@ -135,7 +135,7 @@ impl Vgic for TestVgic {
         self.lines.insert(intid, level);
         self.follow_line(intid)
     }
-    fn flush(&mut self, _: usize, lrs: &mut [ListReg]) -> bool {
+    fn flush(&mut self, _: usize, lrs: &mut [ListReg]) -> Flushed {
         for lr in lrs.iter_mut() {
             if lr.state == LrState::Pending && self.lines.get(&lr.intid) == Some(&false) {
                 self.in_lrs.retain(|&i| i != lr.intid);
@@ -155,7 +155,10 @@ impl Vgic for TestVgic {
             };
             self.in_lrs.push(intid);
         }
-        !self.pending.is_empty()
+        Flushed {
+            waiting: !self.pending.is_empty(),
+            effects: Effects::default(),
+        }
     }
     fn sync(&mut self, _: usize, lrs: &mut [ListReg]) -> Effects {
         let before = core::mem::take(&mut self.in_lrs);
