@@ -52,6 +52,9 @@ pub struct Signal {
     /// keeps the interrupt pending until the guest makes the device lower
     /// it; `None` leaves the line as it was.
     pub level: Option<bool>,
+    /// The access ended a line of the VM's console output (a UART's
+    /// newline): the core notes the first guest line's time.
+    pub console_line: bool,
 }
 
 /// Who answers an access in a window.

@@ -52,6 +52,7 @@ impl hv::device::MmioDevice for Line {
         Signal {
             raise: false,
             level: Some(self.0),
+            ..Signal::default()
         }
     }
     fn irq(&self) -> Option<u32> {
@@ -564,6 +565,7 @@ fn run<S: Scheduler, V: Vgic>(
             let signal = Signal {
                 raise: false,
                 level: Some(level),
+                ..Signal::default()
             };
             hv.device_signal(vm, 0, signal);
             continue;

@@ -163,8 +163,8 @@ impl VUart {
     /// has no room for it, so the core asks here after a read).
     pub fn signal(&self) -> Signal {
         Signal {
-            raise: false,
             level: Some(self.line()),
+            ..Signal::default()
         }
     }
 
@@ -176,7 +176,8 @@ impl VUart {
         });
     }
 
-    fn transmit(&mut self, byte: u8) {
+    /// Sends `byte`; whether it ended a line.
+    fn transmit(&mut self, byte: u8) -> bool {
         let vm_index = self.vm_index;
         let lines = self.tx.write(self.name, &[byte], &mut |line: &[u8]| {
             hv::log::write_guest_line(vm_index, line);
@@ -194,6 +195,7 @@ impl VUart {
         }
         // The byte left at once: the TX FIFO is empty again.
         self.ris |= INT_TX;
+        lines > 0
     }
 
     fn receive(&mut self) -> u32 {
@@ -246,8 +248,9 @@ impl MmioDevice for VUart {
 
     fn write(&mut self, _vcpu: usize, offset: u64, width: u8, value: u64) -> Signal {
         let value = value as u32;
+        let mut console_line = false;
         match (offset, width) {
-            (DR, 1 | 2 | 4) => self.transmit(value as u8),
+            (DR, 1 | 2 | 4) => console_line = self.transmit(value as u8),
             (_, 4) => match offset {
                 IBRD => self.ibrd = value & 0xffff,
                 FBRD => self.fbrd = value & 0x3f,
@@ -262,7 +265,10 @@ impl MmioDevice for VUart {
             },
             _ => {}
         }
-        self.signal()
+        Signal {
+            console_line,
+            ..self.signal()
+        }
     }
 
     fn irq(&self) -> Option<u32> {

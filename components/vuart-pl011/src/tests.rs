@@ -44,8 +44,8 @@ fn w32(u: &mut VUart, offset: u64, value: u32) -> Signal {
 
 fn level(line: bool) -> Signal {
     Signal {
-        raise: false,
         level: Some(line),
+        ..Signal::default()
     }
 }
 
@@ -115,7 +115,11 @@ fn linux_like_tx_goes_out_in_prefixed_lines() {
     // write DR. It never finds TXFF, so never unmasks TXIM.
     for &byte in b"Booting Linux\r\nsecond" {
         assert_eq!(r32(&mut u, FR) & FR_TXFF, 0);
-        assert_eq!(w32(&mut u, DR, u32::from(byte)), level(false));
+        let line_ends = Signal {
+            console_line: byte == b'\n',
+            ..level(false)
+        };
+        assert_eq!(w32(&mut u, DR, u32::from(byte)), line_ends);
     }
     // pl011_tx_empty / console write: FR.BUSY clear, TXFE set.
     assert_eq!(r32(&mut u, FR) & (1 << 3), 0);
@@ -151,7 +155,9 @@ fn tx_interrupt_fires_at_once_and_stops_when_masked() {
     w32(&mut u, ICR, INT_TX);
     assert_eq!(r32(&mut u, RIS), 0);
     assert_eq!(w32(&mut u, IMSC, INT_TX), level(false));
-    assert_eq!(w32(&mut u, DR, u32::from(b'\n')), level(true));
+    let signal = w32(&mut u, DR, u32::from(b'\n'));
+    assert_eq!(signal.level, Some(true));
+    assert!(signal.console_line, "the line ended");
 }
 
 #[test]
@@ -309,7 +315,8 @@ proptest! {
             };
             let ris = r32(&mut u, RIS);
             let imsc = r32(&mut u, IMSC);
-            prop_assert_eq!(signal, level(ris & imsc != 0));
+            prop_assert_eq!(signal.level, Some(ris & imsc != 0));
+            prop_assert!(!signal.raise);
             prop_assert_eq!(u.line(), ris & imsc != 0);
             prop_assert_eq!(r32(&mut u, MIS), ris & imsc);
             prop_assert!(u.pending() <= RX_MAX);

@@ -302,11 +302,14 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                         let level = device_ops.level();
                         access.load_into(self.ctx(vcpu), value);
                         Signal {
-                            raise: false,
                             level,
+                            ..Signal::default()
                         }
                     }
                 };
+                if signal.console_line {
+                    self.note_first_guest_line();
+                }
                 self.signal(vcpu, device, signal);
             }
         }
@@ -396,12 +399,20 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                 vm.config.name
             );
         }
-        if lines > 0 && self.first_guest_line.is_none() {
+        if lines > 0 {
+            self.note_first_guest_line();
+        }
+        len as i64
+    }
+
+    /// A guest printed a whole line: the first one's time is a figure
+    /// (`cargo xtask bench`: reset to first guest line).
+    fn note_first_guest_line(&mut self) {
+        if self.first_guest_line.is_none() {
             let at = self.platform.counter();
             self.first_guest_line = Some(at);
             info!("first guest line at counter {at}");
         }
-        len as i64
     }
 
     fn flush_console(&mut self, vcpu: VcpuId) {
