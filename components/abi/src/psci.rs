@@ -41,3 +41,22 @@ pub const AFFINITY_ON_PENDING: i64 = 2;
 
 /// `MIGRATE_INFO_TYPE`'s answer when no trusted OS needs migrating.
 pub const TRUSTED_OS_NOT_PRESENT: i64 = 2;
+
+/// Where an AArch32 vCPU starts from a CPU_ON entry address, and whether
+/// in T32 (Thumb) state: bit 0 set asks for Thumb, as for BX (PSCI
+/// DEN0022, CPU_ON). AArch64 entry addresses have no such bit.
+pub fn aarch32_entry(entry: u64) -> (u64, bool) {
+    (entry & !1, entry & 1 != 0)
+}
+
+/// The T bit of an AArch32 CPSR/SPSR: the vCPU executes T32 (Thumb).
+pub const PSR_T: u32 = 1 << 5;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bit_0_of_an_aarch32_entry_is_thumb() {
+        assert_eq!(super::aarch32_entry(0x4000_8001), (0x4000_8000, true));
+        assert_eq!(super::aarch32_entry(0x4000_8000), (0x4000_8000, false));
+    }
+}

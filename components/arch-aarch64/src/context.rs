@@ -140,7 +140,12 @@ impl Context {
                 ctx.el1.sctlr_el1 = SCTLR_EL1_RESET;
             }
             GuestWidth::Aarch32 => {
+                let (pc, thumb) = abi::psci::aarch32_entry(entry);
+                ctx.regs.pc = pc;
                 ctx.regs.pstate = PSTATE_SVC_MASKED;
+                if thumb {
+                    ctx.regs.pstate |= u64::from(abi::psci::PSR_T);
+                }
                 ctx.el1.sctlr_el1 = SCTLR_AARCH32_RESET;
                 ctx.aarch32 = Some(Aarch32Regs::default());
             }

@@ -196,8 +196,12 @@ impl Context {
     pub fn new(entry: u64, arg0: u64, index: u64, width: GuestWidth) -> Self {
         debug_assert_eq!(width, GuestWidth::Aarch32);
         let mut ctx = Context::default();
-        ctx.regs.pc = entry as u32;
+        let (pc, thumb) = abi::psci::aarch32_entry(entry);
+        ctx.regs.pc = pc as u32;
         ctx.regs.cpsr = CPSR_SVC_MASKED;
+        if thumb {
+            ctx.regs.cpsr |= abi::psci::PSR_T;
+        }
         ctx.regs.r[0] = arg0 as u32;
         ctx.cp15.sctlr = SCTLR_RESET;
         ctx.cp15.vmpidr = VMPIDR_RES1 | index as u32;
