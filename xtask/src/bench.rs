@@ -3,7 +3,9 @@
 //! Tick figures run under icount (`-icount shift=0`), so they are exact and
 //! repeatable: `ci/bench.toml` (null hypercall, reset to first guest line),
 //! `bench-ticker*.toml` (virtual-timer IRQ latency, alone and beside a
-//! spinner), `bench-yield-*.toml` (yield without and with a world switch).
+//! spinner, attacks or Linux), `bench-linux-boot*.toml` (Debian's Linux,
+//! reset to its /init's first line), `bench-yield-*.toml` (yield without and
+//! with a world switch).
 //! Host CPU figures (`bench-idle*.toml`) run in real time instead: with
 //! `-icount sleep=off` QEMU skips idle guest time by spinning a host core,
 //! which would measure the skipping, not the hypervisor.
@@ -17,6 +19,7 @@ use crate::qemu;
 use crate::scenario::{self, Matcher, Progress};
 use crate::workspace::{write, Workspace};
 use anyhow::{bail, ensure, Context, Result};
+use config::composition::Arch;
 use config::profile;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -28,6 +31,8 @@ const BENCH_LINE: &str = "bench: null-hypercall ";
 const FIRST_LINE: &str = "[hv] first guest line at counter ";
 /// The ticker's per-second report; the bench takes the last one.
 const TICKER_LINE: &str = "[ticker] ticker: ";
+/// What the Linux VMs' /init prints first.
+const INIT_LINE: &str = "tessera-init: ";
 /// The yielder whose line counts in the two-yielder composition: the first
 /// to finish (the other's last call waits for this one to print and exit).
 const YIELD_PAIR_LINE: &str = "[yield-a] yielder: ";
@@ -124,6 +129,29 @@ pub fn run(ws: &Workspace, board: &str) -> Result<()> {
     .map(|(attack, name)| Ok((name, own_cpu(attack)?)))
     .collect::<Result<_>>()?;
 
+    // Debian's Linux for the board's width: its boot, and the ticker beside
+    // it spinning.
+    let suffix = match built.composition.arch {
+        Arch::Aarch64 => "",
+        Arch::Armv7a => "-armhf",
+    };
+    let linux = boot(
+        ws,
+        &format!("bench-linux-boot{suffix}"),
+        board,
+        Cpus::Board,
+        Then::Stop,
+    )?;
+    let linux_init = init_line_at(&linux.lines)?;
+    let linux_hog = boot(
+        ws,
+        &format!("bench-ticker-static-linux{suffix}"),
+        board,
+        Cpus::Board,
+        Then::Stop,
+    )?;
+    let linux_hog = find_last(&linux_hog.lines, TICKER_LINE, parse_latency)?;
+
     let alone = one("bench-yield-alone")?;
     let alone = find_last(&alone.lines, YIELD_ALONE_LINE, parse_calls)?;
     let pair = one("bench-yield-pair")?;
@@ -178,6 +206,14 @@ pub fn run(ws: &Workspace, board: &str) -> Result<()> {
                 hypercall.calls, hypercall.ticks
             ),
         ],
+        [
+            format!(
+                "Linux boot, reset to /init's first line{}",
+                on_cpus(linux.cpus)
+            ),
+            linux_init.to_string(),
+            "ticks (Debian's kernel, quiet, busybox initramfs, 2 vCPUs)".into(),
+        ],
         latency_row("vtimer IRQ latency, ticker alone", &ticker),
         latency_row("vtimer IRQ latency, beside a spinner", &ticker_spin),
     ];
@@ -186,6 +222,10 @@ pub fn run(ws: &Workspace, board: &str) -> Result<()> {
             .chain(attacks.iter().map(|(name, latency)| {
                 latency_row(&format!("vtimer IRQ latency, {name}"), latency)
             }))
+            .chain([latency_row(
+                "vtimer IRQ latency, beside Linux spinning, own CPU",
+                &linux_hog,
+            )])
             .chain([
                 [
                     "yield, nobody else to run".into(),
@@ -370,10 +410,11 @@ fn boot(ws: &Workspace, stem: &str, board: &str, cpus: Cpus, then: Then) -> Resu
     if scenario.icount {
         cmd.args(qemu::ICOUNT);
     }
-    cmd.stdin(Stdio::null())
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut qemu = Qemu(cmd.spawn().context("starting QEMU")?);
+    let mut typist = scenario::Typist::new(&scenario.input, qemu.0.stdin.take());
     let pid = qemu.0.id();
     let (tx, rx) = mpsc::channel();
     if let Some(stdout) = qemu.0.stdout.take() {
@@ -401,6 +442,7 @@ fn boot(ws: &Workspace, stem: &str, board: &str, cpus: Cpus, then: Then) -> Resu
                 let progress = if line.starts_with("qemu: ") {
                     Progress::Waiting
                 } else {
+                    typist.feed(&line);
                     matcher.feed(&line)
                 };
                 lines.push(line);
@@ -519,6 +561,26 @@ fn parse_stat(stat: &str) -> Option<u64> {
 }
 
 /// The first serial line containing `marker`, parsed from what follows it.
+/// The counter at the hypervisor's first-guest-line mark, which must follow
+/// the Linux VM's /init line: a kernel line before it (a warning despite
+/// `quiet`) would make the figure the kernel's, not /init's.
+fn init_line_at(lines: &[String]) -> Result<u64> {
+    let at = lines
+        .iter()
+        .position(|line| line.starts_with(FIRST_LINE))
+        .with_context(|| format!("no line starts with {FIRST_LINE:?}"))?;
+    let first = lines[..at]
+        .iter()
+        .rev()
+        .find(|line| line.starts_with("[linux] "))
+        .context("the first-guest-line mark came before any Linux line")?;
+    ensure!(
+        first.contains(INIT_LINE),
+        "the first guest line was {first:?}, not /init's {INIT_LINE:?}: the kernel printed despite `quiet`"
+    );
+    find(&lines[at..], FIRST_LINE, |rest| rest.trim().parse().ok())
+}
+
 fn find<T>(lines: &[String], marker: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T> {
     let line = lines
         .iter()
@@ -593,6 +655,24 @@ fn parse_latency(text: &str) -> Option<Latency> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn linux_boot_is_read_at_init_line_only() {
+        let lines = |first: &str| -> Vec<String> {
+            vec![
+                "[hv] vm linux: guest debian:arm64".into(),
+                first.into(),
+                "[hv] first guest line at counter 987654".into(),
+                "[linux] tessera-init: 6.1.0-50-arm64 up".into(),
+            ]
+        };
+        let init = lines("[linux] tessera-init: 6.1.0-50-arm64 up");
+        assert_eq!(init_line_at(&init).unwrap(), 987_654);
+        let kernel = lines("[linux] [    0.1] cacheinfo: Unable to detect cache hierarchy");
+        let error = init_line_at(&kernel).unwrap_err().to_string();
+        assert!(error.contains("despite `quiet`"), "{error}");
+        assert!(init_line_at(&init[..2]).is_err(), "no mark");
+    }
 
     #[test]
     fn reads_the_bench_lines() {

@@ -824,6 +824,9 @@ impl<R: Routing> Model<R> {
     fn take_emptied(&mut self, vcpu: usize) -> heapless::Vec<u32, LR_CAPACITY> {
         let cpu = &mut self.cpus[vcpu];
         let emptied = core::mem::take(&mut cpu.emptied);
+        if emptied == 0 {
+            return heapless::Vec::new(); // every entry and exit: keep it cheap
+        }
         set_bits(emptied)
             .filter_map(|slot| cpu.lrs.get(slot as usize).map(|lr| lr.intid))
             .collect()
