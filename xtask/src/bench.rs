@@ -138,7 +138,7 @@ pub fn run(ws: &Workspace, board: &str) -> Result<()> {
             let at = init_line_at(&boot_to_init.lines)?;
             let hog = boot(
                 ws,
-                "bench-ticker-static-linux",
+                "bench-ticker-own-cpu-linux",
                 board,
                 Cpus::Board,
                 Then::Stop,

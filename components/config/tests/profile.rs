@@ -889,9 +889,44 @@ fn static_pins_one_vm_per_cpu() {
         &err,
         &[
             "vm 'hello' is pinned to CPU 1 too; static runs one vCPU per CPU",
-            "a CPU of its own",
+            "CPUs of its own",
         ],
     );
+}
+
+/// vCPU n of a pinned VM runs on its CPU + n: a 2-vCPU VM pinned to the
+/// last CPU would put vCPU 1 on a CPU that does not exist (credit then
+/// never ran it: Linux waited 5 s for its CPU 1 and gave up).
+#[test]
+fn a_pinned_vms_last_vcpu_needs_a_cpu_too() {
+    let err = bad("credit_vcpus_past_last_cpu", 51, "vm 'hello' cpu");
+    says(
+        &err,
+        &[
+            "the VM's 2 vCPUs are pinned from CPU 1 on (vCPU n to CPU 1 + n): there is no CPU 2; the board has 2",
+            "pin it to CPU 0 at most",
+        ],
+    );
+}
+
+#[test]
+fn static_gives_an_unpinned_vm_its_cpus_in_a_row() {
+    let c = plan_file(&fixture("static_vcpus_in_a_row.toml"), None).unwrap();
+    // spinner has CPU 1, so hello's two vCPUs get CPUs 2 and 3, not 0 and 1.
+    let cpus: Vec<_> = c.vms.iter().map(|v| (&*v.name, v.cpu)).collect();
+    assert_eq!(cpus, [("hello", Some(2)), ("spinner", Some(1))]);
+}
+
+#[test]
+fn static_needs_free_cpus_in_a_row() {
+    let err = bad("static_no_cpus_in_a_row", 47, "vm 'hello' vcpus");
+    says(&err, &["no 2 free CPUs in a row", "CPUs in a row"]);
+}
+
+#[test]
+fn static_sees_a_clash_with_any_vcpu_of_a_pinned_vm() {
+    let err = bad("static_vcpu_range_clash", 56, "vm 'spinner' cpu");
+    says(&err, &["vm 'hello' is pinned to CPU 1 too"]);
 }
 
 #[test]

@@ -126,6 +126,23 @@ fn per_vm(
                 )
                 .with_help(format!("pin the VM to one of {which}, or leave cpu out")));
         }
+        // vCPU n runs on CPU cpu + n: the last one must exist too.
+        let vcpus = *vm.vcpus.get_ref();
+        let last = u64::from(c) + u64::from(vcpus) - 1;
+        if vcpus > 1 && last >= u64::from(cpus) {
+            return Err(src
+                .error(
+                    cpu.span(),
+                    &field,
+                    format!(
+                        "the VM's {vcpus} vCPUs are pinned from CPU {c} on (vCPU n to CPU {c} + n): there is no CPU {last}; the board has {cpus} ({cpus_said})"
+                    ),
+                )
+                .with_help(format!(
+                    "pin it to CPU {} at most, or leave cpu out",
+                    cpus.saturating_sub(vcpus)
+                )));
+        }
     }
     Ok(())
 }
@@ -161,40 +178,54 @@ fn one_vcpu_per_cpu(profile: &Profile, vms: &VmSource) -> Result<Vec<Option<u32>
             .with_help("from this VM on there are more vCPUs than CPUs: run fewer VMs, or write scheduler = \"credit\" or \"rr\" under [compose] to share CPUs"));
     }
 
+    // vCPU n of a VM pinned to CPU c runs on CPU c + n.
     let mut taken: Vec<Option<usize>> = vec![None; cpus as usize];
     for (i, vm) in vms.vms.iter().enumerate() {
         let Some(cpu) = &vm.cpu else { continue };
-        // per_vm has checked that the CPU exists.
-        let slot = &mut taken[*cpu.get_ref() as usize];
-        if let Some(j) = *slot {
+        let first = *cpu.get_ref() as usize;
+        // per_vm has checked that these CPUs exist.
+        let range = first..first + *vm.vcpus.get_ref() as usize;
+        if let Some((clash, j)) = range.clone().find_map(|c| taken[c].map(|j| (c, j))) {
             let label = vm_label(i, vm);
             return Err(src
                 .error(
                     cpu.span(),
                     &format!("{label} cpu"),
                     format!(
-                        "{} is pinned to CPU {} too; static runs one vCPU per CPU",
+                        "{} is pinned to CPU {clash} too; static runs one vCPU per CPU",
                         vm_label(j, &vms.vms[j]),
-                        cpu.get_ref()
                     ),
                 )
                 .with_help(
-                    "pin each VM to a CPU of its own, or leave cpu out to have a free one chosen",
+                    "pin each VM to CPUs of its own (vCPU n on its CPU + n), or leave cpu out to have free ones chosen",
                 ));
         }
-        *slot = Some(i);
+        taken[range].fill(Some(i));
     }
 
-    // The others take the free CPUs in order; the count above says there are enough.
-    let mut free = (0..cpus).filter(|c| taken[*c as usize].is_none());
-    Ok(vms
-        .vms
-        .iter()
-        .map(|vm| match &vm.cpu {
-            Some(cpu) => Some(*cpu.get_ref()),
-            None => free.next(),
-        })
-        .collect())
+    // The others take the first run of free CPUs long enough for them.
+    let mut chosen = Vec::with_capacity(vms.vms.len());
+    for (i, vm) in vms.vms.iter().enumerate() {
+        if let Some(cpu) = &vm.cpu {
+            chosen.push(Some(*cpu.get_ref()));
+            continue;
+        }
+        let n = *vm.vcpus.get_ref() as usize;
+        let Some(first) = (0..taken.len().saturating_sub(n.saturating_sub(1)))
+            .find(|&c| taken[c..c + n].iter().all(Option::is_none))
+        else {
+            return Err(src
+                .error(
+                    vm.vcpus.span(),
+                    &format!("{} vcpus", vm_label(i, vm)),
+                    format!("static runs vCPU n of a VM on its first CPU + n, and no {n} free CPUs in a row are left for this VM"),
+                )
+                .with_help("pin the VMs (cpu = ...) so that each gets CPUs in a row"));
+        };
+        taken[first..first + n].fill(Some(i));
+        chosen.push(Some(first as u32));
+    }
+    Ok(chosen)
 }
 
 /// The ARINC 653 major frame: there when the scheduler is arinc653 and
