@@ -65,7 +65,6 @@ pub enum LayoutError {
         size: u64,
         area: u64,
     },
-    RingPastArea,
     MetadataTooBig(u64),
     MetadataChecksum,
     MetadataSyntax {
@@ -175,8 +174,7 @@ impl fmt::Display for LayoutError {
             MdaSize(s) => write!(f, "LVM metadata area size {s} is smaller than its header sector"),
             NoCommittedMetadata => f.write_str("LVM metadata area holds no committed metadata"),
             RingOffset { offset, area } => write!(f, "metadata ring entry offset {offset} is outside the {area}-byte area"),
-            RingSize { size, area } => write!(f, "metadata ring entry size {size} is larger than the {area}-byte area"),
-            RingPastArea => f.write_str("metadata ring entry runs past the area (its wrapped part overlaps its start)"),
+            RingSize { size, area } => write!(f, "metadata ring entry of {size} bytes runs past the {area}-byte area (its header sector included)"),
             MetadataTooBig(s) => write!(f, "LVM metadata text of {s} bytes is larger than the 1 MiB this reader accepts"),
             MetadataChecksum => f.write_str("LVM metadata checksum mismatch"),
             MetadataSyntax { line, what } => write!(f, "LVM metadata line {line}: {what}"),

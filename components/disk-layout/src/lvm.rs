@@ -221,10 +221,8 @@ fn read_ring(
         return Err(LayoutError::MetadataTooBig(size));
     }
     let first = size.min(area - offset);
+    // size <= area - 512 makes the wrapped part end at or before `offset`.
     let second = size - first;
-    if second > 0 && sector + second > offset {
-        return Err(LayoutError::RingPastArea);
-    }
     // start + area fits (checked by the caller), so these sums do too.
     let mut text = read_bytes(disk, pv, start + offset, first)?;
     if second > 0 {
