@@ -38,6 +38,7 @@ pub enum LayoutError {
     DuplicateGptName(String),
     NoLvmPv,
     NoLvmLabel,
+    TooManyPvs(usize),
     LabelSector {
         stored: u64,
         at: u64,
@@ -159,6 +160,7 @@ impl fmt::Display for LayoutError {
             NoGptName(n) => write!(f, "no GPT partition named \"{n}\""),
             DuplicateGptName(n) => write!(f, "more than one GPT partition is named \"{n}\": the name is ambiguous"),
             NoLvmPv => f.write_str("no LVM physical volume: no partition of type 0x8e / LVM GUID and no LVM label on the whole disk"),
+            TooManyPvs(n) => write!(f, "{n} partitions are typed as LVM PVs: more than the {} this reader looks at", crate::lvm::MAX_PVS),
             NoLvmLabel => f.write_str("no LVM label (LABELONE) in sectors 0..3 of the physical volume"),
             LabelSector { stored, at } => write!(f, "LVM label in sector {at} says it is in sector {stored}"),
             LabelCrc => f.write_str("LVM label CRC mismatch"),

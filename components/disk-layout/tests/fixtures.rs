@@ -643,3 +643,19 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn too_many_lvm_partitions_are_refused() {
+    // lvm.img's GPT with 17 entries typed LVM (copies of the PV's entry).
+    let mut d = fixture("lvm");
+    let entry: Vec<u8> = d.0[1024 + 128..1024 + 256].to_vec();
+    for i in 2..19 {
+        d.0[1024 + i * 128..1024 + (i + 1) * 128].copy_from_slice(&entry);
+    }
+    let count = u32::from_le_bytes(d.0[512 + 80..512 + 84].try_into().unwrap()) as usize;
+    let crc = crc32fast::hash(&d.0[1024..1024 + count * 128]);
+    d.0[512 + 88..512 + 92].copy_from_slice(&crc.to_le_bytes());
+    gpt_fix_header_crc(&mut d);
+    assert_eq!(res(&mut d, "lvm:vg0/web"), Err(LayoutError::TooManyPvs(18)));
+    assert!(res(&mut d, "part:19").is_ok());
+}
