@@ -38,6 +38,7 @@ pub enum LayoutError {
     DuplicateGptName(String),
     NoLvmPv,
     NoLvmLabel,
+    TooManyPvs(usize),
     LabelSector {
         stored: u64,
         at: u64,
@@ -65,7 +66,6 @@ pub enum LayoutError {
         size: u64,
         area: u64,
     },
-    RingPastArea,
     MetadataTooBig(u64),
     MetadataChecksum,
     MetadataSyntax {
@@ -160,6 +160,7 @@ impl fmt::Display for LayoutError {
             NoGptName(n) => write!(f, "no GPT partition named \"{n}\""),
             DuplicateGptName(n) => write!(f, "more than one GPT partition is named \"{n}\": the name is ambiguous"),
             NoLvmPv => f.write_str("no LVM physical volume: no partition of type 0x8e / LVM GUID and no LVM label on the whole disk"),
+            TooManyPvs(n) => write!(f, "{n} partitions are typed as LVM PVs: more than the {} this reader looks at", crate::lvm::MAX_PVS),
             NoLvmLabel => f.write_str("no LVM label (LABELONE) in sectors 0..3 of the physical volume"),
             LabelSector { stored, at } => write!(f, "LVM label in sector {at} says it is in sector {stored}"),
             LabelCrc => f.write_str("LVM label CRC mismatch"),
@@ -175,8 +176,7 @@ impl fmt::Display for LayoutError {
             MdaSize(s) => write!(f, "LVM metadata area size {s} is smaller than its header sector"),
             NoCommittedMetadata => f.write_str("LVM metadata area holds no committed metadata"),
             RingOffset { offset, area } => write!(f, "metadata ring entry offset {offset} is outside the {area}-byte area"),
-            RingSize { size, area } => write!(f, "metadata ring entry size {size} is larger than the {area}-byte area"),
-            RingPastArea => f.write_str("metadata ring entry runs past the area (its wrapped part overlaps its start)"),
+            RingSize { size, area } => write!(f, "metadata ring entry of {size} bytes runs past the {area}-byte area (its header sector included)"),
             MetadataTooBig(s) => write!(f, "LVM metadata text of {s} bytes is larger than the 1 MiB this reader accepts"),
             MetadataChecksum => f.write_str("LVM metadata checksum mismatch"),
             MetadataSyntax { line, what } => write!(f, "LVM metadata line {line}: {what}"),

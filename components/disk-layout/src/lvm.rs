@@ -12,6 +12,11 @@ const MDA_MAGIC: &[u8; 16] = b" LVM2 x[5A%r0N*>";
 /// Refuse metadata texts above this instead of reading what a header says.
 const MAX_TEXT: u64 = 1 << 20;
 const RAW_LOCN_IGNORED: u32 = 1;
+/// A GPT may type thousands of entries as LVM; each costs up to 2 MiB of
+/// metadata reads, so look at this many at most.
+pub const MAX_PVS: usize = 16;
+/// lvm2 writes at most two metadata areas per PV.
+const MAX_MDAS: usize = 2;
 
 pub fn resolve(disk: &mut impl BlockRead, vg: &str, lv: &str) -> Result<Volume, LayoutError> {
     let pvs = match read_mbr(disk)? {
@@ -25,6 +30,9 @@ pub fn resolve(disk: &mut impl BlockRead, vg: &str, lv: &str) -> Result<Volume, 
     };
     if pvs.is_empty() {
         return Err(LayoutError::NoLvmPv);
+    }
+    if pvs.len() > MAX_PVS {
+        return Err(LayoutError::TooManyPvs(pvs.len()));
     }
     let mut found = String::new();
     let mut first_err = None;
@@ -144,7 +152,7 @@ fn read_pv(disk: &mut impl BlockRead, pv: Partition) -> Result<([u8; 32], Vec<u8
     let _data_areas = list(&mut pos)?;
     let mdas = list(&mut pos)?;
     let mut first_err = None;
-    for (off, size) in mdas {
+    for (off, size) in mdas.into_iter().take(MAX_MDAS) {
         match read_mda(disk, pv, off, size) {
             Ok(text) => return Ok((uuid, text)),
             Err(e) => {
@@ -221,10 +229,8 @@ fn read_ring(
         return Err(LayoutError::MetadataTooBig(size));
     }
     let first = size.min(area - offset);
+    // size <= area - 512 makes the wrapped part end at or before `offset`.
     let second = size - first;
-    if second > 0 && sector + second > offset {
-        return Err(LayoutError::RingPastArea);
-    }
     // start + area fits (checked by the caller), so these sums do too.
     let mut text = read_bytes(disk, pv, start + offset, first)?;
     if second > 0 {

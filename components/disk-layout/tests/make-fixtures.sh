@@ -100,7 +100,8 @@ done
 # Then single commits until the committed copy wraps past the area's end.
 wrapped=no
 for i in $(seq 1 200); do
-	if [ $((i % 2)) = 1 ]; then lvmq vgchange -q --addtag churn vg0; else lvmq vgchange -q --deltag churn vg0; fi
+	if [ $((i % 2)) = 1 ]; then t=--addtag; else t=--deltag; fi
+	lvmq vgchange -q $t churn vg0 >/dev/null
 	if pvck --dump headers "$pv" 2>/dev/null | python3 -c '
 import sys, re
 d = dict(re.findall(r"mda_header_1\.(\S+) (\S+)", sys.stdin.read()))
