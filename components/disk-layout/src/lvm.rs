@@ -243,35 +243,37 @@ fn sec_name(s: &Section) -> String {
     String::from_utf8_lossy(s.name).into_owned()
 }
 
+/// `key` of section `s`, as `pick` takes it: missing and wrongly typed
+/// values are told apart.
+fn field<'a, T>(
+    s: &Section<'a>,
+    key: &'static str,
+    pick: impl FnOnce(&Value<'a>) -> Option<T>,
+) -> Result<T, LayoutError> {
+    let Some(value) = s.get(key) else {
+        return Err(LayoutError::MetadataMissing {
+            section: sec_name(s),
+            key,
+        });
+    };
+    pick(value).ok_or_else(|| LayoutError::MetadataBadValue {
+        section: sec_name(s),
+        key,
+    })
+}
+
 fn int(s: &Section, key: &'static str) -> Result<u64, LayoutError> {
-    match s.get(key) {
-        Some(Value::Int(n)) => u64::try_from(*n).map_err(|_| LayoutError::MetadataBadValue {
-            section: sec_name(s),
-            key,
-        }),
-        Some(_) => Err(LayoutError::MetadataBadValue {
-            section: sec_name(s),
-            key,
-        }),
-        None => Err(LayoutError::MetadataMissing {
-            section: sec_name(s),
-            key,
-        }),
-    }
+    field(s, key, |v| match v {
+        Value::Int(n) => u64::try_from(*n).ok(),
+        _ => None,
+    })
 }
 
 fn string<'a>(s: &Section<'a>, key: &'static str) -> Result<&'a [u8], LayoutError> {
-    match s.get(key) {
-        Some(Value::Str(v)) => Ok(v),
-        Some(_) => Err(LayoutError::MetadataBadValue {
-            section: sec_name(s),
-            key,
-        }),
-        None => Err(LayoutError::MetadataMissing {
-            section: sec_name(s),
-            key,
-        }),
-    }
+    field(s, key, |v| match v {
+        Value::Str(v) => Some(*v),
+        _ => None,
+    })
 }
 
 fn subsection<'s, 'a>(
