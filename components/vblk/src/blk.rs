@@ -34,8 +34,8 @@ pub struct Volume<'a, B: BlockBackend> {
     pub bounce: &'a mut [u8; BOUNCE],
 }
 
-/// Serves the request in `chain` (walked and checked to be in RAM); the
-/// used length: bytes written to device-writable buffers, status included,
+/// Serves the request in `chain` (walked to its end; IOERR if it has a
+/// refused descriptor); the used length: bytes written to device-writable buffers, status included,
 /// or 0 if the chain has no device-writable last byte for a status.
 pub fn serve<B: BlockBackend>(
     ram: &GuestRam,
@@ -52,7 +52,10 @@ pub fn serve<B: BlockBackend>(
     }
     last.len -= 1;
     let status_ipa = last.ipa + last.len;
-    let (status, written) = request(ram, mem, &chain.segments, volume);
+    let (status, written) = match chain.fault {
+        Some(_) => (S_IOERR, 0),
+        None => request(ram, mem, &chain.segments, volume),
+    };
     let Ok(at) = ram.slice(status_ipa, 1) else {
         return 0;
     };

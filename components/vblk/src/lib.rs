@@ -19,10 +19,11 @@
 //!   config write-back, multiqueue.
 //! - Requests are served synchronously in `process`: every chain the guest
 //!   made available is completed, in order, before it returns. A chain
-//!   that is malformed (bad index, loop, INDIRECT, buffer outside RAM) or
-//!   a request that is wrong (direction, lengths, range) still goes in the
-//!   used ring, with status IOERR if its last descriptor has a
-//!   device-writable byte for it, else with length 0: never left hanging.
+//!   that is malformed (INDIRECT, buffer outside RAM) or a request that is
+//!   wrong (direction, lengths, range) still goes in the used ring, with
+//!   status IOERR if its last descriptor has a device-writable byte for
+//!   it, else with length 0; so does a chain with no end (an index past
+//!   the queue, a loop), with length 0: nothing is ever left hanging.
 //! - The interrupt is a level line, `InterruptStatus != 0`, as QEMU's
 //!   virtio-mmio drives it; the guest's InterruptACK lowers it. The guest's
 //!   device tree should say level-high.
@@ -116,7 +117,8 @@ const SEG_MAX: u32 = QUEUE_NUM_MAX as u32 - 2;
 pub struct Stats {
     /// Chains put in the used ring.
     pub completed: u64,
-    /// Of those, chains that could not be walked (completed with length 0).
+    /// Of those, chains refused (completed with IOERR, or with length 0
+    /// if they had no end or no status byte).
     pub bad_chains: u64,
     /// The last such chain's fault.
     pub last_fault: Option<ChainError>,
@@ -288,13 +290,15 @@ impl VirtioBlk {
             let Ok(head) = areas.avail_head(ram, mem, self.last_avail) else {
                 return self.needs_reset();
             };
-            let len = match areas.walk(ram, mem, head, &mut self.chain) {
+            let walked = areas.walk(ram, mem, head, &mut self.chain);
+            if let Some(fault) = walked.err().or(self.chain.fault) {
+                self.stats.bad_chains += 1;
+                self.stats.last_fault = Some(fault);
+            }
+            let len = match walked {
                 Ok(()) => blk::serve(ram, mem, &mut self.chain, &mut volume),
-                Err(fault) => {
-                    self.stats.bad_chains += 1;
-                    self.stats.last_fault = Some(fault);
-                    0
-                }
+                // No end, so no status byte: length 0.
+                Err(_) => 0,
             };
             // The head as the guest gave it, even out of range: the driver
             // must learn the chain is done.

@@ -155,7 +155,10 @@ impl Areas {
     }
 
     /// Walks the chain from `head` into `chain`, reading each descriptor
-    /// once. Stops at the first descriptor that is not a valid one.
+    /// once. A chain without an end (an index that is not a descriptor, a
+    /// loop) is an error; a descriptor that may not be used (INDIRECT, a
+    /// buffer outside RAM) becomes an empty segment and [`Chain::fault`],
+    /// and the walk goes on, so the request can still get a status.
     pub fn walk(
         &self,
         ram: &GuestRam,
@@ -164,6 +167,7 @@ impl Areas {
         chain: &mut Chain,
     ) -> Result<(), ChainError> {
         chain.segments.clear();
+        chain.fault = None;
         let mut index = head;
         loop {
             // A chain has at most `num` descriptors; more means a loop.
@@ -174,18 +178,30 @@ impl Areas {
                 .descriptor(ram, mem, index)
                 .map_err(|_| ChainError::Unreachable)?
                 .ok_or(ChainError::BadIndex(index))?;
-            // VIRTIO_F_INDIRECT_DESC is not offered, so the flag is an error.
-            if d.flags & DESC_F_INDIRECT != 0 {
-                return Err(ChainError::Indirect);
-            }
-            // The buffer must be inside the VM's RAM (checked, no overflow).
-            ram.slice(d.addr, u64::from(d.len))
-                .map_err(|_| ChainError::OutsideRam)?;
-            let segment = Segment {
+            let writable = d.flags & DESC_F_WRITE != 0;
+            let mut segment = Segment {
                 ipa: d.addr,
                 len: u64::from(d.len),
-                writable: d.flags & DESC_F_WRITE != 0,
+                writable,
             };
+            // VIRTIO_F_INDIRECT_DESC is not offered, so the flag is an
+            // error; the buffer must be inside the VM's RAM (checked
+            // arithmetic: addr + len must not wrap).
+            let fault = if d.flags & DESC_F_INDIRECT != 0 {
+                Some(ChainError::Indirect)
+            } else if ram.slice(d.addr, u64::from(d.len)).is_err() {
+                Some(ChainError::OutsideRam)
+            } else {
+                None
+            };
+            if let Some(fault) = fault {
+                chain.fault.get_or_insert(fault);
+                segment = Segment {
+                    ipa: 0,
+                    len: 0,
+                    writable,
+                };
+            }
             chain
                 .segments
                 .push(segment)
@@ -207,12 +223,12 @@ struct Descriptor {
     next: u16,
 }
 
-/// Why a chain was not walked to its end.
+/// Why a chain was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChainError {
-    /// A head or `next` that is not below the queue size.
+    /// A head or `next` that is not below the queue size (no end).
     BadIndex(u16),
-    /// More descriptors than the queue has: a loop.
+    /// More descriptors than the queue has: a loop (no end).
     TooLong,
     /// An indirect table (not negotiated).
     Indirect,
@@ -222,7 +238,8 @@ pub enum ChainError {
     Unreachable,
 }
 
-/// One buffer of a chain, checked to be inside RAM when walked.
+/// One buffer of a chain, checked to be inside RAM when walked (or empty,
+/// standing for a refused descriptor).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Segment {
     pub ipa: u64,
@@ -234,6 +251,8 @@ pub struct Segment {
 #[derive(Default)]
 pub struct Chain {
     pub segments: heapless::Vec<Segment, { QUEUE_NUM_MAX as usize }>,
+    /// The first descriptor refused, if any: the request fails with IOERR.
+    pub fault: Option<ChainError>,
 }
 
 /// A position in a run of segments, read or written in order so that each
