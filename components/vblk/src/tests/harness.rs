@@ -5,7 +5,7 @@
 use crate::blk::{S_IOERR, T_IN};
 use crate::queue::{DESC_F_NEXT, DESC_F_WRITE};
 use crate::*;
-use core::cell::{Cell, RefCell};
+use core::cell::Cell;
 use hv::memory::GuestSlice;
 use std::prelude::rust_2021::*;
 use std::vec;
@@ -25,7 +25,6 @@ pub struct TestRam {
     bytes: Vec<u8>,
     /// read_guest calls that touched the descriptor table.
     pub desc_reads: Cell<u64>,
-    pub reads: RefCell<Vec<(u64, u64)>>,
 }
 
 impl TestRam {
@@ -34,7 +33,6 @@ impl TestRam {
             ram: GuestRam::new(IPA_BASE, PA_BASE, RAM_SIZE),
             bytes: vec![0; RAM_SIZE as usize],
             desc_reads: Cell::new(0),
-            reads: RefCell::new(Vec::new()),
         }
     }
 
@@ -69,7 +67,6 @@ impl GuestMemory for TestRam {
         if from.pa() < desc_pa + 0x1000 && from.pa() + from.len() > desc_pa {
             self.desc_reads.set(self.desc_reads.get() + 1);
         }
-        self.reads.borrow_mut().push((from.pa(), from.len()));
         buf.copy_from_slice(&self.bytes[self.range(from)]);
     }
 

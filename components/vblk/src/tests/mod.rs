@@ -361,12 +361,15 @@ fn wrong_directions_are_refused() {
     let st = vm.status_byte();
     vm.submit(&[wr(h, 16), wr(st, 1)]);
     assert_eq!(vm.status_at(st), IOERR);
-    // Readable after writable.
-    let h = vm.header(T_OUT, 0);
-    let d = vm.alloc(512, 0xee);
+    // Readable after writable: half the data-in in a buffer the device
+    // may only read.
+    let h = vm.header(T_IN, 0);
+    let d = vm.alloc(256, 0xee);
+    let x = vm.alloc(256, 0xee);
     let st = vm.status_byte();
-    vm.submit(&[ro(h, 16), wr(d, 512), ro(d, 512), wr(st, 1)]);
+    vm.submit(&[ro(h, 16), wr(d, 256), ro(x, 256), wr(st, 1)]);
     assert_eq!(vm.status_at(st), IOERR);
+    assert!(vm.mem.get(x, 256).iter().all(|&b| b == 0xee));
     // A status byte the device may not write: completed, length 0.
     let h = vm.header(T_IN, 0);
     let d = vm.alloc(512, 0xee);
@@ -530,4 +533,28 @@ fn failed_status_stops_processing() {
     vm.push_avail(head);
     vm.kick();
     assert!(vm.used().is_empty());
+}
+
+#[test]
+fn ring_indices_wrap_at_u16() {
+    let mut vm = Vm::with_queue(8);
+    let mut heads = Vec::new();
+    for _ in 0..4 {
+        let h = vm.header(T_FLUSH, 0);
+        let st = vm.status_byte();
+        heads.push(vm.chain(&[ro(h, 16), wr(st, 1)]));
+    }
+    // 65544 requests, 8 at a time: avail.idx and used.idx wrap once.
+    for round in 0..65544 / 4 {
+        for &head in &heads {
+            vm.push_avail(head);
+        }
+        if round % 2 == 1 {
+            vm.kick();
+            assert_eq!(vm.used().len(), 8);
+        }
+    }
+    assert_eq!(vm.mem.u16_at(USED + 2), (65544u32 % 65536) as u16);
+    assert_eq!(vm.dev.stats().completed, 65544);
+    assert_eq!(vm.disk.flushes, 65544);
 }

@@ -37,7 +37,7 @@ fn len() -> impl Strategy<Value = u32> {
     ]
 }
 
-fn descriptor(num: u16) -> impl Strategy<Value = (u64, u32, u16, u16)> {
+fn descriptor(num: u16) -> impl Strategy<Value = Desc> {
     (
         addr(),
         len(),
@@ -59,7 +59,12 @@ fn header() -> impl Strategy<Value = (u32, u64)> {
     )
 }
 
-fn queue() -> impl Strategy<Value = (u16, Vec<(u64, u32, u16, u16)>, Vec<Vec<u16>>)> {
+/// A descriptor: addr, len, flags, next.
+type Desc = (u64, u32, u16, u16);
+/// Queue size, descriptor table, batches of avail heads.
+type Queue = (u16, Vec<Desc>, Vec<Vec<u16>>);
+
+fn queue() -> impl Strategy<Value = Queue> {
     prop_oneof![Just(1u16), Just(2), Just(4), Just(8), Just(16), Just(128)].prop_flat_map(|num| {
         (
             Just(num),
