@@ -110,3 +110,30 @@ impl BlockBackend for MemDisk {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mem_disk_checks_ranges_and_read_only() {
+        let mut d = MemDisk::new(4, false);
+        assert_eq!(d.sectors(), 4);
+        assert_eq!(d.write(3, &[7; 512]), Ok(()));
+        let mut buf = [0; 1024];
+        assert_eq!(d.read(2, &mut buf), Ok(()));
+        assert_eq!((buf[0], buf[512]), (0, 7));
+        assert_eq!(d.read(3, &mut buf), Err(BackendError::OutOfRange));
+        assert_eq!(
+            d.read(u64::MAX, &mut buf[..512]),
+            Err(BackendError::OutOfRange)
+        );
+        assert_eq!(d.read(0, &mut buf[..100]), Err(BackendError::OutOfRange));
+        assert_eq!(d.flush(), Ok(()));
+        assert_eq!(d.flushes(), 1);
+        let mut r = MemDisk::from_bytes(alloc::vec![1; 1000], true);
+        assert_eq!(r.sectors(), 1);
+        assert_eq!(r.write(0, &[0; 512]), Err(BackendError::ReadOnly));
+        assert_eq!(r.bytes(), &[1; 512][..]);
+    }
+}

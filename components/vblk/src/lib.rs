@@ -5,10 +5,12 @@
 //! Wiring (the core's job, not this crate's): the device sits in a VM's
 //! device table as an [`MmioDevice`]; its registers only record that the
 //! guest wrote QueueNotify ([`VirtioBlk::notified`]), because an MMIO
-//! access gets no guest memory. After such a write the core calls
-//! [`VirtioBlk::process`] with the VM's [`GuestRam`], the platform's
-//! [`GuestMemory`] and the volume's backend, and applies the returned
-//! [`Signal`] to [`MmioDevice::irq`] as it does a write's.
+//! access gets no guest memory. After such a write, still in the trap, the
+//! core calls [`VirtioBlk::process`] with the VM's [`GuestRam`], the
+//! platform's [`GuestMemory`] and the volume's [`BlockBackend`], and
+//! applies the returned [`Signal`] to [`MmioDevice::irq`] as it does a
+//! write's; since the table holds `dyn MmioDevice`, that needs either a
+//! typed list of block devices beside it or a trait hook for "has work".
 //!
 //! Choices, and why:
 //! - Features offered: VERSION_1, FLUSH, SEG_MAX (so Linux sends up to
@@ -25,8 +27,10 @@
 //!   it, else with length 0; so does a chain with no end (an index past
 //!   the queue, a loop), with length 0: nothing is ever left hanging.
 //! - The interrupt is a level line, `InterruptStatus != 0`, as QEMU's
-//!   virtio-mmio drives it; the guest's InterruptACK lowers it. The guest's
-//!   device tree should say level-high.
+//!   virtio-mmio model drives it; the guest's InterruptACK lowers it, and
+//!   a completion the guest has not acknowledged keeps it high, so none is
+//!   lost between the handler's read and its ACK. The guest's device tree
+//!   should say level-high (QEMU's own says edge).
 //! - Sectors are 512 bytes and relative to the volume; the range check is
 //!   against the volume's own size, with checked arithmetic.
 //! - A driver that corrupts its queue beyond repair (rings outside RAM,
