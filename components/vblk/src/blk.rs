@@ -127,10 +127,13 @@ fn request<B: BlockBackend>(
             }
             (S_OK, 0)
         }
+        // Linux sends FLUSH as header and status only.
+        T_FLUSH if data_out != 0 || in_len != 0 => (S_IOERR, 0),
         T_FLUSH => match v.disk.flush() {
             Ok(()) => (S_OK, 0),
             Err(_) => (S_IOERR, 0),
         },
+        T_GET_ID if data_out != 0 => (S_IOERR, 0),
         T_GET_ID => {
             // Never more than the guest's buffers hold.
             let n = in_len.min(ID_BYTES as u64) as usize;

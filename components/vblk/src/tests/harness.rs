@@ -25,6 +25,10 @@ pub struct TestRam {
     bytes: Vec<u8>,
     /// read_guest calls that touched the descriptor table.
     pub desc_reads: Cell<u64>,
+    /// A guest-physical range the device should never read, and how
+    /// often it did.
+    pub watch: Cell<(u64, u64)>,
+    pub watch_hits: Cell<u64>,
 }
 
 impl TestRam {
@@ -33,6 +37,8 @@ impl TestRam {
             ram: GuestRam::new(IPA_BASE, PA_BASE, RAM_SIZE),
             bytes: vec![0; RAM_SIZE as usize],
             desc_reads: Cell::new(0),
+            watch: Cell::new((0, 0)),
+            watch_hits: Cell::new(0),
         }
     }
 
@@ -66,6 +72,11 @@ impl GuestMemory for TestRam {
         let desc_pa = PA_BASE + (DESC - IPA_BASE);
         if from.pa() < desc_pa + 0x1000 && from.pa() + from.len() > desc_pa {
             self.desc_reads.set(self.desc_reads.get() + 1);
+        }
+        let (start, end) = self.watch.get();
+        let ipa = from.pa() - PA_BASE + IPA_BASE;
+        if ipa < end && ipa + from.len() > start {
+            self.watch_hits.set(self.watch_hits.get() + 1);
         }
         buf.copy_from_slice(&self.bytes[self.range(from)]);
     }
