@@ -299,7 +299,10 @@ pub fn run(ws: &Workspace, board: &str) -> Result<()> {
             let was = if i == 0 {
                 "previous run".to_string()
             } else {
-                before.get(figure.trim()).cloned().unwrap_or_else(|| "-".into())
+                before
+                    .get(figure.trim())
+                    .cloned()
+                    .unwrap_or_else(|| "-".into())
             };
             [figure, value, was, unit]
         })

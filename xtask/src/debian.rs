@@ -37,8 +37,8 @@ const PIN: &str = "KERNEL_ABI and KERNEL_PACKAGE_VERSION in xtask/src/debian.rs"
 
 /// Modules the initramfs carries, under `/lib/modules/<ver>/kernel/`, in
 /// load order (each one's `depends=` comes before it; checked when built).
-/// crc32c_generic is jbd2's and ext4's soft dependency. No module is loaded
-/// by `/init` yet.
+/// crc32c_generic is jbd2's and ext4's soft dependency. `/init` loads them
+/// all, in this order, and says which are in.
 pub const MODULES: &[&str] = &[
     "drivers/virtio/virtio_mmio.ko",
     "drivers/block/virtio_blk.ko",
@@ -187,7 +187,7 @@ pub fn linux_assets(ws: &Workspace, flavour: Flavour) -> Result<Assets> {
     let kernel = kernel(ws, flavour)?;
     let busybox = busybox(ws, flavour.arch())?;
     let modules = initramfs_modules(&kernel)?;
-    let init = initramfs::init_script(&kernel.version);
+    let init = initramfs::init_script(&kernel.version, MODULES);
     let initrd = ws
         .target
         .join("debian")

@@ -19,6 +19,10 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 echo "tessera-init: {version} up"
+for m in {modules}; do
+    insmod /lib/modules/{version}/kernel/$m || echo "tessera-init: insmod $m failed"
+done
+echo "tessera-init: modules $(cut -d' ' -f1 /proc/modules | sort | tr '\n' ' ')"
 exec setsid cttyhack sh
 "#;
 
@@ -45,9 +49,12 @@ const S_IFCHR: u32 = 0o020_000;
 /// Bump when the layout changes, so cached initramfs files are rebuilt.
 const FORMAT: &str = "tessera-initramfs 1";
 
-/// [`INIT_TEMPLATE`] for kernel release `version`.
-pub fn init_script(version: &str) -> String {
-    INIT_TEMPLATE.replace("{version}", version)
+/// [`INIT_TEMPLATE`] for kernel release `version`, loading `modules`
+/// (paths under `/lib/modules/<version>/kernel/`) in that order.
+pub fn init_script(version: &str, modules: &[&str]) -> String {
+    INIT_TEMPLATE
+        .replace("{version}", version)
+        .replace("{modules}", &modules.join(" "))
 }
 
 struct Entry {
@@ -217,7 +224,7 @@ mod tests {
         std::fs::write(&ko, b"\x7fELF fake module").unwrap();
         let dest = "lib/modules/6.1.0-50-arm64/kernel/drivers/block/virtio_blk.ko";
         let out = dir.join("initrd.gz");
-        let init = init_script("6.1.0-50-arm64");
+        let init = init_script("6.1.0-50-arm64", &["drivers/block/virtio_blk.ko"]);
         build(&busybox, &[(ko, dest.into())], &init, &out).unwrap();
 
         let entries = list(&out);
@@ -229,6 +236,12 @@ mod tests {
                 )
             })
         };
+        let init_text = String::from_utf8(find("init").3.clone()).unwrap();
+        assert!(
+            init_text.contains("for m in drivers/block/virtio_blk.ko; do")
+                && init_text.contains("insmod /lib/modules/6.1.0-50-arm64/kernel/$m"),
+            "/init loads the modules: {init_text}"
+        );
         assert_eq!(find("bin/busybox").1, 0o100755);
         assert_eq!(find("bin/busybox").3, b"\x7fELF fake busybox");
         assert_eq!(find("init").1, 0o100755);

@@ -21,7 +21,7 @@ fn gnu_cpio_lists_our_initramfs() {
     initramfs::build(
         &busybox,
         &[(ko, dest.into())],
-        &initramfs::init_script("6.1.0-50-arm64"),
+        &initramfs::init_script("6.1.0-50-arm64", xtask::debian::MODULES),
         &out,
     )
     .unwrap();
