@@ -34,8 +34,14 @@ impl QueueConfig {
         num.is_power_of_two() && num <= QUEUE_NUM_MAX
     }
 
-    /// The three areas, each checked to lie inside RAM, or `None`.
+    /// The three areas, each checked to lie inside RAM, of a queue of a
+    /// valid size, or `None`.
     pub fn areas(&self, ram: &GuestRam) -> Option<Areas> {
+        // Ring positions are taken modulo `num`: never 0, whatever the
+        // register state machine let through.
+        if !Self::valid_size(self.num) {
+            return None;
+        }
         let num = u64::from(self.num);
         ram.slice(self.desc, DESC_SIZE * num).ok()?;
         // flags, idx, ring[num], used_event
