@@ -69,13 +69,14 @@ pub fn resolve(disk: &mut impl BlockRead, vg: &str, lv: &str) -> Result<Volume, 
     }))
 }
 
+/// One LV as [`list_pv`] finds it: VG name, LV name, size in sectors or
+/// why it cannot be mapped.
+pub type ListedLv = (String, String, Result<u64, LayoutError>);
+
 /// The LVs of the VG on PV `pv`: VG name, LV name, and the LV's size in
 /// sectors or why it cannot be mapped (checked as [`resolve`] checks it,
 /// extents past the disk included).
-pub fn list_pv(
-    disk: &mut impl BlockRead,
-    pv: Partition,
-) -> Result<Vec<(String, String, Result<u64, LayoutError>)>, LayoutError> {
+pub fn list_pv(disk: &mut impl BlockRead, pv: Partition) -> Result<Vec<ListedLv>, LayoutError> {
     let (uuid, text) = read_pv(disk, pv)?;
     let root = text::parse(&text)?;
     let (name, vg_sec) = vg_section(&root)?;

@@ -101,7 +101,7 @@ pub fn human_size(bytes: u64) -> String {
             let whole = bytes / scale;
             // Tenths, rounded down, so "1023.9 KiB" never reads "1024.0".
             let tenths = (u128::from(bytes % scale) * 10 / u128::from(scale)) as u64;
-            if bytes % scale == 0 {
+            if bytes.is_multiple_of(scale) {
                 format!("{whole} {}", UNITS[i])
             } else {
                 format!("{whole}.{tenths} {}", UNITS[i])
