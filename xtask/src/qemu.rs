@@ -78,6 +78,12 @@ pub fn attach_disk(cmd: &mut Command, image: &Path) {
         .args(["-device", "virtio-blk-device,drive=hd"]);
 }
 
+/// QEMU's virtio-mmio transports at `version` (1: legacy, 2: modern).
+pub fn virtio_mmio_version(cmd: &mut Command, version: u32) {
+    let legacy = if version == 1 { "true" } else { "false" };
+    cmd.args(["-global", &format!("virtio-mmio.force-legacy={legacy}")]);
+}
+
 /// Boots `built` with the serial port on this terminal, and `disk` as its
 /// disk if given.
 pub fn run_interactive(spec: &QemuSpec, built: &Built, disk: Option<&Path>) -> Result<()> {

@@ -425,6 +425,9 @@ fn boot(ws: &Workspace, scenario: &Scenario) -> Result<Outcome> {
     if let Some(disk) = prepare_disk(ws, scenario)? {
         qemu::attach_disk(&mut cmd, &disk);
     }
+    if let Some(version) = scenario.virtio_mmio_version {
+        qemu::virtio_mmio_version(&mut cmd, version);
+    }
     cmd.args(qemu::HEADLESS);
     if scenario.icount {
         cmd.args(qemu::ICOUNT);

@@ -1295,3 +1295,20 @@ fn scenario_disk_is_checked() {
     );
     says(&err, &["its SD card as its disk"]);
 }
+
+#[test]
+fn scenario_virtio_mmio_version_is_1_or_2() {
+    assert_eq!(
+        load_scenario(&fixture("scenarios/disk.toml"))
+            .unwrap()
+            .virtio_mmio_version,
+        None
+    );
+    let path = fixture("scenarios/virtio_mmio_3.toml");
+    let err = load_scenario(&path).unwrap_err();
+    assert_eq!(
+        (err.file.as_path(), err.line, err.field.as_str()),
+        (path.as_path(), 7, "virtio-mmio-version")
+    );
+    says(&err, &["virtio-mmio version 3 does not exist", "1 (legacy"]);
+}

@@ -47,6 +47,10 @@ pub struct Scenario {
     /// `-drive if=none,...,id=hd -device virtio-blk-device,drive=hd`. QEMU
     /// never writes the file named here, only the copy in `target/`.
     pub disk: Option<PathBuf>,
+    /// The virtio-mmio transport version QEMU's devices speak: 1 (legacy,
+    /// QEMU 7.2's default) or 2 (`-global virtio-mmio.force-legacy=false`);
+    /// `None` leaves QEMU's default.
+    pub virtio_mmio_version: Option<u32>,
     /// The scenario's `[compose]`, over the board's (see [`Scenario::plan`]).
     pub(super) compose: Option<ComposeOverride>,
     disk_span: Option<std::ops::Range<usize>>,
@@ -75,6 +79,7 @@ struct ScenarioFile {
     boot: Boot,
     compose: Option<ComposeOverride>,
     disk: Option<Spanned<String>>,
+    virtio_mmio_version: Option<Spanned<u32>>,
 }
 
 /// One `input` entry: `send` is typed once a serial line contains `after`
@@ -337,6 +342,17 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
                 .with_help("remove disk, or boot = \"kernel\""));
         }
     }
+    if let Some(version) = &file.virtio_mmio_version {
+        if !matches!(version.get_ref(), 1 | 2) {
+            return Err(src
+                .error(
+                    version.span(),
+                    "virtio-mmio-version",
+                    format!("virtio-mmio version {} does not exist", version.get_ref()),
+                )
+                .with_help("1 (legacy, QEMU 7.2's default) or 2"));
+        }
+    }
     let vms = file
         .vm
         .map(|vm| VmSource::new(path.to_path_buf(), text.clone(), Some(vm)));
@@ -361,6 +377,7 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
         boot: file.boot,
         disk_span: file.disk.as_ref().map(Spanned::span),
         disk: file.disk.map(|d| PathBuf::from(d.into_inner())),
+        virtio_mmio_version: file.virtio_mmio_version.map(Spanned::into_inner),
         compose: file.compose,
         board_span: file.board.span(),
         text,
