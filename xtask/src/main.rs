@@ -112,7 +112,7 @@ fn run(command: Command) -> Result<()> {
                 // Fail on a board without [qemu] before compiling anything.
                 let spec = qemu::spec(&profile)?;
                 let built = compose::build(&ws, &profile, None, &board)?;
-                qemu::run_interactive(spec, &built)?;
+                qemu::run_interactive(spec, &built, None)?;
             }
             (None, scenario) => {
                 let name = scenario.as_deref().unwrap_or(DEMO_SCENARIO);

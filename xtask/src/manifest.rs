@@ -84,6 +84,12 @@ pub fn render(c: &Composition, sizes: &Sizes) -> String {
         "  uart driver  {} at {:#x}",
         c.uart.driver, c.uart.base
     ));
+    if let Some(disk) = &c.disk {
+        line(format!(
+            "  disk driver  {} at {:#x} (INTID {}, polled)",
+            disk.driver, disk.base, disk.irq
+        ));
+    }
     line(format!("  gic          v{} (vgic v{0})", c.gic.version));
     let pv: Vec<String> = config::components::of(config::components::Kind::Pv)
         .map(|p| p.name.to_string())

@@ -69,9 +69,28 @@ pub const ICOUNT: [&str; 2] = ["-icount", "shift=0,align=off,sleep=off"];
 /// Serial on stdout, nothing else, for reading it from a program.
 pub const HEADLESS: [&str; 6] = ["-display", "none", "-serial", "stdio", "-monitor", "none"];
 
-/// Boots `built` with the serial port on this terminal.
-pub fn run_interactive(spec: &QemuSpec, built: &Built) -> Result<()> {
+/// Attaches `image` (a raw disk image) as a virtio-blk device: the first
+/// one takes QEMU virt's highest virtio-mmio slot, 0x0a003e00, which the
+/// QEMU boards' `[disk]` names.
+pub fn attach_disk(cmd: &mut Command, image: &Path) {
+    cmd.arg("-drive")
+        .arg(format!("if=none,file={},format=raw,id=hd", image.display()))
+        .args(["-device", "virtio-blk-device,drive=hd"]);
+}
+
+/// QEMU's virtio-mmio transports at `version` (1: legacy, 2: modern).
+pub fn virtio_mmio_version(cmd: &mut Command, version: u32) {
+    let legacy = if version == 1 { "true" } else { "false" };
+    cmd.args(["-global", &format!("virtio-mmio.force-legacy={legacy}")]);
+}
+
+/// Boots `built` with the serial port on this terminal, and `disk` as its
+/// disk if given.
+pub fn run_interactive(spec: &QemuSpec, built: &Built, disk: Option<&Path>) -> Result<()> {
     let mut cmd = command(spec, built)?;
+    if let Some(disk) = disk {
+        attach_disk(&mut cmd, disk);
+    }
     cmd.arg("-nographic");
     eprintln!(
         "xtask: booting {} in {}; the serial port is this terminal, Ctrl-A X quits",

@@ -355,7 +355,8 @@ pub fn run_interactive(ws: &Workspace, name: &str) -> Result<()> {
     composition.selftest = scenario.selftest.clone();
     let spec = qemu::spec(&profile)?.clone();
     let built = compose::build_planned(ws, composition)?;
-    qemu::run_interactive(&spec, &built)
+    let disk = prepare_disk(ws, &scenario)?;
+    qemu::run_interactive(&spec, &built, disk.as_deref())
 }
 
 /// The scenario's board and its composition `<board>+<scenario>`: as
@@ -368,6 +369,44 @@ pub fn plan(ws: &Workspace, scenario: &Scenario) -> Result<(Profile, Composition
     let known = Known::builtin(ws.guest_names()?);
     let composition = scenario.plan(&profile, &known, &name, &compose::Files::new(ws, &name))?;
     Ok((profile, composition))
+}
+
+/// The scenario's `disk`, copied (a `.gz` unpacked) to
+/// `target/disks/<board>+<scenario>.img` afresh for each boot, so that QEMU
+/// writes the copy, never the file in the tree; `None` without a disk.
+pub fn prepare_disk(ws: &Workspace, scenario: &Scenario) -> Result<Option<std::path::PathBuf>> {
+    let Some(disk) = &scenario.disk else {
+        return Ok(None);
+    };
+    let source = ws.root.join(disk);
+    let bytes = crate::workspace::read(&source).with_context(|| {
+        format!(
+            "{}: disk = {:?} (a path from the workspace root)",
+            scenario.path.display(),
+            disk.display()
+        )
+    })?;
+    let bytes = if source.extension().is_some_and(|e| e == "gz") {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(bytes.as_slice())
+            .read_to_end(&mut out)
+            .with_context(|| format!("unpacking {}", source.display()))?;
+        out
+    } else {
+        bytes
+    };
+    anyhow::ensure!(
+        !bytes.is_empty() && bytes.len() % 512 == 0,
+        "{}: the disk image is {} bytes, not a whole number of 512-byte sectors",
+        source.display(),
+        bytes.len()
+    );
+    let image = ws
+        .target
+        .join("disks")
+        .join(format!("{}+{}.img", scenario.board, scenario.name));
+    write(&image, bytes)?;
+    Ok(Some(image))
 }
 
 fn boot(ws: &Workspace, scenario: &Scenario) -> Result<Outcome> {
@@ -383,6 +422,12 @@ fn boot(ws: &Workspace, scenario: &Scenario) -> Result<Outcome> {
         Boot::UBoot => qemu::u_boot_command(&spec, &built, &sdcard::write_sdcard(&built)?)?,
         Boot::UBootFit => qemu::u_boot_command(&spec, &built, &sdcard::write_fit_sdcard(&built)?)?,
     };
+    if let Some(disk) = prepare_disk(ws, scenario)? {
+        qemu::attach_disk(&mut cmd, &disk);
+    }
+    if let Some(version) = scenario.virtio_mmio_version {
+        qemu::virtio_mmio_version(&mut cmd, version);
+    }
     cmd.args(qemu::HEADLESS);
     if scenario.icount {
         cmd.args(qemu::ICOUNT);

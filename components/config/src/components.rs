@@ -24,6 +24,10 @@ pub enum Kind {
     Vgic,
     /// `[uart] driver`: the console UART's driver.
     Uart,
+    /// `[disk] driver`: the hypervisor's own disk (optional). Its
+    /// `Component` has `unsafe fn at(base: usize) -> Result<Self, E>` with
+    /// `E: Display`, and is an `hv::disk::BlockDevice`.
+    Disk,
     /// Paravirtual back-ends: every one in the table is in every image
     /// (the console is not optional).
     Pv,
@@ -35,11 +39,12 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Scheduler,
         Kind::Gic,
         Kind::Vgic,
         Kind::Uart,
+        Kind::Disk,
         Kind::Pv,
         Kind::Device,
     ];
@@ -51,6 +56,7 @@ impl Kind {
             Kind::Gic => "GIC version",
             Kind::Vgic => "vGIC",
             Kind::Uart => "UART driver",
+            Kind::Disk => "disk driver",
             Kind::Pv => "PV back-end",
             Kind::Device => "emulated device",
         }
@@ -64,6 +70,7 @@ impl Kind {
             Kind::Gic => "Gic",
             Kind::Vgic => "Vgic",
             Kind::Uart => "Uart",
+            Kind::Disk => "Disk",
             Kind::Pv => "PV",
             Kind::Device => "new_device",
         }
@@ -161,6 +168,7 @@ pub const COMPONENTS: &[Component] = &[
     row(Vgic,      "v3",       "vgic-v3",        &["vgic-v3"],        "vgic_v3::Component"),
     row(Uart,      "pl011",    "drv-pl011",      &["drv-pl011"],      "drv_pl011::Component"),
     row(Uart,      "ns16550",  "drv-ns16550",    &["drv-ns16550"],    "drv_ns16550::Component"),
+    row(Disk,      "virtio-blk", "drv-virtio-blk", &["drv-virtio-blk"], "drv_virtio_blk::Component"),
     row(Device,    "sbsa-uart", "vuart-pl011",   &["vuart-pl011"],    "vuart_pl011::Component"),
     // hv's own console back-end (guest lines to the log): no feature.
     Component { kind: Pv, name: "console", feature: None, deps: &[], path: "pv_console", takes: &[] },

@@ -57,6 +57,18 @@ pub struct Uart {
     pub reg_io_width: u32,
 }
 
+/// The hypervisor's own disk (`[disk]`).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct Disk {
+    /// Driver component: "virtio-blk".
+    pub driver: String,
+    /// Its register window, mapped for the hypervisor only.
+    pub base: u64,
+    /// Its interrupt (INTID); unused while the driver polls.
+    pub irq: u32,
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub struct Gic {
@@ -94,6 +106,9 @@ pub struct Composition {
     /// for itself (code, data, heap, stacks).
     pub hypervisor: Region,
     pub uart: Uart,
+    /// The board's disk, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<Disk>,
     pub gic: Gic,
     pub timer: Timer,
     /// Scheduler component name ("rr", "credit", "static", "arinc653").
@@ -128,7 +143,8 @@ impl Composition {
 
     /// The rows of [`crate::components::COMPONENTS`] this composition is
     /// built from, in [`Kind::ALL`] order: the scheduler, the GIC driver, the
-    /// vGIC that GIC implies, the UART driver, and every PV back-end.
+    /// vGIC that GIC implies, the UART driver, the disk driver if there is a
+    /// disk, every PV back-end and the VMs' emulated devices.
     pub fn components(&self) -> Result<Vec<&'static Component>, String> {
         let pick = |kind: Kind, name: &str| {
             components::find(kind, name).ok_or_else(|| {
@@ -146,6 +162,9 @@ impl Composition {
                 .ok_or_else(|| format!("no vGIC for GICv{version} in the component table"))?,
             pick(Kind::Uart, &self.uart.driver)?,
         ];
+        if let Some(disk) = &self.disk {
+            chosen.push(pick(Kind::Disk, &disk.driver)?);
+        }
         chosen.extend(components::of(Kind::Pv));
         for device in self.vms.iter().flat_map(|vm| &vm.devices) {
             let row = pick(Kind::Device, &device.kind)?;
@@ -180,6 +199,33 @@ impl Composition {
                 Kind::Scheduler | Kind::Gic | Kind::Vgic | Kind::Uart => {
                     format!("pub type {item} = {};\n", rows[0].path)
                 }
+                // `probe_disk` is how the image reaches it: the chosen
+                // driver at the board's address, once, or None.
+                Kind::Disk => match (rows.first(), &self.disk) {
+                    (Some(row), Some(disk)) => format!(
+                        "pub type {item} = {path};\n\
+                         /// The board's disk (`[disk]`), probed by its driver; `None` when the\n\
+                         /// board has none or it was probed before (one driver per device).\n\
+                         pub fn probe_disk() -> Option<(&'static str, hv::disk::Probed)> {{\n\
+                         \x20   static PROBED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);\n\
+                         \x20   if PROBED.swap(true, core::sync::atomic::Ordering::AcqRel) {{\n\
+                         \x20       return None;\n\
+                         \x20   }}\n\
+                         \x20   // SAFETY: {base:#x} is the board's [disk] window: the composer checked it\n\
+                         \x20   // lies outside RAM and clear of the UART and GIC, the EL2 (HYP) map\n\
+                         \x20   // identity-maps it as device memory, no guest's stage 2 maps it, and\n\
+                         \x20   // PROBED makes this the only driver of it.\n\
+                         \x20   let disk = unsafe {{ {item}::at({base:#x}) }};\n\
+                         \x20   Some(({desc:?}, disk.map(|d| alloc::boxed::Box::new(d) as alloc::boxed::Box<dyn hv::disk::BlockDevice>).map_err(|e| alloc::format!(\"{{e}}\"))))\n\
+                         }}\n",
+                        path = row.path,
+                        base = disk.base,
+                        desc = format!("{} at {:#x}", disk.driver, disk.base),
+                    ),
+                    _ => "/// This board has no disk (`[disk]`).\n\
+                          pub fn probe_disk() -> Option<(&'static str, hv::disk::Probed)> {\n    None\n}\n"
+                        .to_string(),
+                },
                 Kind::Pv => {
                     let names: Vec<_> = rows.iter().map(|r| r.name).collect();
                     format!("pub const {item}: &str = {:?};\n", names.join(", "))

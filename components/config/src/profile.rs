@@ -16,8 +16,8 @@ pub use error::ProfileError;
 pub use plan::{plan, GuestFiles, LinuxFiles};
 pub use scenario::{load_scenario, Boot, Expect, Input, Scenario};
 pub use spec::{
-    Board, BoardSpans, ComposeSpec, GicSpec, MemorySpec, QemuSpec, RamSpec, TimerSpec, UartSpec,
-    VmSource, VmSpec, WindowSpec,
+    Board, BoardSpans, ComposeSpec, DiskSpec, GicSpec, MemorySpec, QemuSpec, RamSpec, TimerSpec,
+    UartSpec, VmSource, VmSpec, WindowSpec,
 };
 pub use units::{format_size, Period, Size};
 
@@ -36,6 +36,8 @@ pub struct Profile {
     pub board_spans: BoardSpans,
     pub memory: MemorySpec,
     pub uart: UartSpec,
+    /// `[disk]`, if the board has one.
+    pub disk: Option<DiskSpec>,
     pub gic: GicSpec,
     pub timer: TimerSpec,
     pub qemu: Option<QemuSpec>,
@@ -65,6 +67,7 @@ struct ProfileFile {
     board: spec::BoardFile,
     memory: MemorySpec,
     uart: UartSpec,
+    disk: Option<DiskSpec>,
     gic: GicSpec,
     timer: TimerSpec,
     qemu: Option<QemuSpec>,
@@ -78,6 +81,7 @@ struct ProfileFile {
 pub struct Known {
     pub schedulers: Vec<String>,
     pub uart_drivers: Vec<String>,
+    pub disk_drivers: Vec<String>,
     /// Guest crates under `guests/`.
     pub guests: Vec<String>,
 }
@@ -94,6 +98,7 @@ impl Known {
         Known {
             schedulers: names(crate::components::Kind::Scheduler),
             uart_drivers: names(crate::components::Kind::Uart),
+            disk_drivers: names(crate::components::Kind::Disk),
             guests,
         }
     }
@@ -177,6 +182,7 @@ pub fn parse_profile(path: &Path, text: &str) -> Result<Profile, ProfileError> {
         board_spans,
         memory: file.memory,
         uart: file.uart,
+        disk: file.disk,
         gic: file.gic,
         timer: file.timer,
         qemu: file.qemu,

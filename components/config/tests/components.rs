@@ -32,6 +32,7 @@ fn the_table_lists_every_component() {
         (Kind::Gic, &["2", "3"]),
         (Kind::Vgic, &["v2", "v3"]),
         (Kind::Uart, &["pl011", "ns16550"]),
+        (Kind::Disk, &["virtio-blk"]),
         (Kind::Pv, &["console"]),
         (Kind::Device, &["sbsa-uart"]),
     ] {
@@ -199,6 +200,14 @@ fn every_row_reaches_validation_features_and_items() {
             Kind::Uart => {
                 assert!(known.uart_drivers.iter().any(|s| s == row.name));
                 c.uart.driver = row.name.into();
+            }
+            Kind::Disk => {
+                assert!(known.disk_drivers.iter().any(|s| s == row.name));
+                c.disk = Some(config::composition::Disk {
+                    driver: row.name.into(),
+                    base: 0x0a00_3e00,
+                    irq: 79,
+                });
             }
             Kind::Gic => c.gic.version = row.name.parse().unwrap(),
             Kind::Vgic => c.gic.version = row.name[1..].parse().unwrap(),

@@ -113,15 +113,30 @@ fn reference_board_plans_to_expected_addresses() {
         .iter()
         .all(|v| (v.weight, v.cap_percent, v.cpu) == (256, 0, None)));
     assert!(c.windows.is_empty());
-    assert_eq!(c.features(), ["sched-rr", "gic-v2", "vgic-v2", "drv-pl011"]);
-    // The component items build.rs writes, each the table row's path.
     assert_eq!(
-        c.component_items().unwrap(),
+        c.features(),
+        [
+            "sched-rr",
+            "gic-v2",
+            "vgic-v2",
+            "drv-pl011",
+            "drv-virtio-blk"
+        ]
+    );
+    // The component items build.rs writes, each the table row's path (the
+    // disk's `probe_disk` is checked in qemu_boards_have_the_virtio_disk).
+    let items = c.component_items().unwrap();
+    assert!(items.starts_with(
         "pub type Scheduler = sched_rr::Component;\n\
          pub type Gic = drv_gicv2::Component;\n\
          pub type Vgic = vgic_v2::Component;\n\
          pub type Uart = drv_pl011::Component;\n\
-         pub const PV: &str = \"console\";\n\
+         pub type Disk = drv_virtio_blk::Component;\n"
+    ));
+    let pv = items.find("pub const PV").unwrap();
+    assert_eq!(
+        &items[pv..],
+        "pub const PV: &str = \"console\";\n\
          /// The emulated device of component row `kind`, for a VM.\n\
          #[allow(unused_variables, clippy::match_single_binding)]\n\
          pub fn new_device(kind: &str, vm_name: &'static str, vm_index: usize, intid: u32) -> Option<alloc::boxed::Box<dyn hv::device::MmioDevice>> {\n    \
@@ -1166,4 +1181,134 @@ fn scenario_cpus_is_bounded() {
         );
         says(&err, &[&format!("{n} CPUs is outside 1..=8"), "QEMU -smp"]);
     }
+}
+
+#[test]
+fn qemu_boards_have_the_virtio_disk() {
+    for board in ["qemu-virt-a64", "qemu-virt-a64-gicv3", "qemu-virt-a15"] {
+        let profile = load_board(&boards_dir(), board).unwrap();
+        let c = plan(&profile, None, &known(), board, &image).unwrap();
+        let disk = c.disk.as_ref().expect("the QEMU boards have a disk");
+        assert_eq!(
+            (disk.driver.as_str(), disk.base, disk.irq),
+            ("virtio-blk", 0x0a00_3e00, 79),
+            "{board}"
+        );
+        assert!(c.features().iter().any(|f| f == "drv-virtio-blk"));
+        let items = c.component_items().unwrap();
+        assert!(items.contains("pub type Disk = drv_virtio_blk::Component;"));
+        assert!(items.contains("Disk::at(0xa003e00)"), "{items}");
+        // It travels in the composition.
+        let back = Composition::from_toml(&c.to_toml()).unwrap();
+        assert_eq!(back.disk, c.disk);
+    }
+    // Boards without [disk] have none, and no driver.
+    let profile = load_board(&boards_dir(), "omap5").unwrap();
+    let known = Known::builtin(vec!["ticker".into(), "hello".into(), "spinner".into()]);
+    let c = plan(&profile, None, &known, "omap5", &image).unwrap();
+    assert!(c.disk.is_none());
+    assert!(!c.features().iter().any(|f| f == "drv-virtio-blk"));
+    let items = c.component_items().unwrap();
+    assert!(items.contains("pub fn probe_disk()") && !items.contains("pub type Disk"));
+}
+
+#[test]
+fn disk_driver_must_be_known() {
+    let err = bad("disk_unknown_driver", 23, "disk.driver");
+    says(
+        &err,
+        &[
+            "unknown disk driver 'virtio-blok'",
+            "the disk drivers there are: virtio-blk",
+            "did you mean 'virtio-blk'?",
+        ],
+    );
+}
+
+#[test]
+fn disk_is_outside_ram() {
+    let err = bad("disk_in_ram", 24, "disk.base");
+    says(
+        &err,
+        &["the disk's window 0x40000000..0x40000200 is inside RAM"],
+    );
+}
+
+#[test]
+fn disk_is_below_4_gib() {
+    let err = bad("disk_above_4g", 24, "disk.base");
+    says(&err, &["is above 4 GiB"]);
+}
+
+#[test]
+fn disk_clears_the_uart_and_the_gic() {
+    let err = bad("disk_overlaps_uart", 24, "disk.base");
+    says(&err, &["overlaps uart.base's 0x9000000..0x9001000"]);
+    let err = bad("disk_overlaps_gic", 24, "disk.base");
+    says(&err, &["overlaps gic.cpu-interface's 0x8010000..0x8020000"]);
+}
+
+#[test]
+fn disk_irq_is_an_spi() {
+    let err = bad("disk_irq_not_spi", 25, "disk.irq");
+    says(&err, &["INTID 27 is not an SPI (32..=1019)", "N + 32"]);
+}
+
+#[test]
+fn disk_fields_are_checked() {
+    let err = bad("disk_unknown_field", 26, "disk");
+    says(&err, &["unknown field 'intid'", "driver, base, irq"]);
+}
+
+#[test]
+fn scenario_disk_is_checked() {
+    let s = load_scenario(&fixture("scenarios/disk.toml")).unwrap();
+    assert_eq!(
+        s.disk.as_deref(),
+        Some(Path::new(
+            "components/disk-layout/tests/fixtures/lvm.img.gz"
+        ))
+    );
+    let profile = s.load_board(&boards_dir()).unwrap();
+    let c = s.plan(&profile, &known(), "test", &image).unwrap();
+    assert!(c.disk.is_some());
+    assert!(load_scenario(&fixture("scenarios/hello.toml"))
+        .unwrap()
+        .disk
+        .is_none());
+
+    let path = fixture("scenarios/disk_on_omap5.toml");
+    let s = load_scenario(&path).unwrap();
+    let profile = s.load_board(&boards_dir()).unwrap();
+    let err = s.plan(&profile, &known(), "test", &image).unwrap_err();
+    assert_eq!(
+        (err.file.as_path(), err.line, err.field.as_str()),
+        (path.as_path(), 6, "disk")
+    );
+    says(&err, &["board omap5 has no [disk]"]);
+
+    let path = fixture("scenarios/disk_u_boot.toml");
+    let err = load_scenario(&path).unwrap_err();
+    assert_eq!(
+        (err.file.as_path(), err.line, err.field.as_str()),
+        (path.as_path(), 7, "disk")
+    );
+    says(&err, &["its SD card as its disk"]);
+}
+
+#[test]
+fn scenario_virtio_mmio_version_is_1_or_2() {
+    assert_eq!(
+        load_scenario(&fixture("scenarios/disk.toml"))
+            .unwrap()
+            .virtio_mmio_version,
+        None
+    );
+    let path = fixture("scenarios/virtio_mmio_3.toml");
+    let err = load_scenario(&path).unwrap_err();
+    assert_eq!(
+        (err.file.as_path(), err.line, err.field.as_str()),
+        (path.as_path(), 7, "virtio-mmio-version")
+    );
+    says(&err, &["virtio-mmio version 3 does not exist", "1 (legacy"]);
 }

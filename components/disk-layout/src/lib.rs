@@ -17,6 +17,7 @@ extern crate std;
 mod crc;
 mod error;
 mod gpt;
+mod list;
 mod lvm;
 mod mbr;
 mod source;
@@ -24,6 +25,7 @@ mod text;
 mod volume;
 
 pub use error::{IoError, LayoutError};
+pub use list::{list, Item, Listing, TableKind};
 pub use source::{ParseError, Source};
 pub use volume::{Extent, MapError, Run, Runs, Volume, MAX_EXTENTS};
 

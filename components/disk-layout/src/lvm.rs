@@ -69,6 +69,41 @@ pub fn resolve(disk: &mut impl BlockRead, vg: &str, lv: &str) -> Result<Volume, 
     }))
 }
 
+/// One LV as [`list_pv`] finds it: VG name, LV name, size in sectors or
+/// why it cannot be mapped.
+pub type ListedLv = (String, String, Result<u64, LayoutError>);
+
+/// The LVs of the VG on PV `pv`: VG name, LV name, and the LV's size in
+/// sectors or why it cannot be mapped (checked as [`resolve`] checks it,
+/// extents past the disk included).
+pub fn list_pv(disk: &mut impl BlockRead, pv: Partition) -> Result<Vec<ListedLv>, LayoutError> {
+    let (uuid, text) = read_pv(disk, pv)?;
+    let root = text::parse(&text)?;
+    let (name, vg_sec) = vg_section(&root)?;
+    let vg = String::from_utf8_lossy(name).into_owned();
+    let disk_sectors = disk.sectors();
+    let mut out = Vec::new();
+    if let Some(lvs) = vg_sec.section("logical_volumes") {
+        for lv_sec in lvs.sections() {
+            let lv = String::from_utf8_lossy(lv_sec.name).into_owned();
+            let sectors = map_lv(&vg, vg_sec, &lv, &uuid, pv).and_then(|v| {
+                let inside = v.extents().iter().all(|e| {
+                    e.disk_sector
+                        .checked_add(e.sectors)
+                        .is_some_and(|end| end <= disk_sectors)
+                });
+                if inside {
+                    Ok(v.sectors())
+                } else {
+                    Err(LayoutError::ExtentPastDisk)
+                }
+            });
+            out.push((vg.clone(), lv, sectors));
+        }
+    }
+    Ok(out)
+}
+
 /// Reads `len` bytes at byte `offset` of partition `pv`, inside it.
 fn read_bytes(
     disk: &mut impl BlockRead,

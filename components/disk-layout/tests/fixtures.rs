@@ -659,3 +659,126 @@ fn too_many_lvm_partitions_are_refused() {
     assert_eq!(res(&mut d, "lvm:vg0/web"), Err(LayoutError::TooManyPvs(18)));
     assert!(res(&mut d, "part:19").is_ok());
 }
+
+#[test]
+fn list_lvm_disk() {
+    use disk_layout::{list, Item, TableKind};
+    let mut d = fixture("lvm");
+    let listing = list(&mut d).unwrap();
+    assert_eq!(listing.table, TableKind::Gpt);
+    let esp = res(&mut d, "gpt:esp").unwrap();
+    let pv = res(&mut d, "gpt:pv").unwrap();
+    let part = |number: u32, name: &str, v: &Volume, lvm: bool| Item::Partition {
+        number,
+        name: Some(name.to_string()),
+        start: v.extents()[0].disk_sector,
+        sectors: v.sectors(),
+        lvm,
+    };
+    let lv = |lv: &str, sectors: u64| Item::Lv {
+        vg: "vg0".into(),
+        lv: lv.into(),
+        sectors: Ok(sectors),
+    };
+    // 64 KiB extents: web has 8 + 4, db 6.
+    assert_eq!(
+        listing.items,
+        vec![
+            part(1, "esp", &esp, false),
+            part(2, "pv", &pv, true),
+            lv("web", 12 * 128),
+            lv("db", 6 * 128),
+        ]
+    );
+    assert_eq!(esp.sectors(), 1024);
+}
+
+#[test]
+fn list_mbr_and_gpt_disks() {
+    use disk_layout::{list, Item, TableKind};
+    let mut d = fixture("mbr");
+    let listing = list(&mut d).unwrap();
+    assert_eq!(listing.table, TableKind::Mbr);
+    let numbers: Vec<_> = listing
+        .items
+        .iter()
+        .map(|i| match i {
+            Item::Partition {
+                number, name, lvm, ..
+            } => {
+                assert!(name.is_none() && !lvm);
+                *number
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(numbers, [1, 2, 3]);
+
+    let mut d = fixture("gpt");
+    let listing = list(&mut d).unwrap();
+    assert_eq!(listing.table, TableKind::Gpt);
+    let names: Vec<_> = listing
+        .items
+        .iter()
+        .map(|i| match i {
+            Item::Partition { name, .. } => name.clone().unwrap(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(names, ["boot", "rootfs", "données"]);
+}
+
+#[test]
+fn list_whole_disk_pv_and_blank_disk() {
+    use disk_layout::{list, Item, TableKind};
+    let d = fixture("lvm");
+    let m = mda(&d);
+    let mut pv = MemDisk(d.0[m.pv..].to_vec());
+    let listing = list(&mut pv).unwrap();
+    assert_eq!(listing.table, TableKind::None);
+    assert_eq!(listing.items.len(), 2);
+    assert!(matches!(&listing.items[0], Item::Lv { lv, sectors: Ok(1536), .. } if lv == "web"));
+    // A blank disk: no table, no PV, nothing to list (not an error).
+    let mut blank = MemDisk(vec![0; 1 << 20]);
+    let listing = list(&mut blank).unwrap();
+    assert_eq!(listing.table, TableKind::None);
+    assert!(listing.items.is_empty());
+}
+
+#[test]
+fn list_reports_a_broken_pv_and_a_broken_lv_as_items() {
+    use disk_layout::{list, Item};
+    // An LV that is not linear is listed with its error; the others still are.
+    let mut d = rewrite(|t| {
+        edit_seg(
+            t,
+            "db",
+            "segment1",
+            "type = \"striped\"",
+            "type = \"raid1\"",
+        )
+    });
+    let items = list(&mut d).unwrap().items;
+    assert!(items.iter().any(|i| matches!(
+        i,
+        Item::Lv { lv, sectors: Err(LayoutError::SegmentType { .. }), .. } if lv == "db"
+    )));
+    assert!(items
+        .iter()
+        .any(|i| matches!(i, Item::Lv { lv, sectors: Ok(_), .. } if lv == "web")));
+    // A PV whose label is gone: the partitions are listed, the PV is an error.
+    let mut d = fixture("lvm");
+    let m = mda(&d);
+    for b in &mut d.0[m.pv..m.pv + 4 * 512] {
+        *b = 0;
+    }
+    let items = list(&mut d).unwrap().items;
+    assert_eq!(items.len(), 3);
+    assert!(matches!(
+        items[2],
+        Item::BadPv {
+            pv: 2,
+            error: LayoutError::NoLvmLabel
+        }
+    ));
+}

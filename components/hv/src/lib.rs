@@ -11,6 +11,7 @@ extern crate alloc;
 
 pub mod core;
 pub mod device;
+pub mod disk;
 pub mod layout;
 pub mod log;
 pub mod memory;

@@ -96,6 +96,7 @@ extern "C" fn tessera_main(_dtb: u64) -> ! {
         }
         _ => {}
     }
+    report_disk();
     let (platform, vif) = board::Board::new();
     let table = vm_table();
     let vm_count = table.vms.len();
@@ -117,6 +118,24 @@ extern "C" fn tessera_main(_dtb: u64) -> ! {
     let hv = HYPERVISOR.call_once(|| Mutex::new(hv));
     start_secondaries();
     cpu_loop(hv, CpuId(0))
+}
+
+/// The board's disk (`[disk]`), if it has one: probed once by its driver
+/// (polled, on this CPU, before any VM runs) and what is on it reported,
+/// one line for the disk and one per partition and LV. A missing or
+/// unreadable disk is a line too; the VMs start either way.
+fn report_disk() {
+    let Some((what, probed)) = c::probe_disk() else {
+        return;
+    };
+    match probed {
+        Ok(mut disk) => {
+            for line in hv::disk::report(what, disk.as_mut()) {
+                info!("{line}");
+            }
+        }
+        Err(e) => info!("disk: {what}: none ({e})"),
+    }
 }
 
 type Tessera = Hypervisor<board::Board, c::Scheduler, c::Vgic>;

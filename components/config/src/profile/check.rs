@@ -154,6 +154,7 @@ pub(super) fn board(p: &Profile) -> Result<BoardLayout, ProfileError> {
     }
     irqs(p)?;
     devices_outside_ram(p, &ram)?;
+    disk(p, &ram)?;
 
     let slice = &p.compose.time_slice;
     if slice.get_ref().0.is_zero() {
@@ -271,6 +272,94 @@ fn irqs(p: &Profile) -> Result<(), ProfileError> {
                 .error(irq.span(), field, format!("INTID {n} is also {other}"))
                 .with_help("each of these interrupts needs its own line; check the device tree"));
         }
+    }
+    Ok(())
+}
+
+/// Bytes of the disk's register window: a virtio-mmio slot.
+pub(super) const DISK_WINDOW: u64 = 0x200;
+/// Shared peripheral interrupts.
+const SPIS: std::ops::RangeInclusive<u32> = 32..=1019;
+/// The EL2 (HYP) map covers devices below 4 GiB only.
+const DEVICE_LIMIT: u64 = 1 << 32;
+
+/// `[disk]`: its window outside RAM, below 4 GiB and clear of the UART's
+/// and the GIC's frames (the hypervisor maps it for itself; no guest's
+/// stage 2 maps anything but RAM and the GIC's virtual CPU interface);
+/// its interrupt an SPI. The driver's name is checked with the others'.
+fn disk(p: &Profile, ram: &Region) -> Result<(), ProfileError> {
+    let Some(d) = &p.disk else { return Ok(()) };
+    let src = p.source();
+    let window = region(src, "disk.base", &d.base, DISK_WINDOW)?;
+    if window.overlaps(ram) {
+        return Err(src
+            .error(
+                d.base.span(),
+                "disk.base",
+                format!("the disk's window {} is inside RAM {}", range(&window), range(ram)),
+            )
+            .with_help("device registers live outside RAM; QEMU virt's first virtio-blk-device is at 0x0a003e00"));
+    }
+    if window.end() > DEVICE_LIMIT {
+        return Err(src
+            .error(
+                d.base.span(),
+                "disk.base",
+                format!("the disk's window {} is above 4 GiB", range(&window)),
+            )
+            .with_help("the hypervisor maps devices below 4 GiB only"));
+    }
+    let g = &p.gic;
+    let cpus = u64::from(p.board.cpus);
+    // Frame sizes as the device trees give them (the GICv2 frames are
+    // 4 or 8 KiB, listed as 64 KiB), a GICv3 redistributor per CPU.
+    let others = [
+        ("uart.base", Some(&p.uart.base), 0x1000),
+        ("gic.distributor", Some(&g.distributor), 0x1_0000),
+        ("gic.cpu-interface", g.cpu_interface.as_ref(), 0x1_0000),
+        ("gic.hyp-interface", g.hyp_interface.as_ref(), 0x1_0000),
+        (
+            "gic.virtual-cpu-interface",
+            g.virtual_cpu_interface.as_ref(),
+            0x1_0000,
+        ),
+        (
+            "gic.redistributor",
+            g.redistributor.as_ref(),
+            0x2_0000 * cpus,
+        ),
+    ];
+    for (field, base, size) in others.into_iter().filter_map(|(f, b, s)| Some((f, b?, s))) {
+        let b = *base.get_ref();
+        let other = Region {
+            base: b,
+            size: size.min(u64::MAX - b),
+        };
+        if window.overlaps(&other) {
+            return Err(src
+                .error(
+                    d.base.span(),
+                    "disk.base",
+                    format!(
+                        "the disk's window {} overlaps {field}'s {}",
+                        range(&window),
+                        range(&other)
+                    ),
+                )
+                .with_help(
+                    "check the disk's address in the board's device tree (a virtio,mmio node)",
+                ));
+        }
+    }
+    let irq = *d.irq.get_ref();
+    if !SPIS.contains(&irq) {
+        return Err(src
+            .error(
+                d.irq.span(),
+                "disk.irq",
+                format!("INTID {irq} is not an SPI (32..=1019)"),
+            )
+            .with_help("device trees give SPIs as <0 N ...>: the INTID is N + 32"));
     }
     Ok(())
 }

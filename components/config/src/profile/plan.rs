@@ -6,7 +6,7 @@ use super::scenario::ComposeOverride;
 use super::schedule;
 use super::units::format_size;
 use super::{linux, Known, Profile, VmSource};
-use crate::composition::{Arch, Composition, Gic, Region, Timer, Uart};
+use crate::composition::{Arch, Composition, Disk, Gic, Region, Timer, Uart};
 use crate::vm::{Blob, GuestWidth, LinuxBoot, VmConfig, DEFAULT_WEIGHT};
 use std::path::PathBuf;
 use toml::Spanned;
@@ -110,6 +110,15 @@ pub(super) fn plan_with(
         "UART driver",
         &known.uart_drivers,
     )?;
+    if let Some(disk) = &profile.disk {
+        known_name(
+            src,
+            &disk.driver,
+            "disk.driver",
+            "disk driver",
+            &known.disk_drivers,
+        )?;
+    }
     // A scenario's vgic (the board's own is refused with the board).
     if let Some((vgic, src)) = compose.and_then(|(c, src)| Some((c.vgic.as_ref()?, src))) {
         return Err(check::vgic_gone(src, vgic, profile));
@@ -231,6 +240,11 @@ pub(super) fn plan_with(
                 .as_ref()
                 .map_or(1, |w| *w.get_ref()),
         },
+        disk: profile.disk.as_ref().map(|d| Disk {
+            driver: d.driver.get_ref().clone(),
+            base: *d.base.get_ref(),
+            irq: *d.irq.get_ref(),
+        }),
         gic: Gic {
             version: *g.version.get_ref(),
             distributor: *g.distributor.get_ref(),

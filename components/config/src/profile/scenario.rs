@@ -42,8 +42,18 @@ pub struct Scenario {
     pub cpus: Option<u32>,
     /// How the image reaches the machine.
     pub boot: Boot,
+    /// A disk image (path from the workspace root; `.gz` is unpacked into
+    /// `target/disks/` first) that QEMU attaches as the board's `[disk]`:
+    /// `-drive if=none,...,id=hd -device virtio-blk-device,drive=hd`. QEMU
+    /// never writes the file named here, only the copy in `target/`.
+    pub disk: Option<PathBuf>,
+    /// The virtio-mmio transport version QEMU's devices speak: 1 (legacy,
+    /// QEMU 7.2's default) or 2 (`-global virtio-mmio.force-legacy=false`);
+    /// `None` leaves QEMU's default.
+    pub virtio_mmio_version: Option<u32>,
     /// The scenario's `[compose]`, over the board's (see [`Scenario::plan`]).
     pub(super) compose: Option<ComposeOverride>,
+    disk_span: Option<std::ops::Range<usize>>,
     text: String,
     board_span: std::ops::Range<usize>,
 }
@@ -68,6 +78,8 @@ struct ScenarioFile {
     #[serde(default)]
     boot: Boot,
     compose: Option<ComposeOverride>,
+    disk: Option<Spanned<String>>,
+    virtio_mmio_version: Option<Spanned<u32>>,
 }
 
 /// One `input` entry: `send` is typed once a serial line contains `after`
@@ -190,6 +202,22 @@ impl Scenario {
         name: &str,
         files: &dyn super::plan::GuestFiles,
     ) -> Result<Composition, ProfileError> {
+        if let (Some(span), None) = (&self.disk_span, &profile.disk) {
+            let src = Source {
+                path: &self.path,
+                text: &self.text,
+            };
+            return Err(src
+                .error(
+                    span.clone(),
+                    "disk",
+                    format!(
+                        "board {} has no [disk], so nothing would read this disk",
+                        self.board
+                    ),
+                )
+                .with_help("run the scenario on a board with a [disk] section (the QEMU boards have one), or remove disk"));
+        }
         let over = super::plan::Override {
             src: Source {
                 path: &self.path,
@@ -298,6 +326,33 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
                 )));
         }
     }
+    if let Some(disk) = &file.disk {
+        if disk.get_ref().is_empty() {
+            return Err(src
+                .error(disk.span(), "disk", "the disk image's path is empty")
+                .with_help("name a raw disk image from the workspace root, e.g. disk = \"components/disk-layout/tests/fixtures/lvm.img.gz\""));
+        }
+        if file.boot != Boot::Kernel {
+            return Err(src
+                .error(
+                    disk.span(),
+                    "disk",
+                    "a scenario booted by u-boot has its SD card as its disk",
+                )
+                .with_help("remove disk, or boot = \"kernel\""));
+        }
+    }
+    if let Some(version) = &file.virtio_mmio_version {
+        if !matches!(version.get_ref(), 1 | 2) {
+            return Err(src
+                .error(
+                    version.span(),
+                    "virtio-mmio-version",
+                    format!("virtio-mmio version {} does not exist", version.get_ref()),
+                )
+                .with_help("1 (legacy, QEMU 7.2's default) or 2"));
+        }
+    }
     let vms = file
         .vm
         .map(|vm| VmSource::new(path.to_path_buf(), text.clone(), Some(vm)));
@@ -320,6 +375,9 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
         selftest: file.selftest.map(Spanned::into_inner),
         cpus: file.cpus.map(Spanned::into_inner),
         boot: file.boot,
+        disk_span: file.disk.as_ref().map(Spanned::span),
+        disk: file.disk.map(|d| PathBuf::from(d.into_inner())),
+        virtio_mmio_version: file.virtio_mmio_version.map(Spanned::into_inner),
         compose: file.compose,
         board_span: file.board.span(),
         text,

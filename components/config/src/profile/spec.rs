@@ -78,6 +78,19 @@ pub struct UartSpec {
     pub reg_io_width: Option<Spanned<u32>>,
 }
 
+/// `[disk]`: the hypervisor's own disk (optional; a board without it has
+/// none).
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DiskSpec {
+    /// Driver component: "virtio-blk".
+    pub driver: Spanned<String>,
+    /// The device's register window (a virtio-mmio slot).
+    pub base: Spanned<u64>,
+    /// Its interrupt (INTID, an SPI); the driver polls for now.
+    pub irq: Spanned<u32>,
+}
+
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct GicSpec {
