@@ -215,7 +215,9 @@ impl Composition {
                          \x20   // lies outside RAM and clear of the UART and GIC, the EL2 (HYP) map\n\
                          \x20   // identity-maps it as device memory, no guest's stage 2 maps it, and\n\
                          \x20   // PROBED makes this the only driver of it.\n\
-                         \x20   let disk = unsafe {{ {item}::at({base:#x}) }};\n\
+                         \x20   let disk = unsafe {{ // SAFETY: as above.\n\
+                         \x20       {item}::at({base:#x})\n\
+                         \x20   }};\n\
                          \x20   Some(({desc:?}, disk.map(|d| alloc::boxed::Box::new(d) as alloc::boxed::Box<dyn hv::disk::BlockDevice>).map_err(|e| alloc::format!(\"{{e}}\"))))\n\
                          }}\n",
                         path = row.path,
