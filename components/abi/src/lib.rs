@@ -96,6 +96,15 @@ pub const GUEST_UART_BASE: u64 = 0x0900_0000;
 pub const GUEST_UART_SIZE: u64 = 0x1000;
 pub const GUEST_UART_INTID: u32 = 33;
 
+/// Where a VM's virtio-mmio devices are (its disks, in profile order):
+/// device n's window is at `GUEST_VIRTIO_BASE + n * GUEST_VIRTIO_SIZE` and
+/// its interrupt is `GUEST_VIRTIO_INTID + n` (SPI 16 + n), as on QEMU
+/// `virt`; at most [`GUEST_VIRTIO_COUNT`].
+pub const GUEST_VIRTIO_BASE: u64 = 0x0a00_0000;
+pub const GUEST_VIRTIO_SIZE: u64 = 0x200;
+pub const GUEST_VIRTIO_INTID: u32 = 48;
+pub const GUEST_VIRTIO_COUNT: u64 = 8;
+
 /// Negative results of a hypercall, as in SMCCC.
 #[repr(i64)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,7 +178,7 @@ fn nul_padded_str(bytes: &[u8]) -> &str {
 }
 
 /// Every published item, one per line, in the form `abi.manifest` holds.
-pub fn manifest() -> [(&'static str, u64); 29] {
+pub fn manifest() -> [(&'static str, u64); 33] {
     [
         ("ABI_MAJOR", ABI_MAJOR as u64),
         ("HC_ABI_VERSION", HC_ABI_VERSION),
@@ -209,6 +218,10 @@ pub fn manifest() -> [(&'static str, u64); 29] {
         ("GUEST_UART_BASE", GUEST_UART_BASE),
         ("GUEST_UART_SIZE", GUEST_UART_SIZE),
         ("GUEST_UART_INTID", GUEST_UART_INTID as u64),
+        ("GUEST_VIRTIO_BASE", GUEST_VIRTIO_BASE),
+        ("GUEST_VIRTIO_SIZE", GUEST_VIRTIO_SIZE),
+        ("GUEST_VIRTIO_INTID", GUEST_VIRTIO_INTID as u64),
+        ("GUEST_VIRTIO_COUNT", GUEST_VIRTIO_COUNT),
     ]
 }
 

@@ -83,6 +83,7 @@ mod tests {
                         base: 0x0900_0000,
                         size: 0x1000,
                         intid: 33,
+                        disk: None,
                     }],
                 },
             ],

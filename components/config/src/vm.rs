@@ -115,6 +115,20 @@ pub struct DeviceConfig<'a> {
     pub base: u64,
     pub size: u64,
     pub intid: u32,
+    /// For a virtio-blk device: the volume it serves.
+    #[serde(borrow)]
+    pub disk: Option<DiskConfig<'a>>,
+}
+
+/// A VM's disk: a volume on the hypervisor's own disk (`[disk]`), resolved
+/// at boot.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct DiskConfig<'a> {
+    /// `part:N`, `gpt:NAME` or `lvm:VG/LV` (`disk_layout::Source`).
+    #[serde(borrow)]
+    pub source: Cow<'a, str>,
+    pub read_only: bool,
 }
 
 impl VmConfig<'_> {
@@ -137,6 +151,10 @@ impl VmConfig<'_> {
                 .into_iter()
                 .map(|d| DeviceConfig {
                     kind: Cow::Owned(d.kind.into_owned()),
+                    disk: d.disk.map(|disk| DiskConfig {
+                        source: Cow::Owned(disk.source.into_owned()),
+                        read_only: disk.read_only,
+                    }),
                     ..d
                 })
                 .collect(),

@@ -217,6 +217,7 @@ fn every_row_reaches_validation_features_and_items() {
                 base: 0x0900_0000,
                 size: 0x1000,
                 intid: 33,
+                disk: None,
             }),
         }
         assert!(c.components().unwrap().contains(&row), "{row:?}");

@@ -23,6 +23,7 @@ pub(super) fn console_uart() -> DeviceConfig<'static> {
         base: abi::GUEST_UART_BASE,
         size: abi::GUEST_UART_SIZE,
         intid: abi::GUEST_UART_INTID,
+        disk: None,
     }
 }
 
