@@ -33,8 +33,8 @@ pub enum Kind {
     Pv,
     /// Emulated devices: those the image's VMs have (`VmConfig::devices`,
     /// by row name). Each exports `Component` with
-    /// `new(vm_name: &'static str, vm_index: usize, intid: u32)`, an
-    /// `hv::device::MmioDevice`.
+    /// `new(setup: hv::device::Setup) -> Result<Self, hv::device::SetupError>`,
+    /// an `hv::device::MmioDevice`.
     Device,
 }
 
@@ -170,6 +170,7 @@ pub const COMPONENTS: &[Component] = &[
     row(Uart,      "ns16550",  "drv-ns16550",    &["drv-ns16550"],    "drv_ns16550::Component"),
     row(Disk,      "virtio-blk", "drv-virtio-blk", &["drv-virtio-blk"], "drv_virtio_blk::Component"),
     row(Device,    "sbsa-uart", "vuart-pl011",   &["vuart-pl011"],    "vuart_pl011::Component"),
+    row(Device,    "virtio-blk", "vblk",         &["vblk"],           "vblk::Component"),
     // hv's own console back-end (guest lines to the log): no feature.
     Component { kind: Pv, name: "console", feature: None, deps: &[], path: "pv_console", takes: &[] },
 ];

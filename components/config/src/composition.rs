@@ -218,7 +218,7 @@ impl Composition {
                          \x20   let disk = unsafe {{ // SAFETY: as above.\n\
                          \x20       {item}::at({base:#x})\n\
                          \x20   }};\n\
-                         \x20   Some(({desc:?}, disk.map(|d| alloc::boxed::Box::new(d) as alloc::boxed::Box<dyn hv::disk::BlockDevice>).map_err(|e| alloc::format!(\"{{e}}\"))))\n\
+                         \x20   Some(({desc:?}, disk.map(|d| alloc::boxed::Box::new(d) as alloc::boxed::Box<dyn hv::disk::BlockDevice + Send>).map_err(|e| alloc::format!(\"{{e}}\"))))\n\
                          }}\n",
                         path = row.path,
                         base = disk.base,
@@ -237,7 +237,7 @@ impl Composition {
                         .iter()
                         .map(|r| {
                             format!(
-                                "        {:?} => Some(alloc::boxed::Box::new({}::new(vm_name, vm_index, intid))),\n",
+                                "        {:?} => Some({}::new(setup).map(|d| alloc::boxed::Box::new(d) as alloc::boxed::Box<dyn hv::device::MmioDevice>)),\n",
                                 r.name, r.path
                             )
                         })
@@ -245,7 +245,7 @@ impl Composition {
                     format!(
                         "/// The emulated device of component row `kind`, for a VM.\n\
                          #[allow(unused_variables, clippy::match_single_binding)]\n\
-                         pub fn {item}(kind: &str, vm_name: &'static str, vm_index: usize, intid: u32) -> Option<alloc::boxed::Box<dyn hv::device::MmioDevice>> {{\n    match kind {{\n{arms}        _ => None,\n    }}\n}}\n"
+                         pub fn {item}(kind: &str, setup: hv::device::Setup) -> Option<Result<alloc::boxed::Box<dyn hv::device::MmioDevice>, hv::device::SetupError>> {{\n    match kind {{\n{arms}        _ => None,\n    }}\n}}\n"
                     )
                 }
             };

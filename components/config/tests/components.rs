@@ -228,7 +228,7 @@ fn every_row_reaches_validation_features_and_items() {
         let wanted = match row.kind {
             Kind::Pv => format!("pub const PV: &str = \"{}\";", row.name),
             Kind::Device => format!(
-                "{:?} => Some(alloc::boxed::Box::new({}::new(vm_name, vm_index, intid))),",
+                "{:?} => Some({}::new(setup).map(|d| alloc::boxed::Box::new(d) as alloc::boxed::Box<dyn hv::device::MmioDevice>)),",
                 row.name, row.path
             ),
             kind => format!("pub type {} = {};", kind.item(), row.path),

@@ -139,7 +139,7 @@ fn reference_board_plans_to_expected_addresses() {
         "pub const PV: &str = \"console\";\n\
          /// The emulated device of component row `kind`, for a VM.\n\
          #[allow(unused_variables, clippy::match_single_binding)]\n\
-         pub fn new_device(kind: &str, vm_name: &'static str, vm_index: usize, intid: u32) -> Option<alloc::boxed::Box<dyn hv::device::MmioDevice>> {\n    \
+         pub fn new_device(kind: &str, setup: hv::device::Setup) -> Option<Result<alloc::boxed::Box<dyn hv::device::MmioDevice>, hv::device::SetupError>> {\n    \
          match kind {\n        _ => None,\n    }\n}\n"
     );
     // What xtask writes, the image's build script reads back.

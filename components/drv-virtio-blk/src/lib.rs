@@ -116,6 +116,13 @@ pub struct VirtioBlk {
     version: u32,
 }
 
+// SAFETY: the transport's pointer is the device's register window, which
+// the EL2 (HYP) map shared by every CPU maps, and the queue's memory is the
+// shared heap; nothing in either is tied to the CPU that probed it. The core
+// owns the driver behind its lock, so one CPU at a time drives it.
+#[allow(unsafe_code)]
+unsafe impl Send for VirtioBlk {}
+
 /// What `[disk] driver = "virtio-blk"` links.
 pub type Component = VirtioBlk;
 

@@ -3,8 +3,33 @@
 //! it to the owner, one load or store at a time. A VM's device table says
 //! who owns what; the virtual GIC's frames are its first entries.
 
-use alloc::{boxed::Box, vec::Vec};
+use crate::disk::{BlockDevice, Served};
+use crate::memory::{GuestMemory, GuestRam};
+use alloc::{boxed::Box, string::String, vec::Vec};
 pub use config::window::{first_overlap, Window};
+
+/// What a device component is made from (`Component::new(setup)`).
+pub struct Setup {
+    /// Its VM's name and index in the core (as `log::write_guest_line`
+    /// counts).
+    pub vm_name: &'static str,
+    pub vm_index: usize,
+    /// Its interrupt, an SPI of the VM's virtual GIC.
+    pub intid: u32,
+    /// A disk device's volume, resolved at boot on the hypervisor's disk.
+    pub volume: Option<Served>,
+}
+
+/// What a device's [`MmioDevice::work`] may reach, lent by the core for
+/// the length of the call: the VM's RAM and the hypervisor's disk.
+pub struct Backing<'a> {
+    pub ram: &'a GuestRam,
+    pub memory: &'a mut dyn GuestMemory,
+    pub disk: Option<&'a mut dyn BlockDevice>,
+}
+
+/// A device that cannot be made, and why ("no volume").
+pub type SetupError = String;
 
 /// A device a VM reaches through trapped loads and stores. Everything it
 /// is given comes from the guest: offsets and widths are checked by the
@@ -41,6 +66,12 @@ pub trait MmioDevice: Send {
     fn input(&mut self, _bytes: &[u8]) -> Option<(usize, Signal)> {
         None
     }
+
+    /// The work an access asked for with [`Signal::work`] (a virtqueue
+    /// notified): what it needs outside its registers is in `backing`.
+    fn work(&mut self, _backing: Backing<'_>) -> Signal {
+        Signal::default()
+    }
 }
 
 /// What an access asks of the core besides its result.
@@ -55,6 +86,8 @@ pub struct Signal {
     /// The access ended a line of the VM's console output (a UART's
     /// newline): the core notes the first guest line's time.
     pub console_line: bool,
+    /// Call [`MmioDevice::work`] now, still in the trap.
+    pub work: bool,
 }
 
 /// Who answers an access in a window.

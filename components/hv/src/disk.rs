@@ -55,8 +55,18 @@ pub trait BlockDevice {
 }
 
 /// The board's disk as the image's `probe_disk` hands it over: its driver,
-/// or why it could not be driven.
-pub type Probed = Result<alloc::boxed::Box<dyn BlockDevice>, String>;
+/// or why it could not be driven. `Send`: the core owns it behind its lock.
+pub type Probed = Result<alloc::boxed::Box<dyn BlockDevice + Send>, String>;
+
+/// A volume of the hypervisor's disk that one VM's device serves: where
+/// it lies (resolved at boot), what the profile called it, and whether
+/// the VM may write it.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub source: String,
+    pub volume: disk_layout::Volume,
+    pub read_only: bool,
+}
 
 /// Checks a request against the disk before a driver sends it: a non-empty
 /// whole number of sectors, all inside `sectors`.
@@ -81,6 +91,98 @@ impl disk_layout::BlockRead for Reader<'_> {
     fn sectors(&self) -> u64 {
         self.0.sectors()
     }
+}
+
+/// A VM's disk as the profile names it, to be found on the disk at boot.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub vm: &'a str,
+    pub source: &'a str,
+    pub read_only: bool,
+}
+
+/// Resolves every request on `disk`, in order: each volume, or why that
+/// VM cannot have it (the message names the source and the check that
+/// failed). Besides what `disk_layout::resolve` refuses, a partition that
+/// is an LVM PV is refused (its metadata is the hypervisor's: serve its
+/// LVs), and so is a volume that overlaps one already given to another
+/// VM when either may be written.
+pub fn serve_all(disk: &mut dyn BlockDevice, requests: &[Request]) -> Vec<Result<Served, String>> {
+    let pv_starts: Vec<u64> = match disk_layout::list(&mut Reader(&mut *disk)) {
+        Ok(listing) => listing
+            .items
+            .iter()
+            .filter_map(|item| match item {
+                Item::Partition {
+                    start, lvm: true, ..
+                } => Some(*start),
+                _ => None,
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let mut given: Vec<(&Request, Served)> = Vec::new();
+    let mut results = Vec::with_capacity(requests.len());
+    for request in requests {
+        let result = serve_one(disk, request, &pv_starts, &given);
+        if let Ok(served) = &result {
+            given.push((request, served.clone()));
+        }
+        results.push(result);
+    }
+    results
+}
+
+fn serve_one(
+    disk: &mut dyn BlockDevice,
+    request: &Request,
+    pv_starts: &[u64],
+    given: &[(&Request, Served)],
+) -> Result<Served, String> {
+    let fail = |why: &dyn fmt::Display| format!("disk {}: {why}", request.source);
+    let source = disk_layout::Source::parse(request.source).map_err(|e| fail(&e))?;
+    let volume = disk_layout::resolve(&mut Reader(&mut *disk), &source).map_err(|e| fail(&e))?;
+    let is_partition = matches!(
+        source,
+        disk_layout::Source::Partition(_) | disk_layout::Source::GptName(_)
+    );
+    if is_partition
+        && volume
+            .extents()
+            .iter()
+            .any(|e| pv_starts.contains(&e.disk_sector))
+    {
+        return Err(fail(
+            &"the partition is an LVM PV, whose metadata only the hypervisor reads: serve its LVs",
+        ));
+    }
+    for (other, theirs) in given {
+        let shared = !(request.read_only && other.read_only);
+        if other.vm != request.vm && shared && overlap(&volume, &theirs.volume) {
+            return Err(fail(&format_args!(
+                "overlaps {} of VM {}, and one of them is writable",
+                other.source, other.vm
+            )));
+        }
+    }
+    if disk.read_only() && !request.read_only {
+        return Err(fail(&"the disk is read-only: say read-only = true"));
+    }
+    Ok(Served {
+        source: String::from(request.source),
+        volume,
+        read_only: request.read_only,
+    })
+}
+
+/// Whether two volumes share a disk sector.
+fn overlap(a: &disk_layout::Volume, b: &disk_layout::Volume) -> bool {
+    a.extents().iter().any(|x| {
+        b.extents().iter().any(|y| {
+            x.disk_sector < y.disk_sector.saturating_add(y.sectors)
+                && y.disk_sector < x.disk_sector.saturating_add(x.sectors)
+        })
+    })
 }
 
 /// `bytes` for people: "8 MiB", "6.5 MiB", "512 bytes".

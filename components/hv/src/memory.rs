@@ -49,6 +49,20 @@ pub trait GuestMemory {
     fn zero_guest(&mut self, to: GuestSlice);
 }
 
+/// A borrowed memory is one too, so `&mut dyn GuestMemory` goes where an
+/// `impl GuestMemory` is asked for.
+impl<M: GuestMemory + ?Sized> GuestMemory for &mut M {
+    fn read_guest(&self, from: GuestSlice, buf: &mut [u8]) {
+        (**self).read_guest(from, buf)
+    }
+    fn write_guest(&mut self, to: GuestSlice, bytes: &[u8]) {
+        (**self).write_guest(to, bytes)
+    }
+    fn zero_guest(&mut self, to: GuestSlice) {
+        (**self).zero_guest(to)
+    }
+}
+
 /// A VM's RAM: where it is, not a mapping of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GuestRam {

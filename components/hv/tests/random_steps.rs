@@ -552,7 +552,7 @@ fn run<S: Scheduler, V: Vgic>(
             .iter()
             .map(|_| {
                 let line: Box<dyn hv::device::MmioDevice> = Box::new(Line(false));
-                vec![(Window::new(DEVICE_BASE, 0x1000), line)]
+                Ok(vec![(Window::new(DEVICE_BASE, 0x1000), line)])
             })
             .collect(),
         cpus as u32,

@@ -46,6 +46,7 @@ extern crate std;
 pub mod backend;
 pub mod blk;
 pub mod queue;
+pub mod served;
 
 pub use backend::{BackendError, BlockBackend, MemDisk, SECTOR};
 pub use queue::{ChainError, QueueConfig, QUEUE_NUM_MAX};
@@ -56,7 +57,7 @@ use hv::memory::{GuestMemory, GuestRam};
 use queue::Chain;
 
 /// This device as the component table names it (`vblk::Component`).
-pub type Component = VirtioBlk;
+pub type Component = served::VolumeDevice;
 
 /// The size of the device's MMIO window (one QEMU virt virtio-mmio slot).
 pub const WINDOW: u64 = 0x200;

@@ -108,9 +108,14 @@ pub struct VUart {
 }
 
 impl VUart {
+    /// The component's constructor (`composition::new_device`).
+    pub fn new(setup: hv::device::Setup) -> Result<Self, hv::device::SetupError> {
+        Ok(Self::with(setup.vm_name, setup.vm_index, setup.intid))
+    }
+
     /// The UART of VM `name` (index `vm_index` in the core, as
     /// `hv::log::write_guest_line` counts), interrupting on SPI `intid`.
-    pub const fn new(name: &'static str, vm_index: usize, intid: u32) -> Self {
+    pub const fn with(name: &'static str, vm_index: usize, intid: u32) -> Self {
         VUart {
             name,
             vm_index,

@@ -19,7 +19,7 @@ static RECORDER: Recorder = Recorder(Mutex::new(Vec::new()));
 
 fn uart(name: &'static str) -> VUart {
     hv::log::set_sink(&RECORDER);
-    VUart::new(name, 3, 33)
+    VUart::with(name, 3, 33)
 }
 
 fn lines_of(name: &str) -> Vec<String> {

@@ -96,12 +96,16 @@ extern "C" fn tessera_main(_dtb: u64) -> ! {
         }
         _ => {}
     }
-    report_disk();
+    let mut disk = open_disk();
     let (platform, vif) = board::Board::new();
     let table = vm_table();
     let vm_count = table.vms.len();
-    let devices = vm_devices(&table);
-    let hv = Hypervisor::new(
+    let devices = vm_devices(
+        &table,
+        disk.as_mut()
+            .map(|d| d.as_mut() as &mut dyn hv::disk::BlockDevice),
+    );
+    let mut hv = Hypervisor::new(
         platform,
         vif,
         table,
@@ -110,6 +114,9 @@ extern "C" fn tessera_main(_dtb: u64) -> ! {
         c::CPUS,
         c::TIME_SLICE_US,
     );
+    if let Some(disk) = disk {
+        hv.set_disk(disk);
+    }
     info!("starting {} VMs", hv.running_vms());
     // From here on, CPUs write console output after leaving the lock.
     hv::log::queue_output(1 + vm_count, CONSOLE_QUOTA, || {
@@ -123,26 +130,51 @@ extern "C" fn tessera_main(_dtb: u64) -> ! {
 /// The board's disk (`[disk]`), if it has one: probed once by its driver
 /// (polled, on this CPU, before any VM runs) and what is on it reported,
 /// one line for the disk and one per partition and LV. A missing or
-/// unreadable disk is a line too; the VMs start either way.
-fn report_disk() {
-    let Some((what, probed)) = c::probe_disk() else {
-        return;
-    };
+/// unreadable disk is a line too; the VMs start either way (those with
+/// disks do not).
+fn open_disk() -> Option<alloc::boxed::Box<dyn hv::disk::BlockDevice + Send>> {
+    let (what, probed) = c::probe_disk()?;
     match probed {
         Ok(mut disk) => {
             for line in hv::disk::report(what, disk.as_mut()) {
                 info!("{line}");
             }
+            Some(disk)
         }
-        Err(e) => info!("disk: {what}: none ({e})"),
+        Err(e) => {
+            info!("disk: {what}: none ({e})");
+            None
+        }
     }
 }
 
 type Tessera = Hypervisor<board::Board, c::Scheduler, c::Vgic>;
 
 /// Each VM's emulated devices, made by the components the composition
-/// linked (`composition::new_device`).
-fn vm_devices(table: &VmTable<'static>) -> alloc::vec::Vec<hv::VmDevices> {
+/// linked (`composition::new_device`); a VM's disks are its volumes of
+/// `disk`, resolved here. A VM whose device cannot be made does not start.
+fn vm_devices(
+    table: &VmTable<'static>,
+    disk: Option<&mut dyn hv::disk::BlockDevice>,
+) -> alloc::vec::Vec<hv::VmDevices> {
+    let requests: alloc::vec::Vec<hv::disk::Request> = table
+        .vms
+        .iter()
+        .flat_map(|vm| {
+            vm.devices.iter().filter_map(|d| {
+                d.disk.as_ref().map(|disk| hv::disk::Request {
+                    vm: &vm.name,
+                    source: &disk.source,
+                    read_only: disk.read_only,
+                })
+            })
+        })
+        .collect();
+    let mut volumes = match disk {
+        Some(disk) if !requests.is_empty() => hv::disk::serve_all(disk, &requests),
+        _ => alloc::vec::Vec::new(),
+    }
+    .into_iter();
     table
         .vms
         .iter()
@@ -155,16 +187,43 @@ fn vm_devices(table: &VmTable<'static>) -> alloc::vec::Vec<hv::VmDevices> {
                     alloc::boxed::Box::leak(name.clone().into_boxed_str())
                 }
             };
-            vm.devices
+            // This VM's volumes, taken whether or not it starts.
+            let mut its_volumes = vm
+                .devices
                 .iter()
-                .filter_map(|d| match c::new_device(&d.kind, name, index, d.intid) {
-                    Some(device) => Some((hv::device::Window::new(d.base, d.size), device)),
-                    None => {
-                        hv::error!("vm {name}: no '{}' device in this image", d.kind);
-                        None
-                    }
+                .filter_map(|d| d.disk.as_ref())
+                .map(|wanted| {
+                    volumes.next().unwrap_or_else(|| {
+                        Err(alloc::format!(
+                            "disk {}: the board's disk is not there",
+                            wanted.source
+                        ))
+                    })
                 })
-                .collect()
+                .collect::<alloc::vec::Vec<_>>()
+                .into_iter();
+            let mut next_volume = || its_volumes.next().expect("one volume per disk, above");
+            let mut made = alloc::vec::Vec::new();
+            for d in &vm.devices {
+                let volume = match &d.disk {
+                    None => None,
+                    Some(_) => Some(next_volume()?),
+                };
+                let setup = hv::device::Setup {
+                    vm_name: name,
+                    vm_index: index,
+                    intid: d.intid,
+                    volume,
+                };
+                match c::new_device(&d.kind, setup) {
+                    Some(Ok(device)) => {
+                        made.push((hv::device::Window::new(d.base, d.size), device))
+                    }
+                    Some(Err(why)) => return Err(alloc::format!("its {} device: {why}", d.kind)),
+                    None => hv::error!("vm {name}: no '{}' device in this image", d.kind),
+                }
+            }
+            Ok(made)
         })
         .collect()
 }

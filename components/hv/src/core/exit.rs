@@ -7,7 +7,8 @@ use super::{
     Hypervisor,
 };
 use crate::{
-    device::{Owner, Signal, Window},
+    device::{Backing, Owner, Signal, Window},
+    disk::BlockDevice,
     info, log,
     platform::{ExitKind, Platform, RawExit, VcpuRegs},
     sched::{CpuId, Scheduler, VcpuId},
@@ -311,6 +312,16 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                     self.note_first_guest_line();
                 }
                 self.signal(vcpu, device, signal);
+                if signal.work {
+                    let vm = &mut self.vms[vm];
+                    let backing = Backing {
+                        ram: &vm.ram,
+                        memory: &mut self.platform,
+                        disk: self.disk.as_deref_mut().map(|d| d as &mut dyn BlockDevice),
+                    };
+                    let done = vm.devices.device(device).work(backing);
+                    self.signal(vcpu, device, done);
+                }
             }
         }
     }

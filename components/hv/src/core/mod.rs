@@ -14,12 +14,13 @@ pub use vm::VmDevices;
 
 use crate::{
     device::Signal,
+    disk::BlockDevice,
     platform::{Platform, RawExit},
     sched::{CpuId, Pick, SchedConfig, Scheduler, VcpuId, VcpuParams, Window},
     vgic::{Effects, ListReg, Vgic, VirtualInterface},
     vmid::VmidAllocator,
 };
-use alloc::vec::Vec;
+use alloc::{boxed::Box, vec::Vec};
 use config::boot::VmTable;
 use vm::{GicState, Power, RunState, Vcpu, Vm, VmState};
 
@@ -73,6 +74,8 @@ pub struct Hypervisor<P: Platform, S: Scheduler, V: Vgic> {
     acting: CpuId,
     /// Who gets console input.
     focus: console::Focus,
+    /// The hypervisor's own disk, which VMs' disk devices serve volumes of.
+    disk: Option<Box<dyn BlockDevice + Send>>,
 }
 
 impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
@@ -95,9 +98,18 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         } = table;
         let mut vms = Vec::with_capacity(configs.len());
         let mut vcpus = Vec::new();
-        let devices = devices.into_iter().chain(core::iter::repeat_with(Vec::new));
+        let devices = devices
+            .into_iter()
+            .chain(core::iter::repeat_with(|| Ok(Vec::new())));
         for (id, (config, devices)) in configs.into_iter().zip(devices).enumerate() {
             let name = config.name.clone();
+            let devices = match devices {
+                Ok(devices) => devices,
+                Err(why) => {
+                    crate::error!("VM {name} not started: {why}");
+                    continue;
+                }
+            };
             match vm::build(
                 &mut platform,
                 &vif,
@@ -156,6 +168,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             slice,
             acting: CpuId(0),
             focus: console::Focus::default(),
+            disk: None,
         };
         hv.init_console_focus();
         hv
@@ -163,6 +176,12 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
 
     pub fn platform(&mut self) -> &mut P {
         &mut self.platform
+    }
+
+    /// Hands over the hypervisor's own disk, whose volumes the VMs' disk
+    /// devices serve.
+    pub fn set_disk(&mut self, disk: Box<dyn BlockDevice + Send>) {
+        self.disk = Some(disk);
     }
 
     /// "after N ms, P% of a CPU": how long `vcpu`'s VM has existed and

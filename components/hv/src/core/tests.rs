@@ -493,7 +493,7 @@ const WRITE: u64 = abi::HC_CONSOLE_WRITE;
 struct TestVm {
     config: VmConfig<'static>,
     image: &'static [u8],
-    devices: VmDevices,
+    devices: Vec<(Window, Box<dyn MmioDevice>)>,
 }
 
 fn vm(name: &'static str, pa: u64, image: &'static [u8]) -> TestVm {
@@ -533,7 +533,7 @@ fn build(mock: Mock, vms: Vec<TestVm>, cpus: u32) -> Hypervisor<Mock, Fifo, Test
             ..vm.config
         });
         images.push(vm.image);
-        devices.push(vm.devices);
+        devices.push(Ok(vm.devices));
     }
     let vif = MockInterface::of(&mock);
     Hypervisor::new(mock, vif, table, &images, devices, cpus, 100)

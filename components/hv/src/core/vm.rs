@@ -17,8 +17,11 @@ use pv_console::LineBuffer;
 /// Most list registers any GIC implementation has.
 pub(crate) const MAX_LIST_REGS: usize = 16;
 
-/// A VM's emulated devices besides the virtual GIC, each with its window.
-pub type VmDevices = alloc::vec::Vec<(Window, alloc::boxed::Box<dyn MmioDevice>)>;
+/// A VM's emulated devices besides the virtual GIC, each with its window;
+/// or why they could not be made (a disk source not on the disk), and then
+/// the VM does not start.
+pub type VmDevices =
+    Result<alloc::vec::Vec<(Window, alloc::boxed::Box<dyn MmioDevice>)>, alloc::string::String>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum VmState {
@@ -139,7 +142,7 @@ pub(crate) fn build<P: Platform, V: Vgic>(
     id: u32,
     config: VmConfig<'static>,
     images: &[&'static [u8]],
-    devices: VmDevices,
+    devices: alloc::vec::Vec<(Window, alloc::boxed::Box<dyn MmioDevice>)>,
     place: Place,
 ) -> Result<VmAndVcpus<V, P::Context>, &'static str> {
     let Place {
