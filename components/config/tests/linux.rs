@@ -181,3 +181,43 @@ fn linux_vm_mistakes_name_their_line_and_field() {
         &["by the boot protocol"],
     );
 }
+
+#[test]
+fn a_linux_vms_disks_follow_its_uart() {
+    let c = plan_vms(
+        "disks",
+        &LINUX.replace(
+            "vcpus = 2",
+            "disks = [{ source = \"lvm:vg0/web\" }, { source = \"part:2\", read-only = true }]\nvcpus = 2",
+        ),
+    )
+    .unwrap();
+    let devices: Vec<_> = c.vms[0]
+        .devices
+        .iter()
+        .map(|d| {
+            let disk = d.disk.as_ref().map(|d| (&*d.source, d.read_only));
+            (&*d.kind, d.base, d.size, d.intid, disk)
+        })
+        .collect();
+    assert_eq!(
+        devices,
+        [
+            (
+                "sbsa-uart",
+                abi::GUEST_UART_BASE,
+                abi::GUEST_UART_SIZE,
+                33,
+                None
+            ),
+            (
+                "virtio-blk",
+                0x0a00_0000,
+                0x200,
+                48,
+                Some(("lvm:vg0/web", false))
+            ),
+            ("virtio-blk", 0x0a00_0200, 0x200, 49, Some(("part:2", true))),
+        ]
+    );
+}
