@@ -221,3 +221,31 @@ fn a_linux_vms_disks_follow_its_uart() {
         ]
     );
 }
+
+#[test]
+fn a_volume_shared_with_a_writer_names_it() {
+    let hello = |disk: &str| {
+        format!("\n[[vm]]\nname = \"hello\"\nguest = \"hello\"\nvcpus = 1\nmemory = \"16MiB\"\ndisks = [{disk}]\n")
+    };
+    let linux = |disk: &str| LINUX.replace("vcpus = 2", &format!("disks = [{disk}]\nvcpus = 2"));
+    let ro = "{ source = \"gpt:data\", read-only = true }";
+    let rw = "{ source = \"gpt:data\" }";
+    for (first, second, writer) in [
+        (rw, rw, "both"),
+        (ro, rw, "vm 'hello'"),
+        (rw, ro, "vm 'linux'"),
+    ] {
+        let vms = format!("{}{}", linux(first), hello(second));
+        let err = plan_vms("shared", &vms).expect_err("refused");
+        assert_eq!(err.field, "vm 'hello' disks", "{err}");
+        assert!(
+            err.message.ends_with(&format!(
+                "is also a disk of vm 'linux' (line {}), and {writer} may write it",
+                line_of(&vms, "name = \"linux\"")
+            )),
+            "{err}"
+        );
+    }
+    // Readers may share.
+    plan_vms("readers", &format!("{}{}", linux(ro), hello(ro))).unwrap();
+}
