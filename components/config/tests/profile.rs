@@ -1342,6 +1342,16 @@ fn vm_disks_are_virtio_blk_devices_in_the_abi_slots() {
         ]
     );
     assert_eq!((slot(0), slot(2)), ((0x0a00_0000, 48), (0x0a00_0400, 50)));
+    let min_sectors: Vec<u64> = c.vms[1]
+        .devices
+        .iter()
+        .map(|d| d.disk.as_ref().unwrap().min_sectors)
+        .collect();
+    assert_eq!(
+        min_sectors,
+        [0, 64 << 11],
+        "min-size in sectors; absent: any"
+    );
     // Each VM numbers its own slots from 0; two read-only users may share.
     assert_eq!(
         disks(1),
@@ -1419,6 +1429,15 @@ fn vm_disk_fields_are_checked() {
             "source, read-only",
             "did you mean 'read-only'?",
         ],
+    );
+}
+
+#[test]
+fn vm_disk_min_size_is_whole_sectors() {
+    let err = bad("disk_min_size_odd", 63, "vm 'db' disks");
+    says(
+        &err,
+        &["disk #2 min-size is not a whole number of 512-byte sectors"],
     );
 }
 

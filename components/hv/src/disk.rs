@@ -99,6 +99,8 @@ pub struct Request<'a> {
     pub vm: &'a str,
     pub source: &'a str,
     pub read_only: bool,
+    /// The smallest volume the VM takes (0: any).
+    pub min_sectors: u64,
 }
 
 /// Resolves every request on `disk`, in order: each volume, or why that
@@ -164,6 +166,14 @@ fn serve_one(
                 other.source, other.vm
             )));
         }
+    }
+    if volume.sectors() < request.min_sectors {
+        return Err(fail(&format_args!(
+            "{} sectors ({}), less than the VM's min-size of {}",
+            volume.sectors(),
+            sectors_size(volume.sectors()),
+            sectors_size(request.min_sectors)
+        )));
     }
     if disk.read_only() && !request.read_only {
         return Err(fail(&"the disk is read-only: say read-only = true"));
@@ -391,6 +401,7 @@ mod tests {
             vm,
             source,
             read_only,
+            min_sectors: 0,
         }
     }
 
@@ -437,6 +448,23 @@ mod tests {
         );
         let web = results[0].as_ref().unwrap();
         assert_eq!((web.source.as_str(), web.read_only), ("lvm:vg0/web", false));
+    }
+
+    #[test]
+    fn a_volume_smaller_than_the_vm_asks_is_refused() {
+        let mut disk = lvm_disk();
+        let at_least = |min_sectors| Request {
+            min_sectors,
+            ..request("a", "lvm:vg0/web", true)
+        };
+        let results = serve_all(&mut disk, &[at_least(1536), at_least(1537)]);
+        assert_eq!(
+            outcome(&results),
+            [
+                Ok(1536),
+                Err("disk lvm:vg0/web: 1536 sectors (768 KiB), less than the VM's min-size of 768.5 KiB")
+            ]
+        );
     }
 
     #[test]

@@ -166,6 +166,7 @@ fn vm_devices(
                     vm: &vm.name,
                     source: &disk.source,
                     read_only: disk.read_only,
+                    min_sectors: disk.min_sectors,
                 })
             })
         })

@@ -8,6 +8,9 @@ use super::{Profile, VmSource};
 use crate::vm::{DeviceConfig, DiskConfig};
 use disk_layout::Source as Volume;
 
+/// Bytes per sector of a virtio-blk volume.
+const SECTOR: u64 = 512;
+
 /// The component that serves a VM's disk.
 const KIND: &str = "virtio-blk";
 
@@ -56,6 +59,20 @@ pub(super) fn check_vm(src: Source, label: &str, vm: &VmSpec) -> Result<(), Prof
                     ),
                 )
                 .with_help("a VM names each volume once"));
+        }
+        if let Some(min) = &disk.min_size {
+            if min.get_ref().0 % SECTOR != 0 {
+                return Err(src
+                    .error(
+                        min.span(),
+                        &field,
+                        format!(
+                            "disk #{} min-size is not a whole number of 512-byte sectors",
+                            n + 1
+                        ),
+                    )
+                    .with_help("e.g. min-size = \"64MiB\""));
+            }
         }
         parsed.push(volume);
     }
@@ -135,6 +152,7 @@ pub(super) fn devices(vm: &VmSpec) -> impl Iterator<Item = DeviceConfig<'static>
         disk: Some(DiskConfig {
             source: disk.source.get_ref().clone().into(),
             read_only: disk.read_only,
+            min_sectors: disk.min_size.as_ref().map_or(0, |m| m.get_ref().0 / SECTOR),
         }),
     })
 }

@@ -184,6 +184,8 @@ pub struct VmDiskSpec {
     /// Absent means writable.
     #[serde(default)]
     pub read_only: bool,
+    /// The smallest volume the VM takes: a smaller one stops it at boot.
+    pub min_size: Option<Spanned<Size>>,
 }
 
 /// A list of VMs with the file they came from (a board profile, or a
