@@ -56,6 +56,7 @@ fn disk(n: u32, source: &'static str) -> DeviceConfig<'static> {
         disk: Some(DiskConfig {
             source: source.into(),
             read_only: n == 1,
+            min_sectors: 0,
         }),
     }
 }
