@@ -374,6 +374,111 @@ mod tests {
         assert_eq!(lines.len(), 2);
     }
 
+    /// disk-layout's LVM fixture: GPT "esp" (partition 1) and "pv"
+    /// (partition 2, VG vg0 with LVs web and db).
+    fn lvm_disk() -> Mem {
+        use std::io::Read;
+        let gz = include_bytes!("../../disk-layout/tests/fixtures/lvm.img.gz");
+        let mut bytes = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut bytes)
+            .expect("the fixture unpacks");
+        Mem(bytes, false)
+    }
+
+    fn request<'a>(vm: &'a str, source: &'a str, read_only: bool) -> Request<'a> {
+        Request {
+            vm,
+            source,
+            read_only,
+        }
+    }
+
+    fn outcome(results: &[Result<Served, String>]) -> Vec<Result<u64, &str>> {
+        results
+            .iter()
+            .map(|r| match r {
+                Ok(s) => Ok(s.volume.sectors()),
+                Err(e) => Err(e.as_str()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn volumes_are_served_once_to_writers() {
+        let mut disk = lvm_disk();
+        let results = serve_all(
+            &mut disk,
+            &[
+                request("a", "lvm:vg0/web", false),
+                request("b", "gpt:esp", true),
+                request("c", "part:1", true),
+                request("c", "lvm:vg0/db", false),
+                request("d", "lvm:vg0/web", true),
+                request("d", "part:1", false),
+                request("e", "part:2", true),
+                request("e", "lvm:vg0/nope", false),
+                request("e", "lvm:web", false),
+            ],
+        );
+        assert_eq!(
+            outcome(&results),
+            [
+                Ok(1536),
+                Ok(1024),
+                Ok(1024),
+                Ok(768),
+                Err("disk lvm:vg0/web: overlaps lvm:vg0/web of VM a, and one of them is writable"),
+                Err("disk part:1: overlaps gpt:esp of VM b, and one of them is writable"),
+                Err("disk part:2: the partition is an LVM PV, whose metadata only the hypervisor reads: serve its LVs"),
+                Err("disk lvm:vg0/nope: VG vg0 has no LV nope"),
+                Err("disk lvm:web: lvm: needs VG/LV, with exactly one slash"),
+            ]
+        );
+        let web = results[0].as_ref().unwrap();
+        assert_eq!((web.source.as_str(), web.read_only), ("lvm:vg0/web", false));
+    }
+
+    #[test]
+    fn a_read_only_disk_serves_only_read_only_volumes() {
+        let mut disk = ReadOnlyMem(lvm_disk(), true);
+        let results = serve_all(
+            &mut disk,
+            &[
+                request("a", "lvm:vg0/web", false),
+                request("b", "lvm:vg0/db", true),
+            ],
+        );
+        assert_eq!(
+            outcome(&results),
+            [
+                Err("disk lvm:vg0/web: the disk is read-only: say read-only = true"),
+                Ok(768)
+            ]
+        );
+    }
+
+    /// `Mem` that says it is read-only (or not).
+    struct ReadOnlyMem(Mem, bool);
+
+    impl BlockDevice for ReadOnlyMem {
+        fn sectors(&self) -> u64 {
+            self.0.sectors()
+        }
+        fn read_only(&self) -> bool {
+            self.1
+        }
+        fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+            self.0.read(sector, buf)
+        }
+        fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DiskError> {
+            self.0.write(sector, buf)
+        }
+        fn flush(&mut self) -> Result<(), DiskError> {
+            Ok(())
+        }
+    }
+
     #[test]
     fn requests_are_checked() {
         assert_eq!(check_request(8, 0, 0), Err(DiskError::BadLength));
