@@ -158,18 +158,6 @@ pub struct Baseline {
     pieces: Vec<(Range<u64>, [u8; 32])>,
 }
 
-/// Checks the sources of `[disk-check]` before anything is built.
-pub fn validate(check: &DiskCheck) -> Result<()> {
-    let sources = check
-        .writable
-        .iter()
-        .chain(check.ext4.iter().map(|e| &e.volume));
-    for source in sources {
-        Source::parse(source).map_err(|e| anyhow!("[disk-check] volume {source:?}: {e}"))?;
-    }
-    Ok(())
-}
-
 /// Hashes every piece of `image` outside `check.writable`.
 pub fn before(image: &Path, check: &DiskCheck) -> Result<Baseline> {
     let mut disk = ImageDisk::open(image)?;
@@ -365,26 +353,5 @@ mod tests {
         assert!(pieces(&[], 4).is_empty());
         assert_eq!(pieces(&vec![3..4; 1], 2048), vec![3..4; 1]);
         assert_eq!(merge([0..2, 2..4, 6..8, 8..9]), [0..4, 6..9]);
-    }
-
-    #[test]
-    fn sources_are_checked_before_the_run() {
-        let check = |writable: &[&str], volume: &str| {
-            validate(&DiskCheck {
-                writable: writable.iter().map(|s| s.to_string()).collect(),
-                ext4: vec![Ext4Check {
-                    volume: volume.into(),
-                    files: vec![],
-                }],
-            })
-        };
-        assert!(check(&["lvm:vg0/web", "part:2"], "gpt:data").is_ok());
-        let err = check(&["lvm:vg0"], "gpt:data").unwrap_err().to_string();
-        assert!(
-            err.contains("\"lvm:vg0\"") && err.contains("VG/LV"),
-            "{err}"
-        );
-        let err = check(&[], "data").unwrap_err().to_string();
-        assert!(err.contains("part:N, gpt:NAME or lvm:VG/LV"), "{err}");
     }
 }

@@ -341,11 +341,6 @@ fn run_scenario(ws: &Workspace, scenario: &Scenario) -> Outcome {
     if let Err(error) = check_expectations(&scenario.expect) {
         return Outcome::failed(name, format!("{}: {error}", scenario.path.display()));
     }
-    if let Some(check) = &scenario.disk_check {
-        if let Err(error) = diskcheck::validate(check) {
-            return Outcome::failed(name, format!("{}: {error:#}", scenario.path.display()));
-        }
-    }
     match boot(ws, scenario) {
         Ok(outcome) => outcome,
         Err(error) => Outcome::failed(name, format!("{error:#}")),

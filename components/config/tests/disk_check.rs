@@ -110,7 +110,14 @@ fn each_rule_is_refused_where_it_is_broken() {
         "[disk-check]\nwritable = [\"\"]\n",
         7,
         "disk-check.writable",
-        "the volume is empty",
+        "volume '': a disk source is part:N, gpt:NAME or lvm:VG/LV",
+    );
+    err_at(
+        "bad_source",
+        "[disk-check]\nwritable = []\n[[disk-check.ext4]]\nvolume = \"lvm:vg0\"\n",
+        9,
+        "disk-check.ext4.volume",
+        "volume 'lvm:vg0': lvm: needs VG/LV",
     );
     err_at(
         "relative",

@@ -1,6 +1,5 @@
 //! A scenario's `[disk-check]`: what its disk must hold once QEMU is gone.
-//! xtask runs the checks (diskcheck.rs); the sources are checked there too,
-//! with the `disk-layout` crate that resolves them.
+//! xtask runs the checks (diskcheck.rs).
 //!
 //! ```toml
 //! [disk-check]
@@ -80,14 +79,12 @@ pub(super) fn check(
             .error(span, "disk-check", "there is no disk to check")
             .with_help("set disk = \"...\" (the image QEMU attaches), or remove [disk-check]"));
     }
-    let nonempty = |s: &Spanned<String>, field: &str| {
-        if s.get_ref().is_empty() {
-            Err(src
-                .error(s.span(), field, "the volume is empty")
-                .with_help("a volume source: part:N, gpt:NAME or lvm:VG/LV"))
-        } else {
-            Ok(s.get_ref().clone())
-        }
+    let nonempty = |s: &Spanned<String>, field: &str| match disk_layout::Source::parse(s.get_ref())
+    {
+        Ok(_) => Ok(s.get_ref().clone()),
+        Err(why) => Err(src
+            .error(s.span(), field, format!("volume '{}': {why}", s.get_ref()))
+            .with_help("a volume source as in a VM's disks: part:N, gpt:NAME or lvm:VG/LV")),
     };
     let writable = file
         .writable
