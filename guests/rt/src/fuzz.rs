@@ -9,7 +9,8 @@
 //!   function ID (no SMC32 form imposed on AArch32) and any arguments;
 //! - [`gic_read`], [`gic_write`]: single loads and stores of every width and
 //!   form the architecture has (sign-extending loads, the zero register) to
-//!   any aligned address inside the GIC frames of the ABI;
+//!   any aligned address inside the GIC frames of the ABI; [`virtio_read`],
+//!   [`virtio_write`] the same inside the virtio-mmio windows;
 //! - [`icc_access`] (GICv3 CPU interface, AArch64), [`refused_access`]
 //!   (EL2/HYP and EL3/Secure registers), [`undefined`],
 //!   [`physical_timer_read`] (trapped by the hypervisor, which stops the
@@ -151,6 +152,35 @@ pub fn gic_read(addr: u64, form: u32) -> Result<u64, Refused> {
 pub fn gic_write(addr: u64, form: u32, value: u64) -> Result<(), Refused> {
     if !in_gic_frames(addr, store_width(form)) {
         return Err(Refused::NotInGicFrame);
+    }
+    arch::mmio_write(addr, form, value);
+    Ok(())
+}
+
+/// Whether `[addr, addr + width)` lies in one of the ABI's virtio-mmio
+/// windows ([`abi::GUEST_VIRTIO_BASE`], [`abi::GUEST_VIRTIO_COUNT`] of
+/// them) and is aligned to `width`.
+pub fn in_virtio_windows(addr: u64, width: u64) -> bool {
+    let size = abi::GUEST_VIRTIO_SIZE * abi::GUEST_VIRTIO_COUNT;
+    addr.is_multiple_of(width)
+        && addr >= abi::GUEST_VIRTIO_BASE
+        && addr - abi::GUEST_VIRTIO_BASE + width <= size
+}
+
+/// One load of form `form` (see [`LOAD_FORMS`]) at `addr` in a virtio-mmio
+/// window (form 2 is a plain 32-bit load on both arches).
+pub fn virtio_read(addr: u64, form: u32) -> Result<u64, Refused> {
+    if !in_virtio_windows(addr, load_width(form)) {
+        return Err(Refused::NotInVirtioWindow);
+    }
+    Ok(arch::mmio_read(addr, form))
+}
+
+/// One store of form `form` (see [`STORE_FORMS`]) of `value` at `addr` in
+/// a virtio-mmio window (form 2 is a plain 32-bit store on both arches).
+pub fn virtio_write(addr: u64, form: u32, value: u64) -> Result<(), Refused> {
+    if !in_virtio_windows(addr, store_width(form)) {
+        return Err(Refused::NotInVirtioWindow);
     }
     arch::mmio_write(addr, form, value);
     Ok(())
