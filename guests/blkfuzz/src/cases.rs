@@ -2,7 +2,9 @@
 //! chains and bad setups, each of which must be refused in the way the
 //! spec (and `components/vblk`) says, and leave the device serving.
 
-use guest_rt::println;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use guest_rt::{fuzz, gic, irq, println};
 
 use crate::driver::{
     self, Res, Seg, D_INDIRECT, D_NEXT, D_WRITE, F_FLUSH, F_INDIRECT_DESC, F_RO, F_VERSION_1,
@@ -11,7 +13,35 @@ use crate::driver::{
     S_ACKNOWLEDGE, S_DRIVER, S_DRIVER_OK, S_FEATURES_OK, S_IOERR, S_NEEDS_RESET, S_OK, S_UNSUPP,
     T_FLUSH, T_GET_ID, T_IN, T_OUT,
 };
-use crate::{why, Blk, Want, QUEUE_SIZES, WRITE_SECTOR};
+use crate::{why, Blk, Want, MAX_DISKS, QUEUE_SIZES, WRITE_SECTOR};
+
+/// Interrupts taken per disk, the InterruptStatus each handler saw last,
+/// and interrupts of no disk.
+static IRQS: [AtomicU32; MAX_DISKS] = [const { AtomicU32::new(0) }; MAX_DISKS];
+static LAST_STATUS: [AtomicU32; MAX_DISKS] = [const { AtomicU32::new(0) }; MAX_DISKS];
+static OTHER_IRQS: AtomicU32 = AtomicU32::new(0);
+
+/// The IRQ handler: acknowledges a disk's interrupt at the device, or the
+/// level line would stay high.
+fn on_irq(intid: u32) {
+    let disk = intid.wrapping_sub(abi::GUEST_VIRTIO_INTID) as usize;
+    if disk >= MAX_DISKS {
+        OTHER_IRQS.fetch_add(1, Ordering::SeqCst);
+        return;
+    }
+    let base = abi::GUEST_VIRTIO_BASE + disk as u64 * abi::GUEST_VIRTIO_SIZE;
+    let status = fuzz::virtio_read(base + driver::INTERRUPT_STATUS, driver::WORD).unwrap_or(0);
+    let _ = fuzz::virtio_write(base + driver::INTERRUPT_ACK, driver::WORD, status);
+    LAST_STATUS[disk].store(status as u32, Ordering::SeqCst);
+    IRQS[disk].fetch_add(1, Ordering::SeqCst);
+}
+
+/// Sets the GIC up for [`on_irq`] (every disk's line disabled until a case
+/// enables it).
+pub fn interrupts_init() {
+    irq::set_handler(on_irq);
+    gic::init();
+}
 
 const IOERR: Want = Want::Status(S_IOERR, 1);
 /// What fills a data buffer the device must not write.
@@ -255,6 +285,40 @@ pub fn good(b: &mut Blk) {
             return Err(why!("wrong data"));
         }
         Ok("OK")
+    });
+    b.case("interrupt", |b| {
+        // The used-buffer interrupt: a level line while InterruptStatus is
+        // not 0; the handler acknowledges it at the device, so exactly one
+        // is taken per completion and none after.
+        for d in (0..b.count).filter(|&d| b.up[d]) {
+            b.disks[d].ack();
+            gic::enable(abi::GUEST_VIRTIO_INTID + d as u32, 0x80);
+        }
+        let before = IRQS[w].load(Ordering::SeqCst);
+        let (h, st, buf, mem) = (b.header(0, T_IN, 0), b.status_slot(0), b.buf(), b.mem);
+        let disk = &mut b.disks[w];
+        let head = disk.put_chain(mem, 0, &[Seg::r(h, 16), Seg::w(buf, 512), Seg::w(st, 1)]);
+        disk.offer(mem, head);
+        irq::enable();
+        disk.kick(mem);
+        let waited = disk.wait(mem, 1);
+        guest_rt::busy_loop(100_000);
+        irq::disable();
+        for d in 0..b.count {
+            gic::disable(abi::GUEST_VIRTIO_INTID + d as u32);
+        }
+        waited?;
+        let used = b.disks[w].take(mem);
+        b.check(used, head, st, Want::Status(S_OK, 513))?;
+        let taken = IRQS[w].load(Ordering::SeqCst) - before;
+        let status = LAST_STATUS[w].load(Ordering::SeqCst);
+        let other = OTHER_IRQS.load(Ordering::SeqCst);
+        if taken != 1 || status & driver::INT_USED == 0 || other != 0 {
+            return Err(why!(
+                "{taken} interrupts (InterruptStatus {status:#x}), {other} others"
+            ));
+        }
+        Ok("one, acknowledged")
     });
     b.case("config-write-ignored", |b| {
         let disk = &b.disks[w];
@@ -645,6 +709,65 @@ pub fn bad_chains(b: &mut Blk) {
         if !b.marker_ok(w, table, 0) {
             return Err(why!("wrong data in the table"));
         }
+        Ok(what)
+    });
+    b.case("read-into-used-ring", |b| {
+        // The data lands on the used ring; the device writes this chain's
+        // element and used.idx after it.
+        let h = b.header(0, T_IN, 0);
+        let st = b.status_slot(0);
+        let ring = b.disks[w].used;
+        let used = b.disks[w].chain(b.mem, &[Seg::r(h, 16), Seg::w(ring, 512), Seg::w(st, 1)])?;
+        b.check(used, 0, st, Want::Status(S_OK, 513))
+    });
+    b.case("read-into-avail-ring", |b| {
+        // Two chains in one notification; the first reads into the avail
+        // ring, over the second's head and avail.idx (which the device
+        // read once, before): the second completes with the head the data
+        // left in its slot, whatever it is.
+        let (h, st) = (b.header(0, T_IN, 0), b.status_slot(0));
+        let (h2, st2) = (b.header(1, T_IN, 0), b.status_slot(1));
+        let (avail, buf, mem) = (b.disks[w].avail, b.buf(), b.mem);
+        let disk = &mut b.disks[w];
+        let first = disk.put_chain(mem, 0, &[Seg::r(h, 16), Seg::w(avail, 512), Seg::w(st, 1)]);
+        let second = disk.put_chain(mem, 4, &[Seg::r(h2, 16), Seg::w(buf, 512), Seg::w(st2, 1)]);
+        let slot = disk.avail_idx().wrapping_add(1) % disk.num;
+        disk.offer(mem, first);
+        disk.offer(mem, second);
+        disk.kick(mem);
+        disk.wait(mem, 2)?;
+        let (u1, u2) = (disk.take(mem), disk.take(mem));
+        disk.ack();
+        b.check(u1, first, st, Want::Status(S_OK, 513))?;
+        let seen = b.mem.r16(avail + 4 + 2 * u64::from(slot));
+        if u2.id != u32::from(seen) {
+            return Err(why!(
+                "second completion id {}, its slot holds {seen}",
+                u2.id
+            ));
+        }
+        Ok("OK, then the head the data left")
+    });
+    b.case("read-whole-volume", |b| {
+        // Legal and long: the whole volume (up to num - 2 pieces of 32
+        // KiB, all the same buffer) in one request, served in one trap.
+        let disk = &b.disks[w];
+        let pieces = (disk.capacity / 64).min(u64::from(disk.num) - 2);
+        let h = b.header(0, T_IN, 0);
+        let st = b.status_slot(0);
+        disk.put(b.mem, 0, h, 16, D_NEXT, 1);
+        for i in 1..=pieces as u16 {
+            disk.put(b.mem, i, b.buf(), 32 * 1024, D_NEXT | D_WRITE, i + 1);
+        }
+        disk.put(b.mem, pieces as u16 + 1, st, 1, D_WRITE, 0);
+        let used = b.disks[w].submit(b.mem, 0)?;
+        let len = (pieces * 32 * 1024) as u32;
+        let what = b.check(used, 0, st, Want::Status(S_OK, len + 1))?;
+        println!(
+            "blkfuzz: read-whole-volume: {} KiB in {} us",
+            pieces * 32,
+            b.micros(b.disks[w].longest)
+        );
         Ok(what)
     });
     b.case("batch", |b| {

@@ -413,6 +413,7 @@ fn main(info: &'static StartInfo) -> u64 {
     };
     b.mem.fill(dma, DMA_SIZE, 0);
 
+    cases::interrupts_init();
     cases::bring_up(&mut b);
     cases::good(&mut b);
     cases::bad_requests(&mut b);
