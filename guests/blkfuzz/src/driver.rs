@@ -134,18 +134,31 @@ macro_rules! why {
 
 pub type Res<T> = Result<T, Msg>;
 
-/// Guest RAM outside the image and the StartInfo page, as volatile words.
+/// The DMA area (guest RAM outside the image and the StartInfo page), as
+/// volatile words; an address outside it is this guest's own bug.
 #[derive(Clone, Copy)]
 pub struct Mem {
     info: &'static StartInfo,
+    area: (u64, u64),
 }
 
 impl Mem {
-    pub fn new(info: &'static StartInfo) -> Self {
-        Mem { info }
+    pub fn new(info: &'static StartInfo, base: u64, size: u64) -> Self {
+        Mem {
+            info,
+            area: (base, base + size),
+        }
+    }
+
+    fn check(self, addr: u64) {
+        let (base, end) = self.area;
+        if addr < base || addr >= end {
+            panic!("blkfuzz: {addr:#x} is not in its DMA area {base:#x}..{end:#x}");
+        }
     }
 
     pub fn r32(self, addr: u64) -> u32 {
+        self.check(addr);
         match probe::read(self.info, addr) {
             Ok(v) => v,
             Err(why) => panic!("blkfuzz: own memory at {addr:#x}: {why}"),
@@ -153,6 +166,7 @@ impl Mem {
     }
 
     pub fn w32(self, addr: u64, value: u32) {
+        self.check(addr);
         if let Err(why) = probe::write(self.info, addr, value) {
             panic!("blkfuzz: own memory at {addr:#x}: {why}");
         }

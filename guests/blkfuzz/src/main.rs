@@ -395,7 +395,7 @@ fn main(info: &'static StartInfo) -> u64 {
     let rw = (0..count).find(|&n| !expect[n].read_only);
     let ro = (0..count).find(|&n| expect[n].read_only);
     let mut b = Blk {
-        mem: Mem::new(info),
+        mem: Mem::new(info, dma, DMA_SIZE),
         dma,
         ram_base,
         ram_end,

@@ -119,7 +119,11 @@ impl Blk {
             };
             // A header where the first buffer is a word-aligned place in
             // the scratch area.
-            let in_scratch = addr >= self.scratch() && addr + 16 <= self.scratch() + SCRATCH_SIZE;
+            // (Checked: an address near u64::MAX must not wrap inside.)
+            let in_scratch = addr >= self.scratch()
+                && addr
+                    .checked_add(16)
+                    .is_some_and(|end| end <= self.scratch() + SCRATCH_SIZE);
             if i == 0 && in_scratch && addr % 4 == 0 {
                 let cap = disk.capacity;
                 let kind = rng.pick(&[T_IN, T_IN, T_OUT, T_OUT, T_FLUSH, T_GET_ID, 3, 11]);
@@ -161,7 +165,7 @@ pub fn chains(b: &mut Blk, seed: u64, attempts: u64) {
             }
             continue;
         }
-        let batch = 1 + rng.below(u64::from(BATCH_MAX)) as u16;
+        let batch = (1 + rng.below(u64::from(BATCH_MAX))).min(attempts - submitted) as u16;
         let mut heads = [0u16; BATCH_MAX as usize];
         for (k, head) in heads.iter_mut().enumerate().take(batch.into()) {
             *head = b.random_chain(&mut rng, d, k as u16 * CHAIN_MAX);
