@@ -884,6 +884,33 @@ pub fn bad_setup(b: &mut Blk) {
         b.check(used, head, st, Want::Status(S_OK, 513))?;
         Ok("held until DRIVER_OK")
     });
+    b.case("notify-nothing-new", |b| {
+        let disk = &mut b.disks[w];
+        disk.kick(mem);
+        match disk.pending(mem) {
+            0 => Ok("nothing completed"),
+            n => Err(why!("{n} completions of nothing")),
+        }
+    });
+    b.case("notify-queue-1", |b| {
+        // A queue the device does not have: ignored; queue 0's request
+        // waits for its own notification.
+        let (h, st, buf) = (b.header(0, T_IN, 0), b.status_slot(0), b.buf());
+        let disk = &mut b.disks[w];
+        let head = disk.put_chain(mem, 0, &[Seg::r(h, 16), Seg::w(buf, 512), Seg::w(st, 1)]);
+        disk.offer(mem, head);
+        disk.publish(mem);
+        disk.set(driver::QUEUE_NOTIFY, 1);
+        if disk.pending(mem) != 0 {
+            return Err(why!("served on queue 1's notification"));
+        }
+        disk.kick(mem);
+        disk.wait(mem, 1)?;
+        let used = disk.take(mem);
+        disk.ack();
+        b.check(used, head, st, Want::Status(S_OK, 513))?;
+        Ok("ignored")
+    });
     b.case("avail-idx-jump", |b| {
         // More than a queue ahead of what the device has taken.
         let disk = &mut b.disks[w];

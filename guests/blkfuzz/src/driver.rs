@@ -79,9 +79,10 @@ pub const SECTOR: u64 = 512;
 /// arches, the only width the device answers outside its config space.
 pub const WORD: u32 = 2;
 
-/// Polls of used.idx before a request counts as hung. The device completes
-/// in the trap, so the first poll should already see it.
-const POLLS: u32 = 100_000;
+/// How long (ms) a request may take before it counts as hung. The device
+/// completes in the trap, so the first poll should already see it; a
+/// device that served later would still be well within this.
+const HANG_MS: u64 = 1000;
 
 /// A line saying what went wrong (no heap).
 pub struct Msg {
@@ -450,13 +451,18 @@ impl Disk {
         self.avail_idx = self.avail_idx.wrapping_add(1);
     }
 
-    /// Publishes avail.idx and notifies queue 0.
-    pub fn kick(&mut self, mem: Mem) {
+    /// Publishes avail.idx.
+    pub fn publish(&self, mem: Mem) {
         // The ring entries and descriptors before the index, the index
         // before the notification (virtio 1.2 §2.7.13).
         fence(Ordering::SeqCst);
         mem.w16(self.avail + 2, self.avail_idx);
         fence(Ordering::SeqCst);
+    }
+
+    /// Publishes avail.idx and notifies queue 0.
+    pub fn kick(&mut self, mem: Mem) {
+        self.publish(mem);
         let start = timer::now();
         self.set(QUEUE_NOTIFY, 0);
         self.longest = self.longest.max(timer::now() - start);
@@ -480,17 +486,21 @@ impl Disk {
 
     /// Waits, bounded, for `n` completions.
     pub fn wait(&self, mem: Mem, n: u16) -> Res<()> {
-        for _ in 0..POLLS {
+        let start = timer::now();
+        let limit = timer::frequency() * HANG_MS / 1000;
+        loop {
             if self.pending(mem) >= n {
                 fence(Ordering::SeqCst);
                 return Ok(());
             }
+            if timer::now() - start > limit {
+                return Err(why!(
+                    "hang: {} of {n} completions after {HANG_MS} ms (device status {:#x})",
+                    self.pending(mem),
+                    self.status()
+                ));
+            }
         }
-        Err(why!(
-            "hang: {} of {n} completions after {POLLS} polls (device status {:#x})",
-            self.pending(mem),
-            self.status()
-        ))
     }
 
     /// The next used element.
