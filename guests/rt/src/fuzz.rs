@@ -1,5 +1,6 @@
-//! Hostile primitives for the fuzzing guest (`guests/fuzzer`): what a guest
-//! can throw at the hypervisor, each as a safe call.
+//! Hostile primitives for the fuzzing guests (`guests/fuzzer`,
+//! `guests/blkfuzz`): what a guest can throw at the hypervisor, each as a
+//! safe call.
 //!
 //! - [`set_recover`]: the guest's own vectors step over the synchronous
 //!   exceptions it provokes (undefined instructions, registers EL1 may not
@@ -17,8 +18,9 @@
 //!   VM: a deliberate final step only);
 //! - [`wait_for_event`], [`send_event`], [`vtimer_ctl`].
 //!
-//! The frame check ([`in_gic_frames`]) only makes the accesses sound (the
-//! addresses are device memory, no Rust object is there); which of them
+//! The frame checks ([`in_gic_frames`], [`in_virtio_windows`]) only make
+//! the accesses sound (the addresses are device memory, no Rust object is
+//! there); which of them
 //! the hypervisor emulates, and which stop the VM, is the caller's
 //! business.
 
