@@ -20,9 +20,8 @@
 //!
 //! The frame checks ([`in_gic_frames`], [`in_virtio_windows`]) only make
 //! the accesses sound (the addresses are device memory, no Rust object is
-//! there); which of them
-//! the hypervisor emulates, and which stop the VM, is the caller's
-//! business.
+//! there); which of them the hypervisor emulates, and which stop the VM,
+//! is the caller's business.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
