@@ -1,7 +1,7 @@
 //! The device tree each Linux VM boots with: what the VM has, at the
 //! guest-physical addresses of the ABI (`abi::GUEST_*`): its CPUs (PSCI
 //! through HVC), its RAM, its virtual GIC, the generic timer, its emulated
-//! UART, and `chosen` (bootargs, console, initrd).
+//! UART, its virtio-mmio disks, and `chosen` (bootargs, console, initrd).
 
 use anyhow::{anyhow, ensure, Result};
 use config::vm::{GuestWidth, VmConfig};
@@ -151,6 +151,18 @@ fn write(vm: &VmConfig, gic_version: u32, initrd: Option<(u64, u64)>) -> FdtWrit
     w.property_array_u32("interrupts", &[SPI, abi::GUEST_UART_INTID - 32, LEVEL_HIGH])?;
     w.property_u32("current-speed", 115_200)?;
     w.end_node(serial)?;
+
+    // Its disks: virtio-mmio transports Linux probes for the device ID.
+    for disk in vm.devices.iter().filter(|d| d.kind == "virtio-blk") {
+        let node = w.begin_node(&format!("virtio_mmio@{:x}", disk.base))?;
+        w.property_string("compatible", "virtio,mmio")?;
+        w.property_array_u64("reg", &[disk.base, disk.size])?;
+        w.property_array_u32("interrupts", &[SPI, disk.intid - 32, LEVEL_HIGH])?;
+        // The hypervisor reaches guest RAM through cacheable mappings, so
+        // the guest need not clean or invalidate around requests.
+        w.property_null("dma-coherent")?;
+        w.end_node(node)?;
+    }
 
     w.end_node(root)?;
     w.finish()

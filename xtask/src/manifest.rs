@@ -119,6 +119,33 @@ pub fn render(c: &Composition, sizes: &Sizes) -> String {
     for row in columns(&table) {
         line(format!("  {row}"));
     }
+    let mut devices = Vec::new();
+    for vm in &c.vms {
+        for d in &vm.devices {
+            let serves = match &d.disk {
+                None => String::new(),
+                Some(disk) => format!(
+                    "{}{}",
+                    disk.source,
+                    if disk.read_only { ", read-only" } else { "" }
+                ),
+            };
+            devices.push([
+                vm.name.to_string(),
+                d.kind.to_string(),
+                range(d.base, d.base + d.size),
+                format!("SPI {}", d.intid.saturating_sub(32)),
+                serves,
+            ]);
+        }
+    }
+    if !devices.is_empty() {
+        line(String::new());
+        line("devices (guest-physical)".into());
+        for row in columns(&devices) {
+            line(format!("  {}", row.trim_end()));
+        }
+    }
     line(String::new());
     let h = &sizes.hypervisor;
     line("sizes (bytes)".into());

@@ -1,7 +1,8 @@
 //! A Linux VM's device tree, read back by `dtc`: every node Linux needs,
-//! at the ABI's guest addresses, for each GIC version and width.
+//! at the ABI's guest addresses (disks included), for each GIC version and
+//! width.
 
-use config::vm::{Blob, GuestWidth, LinuxBoot, Region, VmConfig};
+use config::vm::{Blob, DeviceConfig, DiskConfig, GuestWidth, LinuxBoot, Region, VmConfig};
 use std::process::Command;
 use xtask::{devicetree, tools};
 
@@ -31,8 +32,58 @@ fn vm(width: GuestWidth, vcpus: u32) -> VmConfig<'static> {
                 offset: 0x240_0000,
             }),
         }),
-        devices: Vec::new(),
+        devices: vec![
+            DeviceConfig {
+                kind: "sbsa-uart".into(),
+                base: abi::GUEST_UART_BASE,
+                size: abi::GUEST_UART_SIZE,
+                intid: abi::GUEST_UART_INTID,
+                disk: None,
+            },
+            disk(0, "lvm:vg0/web"),
+            disk(1, "part:2"),
+        ],
     }
+}
+
+/// The VM's disk `n`, in the ABI's slot n, as the plan makes it.
+fn disk(n: u32, source: &'static str) -> DeviceConfig<'static> {
+    DeviceConfig {
+        kind: "virtio-blk".into(),
+        base: abi::GUEST_VIRTIO_BASE + u64::from(n) * abi::GUEST_VIRTIO_SIZE,
+        size: abi::GUEST_VIRTIO_SIZE,
+        intid: abi::GUEST_VIRTIO_INTID + n,
+        disk: Some(DiskConfig {
+            source: source.into(),
+            read_only: n == 1,
+            min_sectors: 0,
+        }),
+    }
+}
+
+/// Both disks' nodes: at their slots, SPIs 16 and 17, level high.
+fn has_disks(dts: &str) {
+    has(
+        dts,
+        "virtio_mmio@a000000",
+        &[
+            "compatible = \"virtio,mmio\";",
+            "reg = <0x00 0xa000000 0x00 0x200>;",
+            "interrupts = <0x00 0x10 0x04>;",
+            "dma-coherent;",
+        ],
+    );
+    has(
+        dts,
+        "virtio_mmio@a000200",
+        &[
+            "compatible = \"virtio,mmio\";",
+            "reg = <0x00 0xa000200 0x00 0x200>;",
+            "interrupts = <0x00 0x11 0x04>;",
+            "dma-coherent;",
+        ],
+    );
+    assert!(!dts.contains("virtio_mmio@a000400"), "{dts}");
 }
 
 /// `dtc`'s source form of `dtb`.
@@ -148,6 +199,7 @@ fn an_arm64_vm_on_gicv2_has_every_node_linux_needs() {
             "linux,initrd-end = <0x00 0x42580000>;",
         ],
     );
+    has_disks(&dts);
 }
 
 #[test]
@@ -166,6 +218,7 @@ fn gicv3_and_32_bit_vms_get_their_own_nodes() {
         ],
     );
     has(&dts, "timer", &["interrupts = <0x01 0x0d 0x08 "]);
+    has_disks(&dts);
     let dts = decompile(
         &devicetree::linux_vm(&vm(GuestWidth::Aarch32, 1), 2, 0).unwrap(),
         "arm-gicv2.dtb",
@@ -173,4 +226,5 @@ fn gicv3_and_32_bit_vms_get_their_own_nodes() {
     has(&dts, "cpu@0", &["compatible = \"arm,cortex-a15\";"]);
     assert!(!node(&dts, "cpu@0").contains("enable-method"), "{dts}");
     has(&dts, "timer", &["compatible = \"arm,armv7-timer\";"]);
+    has_disks(&dts);
 }

@@ -3,6 +3,7 @@
 //! the layout that turns a profile into a [`Composition`].
 
 mod check;
+mod disks;
 mod error;
 mod linux;
 mod plan;
@@ -17,7 +18,7 @@ pub use plan::{plan, GuestFiles, LinuxFiles};
 pub use scenario::{load_scenario, Boot, Expect, Input, Scenario};
 pub use spec::{
     Board, BoardSpans, ComposeSpec, DiskSpec, GicSpec, MemorySpec, QemuSpec, RamSpec, TimerSpec,
-    UartSpec, VmSource, VmSpec, WindowSpec,
+    UartSpec, VmDiskSpec, VmSource, VmSpec, WindowSpec,
 };
 pub use units::{format_size, Period, Size};
 

@@ -129,6 +129,8 @@ pub struct DiskConfig<'a> {
     #[serde(borrow)]
     pub source: Cow<'a, str>,
     pub read_only: bool,
+    /// The smallest volume the VM takes (`min-size`); 0: any.
+    pub min_sectors: u64,
 }
 
 impl VmConfig<'_> {
@@ -154,6 +156,7 @@ impl VmConfig<'_> {
                     disk: d.disk.map(|disk| DiskConfig {
                         source: Cow::Owned(disk.source.into_owned()),
                         read_only: disk.read_only,
+                        min_sectors: disk.min_sectors,
                     }),
                     ..d
                 })

@@ -181,3 +181,71 @@ fn linux_vm_mistakes_name_their_line_and_field() {
         &["by the boot protocol"],
     );
 }
+
+#[test]
+fn a_linux_vms_disks_follow_its_uart() {
+    let c = plan_vms(
+        "disks",
+        &LINUX.replace(
+            "vcpus = 2",
+            "disks = [{ source = \"lvm:vg0/web\" }, { source = \"part:2\", read-only = true }]\nvcpus = 2",
+        ),
+    )
+    .unwrap();
+    let devices: Vec<_> = c.vms[0]
+        .devices
+        .iter()
+        .map(|d| {
+            let disk = d.disk.as_ref().map(|d| (&*d.source, d.read_only));
+            (&*d.kind, d.base, d.size, d.intid, disk)
+        })
+        .collect();
+    assert_eq!(
+        devices,
+        [
+            (
+                "sbsa-uart",
+                abi::GUEST_UART_BASE,
+                abi::GUEST_UART_SIZE,
+                33,
+                None
+            ),
+            (
+                "virtio-blk",
+                0x0a00_0000,
+                0x200,
+                48,
+                Some(("lvm:vg0/web", false))
+            ),
+            ("virtio-blk", 0x0a00_0200, 0x200, 49, Some(("part:2", true))),
+        ]
+    );
+}
+
+#[test]
+fn a_volume_shared_with_a_writer_names_it() {
+    let hello = |disk: &str| {
+        format!("\n[[vm]]\nname = \"hello\"\nguest = \"hello\"\nvcpus = 1\nmemory = \"16MiB\"\ndisks = [{disk}]\n")
+    };
+    let linux = |disk: &str| LINUX.replace("vcpus = 2", &format!("disks = [{disk}]\nvcpus = 2"));
+    let ro = "{ source = \"gpt:data\", read-only = true }";
+    let rw = "{ source = \"gpt:data\" }";
+    for (first, second, writer) in [
+        (rw, rw, "both"),
+        (ro, rw, "vm 'hello'"),
+        (rw, ro, "vm 'linux'"),
+    ] {
+        let vms = format!("{}{}", linux(first), hello(second));
+        let err = plan_vms("shared", &vms).expect_err("refused");
+        assert_eq!(err.field, "vm 'hello' disks", "{err}");
+        assert!(
+            err.message.ends_with(&format!(
+                "is also a disk of vm 'linux' (line {}), and {writer} may write it",
+                line_of(&vms, "name = \"linux\"")
+            )),
+            "{err}"
+        );
+    }
+    // Readers may share.
+    plan_vms("readers", &format!("{}{}", linux(ro), hello(ro))).unwrap();
+}

@@ -1312,3 +1312,153 @@ fn scenario_virtio_mmio_version_is_1_or_2() {
     );
     says(&err, &["virtio-mmio version 3 does not exist", "1 (legacy"]);
 }
+
+#[test]
+fn vm_disks_are_virtio_blk_devices_in_the_abi_slots() {
+    let c = plan_file(&fixture("disks.toml"), None).unwrap();
+    let slot = |n: u32| {
+        (
+            abi::GUEST_VIRTIO_BASE + u64::from(n) * abi::GUEST_VIRTIO_SIZE,
+            abi::GUEST_VIRTIO_INTID + n,
+        )
+    };
+    let disks = |vm: usize| -> Vec<_> {
+        c.vms[vm]
+            .devices
+            .iter()
+            .map(|d| {
+                assert_eq!((&*d.kind, d.size), ("virtio-blk", 0x200));
+                let disk = d.disk.as_ref().unwrap();
+                ((d.base, d.intid), &*disk.source, disk.read_only)
+            })
+            .collect()
+    };
+    assert_eq!(
+        disks(0),
+        [
+            ((0x0a00_0000, 48), "lvm:vg0/web", false),
+            ((0x0a00_0200, 49), "part:2", false),
+            ((0x0a00_0400, 50), "gpt:data", true),
+        ]
+    );
+    assert_eq!((slot(0), slot(2)), ((0x0a00_0000, 48), (0x0a00_0400, 50)));
+    let min_sectors: Vec<u64> = c.vms[1]
+        .devices
+        .iter()
+        .map(|d| d.disk.as_ref().unwrap().min_sectors)
+        .collect();
+    assert_eq!(
+        min_sectors,
+        [0, 64 << 11],
+        "min-size in sectors; absent: any"
+    );
+    // Each VM numbers its own slots from 0; two read-only users may share.
+    assert_eq!(
+        disks(1),
+        [
+            ((0x0a00_0000, 48), "gpt:data", true),
+            ((0x0a00_0200, 49), "lvm:vg0/db", false),
+        ]
+    );
+    assert!(c.vms[2].devices.is_empty());
+    // The emulated device component is linked, and the disks travel in the
+    // composition and the boot table.
+    assert!(
+        c.features().iter().any(|f| f == "vblk"),
+        "{:?}",
+        c.features()
+    );
+    let items = c.component_items().unwrap();
+    assert!(
+        items.contains("\"virtio-blk\" => Some(vblk::Component::new(setup)"),
+        "{items}"
+    );
+    let back = Composition::from_toml(&c.to_toml()).unwrap();
+    assert_eq!(back.vms, c.vms);
+    let bytes = back.vm_table();
+    assert_eq!(VmTable::decode(&bytes).unwrap().vms, c.vms);
+}
+
+#[test]
+fn vm_disk_source_is_parsed_as_the_hypervisor_will() {
+    let err = bad("disk_source_bad", 56, "vm 'web' disks");
+    assert_eq!(err.column, 44, "{err}");
+    says(
+        &err,
+        &[
+            "disk #2 source 'lvm:vg0': lvm: needs VG/LV, with exactly one slash",
+            "\"lvm:vg0/web\"",
+        ],
+    );
+}
+
+#[test]
+fn vm_has_at_most_eight_disks() {
+    let err = bad("disks_too_many", 65, "vm 'web' disks");
+    says(&err, &["9 disks; a VM has at most 8"]);
+}
+
+#[test]
+fn vm_names_a_volume_once() {
+    let err = bad("disk_twice", 59, "vm 'web' disks");
+    says(
+        &err,
+        &["disk #3 source 'part:02' is disk #1's volume again"],
+    );
+}
+
+#[test]
+fn a_written_volume_is_one_vms_alone() {
+    let err = bad("disk_shared_writable", 63, "vm 'backup' disks");
+    says(
+        &err,
+        &[
+            "'lvm:vg0/web' is also a disk of vm 'web' (line 52), and vm 'web' may write it",
+            "read-only = true",
+        ],
+    );
+}
+
+#[test]
+fn vm_disk_fields_are_checked() {
+    let err = bad("disk_unknown_key", 56, "vm #1");
+    says(
+        &err,
+        &[
+            "unknown field 'read_only'",
+            "source, read-only",
+            "did you mean 'read-only'?",
+        ],
+    );
+}
+
+#[test]
+fn vm_disk_min_size_is_whole_sectors() {
+    let err = bad("disk_min_size_odd", 63, "vm 'db' disks");
+    says(
+        &err,
+        &["disk #2 min-size is not a whole number of 512-byte sectors"],
+    );
+}
+
+#[test]
+fn vm_disks_need_a_board_disk() {
+    let err = bad("disks_without_disk", 55, "vm 'web' disks");
+    says(
+        &err,
+        &[
+            "board disks_without_disk has no [disk]",
+            "its VMs cannot have disks",
+        ],
+    );
+    let path = fixture("scenarios/vm_disks_on_omap5.toml");
+    let s = load_scenario(&path).unwrap();
+    let profile = s.load_board(&boards_dir()).unwrap();
+    let err = s.plan(&profile, &known(), "test", &image).unwrap_err();
+    println!("{err}");
+    assert_eq!(
+        (err.file.as_path(), err.line, err.field.as_str()),
+        (path.as_path(), 12, "vm 'web' disks")
+    );
+    says(&err, &["board omap5 has no [disk]"]);
+}

@@ -99,6 +99,8 @@ pub struct Request<'a> {
     pub vm: &'a str,
     pub source: &'a str,
     pub read_only: bool,
+    /// The smallest volume the VM takes (0: any).
+    pub min_sectors: u64,
 }
 
 /// Resolves every request on `disk`, in order: each volume, or why that
@@ -164,6 +166,14 @@ fn serve_one(
                 other.source, other.vm
             )));
         }
+    }
+    if volume.sectors() < request.min_sectors {
+        return Err(fail(&format_args!(
+            "{} sectors ({}), less than the VM's min-size of {}",
+            volume.sectors(),
+            sectors_size(volume.sectors()),
+            sectors_size(request.min_sectors)
+        )));
     }
     if disk.read_only() && !request.read_only {
         return Err(fail(&"the disk is read-only: say read-only = true"));
@@ -372,6 +382,129 @@ mod tests {
         );
         assert!(lines[1].starts_with("disk: cannot read its layout: "));
         assert_eq!(lines.len(), 2);
+    }
+
+    /// disk-layout's LVM fixture: GPT "esp" (partition 1) and "pv"
+    /// (partition 2, VG vg0 with LVs web and db).
+    fn lvm_disk() -> Mem {
+        use std::io::Read;
+        let gz = include_bytes!("../../disk-layout/tests/fixtures/lvm.img.gz");
+        let mut bytes = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut bytes)
+            .expect("the fixture unpacks");
+        Mem(bytes, false)
+    }
+
+    fn request<'a>(vm: &'a str, source: &'a str, read_only: bool) -> Request<'a> {
+        Request {
+            vm,
+            source,
+            read_only,
+            min_sectors: 0,
+        }
+    }
+
+    fn outcome(results: &[Result<Served, String>]) -> Vec<Result<u64, &str>> {
+        results
+            .iter()
+            .map(|r| match r {
+                Ok(s) => Ok(s.volume.sectors()),
+                Err(e) => Err(e.as_str()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn volumes_are_served_once_to_writers() {
+        let mut disk = lvm_disk();
+        let results = serve_all(
+            &mut disk,
+            &[
+                request("a", "lvm:vg0/web", false),
+                request("b", "gpt:esp", true),
+                request("c", "part:1", true),
+                request("c", "lvm:vg0/db", false),
+                request("d", "lvm:vg0/web", true),
+                request("d", "part:1", false),
+                request("e", "part:2", true),
+                request("e", "lvm:vg0/nope", false),
+                request("e", "lvm:web", false),
+            ],
+        );
+        assert_eq!(
+            outcome(&results),
+            [
+                Ok(1536),
+                Ok(1024),
+                Ok(1024),
+                Ok(768),
+                Err("disk lvm:vg0/web: overlaps lvm:vg0/web of VM a, and one of them is writable"),
+                Err("disk part:1: overlaps gpt:esp of VM b, and one of them is writable"),
+                Err("disk part:2: the partition is an LVM PV, whose metadata only the hypervisor reads: serve its LVs"),
+                Err("disk lvm:vg0/nope: VG vg0 has no LV nope"),
+                Err("disk lvm:web: lvm: needs VG/LV, with exactly one slash"),
+            ]
+        );
+        let web = results[0].as_ref().unwrap();
+        assert_eq!((web.source.as_str(), web.read_only), ("lvm:vg0/web", false));
+    }
+
+    #[test]
+    fn a_volume_smaller_than_the_vm_asks_is_refused() {
+        let mut disk = lvm_disk();
+        let at_least = |min_sectors| Request {
+            min_sectors,
+            ..request("a", "lvm:vg0/web", true)
+        };
+        let results = serve_all(&mut disk, &[at_least(1536), at_least(1537)]);
+        assert_eq!(
+            outcome(&results),
+            [
+                Ok(1536),
+                Err("disk lvm:vg0/web: 1536 sectors (768 KiB), less than the VM's min-size of 768.5 KiB")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_read_only_disk_serves_only_read_only_volumes() {
+        let mut disk = ReadOnlyMem(lvm_disk(), true);
+        let results = serve_all(
+            &mut disk,
+            &[
+                request("a", "lvm:vg0/web", false),
+                request("b", "lvm:vg0/db", true),
+            ],
+        );
+        assert_eq!(
+            outcome(&results),
+            [
+                Err("disk lvm:vg0/web: the disk is read-only: say read-only = true"),
+                Ok(768)
+            ]
+        );
+    }
+
+    /// `Mem` that says it is read-only (or not).
+    struct ReadOnlyMem(Mem, bool);
+
+    impl BlockDevice for ReadOnlyMem {
+        fn sectors(&self) -> u64 {
+            self.0.sectors()
+        }
+        fn read_only(&self) -> bool {
+            self.1
+        }
+        fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+            self.0.read(sector, buf)
+        }
+        fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DiskError> {
+            self.0.write(sector, buf)
+        }
+        fn flush(&mut self) -> Result<(), DiskError> {
+            Ok(())
+        }
     }
 
     #[test]

@@ -166,6 +166,7 @@ fn vm_devices(
                     vm: &vm.name,
                     source: &disk.source,
                     read_only: disk.read_only,
+                    min_sectors: disk.min_sectors,
                 })
             })
         })
@@ -209,6 +210,17 @@ fn vm_devices(
                     None => None,
                     Some(_) => Some(next_volume()?),
                 };
+                if let Some(served) = &volume {
+                    info!(
+                        "vm {name}: disk {}: {} sectors ({}){} at {:#x}, SPI {}",
+                        served.source,
+                        served.volume.sectors(),
+                        hv::disk::human_size(served.volume.sectors() * hv::disk::SECTOR as u64),
+                        if served.read_only { ", read-only" } else { "" },
+                        d.base,
+                        d.intid - 32
+                    );
+                }
                 let setup = hv::device::Setup {
                     vm_name: name,
                     vm_index: index,

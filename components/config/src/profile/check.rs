@@ -8,6 +8,7 @@ use super::units::format_size;
 use super::{Profile, VmSource, VmSpec};
 use crate::components::{self, Kind};
 use crate::composition::Region;
+use crate::window::Window;
 use toml::Spanned;
 
 pub(super) const KIB4: u64 = 4 << 10;
@@ -518,15 +519,24 @@ fn one_vm(src: Source, index: usize, vm: &VmSpec) -> Result<(), ProfileError> {
                 ));
         }
     }
-    Ok(())
+    super::disks::check_vm(src, &label, vm)
 }
 
 /// No two windows of a VM's guest-physical map overlap: its RAM, its GIC
-/// and (as they arrive) its devices.
+/// and its devices.
 pub(super) fn guest_maps(vms: &VmSource, gic_version: u32) -> Result<(), ProfileError> {
     for (i, vm) in vms.vms.iter().enumerate() {
         let map = crate::window::guest_map(gic_version, *vm.vcpus.get_ref(), vm.memory.get_ref().0);
-        let windows: Vec<_> = map.iter().map(|(_, w)| *w).collect();
+        let mut named: Vec<(String, Window)> =
+            map.iter().map(|(name, w)| (name.to_string(), *w)).collect();
+        for d in super::plan::devices(vm) {
+            let name = match &d.disk {
+                Some(disk) => format!("{} {}", d.kind, disk.source),
+                None => d.kind.to_string(),
+            };
+            named.push((name, Window::new(d.base, d.size)));
+        }
+        let windows: Vec<_> = named.iter().map(|(_, w)| *w).collect();
         if let Some((a, b)) = crate::window::first_overlap(&windows) {
             let label = vm_label(i, vm);
             return Err(vms
@@ -536,7 +546,7 @@ pub(super) fn guest_maps(vms: &VmSource, gic_version: u32) -> Result<(), Profile
                     &format!("{label} memory"),
                     format!(
                         "its {} ({}) overlaps its {} ({})",
-                        map[a].0, map[a].1, map[b].0, map[b].1
+                        named[a].0, named[a].1, named[b].0, named[b].1
                     ),
                 )
                 .with_help("every window of a VM's guest-physical map must be its own"));

@@ -4,10 +4,11 @@ use super::check::{self, range, vm_label, BoardLayout, MIB2};
 use super::error::{did_you_mean, ProfileError, Source};
 use super::scenario::ComposeOverride;
 use super::schedule;
+use super::spec::VmSpec;
 use super::units::format_size;
-use super::{linux, Known, Profile, VmSource};
+use super::{disks, linux, Known, Profile, VmSource};
 use crate::composition::{Arch, Composition, Disk, Gic, Region, Timer, Uart};
-use crate::vm::{Blob, GuestWidth, LinuxBoot, VmConfig, DEFAULT_WEIGHT};
+use crate::vm::{Blob, DeviceConfig, GuestWidth, LinuxBoot, VmConfig, DEFAULT_WEIGHT};
 use std::path::PathBuf;
 use toml::Spanned;
 
@@ -126,6 +127,7 @@ pub(super) fn plan_with(
 
     let vms = vms.unwrap_or(&profile.vms);
     check_vms(vms, known)?;
+    disks::check_board(profile, vms)?;
     check::guest_maps(vms, *profile.gic.version.get_ref())?;
     let widths = guest_widths(vms, profile)?;
     let scenario_scheduler = compose.is_some_and(|(c, _)| c.scheduler.is_some());
@@ -174,7 +176,7 @@ pub(super) fn plan_with(
             (Some(guest), _) => {
                 let image = index_of(files.guest_image(guest.get_ref(), width));
                 let cmdline = text(&vm.cmdline).unwrap_or_default();
-                (guest.get_ref().clone(), image, cmdline, None, Vec::new())
+                (guest.get_ref().clone(), image, cmdline, None, devices(vm))
             }
             (None, Some(kernel)) => {
                 let fetched = fetched[i].take().expect("fetched above");
@@ -194,13 +196,12 @@ pub(super) fn plan_with(
                     initrd,
                 };
                 let bootargs = text(&vm.bootargs).unwrap_or_else(|| linux::BOOTARGS.into());
-                let devices = vec![linux::console_uart()];
                 (
                     kernel.get_ref().clone(),
                     image,
                     bootargs,
                     Some(boot),
-                    devices,
+                    devices(vm),
                 )
             }
             (None, None) => unreachable!("check_vms wants a guest or a kernel"),
@@ -266,6 +267,13 @@ pub(super) fn plan_with(
         windows: schedule.windows,
         selftest: None,
     })
+}
+
+/// A VM's emulated devices besides the vGIC: a Linux VM's UART (a Tessera
+/// guest has the PV console instead), then its disks.
+pub(super) fn devices(vm: &VmSpec) -> Vec<DeviceConfig<'static>> {
+    let uart = vm.guest.is_none().then(linux::console_uart);
+    uart.into_iter().chain(disks::devices(vm)).collect()
 }
 
 /// The board `profile` with the scenario's `[compose]` fields in place of

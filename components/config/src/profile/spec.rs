@@ -170,6 +170,22 @@ pub struct VmSpec {
     pub cap: Option<Spanned<u32>>,
     /// The physical CPU the VM's vCPU is pinned to (static and credit).
     pub cpu: Option<Spanned<u32>>,
+    /// Volumes on the hypervisor's `[disk]` the VM sees as virtio-blk
+    /// devices, in the order of the ABI's virtio-mmio slots.
+    pub disks: Option<Spanned<Vec<VmDiskSpec>>>,
+}
+
+/// One of a VM's `disks`: `{ source = "lvm:vg0/web", read-only = true }`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VmDiskSpec {
+    /// `part:N`, `gpt:NAME` or `lvm:VG/LV` (`disk_layout::Source`).
+    pub source: Spanned<String>,
+    /// Absent means writable.
+    #[serde(default)]
+    pub read_only: bool,
+    /// The smallest volume the VM takes: a smaller one stops it at boot.
+    pub min_size: Option<Spanned<Size>>,
 }
 
 /// A list of VMs with the file they came from (a board profile, or a

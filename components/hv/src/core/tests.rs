@@ -1015,6 +1015,120 @@ fn a_device_that_ends_a_line_stamps_the_first_guest_line() {
     assert_eq!(run(&[4, 0, 4, 0]), 1, "stamped once");
 }
 
+/// A DMA-like device: a write at 0 asks for work, which copies the first
+/// 512 bytes of the VM's RAM (its image) to sector 0 of the disk and raises
+/// its line.
+struct Copier;
+
+impl MmioDevice for Copier {
+    fn read(&mut self, _: usize, _: u64, _: u8) -> u64 {
+        0
+    }
+    fn write(&mut self, _: usize, offset: u64, _: u8, _: u64) -> Signal {
+        Signal {
+            work: offset == 0,
+            ..Signal::default()
+        }
+    }
+    fn irq(&self) -> Option<u32> {
+        Some(48)
+    }
+    fn work(&mut self, backing: crate::device::Backing<'_>) -> Signal {
+        let mut sector = [0u8; 512];
+        let from = backing.ram.slice(GUEST_RAM_BASE, 512).unwrap();
+        backing.memory.read_guest(from, &mut sector);
+        let disk = backing.disk.expect("the core lends its disk");
+        disk.write(0, &sector).unwrap();
+        Signal {
+            level: Some(true),
+            ..Signal::default()
+        }
+    }
+}
+
+/// Sector 0 of a shared in-memory disk.
+struct SharedDisk(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl crate::disk::BlockDevice for SharedDisk {
+    fn sectors(&self) -> u64 {
+        1
+    }
+    fn read_only(&self) -> bool {
+        false
+    }
+    fn read(&mut self, _: u64, buf: &mut [u8]) -> Result<(), crate::disk::DiskError> {
+        buf.copy_from_slice(&self.0.lock().unwrap());
+        Ok(())
+    }
+    fn write(&mut self, _: u64, buf: &[u8]) -> Result<(), crate::disk::DiskError> {
+        self.0.lock().unwrap().copy_from_slice(buf);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), crate::disk::DiskError> {
+        Ok(())
+    }
+}
+
+/// A device that asks for work after an access gets the VM's RAM and the
+/// hypervisor's disk, still in the trap, and its signal is applied.
+#[test]
+fn a_device_asking_for_work_reaches_ram_and_disk() {
+    const BASE: u64 = 0x0a00_0000;
+    let store = (2 << 22) | (1 << 6);
+    let mut desc = vm("dma", 0x8000_0000, b"sector zero");
+    desc.devices = vec![(Window::new(BASE, 0x200), Box::new(Copier) as _)];
+    let mut hv = boot(vec![(
+        desc,
+        vec![
+            dabt(BASE + 4, store),
+            dabt(BASE, store),
+            Step::Hvc(EXIT, 0, 0),
+        ],
+    )]);
+    let sector = std::sync::Arc::new(std::sync::Mutex::new(vec![0u8; 512]));
+    hv.set_disk(Box::new(SharedDisk(sector.clone())));
+    hv.run();
+    assert_eq!(&sector.lock().unwrap()[..11], b"sector zero");
+    assert!(hv.vms[0].vgic.in_flight(0, 48), "its line is high");
+}
+
+/// A VM whose devices could not be made (a disk not on the disk) does not
+/// start, with why; the others do.
+#[test]
+fn a_vm_without_its_devices_does_not_start() {
+    let mut table = VmTable {
+        vms: Vec::new(),
+        windows: Vec::new(),
+    };
+    for (i, name) in ["a", "b"].into_iter().enumerate() {
+        let desc = vm(name, 0x8000_0000 + (i as u64) * (MIB2 as u64), b"");
+        table.vms.push(desc.config);
+    }
+    let mock = Mock::default();
+    let vif = MockInterface::of(&mock);
+    take_lines();
+    let hv: Hypervisor<Mock, Fifo, TestVgic> = Hypervisor::new(
+        mock,
+        vif,
+        table,
+        &[b""],
+        vec![
+            Err("disk lvm:vg0/a: VG vg0 has no LV a".into()),
+            Ok(Vec::new()),
+        ],
+        1,
+        100,
+    );
+    assert_eq!(hv.running_vms(), 1);
+    let lines = take_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("VM a not started: disk lvm:vg0/a: VG vg0 has no LV a")),
+        "{lines:?}"
+    );
+}
+
 /// A device window over the VM's RAM would take accesses the RAM mapping
 /// never traps: the VM is left out, with both windows named.
 #[test]
