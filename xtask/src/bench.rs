@@ -99,7 +99,10 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
         None => {}
         Some("disk") => {
             let arch = compose::load_board(ws, board)?.board.arch;
-            let rows = disk::rows(ws, board, arch)?;
+            let head = ["figure".to_string(), "value".into(), "unit".into()];
+            let rows = std::iter::once(head)
+                .chain(disk::rows(ws, board, arch)?)
+                .collect();
             let text = format!("Tessera bench on {board}, disk figures only\n")
                 + &table_text(ws, board, rows);
             print!("{text}");
@@ -317,8 +320,8 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// The table's lines: a header row, then each figure beside the previous
-/// full run's value on this board (`<target>/bench-<board>.txt`), if any.
+/// The table's lines: `rows` (a header row first), each figure beside the
+/// previous full run's value on this board (`<target>/bench-<board>.txt`).
 fn table_text(ws: &Workspace, board: &str, rows: Vec<[String; 3]>) -> String {
     let out = ws.target.join(format!("bench-{board}.txt"));
     let before = std::fs::read_to_string(&out)
