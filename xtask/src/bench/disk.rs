@@ -6,8 +6,11 @@
 //! The guest times each command with its own clock (see the scenario); under
 //! icount that is instructions, the guest's and the hypervisor's, plus
 //! whatever instructions ran while QEMU's disk answered in real time (Tessera's
-//! polled driver spins, the directly booted kernel polls idle with `nohlt`):
-//! that last part makes runs differ by about 1%.
+//! polled driver spins, the directly booted kernel polls idle with `nohlt`).
+//! That last part is not deterministic: the direct figures move by about 1%
+//! between runs (64 requests of 1 MiB), Tessera's sequential ones by up to a
+//! third on a busy host (its disk sees 4 KiB requests, each waited for), so
+//! those take the fastest of three runs.
 
 use super::{boot, ci, drive, find_last, Cpus, Then, Watch};
 use crate::debian::{self, Flavour};
