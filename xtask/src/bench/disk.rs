@@ -273,11 +273,12 @@ fn direct_lines(ws: &Workspace, board: &str) -> Result<Vec<String>> {
     let (offset, size) = volume_bytes(&image, source)?;
 
     // The board's machine but at EL1 (the kernel is the only guest), and a
-    // device tree without QEMU's kaslr-seed and rng-seed, as Tessera writes
-    // its VMs': with a seed this kernel randomises its base, which turns on
-    // KPTI, and its syscalls then take a third of the instructions (1000
-    // shell `read -n 1` from /dev/zero: 28 ms of guest time against 94 ms
-    // without), a difference in the device trees, not in the disk paths.
+    // device tree without QEMU's rng-seed and kaslr-seed, as xtask writes
+    // its VMs': without a seed this kernel's CRNG never gets ready, and each
+    // syscall's random stack offset then draws from the slow path (1000
+    // shell `read -n 1` from /dev/zero: 94 ms of guest time, 28 ms with the
+    // seed or with randomize_kstack_offset=off), which would be a difference
+    // in the device trees, not in the disk paths.
     let machine: Vec<&str> = spec
         .machine
         .split(',')
