@@ -5,6 +5,7 @@ pub mod bench;
 pub mod compose;
 pub mod debian;
 pub mod devicetree;
+pub mod diskcheck;
 pub mod elf;
 pub mod fit;
 pub mod initramfs;

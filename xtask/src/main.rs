@@ -4,7 +4,9 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use config::profile;
 use xtask::workspace::Workspace;
-use xtask::{bench, compose, debian, qemu, scenario, sdcard, test, tools, DEFAULT_BOARD};
+use xtask::{
+    bench, compose, debian, diskcheck, qemu, scenario, sdcard, test, tools, DEFAULT_BOARD,
+};
 
 #[derive(Parser)]
 #[command(
@@ -77,6 +79,9 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Remake the guests' disk, ci/disks/guest.img.gz, with sfdisk, mkfs.ext4
+    /// and lvm2 (ci/disks/make-guest-disk.sh; needs root and loop devices)
+    GuestDisk,
     /// Fetch Debian's kernel and busybox with apt (private state under
     /// target/debian) and build the initramfs; print their paths
     LinuxAssets {
@@ -100,7 +105,7 @@ fn run(command: Command) -> Result<()> {
     // Every command but these compiles for a board's target.
     if !matches!(
         command,
-        Command::Boards | Command::Fuzz { .. } | Command::LinuxAssets { .. }
+        Command::Boards | Command::Fuzz { .. } | Command::LinuxAssets { .. } | Command::GuestDisk
     ) {
         tools::ensure_rust(&ws.root)?;
     }
@@ -143,6 +148,7 @@ fn run(command: Command) -> Result<()> {
                 device.display()
             );
         }
+        Command::GuestDisk => diskcheck::make_guest_disk(&ws)?,
         Command::LinuxAssets { flavour } => {
             let assets = debian::linux_assets(&ws, flavour)?;
             println!("version {}", assets.version);

@@ -2,6 +2,7 @@
 //! watch the serial port for the expected lines, in order, within a timeout.
 
 use crate::compose::{self, Built};
+use crate::diskcheck;
 use crate::qemu;
 use crate::sdcard;
 use crate::workspace::{write, Workspace};
@@ -422,9 +423,15 @@ fn boot(ws: &Workspace, scenario: &Scenario) -> Result<Outcome> {
         Boot::UBoot => qemu::u_boot_command(&spec, &built, &sdcard::write_sdcard(&built)?)?,
         Boot::UBootFit => qemu::u_boot_command(&spec, &built, &sdcard::write_fit_sdcard(&built)?)?,
     };
-    if let Some(disk) = prepare_disk(ws, scenario)? {
-        qemu::attach_disk(&mut cmd, &disk);
+    let disk = prepare_disk(ws, scenario)?;
+    if let Some(disk) = &disk {
+        qemu::attach_disk(&mut cmd, disk);
     }
+    // What must not change, hashed before QEMU may write.
+    let disk_check = match (&scenario.disk_check, &disk) {
+        (Some(check), Some(disk)) => Some((check, disk, diskcheck::before(disk, check)?)),
+        _ => None,
+    };
     if let Some(version) = scenario.virtio_mmio_version {
         qemu::virtio_mmio_version(&mut cmd, version);
     }
@@ -439,10 +446,21 @@ fn boot(ws: &Workspace, scenario: &Scenario) -> Result<Outcome> {
     let mut child = cmd.spawn().context("starting QEMU")?;
     let mut matcher = Matcher::new(&scenario.expect, &scenario.forbid);
     let mut typist = Typist::new(&scenario.input, child.stdin.take());
-    let (lines, verdict) = watch(&mut child, &mut matcher, &mut typist, scenario.timeout);
+    let (mut lines, mut verdict) = watch(&mut child, &mut matcher, &mut typist, scenario.timeout);
     // Done either way; QEMU may already have exited, so errors do not matter.
     let _ = child.kill();
     let _ = child.wait();
+    // The disk is checked only after a run that passed: a failed run may
+    // have stopped a guest halfway through its writes.
+    if let (Ok(()), Some((check, disk, base))) = (&verdict, &disk_check) {
+        let run = format!("{}+{}", scenario.board, scenario.name);
+        verdict = diskcheck::after(disk, check, base, &diskcheck::work_dir(ws, &run))
+            .map_err(|e| format!("{e:#}"));
+        lines.push(match &verdict {
+            Ok(()) => format!("xtask: disk-check of {} passed", disk.display()),
+            Err(e) => format!("xtask: {e}"),
+        });
+    }
     let elapsed = start.elapsed();
     let log = ws
         .scenario_logs_dir()

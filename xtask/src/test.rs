@@ -41,7 +41,7 @@ impl Tally {
 pub fn run(ws: &Workspace, only: &[String]) -> Result<()> {
     // One install for everything, before anything is built.
     let default = compose::load_board(ws, DEFAULT_BOARD)?;
-    tools::ensure(&[
+    let mut needed = vec![
         tools::dumpimage(),
         tools::mtools(),
         tools::fdisk(),
@@ -49,7 +49,11 @@ pub fn run(ws: &Workspace, only: &[String]) -> Result<()> {
         tools::cpio(),
         tools::u_boot_qemu(),
         tools::qemu(&qemu::spec(&default)?.binary),
-    ])?;
+        // pvck for the disk fixtures' host tests, e2fsprogs for [disk-check].
+        tools::lvm2(),
+    ];
+    needed.extend(tools::e2fsprogs());
+    tools::ensure(&needed)?;
     let mut tally = Tally::default();
     if only.is_empty() {
         tally.record("rustfmt --check", rustfmt(ws));

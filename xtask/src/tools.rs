@@ -50,6 +50,27 @@ pub fn fdisk() -> Tool {
     }
 }
 
+/// lvm2: `pvck` reads a disk's LVM metadata back; `pvcreate` and friends
+/// write the guests' disk (ci/disks/make-guest-disk.sh).
+pub fn lvm2() -> Tool {
+    Tool {
+        binary: "pvck".into(),
+        package: "lvm2",
+    }
+}
+
+/// e2fsprogs: `mkfs.ext4 -d` makes the guests' filesystems, `e2fsck` and
+/// `debugfs` read them back after a scenario.
+pub fn e2fsprogs() -> Vec<Tool> {
+    ["mkfs.ext4", "e2fsck", "debugfs"]
+        .into_iter()
+        .map(|binary| Tool {
+            binary: binary.into(),
+            package: "e2fsprogs",
+        })
+        .collect()
+}
+
 /// Debian's prebuilt u-boot for QEMU `virt` (arm64); a file, not a program.
 pub fn u_boot_qemu() -> Tool {
     Tool {

@@ -3,6 +3,7 @@
 //! the layout that turns a profile into a [`Composition`].
 
 mod check;
+mod disk_check;
 mod disks;
 mod error;
 mod linux;
@@ -13,6 +14,7 @@ mod spec;
 mod units;
 
 pub use crate::composition::Composition;
+pub use disk_check::{DiskCheck, Ext4Check, FileCheck, FileWant};
 pub use error::ProfileError;
 pub use plan::{plan, GuestFiles, LinuxFiles};
 pub use scenario::{load_scenario, Boot, Expect, Input, Scenario};

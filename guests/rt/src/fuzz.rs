@@ -1,5 +1,6 @@
-//! Hostile primitives for the fuzzing guest (`guests/fuzzer`): what a guest
-//! can throw at the hypervisor, each as a safe call.
+//! Hostile primitives for the fuzzing guests (`guests/fuzzer`,
+//! `guests/blkfuzz`): what a guest can throw at the hypervisor, each as a
+//! safe call.
 //!
 //! - [`set_recover`]: the guest's own vectors step over the synchronous
 //!   exceptions it provokes (undefined instructions, registers EL1 may not
@@ -9,17 +10,18 @@
 //!   function ID (no SMC32 form imposed on AArch32) and any arguments;
 //! - [`gic_read`], [`gic_write`]: single loads and stores of every width and
 //!   form the architecture has (sign-extending loads, the zero register) to
-//!   any aligned address inside the GIC frames of the ABI;
+//!   any aligned address inside the GIC frames of the ABI; [`virtio_read`],
+//!   [`virtio_write`] the same inside the virtio-mmio windows;
 //! - [`icc_access`] (GICv3 CPU interface, AArch64), [`refused_access`]
 //!   (EL2/HYP and EL3/Secure registers), [`undefined`],
 //!   [`physical_timer_read`] (trapped by the hypervisor, which stops the
 //!   VM: a deliberate final step only);
 //! - [`wait_for_event`], [`send_event`], [`vtimer_ctl`].
 //!
-//! The frame check ([`in_gic_frames`]) only makes the accesses sound (the
-//! addresses are device memory, no Rust object is there); which of them
-//! the hypervisor emulates, and which stop the VM, is the caller's
-//! business.
+//! The frame checks ([`in_gic_frames`], [`in_virtio_windows`]) only make
+//! the accesses sound (the addresses are device memory, no Rust object is
+//! there); which of them the hypervisor emulates, and which stop the VM,
+//! is the caller's business.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -151,6 +153,35 @@ pub fn gic_read(addr: u64, form: u32) -> Result<u64, Refused> {
 pub fn gic_write(addr: u64, form: u32, value: u64) -> Result<(), Refused> {
     if !in_gic_frames(addr, store_width(form)) {
         return Err(Refused::NotInGicFrame);
+    }
+    arch::mmio_write(addr, form, value);
+    Ok(())
+}
+
+/// Whether `[addr, addr + width)` lies in one of the ABI's virtio-mmio
+/// windows ([`abi::GUEST_VIRTIO_BASE`], [`abi::GUEST_VIRTIO_COUNT`] of
+/// them) and is aligned to `width`.
+pub fn in_virtio_windows(addr: u64, width: u64) -> bool {
+    let size = abi::GUEST_VIRTIO_SIZE * abi::GUEST_VIRTIO_COUNT;
+    addr.is_multiple_of(width)
+        && addr >= abi::GUEST_VIRTIO_BASE
+        && addr - abi::GUEST_VIRTIO_BASE + width <= size
+}
+
+/// One load of form `form` (see [`LOAD_FORMS`]) at `addr` in a virtio-mmio
+/// window (form 2 is a plain 32-bit load on both arches).
+pub fn virtio_read(addr: u64, form: u32) -> Result<u64, Refused> {
+    if !in_virtio_windows(addr, load_width(form)) {
+        return Err(Refused::NotInVirtioWindow);
+    }
+    Ok(arch::mmio_read(addr, form))
+}
+
+/// One store of form `form` (see [`STORE_FORMS`]) of `value` at `addr` in
+/// a virtio-mmio window (form 2 is a plain 32-bit store on both arches).
+pub fn virtio_write(addr: u64, form: u32, value: u64) -> Result<(), Refused> {
+    if !in_virtio_windows(addr, store_width(form)) {
+        return Err(Refused::NotInVirtioWindow);
     }
     arch::mmio_write(addr, form, value);
     Ok(())

@@ -15,9 +15,9 @@
 //!   with `CPU_ON` at the runtime's own entry, each on its own stacks;
 //! - [`probe`] and [`soak`]: isolation probes and the register-integrity
 //!   soak, for test guests;
-//! - [`fuzz`]: hostile primitives for the fuzzing guest (raw calls, GIC
-//!   accesses of every width, refused registers, undefined instructions)
-//!   and vectors that step over the exceptions it provokes;
+//! - [`fuzz`]: hostile primitives for the fuzzing guests (raw calls, GIC
+//!   and virtio-mmio accesses of every width, refused registers, undefined
+//!   instructions) and vectors that step over the exceptions it provokes;
 //! - a panic handler and an exception handler that report and stop the VM.
 //!
 //! Architecture-specific code, and all `unsafe`, is in `arch/`: one module

@@ -24,6 +24,9 @@ pub enum Refused {
     /// Not inside a GIC frame of the ABI, or not aligned to the access
     /// (`crate::fuzz`).
     NotInGicFrame,
+    /// Not inside a virtio-mmio window of the ABI, or not aligned to the
+    /// access (`crate::fuzz`).
+    NotInVirtioWindow,
 }
 
 impl core::fmt::Display for Refused {
@@ -34,6 +37,7 @@ impl core::fmt::Display for Refused {
             Refused::InStartInfo => "inside this guest's StartInfo page",
             Refused::BeyondAddressSpace => "beyond this guest's address space",
             Refused::NotInGicFrame => "not an aligned register of a GIC frame",
+            Refused::NotInVirtioWindow => "not an aligned register of a virtio-mmio window",
         })
     }
 }

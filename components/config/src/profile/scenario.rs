@@ -51,6 +51,8 @@ pub struct Scenario {
     /// QEMU 7.2's default) or 2 (`-global virtio-mmio.force-legacy=false`);
     /// `None` leaves QEMU's default.
     pub virtio_mmio_version: Option<u32>,
+    /// `[disk-check]`: what `disk` must hold after the run.
+    pub disk_check: Option<super::DiskCheck>,
     /// The scenario's `[compose]`, over the board's (see [`Scenario::plan`]).
     pub(super) compose: Option<ComposeOverride>,
     disk_span: Option<std::ops::Range<usize>>,
@@ -80,6 +82,7 @@ struct ScenarioFile {
     compose: Option<ComposeOverride>,
     disk: Option<Spanned<String>>,
     virtio_mmio_version: Option<Spanned<u32>>,
+    disk_check: Option<Spanned<super::disk_check::DiskCheckFile>>,
 }
 
 /// One `input` entry: `send` is typed once a serial line contains `after`
@@ -353,6 +356,14 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
                 .with_help("1 (legacy, QEMU 7.2's default) or 2"));
         }
     }
+    let disk_check = match file.disk_check {
+        Some(c) => Some(super::disk_check::check(
+            Source { path, text: &text },
+            c,
+            file.disk.is_some(),
+        )?),
+        None => None,
+    };
     let vms = file
         .vm
         .map(|vm| VmSource::new(path.to_path_buf(), text.clone(), Some(vm)));
@@ -378,6 +389,7 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
         disk_span: file.disk.as_ref().map(Spanned::span),
         disk: file.disk.map(|d| PathBuf::from(d.into_inner())),
         virtio_mmio_version: file.virtio_mmio_version.map(Spanned::into_inner),
+        disk_check,
         compose: file.compose,
         board_span: file.board.span(),
         text,

@@ -162,13 +162,15 @@ pub fn mmio_store_width(form: u32) -> u64 {
 }
 
 /// One load of form `form` from `addr`, which the caller
-/// (`crate::fuzz`) checked is inside a GIC frame and aligned to the width.
+/// (`crate::fuzz`) checked is inside a GIC frame or a virtio-mmio window
+/// and aligned to the width.
 pub fn mmio_read(addr: u64, form: u32) -> u64 {
     let mut v: u64 = 0;
-    // SAFETY: `addr` is in a GIC frame (device memory, Device-nGnRnE in the
-    // identity map, no Rust object there), aligned to the access width;
-    // a single load with a plain base register, which the hypervisor
-    // emulates from its syndrome. It writes `v` only.
+    // SAFETY: `addr` is in a GIC frame or a virtio-mmio window (device
+    // memory, Device-nGnRnE in the identity map, no Rust object there),
+    // aligned to the access width; a single load with a plain base
+    // register, which the hypervisor emulates from its syndrome. It writes
+    // `v` only.
     unsafe {
         match form % MMIO_LOADS {
             0 => asm!("ldrb {v:w}, [{a}]", v = inout(reg) v, a = in(reg) addr, options(nostack)),
@@ -189,7 +191,7 @@ pub fn mmio_read(addr: u64, form: u32) -> u64 {
 /// One store of form `form` of `value` to `addr` (checked as for
 /// [`mmio_read`]).
 pub fn mmio_write(addr: u64, form: u32, value: u64) {
-    // SAFETY: as `mmio_read`: a single store to a GIC register.
+    // SAFETY: as `mmio_read`: a single store to an emulated device register.
     unsafe {
         match form % MMIO_STORES {
             0 => asm!("strb {v:w}, [{a}]", v = in(reg) value, a = in(reg) addr, options(nostack)),

@@ -128,14 +128,15 @@ pub fn mmio_store_width(form: u32) -> u64 {
 }
 
 /// One load of form `form` from `addr`, which the caller (`crate::fuzz`)
-/// checked is inside a GIC frame and aligned to the width.
+/// checked is inside a GIC frame or a virtio-mmio window and aligned to
+/// the width.
 pub fn mmio_read(addr: u64, form: u32) -> u64 {
     let a = addr as usize;
     let mut v: u32 = 0;
-    // SAFETY: `addr` is in a GIC frame (device memory, Device in the
-    // identity map, no Rust object there), aligned to the access width; a
-    // single load with a plain base register, which the hypervisor
-    // emulates from its syndrome. It writes `v` only.
+    // SAFETY: `addr` is in a GIC frame or a virtio-mmio window (device
+    // memory, Device in the identity map, no Rust object there), aligned to
+    // the access width; a single load with a plain base register, which the
+    // hypervisor emulates from its syndrome. It writes `v` only.
     unsafe {
         match form % MMIO_LOADS {
             0 => asm!("ldrb {v}, [{a}]", v = inout(reg) v, a = in(reg) a, options(nostack)),
@@ -152,7 +153,7 @@ pub fn mmio_read(addr: u64, form: u32) -> u64 {
 /// [`mmio_read`]).
 pub fn mmio_write(addr: u64, form: u32, value: u64) {
     let (a, v) = (addr as usize, value as u32);
-    // SAFETY: as `mmio_read`: a single store to a GIC register.
+    // SAFETY: as `mmio_read`: a single store to an emulated device register.
     unsafe {
         match form % MMIO_STORES {
             0 => asm!("strb {v}, [{a}]", v = in(reg) v, a = in(reg) a, options(nostack)),
