@@ -5,13 +5,17 @@
 //! `bench-ticker*.toml` (virtual-timer IRQ latency, alone and beside a
 //! spinner, attacks or Linux), `bench-linux-boot.toml` (Debian's Linux,
 //! reset to its /init's first line), `bench-yield-*.toml` (yield without and
-//! with a world switch).
+//! with a world switch), `bench-disk-linux.toml` (disk throughput with and
+//! without the hypervisor, `disk`).
 //! Host CPU figures (`bench-idle*.toml`) run in real time instead: with
 //! `-icount sleep=off` QEMU skips idle guest time by spinning a host core,
 //! which would measure the skipping, not the hypervisor.
 //!
 //! `--board B` runs them on board B (default qemu-virt-a64). The table goes
-//! to stdout and to `<target>/bench-<board>.txt`.
+//! to stdout and to `<target>/bench-<board>.txt`. `--only disk` runs the
+//! disk figures alone (printed beside the last full run's, file untouched).
+
+mod disk;
 
 use crate::compose;
 use crate::manifest::columns;
@@ -88,8 +92,24 @@ impl HostCpu {
     }
 }
 
-/// The figures on `board` (the bench compositions' VMs, on that board).
-pub fn run(ws: &Workspace, board: &str) -> Result<()> {
+/// The figures on `board` (the bench compositions' VMs, on that board);
+/// with `only`, just that group (`disk`).
+pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
+    match only {
+        None => {}
+        Some("disk") => {
+            let arch = compose::load_board(ws, board)?.board.arch;
+            let head = ["figure".to_string(), "value".into(), "unit".into()];
+            let rows = std::iter::once(head)
+                .chain(disk::rows(ws, board, arch)?)
+                .collect();
+            let text = format!("Tessera bench on {board}, disk figures only\n")
+                + &table_text(ws, board, rows);
+            print!("{text}");
+            return Ok(());
+        }
+        Some(other) => bail!("bench --only {other:?}: the only group is \"disk\""),
+    }
     let idle_wall = idle_wall()?;
 
     let base = icount_lines(ws, &ws.bench_scenario(), board)?;
@@ -169,6 +189,8 @@ pub fn run(ws: &Workspace, board: &str) -> Result<()> {
         }),
     };
 
+    let disk_rows = disk::rows(ws, board, built.composition.arch)?;
+
     let alone = one("bench-yield-alone")?;
     let alone = find_last(&alone.lines, YIELD_ALONE_LINE, parse_calls)?;
     let pair = one("bench-yield-pair")?;
@@ -232,6 +254,7 @@ pub fn run(ws: &Workspace, board: &str) -> Result<()> {
                 latency_row(&format!("vtimer IRQ latency, {name}"), latency)
             }))
             .chain(linux_rows)
+            .chain(disk_rows)
             .chain([
                 [
                     "yield, nobody else to run".into(),
@@ -287,7 +310,19 @@ pub fn run(ws: &Workspace, board: &str) -> Result<()> {
         "Tessera bench on {}: ticks under -icount shift=0, host CPU in real time\n  (tick figures with one CPU shared by the VMs, but the own-CPU latencies: static, 2-3 CPUs)\n",
         built.composition.board
     );
-    // Each figure beside the previous run's on this board, if there was one.
+    text += &table_text(ws, board, rows);
+    text += "  (ticks of the 62.5 MHz counter: 16 ns, 16 instructions under icount;\n";
+    text += "   IRQ latency: deadline to the guest's handler, 1 kHz CNTV, last second of 2)\n";
+    print!("{text}");
+    let out = ws.target.join(format!("bench-{board}.txt"));
+    write(&out, &text)?;
+    eprintln!("xtask: wrote {}", out.display());
+    Ok(())
+}
+
+/// The table's lines: `rows` (a header row first), each figure beside the
+/// previous full run's value on this board (`<target>/bench-<board>.txt`).
+fn table_text(ws: &Workspace, board: &str, rows: Vec<[String; 3]>) -> String {
     let out = ws.target.join(format!("bench-{board}.txt"));
     let before = std::fs::read_to_string(&out)
         .map(|old| previous_values(&old))
@@ -307,15 +342,10 @@ pub fn run(ws: &Workspace, board: &str) -> Result<()> {
             [figure, value, was, unit]
         })
         .collect();
-    for row in columns(&rows) {
-        text += &format!("  {row}\n");
-    }
-    text += "  (ticks of the 62.5 MHz counter: 16 ns, 16 instructions under icount;\n";
-    text += "   IRQ latency: deadline to the guest's handler, 1 kHz CNTV, last second of 2)\n";
-    print!("{text}");
-    write(&out, &text)?;
-    eprintln!("xtask: wrote {}", out.display());
-    Ok(())
+    columns(&rows)
+        .into_iter()
+        .map(|row| format!("  {row}\n"))
+        .collect()
 }
 
 /// Figure name to value from a previous `bench-<board>.txt`: its table's
@@ -426,8 +456,8 @@ struct Booted {
 }
 
 /// Boots `ci/<stem>.toml` on `board` (planned as `cargo xtask test` plans a
-/// scenario, then given `cpus`), waits for its `expect` lines, maybe
-/// measures QEMU's CPU time, and kills QEMU.
+/// scenario, then given `cpus`, with the scenario's disk attached), waits for
+/// its `expect` lines, maybe measures QEMU's CPU time, and kills QEMU.
 fn boot(ws: &Workspace, stem: &str, board: &str, cpus: Cpus, then: Then) -> Result<Booted> {
     let path = ci(ws, stem);
     let scenario = profile::load_scenario(&path)?.on_board(board);
@@ -447,15 +477,59 @@ fn boot(ws: &Workspace, stem: &str, board: &str, cpus: Cpus, then: Then) -> Resu
     let cpus = composition.cpus;
     let built = compose::build_planned(ws, composition)?;
     let mut cmd = qemu::command(qemu::spec(&board)?, &built)?;
-    cmd.args(qemu::HEADLESS);
+    if let Some(disk) = scenario::prepare_disk(ws, &scenario)? {
+        qemu::attach_disk(&mut cmd, &disk);
+    }
+    if let Some(version) = scenario.virtio_mmio_version {
+        qemu::virtio_mmio_version(&mut cmd, version);
+    }
     if scenario.icount {
         cmd.args(qemu::ICOUNT);
     }
+    let watch = Watch {
+        path: &path,
+        expect: &scenario.expect,
+        forbid: &scenario.forbid,
+        input: &scenario.input,
+        timeout: scenario.timeout,
+        log: ws
+            .scenario_logs_dir()
+            .join(format!("{}.log", scenario.name)),
+    };
+    let (lines, host_cpu) = drive(cmd, &watch, measure)?;
+    Ok(Booted {
+        lines,
+        cpus,
+        host_cpu,
+    })
+}
+
+/// What [`drive`] waits for, types, and where it keeps the lines.
+struct Watch<'a> {
+    /// The scenario, for messages.
+    path: &'a std::path::Path,
+    expect: &'a [profile::Expect],
+    forbid: &'a [String],
+    input: &'a [profile::Input],
+    timeout: Duration,
+    log: PathBuf,
+}
+
+/// Runs `cmd` (QEMU, serial on stdio), types `watch.input`, waits for every
+/// `watch.expect` line, maybe measures QEMU's CPU time over `measure` of
+/// wall time, kills QEMU; the serial lines, also written to `watch.log`.
+fn drive(
+    mut cmd: std::process::Command,
+    watch: &Watch,
+    measure: Option<Duration>,
+) -> Result<(Vec<String>, Option<HostCpu>)> {
+    let path = watch.path;
+    cmd.args(qemu::HEADLESS);
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut qemu = Qemu(cmd.spawn().context("starting QEMU")?);
-    let mut typist = scenario::Typist::new(&scenario.input, qemu.0.stdin.take());
+    let mut typist = scenario::Typist::new(watch.input, qemu.0.stdin.take());
     let pid = qemu.0.id();
     let (tx, rx) = mpsc::channel();
     if let Some(stdout) = qemu.0.stdout.take() {
@@ -465,18 +539,16 @@ fn boot(ws: &Workspace, stem: &str, board: &str, cpus: Cpus, then: Then) -> Resu
         spawn_reader(stderr, "qemu: ", tx);
     }
     let mut lines = Vec::new();
-    let mut matcher = Matcher::new(&scenario.expect, &scenario.forbid);
-    let log = ws
-        .scenario_logs_dir()
-        .join(format!("{}.log", scenario.name));
+    let mut matcher = Matcher::new(watch.expect, watch.forbid);
+    let log = &watch.log;
     let fail = |lines: &[String], why: String| -> anyhow::Error {
-        let _ = write(&log, lines.join("\n") + "\n");
+        let _ = write(log, lines.join("\n") + "\n");
         let tail = lines[lines.len().saturating_sub(30)..].join("\n    ");
         anyhow::anyhow!("bench {}: {why}\n    {tail}", path.display())
     };
 
     // Every expected line, in order.
-    let deadline = Instant::now() + scenario.timeout;
+    let deadline = Instant::now() + watch.timeout;
     while !matcher.done() {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(line) => {
@@ -514,10 +586,7 @@ fn boot(ws: &Workspace, stem: &str, board: &str, cpus: Cpus, then: Then) -> Resu
             match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
                 Ok(line) => {
                     let forbidden = !line.starts_with("qemu: ")
-                        && scenario
-                            .forbid
-                            .iter()
-                            .any(|bad| line.contains(bad.as_str()));
+                        && watch.forbid.iter().any(|bad| line.contains(bad.as_str()));
                     lines.push(line);
                     if forbidden {
                         return Err(fail(&lines, "forbidden output while measuring".into()));
@@ -544,12 +613,8 @@ fn boot(ws: &Workspace, stem: &str, board: &str, cpus: Cpus, then: Then) -> Resu
         });
     }
     drop(qemu);
-    write(&log, lines.join("\n") + "\n")?;
-    Ok(Booted {
-        lines,
-        cpus,
-        host_cpu,
-    })
+    write(log, lines.join("\n") + "\n")?;
+    Ok((lines, host_cpu))
 }
 
 /// Sends each line of `stream`, prefixed, until it closes.

@@ -59,6 +59,9 @@ enum Command {
     Bench {
         #[arg(long, default_value = DEFAULT_BOARD)]
         board: String,
+        /// Only this group of figures ("disk"), for working on it
+        #[arg(long, hide = true)]
+        only: Option<String>,
     },
     /// Build a board's image and its SD card, target/images/<board>/sdcard.img
     Image {
@@ -127,7 +130,7 @@ fn run(command: Command) -> Result<()> {
         Command::Test { scenarios } => test::run(&ws, &scenarios)?,
         Command::Boards => boards(&ws),
         Command::Fuzz { cases, seed } => test::fuzz(&ws, cases, seed)?,
-        Command::Bench { board } => bench::run(&ws, &board)?,
+        Command::Bench { board, only } => bench::run(&ws, &board, only.as_deref())?,
         Command::Image { board } => {
             image(&ws, &board)?;
         }
