@@ -148,7 +148,8 @@ pub struct VirtioBlk {
     notified: bool,
     stats: Stats,
     chain: Chain,
-    bounce: [u8; BOUNCE],
+    /// On the heap: too big for a hypervisor stack.
+    bounce: alloc::boxed::Box<[u8; BOUNCE]>,
 }
 
 impl VirtioBlk {
@@ -172,7 +173,10 @@ impl VirtioBlk {
             notified: false,
             stats: Stats::default(),
             chain: Chain::default(),
-            bounce: [0; BOUNCE],
+            bounce: alloc::vec![0u8; BOUNCE]
+                .into_boxed_slice()
+                .try_into()
+                .expect("BOUNCE bytes"),
         }
     }
 
