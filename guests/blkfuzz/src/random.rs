@@ -3,38 +3,13 @@
 //! then random register accesses to each device, a reset and a
 //! re-initialisation that must work.
 
-use guest_rt::{fuzz, println};
+use guest_rt::{fuzz, println, rng::Rng};
 
 use crate::driver::{
     Msg, D_INDIRECT, D_NEXT, D_WRITE, INTERRUPT_STATUS, QUEUE_NOTIFY, QUEUE_READY, RINGS_SIZE,
     S_FAILED, S_NEEDS_RESET, T_FLUSH, T_GET_ID, T_IN, T_OUT,
 };
 use crate::{why, Blk, SCRATCH, SCRATCH_SIZE};
-
-/// splitmix64, as `guests/fuzzer`: every seed gives a full sequence.
-pub struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, one_in: u64) -> bool {
-        self.below(one_in) == 0
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
 
 /// Chains in flight at once, and descriptors each may use.
 const BATCH_MAX: u16 = 4;
@@ -49,7 +24,7 @@ impl Blk {
         let lens = [0, 1, 15, 16, 17, 511, 512, 513, 1024, 4096, 4097, u32::MAX];
         match rng.below(4) {
             0 => rng.below(0x1_0000) as u32,
-            1 => rng.next() as u32,
+            1 => rng.next_u64() as u32,
             _ => rng.pick(&lens),
         }
     }
@@ -74,7 +49,7 @@ impl Blk {
             2 if len > 256 => base - 256,
             3 if len > 8 => end - 8,
             4 => end + rng.below(0x10_0000),
-            5 => rng.next(),
+            5 => rng.next_u64(),
             6 => u64::MAX - rng.below(0x1000),
             7 => abi::GUEST_VIRTIO_BASE + rng.below(0x1000),
             8 => 1 << 32 | base | rng.below(0x1000),
@@ -86,7 +61,7 @@ impl Blk {
     /// Fills the scratch area with random words (garbage headers).
     fn scramble(&self, rng: &mut Rng) {
         for at in (self.scratch()..self.scratch() + SCRATCH_SIZE).step_by(4) {
-            self.mem.w32(at, rng.next() as u32);
+            self.mem.w32(at, rng.next_u64() as u32);
         }
     }
 
@@ -131,7 +106,7 @@ impl Blk {
                     0 => 0,
                     1 => cap.saturating_sub(1),
                     2 => cap,
-                    3 => rng.next(),
+                    3 => rng.next_u64(),
                     4 => u64::MAX - rng.below(8),
                     _ => rng.below(cap.max(1)),
                 };
@@ -141,7 +116,7 @@ impl Blk {
             disk.put(self.mem, first + i, addr, size, flags, next);
         }
         match rng.below(32) {
-            0 => rng.next() as u16,
+            0 => rng.next_u64() as u16,
             1 => rng.below(u64::from(num)) as u16,
             _ => first,
         }
@@ -235,7 +210,7 @@ pub fn registers(b: &mut Blk, seed: u64, count: u64) {
                 let form = rng.below(fuzz::STORE_FORMS.into()) as u32;
                 let width = fuzz::store_width(form);
                 let offset = rng.below(0x200) & !(width - 1);
-                let mut value = rng.next();
+                let mut value = rng.next_u64();
                 // A ring address: the scratch area or outside RAM, so a
                 // queue made of garbage never reaches this guest's code.
                 if (0x80..0xa8).contains(&offset) && offset.is_multiple_of(16) {

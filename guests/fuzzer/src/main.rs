@@ -65,7 +65,7 @@ use abi::psci::{
     MIGRATE_INFO_TYPE as PSCI_MIGRATE_INFO_TYPE,
 };
 use abi::StartInfo;
-use guest_rt::{cmdline, fuzz, gic, hc, irq, println, psci, timer};
+use guest_rt::{cmdline, fuzz, gic, hc, irq, println, psci, rng::Rng, timer};
 
 guest_rt::entry!(main);
 
@@ -80,32 +80,6 @@ const ANOMALIES_SHOWN: u64 = 1000;
 
 /// Interrupts the fuzzer's own handler took.
 static IRQS: AtomicU64 = AtomicU64::new(0);
-
-/// splitmix64: small, fast, and every seed (0 too) gives a full sequence.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform-enough in `0..n` (n > 0).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, one_in: u64) -> bool {
-        self.below(one_in) == 0
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
 
 /// What the run counts, by category.
 #[derive(Default)]
@@ -244,7 +218,7 @@ impl Fuzzer {
             16 => abi::CONSOLE_WRITE_MAX,
             17 => abi::CONSOLE_WRITE_MAX + 1,
             18 => 1 << self.rng.below(64),
-            _ => self.rng.next(),
+            _ => self.rng.next_u64(),
         }
     }
 
@@ -322,8 +296,8 @@ impl Fuzzer {
             0 => 0xC600_0000 | self.rng.below(0x100),
             1 => 0x8600_0000 | self.rng.below(0x100),
             2 => self.rng.pick(&[0xC600_FF00, 0x8600_FF00]) | self.rng.below(0x100),
-            _ if AARCH32 => self.rng.next() & 0xffff_ffff,
-            _ => self.rng.next(),
+            _ if AARCH32 => self.rng.next_u64() & 0xffff_ffff,
+            _ => self.rng.next_u64(),
         };
         if Self::fatal(id) {
             return;
@@ -405,7 +379,7 @@ impl Fuzzer {
                     1 => {
                         0x8400_0000 | self.rng.below(0x20) as u32 | self.rng.pick(&[0, 0x4000_0000])
                     }
-                    _ => self.rng.next() as u32,
+                    _ => self.rng.next_u64() as u32,
                 };
                 (psci::FEATURES, u64::from(feature), self.edge(), 0)
             }
@@ -462,7 +436,7 @@ impl Fuzzer {
             _ => {
                 // An immediate the ABI does not define: HVC #1/#0xffff
                 // answer "not supported" whatever the ID; SMC #1 is an SMC.
-                let random = self.rng.next() as u32;
+                let random = self.rng.next_u64() as u32;
                 let id = self.rng.pick(&[
                     psci::VERSION,
                     psci::FEATURES,
@@ -554,7 +528,7 @@ impl Fuzzer {
             1 => u64::MAX,
             2 => 1 << self.rng.below(64),
             3 => self.rng.below(0x100),
-            _ => self.rng.next(),
+            _ => self.rng.next_u64(),
         }
     }
 

@@ -43,6 +43,7 @@ pub mod hc;
 pub mod irq;
 pub mod probe;
 pub mod psci;
+pub mod rng;
 pub mod smp;
 pub mod soak;
 pub mod timer;
