@@ -4,6 +4,9 @@
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
+/// Where guests built against older ABIs are kept, one folder a version.
+pub const COMMITTED_GUESTS: &str = "ci/abi";
+
 pub struct Workspace {
     pub root: PathBuf,
     /// `CARGO_TARGET_DIR` if set, else `<root>/target`; handed to every
@@ -50,8 +53,51 @@ impl Workspace {
                 names.push(name);
             }
         }
+        names.extend(self.committed_guests()?);
         names.sort();
+        names.dedup();
         Ok(names)
+    }
+
+    /// The guests committed as built against an older ABI, which every
+    /// later Tessera must run unchanged: `ci/abi/<version>/<guest>.<width>.bin`
+    /// is guest `abi-<version>/<guest>`.
+    fn committed_guests(&self) -> Result<Vec<String>> {
+        let abi = self.root.join(COMMITTED_GUESTS);
+        let mut names = Vec::new();
+        let Ok(versions) = std::fs::read_dir(&abi) else {
+            return Ok(names);
+        };
+        for version in versions {
+            let version = version?;
+            let dir = version.path();
+            for file in
+                std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
+            {
+                let file = file?.file_name().to_string_lossy().into_owned();
+                if let Some((guest, _width)) =
+                    file.strip_suffix(".bin").and_then(|f| f.rsplit_once('.'))
+                {
+                    names.push(format!(
+                        "abi-{}/{guest}",
+                        version.file_name().to_string_lossy()
+                    ));
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    /// The committed binary of guest `name` at `width`, if `name` is one of
+    /// [`Workspace::committed_guests`] (`abi-1.2/hello`).
+    pub fn committed_guest(&self, name: &str, width: &str) -> Option<PathBuf> {
+        let (version, guest) = name.strip_prefix("abi-")?.split_once('/')?;
+        Some(
+            self.root
+                .join(COMMITTED_GUESTS)
+                .join(version)
+                .join(format!("{guest}.{width}.bin")),
+        )
     }
 
     /// Inputs of the image build of composition `name` (composition.toml, guests/).
@@ -90,4 +136,28 @@ pub fn write(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_guests_are_named_by_abi_version() {
+        let ws = Workspace::locate().unwrap();
+        let names = ws.guest_names().unwrap();
+        for guest in ["abi-1.2/hello", "abi-1.2/smp", "hello", "smp"] {
+            assert!(names.iter().any(|n| n == guest), "{guest} in {names:?}");
+        }
+        assert_eq!(
+            ws.committed_guest("abi-1.2/hello", "aarch32"),
+            Some(ws.root.join("ci/abi/1.2/hello.aarch32.bin"))
+        );
+        assert!(ws
+            .committed_guest("abi-1.2/smp", "aarch64")
+            .unwrap()
+            .exists());
+        assert_eq!(ws.committed_guest("hello", "aarch64"), None);
+        assert_eq!(ws.committed_guest("abi-1.2", "aarch64"), None);
+    }
 }
