@@ -175,7 +175,7 @@ fn clippy_host(ws: &Workspace) -> Result<()> {
 /// Clippy on the guest runtime and every sample guest for `triple`.
 fn clippy_guests(ws: &Workspace, triple: &str) -> Result<()> {
     let packages = std::iter::once("rt".to_string())
-        .chain(ws.guest_names()?)
+        .chain(ws.guest_crates()?)
         .map(|guest| format!("guest-{guest}"));
     clippy_for_target(ws, triple, packages)
 }

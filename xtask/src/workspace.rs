@@ -40,8 +40,18 @@ impl Workspace {
         self.root.join("ci").join("bench.toml")
     }
 
-    /// The guests a profile may name: the crates under `guests/` but the runtime.
+    /// What a profile's `guest` may name: a crate under `guests/`, or a
+    /// committed binary ([`Workspace::committed_guests`]).
     pub fn guest_names(&self) -> Result<Vec<String>> {
+        let mut names = self.guest_crates()?;
+        names.extend(self.committed_guests()?);
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// The guest crates under `guests/` (the runtime aside).
+    pub fn guest_crates(&self) -> Result<Vec<String>> {
         let dir = self.root.join("guests");
         let mut names = Vec::new();
         for entry in
@@ -53,9 +63,7 @@ impl Workspace {
                 names.push(name);
             }
         }
-        names.extend(self.committed_guests()?);
         names.sort();
-        names.dedup();
         Ok(names)
     }
 
@@ -149,6 +157,10 @@ mod tests {
         for guest in ["abi-1.2/hello", "abi-1.2/smp", "hello", "smp"] {
             assert!(names.iter().any(|n| n == guest), "{guest} in {names:?}");
         }
+        // Only crates are built and linted.
+        let crates = ws.guest_crates().unwrap();
+        assert!(crates.iter().all(|c| !c.contains('/')), "{crates:?}");
+        assert!(crates.iter().any(|c| c == "hello"));
         assert_eq!(
             ws.committed_guest("abi-1.2/hello", "aarch32"),
             Some(ws.root.join("ci/abi/1.2/hello.aarch32.bin"))
