@@ -471,21 +471,40 @@ impl Apt {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
+    /// `apt-get update`, tried three times: a mirror in the middle of a sync
+    /// serves index files that do not match its Release file for a minute
+    /// or two. If the last try still fails but left lists, goes on with
+    /// them: every .deb is checked against its entry anyway, and a package
+    /// the lists lack is reported by name.
     fn update(&self) -> Result<()> {
-        eprintln!(
-            "xtask: apt-get update of Debian {SUITE} (arm64, armhf) in {}",
-            self.root.display()
-        );
-        let mut command = self.command("apt-get");
-        command.args(["-q", "update"]);
-        let status = command.status().context("running apt-get update")?;
-        if !status.success() {
-            bail!(
-                "apt-get update failed (APT_CONFIG={})",
+        const PAUSES: [u64; 2] = [15, 60];
+        for attempt in 0..=PAUSES.len() {
+            eprintln!(
+                "xtask: apt-get update of Debian {SUITE} (arm64, armhf) in {}",
+                self.root.display()
+            );
+            let mut command = self.command("apt-get");
+            command.args(["-q", "update"]);
+            let status = command.status().context("running apt-get update")?;
+            if status.success() {
+                return Ok(());
+            }
+            if let Some(pause) = PAUSES.get(attempt) {
+                eprintln!("xtask: apt-get update failed ({status}); trying again in {pause} s");
+                std::thread::sleep(std::time::Duration::from_secs(*pause));
+            }
+        }
+        if self.has_lists() {
+            eprintln!(
+                "xtask: apt-get update still fails; going on with the lists it fetched (APT_CONFIG={})",
                 self.conf_path().display()
             );
+            return Ok(());
         }
-        Ok(())
+        bail!(
+            "apt-get update failed three times (APT_CONFIG={})",
+            self.conf_path().display()
+        )
     }
 
     fn has_lists(&self) -> bool {
