@@ -43,6 +43,7 @@ fn vm(width: GuestWidth, vcpus: u32) -> VmConfig<'static> {
             disk(0, "lvm:vg0/web"),
             disk(1, "part:2"),
         ],
+        channels: vec![],
     }
 }
 

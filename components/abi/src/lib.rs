@@ -37,7 +37,7 @@ pub mod psci;
 /// ABI major version: changes only if the ABI broke, which it must not.
 pub const ABI_MAJOR: u16 = 1;
 /// ABI minor version: grows with every addition.
-pub const ABI_MINOR: u16 = 2;
+pub const ABI_MINOR: u16 = 3;
 
 /// `ABI_VERSION`: returns `(major << 16) | minor`. Also the cheapest call,
 /// used to measure the hypercall round trip.
@@ -50,6 +50,12 @@ pub const HC_CONSOLE_WRITE: u64 = 0xC600_0001;
 pub const HC_YIELD: u64 = 0xC600_0002;
 /// `VM_EXIT(code)`: stops the whole VM. Does not return.
 pub const HC_VM_EXIT: u64 = 0xC600_0003;
+
+/// `CHANNEL_NOTIFY(index)` (ABI 1.3): makes the interrupt of the other side
+/// of the caller's channel `index` (its place in [`ChannelTable`]) pending
+/// and wakes that VM. Returns 0. A notification still pending is not queued
+/// again. [`Error::InvalidParameter`] if the caller has no channel `index`.
+pub const HC_CHANNEL_NOTIFY: u64 = 0xC600_0004;
 
 /// SMCCC function ID bit 30: set for the SMC64 calling convention (ABI 1.2).
 pub const SMC64: u64 = 0x4000_0000;
@@ -67,6 +73,9 @@ pub const HC32_CONSOLE_WRITE: u64 = smc32(HC_CONSOLE_WRITE);
 pub const HC32_YIELD: u64 = smc32(HC_YIELD);
 /// `VM_EXIT` for 32-bit guests (ABI 1.2).
 pub const HC32_VM_EXIT: u64 = smc32(HC_VM_EXIT);
+
+/// `CHANNEL_NOTIFY` for 32-bit guests (ABI 1.3).
+pub const HC32_CHANNEL_NOTIFY: u64 = smc32(HC_CHANNEL_NOTIFY);
 
 /// Most bytes one `CONSOLE_WRITE` takes.
 pub const CONSOLE_WRITE_MAX: u64 = 4096;
@@ -172,13 +181,82 @@ impl StartInfo {
     }
 }
 
+/// Where the [`ChannelTable`] is in the start-info page (ABI 1.3): right
+/// after the [`StartInfo`]. A hypervisor older than 1.3 leaves it zero.
+pub const START_INFO_CHANNELS_OFFSET: usize = core::mem::size_of::<StartInfo>();
+/// Most channels a VM is a side of.
+pub const CHANNELS_MAX: usize = 16;
+/// Length of [`ChannelInfo::name`] (NUL-padded).
+pub const CHANNEL_NAME_LEN: usize = 16;
+/// [`ChannelInfo::flags`]: this VM writes the channel (else it reads it).
+pub const CHANNEL_WRITER: u32 = 1;
+
+/// The VM's channels (ABI 1.3), in the order the board profile declares
+/// them; `CHANNEL_NOTIFY(i)` notifies the other side of `channels[i]`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelTable {
+    pub count: u32,
+    pub reserved: u32,
+    pub channels: [ChannelInfo; CHANNELS_MAX],
+}
+
+/// One channel as a side sees it: its pages (read-write for the writer,
+/// read-only for the reader, at the same guest-physical address in both
+/// VMs), its [`ChannelState`] page (read-only for both), and the interrupt
+/// this side gets when the other notifies it or stops.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelInfo {
+    /// The channel's name from the profile.
+    pub name: [u8; CHANNEL_NAME_LEN],
+    /// Guest-physical base and size of its data pages.
+    pub base: u64,
+    pub size: u64,
+    /// Guest-physical address of its [`ChannelState`].
+    pub state: u64,
+    /// The INTID (an SPI) this side's notifications arrive on.
+    pub intid: u32,
+    /// [`CHANNEL_WRITER`] or 0.
+    pub flags: u32,
+}
+
+impl ChannelInfo {
+    pub fn name(&self) -> &str {
+        nul_padded_str(&self.name)
+    }
+
+    pub fn is_writer(&self) -> bool {
+        self.flags & CHANNEL_WRITER != 0
+    }
+}
+
+/// What the hypervisor says of a channel's two sides, in a page both map
+/// read-only. When a side's VM stops or resets, its word becomes
+/// [`CHANNEL_SIDE_STOPPED`] and its generation grows (the writer's data
+/// pages are zeroed first), and the other side's interrupt is raised.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChannelState {
+    pub writer: u32,
+    pub writer_generation: u32,
+    pub reader: u32,
+    pub reader_generation: u32,
+}
+
+/// [`ChannelState`]: the side's VM runs.
+pub const CHANNEL_SIDE_RUNNING: u32 = 1;
+/// [`ChannelState`]: the side's VM stopped (or is being reset; it runs
+/// again with a higher generation).
+pub const CHANNEL_SIDE_STOPPED: u32 = 2;
+
 fn nul_padded_str(bytes: &[u8]) -> &str {
     let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     core::str::from_utf8(&bytes[..len]).unwrap_or("")
 }
 
 /// Every published item, one per line, in the form `abi.manifest` holds.
-pub fn manifest() -> [(&'static str, u64); 33] {
+pub fn manifest() -> [(&'static str, u64); 42] {
     [
         ("ABI_MAJOR", ABI_MAJOR as u64),
         ("HC_ABI_VERSION", HC_ABI_VERSION),
@@ -222,6 +300,27 @@ pub fn manifest() -> [(&'static str, u64); 33] {
         ("GUEST_VIRTIO_SIZE", GUEST_VIRTIO_SIZE),
         ("GUEST_VIRTIO_INTID", GUEST_VIRTIO_INTID as u64),
         ("GUEST_VIRTIO_COUNT", GUEST_VIRTIO_COUNT),
+        ("HC_CHANNEL_NOTIFY", HC_CHANNEL_NOTIFY),
+        ("HC32_CHANNEL_NOTIFY", HC32_CHANNEL_NOTIFY),
+        (
+            "START_INFO_CHANNELS_OFFSET",
+            START_INFO_CHANNELS_OFFSET as u64,
+        ),
+        (
+            "CHANNEL_TABLE_SIZE",
+            core::mem::size_of::<ChannelTable>() as u64,
+        ),
+        (
+            "CHANNEL_INFO_SIZE",
+            core::mem::size_of::<ChannelInfo>() as u64,
+        ),
+        ("CHANNEL_WRITER", CHANNEL_WRITER as u64),
+        (
+            "CHANNEL_STATE_SIZE",
+            core::mem::size_of::<ChannelState>() as u64,
+        ),
+        ("CHANNEL_SIDE_RUNNING", CHANNEL_SIDE_RUNNING as u64),
+        ("CHANNEL_SIDE_STOPPED", CHANNEL_SIDE_STOPPED as u64),
     ]
 }
 

@@ -52,6 +52,7 @@ mod tests {
                     cpu: Some(1),
                     linux: None,
                     devices: alloc::vec::Vec::new(),
+                    channels: alloc::vec::Vec::new(),
                 },
                 VmConfig {
                     name: "spinner".into(),
@@ -84,6 +85,19 @@ mod tests {
                         size: 0x1000,
                         intid: 33,
                         disk: None,
+                    }],
+                    channels: alloc::vec![crate::vm::ChannelEnd {
+                        name: "telemetry".into(),
+                        writer: false,
+                        data: Region {
+                            base: 0x4400_1000,
+                            size: 0x1_0000,
+                        },
+                        data_ipa: 0x1000_1000,
+                        state: 0x4400_0000,
+                        state_ipa: 0x1000_0000,
+                        intid: 64,
+                        peer: 0,
                     }],
                 },
             ],

@@ -83,6 +83,32 @@ pub struct VmConfig<'a> {
     /// Its emulated devices besides the virtual GIC.
     #[serde(borrow)]
     pub devices: Vec<DeviceConfig<'a>>,
+    /// The channels it is a side of (`[[channel]]`), in profile order: the
+    /// index `CHANNEL_NOTIFY` takes.
+    #[serde(borrow)]
+    pub channels: Vec<ChannelEnd<'a>>,
+}
+
+/// One side of an inter-VM channel, as the composer placed it. Both sides
+/// of a channel see it at the same guest-physical addresses.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct ChannelEnd<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    /// This side writes the data pages; the other only reads them.
+    pub writer: bool,
+    /// The data pages: host-physical, and where the guest sees them.
+    pub data: Region,
+    pub data_ipa: u64,
+    /// The page holding the channel's `abi::ChannelState` (read-only to
+    /// both sides): host-physical, and where the guest sees it.
+    pub state: u64,
+    pub state_ipa: u64,
+    /// The interrupt this side gets (an SPI INTID).
+    pub intid: u32,
+    /// The other side's VM (its index in the VM table).
+    pub peer: u32,
 }
 
 /// Where Linux's boot protocol puts things in a VM's RAM (offsets from its
@@ -159,6 +185,14 @@ impl VmConfig<'_> {
                         min_sectors: disk.min_sectors,
                     }),
                     ..d
+                })
+                .collect(),
+            channels: self
+                .channels
+                .into_iter()
+                .map(|c| ChannelEnd {
+                    name: Cow::Owned(c.name.into_owned()),
+                    ..c
                 })
                 .collect(),
         }

@@ -523,6 +523,7 @@ fn run<S: Scheduler, V: Vgic>(
                 cpu: Some(cpu),
                 linux: None,
                 devices: Vec::new(),
+                channels: Vec::new(),
             }
         })
         .collect();

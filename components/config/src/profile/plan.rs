@@ -219,6 +219,7 @@ pub(super) fn plan_with(
             cpu,
             linux,
             devices,
+            channels: Vec::new(),
         });
     }
 

@@ -514,6 +514,7 @@ fn vm(name: &'static str, pa: u64, image: &'static [u8]) -> TestVm {
             cpu: None,
             linux: None,
             devices: Vec::new(),
+            channels: Vec::new(),
         },
         image,
         devices: Vec::new(),
