@@ -221,7 +221,31 @@ pub struct ChannelInfo {
     pub flags: u32,
 }
 
+impl ChannelTable {
+    /// No channels: what a VM without any is told.
+    pub const EMPTY: ChannelTable = ChannelTable {
+        count: 0,
+        reserved: 0,
+        channels: [ChannelInfo::EMPTY; CHANNELS_MAX],
+    };
+
+    /// The channels there are (at most [`CHANNELS_MAX`], whatever `count`
+    /// says).
+    pub fn channels(&self) -> &[ChannelInfo] {
+        &self.channels[..(self.count as usize).min(CHANNELS_MAX)]
+    }
+}
+
 impl ChannelInfo {
+    pub const EMPTY: ChannelInfo = ChannelInfo {
+        name: [0; CHANNEL_NAME_LEN],
+        base: 0,
+        size: 0,
+        state: 0,
+        intid: 0,
+        flags: 0,
+    };
+
     pub fn name(&self) -> &str {
         nul_padded_str(&self.name)
     }

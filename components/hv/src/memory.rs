@@ -8,7 +8,7 @@
 //! bytes, so a guest value is read once into hypervisor memory and checked
 //! there (no double fetch).
 
-use abi::StartInfo;
+use abi::{ChannelInfo, ChannelTable, StartInfo, START_INFO_CHANNELS_OFFSET};
 use core::mem::{offset_of, size_of};
 
 /// A range of one VM's RAM, checked to lie inside it: host-physical address
@@ -121,15 +121,17 @@ impl GuestRam {
         self.ipa_base + self.size - START_INFO_PAGE
     }
 
-    /// Writes a Tessera guest's start info into the RAM's last page;
-    /// returns the slice written.
+    /// Writes a Tessera guest's start info and its channel table (ABI
+    /// 1.3) into the RAM's last page; returns the slice written.
     pub fn write_start_info(
         &self,
         memory: &mut impl GuestMemory,
         info: &StartInfo,
+        channels: &ChannelTable,
     ) -> Result<GuestSlice, MemoryError> {
-        let mut page = [0u8; size_of::<StartInfo>()];
+        let mut page = [0u8; START_INFO_CHANNELS_OFFSET + size_of::<ChannelTable>()];
         write_start_info(&mut page, info);
+        write_channel_table(&mut page[START_INFO_CHANNELS_OFFSET..], channels);
         let at = self.slice(self.start_info_ipa(), page.len() as u64)?;
         memory.write_guest(at, &page);
         Ok(at)
@@ -150,10 +152,50 @@ pub const START_INFO_PAGE: u64 = 4096;
 
 /// Lays `info` out as `#[repr(C)]` little-endian bytes, field by field, so no
 /// `unsafe` transmute is needed.
-fn write_start_info(out: &mut [u8], info: &StartInfo) {
-    fn put(out: &mut [u8], offset: usize, bytes: &[u8]) {
-        out[offset..offset + bytes.len()].copy_from_slice(bytes);
+fn put(out: &mut [u8], offset: usize, bytes: &[u8]) {
+    out[offset..offset + bytes.len()].copy_from_slice(bytes);
+}
+
+/// The channel table, as [`write_start_info`] lays out the start info.
+fn write_channel_table(out: &mut [u8], table: &ChannelTable) {
+    put(
+        out,
+        offset_of!(ChannelTable, count),
+        &table.count.to_le_bytes(),
+    );
+    for (i, channel) in table.channels.iter().enumerate() {
+        let at = offset_of!(ChannelTable, channels) + i * size_of::<ChannelInfo>();
+        let out = &mut out[at..at + size_of::<ChannelInfo>()];
+        put(out, offset_of!(ChannelInfo, name), &channel.name);
+        put(
+            out,
+            offset_of!(ChannelInfo, base),
+            &channel.base.to_le_bytes(),
+        );
+        put(
+            out,
+            offset_of!(ChannelInfo, size),
+            &channel.size.to_le_bytes(),
+        );
+        put(
+            out,
+            offset_of!(ChannelInfo, state),
+            &channel.state.to_le_bytes(),
+        );
+        put(
+            out,
+            offset_of!(ChannelInfo, intid),
+            &channel.intid.to_le_bytes(),
+        );
+        put(
+            out,
+            offset_of!(ChannelInfo, flags),
+            &channel.flags.to_le_bytes(),
+        );
     }
+}
+
+fn write_start_info(out: &mut [u8], info: &StartInfo) {
     put(out, offset_of!(StartInfo, magic), &info.magic.to_le_bytes());
     put(
         out,
@@ -278,7 +320,19 @@ mod tests {
     fn the_start_info_goes_in_the_last_page() {
         let ram = GuestRam::new(GUEST_RAM_BASE, 0x8000_0000, 64 * 1024);
         let mut memory = SparseRam::default();
-        let written = ram.write_start_info(&mut memory, &info()).unwrap();
+        let mut channels = ChannelTable::EMPTY;
+        channels.count = 1;
+        channels.channels[0] = ChannelInfo {
+            name: *b"telemetry\0\0\0\0\0\0\0",
+            base: 0x1000_1000,
+            size: 0x1_0000,
+            state: 0x1000_0000,
+            intid: 64,
+            flags: abi::CHANNEL_WRITER,
+        };
+        let written = ram
+            .write_start_info(&mut memory, &info(), &channels)
+            .unwrap();
         let si = ram.start_info_ipa();
         assert_eq!(si, GUEST_RAM_BASE + 60 * 1024);
         assert_eq!(written.pa(), 0x8000_0000 + 60 * 1024);
@@ -287,9 +341,20 @@ mod tests {
         assert_eq!(&page[..4], &START_INFO_MAGIC.to_le_bytes());
         assert_eq!(&page[8..12], &7u32.to_le_bytes());
         assert_eq!(&page[32..35], b"vm0");
+        // The channel table, as a 1.3 guest reads it (abi.manifest's offsets).
+        let table = &page[0xc0..];
+        assert_eq!(&table[..4], &1u32.to_le_bytes());
+        let first = &table[8..8 + 0x30];
+        assert_eq!(&first[..9], b"telemetry");
+        assert_eq!(&first[16..24], &0x1000_1000u64.to_le_bytes());
+        assert_eq!(&first[24..32], &0x1_0000u64.to_le_bytes());
+        assert_eq!(&first[32..40], &0x1000_0000u64.to_le_bytes());
+        assert_eq!(&first[40..44], &64u32.to_le_bytes());
+        assert_eq!(&first[44..48], &1u32.to_le_bytes());
+        assert!(table[8 + 0x30..0x308].iter().all(|&b| b == 0));
         let tiny = GuestRam::new(GUEST_RAM_BASE, 0, 0);
         assert!(tiny
-            .write_start_info(&mut SparseRam::default(), &info())
+            .write_start_info(&mut SparseRam::default(), &info(), &channels)
             .is_err());
     }
 }

@@ -27,6 +27,8 @@ const MEMATTR_NORMAL_WB: u64 = 0b1111 << 2;
 const MEMATTR_DEVICE: u64 = 0b0001 << 2;
 /// S2AP = read/write.
 const S2AP_RW: u64 = 0b11 << 6;
+/// S2AP = read-only.
+const S2AP_RO: u64 = 0b01 << 6;
 /// SH = inner shareable.
 const SH_INNER: u64 = 0b11 << 8;
 /// Access flag, set so the first access does not fault.
@@ -37,6 +39,8 @@ const OUTPUT_ADDRESS_MASK: u64 = 0x0000_ffff_ffff_f000;
 
 const RAM_BLOCK: u64 = AF | SH_INNER | S2AP_RW | MEMATTR_NORMAL_WB | VALID_BLOCK;
 const DEVICE_PAGE: u64 = XN | AF | S2AP_RW | MEMATTR_DEVICE | VALID_PAGE;
+/// A page shared between VMs (a channel): memory like RAM, but data only.
+const SHARED_PAGE: u64 = XN | AF | SH_INNER | MEMATTR_NORMAL_WB | VALID_PAGE;
 
 #[repr(C, align(4096))]
 struct Table([u64; ENTRIES]);
@@ -102,6 +106,20 @@ impl Stage2 {
     /// Maps a device frame read/write, never executable, in 4 KiB pages.
     pub fn map_device(&mut self, ipa: u64, pa: u64, size: u64) -> Result<(), MapError> {
         self.map(ipa, pa, size, PAGE_SIZE, DEVICE_PAGE)
+    }
+
+    /// Maps pages shared with another VM (a channel's) as normal
+    /// write-back inner-shareable memory, never executable; read-only
+    /// unless `writable`, so a store by the reading side faults.
+    pub fn map_shared(
+        &mut self,
+        ipa: u64,
+        pa: u64,
+        size: u64,
+        writable: bool,
+    ) -> Result<(), MapError> {
+        let access = if writable { S2AP_RW } else { S2AP_RO };
+        self.map(ipa, pa, size, PAGE_SIZE, SHARED_PAGE | access)
     }
 
     fn map(&mut self, ipa: u64, pa: u64, size: u64, unit: u64, attrs: u64) -> Result<(), MapError> {
@@ -307,6 +325,31 @@ mod tests {
         );
         assert_eq!(
             s2.map_device(0x4000_0800, 0, 0x1000),
+            Err(MapError::Misaligned)
+        );
+    }
+
+    #[test]
+    fn shared_pages_are_normal_memory_never_executable_and_read_only_unless_writable() {
+        let mut s2 = Stage2::new();
+        s2.map_ram(0x4000_0000, 0x8000_0000, 2 * MIB).unwrap();
+        s2.map_shared(0x1000_0000, 0x9000_0000, 0x1000, false)
+            .unwrap();
+        s2.map_shared(0x1000_1000, 0x9000_1000, 0x2000, true)
+            .unwrap();
+        assert_eq!(s2.translate(0x1000_0010), Some(0x9000_0010));
+        assert_eq!(s2.translate(0x1000_2ff8), Some(0x9000_2ff8));
+        assert_eq!(s2.translate(0x1000_3000), None);
+        let l3 = s2.tables.last().unwrap();
+        // XN, AF, SH inner, S2AP RO (0b01) / RW (0b11), MemAttr normal WB, page
+        assert_eq!(l3.0[0], 0x9000_0000 | 1 << 54 | 0x77f);
+        assert_eq!(l3.0[1], 0x9000_1000 | 1 << 54 | 0x7ff);
+        assert_eq!(
+            s2.map_shared(0x1000_2000, 0, 0x1000, true),
+            Err(MapError::Overlap { ipa: 0x1000_2000 })
+        );
+        assert_eq!(
+            s2.map_shared(0x1000_3800, 0, 0x1000, true),
             Err(MapError::Misaligned)
         );
     }

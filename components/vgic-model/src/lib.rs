@@ -723,6 +723,16 @@ impl<R: Routing> Model<R> {
         if vcpu >= self.cpus.len() || intid >= INTIDS {
             return 0;
         }
+        let bit = if Self::per_source(intid) {
+            1 << source
+        } else {
+            1
+        };
+        if self.pending_sources(vcpu, intid) & bit != 0 {
+            // Already pending: its target was kicked when it became so.
+            // A flood of raises (a guest ringing a doorbell) costs nothing.
+            return 0;
+        }
         self.set_pending(vcpu, intid, source, true);
         self.kick_for(vcpu, intid)
     }

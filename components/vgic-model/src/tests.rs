@@ -98,6 +98,24 @@ fn distributor_disabled_delivers_nothing_and_enabling_kicks_through_pending_vcpu
 }
 
 #[test]
+fn raising_what_is_already_pending_kicks_no_one_until_it_is_taken() {
+    let mut gic = with_enabled(&[SPI]);
+    assert_eq!(gic.raise(0, SPI, 0), 0b01);
+    for _ in 0..1000 {
+        assert_eq!(gic.raise(0, SPI, 0), 0, "a doorbell flood kicks once");
+    }
+    let mut lrs = [ListReg::default(); 4];
+    gic.flush(0, &mut lrs);
+    assert_eq!(live(&lrs), [(SPI, LrState::Pending)]);
+    // Taken (in a list register): raised again, it is pending once more.
+    assert_eq!(gic.raise(0, SPI, 0), 0b01);
+    lrs[0].state = LrState::Active;
+    gic.sync(0, &mut lrs);
+    gic.flush(0, &mut lrs);
+    assert_eq!(live(&lrs), [(SPI, LrState::PendingActive)]);
+}
+
+#[test]
 fn an_spi_routed_to_no_vcpu_waits_until_routed() {
     let mut gic = enabled(2);
     set_bit(&mut gic, 0, ISENABLER, SPI);

@@ -368,6 +368,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             ),
             abi::HC_CONSOLE_WRITE => (self.console_write(vcpu, arg1, arg2), Next::Resume),
             abi::HC_YIELD => (0, Next::Requeue),
+            abi::HC_CHANNEL_NOTIFY => (self.channel_notify(vcpu, arg1), Next::Resume),
             abi::HC_VM_EXIT => {
                 let vm = self.vm_of(vcpu);
                 self.flush_console(vcpu);
@@ -452,6 +453,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         }
         self.vms[vm].state = VmState::Stopped;
         self.running_vms -= 1;
+        self.channels_down(vm);
         for index in self.vms[vm].vcpu_indices() {
             let state = &mut self.vcpus[index];
             state.blocked = false;

@@ -3,6 +3,7 @@
 //! `exit.rs`). Between runs it keeps each vCPU's list registers in step with
 //! its virtual GIC, and wakes vCPUs blocked in WFI when their timer fires.
 
+mod channel;
 mod console;
 mod cpu_loop;
 mod exit;
@@ -171,6 +172,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             disk: None,
         };
         hv.init_console_focus();
+        hv.connect_channels();
         hv
     }
 
@@ -526,6 +528,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         if stopped {
             self.sched.remove(vcpu);
         }
+        self.clear_channels_if_quiet(vm_index);
         self.reset_if_quiet(vm_index);
     }
 

@@ -168,6 +168,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             self.vcpus[index].power = Power::Off;
             self.vcpus[index].blocked = false;
         }
+        self.channels_down(vm);
         self.kick_cpus_running(vm);
     }
 
@@ -211,7 +212,10 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             self.vms[vm].chunks_cleared = None;
             let ram = self.vms[vm].ram;
             match self.vms[vm].start.place(&ram, &mut self.platform) {
-                Ok(()) => self.restart_vcpu0(vcpu),
+                Ok(()) => {
+                    self.restart_vcpu0(vcpu);
+                    self.channels_up(vm);
+                }
                 Err(_) => {
                     self.stop(vcpu, format_args!("its image no longer fits for the reset"));
                 }

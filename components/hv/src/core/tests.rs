@@ -2183,3 +2183,179 @@ fn a_level_triggered_device_drives_its_interrupt() {
     finish(&mut hv, 0, running); // exits
     assert_eq!(hv.running_vms(), 0);
 }
+
+const CHANNEL_STATE_PA: u64 = 0x9000_0000;
+const CHANNEL_DATA_PA: u64 = 0x9000_1000;
+
+/// `sensor` writes channel `telemetry`, `logger` reads it (as the composer
+/// places them: the same IPAs in both, INTID 64 on each side).
+fn channel_pair(sensor_script: Vec<Step>, logger_script: Vec<Step>) -> Vec<(TestVm, Vec<Step>)> {
+    let end = |writer: bool, peer: u32| config::vm::ChannelEnd {
+        name: "telemetry".into(),
+        writer,
+        data: Region {
+            base: CHANNEL_DATA_PA,
+            size: 0x2000,
+        },
+        data_ipa: 0x1000_1000,
+        state: CHANNEL_STATE_PA,
+        state_ipa: 0x1000_0000,
+        intid: 64,
+        peer,
+    };
+    let mut sensor = vm("sensor", 0x8000_0000, b"s");
+    sensor.config.channels.push(end(true, 1));
+    let mut logger = vm("logger", 0x8020_0000, b"l");
+    logger.config.channels.push(end(false, 0));
+    vec![(sensor, sensor_script), (logger, logger_script)]
+}
+
+fn read_pa(hv: &mut Hypervisor<Mock, Fifo, TestVgic>, pa: u64, len: usize) -> Vec<u8> {
+    let mut buf = vec![0; len];
+    let slice = crate::memory::GuestRam::new(0, pa, len as u64).all();
+    hv.platform().ram.read_guest(slice, &mut buf);
+    buf
+}
+
+/// (writer state, writer generation, reader state, reader generation).
+fn channel_state(hv: &mut Hypervisor<Mock, Fifo, TestVgic>) -> [u32; 4] {
+    let bytes = read_pa(hv, CHANNEL_STATE_PA, 16);
+    core::array::from_fn(|i| u32::from_le_bytes(bytes[i * 4..i * 4 + 4].try_into().unwrap()))
+}
+
+#[test]
+fn each_side_finds_its_channel_in_its_start_info() {
+    let mut hv = boot(channel_pair(vec![], vec![]));
+    for (vm, flags) in [(0x8000_0000u64, abi::CHANNEL_WRITER), (0x8020_0000, 0)] {
+        let table = read_pa(&mut hv, vm + MIB2 as u64 - 4096 + 0xc0, 8 + 0x30);
+        assert_eq!(&table[..4], &1u32.to_le_bytes());
+        assert_eq!(&table[8..17], b"telemetry");
+        assert_eq!(&table[24..32], &0x1000_1000u64.to_le_bytes(), "data IPA");
+        assert_eq!(&table[32..40], &0x2000u64.to_le_bytes());
+        assert_eq!(&table[40..48], &0x1000_0000u64.to_le_bytes(), "state IPA");
+        assert_eq!(&table[48..52], &64u32.to_le_bytes());
+        assert_eq!(&table[52..56], &flags.to_le_bytes());
+    }
+    let running = abi::CHANNEL_SIDE_RUNNING;
+    assert_eq!(channel_state(&mut hv), [running, 0, running, 0]);
+    // The writer maps the data read-write, the reader read-only; both the
+    // state page read-only. (The bits are stage2.rs's to test.)
+    for vm in 0..2 {
+        let s2 = &hv.vms[vm].stage2;
+        assert_eq!(s2.translate(0x1000_0008), Some(CHANNEL_STATE_PA + 8));
+        assert_eq!(s2.translate(0x1000_2ff0), Some(CHANNEL_DATA_PA + 0x1ff0));
+        assert_eq!(s2.translate(0x1000_3000), None);
+    }
+}
+
+#[test]
+fn notify_raises_the_other_sides_interrupt_and_checks_the_index() {
+    let mut hv = boot(channel_pair(
+        vec![
+            Step::Hvc(abi::HC_CHANNEL_NOTIFY, 0, 0),
+            Step::Hvc(abi::HC_CHANNEL_NOTIFY, 1, 0),
+            Step::Hvc(abi::HC_CHANNEL_NOTIFY, u64::MAX, 0),
+            // SMC32: the top half of the index does not count.
+            Step::Hvc32(abi::HC32_CHANNEL_NOTIFY, 0, 0),
+            Step::Hvc(abi::HC32_CHANNEL_NOTIFY, 1 << 32, 0),
+            Step::Hvc(EXIT, 0, 0),
+        ],
+        vec![Step::Hvc(EXIT, 0, 0)],
+    ));
+    hv.run();
+    let results = &hv.platform().results[0];
+    assert_eq!(results[1], 0);
+    assert_eq!(results[2], Error::InvalidParameter as i64);
+    assert_eq!(results[3], Error::InvalidParameter as i64);
+    assert_eq!(results[4], 0);
+    assert_eq!(results[5], 0);
+    assert!(hv.vms[1].vgic.pending.contains(&64) || hv.vms[1].vgic.in_lrs.contains(&64));
+    assert!(
+        !hv.vms[0].vgic.pending.contains(&64),
+        "not the caller's own"
+    );
+}
+
+#[test]
+fn a_writer_that_stops_zeroes_its_channel_and_tells_the_reader() {
+    let mut hv = boot(channel_pair(
+        vec![Step::Hvc(EXIT, 0, 0)],
+        vec![Step::Hvc(abi::HC_YIELD, 0, 0), Step::Hvc(EXIT, 0, 0)],
+    ));
+    let data = crate::memory::GuestRam::new(0, CHANNEL_DATA_PA, 0x2000).all();
+    hv.platform().ram.write_guest(data, &[0xa5; 0x2000]);
+    hv.run();
+    assert!(read_pa(&mut hv, CHANNEL_DATA_PA, 0x2000)
+        .iter()
+        .all(|&b| b == 0));
+    let stopped = abi::CHANNEL_SIDE_STOPPED;
+    assert_eq!(channel_state(&mut hv), [stopped, 1, stopped, 1]);
+    // The reader was told when the writer stopped (it ran after).
+    assert!(hv.vms[1].vgic.pending.contains(&64) || hv.vms[1].vgic.in_lrs.contains(&64));
+}
+
+#[test]
+fn a_reader_that_stops_leaves_the_data_and_tells_the_writer() {
+    let mut hv = boot(channel_pair(
+        vec![Step::Hvc(abi::HC_YIELD, 0, 0), Step::Hvc(EXIT, 0, 0)],
+        vec![Step::Hvc(EXIT, 0, 0)],
+    ));
+    let data = crate::memory::GuestRam::new(0, CHANNEL_DATA_PA, 0x2000).all();
+    hv.platform().ram.write_guest(data, &[0xa5; 0x2000]);
+    let sensor = enter(&mut hv, 0).unwrap();
+    finish(&mut hv, 0, sensor); // yields
+    let logger = enter(&mut hv, 0).unwrap();
+    finish(&mut hv, 0, logger); // exits
+    let (running, stopped) = (abi::CHANNEL_SIDE_RUNNING, abi::CHANNEL_SIDE_STOPPED);
+    assert_eq!(channel_state(&mut hv), [running, 0, stopped, 1]);
+    assert!(read_pa(&mut hv, CHANNEL_DATA_PA, 0x2000)
+        .iter()
+        .all(|&b| b == 0xa5));
+    assert!(hv.vms[0].vgic.pending.contains(&64), "the writer is told");
+    let sensor = enter(&mut hv, 0).unwrap();
+    finish(&mut hv, 0, sensor); // exits
+    assert_eq!(channel_state(&mut hv), [stopped, 1, stopped, 1]);
+    assert!(read_pa(&mut hv, CHANNEL_DATA_PA, 0x2000)
+        .iter()
+        .all(|&b| b == 0));
+}
+
+#[test]
+fn a_writer_that_resets_comes_back_empty_with_a_new_generation() {
+    let mut hv = boot(channel_pair(
+        vec![Step::SmcCall(SYSTEM_RESET, 0, 0, 0)],
+        vec![Step::Hvc(abi::HC_YIELD, 0, 0), Step::Hvc(EXIT, 0, 0)],
+    ));
+    // Contexts 2 and 3: the writer's vCPU 0 reset, then started again.
+    for script in [vec![], vec![Step::Hvc(EXIT, 0, 0)]] {
+        hv.platform().scripts.push(script.into());
+        hv.platform().results.push(Vec::new());
+    }
+    let data = crate::memory::GuestRam::new(0, CHANNEL_DATA_PA, 0x2000).all();
+    hv.platform().ram.write_guest(data, &[0xa5; 0x2000]);
+    let sensor = enter(&mut hv, 0).unwrap();
+    finish(&mut hv, 0, sensor); // resets
+    let (running, stopped) = (abi::CHANNEL_SIDE_RUNNING, abi::CHANNEL_SIDE_STOPPED);
+    assert_eq!(channel_state(&mut hv), [stopped, 1, running, 0]);
+    assert!(read_pa(&mut hv, CHANNEL_DATA_PA, 0x2000)
+        .iter()
+        .all(|&b| b == 0));
+    assert!(hv.vms[1].vgic.pending.contains(&64), "the reader is told");
+    hv.run();
+    assert_eq!(channel_state(&mut hv)[..2], [stopped, 2]);
+    assert!(take_lines()
+        .iter()
+        .any(|l| l.contains("VM sensor exited (code 0)")));
+}
+
+#[test]
+fn a_channel_whose_other_side_did_not_start_says_so() {
+    let mut vms = channel_pair(vec![], vec![]);
+    // The reader's image does not fit: it is left out.
+    vms[1].0.image = Box::leak(vec![1u8; MIB2].into_boxed_slice());
+    let mut hv = boot(vms);
+    assert_eq!(hv.running_vms(), 1);
+    let (running, stopped) = (abi::CHANNEL_SIDE_RUNNING, abi::CHANNEL_SIDE_STOPPED);
+    assert_eq!(channel_state(&mut hv), [running, 0, stopped, 0]);
+    assert_eq!(hv.vms[0].channel_peers, [None]);
+}

@@ -6,12 +6,12 @@ use crate::{
     memory::GuestRam,
     platform::{GuestWidth, Platform, VcpuRegs},
     sched::{CpuId, VcpuParams},
-    stage2::Stage2,
+    stage2::{self, Stage2},
     vgic::{ListReg, Vgic, VirtualInterface},
     vmid::Vmid,
 };
-use abi::{StartInfo, CMDLINE_LEN, GUEST_RAM_BASE, VM_NAME_LEN};
-use config::vm::VmConfig;
+use abi::{ChannelInfo, ChannelTable, StartInfo, CMDLINE_LEN, GUEST_RAM_BASE, VM_NAME_LEN};
+use config::vm::{ChannelEnd, VmConfig};
 use pv_console::LineBuffer;
 
 /// Most list registers any GIC implementation has.
@@ -86,6 +86,17 @@ pub(crate) struct Vcpu<C, G> {
 pub(crate) struct Vm<V> {
     /// What the image says of it, as decoded from the VM table.
     pub config: VmConfig<'static>,
+    /// Its index in the image's VM table (which VMs that did not start
+    /// leave gaps in).
+    pub id: u32,
+    /// The other side of each of its channels (`config.channels`), if that
+    /// VM started: set once all VMs are built.
+    pub channel_peers: alloc::vec::Vec<Option<super::channel::Peer>>,
+    /// How many times it stopped or reset: its channel sides' generation.
+    pub generation: u32,
+    /// It stopped or is resetting, and the channels it writes are to be
+    /// zeroed once none of its vCPUs runs.
+    pub channels_to_clear: bool,
     /// Its vCPUs are the hypervisor's `first_vcpu..first_vcpu + config.vcpus`.
     pub first_vcpu: usize,
     /// What its RAM holds at start and how vCPU 0 enters, to restart it
@@ -165,6 +176,10 @@ pub(crate) fn build<P: Platform, V: Vgic>(
     } = config;
     let vgic = V::new(vcpus as usize);
     let mut mapped = alloc::vec![Window::new(GUEST_RAM_BASE, ram.size())];
+    for channel in &config.channels {
+        mapped.push(Window::new(channel.state_ipa, stage2::PAGE_SIZE));
+        mapped.push(Window::new(channel.data_ipa, channel.data.size));
+    }
     let cpu_interface = vif.guest_cpu_interface();
     if let Some((_, size)) = cpu_interface {
         mapped.push(Window::new(abi::GUEST_GICC_BASE, size));
@@ -181,6 +196,12 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         stage2
             .map_device(abi::GUEST_GICC_BASE, pa, size)
             .map_err(|_| "the GIC virtual CPU interface cannot be mapped")?;
+    }
+    for channel in &config.channels {
+        map_channel(&mut stage2, channel).map_err(|_| {
+            crate::error!("vm {name}: channel {} cannot be mapped", channel.name);
+            "a channel's pages cannot be mapped"
+        })?;
     }
     let start = Start::of(&config, id, image, images, &ram)?;
     platform.zero_guest(ram.all());
@@ -228,6 +249,10 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         .collect();
     let vm = Vm {
         config,
+        id,
+        channel_peers: alloc::vec::Vec::new(),
+        generation: 0,
+        channels_to_clear: false,
         first_vcpu,
         start,
         reset_requested: false,
@@ -249,8 +274,9 @@ pub(crate) fn build<P: Platform, V: Vgic>(
 pub(crate) struct Start {
     /// Images copied in, at offsets from the RAM's base.
     blobs: alloc::vec::Vec<(u64, &'static [u8])>,
-    /// A Tessera guest's start info, in the RAM's last page.
-    info: Option<StartInfo>,
+    /// A Tessera guest's start info and channel table, in the RAM's last
+    /// page.
+    info: Option<(StartInfo, ChannelTable)>,
     /// vCPU 0's entry point (guest-physical) and x0..x2.
     entry: u64,
     regs: [u64; 3],
@@ -271,12 +297,13 @@ impl Start {
     ) -> Result<Start, &'static str> {
         let Some(linux) = &config.linux else {
             let info = start_info(id, &config.name, &config.cmdline, ram.size(), config.vcpus);
+            let channels = channel_table(&config.channels);
             if image.len() as u64 > ram.size().saturating_sub(crate::memory::START_INFO_PAGE) {
                 return Err("its guest image does not fit in its RAM");
             }
             return Ok(Start {
                 blobs: alloc::vec![(0, image)],
-                info: Some(info),
+                info: Some((info, channels)),
                 entry: GUEST_RAM_BASE,
                 regs: [ram.start_info_ipa(), 0, 0],
             });
@@ -315,8 +342,8 @@ impl Start {
             platform.write_guest(at, bytes);
             platform.sync_guest_memory(at);
         }
-        if let Some(info) = &self.info {
-            let page = ram.write_start_info(platform, info)?;
+        if let Some((info, channels)) = &self.info {
+            let page = ram.write_start_info(platform, info, channels)?;
             platform.sync_guest_memory(page);
         }
         Ok(())
@@ -349,4 +376,41 @@ fn start_info(id: u32, name: &str, cmdline: &str, ram_size: u64, vcpus: u32) -> 
     let cmdline = &cmdline.as_bytes()[..cmdline.len().min(CMDLINE_LEN - 1)];
     info.cmdline[..cmdline.len()].copy_from_slice(cmdline);
     info
+}
+
+/// A channel's state page (read-only) and data pages (read-write for the
+/// writer) in a side's stage-2.
+fn map_channel(stage2: &mut Stage2, channel: &ChannelEnd) -> Result<(), stage2::MapError> {
+    stage2.map_shared(channel.state_ipa, channel.state, stage2::PAGE_SIZE, false)?;
+    stage2.map_shared(
+        channel.data_ipa,
+        channel.data.base,
+        channel.data.size,
+        channel.writer,
+    )
+}
+
+/// What a Tessera guest is told of its channels (the composer bounds
+/// them; more than the table holds are left out rather than trusted).
+fn channel_table(channels: &[ChannelEnd]) -> ChannelTable {
+    let mut table = ChannelTable::EMPTY;
+    for (info, channel) in table.channels.iter_mut().zip(channels) {
+        let name = &channel.name.as_bytes()[..channel.name.len().min(abi::CHANNEL_NAME_LEN)];
+        let mut padded = [0; abi::CHANNEL_NAME_LEN];
+        padded[..name.len()].copy_from_slice(name);
+        *info = ChannelInfo {
+            name: padded,
+            base: channel.data_ipa,
+            size: channel.data.size,
+            state: channel.state_ipa,
+            intid: channel.intid,
+            flags: if channel.writer {
+                abi::CHANNEL_WRITER
+            } else {
+                0
+            },
+        };
+        table.count += 1;
+    }
+    table
 }
