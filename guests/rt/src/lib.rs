@@ -7,6 +7,8 @@
 //!   (AArch64), `.bss`, exception vectors, identity-mapped MMU with caches
 //!   on, then the guest's `main` (see [`entry!`]);
 //! - [`hc`]: safe wrappers of the hypercalls of the [`abi`];
+//! - [`channel`]: inter-VM channels (ABI 1.3): the pages, the doorbell and
+//!   the state the hypervisor keeps;
 //! - [`print!`] / [`println!`] over the console hypercall (no heap);
 //! - [`counter`] / [`counter_frequency`]: the virtual generic timer;
 //! - [`gic`], [`irq`] and [`timer`]: the GICv2 or GICv3 (found at run
@@ -35,6 +37,7 @@ mod arch;
 #[cfg(not(any(target_arch = "aarch64", target_arch = "arm")))]
 compile_error!("guest-rt has an arch module for aarch64 and arm (ARMv7-A) only");
 
+pub mod channel;
 pub mod cmdline;
 pub mod console;
 pub mod fuzz;

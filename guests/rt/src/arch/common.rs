@@ -222,3 +222,32 @@ pub fn probe_write(addr: u64, value: u32) {
     // has no heap; everything it owns is in the image or the StartInfo).
     unsafe { core::ptr::write_volatile(addr as usize as *mut u32, value) }
 }
+
+/// The channel table after `info` (ABI 1.3).
+pub fn channel_table(info: &'static StartInfo) -> &'static abi::ChannelTable {
+    let addr = info as *const StartInfo as usize + abi::START_INFO_CHANNELS_OFFSET;
+    // SAFETY: the start-info page holds the table right after the
+    // StartInfo (the caller checked the ABI is 1.3 or later, so the
+    // hypervisor wrote it); the offset keeps the 8-byte alignment of the
+    // StartInfo, the page is in guest RAM outside the image, and the
+    // hypervisor never changes it after entry, so `&'static` holds.
+    unsafe { &*(addr as *const abi::ChannelTable) }
+}
+
+/// Volatile 32-bit read of `addr` in a channel's pages.
+pub fn channel_read(addr: u64) -> u32 {
+    // SAFETY: the caller (`crate::channel`) checked that `addr` is 4-byte
+    // aligned and inside a channel the start info names: pages the
+    // hypervisor maps at that address and no Rust object lives in (they
+    // are outside the image). The other side writes them at any time: a
+    // volatile read sees some value, and any bit pattern is a u32.
+    unsafe { core::ptr::read_volatile(addr as usize as *const u32) }
+}
+
+/// Volatile 32-bit write of `value` to `addr` in a channel's pages.
+pub fn channel_write(addr: u64, value: u32) {
+    // SAFETY: as in `channel_read`; the caller also checked that this side
+    // writes the channel (a store to a read-only one faults in stage 2 and
+    // stops the VM: it is refused before that).
+    unsafe { core::ptr::write_volatile(addr as usize as *mut u32, value) }
+}
