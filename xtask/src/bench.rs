@@ -15,6 +15,7 @@
 //! to stdout and to `<target>/bench-<board>.txt`. `--only disk` runs the
 //! disk figures alone (printed beside the last full run's, file untouched).
 
+mod channel;
 mod disk;
 
 use crate::compose;
@@ -97,18 +98,20 @@ impl HostCpu {
 pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
     match only {
         None => {}
-        Some("disk") => {
+        Some(group @ ("disk" | "channel")) => {
             let arch = compose::load_board(ws, board)?.board.arch;
             let head = ["figure".to_string(), "value".into(), "unit".into()];
-            let rows = std::iter::once(head)
-                .chain(disk::rows(ws, board, arch)?)
-                .collect();
-            let text = format!("Tessera bench on {board}, disk figures only\n")
+            let figures = match group {
+                "disk" => disk::rows(ws, board, arch)?,
+                _ => channel::rows(ws, board)?,
+            };
+            let rows = std::iter::once(head).chain(figures).collect();
+            let text = format!("Tessera bench on {board}, {group} figures only\n")
                 + &table_text(ws, board, rows);
             print!("{text}");
             return Ok(());
         }
-        Some(other) => bail!("bench --only {other:?}: the only group is \"disk\""),
+        Some(other) => bail!("bench --only {other:?}: the groups are \"disk\" and \"channel\""),
     }
     let idle_wall = idle_wall()?;
 
@@ -190,6 +193,7 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
     };
 
     let disk_rows = disk::rows(ws, board, built.composition.arch)?;
+    let channel_rows = channel::rows(ws, board)?;
 
     let alone = one("bench-yield-alone")?;
     let alone = find_last(&alone.lines, YIELD_ALONE_LINE, parse_calls)?;
@@ -255,6 +259,7 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
             }))
             .chain(linux_rows)
             .chain(disk_rows)
+            .chain(channel_rows)
             .chain([
                 [
                     "yield, nobody else to run".into(),
@@ -432,8 +437,7 @@ impl Drop for Qemu {
 /// How many CPUs a bench composition gets.
 #[derive(Clone, Copy, PartialEq)]
 enum Cpus {
-    /// The board's.
-    #[allow(dead_code)]
+    /// The board's (or the scenario's `cpus`).
     Board,
     /// One, whatever the board has: VMs that must share a CPU (a world
     /// switch, the scheduler's effect on latency) cannot be pinned under

@@ -39,6 +39,7 @@ fn vm(width: GuestWidth, vcpus: u32) -> VmConfig<'static> {
                 size: abi::GUEST_UART_SIZE,
                 intid: abi::GUEST_UART_INTID,
                 disk: None,
+                net: None,
             },
             disk(0, "lvm:vg0/web"),
             disk(1, "part:2"),
@@ -59,6 +60,7 @@ fn disk(n: u32, source: &'static str) -> DeviceConfig<'static> {
             read_only: n == 1,
             min_sectors: 0,
         }),
+        net: None,
     }
 }
 

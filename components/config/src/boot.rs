@@ -85,6 +85,7 @@ mod tests {
                         size: 0x1000,
                         intid: 33,
                         disk: None,
+                        net: None,
                     }],
                     channels: alloc::vec![crate::vm::ChannelEnd {
                         name: "telemetry".into(),

@@ -144,6 +144,17 @@ pub struct DeviceConfig<'a> {
     /// For a virtio-blk device: the volume it serves.
     #[serde(borrow)]
     pub disk: Option<DiskConfig<'a>>,
+    /// For a virtio-net device: its network and address.
+    pub net: Option<NetConfig>,
+}
+
+/// A VM's port on a `[[network]]`: the network (its index in the
+/// profile) and the MAC address the composer gave the port.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct NetConfig {
+    pub network: u32,
+    pub mac: [u8; 6],
 }
 
 /// A VM's disk: a volume on the hypervisor's own disk (`[disk]`), resolved

@@ -218,6 +218,7 @@ fn every_row_reaches_validation_features_and_items() {
                 size: 0x1000,
                 intid: 33,
                 disk: None,
+                net: None,
             }),
         }
         assert!(c.components().unwrap().contains(&row), "{row:?}");

@@ -18,15 +18,33 @@ pub struct Setup {
     pub intid: u32,
     /// A disk device's volume, resolved at boot on the hypervisor's disk.
     pub volume: Option<Served>,
+    /// A network device's MAC address (the composer assigns it).
+    pub mac: Option<[u8; 6]>,
 }
 
 /// What a device's [`MmioDevice::work`] may reach, lent by the core for
-/// the length of the call: the VM's RAM and the hypervisor's disk.
+/// the length of the call: the VM's RAM, the hypervisor's disk, and the
+/// switch of the network a network device is on.
 pub struct Backing<'a> {
     pub ram: &'a GuestRam,
     pub memory: &'a mut dyn GuestMemory,
     pub disk: Option<&'a mut dyn BlockDevice>,
+    pub frames: Option<&'a mut dyn FrameSink>,
 }
+
+/// Where a network device puts the frames its guest sends: the core's
+/// switch, which delivers them (with [`MmioDevice::receive`]) once the
+/// sender's `work` has returned.
+pub trait FrameSink {
+    /// Takes one Ethernet frame (destination MAC first, no FCS); `false`
+    /// if it has no room now (the device completes the buffer anyway, as
+    /// a NIC whose wire is busy drops).
+    fn send(&mut self, frame: &[u8]) -> bool;
+}
+
+/// Largest Ethernet frame a network device sends or takes: 1514 bytes
+/// (MTU 1500 and the header) with no VLAN tag and no offloads.
+pub const MAX_FRAME: usize = 1514;
 
 /// A device that cannot be made, and why ("no volume").
 pub type SetupError = String;
@@ -70,6 +88,18 @@ pub trait MmioDevice: Send {
     /// The work an access asked for with [`Signal::work`] (a virtqueue
     /// notified): what it needs outside its registers is in `backing`.
     fn work(&mut self, _backing: Backing<'_>) -> Signal {
+        Signal::default()
+    }
+
+    /// A network device's MAC address; `None` for other devices.
+    fn mac(&self) -> Option<[u8; 6]> {
+        None
+    }
+
+    /// A frame the switch delivers to this network device (at most
+    /// [`MAX_FRAME`] bytes): put into the guest's next receive buffer, if
+    /// it has one (else dropped, counted). `backing.frames` is `None`.
+    fn receive(&mut self, _frame: &[u8], _backing: Backing<'_>) -> Signal {
         Signal::default()
     }
 }

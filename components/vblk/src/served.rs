@@ -157,7 +157,9 @@ impl MmioDevice for VolumeDevice {
     }
 
     fn work(&mut self, backing: Backing<'_>) -> Signal {
-        let Backing { ram, memory, disk } = backing;
+        let Backing {
+            ram, memory, disk, ..
+        } = backing;
         let mut memory = memory;
         let Some(disk) = disk else {
             // Not reached (the image makes no disk device without a disk);
@@ -282,6 +284,7 @@ mod tests {
             vm_index: 0,
             intid: 48,
             volume,
+            mac: None,
         };
         assert!(VolumeDevice::new(setup(None)).is_err());
         let device = VolumeDevice::new(setup(Some(two_segments(true)))).unwrap();

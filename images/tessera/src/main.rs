@@ -226,6 +226,7 @@ fn vm_devices(
                     vm_index: index,
                     intid: d.intid,
                     volume,
+                    mac: d.net.map(|net| net.mac),
                 };
                 match c::new_device(&d.kind, setup) {
                     Some(Ok(device)) => {

@@ -154,5 +154,6 @@ pub(super) fn devices(vm: &VmSpec) -> impl Iterator<Item = DeviceConfig<'static>
             read_only: disk.read_only,
             min_sectors: disk.min_size.as_ref().map_or(0, |m| m.get_ref().0 / SECTOR),
         }),
+        net: None,
     })
 }

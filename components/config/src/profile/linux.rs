@@ -24,6 +24,7 @@ pub(super) fn console_uart() -> DeviceConfig<'static> {
         size: abi::GUEST_UART_SIZE,
         intid: abi::GUEST_UART_INTID,
         disk: None,
+        net: None,
     }
 }
 

@@ -318,6 +318,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                         ram: &vm.ram,
                         memory: &mut self.platform,
                         disk: self.disk.as_deref_mut().map(|d| d as &mut dyn BlockDevice),
+                        frames: None,
                     };
                     let done = vm.devices.device(device).work(backing);
                     self.signal(vcpu, device, done);

@@ -217,6 +217,19 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         ram.size() >> 20,
         image.len()
     );
+    for channel in &config.channels {
+        let (size, unit) = match channel.data.size {
+            size if size % (1 << 20) == 0 => (size >> 20, "MiB"),
+            size => (size >> 10, "KiB"),
+        };
+        info!(
+            "vm {name}: channel {}: {} {size} {unit} at {:#x}, SPI {}",
+            channel.name,
+            if channel.writer { "writes" } else { "reads" },
+            channel.data_ipa,
+            channel.intid.saturating_sub(32)
+        );
+    }
     let vcpu_list = (0..vcpus)
         .map(|index| {
             let power = if index == 0 { Power::On } else { Power::Off };
