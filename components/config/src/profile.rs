@@ -15,7 +15,7 @@ mod spec;
 mod units;
 
 pub use crate::composition::Composition;
-pub use channels::{CHANNEL_FIRST_INTID, CHANNEL_SIZE_MAX, GUEST_CHANNEL_BASE};
+pub use channels::{CHANNEL_FIRST_INTID, CHANNEL_SIZE_MAX, CHANNEL_STATE_PAGE, GUEST_CHANNEL_BASE};
 pub use disk_check::{DiskCheck, Ext4Check, FileCheck, FileWant};
 pub use error::ProfileError;
 pub use plan::{plan, GuestFiles, LinuxFiles};

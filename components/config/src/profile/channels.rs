@@ -31,7 +31,7 @@ const _: () = assert!(
 pub const CHANNEL_SIZE_MAX: u64 = 64 << 20;
 
 /// The page holding a channel's `abi::ChannelState`, before its data.
-const STATE_PAGE: u64 = KIB4;
+pub const CHANNEL_STATE_PAGE: u64 = KIB4;
 
 /// The longest name: `abi::ChannelInfo::name` keeps a NUL after it.
 const NAME_MAX: usize = abi::CHANNEL_NAME_LEN - 1;
@@ -195,7 +195,7 @@ pub(super) fn place(
     for (i, c) in vms.channels.iter().enumerate() {
         let label = label(i, c);
         let size = c.size.get_ref().0;
-        let span = STATE_PAGE + size;
+        let span = CHANNEL_STATE_PAGE + size;
         let pages = start
             .and_then(|s| s.checked_add(offset))
             .map(|base| Region { base, size: span })
@@ -256,8 +256,8 @@ pub(super) fn place(
             let spec = &vms.vms[vm];
             let windows = guest_windows(spec, gic_version);
             for (what, window) in [
-                ("state page", Window::new(ipa, STATE_PAGE)),
-                ("data pages", Window::new(ipa + STATE_PAGE, size)),
+                ("state page", Window::new(ipa, CHANNEL_STATE_PAGE)),
+                ("data pages", Window::new(ipa + CHANNEL_STATE_PAGE, size)),
             ] {
                 if let Some((name, w)) = windows.iter().find(|(_, w)| w.overlaps(&window)) {
                     return Err(src.error(
@@ -275,10 +275,10 @@ pub(super) fn place(
                 name: c.name.get_ref().clone().into(),
                 writer: is_writer,
                 data: Region {
-                    base: pages.base + STATE_PAGE,
+                    base: pages.base + CHANNEL_STATE_PAGE,
                     size,
                 },
-                data_ipa: ipa + STATE_PAGE,
+                data_ipa: ipa + CHANNEL_STATE_PAGE,
                 state: pages.base,
                 state_ipa: ipa,
                 intid: CHANNEL_FIRST_INTID + (mine.len() as u32),
