@@ -1,7 +1,8 @@
 //! The device tree each Linux VM boots with: what the VM has, at the
 //! guest-physical addresses of the ABI (`abi::GUEST_*`): its CPUs (PSCI
 //! through HVC), its RAM, its virtual GIC, the generic timer, its emulated
-//! UART, its virtio-mmio disks, and `chosen` (bootargs, console, initrd).
+//! UART, its virtio-mmio disks, its channels, and `chosen` (bootargs,
+//! console, initrd).
 
 use anyhow::{anyhow, ensure, Result};
 use config::vm::{GuestWidth, VmConfig};
@@ -13,6 +14,7 @@ const GIC_PHANDLE: u32 = 1;
 /// GIC interrupt specifier: (type, number, flags).
 const SPI: u32 = 0;
 const PPI: u32 = 1;
+const EDGE_RISING: u32 = 1;
 const LEVEL_HIGH: u32 = 4;
 const LEVEL_LOW: u32 = 8;
 
@@ -161,6 +163,31 @@ fn write(vm: &VmConfig, gic_version: u32, initrd: Option<(u64, u64)>) -> FdtWrit
         // The hypervisor reaches guest RAM through cacheable mappings, so
         // the guest need not clean or invalidate around requests.
         w.property_null("dma-coherent")?;
+        w.end_node(node)?;
+    }
+
+    // Its channels: the state page and the data pages (at the same
+    // addresses in the peer VM), and the interrupt the peer's
+    // CHANNEL_NOTIFY (or its VM stopping) raises, an edge. Only the writer
+    // may write the data.
+    for ch in &vm.channels {
+        let node = w.begin_node(&format!("channel@{:x}", ch.state_ipa))?;
+        w.property_string("compatible", "tessera,channel")?;
+        w.property_array_u64(
+            "reg",
+            &[
+                ch.state_ipa,
+                config::profile::CHANNEL_STATE_PAGE,
+                ch.data_ipa,
+                ch.data.size,
+            ],
+        )?;
+        w.property_string_list("reg-names", vec!["state".into(), "data".into()])?;
+        w.property_array_u32("interrupts", &[SPI, ch.intid - 32, EDGE_RISING])?;
+        w.property_string("label", &ch.name)?;
+        if ch.writer {
+            w.property_null("tessera,writer")?;
+        }
         w.end_node(node)?;
     }
 

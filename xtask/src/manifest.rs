@@ -4,6 +4,7 @@ use crate::compose::{arch_name, GUESTS_SECTION, VMS_SECTION};
 use crate::elf::{self, SectionSizes};
 use anyhow::{Context, Result};
 use config::composition::Composition;
+use config::profile::format_size;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
@@ -146,6 +147,7 @@ pub fn render(c: &Composition, sizes: &Sizes) -> String {
             line(format!("  {}", row.trim_end()));
         }
     }
+    channels(c, &mut line);
     line(String::new());
     let h = &sizes.hypervisor;
     line("sizes (bytes)".into());
@@ -160,6 +162,52 @@ pub fn render(c: &Composition, sizes: &Sizes) -> String {
     }
     line(format!("  tessera.bin                {}", sizes.bin_total));
     out
+}
+
+/// Each VM's channel ends, in its order (the index `CHANNEL_NOTIFY`
+/// takes), at their guest-physical addresses, and the host-physical area
+/// they all share.
+fn channels(c: &Composition, line: &mut impl FnMut(String)) {
+    let ends = || {
+        c.vms
+            .iter()
+            .flat_map(|vm| vm.channels.iter().map(move |ch| (vm, ch)))
+    };
+    let (Some(first), Some(last)) = (
+        ends().map(|(_, ch)| ch.state).min(),
+        ends().map(|(_, ch)| ch.data.end()).max(),
+    ) else {
+        return;
+    };
+    let rows: Vec<[String; 7]> = ends()
+        .map(|(vm, ch)| {
+            let peer = c
+                .vms
+                .get(ch.peer as usize)
+                .map_or_else(|| format!("#{}", ch.peer), |p| p.name.to_string());
+            [
+                vm.name.to_string(),
+                ch.name.to_string(),
+                if ch.writer { "writer" } else { "reader" }.to_string(),
+                format_size(ch.data.size),
+                format!(
+                    "state {:#010x}, data {}",
+                    ch.state_ipa,
+                    range(ch.data_ipa, ch.data_ipa + ch.data.size)
+                ),
+                format!("INTID {} (SPI {})", ch.intid, ch.intid.saturating_sub(32)),
+                format!("peer {peer}"),
+            ]
+        })
+        .collect();
+    line(String::new());
+    line(format!(
+        "channels (guest-physical, the same in both VMs; host-physical {})",
+        range(first, last)
+    ));
+    for row in columns(&rows) {
+        line(format!("  {row}"));
+    }
 }
 
 fn range(base: u64, end: u64) -> String {
@@ -188,4 +236,42 @@ pub fn columns<const N: usize>(rows: &[[String; N]]) -> Vec<String> {
             text.trim_end().to_string()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use config::profile::{parse_profile, plan, Known};
+    use config::vm::GuestWidth;
+
+    #[test]
+    fn channels_are_listed_per_vm() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let path = root.join("boards/qemu-virt-a64.toml");
+        let text = std::fs::read_to_string(&path).unwrap()
+            + "\n[[channel]]\nname = \"telemetry\"\nwriter = \"hello\"\nreader = \"spinner\"\nsize = \"64KiB\"\n";
+        let profile = parse_profile(&path, &text).unwrap();
+        let known = Known::builtin(vec!["hello".into(), "spinner".into()]);
+        let image = |guest: &str, _: GuestWidth| PathBuf::from(guest);
+        let c = plan(&profile, None, &known, "test", &image).unwrap();
+        let sizes = Sizes {
+            hypervisor: SectionSizes::default(),
+            vm_table: 0,
+            guests: Vec::new(),
+            bin_total: 0,
+        };
+        let text = render(&c, &sizes);
+        let state = c.vms[0].channels[0].state;
+        let heading = format!(
+            "channels (guest-physical, the same in both VMs; host-physical {})",
+            range(state, state + 0x1_1000)
+        );
+        assert!(text.contains(&heading), "{text}");
+        for row in [
+            "  hello    telemetry  writer  64 KiB  state 0x10000000, data 0x10001000..0x10011000  INTID 64 (SPI 32)  peer spinner\n",
+            "  spinner  telemetry  reader  64 KiB  state 0x10000000, data 0x10001000..0x10011000  INTID 64 (SPI 32)  peer hello\n",
+        ] {
+            assert!(text.contains(row), "{row:?} not in:\n{text}");
+        }
+    }
 }

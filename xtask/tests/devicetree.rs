@@ -1,8 +1,10 @@
 //! A Linux VM's device tree, read back by `dtc`: every node Linux needs,
-//! at the ABI's guest addresses (disks included), for each GIC version and
-//! width.
+//! at the ABI's guest addresses (disks and channels included), for each GIC
+//! version and width.
 
-use config::vm::{Blob, DeviceConfig, DiskConfig, GuestWidth, LinuxBoot, Region, VmConfig};
+use config::vm::{
+    Blob, ChannelEnd, DeviceConfig, DiskConfig, GuestWidth, LinuxBoot, Region, VmConfig,
+};
 use std::process::Command;
 use xtask::{devicetree, tools};
 
@@ -229,5 +231,70 @@ fn gicv3_and_32_bit_vms_get_their_own_nodes() {
     has(&dts, "cpu@0", &["compatible = \"arm,cortex-a15\";"]);
     assert!(!node(&dts, "cpu@0").contains("enable-method"), "{dts}");
     has(&dts, "timer", &["compatible = \"arm,armv7-timer\";"]);
+    has_disks(&dts);
+}
+
+/// A channel end as the plan places it: state page at `state_ipa`, data
+/// right after it.
+fn channel(
+    name: &'static str,
+    writer: bool,
+    state_ipa: u64,
+    size: u64,
+    intid: u32,
+) -> ChannelEnd<'static> {
+    ChannelEnd {
+        name: name.into(),
+        writer,
+        data: Region {
+            base: 0x5000_0000 + state_ipa + 0x1000,
+            size,
+        },
+        data_ipa: state_ipa + 0x1000,
+        state: 0x5000_0000 + state_ipa,
+        state_ipa,
+        intid,
+        peer: 1,
+    }
+}
+
+#[test]
+fn channel_ends_have_their_own_nodes() {
+    let mut vm = vm(GuestWidth::Aarch64, 1);
+    vm.channels = vec![
+        channel("telemetry", true, 0x1000_0000, 0x1_0000, 64),
+        channel("control", false, 0x1001_1000, 0x2000, 65),
+    ];
+    let dts = decompile(
+        &devicetree::linux_vm(&vm, 2, 0).unwrap(),
+        "arm64-channels.dtb",
+    );
+    has(
+        &dts,
+        "channel@10000000",
+        &[
+            "compatible = \"tessera,channel\";",
+            "reg = <0x00 0x10000000 0x00 0x1000 0x00 0x10001000 0x00 0x10000>;",
+            "reg-names = \"state\\0data\";",
+            "interrupts = <0x00 0x20 0x01>;",
+            "label = \"telemetry\";",
+            "tessera,writer;",
+        ],
+    );
+    has(
+        &dts,
+        "channel@10011000",
+        &[
+            "compatible = \"tessera,channel\";",
+            "reg = <0x00 0x10011000 0x00 0x1000 0x00 0x10012000 0x00 0x2000>;",
+            "reg-names = \"state\\0data\";",
+            "interrupts = <0x00 0x21 0x01>;",
+            "label = \"control\";",
+        ],
+    );
+    assert!(
+        !node(&dts, "channel@10011000").contains("tessera,writer"),
+        "the reader's side is not the writer:\n{dts}"
+    );
     has_disks(&dts);
 }

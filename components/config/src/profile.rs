@@ -2,6 +2,7 @@
 //! (`ci/scenarios/*.toml`): parsing, validation with located messages, and
 //! the layout that turns a profile into a [`Composition`].
 
+mod channels;
 mod check;
 mod disk_check;
 mod disks;
@@ -14,13 +15,14 @@ mod spec;
 mod units;
 
 pub use crate::composition::Composition;
+pub use channels::{CHANNEL_FIRST_INTID, CHANNEL_SIZE_MAX, CHANNEL_STATE_PAGE, GUEST_CHANNEL_BASE};
 pub use disk_check::{DiskCheck, Ext4Check, FileCheck, FileWant};
 pub use error::ProfileError;
 pub use plan::{plan, GuestFiles, LinuxFiles};
 pub use scenario::{load_scenario, Boot, Expect, Input, Scenario};
 pub use spec::{
-    Board, BoardSpans, ComposeSpec, DiskSpec, GicSpec, MemorySpec, QemuSpec, RamSpec, TimerSpec,
-    UartSpec, VmDiskSpec, VmSource, VmSpec, WindowSpec,
+    Board, BoardSpans, ChannelSpec, ComposeSpec, DiskSpec, GicSpec, MemorySpec, QemuSpec, RamSpec,
+    TimerSpec, UartSpec, VmDiskSpec, VmSource, VmSpec, WindowSpec,
 };
 pub use units::{format_size, Period, Size};
 
@@ -76,6 +78,7 @@ struct ProfileFile {
     qemu: Option<QemuSpec>,
     compose: ComposeSpec,
     vm: Option<Spanned<Vec<VmSpec>>>,
+    channel: Option<Spanned<Vec<ChannelSpec>>>,
 }
 
 /// The names a profile may use: the components from the table
@@ -190,9 +193,10 @@ pub fn parse_profile(path: &Path, text: &str) -> Result<Profile, ProfileError> {
         timer: file.timer,
         qemu: file.qemu,
         compose: file.compose,
-        vms: VmSource::new(path.to_path_buf(), text.to_string(), file.vm),
+        vms: VmSource::new(path.to_path_buf(), text.to_string(), file.vm, file.channel),
     };
     check::board(&profile)?;
     check::each_vm(&profile.vms)?;
+    channels::check(&profile.vms)?;
     Ok(profile)
 }

@@ -6,7 +6,7 @@ use super::scenario::ComposeOverride;
 use super::schedule;
 use super::spec::VmSpec;
 use super::units::format_size;
-use super::{disks, linux, Known, Profile, VmSource};
+use super::{channels, disks, linux, Known, Profile, VmSource};
 use crate::composition::{Arch, Composition, Disk, Gic, Region, Timer, Uart};
 use crate::vm::{Blob, DeviceConfig, GuestWidth, LinuxBoot, VmConfig, DEFAULT_WEIGHT};
 use std::path::PathBuf;
@@ -58,7 +58,8 @@ impl<F: Fn(&str, GuestWidth) -> PathBuf> GuestFiles for F {
 /// Validates `profile` with `vms` (a scenario's, replacing the board's when
 /// given) against the `known` components, and lays the VMs out: VMs with a
 /// `base` stay there; the others follow one another from the first 2 MiB
-/// boundary after the hypervisor region, in order, stepping over fixed VMs.
+/// boundary after the hypervisor region, in order, stepping over fixed VMs;
+/// the channels between them come after all of it ([`channels::place`]).
 /// A scenario's `[compose]` goes through [`super::Scenario::plan`].
 pub fn plan(
     profile: &Profile,
@@ -127,6 +128,7 @@ pub(super) fn plan_with(
 
     let vms = vms.unwrap_or(&profile.vms);
     check_vms(vms, known)?;
+    channels::check(vms)?;
     disks::check_board(profile, vms)?;
     check::guest_maps(vms, *profile.gic.version.get_ref())?;
     let widths = guest_widths(vms, profile)?;
@@ -152,6 +154,8 @@ pub(super) fn plan_with(
     let mut layout = layout;
     layout.hypervisor.size += carried.div_ceil(MIB2) * MIB2;
     let rams = place(vms, &layout)?;
+    let mut channels =
+        channels::place(vms, &layout, &rams, *profile.gic.version.get_ref())?.into_iter();
 
     // Each distinct guest image once, in the order the VMs name them.
     let mut guests: Vec<PathBuf> = Vec::new();
@@ -219,7 +223,7 @@ pub(super) fn plan_with(
             cpu,
             linux,
             devices,
-            channels: Vec::new(),
+            channels: channels.next().unwrap_or_default(),
         });
     }
 
@@ -342,7 +346,7 @@ fn scenario_says(
 }
 
 /// `name` must be one of `known`; `what` says what kind of thing it is.
-fn known_name(
+pub(super) fn known_name(
     src: Source,
     name: &Spanned<String>,
     field: &str,

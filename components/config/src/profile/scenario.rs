@@ -2,9 +2,9 @@
 //! what the serial port must (and must not) show.
 
 use super::error::{ProfileError, Source};
-use super::spec::{VmSource, VmSpec, WindowSpec};
+use super::spec::{ChannelSpec, VmSource, VmSpec, WindowSpec};
 use super::units::Period;
-use super::{board_path, check, load_board, read, Composition, Known, Profile};
+use super::{board_path, channels, check, load_board, read, Composition, Known, Profile};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -31,7 +31,8 @@ pub struct Scenario {
     pub input: Vec<Input>,
     /// Run QEMU with `-icount` (deterministic guest time).
     pub icount: bool,
-    /// The scenario's own VMs, replacing the board's.
+    /// The scenario's own VMs and the channels between them, replacing the
+    /// board's.
     pub vms: Option<VmSource>,
     /// QEMU `-M` instead of the board's, to boot it wrongly on purpose.
     pub machine: Option<String>,
@@ -74,6 +75,8 @@ struct ScenarioFile {
     #[serde(default = "yes")]
     icount: bool,
     vm: Option<Spanned<Vec<VmSpec>>>,
+    /// Channels between the scenario's own VMs.
+    channel: Option<Spanned<Vec<ChannelSpec>>>,
     machine: Option<String>,
     selftest: Option<Spanned<String>>,
     cpus: Option<Spanned<u32>>,
@@ -364,11 +367,23 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
         )?),
         None => None,
     };
+    // Channels link the VMs of their own file: the board's channels go with
+    // the board's VMs, so a scenario that keeps those has none of its own.
+    if let (None, Some(channel)) = (&file.vm, &file.channel) {
+        return Err(src
+            .error(
+                channel.span(),
+                "channel",
+                "this scenario runs its board's VMs, which bring the board's channels; a scenario has channels only with [[vm]]s of its own",
+            )
+            .with_help("add the scenario's own [[vm]] tables, or put the channel in the board profile"));
+    }
     let vms = file
         .vm
-        .map(|vm| VmSource::new(path.to_path_buf(), text.clone(), Some(vm)));
+        .map(|vm| VmSource::new(path.to_path_buf(), text.clone(), Some(vm), file.channel));
     if let Some(vms) = &vms {
         check::each_vm(vms)?;
+        channels::check(vms)?;
     }
     Ok(Scenario {
         path: path.to_path_buf(),

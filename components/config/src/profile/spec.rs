@@ -188,8 +188,24 @@ pub struct VmDiskSpec {
     pub min_size: Option<Spanned<Size>>,
 }
 
-/// A list of VMs with the file they came from (a board profile, or a
-/// scenario that replaces the board's VMs), so errors point into that file.
+/// One `[[channel]]` table: a one-way link, `writer` filling pages that
+/// `reader` maps read-only. A two-way link is two channels.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ChannelSpec {
+    /// 1 to 15 bytes of `[A-Za-z0-9_-]`: the guests find it by name.
+    pub name: Spanned<String>,
+    /// The VM that writes the data pages.
+    pub writer: Spanned<String>,
+    /// The VM that reads them.
+    pub reader: Spanned<String>,
+    /// The data pages' size: whole 4 KiB pages, at most 64 MiB.
+    pub size: Spanned<Size>,
+}
+
+/// A list of VMs and the channels between them, with the file they came
+/// from (a board profile, or a scenario that replaces the board's VMs), so
+/// errors point into that file.
 #[derive(Debug, Clone)]
 pub struct VmSource {
     pub path: PathBuf,
@@ -197,10 +213,17 @@ pub struct VmSource {
     /// Where the list is (the end of the file if it has no `[[vm]]`), for "no VMs".
     pub span: Range<usize>,
     pub vms: Vec<VmSpec>,
+    /// The `[[channel]]`s written beside these VMs, in file order.
+    pub channels: Vec<ChannelSpec>,
 }
 
 impl VmSource {
-    pub(crate) fn new(path: PathBuf, text: String, vm: Option<Spanned<Vec<VmSpec>>>) -> Self {
+    pub(crate) fn new(
+        path: PathBuf,
+        text: String,
+        vm: Option<Spanned<Vec<VmSpec>>>,
+        channel: Option<Spanned<Vec<ChannelSpec>>>,
+    ) -> Self {
         let (span, vms) = match vm {
             Some(vm) => (vm.span(), vm.into_inner()),
             None => (text.len()..text.len(), Vec::new()),
@@ -210,6 +233,7 @@ impl VmSource {
             text,
             span,
             vms,
+            channels: channel.map(Spanned::into_inner).unwrap_or_default(),
         }
     }
 
