@@ -17,7 +17,9 @@
 //!
 //! A chunk in `telemetry`: word 0 its sequence number (written last), word
 //! 1 its length in bytes, then the payload from byte 16. `acks` word 0: the
-//! last sequence number taken. Failures print `FAIL` and exit with 1.
+//! last sequence number taken. After the goodbye's ack the sensor sets
+//! word 0 to 0 (ack seen: the logger may stop, and its `acks` be zeroed).
+//! Failures print `FAIL` and exit with 1.
 #![no_std]
 #![no_main]
 
@@ -224,6 +226,11 @@ fn sensor(cmdline: &str, telemetry: &Channel, acks: &Channel) -> u64 {
         return code;
     }
     println!("chan: sensor: goodbye acknowledged");
+    // Seen: the logger may go (what it writes is zeroed when it stops).
+    telemetry.publish(0, 0);
+    if let Err(e) = telemetry.notify() {
+        return fail(format_args!("notify: {e:?}"));
+    }
     if cmdline::number(cmdline, "wait-for-logger", 0) == 1 {
         let stopped = wait_until(|| {
             let state = telemetry.state();
@@ -276,6 +283,10 @@ fn logger(info: &'static StartInfo, cmdline: &str, telemetry: &Channel, acks: &C
         "chan: logger: {chunks} chunks, {bytes} bytes, every word as sent; {} notifications",
         NOTIFIED.load(Ordering::Relaxed)
     );
+    // The sensor saw the goodbye's ack when it clears the sequence number.
+    if wait_until(|| telemetry.read(0) == 0).is_err() {
+        return fail(format_args!("the sensor never saw the goodbye's ack"));
+    }
     if cmdline::number(cmdline, "intrude", 0) == 1 {
         println!("chan: logger: writing its read-only telemetry");
         // The hypervisor stops this VM here.
