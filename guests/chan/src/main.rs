@@ -12,6 +12,8 @@
 //!   every chunk against what the sensor writes, acknowledges each. With
 //!   `intrude=1` it then writes its read-only mapping of `telemetry`, which
 //!   stops its VM (stage 2).
+//!   With `poll-ms=N` either side also looks every N ms, for a peer that
+//!   cannot notify (Linux's busybox `devmem`).
 //! - `role=outsider`: a VM on no channel. Its notifies are refused; it then
 //!   reads `probe` (a channel's address), which stops its VM.
 //!
@@ -23,7 +25,7 @@
 #![no_std]
 #![no_main]
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use abi::{StartInfo, CHANNEL_SIDE_RUNNING, CHANNEL_SIDE_STOPPED};
 use guest_rt::{channel, channel::Channel, cmdline, gic, irq, println, probe, timer};
@@ -40,6 +42,9 @@ const GOODBYE: u32 = u32::MAX;
 
 /// Notifications received (any channel).
 static NOTIFIED: AtomicU32 = AtomicU32::new(0);
+/// `poll-ms`, in counter ticks: also look this often, for a peer that
+/// cannot notify (Linux from user space); 0 = only when notified.
+static POLL_TICKS: AtomicU64 = AtomicU64::new(0);
 
 fn on_irq(intid: u32) {
     if intid == timer::INTID {
@@ -59,8 +64,10 @@ fn fail(args: core::fmt::Arguments) -> u64 {
 /// [`TIMEOUT_S`].
 fn wait_until(done: impl Fn() -> bool) -> Result<(), ()> {
     let give_up = timer::now() + TIMEOUT_S * timer::frequency();
-    timer::set_deadline(give_up);
+    let poll = POLL_TICKS.load(Ordering::Relaxed);
     loop {
+        let wake = if poll == 0 { give_up } else { timer::now() + poll };
+        timer::set_deadline(wake.min(give_up));
         // Masked between the check and the wait: no wake-up is lost.
         irq::disable();
         if done() {
@@ -93,6 +100,8 @@ fn setup(channels: &[Option<Channel>]) {
 
 fn main(info: &'static StartInfo) -> u64 {
     let cmdline = info.cmdline();
+    let poll_ms = cmdline::number(cmdline, "poll-ms", 0);
+    POLL_TICKS.store(poll_ms * timer::frequency() / 1000, Ordering::Relaxed);
     let role = cmdline
         .split_whitespace()
         .find_map(|w| w.strip_prefix("role="))
