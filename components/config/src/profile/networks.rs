@@ -254,8 +254,7 @@ fn subnet(
     members: usize,
 ) -> Result<Subnet, ProfileError> {
     let Some(given) = &n.subnet else {
-        // A /24 has room for 253 VMs; a VM name is at least a byte and a
-        // file holds no such crowd, but say so if one does.
+        // A /24 has room for 253 VMs: rarely short, but then say so.
         let subnet = Subnet::default_for(index);
         if members as u64 > subnet.room() {
             return Err(src
