@@ -308,6 +308,23 @@ fn network_vms_are_known_distinct_and_two_or_more() {
 }
 
 #[test]
+fn a_file_has_at_most_256_networks() {
+    // A port's MAC has one byte for its network.
+    let many = |n: usize| {
+        (0..n).fold(THREE.to_string(), |body, i| {
+            body + &network(&format!("n{i}"), "[\"web\", \"db\"]", None)
+        })
+    };
+    refused(
+        "257",
+        &many(257),
+        ("n256", 1),
+        "network[257] (n256)",
+        &["more than 256 networks: a port's MAC holds its network's index in one byte"],
+    );
+}
+
+#[test]
 fn network_names_are_short_distinct_words() {
     refused(
         "name-twice",
