@@ -45,6 +45,7 @@ use abi::StartInfo;
 use guest_rt::{cmdline, println};
 
 use driver::{Disk, Mem, Msg, Res, Seg, Used, SECTOR};
+pub(crate) use guest_rt::why;
 
 guest_rt::entry!(main);
 

@@ -50,6 +50,7 @@ pub mod rng;
 pub mod smp;
 pub mod soak;
 pub mod timer;
+pub mod virtio;
 
 /// `vm_exit` code after an unexpected exception.
 pub const EXIT_EXCEPTION: u64 = 0xE1;
