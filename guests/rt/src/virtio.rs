@@ -91,6 +91,12 @@ impl Msg {
     }
 }
 
+impl Default for Msg {
+    fn default() -> Self {
+        Msg::new()
+    }
+}
+
 impl Write for Msg {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let room = self.buf.len() - self.len;
