@@ -1,0 +1,425 @@
+//! A hostile virtio-net driver: it brings its network device up as a
+//! driver must, sends good frames, then throws malformed transmit chains,
+//! spoofed frames and random chains at the hypervisor's virtio-net back-end
+//! (`components/vnet`) and switch, and floods its network. Every transmit
+//! chain must complete (used ring advanced, its head, length 0), none may
+//! hang the guest, stop the VM or keep a later good frame from going out.
+//! What it receives from the others on its network is checked too: a
+//! well-formed header (`num_buffers` 1), a frame one of them sent as good
+//! (never one sent with a spoofed source, which the switch drops), never
+//! its own.
+//!
+//! Each check is a named case, `netfuzz: case <name>: ok` or `netfuzz:
+//! case <name>: FAILED: <why>`; then `netfuzz: received <n> frames, <m>
+//! bad` and `netfuzz: <n> cases ok, <m> failed`; the exit code is 0 only
+//! if nothing failed.
+//!
+//! Command line: `seed=<n>` (1), `attempts=<n>` random chains (2000),
+//! `flood=<n>` good frames sent as fast as the queue takes them (20000),
+//! `listen-ms=<n>` how long to go on receiving at the end (200).
+#![no_std]
+#![no_main]
+// No heap: a failure carries its line by value (`virtio::Msg`).
+#![allow(clippy::result_large_err)]
+
+use abi::StartInfo;
+use guest_rt::rng::Rng;
+use guest_rt::virtio::{
+    Mem, Res, Seg, Used, Virtq, CONFIG, D_INDIRECT, D_NEXT, D_WRITE, F_VERSION_1, STATUS,
+    S_ACKNOWLEDGE, S_DRIVER, S_DRIVER_OK, S_FEATURES_OK,
+};
+use guest_rt::{cmdline, println, timer, why};
+
+guest_rt::entry!(main);
+
+const VIRTIO_NET: u32 = 1;
+const F_CSUM: u64 = 1;
+const F_MAC: u64 = 1 << 5;
+const F_STATUS: u64 = 1 << 16;
+const LINK_UP: u32 = 1;
+/// `virtio_net_hdr` with VERSION_1: 12 bytes, `num_buffers` at 10.
+const HDR: u32 = 12;
+const MAX_FRAME: u32 = 1514;
+/// The EtherType of its frames (IEEE local experimental).
+const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
+const MARK: &[u8; 7] = b"NETFUZZ";
+const GOOD: u8 = b'G';
+const SPOOFED: u8 = b'S';
+
+// The DMA area (the top of RAM below the StartInfo page): offsets.
+const DMA_SIZE: u64 = 0x4_0000;
+const RX_RINGS: u64 = 0;
+const TX_RINGS: u64 = 0x4000;
+/// The transmit header (zero) and frames.
+const TX_HDR: u64 = 0x8000;
+const TX_FRAMES: u64 = 0x9000;
+const TX_FRAME_STRIDE: u64 = 0x800;
+/// Receive buffers, one per descriptor.
+const RX_BUFS: u64 = 0x1_2000;
+const RX_BUF_STRIDE: u64 = 0x800;
+const RX_COUNT: u16 = 32;
+/// Where random chains point when they point into RAM.
+const SCRATCH: u64 = 0x3_0000;
+const SCRATCH_SIZE: u64 = DMA_SIZE - SCRATCH;
+/// Queue sizes asked for, and frames a flood batch puts in at once.
+const QUEUE_SIZE: u16 = 64;
+const BATCH: u16 = 16;
+const _: () = assert!(TX_FRAMES + BATCH as u64 * TX_FRAME_STRIDE <= RX_BUFS);
+const _: () = assert!(RX_BUFS + RX_COUNT as u64 * RX_BUF_STRIDE <= SCRATCH);
+
+/// A descriptor as written: address, length, flags, next.
+type Desc = (u64, u32, u16, u16);
+
+struct Net {
+    mem: Mem,
+    dma: u64,
+    ram_end: u64,
+    rx: Virtq,
+    tx: Virtq,
+    mac: [u8; 6],
+    seq: u32,
+    received: u64,
+    bad: u64,
+    ok: u32,
+    failed: u32,
+}
+
+impl Net {
+    fn case(&mut self, name: &str, result: Res<()>) {
+        match result {
+            Ok(()) => {
+                self.ok += 1;
+                println!("netfuzz: case {name}: ok");
+            }
+            Err(why) => {
+                self.failed += 1;
+                println!("netfuzz: case {name}: FAILED: {why}");
+            }
+        }
+    }
+
+    /// Reset and bring-up: probe, features (an unoffered one refused),
+    /// both queues, DRIVER_OK, the MAC and link status.
+    fn bring_up(&mut self) -> Res<()> {
+        self.tx.begin(VIRTIO_NET)?;
+        let offered = self.tx.device_features();
+        if offered != F_VERSION_1 | F_MAC | F_STATUS {
+            return Err(why!("features offered {offered:#x}"));
+        }
+        // An offload the device does not offer: FEATURES_OK must not stick.
+        self.tx.set_driver_features(F_VERSION_1 | F_MAC | F_CSUM);
+        self.tx
+            .set(STATUS, S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK);
+        if self.tx.status() & S_FEATURES_OK != 0 {
+            return Err(why!("FEATURES_OK accepted with CSUM, not offered"));
+        }
+        self.tx.begin(VIRTIO_NET)?;
+        self.tx.set_driver_features(F_VERSION_1 | F_MAC | F_STATUS);
+        self.tx
+            .set(STATUS, S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK);
+        if self.tx.status() & S_FEATURES_OK == 0 {
+            return Err(why!("FEATURES_OK refused: status {:#x}", self.tx.status()));
+        }
+        self.rx.init_queue(self.mem, QUEUE_SIZE)?;
+        self.tx.init_queue(self.mem, QUEUE_SIZE)?;
+        self.tx.set(
+            STATUS,
+            S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK,
+        );
+        let low = self.tx.reg(CONFIG);
+        let high = self.tx.reg(CONFIG + 4);
+        let bytes = [low.to_le_bytes(), high.to_le_bytes()];
+        self.mac = [
+            bytes[0][0],
+            bytes[0][1],
+            bytes[0][2],
+            bytes[0][3],
+            bytes[1][0],
+            bytes[1][1],
+        ];
+        let link = high >> 16;
+        if self.mac[..3] != [2, 0x54, 0x53] || link != LINK_UP {
+            return Err(why!("MAC {:02x?}, link status {link}", self.mac));
+        }
+        for i in 0..RX_COUNT {
+            self.rx
+                .put(self.mem, i, self.rx_buf(i), HDR + MAX_FRAME, D_WRITE, 0);
+            self.rx.offer(self.mem, i);
+        }
+        self.rx.kick(self.mem);
+        Ok(())
+    }
+
+    fn rx_buf(&self, i: u16) -> u64 {
+        self.dma + RX_BUFS + u64::from(i) * RX_BUF_STRIDE
+    }
+
+    fn tx_frame(&self, slot: u16) -> u64 {
+        self.dma + TX_FRAMES + u64::from(slot) * TX_FRAME_STRIDE
+    }
+
+    /// A broadcast frame of `len` bytes from `src` in slot `slot`.
+    fn write_frame(&mut self, slot: u16, src: [u8; 6], kind: u8, len: u32) -> u64 {
+        self.seq = self.seq.wrapping_add(1);
+        let mut frame = [0u8; MAX_FRAME as usize + 3];
+        frame[..6].fill(0xff);
+        frame[6..12].copy_from_slice(&src);
+        frame[12..14].copy_from_slice(&ETHERTYPE);
+        frame[14..21].copy_from_slice(MARK);
+        frame[21] = kind;
+        frame[22..26].copy_from_slice(&self.seq.to_le_bytes());
+        frame[26..32].copy_from_slice(&self.mac);
+        let at = self.tx_frame(slot);
+        for (i, word) in frame[..(len as usize).div_ceil(4) * 4]
+            .chunks(4)
+            .enumerate()
+        {
+            let word = u32::from_le_bytes(word.try_into().expect("4 bytes"));
+            self.mem.w32(at + 4 * i as u64, word);
+        }
+        at
+    }
+
+    /// `segs` sent as one chain: it must complete, with its head and
+    /// length 0.
+    fn send(&mut self, segs: &[Seg]) -> Res<()> {
+        let used = self.tx.chain(self.mem, segs)?;
+        expect_used(used, 0)
+    }
+
+    fn good_frame(&mut self) -> Res<()> {
+        let frame = self.write_frame(0, self.mac, GOOD, 60);
+        self.send(&[Seg::r(self.dma + TX_HDR, HDR), Seg::r(frame, 60)])
+    }
+
+    /// Malformed transmit chains, each completed with length 0, and a
+    /// good frame still going out after each.
+    fn bad_chains(&mut self) {
+        let hdr = self.dma + TX_HDR;
+        let frame = self.write_frame(0, self.mac, GOOD, MAX_FRAME + 1);
+        let cases: [(&str, &[Seg]); 7] = [
+            ("tx-header-only", &[Seg::r(hdr, HDR)]),
+            ("tx-runt", &[Seg::r(hdr, HDR), Seg::r(frame, 13)]),
+            (
+                "tx-oversized",
+                &[Seg::r(hdr, HDR), Seg::r(frame, MAX_FRAME + 1)],
+            ),
+            ("tx-writable", &[Seg::r(hdr, HDR), Seg::w(frame, 60)]),
+            ("tx-outside-ram", &[Seg::r(hdr, HDR), Seg::r(0x1000, 60)]),
+            (
+                "tx-past-ram-end",
+                &[Seg::r(hdr, HDR), Seg::r(self.ram_end - 30, 60)],
+            ),
+            (
+                "tx-wrapping",
+                &[Seg::r(hdr, HDR), Seg::r(u64::MAX - 15, 60)],
+            ),
+        ];
+        for (name, segs) in cases {
+            let result = self.send(segs).and_then(|()| self.good_frame());
+            self.case(name, result);
+        }
+        // Descriptors by hand: a loop, `next` past the queue, INDIRECT.
+        let mem = self.mem;
+        let hand: [(&str, [Desc; 2]); 3] = [
+            ("tx-loop", [(hdr, HDR, D_NEXT, 1), (frame, 60, D_NEXT, 0)]),
+            (
+                "tx-next-past-queue",
+                [(hdr, HDR, D_NEXT, 500), (frame, 60, 0, 0)],
+            ),
+            (
+                "tx-indirect",
+                [(hdr, HDR, D_NEXT, 1), (frame, 32, D_INDIRECT, 0)],
+            ),
+        ];
+        for (name, descs) in hand {
+            for (i, (addr, len, flags, next)) in descs.into_iter().enumerate() {
+                self.tx.put(mem, i as u16, addr, len, flags, next);
+            }
+            let result = self
+                .tx
+                .submit(mem, 0)
+                .and_then(|used| expect_used(used, 0))
+                .and_then(|()| self.good_frame());
+            self.case(name, result);
+        }
+        // A neighbour's source address: completed, and dropped by the
+        // switch (the others check they never see it).
+        let mut spoofed = self.mac;
+        spoofed[5] ^= 1;
+        let frame = self.write_frame(0, spoofed, SPOOFED, 60);
+        let result = self.send(&[Seg::r(hdr, HDR), Seg::r(frame, 60)]);
+        self.case("tx-spoofed-source", result);
+    }
+
+    /// Random chains of random descriptors, each completed.
+    fn random_chains(&mut self, rng: &mut Rng, attempts: u64) -> Res<()> {
+        let mem = self.mem;
+        let num = self.tx.num;
+        for attempt in 0..attempts {
+            let count = 1 + rng.below(6) as u16;
+            for i in 0..count {
+                let addr = match rng.below(8) {
+                    0 => rng.next_u64(),
+                    1 => self.ram_end - rng.below(64),
+                    _ => self.dma + SCRATCH + rng.below(SCRATCH_SIZE),
+                };
+                let len = match rng.below(4) {
+                    0 => rng.next_u64() as u32,
+                    _ => rng.below(2 * u64::from(HDR + MAX_FRAME)) as u32,
+                };
+                let flags = (rng.next_u64() as u16) & (D_NEXT | D_WRITE | D_INDIRECT);
+                let flags = if i + 1 < count { flags | D_NEXT } else { flags };
+                let next = match rng.below(4) {
+                    0 => rng.next_u64() as u16,
+                    _ => (i + 1) % num,
+                };
+                self.tx.put(mem, i, addr, len, flags, next);
+            }
+            let used = self
+                .tx
+                .submit(mem, 0)
+                .map_err(|e| why!("attempt {attempt}: {e}"))?;
+            if used.id != 0 {
+                return Err(why!("attempt {attempt}: used id {}", used.id));
+            }
+            self.drain_rx();
+        }
+        self.good_frame()
+    }
+
+    /// `count` good broadcast frames of varied length, `BATCH` a notify.
+    fn flood(&mut self, count: u64) -> Res<()> {
+        let mem = self.mem;
+        let hdr = self.dma + TX_HDR;
+        let mut sent = 0;
+        while sent < count {
+            let batch = (count - sent).min(u64::from(BATCH)) as u16;
+            for b in 0..batch {
+                let len = 60 + (u32::from(b) * 97 + sent as u32) % (MAX_FRAME - 59);
+                let frame = self.write_frame(b, self.mac, GOOD, len);
+                let head = self
+                    .tx
+                    .put_chain(mem, 2 * b, &[Seg::r(hdr, HDR), Seg::r(frame, len)]);
+                self.tx.offer(mem, head);
+            }
+            self.tx.kick(mem);
+            self.tx.wait(mem, batch)?;
+            for _ in 0..batch {
+                let used = self.tx.take(mem);
+                expect_used(used, 0)?;
+            }
+            self.tx.ack();
+            sent += u64::from(batch);
+            self.drain_rx();
+        }
+        Ok(())
+    }
+
+    /// Takes what arrived, checks it, and gives the buffers back.
+    fn drain_rx(&mut self) {
+        let mem = self.mem;
+        let mut taken = false;
+        while self.rx.pending(mem) > 0 {
+            let used = self.rx.take(mem);
+            taken = true;
+            let id = used.id as u16;
+            if used.id >= u32::from(RX_COUNT) || !self.frame_is_good(id, used.len) {
+                self.bad += 1;
+                if self.bad <= 5 {
+                    println!("netfuzz: bad frame: used {used:?}");
+                }
+            } else {
+                self.received += 1;
+            }
+            let id = id % RX_COUNT;
+            self.rx
+                .put(mem, id, self.rx_buf(id), HDR + MAX_FRAME, D_WRITE, 0);
+            self.rx.offer(mem, id);
+        }
+        if taken {
+            self.rx.kick(mem);
+            self.rx.ack();
+        }
+    }
+
+    /// A header with `num_buffers` 1, and a good frame from someone else.
+    fn frame_is_good(&self, id: u16, len: u32) -> bool {
+        let at = self.rx_buf(id);
+        let mem = self.mem;
+        let header_ok =
+            (0..10).all(|i| mem.r8(at + i) == 0) && mem.r8(at + 10) == 1 && mem.r8(at + 11) == 0;
+        let frame = at + u64::from(HDR);
+        let src: [u8; 6] = core::array::from_fn(|i| mem.r8(frame + 6 + i as u64));
+        header_ok
+            && (HDR + 60..=HDR + MAX_FRAME).contains(&len)
+            && mem.holds(frame + 14, MARK)
+            && mem.r8(frame + 21) == GOOD
+            && src != self.mac
+            && mem.holds(frame + 26, &src)
+    }
+}
+
+fn expect_used(used: Used, len: u32) -> Res<()> {
+    if used.len != len {
+        return Err(why!("used length {} (want {len})", used.len));
+    }
+    Ok(())
+}
+
+fn main(info: &'static StartInfo) -> u64 {
+    let line = info.cmdline();
+    let seed = cmdline::number(line, "seed", 1);
+    let attempts = cmdline::number(line, "attempts", 2000);
+    let flood = cmdline::number(line, "flood", 20_000);
+    let listen_ms = cmdline::number(line, "listen-ms", 200);
+    println!("netfuzz: seed={seed} attempts={attempts} flood={flood}");
+    let ram_end = info.ram_base + info.ram_size;
+    let dma = (ram_end - 0x1000 - DMA_SIZE) & !0xffff;
+    let start_info = info as *const StartInfo as u64;
+    if dma < info.ram_base
+        || dma + DMA_SIZE > start_info & !0xfff
+        || guest_rt::probe::check(info, dma).is_err()
+    {
+        println!("netfuzz: no room for the rings and buffers");
+        return 2;
+    }
+    let mut net = Net {
+        mem: Mem::new(info, dma, DMA_SIZE),
+        dma,
+        ram_end,
+        rx: Virtq::new(0, 0, dma + RX_RINGS),
+        tx: Virtq::new(0, 1, dma + TX_RINGS),
+        mac: [0; 6],
+        seq: 0,
+        received: 0,
+        bad: 0,
+        ok: 0,
+        failed: 0,
+    };
+    net.mem.fill(dma + TX_HDR, 16, 0);
+    let up = net.bring_up();
+    let up_ok = up.is_ok();
+    net.case("bring-up", up);
+    if up_ok {
+        let good = net.good_frame();
+        net.case("tx-good", good);
+        net.bad_chains();
+        let mut rng = Rng(seed);
+        let random = net.random_chains(&mut rng, attempts);
+        net.case("tx-random-chains", random);
+        let flooded = net.flood(flood);
+        net.case("tx-flood", flooded);
+        let until = timer::now() + listen_ms * timer::frequency() / 1000;
+        while timer::now() < until {
+            net.drain_rx();
+        }
+        net.rx.ack();
+    }
+    println!("netfuzz: received {} frames, {} bad", net.received, net.bad);
+    if net.bad > 0 {
+        net.failed += 1;
+    }
+    println!("netfuzz: {} cases ok, {} failed", net.ok, net.failed);
+    u64::from(net.failed != 0)
+}
