@@ -45,8 +45,9 @@ extern crate std;
 
 pub mod backend;
 pub mod blk;
-pub mod queue;
 pub mod served;
+/// The split virtqueue, shared with the other virtio devices.
+pub use virtio_dev::queue;
 
 pub use backend::{BackendError, BlockBackend, MemDisk, SECTOR};
 pub use queue::{ChainError, QueueConfig, QUEUE_NUM_MAX};
@@ -59,57 +60,22 @@ use queue::Chain;
 /// This device as the component table names it (`vblk::Component`).
 pub type Component = served::VolumeDevice;
 
-/// The size of the device's MMIO window (one QEMU virt virtio-mmio slot).
-pub const WINDOW: u64 = 0x200;
+// The virtio-mmio registers and bits every device shares.
+pub use virtio_dev::{
+    CONFIG, CONFIG_GENERATION, DEVICE_FEATURES, DEVICE_FEATURES_SEL, DEVICE_ID, DRIVER_FEATURES,
+    DRIVER_FEATURES_SEL, F_VERSION_1, INTERRUPT_ACK, INTERRUPT_STATUS, INT_CONFIG, INT_USED, MAGIC,
+    MAGIC_VALUE, QUEUE_DESC_HIGH, QUEUE_DESC_LOW, QUEUE_DEVICE_HIGH, QUEUE_DEVICE_LOW,
+    QUEUE_DRIVER_HIGH, QUEUE_DRIVER_LOW, QUEUE_NOTIFY, QUEUE_NUM, QUEUE_NUM_MAX_REG, QUEUE_READY,
+    QUEUE_SEL, STATUS, S_ACKNOWLEDGE, S_DRIVER, S_DRIVER_OK, S_FAILED, S_FEATURES_OK,
+    S_NEEDS_RESET, VENDOR, VENDOR_ID, VERSION, WINDOW,
+};
 
-// virtio-mmio registers (virtio 1.2 §4.2.2).
-pub const MAGIC_VALUE: u64 = 0x000;
-pub const VERSION: u64 = 0x004;
-pub const DEVICE_ID: u64 = 0x008;
-pub const VENDOR_ID: u64 = 0x00c;
-pub const DEVICE_FEATURES: u64 = 0x010;
-pub const DEVICE_FEATURES_SEL: u64 = 0x014;
-pub const DRIVER_FEATURES: u64 = 0x020;
-pub const DRIVER_FEATURES_SEL: u64 = 0x024;
-pub const QUEUE_SEL: u64 = 0x030;
-pub const QUEUE_NUM_MAX_REG: u64 = 0x034;
-pub const QUEUE_NUM: u64 = 0x038;
-pub const QUEUE_READY: u64 = 0x044;
-pub const QUEUE_NOTIFY: u64 = 0x050;
-pub const INTERRUPT_STATUS: u64 = 0x060;
-pub const INTERRUPT_ACK: u64 = 0x064;
-pub const STATUS: u64 = 0x070;
-pub const QUEUE_DESC_LOW: u64 = 0x080;
-pub const QUEUE_DESC_HIGH: u64 = 0x084;
-pub const QUEUE_DRIVER_LOW: u64 = 0x090;
-pub const QUEUE_DRIVER_HIGH: u64 = 0x094;
-pub const QUEUE_DEVICE_LOW: u64 = 0x0a0;
-pub const QUEUE_DEVICE_HIGH: u64 = 0x0a4;
-pub const CONFIG_GENERATION: u64 = 0x0fc;
-pub const CONFIG: u64 = 0x100;
-
-pub const MAGIC: u32 = 0x7472_6976; // "virt"
 pub const VIRTIO_BLK_ID: u32 = 2;
-/// "Tess", as QEMU's is "QEMU".
-pub const VENDOR: u32 = u32::from_le_bytes(*b"Tess");
-
-// Device status bits (virtio 1.2 §2.1).
-pub const S_ACKNOWLEDGE: u32 = 1;
-pub const S_DRIVER: u32 = 2;
-pub const S_DRIVER_OK: u32 = 4;
-pub const S_FEATURES_OK: u32 = 8;
-pub const S_NEEDS_RESET: u32 = 0x40;
-pub const S_FAILED: u32 = 0x80;
-
-// InterruptStatus bits.
-pub const INT_USED: u32 = 1;
-pub const INT_CONFIG: u32 = 2;
 
 // Feature bits.
 pub const F_SEG_MAX: u64 = 1 << 2;
 pub const F_RO: u64 = 1 << 5;
 pub const F_FLUSH: u64 = 1 << 9;
-pub const F_VERSION_1: u64 = 1 << 32;
 
 /// virtio_blk_config as far as it is defined here: capacity (u64 at 0),
 /// size_max (8), seg_max (12), geometry (16), blk_size (20); the rest of
