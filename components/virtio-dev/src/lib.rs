@@ -2,13 +2,16 @@
 //! the virtio-mmio version 2 register map (virtio 1.2 §4.2.2), the status
 //! and feature bits every device type uses, and the device side of the
 //! split virtqueue ([`queue`]), where every guest value is copied out once
-//! and checked.
+//! and checked, and the transport's state ([`transport`]) behind the
+//! registers.
 #![no_std]
 #![forbid(unsafe_code)]
 
 pub mod queue;
+pub mod transport;
 
 pub use queue::{ChainError, QueueConfig, QUEUE_NUM_MAX};
+pub use transport::{read_config, Event, Transport};
 
 /// The size of a device's MMIO window (one QEMU virt virtio-mmio slot).
 pub const WINDOW: u64 = 0x200;
