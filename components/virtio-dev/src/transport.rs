@@ -240,3 +240,106 @@ fn set_low(reg: &mut u64, value: u32) {
 fn set_high(reg: &mut u64, value: u32) {
     *reg = (*reg & 0xffff_ffff) | u64::from(value) << 32;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A two-queue transport through a driver's negotiation.
+    fn negotiated() -> Transport<2> {
+        let mut t = Transport::<2>::new(1, F_VERSION_1 | 1 << 5);
+        t.write(STATUS, S_ACKNOWLEDGE | S_DRIVER);
+        t.write(DRIVER_FEATURES_SEL, 1);
+        t.write(DRIVER_FEATURES, 1);
+        t.write(STATUS, S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK);
+        t
+    }
+
+    #[test]
+    fn each_queue_is_set_up_on_its_own_and_locked_while_ready() {
+        let mut t = negotiated();
+        assert_eq!(t.status() & S_FEATURES_OK, S_FEATURES_OK);
+        for (q, desc) in [(0u32, 0x1000u32), (1, 0x2000)] {
+            t.write(QUEUE_SEL, q);
+            assert_eq!(t.read(QUEUE_NUM_MAX_REG), u32::from(QUEUE_NUM_MAX));
+            t.write(QUEUE_NUM, 8);
+            t.write(QUEUE_DESC_LOW, desc);
+            t.write(QUEUE_DESC_HIGH, 1);
+            t.write(QUEUE_READY, 1);
+            // Live: its setup no longer changes.
+            t.write(QUEUE_DESC_LOW, 0xdead);
+            t.write(QUEUE_NUM, 4);
+        }
+        assert_eq!(t.queue(0).config.desc, 0x1_0000_1000);
+        assert_eq!(t.queue(1).config.desc, 0x1_0000_2000);
+        assert_eq!(t.queue(1).config.num, 8);
+        // A queue the device lacks reads 0 and takes nothing.
+        t.write(QUEUE_SEL, 2);
+        assert_eq!(t.read(QUEUE_NUM_MAX_REG), 0);
+        t.write(QUEUE_NUM, 8);
+        t.write(QUEUE_READY, 1);
+        assert_eq!(t.read(QUEUE_READY), 0);
+        t.write(QUEUE_SEL, u32::MAX);
+        assert_eq!(t.read(QUEUE_DESC_LOW), 0);
+        // A size that is not a power of two never becomes ready.
+        let mut t = negotiated();
+        t.write(QUEUE_NUM, 6);
+        t.write(QUEUE_READY, 1);
+        assert!(!t.queue(0).config.ready);
+    }
+
+    #[test]
+    fn notify_names_a_queue_the_device_has() {
+        let mut t = negotiated();
+        assert_eq!(t.write(QUEUE_NOTIFY, 0), Event::Notify(0));
+        assert_eq!(t.write(QUEUE_NOTIFY, 1), Event::Notify(1));
+        assert_eq!(t.write(QUEUE_NOTIFY, 2), Event::None);
+        assert_eq!(t.write(QUEUE_NOTIFY, u32::MAX), Event::None);
+    }
+
+    #[test]
+    fn features_are_checked_at_features_ok_and_frozen_after() {
+        let mut t = Transport::<1>::new(2, F_VERSION_1);
+        t.write(DRIVER_FEATURES, 1);
+        t.write(STATUS, S_FEATURES_OK);
+        assert_eq!(t.status() & S_FEATURES_OK, 0, "not offered, no VERSION_1");
+        let mut t = negotiated();
+        t.write(DRIVER_FEATURES_SEL, 0);
+        t.write(DRIVER_FEATURES, 0xffff_ffff);
+        assert_eq!(t.driver_features(), F_VERSION_1, "frozen after FEATURES_OK");
+    }
+
+    #[test]
+    fn reset_and_needs_reset() {
+        let mut t = negotiated();
+        t.write(
+            STATUS,
+            S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK,
+        );
+        assert!(t.running());
+        let s = t.needs_reset();
+        assert_eq!(s.level, Some(true));
+        assert!(!t.running());
+        // The driver cannot clear it, only reset.
+        t.write(STATUS, S_NEEDS_RESET);
+        assert_ne!(t.status() & S_NEEDS_RESET, 0);
+        t.write(INTERRUPT_ACK, INT_CONFIG);
+        assert!(!t.line());
+        assert_eq!(t.write(STATUS, 0), Event::Reset);
+        assert_eq!(t.status(), 0);
+        assert_eq!(t.features(), F_VERSION_1 | 1 << 5, "the offer stays");
+    }
+
+    #[test]
+    fn config_reads_any_width_inside_the_window() {
+        let config = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+        assert_eq!(read_config(&config, CONFIG, 1), 1);
+        assert_eq!(read_config(&config, CONFIG + 1, 2), 0x0302);
+        assert_eq!(read_config(&config, CONFIG + 6, 4), 0x09_0807);
+        assert_eq!(read_config(&config, CONFIG, 8), 0x0807_0605_0403_0201);
+        assert_eq!(read_config(&config, CONFIG, 3), 0);
+        assert_eq!(read_config(&config, WINDOW, 1), 0);
+        assert_eq!(read_config(&config, CONFIG - 1, 1), 0);
+        assert_eq!(read_config(&config, u64::MAX, 8), 0);
+    }
+}
