@@ -12,6 +12,9 @@
 //! write's; since the table holds `dyn MmioDevice`, that needs either a
 //! typed list of block devices beside it or a trait hook for "has work".
 //!
+//! The virtio-mmio transport and the split virtqueue are `virtio-dev`'s,
+//! shared with the virtio-net device (`vnet`).
+//!
 //! Choices, and why:
 //! - Features offered: VERSION_1, FLUSH, SEG_MAX (so Linux sends up to
 //!   `QUEUE_NUM_MAX - 2` data segments per request instead of one), and RO
