@@ -1,8 +1,8 @@
 //! The device tree each Linux VM boots with: what the VM has, at the
 //! guest-physical addresses of the ABI (`abi::GUEST_*`): its CPUs (PSCI
 //! through HVC), its RAM, its virtual GIC, the generic timer, its emulated
-//! UART, its virtio-mmio disks, its channels, and `chosen` (bootargs,
-//! console, initrd).
+//! UART, its virtio-mmio disks and network ports, its channels, and
+//! `chosen` (bootargs, console, initrd).
 
 use anyhow::{anyhow, ensure, Result};
 use config::vm::{GuestWidth, VmConfig};
@@ -154,17 +154,7 @@ fn write(vm: &VmConfig, gic_version: u32, initrd: Option<(u64, u64)>) -> FdtWrit
     w.property_u32("current-speed", 115_200)?;
     w.end_node(serial)?;
 
-    // Its disks: virtio-mmio transports Linux probes for the device ID.
-    for disk in vm.devices.iter().filter(|d| d.kind == "virtio-blk") {
-        let node = w.begin_node(&format!("virtio_mmio@{:x}", disk.base))?;
-        w.property_string("compatible", "virtio,mmio")?;
-        w.property_array_u64("reg", &[disk.base, disk.size])?;
-        w.property_array_u32("interrupts", &[SPI, disk.intid - 32, LEVEL_HIGH])?;
-        // The hypervisor reaches guest RAM through cacheable mappings, so
-        // the guest need not clean or invalidate around requests.
-        w.property_null("dma-coherent")?;
-        w.end_node(node)?;
-    }
+    virtio_mmio(&mut w, vm)?;
 
     // Its channels: the state page and the data pages (at the same
     // addresses in the peer VM), and the interrupt the peer's
@@ -193,4 +183,32 @@ fn write(vm: &VmConfig, gic_version: u32, initrd: Option<(u64, u64)>) -> FdtWrit
 
     w.end_node(root)?;
     w.finish()
+}
+
+/// The device kinds served over virtio-mmio: Linux probes each transport
+/// for its device ID.
+const VIRTIO_KINDS: [&str; 2] = ["virtio-blk", "virtio-net"];
+
+/// Its disks and network ports, a virtio-mmio node each, in slot order:
+/// Linux probes them in the tree's order, and so names its network
+/// interfaces eth0, eth1, ... in slot order, as the composer's
+/// `tessera.net=` words expect.
+fn virtio_mmio(w: &mut FdtWriter, vm: &VmConfig) -> FdtWriterResult<()> {
+    let mut devices: Vec<_> = vm
+        .devices
+        .iter()
+        .filter(|d| VIRTIO_KINDS.contains(&&*d.kind))
+        .collect();
+    devices.sort_by_key(|d| d.base);
+    for device in devices {
+        let node = w.begin_node(&format!("virtio_mmio@{:x}", device.base))?;
+        w.property_string("compatible", "virtio,mmio")?;
+        w.property_array_u64("reg", &[device.base, device.size])?;
+        w.property_array_u32("interrupts", &[SPI, device.intid - 32, LEVEL_HIGH])?;
+        // The hypervisor reaches guest RAM through cacheable mappings, so
+        // the guest need not clean or invalidate around requests.
+        w.property_null("dma-coherent")?;
+        w.end_node(node)?;
+    }
+    Ok(())
 }

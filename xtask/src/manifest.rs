@@ -123,13 +123,14 @@ pub fn render(c: &Composition, sizes: &Sizes) -> String {
     let mut devices = Vec::new();
     for vm in &c.vms {
         for d in &vm.devices {
-            let serves = match &d.disk {
-                None => String::new(),
-                Some(disk) => format!(
+            let serves = match (&d.disk, &d.net) {
+                (Some(disk), _) => format!(
                     "{}{}",
                     disk.source,
                     if disk.read_only { ", read-only" } else { "" }
                 ),
+                (None, Some(net)) => format!("network {}", network_name(c, net.network)),
+                (None, None) => String::new(),
             };
             devices.push([
                 vm.name.to_string(),
@@ -148,6 +149,7 @@ pub fn render(c: &Composition, sizes: &Sizes) -> String {
         }
     }
     channels(c, &mut line);
+    network_ports(c, &mut line);
     line(String::new());
     let h = &sizes.hypervisor;
     line("sizes (bytes)".into());
@@ -210,6 +212,55 @@ fn channels(c: &Composition, line: &mut impl FnMut(String)) {
     }
 }
 
+/// Network `index`'s name, as the composition has it.
+fn network_name(c: &Composition, index: u32) -> String {
+    c.networks
+        .get(index as usize)
+        .map_or_else(|| format!("#{index}"), |n| n.name.clone())
+}
+
+/// Each VM's network ports, in its slot order: the network, the slot,
+/// its SPI, the MAC, and the address the VM was told (Linux VMs; `-` for
+/// the others); the heading gives each network's subnet.
+fn network_ports(c: &Composition, line: &mut impl FnMut(String)) {
+    let mut rows: Vec<[String; 6]> = Vec::new();
+    for (v, vm) in c.vms.iter().enumerate() {
+        for d in &vm.devices {
+            let Some(net) = &d.net else { continue };
+            let address = c
+                .networks
+                .get(net.network as usize)
+                .and_then(|n| n.ports.iter().find(|p| p.vm as usize == v))
+                .and_then(|p| p.address.clone());
+            let mac: Vec<String> = net.mac.iter().map(|b| format!("{b:02x}")).collect();
+            rows.push([
+                vm.name.to_string(),
+                network_name(c, net.network),
+                range(d.base, d.base + d.size),
+                format!("SPI {}", d.intid.saturating_sub(32)),
+                mac.join(":"),
+                address.unwrap_or_else(|| "-".into()),
+            ]);
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let subnets: Vec<String> = c
+        .networks
+        .iter()
+        .map(|n| format!("{} {}", n.name, n.subnet))
+        .collect();
+    line(String::new());
+    line(format!(
+        "network ports (guest-physical; {})",
+        subnets.join(", ")
+    ));
+    for row in columns(&rows) {
+        line(format!("  {row}"));
+    }
+}
+
 fn range(base: u64, end: u64) -> String {
     format!("{base:#010x}..{end:#010x}")
 }
@@ -241,7 +292,7 @@ pub fn columns<const N: usize>(rows: &[[String; N]]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use config::profile::{parse_profile, plan, Known};
+    use config::profile::{parse_profile, plan, GuestFiles, Known, LinuxFiles};
     use config::vm::GuestWidth;
 
     #[test]
@@ -273,5 +324,70 @@ mod tests {
         ] {
             assert!(text.contains(row), "{row:?} not in:\n{text}");
         }
+    }
+
+    fn scratch() -> PathBuf {
+        std::env::temp_dir().join(format!("tessera-manifest-{}", std::process::id()))
+    }
+
+    /// Guests as paths, and a Linux VM's kernel: an arm64 Image header.
+    struct Files;
+
+    impl GuestFiles for Files {
+        fn guest_image(&self, guest: &str, _: GuestWidth) -> PathBuf {
+            PathBuf::from(guest)
+        }
+
+        fn linux(
+            &self,
+            vm: &str,
+            _: &str,
+            _: Option<&str>,
+            _: GuestWidth,
+        ) -> Result<LinuxFiles, String> {
+            let dir = scratch();
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let mut image = vec![0u8; 4096];
+            image[16..24].copy_from_slice(&0x201_0000u64.to_le_bytes());
+            image[56..60].copy_from_slice(b"ARMd");
+            let kernel = dir.join(format!("{vm}.Image"));
+            std::fs::write(&kernel, &image).map_err(|e| e.to_string())?;
+            Ok(LinuxFiles {
+                kernel,
+                initrd: None,
+                dtb: dir.join(format!("{vm}.dtb")),
+            })
+        }
+    }
+
+    #[test]
+    fn network_ports_are_listed_per_vm() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let path = root.join("boards/qemu-virt-a64.toml");
+        let text = std::fs::read_to_string(&path).unwrap()
+            + "\n[[vm]]\nname = \"web\"\nkernel = \"debian:arm64\"\nvcpus = 1\nmemory = \"64MiB\"\n\
+               disks = [{ source = \"part:2\" }]\n\
+               \n[[network]]\nname = \"lan\"\nvms = [\"hello\", \"web\"]\n\
+               \n[[network]]\nname = \"back\"\nvms = [\"web\", \"spinner\"]\nsubnet = \"192.168.7.0/28\"\n";
+        let profile = parse_profile(&path, &text).unwrap();
+        let known = Known::builtin(vec!["hello".into(), "spinner".into()]);
+        let c = plan(&profile, None, &known, "test", &Files).unwrap();
+        std::fs::remove_dir_all(scratch()).unwrap();
+        // render() also names the image's features, and the virtio-net row
+        // is not in the component table yet: the section on its own.
+        let mut text = String::new();
+        network_ports(&c, &mut |l| {
+            text.push_str(&l);
+            text.push('\n');
+        });
+        assert_eq!(
+            text,
+            "\n\
+             network ports (guest-physical; lan 10.0.0.0/24, back 192.168.7.0/28)\n\
+             \x20 hello    lan   0x0a000000..0x0a000200  SPI 16  02:54:53:00:00:00  -\n\
+             \x20 spinner  back  0x0a000000..0x0a000200  SPI 16  02:54:53:01:00:01  -\n\
+             \x20 web      lan   0x0a000200..0x0a000400  SPI 17  02:54:53:00:00:02  10.0.0.3/24\n\
+             \x20 web      back  0x0a000400..0x0a000600  SPI 18  02:54:53:01:00:02  192.168.7.2/28\n"
+        );
     }
 }

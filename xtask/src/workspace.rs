@@ -154,7 +154,13 @@ mod tests {
     fn committed_guests_are_named_by_abi_version() {
         let ws = Workspace::locate().unwrap();
         let names = ws.guest_names().unwrap();
-        for guest in ["abi-1.2/hello", "abi-1.2/smp", "abi-1.3/chan", "hello", "smp"] {
+        for guest in [
+            "abi-1.2/hello",
+            "abi-1.2/smp",
+            "abi-1.3/chan",
+            "hello",
+            "smp",
+        ] {
             assert!(names.iter().any(|n| n == guest), "{guest} in {names:?}");
         }
         // Only crates are built and linted.

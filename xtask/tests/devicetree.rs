@@ -1,9 +1,9 @@
 //! A Linux VM's device tree, read back by `dtc`: every node Linux needs,
-//! at the ABI's guest addresses (disks and channels included), for each GIC
-//! version and width.
+//! at the ABI's guest addresses (disks, network ports and channels
+//! included), for each GIC version and width.
 
 use config::vm::{
-    Blob, ChannelEnd, DeviceConfig, DiskConfig, GuestWidth, LinuxBoot, Region, VmConfig,
+    Blob, ChannelEnd, DeviceConfig, DiskConfig, GuestWidth, LinuxBoot, NetConfig, Region, VmConfig,
 };
 use std::process::Command;
 use xtask::{devicetree, tools};
@@ -297,4 +297,60 @@ fn channel_ends_have_their_own_nodes() {
         "the reader's side is not the writer:\n{dts}"
     );
     has_disks(&dts);
+}
+
+/// The VM's port on network `network`, in slot `slot`, as the plan makes it.
+fn port(slot: u32, network: u32) -> DeviceConfig<'static> {
+    DeviceConfig {
+        kind: "virtio-net".into(),
+        base: abi::GUEST_VIRTIO_BASE + u64::from(slot) * abi::GUEST_VIRTIO_SIZE,
+        size: abi::GUEST_VIRTIO_SIZE,
+        intid: abi::GUEST_VIRTIO_INTID + slot,
+        disk: None,
+        net: Some(NetConfig {
+            network,
+            mac: [2, 0x54, 0x53, network as u8, 0, 0],
+        }),
+    }
+}
+
+#[test]
+fn network_ports_are_virtio_mmio_nodes_after_the_disks_in_slot_order() {
+    let mut vm = vm(GuestWidth::Aarch64, 1);
+    vm.cmdline = "console=ttyAMA0 tessera.net=eth0,10.0.0.2/24".into();
+    vm.devices.truncate(2);
+    // Listed out of order: the tree has them in slot order all the same.
+    vm.devices.extend([port(2, 1), port(1, 0)]);
+    let dts = decompile(&devicetree::linux_vm(&vm, 2, 0).unwrap(), "arm64-net.dtb");
+    has(
+        &dts,
+        "virtio_mmio@a000000",
+        &[
+            "reg = <0x00 0xa000000 0x00 0x200>;",
+            "interrupts = <0x00 0x10 0x04>;",
+        ],
+    );
+    for (slot, spi) in [(0xa000200, 0x11), (0xa000400, 0x12)] {
+        has(
+            &dts,
+            &format!("virtio_mmio@{slot:x}"),
+            &[
+                "compatible = \"virtio,mmio\";",
+                &format!("reg = <0x00 {slot:#x} 0x00 0x200>;"),
+                &format!("interrupts = <0x00 {spi:#x} 0x04>;"),
+                "dma-coherent;",
+            ],
+        );
+    }
+    let at = |slot: &str| dts.find(&format!("virtio_mmio@{slot} {{")).unwrap();
+    assert!(
+        at("a000000") < at("a000200") && at("a000200") < at("a000400"),
+        "slot order:\n{dts}"
+    );
+    assert!(!dts.contains("virtio_mmio@a000600"), "{dts}");
+    has(
+        &dts,
+        "chosen",
+        &["bootargs = \"console=ttyAMA0 tessera.net=eth0,10.0.0.2/24\";"],
+    );
 }

@@ -121,12 +121,39 @@ pub struct Composition {
     /// The guests' flat binaries, built by xtask, each once; a VM names its
     /// own by index ([`VmConfig::image`]).
     pub guests: Vec<PathBuf>,
+    /// The `[[network]]`s, in profile order (a port's `NetConfig::network`
+    /// is an index here): what the manifest says of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<Network>,
     /// The ARINC 653 major frame, in order; empty for the other schedulers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<TimeWindow>,
     /// A hypervisor self-test to run instead of the VMs (test scenarios only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selftest: Option<String>,
+}
+
+/// A virtual network between VMs, as composed. The core knows each port
+/// by its device's `NetConfig`; this is for people.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct Network {
+    pub name: String,
+    /// Its IPv4 subnet: "10.0.0.0/24".
+    pub subnet: String,
+    /// Its VMs, in the profile's order.
+    pub ports: Vec<NetworkPort>,
+}
+
+/// One VM on a [`Network`].
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct NetworkPort {
+    /// The VM (its index in the VMs).
+    pub vm: u32,
+    /// The address the VM was told ("10.0.0.2/24"): Linux VMs only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 /// The VMs as read, their strings copied out of the text.

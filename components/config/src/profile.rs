@@ -8,6 +8,7 @@ mod disk_check;
 mod disks;
 mod error;
 mod linux;
+mod networks;
 mod plan;
 mod scenario;
 mod schedule;
@@ -18,11 +19,12 @@ pub use crate::composition::Composition;
 pub use channels::{CHANNEL_FIRST_INTID, CHANNEL_SIZE_MAX, CHANNEL_STATE_PAGE, GUEST_CHANNEL_BASE};
 pub use disk_check::{DiskCheck, Ext4Check, FileCheck, FileWant};
 pub use error::ProfileError;
+pub use networks::CMDLINE_WORD as NET_CMDLINE_WORD;
 pub use plan::{plan, GuestFiles, LinuxFiles};
 pub use scenario::{load_scenario, Boot, Expect, Input, Scenario};
 pub use spec::{
-    Board, BoardSpans, ChannelSpec, ComposeSpec, DiskSpec, GicSpec, MemorySpec, QemuSpec, RamSpec,
-    TimerSpec, UartSpec, VmDiskSpec, VmSource, VmSpec, WindowSpec,
+    Board, BoardSpans, ChannelSpec, ComposeSpec, DiskSpec, GicSpec, MemorySpec, NetworkSpec,
+    QemuSpec, RamSpec, TimerSpec, UartSpec, VmDiskSpec, VmSource, VmSpec, WindowSpec,
 };
 pub use units::{format_size, Period, Size};
 
@@ -79,6 +81,7 @@ struct ProfileFile {
     compose: ComposeSpec,
     vm: Option<Spanned<Vec<VmSpec>>>,
     channel: Option<Spanned<Vec<ChannelSpec>>>,
+    network: Option<Spanned<Vec<NetworkSpec>>>,
 }
 
 /// The names a profile may use: the components from the table
@@ -193,10 +196,17 @@ pub fn parse_profile(path: &Path, text: &str) -> Result<Profile, ProfileError> {
         timer: file.timer,
         qemu: file.qemu,
         compose: file.compose,
-        vms: VmSource::new(path.to_path_buf(), text.to_string(), file.vm, file.channel),
+        vms: VmSource::new(
+            path.to_path_buf(),
+            text.to_string(),
+            file.vm,
+            file.channel,
+            file.network,
+        ),
     };
     check::board(&profile)?;
     check::each_vm(&profile.vms)?;
     channels::check(&profile.vms)?;
+    networks::check(&profile.vms)?;
     Ok(profile)
 }

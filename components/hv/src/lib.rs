@@ -18,6 +18,7 @@ pub mod memory;
 pub mod platform;
 pub mod sched;
 pub mod stage2;
+pub mod switch;
 pub mod trap;
 pub mod vgic;
 pub mod vmid;

@@ -297,6 +297,9 @@ fn call_registers() -> impl Strategy<Value = [u64; 4]> {
     prop_oneof![
         6 => ((0u64..3).prop_map(|n| 0xc600_0000 + [0, 1, 2][n as usize]), arg(), arg())
             .prop_map(|(f, a, b)| [f, a, b, 0]),
+        // CHANNEL_NOTIFY: each VM has channels 0 and 1 (a ring), or none.
+        3 => (prop_oneof![4 => 0u64..3, 1 => arg()], arg())
+            .prop_map(|(index, b)| [abi::HC_CHANNEL_NOTIFY, index, b, 0]),
         1 => (arg(), arg()).prop_map(move |(a, b)| [abi::HC_CONSOLE_WRITE, a.min(ram_end), b % 64, 0]),
         12 => (prop_oneof![Just(PSCI_CPU_ON), Just(0x8400_0003)], 0u64..3, entry, arg())
             .prop_map(|(f, target, entry, context)| [f, target, entry, context]),
@@ -492,6 +495,32 @@ fn make_exit(sim: &mut Sim, ctx: &mut Ctx, exit: &Exit) -> RawExit {
 }
 
 /// Builds the VMs, runs `steps`, and checks the invariants.
+/// VM `i`'s channels when `n` VMs form a ring: it writes channel `i` to
+/// the next VM and reads channel `i - 1` from the previous one (none alone).
+fn ring_channels(i: usize, n: usize) -> Vec<config::vm::ChannelEnd<'static>> {
+    if n < 2 {
+        return Vec::new();
+    }
+    let end = |channel: usize, writer: bool, peer: usize, intid: u32| {
+        let at = channel as u64 * 0x2000;
+        config::vm::ChannelEnd {
+            name: format!("c{channel}").into(),
+            writer,
+            data: Region {
+                base: 0x9000_1000 + at,
+                size: 0x1000,
+            },
+            data_ipa: 0x1000_1000 + at,
+            state: 0x9000_0000 + at,
+            state_ipa: 0x1000_0000 + at,
+            intid,
+            peer: peer as u32,
+        }
+    };
+    let (next, previous) = ((i + 1) % n, (i + n - 1) % n);
+    vec![end(i, true, next, 64), end(previous, false, previous, 65)]
+}
+
 fn run<S: Scheduler, V: Vgic>(
     cpus: usize,
     vcpus: &[u32],
@@ -523,7 +552,7 @@ fn run<S: Scheduler, V: Vgic>(
                 cpu: Some(cpu),
                 linux: None,
                 devices: Vec::new(),
-                channels: Vec::new(),
+                channels: ring_channels(i, vcpus.len()),
             }
         })
         .collect();

@@ -66,7 +66,11 @@ fn wait_until(done: impl Fn() -> bool) -> Result<(), ()> {
     let give_up = timer::now() + TIMEOUT_S * timer::frequency();
     let poll = POLL_TICKS.load(Ordering::Relaxed);
     loop {
-        let wake = if poll == 0 { give_up } else { timer::now() + poll };
+        let wake = if poll == 0 {
+            give_up
+        } else {
+            timer::now() + poll
+        };
         timer::set_deadline(wake.min(give_up));
         // Masked between the check and the wait: no wake-up is lost.
         irq::disable();

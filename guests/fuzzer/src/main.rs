@@ -130,6 +130,8 @@ struct Fuzzer {
     /// masks the timer behind it.
     acked: [(u64, u32); ACKED_MAX],
     acked_len: usize,
+    /// How many channels the VM has (ABI 1.3): notifies below it succeed.
+    channels: u64,
     /// `trace-from=<n>`: from attempt n on, print each GIC access and WFI
     /// storm before making it (to find what a seed did last).
     trace_from: u64,
@@ -233,11 +235,11 @@ impl Fuzzer {
     }
 
     /// Whether the hypervisor would take `id` (over HVC #0) as one of the
-    /// Tessera calls: which one (0..=3).
+    /// Tessera calls: which one (0..=4).
     fn tessera_call(id: u64) -> Option<u32> {
         let low = Self::as_seen(id)?;
         let call = (low | abi::SMC64 as u32).wrapping_sub(abi::HC_ABI_VERSION as u32);
-        (call <= 3).then_some(call)
+        (call <= 4).then_some(call)
     }
 
     fn is_psci(id: u64) -> bool {
@@ -316,6 +318,15 @@ impl Fuzzer {
             Some(0) => Some(i64::from(abi::ABI_MAJOR) << 16 | i64::from(abi::ABI_MINOR)),
             Some(1) => self.console_expected(smc64, a2),
             Some(2) => Some(0),
+            // CHANNEL_NOTIFY: only the low half of an SMC32 index counts.
+            Some(4) => {
+                let index = if smc64 { a1 } else { a1 & 0xffff_ffff };
+                Some(if index < self.channels {
+                    0
+                } else {
+                    abi::Error::InvalidParameter as i64
+                })
+            }
             Some(_) => None,
             None => Some(abi::Error::NotSupported as i64),
         };
@@ -989,6 +1000,7 @@ fn main(info: &'static StartInfo) -> u64 {
         gic,
         acked: [(0, 0); ACKED_MAX],
         acked_len: 0,
+        channels: guest_rt::channel::all(info).count() as u64,
         trace_from: cmdline::number(line, "trace-from", u64::MAX),
         vcpus: info.vcpus.into(),
         ram_base,

@@ -221,6 +221,16 @@ fn vm_devices(
                         d.intid - 32
                     );
                 }
+                if let Some(net) = d.net {
+                    let m = net.mac;
+                    info!(
+                        "vm {name}: network {}: {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} at {:#x}, SPI {}",
+                        net.network,
+                        m[0], m[1], m[2], m[3], m[4], m[5],
+                        d.base,
+                        d.intid - 32
+                    );
+                }
                 let setup = hv::device::Setup {
                     vm_name: name,
                     vm_index: index,

@@ -254,7 +254,7 @@ pub(super) fn place(
             // Clear of the ABI's device windows by the choice of
             // GUEST_CHANNEL_BASE; checked, for the ABI may grow.
             let spec = &vms.vms[vm];
-            let windows = guest_windows(spec, gic_version);
+            let windows = guest_windows(vms, vm, gic_version);
             for (what, window) in [
                 ("state page", Window::new(ipa, CHANNEL_STATE_PAGE)),
                 ("data pages", Window::new(ipa + CHANNEL_STATE_PAGE, size)),

@@ -526,7 +526,7 @@ fn one_vm(src: Source, index: usize, vm: &VmSpec) -> Result<(), ProfileError> {
 /// and its devices.
 pub(super) fn guest_maps(vms: &VmSource, gic_version: u32) -> Result<(), ProfileError> {
     for (i, vm) in vms.vms.iter().enumerate() {
-        let named = guest_windows(vm, gic_version);
+        let named = guest_windows(vms, i, gic_version);
         let windows: Vec<_> = named.iter().map(|(_, w)| *w).collect();
         if let Some((a, b)) = crate::window::first_overlap(&windows) {
             let label = vm_label(i, vm);
@@ -546,16 +546,25 @@ pub(super) fn guest_maps(vms: &VmSource, gic_version: u32) -> Result<(), Profile
     Ok(())
 }
 
-/// The windows of a VM's guest-physical map but its channels, named for
-/// messages: its RAM, its GIC and its devices.
-pub(super) fn guest_windows(vm: &VmSpec, gic_version: u32) -> Vec<(String, Window)> {
+/// The windows of the guest-physical map of VM `index` but its channels,
+/// named for messages: its RAM, its GIC and its devices.
+pub(super) fn guest_windows(
+    vms: &VmSource,
+    index: usize,
+    gic_version: u32,
+) -> Vec<(String, Window)> {
+    let vm = &vms.vms[index];
     let map = crate::window::guest_map(gic_version, *vm.vcpus.get_ref(), vm.memory.get_ref().0);
     let mut named: Vec<(String, Window)> =
         map.iter().map(|(name, w)| (name.to_string(), *w)).collect();
-    for d in super::plan::devices(vm) {
-        let name = match &d.disk {
-            Some(disk) => format!("{} {}", d.kind, disk.source),
-            None => d.kind.to_string(),
+    for d in super::plan::devices(vms, index) {
+        let name = match (&d.disk, &d.net) {
+            (Some(disk), _) => format!("{} {}", d.kind, disk.source),
+            (None, Some(net)) => match vms.networks.get(net.network as usize) {
+                Some(n) => format!("{} port on network '{}'", d.kind, n.name.get_ref()),
+                None => d.kind.to_string(),
+            },
+            (None, None) => d.kind.to_string(),
         };
         named.push((name, Window::new(d.base, d.size)));
     }

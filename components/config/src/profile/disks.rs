@@ -18,6 +18,11 @@ fn list(vm: &VmSpec) -> &[VmDiskSpec] {
     vm.disks.as_ref().map_or(&[], |d| d.get_ref())
 }
 
+/// How many disks the VM has: the virtio-mmio slots they take.
+pub(super) fn count(vm: &VmSpec) -> usize {
+    list(vm).len()
+}
+
 /// One VM's disks on their own: each source as the hypervisor will read
 /// it, no more than the ABI has slots, and no volume twice.
 pub(super) fn check_vm(src: Source, label: &str, vm: &VmSpec) -> Result<(), ProfileError> {

@@ -4,9 +4,8 @@ use super::check::{self, range, vm_label, BoardLayout, MIB2};
 use super::error::{did_you_mean, ProfileError, Source};
 use super::scenario::ComposeOverride;
 use super::schedule;
-use super::spec::VmSpec;
 use super::units::format_size;
-use super::{channels, disks, linux, Known, Profile, VmSource};
+use super::{channels, disks, linux, networks, Known, Profile, VmSource};
 use crate::composition::{Arch, Composition, Disk, Gic, Region, Timer, Uart};
 use crate::vm::{Blob, DeviceConfig, GuestWidth, LinuxBoot, VmConfig, DEFAULT_WEIGHT};
 use std::path::PathBuf;
@@ -129,6 +128,7 @@ pub(super) fn plan_with(
     let vms = vms.unwrap_or(&profile.vms);
     check_vms(vms, known)?;
     channels::check(vms)?;
+    let networks = networks::check(vms)?;
     disks::check_board(profile, vms)?;
     check::guest_maps(vms, *profile.gic.version.get_ref())?;
     let widths = guest_widths(vms, profile)?;
@@ -180,7 +180,13 @@ pub(super) fn plan_with(
             (Some(guest), _) => {
                 let image = index_of(files.guest_image(guest.get_ref(), width));
                 let cmdline = text(&vm.cmdline).unwrap_or_default();
-                (guest.get_ref().clone(), image, cmdline, None, devices(vm))
+                (
+                    guest.get_ref().clone(),
+                    image,
+                    cmdline,
+                    None,
+                    devices(vms, i),
+                )
             }
             (None, Some(kernel)) => {
                 let fetched = fetched[i].take().expect("fetched above");
@@ -199,13 +205,18 @@ pub(super) fn plan_with(
                     dtb,
                     initrd,
                 };
-                let bootargs = text(&vm.bootargs).unwrap_or_else(|| linux::BOOTARGS.into());
+                // Its addresses, for its /init to set.
+                let bootargs =
+                    std::iter::once(text(&vm.bootargs).unwrap_or_else(|| linux::BOOTARGS.into()))
+                        .chain(networks::cmdline_words(vms, &networks, i))
+                        .collect::<Vec<_>>()
+                        .join(" ");
                 (
                     kernel.get_ref().clone(),
                     image,
                     bootargs,
                     Some(boot),
-                    devices(vm),
+                    devices(vms, i),
                 )
             }
             (None, None) => unreachable!("check_vms wants a guest or a kernel"),
@@ -269,16 +280,23 @@ pub(super) fn plan_with(
             .unwrap_or(u64::MAX),
         vms: configs,
         guests,
+        networks: networks::composed(vms, &networks),
         windows: schedule.windows,
         selftest: None,
     })
 }
 
-/// A VM's emulated devices besides the vGIC: a Linux VM's UART (a Tessera
-/// guest has the PV console instead), then its disks.
-pub(super) fn devices(vm: &VmSpec) -> Vec<DeviceConfig<'static>> {
+/// The emulated devices of VM `index` besides the vGIC: a Linux VM's UART
+/// (a Tessera guest has the PV console instead), then its disks and its
+/// network ports, in that order in the virtio-mmio slots.
+pub(super) fn devices(vms: &VmSource, index: usize) -> Vec<DeviceConfig<'static>> {
+    let vm = &vms.vms[index];
     let uart = vm.guest.is_none().then(linux::console_uart);
-    uart.into_iter().chain(disks::devices(vm)).collect()
+    let ports = networks::devices(vms, index, disks::count(vm) as u32);
+    uart.into_iter()
+        .chain(disks::devices(vm))
+        .chain(ports)
+        .collect()
 }
 
 /// The board `profile` with the scenario's `[compose]` fields in place of

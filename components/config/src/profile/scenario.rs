@@ -2,9 +2,9 @@
 //! what the serial port must (and must not) show.
 
 use super::error::{ProfileError, Source};
-use super::spec::{ChannelSpec, VmSource, VmSpec, WindowSpec};
+use super::spec::{ChannelSpec, NetworkSpec, VmSource, VmSpec, WindowSpec};
 use super::units::Period;
-use super::{board_path, channels, check, load_board, read, Composition, Known, Profile};
+use super::{board_path, channels, check, load_board, networks, read, Composition, Known, Profile};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -31,8 +31,8 @@ pub struct Scenario {
     pub input: Vec<Input>,
     /// Run QEMU with `-icount` (deterministic guest time).
     pub icount: bool,
-    /// The scenario's own VMs and the channels between them, replacing the
-    /// board's.
+    /// The scenario's own VMs and the channels and networks between them,
+    /// replacing the board's.
     pub vms: Option<VmSource>,
     /// QEMU `-M` instead of the board's, to boot it wrongly on purpose.
     pub machine: Option<String>,
@@ -77,6 +77,8 @@ struct ScenarioFile {
     vm: Option<Spanned<Vec<VmSpec>>>,
     /// Channels between the scenario's own VMs.
     channel: Option<Spanned<Vec<ChannelSpec>>>,
+    /// Networks between the scenario's own VMs.
+    network: Option<Spanned<Vec<NetworkSpec>>>,
     machine: Option<String>,
     selftest: Option<Spanned<String>>,
     cpus: Option<Spanned<u32>>,
@@ -378,12 +380,28 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
             )
             .with_help("add the scenario's own [[vm]] tables, or put the channel in the board profile"));
     }
-    let vms = file
-        .vm
-        .map(|vm| VmSource::new(path.to_path_buf(), text.clone(), Some(vm), file.channel));
+    if let (None, Some(network)) = (&file.vm, &file.network) {
+        return Err(src
+            .error(
+                network.span(),
+                "network",
+                "this scenario runs its board's VMs, which bring the board's networks; a scenario has networks only with [[vm]]s of its own",
+            )
+            .with_help("add the scenario's own [[vm]] tables, or put the network in the board profile"));
+    }
+    let vms = file.vm.map(|vm| {
+        VmSource::new(
+            path.to_path_buf(),
+            text.clone(),
+            Some(vm),
+            file.channel,
+            file.network,
+        )
+    });
     if let Some(vms) = &vms {
         check::each_vm(vms)?;
         channels::check(vms)?;
+        networks::check(vms)?;
     }
     Ok(Scenario {
         path: path.to_path_buf(),

@@ -203,8 +203,22 @@ pub struct ChannelSpec {
     pub size: Spanned<Size>,
 }
 
-/// A list of VMs and the channels between them, with the file they came
-/// from (a board profile, or a scenario that replaces the board's VMs), so
+/// One `[[network]]` table: a virtual Ethernet segment between VMs of the
+/// file, each VM on it given one virtio-net port.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NetworkSpec {
+    /// 1 to 15 bytes of `[A-Za-z0-9_-]`.
+    pub name: Spanned<String>,
+    /// The VMs on it, at least two, each once; the order gives their
+    /// addresses.
+    pub vms: Spanned<Vec<Spanned<String>>>,
+    /// IPv4 CIDR, e.g. "10.0.0.0/24"; absent means 10.0.<index>.0/24.
+    pub subnet: Option<Spanned<String>>,
+}
+
+/// A list of VMs and the channels and networks between them, with the
+/// file they came from (a board profile, or a scenario that replaces the board's VMs), so
 /// errors point into that file.
 #[derive(Debug, Clone)]
 pub struct VmSource {
@@ -215,6 +229,8 @@ pub struct VmSource {
     pub vms: Vec<VmSpec>,
     /// The `[[channel]]`s written beside these VMs, in file order.
     pub channels: Vec<ChannelSpec>,
+    /// The `[[network]]`s written beside these VMs, in file order.
+    pub networks: Vec<NetworkSpec>,
 }
 
 impl VmSource {
@@ -223,6 +239,7 @@ impl VmSource {
         text: String,
         vm: Option<Spanned<Vec<VmSpec>>>,
         channel: Option<Spanned<Vec<ChannelSpec>>>,
+        network: Option<Spanned<Vec<NetworkSpec>>>,
     ) -> Self {
         let (span, vms) = match vm {
             Some(vm) => (vm.span(), vm.into_inner()),
@@ -234,6 +251,7 @@ impl VmSource {
             span,
             vms,
             channels: channel.map(Spanned::into_inner).unwrap_or_default(),
+            networks: network.map(Spanned::into_inner).unwrap_or_default(),
         }
     }
 

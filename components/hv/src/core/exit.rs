@@ -7,8 +7,7 @@ use super::{
     Hypervisor,
 };
 use crate::{
-    device::{Backing, Owner, Signal, Window},
-    disk::BlockDevice,
+    device::{Owner, Signal, Window},
     info, log,
     platform::{ExitKind, Platform, RawExit, VcpuRegs},
     sched::{CpuId, Scheduler, VcpuId},
@@ -313,15 +312,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                 }
                 self.signal(vcpu, device, signal);
                 if signal.work {
-                    let vm = &mut self.vms[vm];
-                    let backing = Backing {
-                        ram: &vm.ram,
-                        memory: &mut self.platform,
-                        disk: self.disk.as_deref_mut().map(|d| d as &mut dyn BlockDevice),
-                        frames: None,
-                    };
-                    let done = vm.devices.device(device).work(backing);
-                    self.signal(vcpu, device, done);
+                    self.device_work(vcpu, device);
                 }
             }
         }

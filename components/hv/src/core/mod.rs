@@ -7,6 +7,7 @@ mod channel;
 mod console;
 mod cpu_loop;
 mod exit;
+mod network;
 mod psci;
 mod vm;
 
@@ -77,6 +78,13 @@ pub struct Hypervisor<P: Platform, S: Scheduler, V: Vgic> {
     focus: console::Focus,
     /// The hypervisor's own disk, which VMs' disk devices serve volumes of.
     disk: Option<Box<dyn BlockDevice + Send>>,
+    /// The switch of every network, its ports the VMs' network devices.
+    switch: crate::switch::Switch,
+    /// What a network device sends before the switch delivers it; none
+    /// without networks.
+    outbox: Option<network::Outbox>,
+    /// Where the frame being delivered goes (kept: no allocation per frame).
+    targets: Vec<crate::switch::Port>,
 }
 
 impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
@@ -170,9 +178,13 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             acting: CpuId(0),
             focus: console::Focus::default(),
             disk: None,
+            switch: crate::switch::Switch::default(),
+            outbox: None,
+            targets: Vec::new(),
         };
         hv.init_console_focus();
         hv.connect_channels();
+        hv.connect_networks();
         hv
     }
 

@@ -2359,3 +2359,130 @@ fn a_channel_whose_other_side_did_not_start_says_so() {
     assert_eq!(channel_state(&mut hv), [running, 0, stopped, 0]);
     assert_eq!(hv.vms[0].channel_peers, [None]);
 }
+
+/// Frames a test NIC is to send, and those it received.
+type Frames = std::sync::Arc<std::sync::Mutex<VecDeque<Vec<u8>>>>;
+
+/// A network device: a write at 0 sends what is queued in `tx` (as far
+/// as the switch takes it, asking for more work if it stopped); what it
+/// receives goes to `rx`, with an edge on its interrupt.
+struct Nic {
+    mac: [u8; 6],
+    tx: Frames,
+    rx: Frames,
+}
+
+impl MmioDevice for Nic {
+    fn read(&mut self, _: usize, _: u64, _: u8) -> u64 {
+        0
+    }
+    fn write(&mut self, _: usize, offset: u64, _: u8, _: u64) -> Signal {
+        Signal {
+            work: offset == 0,
+            ..Signal::default()
+        }
+    }
+    fn irq(&self) -> Option<u32> {
+        Some(49)
+    }
+    fn mac(&self) -> Option<[u8; 6]> {
+        Some(self.mac)
+    }
+    fn work(&mut self, backing: crate::device::Backing<'_>) -> Signal {
+        let sink = backing.frames.expect("a port gets the switch");
+        let mut tx = self.tx.lock().unwrap();
+        while let Some(frame) = tx.front() {
+            if !sink.send(frame) {
+                return Signal {
+                    work: true,
+                    ..Signal::default()
+                };
+            }
+            tx.pop_front();
+        }
+        Signal::default()
+    }
+    fn receive(&mut self, frame: &[u8], backing: crate::device::Backing<'_>) -> Signal {
+        assert!(backing.frames.is_none());
+        self.rx.lock().unwrap().push_back(frame.to_vec());
+        Signal {
+            raise: true,
+            ..Signal::default()
+        }
+    }
+}
+
+fn nic_mac(n: u8) -> [u8; 6] {
+    [2, 0x54, 0x53, 0, 0, n]
+}
+
+fn ether(dst: [u8; 6], src: [u8; 6], n: u8) -> Vec<u8> {
+    let mut frame = vec![n; 60];
+    frame[..6].copy_from_slice(&dst);
+    frame[6..12].copy_from_slice(&src);
+    frame
+}
+
+/// VM `name` at `pa` with a NIC on `network`, its MAC `nic_mac(n)`.
+fn vm_on_network(name: &'static str, pa: u64, network: u32, n: u8) -> (TestVm, Frames, Frames) {
+    const BASE: u64 = 0x0a00_0200;
+    let (tx, rx) = (Frames::default(), Frames::default());
+    let mut desc = vm(name, pa, b"");
+    desc.config.devices.push(config::vm::DeviceConfig {
+        kind: "test-nic".into(),
+        base: BASE,
+        size: 0x200,
+        intid: 49,
+        disk: None,
+        net: Some(config::vm::NetConfig {
+            network,
+            mac: nic_mac(n),
+        }),
+    });
+    let nic = Nic {
+        mac: nic_mac(n),
+        tx: tx.clone(),
+        rx: rx.clone(),
+    };
+    desc.devices = vec![(Window::new(BASE, 0x200), Box::new(nic) as _)];
+    (desc, tx, rx)
+}
+
+/// What a NIC's transmit notify sends reaches the VMs of its network, in
+/// rounds when it sends more than the outbox holds, and no other VM.
+#[test]
+fn frames_are_switched_within_their_network_only() {
+    let store = (2 << 22) | (1 << 6);
+    let notify = dabt(0x0a00_0200, store);
+    let (a, a_tx, a_rx) = vm_on_network("a", 0x8000_0000, 0, 1);
+    let (b, _, b_rx) = vm_on_network("b", 0x8020_0000, 0, 2);
+    let (c, c_tx, c_rx) = vm_on_network("c", 0x8040_0000, 1, 3);
+    for n in 0..40 {
+        a_tx.lock()
+            .unwrap()
+            .push_back(ether(nic_mac(2), nic_mac(1), n));
+    }
+    a_tx.lock()
+        .unwrap()
+        .push_back(ether([0xff; 6], nic_mac(1), 40));
+    // c: a broadcast, and a frame to a's address, on its own network.
+    c_tx.lock()
+        .unwrap()
+        .push_back(ether([0xff; 6], nic_mac(3), 0));
+    c_tx.lock()
+        .unwrap()
+        .push_back(ether(nic_mac(1), nic_mac(3), 0));
+    let mut hv = boot(vec![
+        (a, vec![notify, Step::Hvc(EXIT, 0, 0)]),
+        (b, vec![Step::Hvc(EXIT, 0, 0)]),
+        (c, vec![notify, Step::Hvc(EXIT, 0, 0)]),
+    ]);
+    hv.run();
+    let got: Vec<u8> = b_rx.lock().unwrap().iter().map(|f| f[20]).collect();
+    assert_eq!(got, (0..=40).collect::<Vec<u8>>(), "in order, all 41");
+    assert!(a_tx.lock().unwrap().is_empty());
+    assert!(a_rx.lock().unwrap().is_empty(), "not back to the sender");
+    assert!(c_rx.lock().unwrap().is_empty(), "another network");
+    assert_eq!(hv.switch.ports(), 3);
+    assert!(hv.vms[1].vgic.in_flight(0, 49), "b's interrupt raised");
+}

@@ -1,0 +1,169 @@
+//! Virtual networks between VMs (`[[network]]`): the VMs' network devices
+//! are the ports of the hypervisor's switch (`crate::switch`). A device
+//! sends in its `work` (the guest notified its transmit queue) into the
+//! core's outbox; the core then routes each frame and hands it to each
+//! receiving device, which copies it into its guest's receive buffers.
+//! All of it in the sender's trap, under the lock, as disk requests are.
+
+use super::{Hypervisor, VmState};
+use crate::{
+    device::{Backing, FrameSink, MAX_FRAME},
+    disk::BlockDevice,
+    platform::Platform,
+    sched::{Scheduler, VcpuId},
+    switch::Port,
+    vgic::Vgic,
+};
+use alloc::vec::Vec;
+
+/// Frames one `work` call may send before the core delivers them.
+const OUTBOX_FRAMES: usize = 32;
+/// Most rounds of work and delivery one notify gets: a transmit queue
+/// holds at most 256 chains, 8 outboxes; the bound stops a device that
+/// asks for work for ever.
+const WORK_ROUNDS: usize = 64;
+
+/// The frames a network device sent in one `work` call.
+pub(crate) struct Outbox {
+    bytes: Vec<u8>,
+    lens: Vec<usize>,
+    /// Frames over [`MAX_FRAME`] a device handed over (a device bug):
+    /// dropped here.
+    pub oversized: u64,
+}
+
+impl Outbox {
+    fn new() -> Self {
+        Outbox {
+            bytes: alloc::vec![0; OUTBOX_FRAMES * MAX_FRAME],
+            lens: Vec::with_capacity(OUTBOX_FRAMES),
+            oversized: 0,
+        }
+    }
+
+    fn frame(&self, index: usize) -> &[u8] {
+        &self.bytes[index * MAX_FRAME..][..self.lens[index]]
+    }
+}
+
+impl FrameSink for Outbox {
+    fn send(&mut self, frame: &[u8]) -> bool {
+        if frame.len() > MAX_FRAME {
+            self.oversized += 1;
+            return true;
+        }
+        let index = self.lens.len();
+        if index == OUTBOX_FRAMES {
+            return false;
+        }
+        self.bytes[index * MAX_FRAME..][..frame.len()].copy_from_slice(frame);
+        self.lens.push(frame.len());
+        true
+    }
+}
+
+impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
+    /// Once every VM is built: each network device the composer put on a
+    /// network (found by its MAC) becomes a port of that network's switch.
+    pub(super) fn connect_networks(&mut self) {
+        for vm in 0..self.vms.len() {
+            let ports: Vec<_> = self.vms[vm]
+                .config
+                .devices
+                .iter()
+                .filter_map(|d| d.net)
+                .collect();
+            for net in ports {
+                let devices = &mut self.vms[vm].devices;
+                let found =
+                    (0..devices.device_count()).find(|&d| devices.device(d).mac() == Some(net.mac));
+                match found {
+                    Some(device) => {
+                        let port = Port { vm, device };
+                        self.switch.add_port(net.network as usize, port, net.mac);
+                    }
+                    None => crate::error!(
+                        "vm {}: no network device for its port on network {}",
+                        self.vms[vm].config.name,
+                        net.network
+                    ),
+                }
+            }
+        }
+        if self.switch.ports() > 0 {
+            self.outbox = Some(Outbox::new());
+        }
+    }
+
+    /// Device `device` of `vcpu`'s VM asked for work: it gets its VM's RAM,
+    /// the disk and, a network device, the outbox, whose frames are
+    /// delivered after each round.
+    pub(super) fn device_work(&mut self, vcpu: VcpuId, device: usize) {
+        let vm = self.vm_of(vcpu);
+        let port = Port { vm, device };
+        let on_network = self.switch.find(port).is_some();
+        for _ in 0..WORK_ROUNDS {
+            let state = &mut self.vms[vm];
+            let backing = Backing {
+                ram: &state.ram,
+                memory: &mut self.platform,
+                disk: self.disk.as_deref_mut().map(|d| d as &mut dyn BlockDevice),
+                frames: self
+                    .outbox
+                    .as_mut()
+                    .filter(|_| on_network)
+                    .map(|o| o as &mut dyn FrameSink),
+            };
+            let done = state.devices.device(device).work(backing);
+            self.signal(vcpu, device, done);
+            if on_network {
+                self.deliver(port);
+            }
+            if !done.work {
+                break;
+            }
+        }
+    }
+
+    /// Routes and hands over every frame in the outbox, sent by `from`.
+    fn deliver(&mut self, from: Port) {
+        let Some(outbox) = self.outbox.take() else {
+            return;
+        };
+        let mut targets = core::mem::take(&mut self.targets);
+        for index in 0..outbox.lens.len() {
+            let frame = outbox.frame(index);
+            targets.clear();
+            // A dropped frame is counted by the switch; nothing to tell.
+            let _ = self.switch.route(from, frame, |port| targets.push(port));
+            for &port in &targets {
+                self.receive(port, frame);
+            }
+        }
+        let mut outbox = outbox;
+        outbox.lens.clear();
+        self.outbox = Some(outbox);
+        self.targets = targets;
+    }
+
+    /// `frame` for `port`, if its VM runs and is not being reset (its RAM
+    /// may be being cleared without the lock).
+    fn receive(&mut self, port: Port, frame: &[u8]) {
+        let state = &mut self.vms[port.vm];
+        if state.state != VmState::Running
+            || state.reset_requested
+            || state.chunks_cleared.is_some()
+        {
+            return;
+        }
+        let backing = Backing {
+            ram: &state.ram,
+            memory: &mut self.platform,
+            disk: None,
+            frames: None,
+        };
+        let signal = state.devices.device(port.device).receive(frame, backing);
+        let first = VcpuId(state.first_vcpu as u32);
+        self.signal(first, port.device, signal);
+    }
+}
