@@ -17,6 +17,7 @@
 
 mod channel;
 mod disk;
+mod net;
 
 use crate::compose;
 use crate::manifest::columns;
@@ -98,11 +99,12 @@ impl HostCpu {
 pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
     match only {
         None => {}
-        Some(group @ ("disk" | "channel")) => {
+        Some(group @ ("disk" | "channel" | "net")) => {
             let arch = compose::load_board(ws, board)?.board.arch;
             let head = ["figure".to_string(), "value".into(), "unit".into()];
             let figures = match group {
                 "disk" => disk::rows(ws, board, arch)?,
+                "net" => net::rows(ws, board, arch)?,
                 _ => channel::rows(ws, board)?,
             };
             let rows = std::iter::once(head).chain(figures).collect();
@@ -111,7 +113,9 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
             print!("{text}");
             return Ok(());
         }
-        Some(other) => bail!("bench --only {other:?}: the groups are \"disk\" and \"channel\""),
+        Some(other) => {
+            bail!("bench --only {other:?}: the groups are \"disk\", \"channel\" and \"net\"")
+        }
     }
     let idle_wall = idle_wall()?;
 
@@ -194,6 +198,7 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
 
     let disk_rows = disk::rows(ws, board, built.composition.arch)?;
     let channel_rows = channel::rows(ws, board)?;
+    let net_rows = net::rows(ws, board, built.composition.arch)?;
 
     let alone = one("bench-yield-alone")?;
     let alone = find_last(&alone.lines, YIELD_ALONE_LINE, parse_calls)?;
@@ -260,6 +265,7 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
             .chain(linux_rows)
             .chain(disk_rows)
             .chain(channel_rows)
+            .chain(net_rows)
             .chain([
                 [
                     "yield, nobody else to run".into(),

@@ -171,6 +171,7 @@ pub const COMPONENTS: &[Component] = &[
     row(Disk,      "virtio-blk", "drv-virtio-blk", &["drv-virtio-blk"], "drv_virtio_blk::Component"),
     row(Device,    "sbsa-uart", "vuart-pl011",   &["vuart-pl011"],    "vuart_pl011::Component"),
     row(Device,    "virtio-blk", "vblk",         &["vblk"],           "vblk::Component"),
+    row(Device,    "virtio-net", "vnet",         &["vnet"],           "vnet::Component"),
     // hv's own console back-end (guest lines to the log): no feature.
     Component { kind: Pv, name: "console", feature: None, deps: &[], path: "pv_console", takes: &[] },
 ];

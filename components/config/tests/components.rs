@@ -34,7 +34,7 @@ fn the_table_lists_every_component() {
         (Kind::Uart, &["pl011", "ns16550"]),
         (Kind::Disk, &["virtio-blk"]),
         (Kind::Pv, &["console"]),
-        (Kind::Device, &["sbsa-uart"]),
+        (Kind::Device, &["sbsa-uart", "virtio-blk", "virtio-net"]),
     ] {
         let table = components::names(kind);
         for name in names {

@@ -37,8 +37,9 @@ pub struct Backing<'a> {
 /// sender's `work` has returned.
 pub trait FrameSink {
     /// Takes one Ethernet frame (destination MAC first, no FCS); `false`
-    /// if it has no room now (the device completes the buffer anyway, as
-    /// a NIC whose wire is busy drops).
+    /// if it has no room now: the device leaves that buffer (and those
+    /// after it) for later and asks for work again (`Signal::work`), and
+    /// the core calls it once it has delivered what it holds.
     fn send(&mut self, frame: &[u8]) -> bool;
 }
 

@@ -12,6 +12,9 @@
 //! write's; since the table holds `dyn MmioDevice`, that needs either a
 //! typed list of block devices beside it or a trait hook for "has work".
 //!
+//! The virtio-mmio transport and the split virtqueue are `virtio-dev`'s,
+//! shared with the virtio-net device (`vnet`).
+//!
 //! Choices, and why:
 //! - Features offered: VERSION_1, FLUSH, SEG_MAX (so Linux sends up to
 //!   `QUEUE_NUM_MAX - 2` data segments per request instead of one), and RO
@@ -45,8 +48,9 @@ extern crate std;
 
 pub mod backend;
 pub mod blk;
-pub mod queue;
 pub mod served;
+/// The split virtqueue, shared with the other virtio devices.
+pub use virtio_dev::queue;
 
 pub use backend::{BackendError, BlockBackend, MemDisk, SECTOR};
 pub use queue::{ChainError, QueueConfig, QUEUE_NUM_MAX};
@@ -55,67 +59,40 @@ use blk::{Volume, BOUNCE, ID_BYTES};
 use hv::device::{MmioDevice, Signal};
 use hv::memory::{GuestMemory, GuestRam};
 use queue::Chain;
+use virtio_dev::transport::{read_config, Event, Transport};
 
 /// This device as the component table names it (`vblk::Component`).
 pub type Component = served::VolumeDevice;
 
-/// The size of the device's MMIO window (one QEMU virt virtio-mmio slot).
-pub const WINDOW: u64 = 0x200;
+// The virtio-mmio registers and bits every device shares.
+pub use virtio_dev::{
+    CONFIG, CONFIG_GENERATION, DEVICE_FEATURES, DEVICE_FEATURES_SEL, DEVICE_ID, DRIVER_FEATURES,
+    DRIVER_FEATURES_SEL, F_VERSION_1, INTERRUPT_ACK, INTERRUPT_STATUS, INT_CONFIG, INT_USED, MAGIC,
+    MAGIC_VALUE, QUEUE_DESC_HIGH, QUEUE_DESC_LOW, QUEUE_DEVICE_HIGH, QUEUE_DEVICE_LOW,
+    QUEUE_DRIVER_HIGH, QUEUE_DRIVER_LOW, QUEUE_NOTIFY, QUEUE_NUM, QUEUE_NUM_MAX_REG, QUEUE_READY,
+    QUEUE_SEL, STATUS, S_ACKNOWLEDGE, S_DRIVER, S_DRIVER_OK, S_FAILED, S_FEATURES_OK,
+    S_NEEDS_RESET, VENDOR, VENDOR_ID, VERSION, WINDOW,
+};
 
-// virtio-mmio registers (virtio 1.2 §4.2.2).
-pub const MAGIC_VALUE: u64 = 0x000;
-pub const VERSION: u64 = 0x004;
-pub const DEVICE_ID: u64 = 0x008;
-pub const VENDOR_ID: u64 = 0x00c;
-pub const DEVICE_FEATURES: u64 = 0x010;
-pub const DEVICE_FEATURES_SEL: u64 = 0x014;
-pub const DRIVER_FEATURES: u64 = 0x020;
-pub const DRIVER_FEATURES_SEL: u64 = 0x024;
-pub const QUEUE_SEL: u64 = 0x030;
-pub const QUEUE_NUM_MAX_REG: u64 = 0x034;
-pub const QUEUE_NUM: u64 = 0x038;
-pub const QUEUE_READY: u64 = 0x044;
-pub const QUEUE_NOTIFY: u64 = 0x050;
-pub const INTERRUPT_STATUS: u64 = 0x060;
-pub const INTERRUPT_ACK: u64 = 0x064;
-pub const STATUS: u64 = 0x070;
-pub const QUEUE_DESC_LOW: u64 = 0x080;
-pub const QUEUE_DESC_HIGH: u64 = 0x084;
-pub const QUEUE_DRIVER_LOW: u64 = 0x090;
-pub const QUEUE_DRIVER_HIGH: u64 = 0x094;
-pub const QUEUE_DEVICE_LOW: u64 = 0x0a0;
-pub const QUEUE_DEVICE_HIGH: u64 = 0x0a4;
-pub const CONFIG_GENERATION: u64 = 0x0fc;
-pub const CONFIG: u64 = 0x100;
-
-pub const MAGIC: u32 = 0x7472_6976; // "virt"
 pub const VIRTIO_BLK_ID: u32 = 2;
-/// "Tess", as QEMU's is "QEMU".
-pub const VENDOR: u32 = u32::from_le_bytes(*b"Tess");
-
-// Device status bits (virtio 1.2 §2.1).
-pub const S_ACKNOWLEDGE: u32 = 1;
-pub const S_DRIVER: u32 = 2;
-pub const S_DRIVER_OK: u32 = 4;
-pub const S_FEATURES_OK: u32 = 8;
-pub const S_NEEDS_RESET: u32 = 0x40;
-pub const S_FAILED: u32 = 0x80;
-
-// InterruptStatus bits.
-pub const INT_USED: u32 = 1;
-pub const INT_CONFIG: u32 = 2;
 
 // Feature bits.
 pub const F_SEG_MAX: u64 = 1 << 2;
 pub const F_RO: u64 = 1 << 5;
 pub const F_FLUSH: u64 = 1 << 9;
-pub const F_VERSION_1: u64 = 1 << 32;
 
 /// virtio_blk_config as far as it is defined here: capacity (u64 at 0),
 /// size_max (8), seg_max (12), geometry (16), blk_size (20); the rest of
 /// the window reads as zero.
 const CONFIG_LEN: usize = 24;
 const SEG_MAX: u32 = QUEUE_NUM_MAX as u32 - 2;
+
+/// The features offered: VERSION_1, FLUSH, SEG_MAX, and RO for a
+/// read-only volume.
+fn features(read_only: bool) -> u64 {
+    let ro = if read_only { F_RO } else { 0 };
+    F_VERSION_1 | F_FLUSH | F_SEG_MAX | ro
+}
 
 /// Counters for the hypervisor's own log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -135,16 +112,8 @@ pub struct VirtioBlk {
     capacity: u64,
     read_only: bool,
     serial: [u8; ID_BYTES],
-    status: u32,
-    device_features_sel: u32,
-    driver_features_sel: u32,
-    driver_features: u64,
-    queue_sel: u32,
-    queue: QueueConfig,
-    /// The next avail ring position to take, and used.idx as written.
-    last_avail: u16,
-    used_idx: u16,
-    interrupt_status: u32,
+    /// The registers' state, with the one queue.
+    transport: Transport<1>,
     notified: bool,
     stats: Stats,
     chain: Chain,
@@ -161,15 +130,7 @@ impl VirtioBlk {
             capacity: sectors,
             read_only,
             serial,
-            status: 0,
-            device_features_sel: 0,
-            driver_features_sel: 0,
-            driver_features: 0,
-            queue_sel: 0,
-            queue: QueueConfig::default(),
-            last_avail: 0,
-            used_idx: 0,
-            interrupt_status: 0,
+            transport: Transport::new(VIRTIO_BLK_ID, features(read_only)),
             notified: false,
             stats: Stats::default(),
             chain: Chain::default(),
@@ -187,8 +148,7 @@ impl VirtioBlk {
 
     /// The features offered.
     pub fn device_features(&self) -> u64 {
-        let ro = if self.read_only { F_RO } else { 0 };
-        F_VERSION_1 | F_FLUSH | F_SEG_MAX | ro
+        self.transport.features()
     }
 
     /// The guest wrote QueueNotify since the last [`VirtioBlk::process`].
@@ -197,7 +157,7 @@ impl VirtioBlk {
     }
 
     pub fn status(&self) -> u32 {
-        self.status
+        self.transport.status()
     }
 
     pub fn stats(&self) -> Stats {
@@ -206,62 +166,27 @@ impl VirtioBlk {
 
     /// The interrupt line.
     pub fn line(&self) -> bool {
-        self.interrupt_status != 0
+        self.transport.line()
     }
 
     fn signal(&self) -> Signal {
-        Signal {
-            level: Some(self.line()),
-            ..Signal::default()
-        }
-    }
-
-    /// Back to the state after power-on (Status written 0).
-    fn reset(&mut self) {
-        *self = VirtioBlk {
-            stats: self.stats,
-            ..VirtioBlk::new(self.intid, self.capacity, self.read_only, self.serial)
-        };
-    }
-
-    fn set_status(&mut self, value: u32) {
-        if value == 0 {
-            self.reset();
-            return;
-        }
-        let mut value = value & 0xff;
-        // FEATURES_OK only for a subset of what was offered, with VERSION_1
-        // (a version 2 transport has no legacy interface); the driver reads
-        // Status back and gives up if it did not stick.
-        if value & S_FEATURES_OK != 0 && self.status & S_FEATURES_OK == 0 {
-            let f = self.driver_features;
-            if f & !self.device_features() != 0 || f & F_VERSION_1 == 0 {
-                value &= !S_FEATURES_OK;
-            }
-        }
-        // Only a reset clears status bits; NEEDS_RESET is the device's.
-        self.status |= value & !S_NEEDS_RESET;
+        self.transport.signal()
     }
 
     fn running(&self) -> bool {
-        let s = self.status;
-        s & (S_DRIVER_OK | S_FEATURES_OK) == S_DRIVER_OK | S_FEATURES_OK
-            && s & (S_FAILED | S_NEEDS_RESET) == 0
-            && self.queue.ready
+        self.transport.running() && self.transport.queue(0).config.ready
     }
 
     fn needs_reset(&mut self) -> Signal {
-        self.status |= S_NEEDS_RESET;
-        self.interrupt_status |= INT_CONFIG;
-        self.signal()
+        self.transport.needs_reset()
     }
 
-    fn config_byte(&self, at: usize) -> u8 {
+    fn config(&self) -> [u8; CONFIG_LEN] {
         let mut config = [0u8; CONFIG_LEN];
         config[..8].copy_from_slice(&self.capacity.to_le_bytes());
         config[12..16].copy_from_slice(&SEG_MAX.to_le_bytes());
         config[20..24].copy_from_slice(&(SECTOR as u32).to_le_bytes());
-        config.get(at).copied().unwrap_or(0)
+        config
     }
 
     /// Serves every request the guest made available since the last call,
@@ -276,14 +201,14 @@ impl VirtioBlk {
         if !self.running() {
             return self.signal();
         }
-        let Some(areas) = self.queue.areas(ram) else {
+        let Some(areas) = self.transport.queue(0).config.areas(ram) else {
             return self.needs_reset();
         };
         // avail.idx once; then only the entries it covered.
         let Ok(avail) = areas.avail_idx(ram, mem) else {
             return self.needs_reset();
         };
-        let pending = avail.wrapping_sub(self.last_avail);
+        let pending = avail.wrapping_sub(self.transport.queue(0).last_avail);
         if pending > areas.num() {
             return self.needs_reset();
         }
@@ -296,7 +221,8 @@ impl VirtioBlk {
             bounce: &mut self.bounce,
         };
         for _ in 0..pending {
-            let Ok(head) = areas.avail_head(ram, mem, self.last_avail) else {
+            let queue = self.transport.queue_mut(0);
+            let Ok(head) = areas.avail_head(ram, mem, queue.last_avail) else {
                 return self.needs_reset();
             };
             let walked = areas.walk(ram, mem, head, &mut self.chain);
@@ -312,21 +238,22 @@ impl VirtioBlk {
             // The head as the guest gave it, even out of range: the driver
             // must learn the chain is done.
             if areas
-                .put_used(ram, mem, self.used_idx, u32::from(head), len)
+                .put_used(ram, mem, queue.used_idx, u32::from(head), len)
                 .is_err()
             {
                 return self.needs_reset();
             }
-            self.last_avail = self.last_avail.wrapping_add(1);
-            self.used_idx = self.used_idx.wrapping_add(1);
+            queue.last_avail = queue.last_avail.wrapping_add(1);
+            queue.used_idx = queue.used_idx.wrapping_add(1);
             self.stats.completed += 1;
         }
         if pending > 0 {
             // Platform: release barrier before this store (see publish_used).
-            if areas.publish_used(ram, mem, self.used_idx).is_err() {
+            let used_idx = self.transport.queue(0).used_idx;
+            if areas.publish_used(ram, mem, used_idx).is_err() {
                 return self.needs_reset();
             }
-            self.interrupt_status |= INT_USED;
+            self.transport.used_buffers();
         }
         self.signal()
     }
@@ -335,50 +262,12 @@ impl VirtioBlk {
 impl MmioDevice for VirtioBlk {
     fn read(&mut self, _vcpu: usize, offset: u64, width: u8) -> u64 {
         if offset >= CONFIG {
-            // Any width: Linux reads config fields as bytes, halves, words.
-            let Some(base) = offset.checked_sub(CONFIG).map(|o| o as usize) else {
-                return 0;
-            };
-            if !matches!(width, 1 | 2 | 4 | 8) || offset >= WINDOW {
-                return 0;
-            }
-            let mut bytes = [0u8; 8];
-            for (i, b) in bytes.iter_mut().take(usize::from(width)).enumerate() {
-                *b = self.config_byte(base.saturating_add(i));
-            }
-            return u64::from_le_bytes(bytes);
+            return read_config(&self.config(), offset, width);
         }
         if width != 4 {
             return 0;
         }
-        let q0 = self.queue_sel == 0;
-        let value = match offset {
-            MAGIC_VALUE => MAGIC,
-            VERSION => 2,
-            DEVICE_ID => VIRTIO_BLK_ID,
-            VENDOR_ID => VENDOR,
-            DEVICE_FEATURES => match self.device_features_sel {
-                0 => self.device_features() as u32,
-                1 => (self.device_features() >> 32) as u32,
-                _ => 0,
-            },
-            QUEUE_NUM_MAX_REG if q0 => u32::from(QUEUE_NUM_MAX),
-            QUEUE_NUM if q0 => u32::from(self.queue.num),
-            QUEUE_READY if q0 => u32::from(self.queue.ready),
-            INTERRUPT_STATUS => self.interrupt_status,
-            STATUS => self.status,
-            QUEUE_DESC_LOW if q0 => self.queue.desc as u32,
-            QUEUE_DESC_HIGH if q0 => (self.queue.desc >> 32) as u32,
-            QUEUE_DRIVER_LOW if q0 => self.queue.driver as u32,
-            QUEUE_DRIVER_HIGH if q0 => (self.queue.driver >> 32) as u32,
-            QUEUE_DEVICE_LOW if q0 => self.queue.device as u32,
-            QUEUE_DEVICE_HIGH if q0 => (self.queue.device >> 32) as u32,
-            // The config space never changes.
-            CONFIG_GENERATION => 0,
-            // Write-only registers, other queues, shared memory, the rest.
-            _ => 0,
-        };
-        u64::from(value)
+        u64::from(self.transport.read(offset))
     }
 
     fn write(&mut self, _vcpu: usize, offset: u64, width: u8, value: u64) -> Signal {
@@ -386,45 +275,11 @@ impl MmioDevice for VirtioBlk {
             // Includes the config space: nothing in it is writable.
             return self.signal();
         }
-        let value = value as u32;
-        // Queue 0's setup, only while it is not live.
-        let setup = self.queue_sel == 0 && !self.queue.ready;
-        let feature_setup = self.status & S_FEATURES_OK == 0;
-        match offset {
-            DEVICE_FEATURES_SEL => self.device_features_sel = value,
-            DRIVER_FEATURES_SEL => self.driver_features_sel = value,
-            DRIVER_FEATURES if feature_setup => match self.driver_features_sel {
-                0 => {
-                    self.driver_features = (self.driver_features & !0xffff_ffff) | u64::from(value)
-                }
-                1 => {
-                    self.driver_features =
-                        (self.driver_features & 0xffff_ffff) | u64::from(value) << 32
-                }
-                _ => {}
-            },
-            QUEUE_SEL => self.queue_sel = value,
-            QUEUE_NUM if setup => self.queue.num = value.min(u32::from(u16::MAX)) as u16,
-            QUEUE_READY if self.queue_sel == 0 => {
-                if value & 1 == 0 {
-                    self.queue.ready = false;
-                } else if !self.queue.ready && QueueConfig::valid_size(self.queue.num) {
-                    // A new ring starts at index 0 on both sides.
-                    self.queue.ready = true;
-                    self.last_avail = 0;
-                    self.used_idx = 0;
-                }
-            }
-            QUEUE_NOTIFY if value == 0 => self.notified = true,
-            INTERRUPT_ACK => self.interrupt_status &= !value,
-            STATUS => self.set_status(value),
-            QUEUE_DESC_LOW if setup => set_low(&mut self.queue.desc, value),
-            QUEUE_DESC_HIGH if setup => set_high(&mut self.queue.desc, value),
-            QUEUE_DRIVER_LOW if setup => set_low(&mut self.queue.driver, value),
-            QUEUE_DRIVER_HIGH if setup => set_high(&mut self.queue.driver, value),
-            QUEUE_DEVICE_LOW if setup => set_low(&mut self.queue.device, value),
-            QUEUE_DEVICE_HIGH if setup => set_high(&mut self.queue.device, value),
-            _ => {}
+        match self.transport.write(offset, value as u32) {
+            Event::Notify(_) => self.notified = true,
+            // Back to the state after power-on; the counters stay.
+            Event::Reset => self.notified = false,
+            Event::None => {}
         }
         self.signal()
     }
@@ -436,14 +291,6 @@ impl MmioDevice for VirtioBlk {
     fn level(&self) -> Option<bool> {
         Some(self.line())
     }
-}
-
-fn set_low(reg: &mut u64, value: u32) {
-    *reg = (*reg & !0xffff_ffff) | u64::from(value);
-}
-
-fn set_high(reg: &mut u64, value: u32) {
-    *reg = (*reg & 0xffff_ffff) | u64::from(value) << 32;
 }
 
 #[cfg(test)]

@@ -161,10 +161,14 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// Zeroes the channels `vm` writes, if it asked to be and none of its
     /// vCPUs runs (one still in the guest could write again after).
     pub(super) fn clear_channels_if_quiet(&mut self, vm: usize) {
+        // Asked on every exit that leaves a CPU: the flag first.
+        if !self.vms[vm].channels_to_clear {
+            return;
+        }
         let quiet = self.vms[vm]
             .vcpu_indices()
             .all(|v| !matches!(self.vcpus[v].run, RunState::OnCpu(_)));
-        if !self.vms[vm].channels_to_clear || !quiet {
+        if !quiet {
             return;
         }
         self.vms[vm].channels_to_clear = false;

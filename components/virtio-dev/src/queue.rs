@@ -257,7 +257,8 @@ pub struct Segment {
 #[derive(Default)]
 pub struct Chain {
     pub segments: heapless::Vec<Segment, { QUEUE_NUM_MAX as usize }>,
-    /// The first descriptor refused, if any: the request fails with IOERR.
+    /// The first descriptor refused, if any (virtio-blk fails the request
+    /// with IOERR; virtio-net completes the chain with length 0).
     pub fault: Option<ChainError>,
 }
 
