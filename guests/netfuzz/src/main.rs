@@ -10,13 +10,14 @@
 //! its own.
 //!
 //! Each check is a named case, `netfuzz: case <name>: ok` or `netfuzz:
-//! case <name>: FAILED: <why>`; then `netfuzz: received <n> frames, <m>
-//! bad` and `netfuzz: <n> cases ok, <m> failed`; the exit code is 0 only
+//! case <name>: FAILED: <why>`; then `netfuzz: received <n> frames, <r>
+//! from random chains, <m> bad` and `netfuzz: <n> cases ok, <m> failed`; the exit code is 0 only
 //! if nothing failed.
 //!
 //! Command line: `seed=<n>` (1), `attempts=<n>` random chains (2000),
 //! `flood=<n>` good frames sent as fast as the queue takes them (20000),
-//! `listen-ms=<n>` how long to go on receiving at the end (200).
+//! `listen-ms=<n>` how long to go on talking and receiving after the flood,
+//! before and after the spoofed frame (200).
 #![no_std]
 #![no_main]
 // No heap: a failure carries its line by value (`virtio::Msg`).
@@ -63,6 +64,8 @@ const SCRATCH: u64 = 0x3_0000;
 const SCRATCH_SIZE: u64 = DMA_SIZE - SCRATCH;
 /// Queue sizes asked for, and frames a flood batch puts in at once.
 const QUEUE_SIZE: u16 = 64;
+/// How long to wait for a neighbour's first good frame.
+const HEAR_S: u64 = 10;
 const BATCH: u16 = 16;
 const _: () = assert!(TX_FRAMES + BATCH as u64 * TX_FRAME_STRIDE <= RX_BUFS);
 const _: () = assert!(RX_BUFS + RX_COUNT as u64 * RX_BUF_STRIDE <= SCRATCH);
@@ -77,8 +80,11 @@ struct Net {
     rx: Virtq,
     tx: Virtq,
     mac: [u8; 6],
+    /// A neighbour's address, from a good frame it sent.
+    peer: Option<[u8; 6]>,
     seq: u32,
     received: u64,
+    noise: u64,
     bad: u64,
     ok: u32,
     failed: u32,
@@ -243,13 +249,18 @@ impl Net {
                 .and_then(|()| self.good_frame());
             self.case(name, result);
         }
-        // A neighbour's source address: completed, and dropped by the
-        // switch (the others check they never see it).
-        let mut spoofed = self.mac;
-        spoofed[5] ^= 1;
-        let frame = self.write_frame(0, spoofed, SPOOFED, 60);
-        let result = self.send(&[Seg::r(hdr, HDR), Seg::r(frame, 60)]);
-        self.case("tx-spoofed-source", result);
+    }
+
+    /// A frame with a neighbour's source address (learnt from what it
+    /// sent): completed, and dropped by the switch, since that address is
+    /// the neighbour's port's own; the neighbour checks it never sees it.
+    fn spoof(&mut self) -> Res<()> {
+        let peer = self
+            .peer
+            .ok_or_else(|| why!("no good frame from a neighbour yet"))?;
+        let hdr = self.dma + TX_HDR;
+        let frame = self.write_frame(0, peer, SPOOFED, 60);
+        self.send(&[Seg::r(hdr, HDR), Seg::r(frame, 60)])
     }
 
     /// Random chains of random descriptors, each completed.
@@ -316,6 +327,31 @@ impl Net {
         Ok(())
     }
 
+    /// For at least `ms` (and, `until_heard`, until a good frame from a
+    /// neighbour came, up to [`HEAR_S`]): a good frame every millisecond,
+    /// and what arrives taken.
+    fn listen(&mut self, ms: u64, until_heard: bool) -> Res<()> {
+        let start = timer::now();
+        let enough = start + ms * timer::frequency() / 1000;
+        let give_up = start + HEAR_S * timer::frequency();
+        let mut next = start;
+        loop {
+            let now = timer::now();
+            let heard = self.peer.is_some() || !until_heard;
+            if now >= enough && heard {
+                return Ok(());
+            }
+            if now >= give_up {
+                return Err(why!("no good frame from a neighbour in {HEAR_S} s"));
+            }
+            if now >= next {
+                self.good_frame()?;
+                next = now + timer::frequency() / 1000;
+            }
+            self.drain_rx();
+        }
+    }
+
     /// Takes what arrived, checks it, and gives the buffers back.
     fn drain_rx(&mut self) {
         let mem = self.mem;
@@ -324,13 +360,19 @@ impl Net {
             let used = self.rx.take(mem);
             taken = true;
             let id = used.id as u16;
-            if used.id >= u32::from(RX_COUNT) || !self.frame_is_good(id, used.len) {
-                self.bad += 1;
-                if self.bad <= 5 {
-                    println!("netfuzz: bad frame: used {used:?}");
+            match self.classify(id, used.len) {
+                _ if used.id >= u32::from(RX_COUNT) => self.bad += 1,
+                Frame::Good(from) => {
+                    self.received += 1;
+                    self.peer = Some(from);
                 }
-            } else {
-                self.received += 1;
+                Frame::Noise => self.noise += 1,
+                Frame::Bad(why) => {
+                    self.bad += 1;
+                    if self.bad <= 5 {
+                        println!("netfuzz: bad frame: used {used:?}: {why}");
+                    }
+                }
             }
             let id = id % RX_COUNT;
             self.rx
@@ -343,21 +385,41 @@ impl Net {
         }
     }
 
-    /// A header with `num_buffers` 1, and a good frame from someone else.
-    fn frame_is_good(&self, id: u16, len: u32) -> bool {
+    /// What arrived in buffer `id`: a header with `num_buffers` 1 and a
+    /// frame from someone else, either one of its good frames (marked,
+    /// carrying its own address) or what its random chains sent (noise);
+    /// never a frame marked spoofed, never one from this VM's address.
+    fn classify(&self, id: u16, len: u32) -> Frame {
         let at = self.rx_buf(id);
         let mem = self.mem;
         let header_ok =
             (0..10).all(|i| mem.r8(at + i) == 0) && mem.r8(at + 10) == 1 && mem.r8(at + 11) == 0;
+        if !header_ok || !(HDR + 14..=HDR + MAX_FRAME).contains(&len) {
+            return Frame::Bad("header or length");
+        }
         let frame = at + u64::from(HDR);
         let src: [u8; 6] = core::array::from_fn(|i| mem.r8(frame + 6 + i as u64));
-        header_ok
-            && (HDR + 60..=HDR + MAX_FRAME).contains(&len)
-            && mem.holds(frame + 14, MARK)
-            && mem.r8(frame + 21) == GOOD
-            && src != self.mac
-            && mem.holds(frame + 26, &src)
+        if src == self.mac {
+            return Frame::Bad("from this VM's own address");
+        }
+        if !mem.holds(frame + 14, MARK) {
+            return Frame::Noise;
+        }
+        match mem.r8(frame + 21) {
+            GOOD if mem.holds(frame + 26, &src) => Frame::Good(src),
+            GOOD => Frame::Bad("a good frame from another address"),
+            SPOOFED => Frame::Bad("a spoofed frame got through"),
+            _ => Frame::Noise,
+        }
     }
+}
+
+/// What a received frame is.
+enum Frame {
+    /// A good frame from this address.
+    Good([u8; 6]),
+    Noise,
+    Bad(&'static str),
 }
 
 fn expect_used(used: Used, len: u32) -> Res<()> {
@@ -391,8 +453,10 @@ fn main(info: &'static StartInfo) -> u64 {
         rx: Virtq::new(0, 0, dma + RX_RINGS),
         tx: Virtq::new(0, 1, dma + TX_RINGS),
         mac: [0; 6],
+        peer: None,
         seq: 0,
         received: 0,
+        noise: 0,
         bad: 0,
         ok: 0,
         failed: 0,
@@ -410,13 +474,19 @@ fn main(info: &'static StartInfo) -> u64 {
         net.case("tx-random-chains", random);
         let flooded = net.flood(flood);
         net.case("tx-flood", flooded);
-        let until = timer::now() + listen_ms * timer::frequency() / 1000;
-        while timer::now() < until {
-            net.drain_rx();
-        }
+        // Hear from a neighbour (which may start later), then spoof it, then
+        // keep talking a while so that it hears this one too.
+        let heard = net.listen(listen_ms, true);
+        net.case("rx-neighbour", heard);
+        let spoofed = net.spoof();
+        net.case("tx-spoofed-source", spoofed);
+        let _ = net.listen(listen_ms, false);
         net.rx.ack();
     }
-    println!("netfuzz: received {} frames, {} bad", net.received, net.bad);
+    println!(
+        "netfuzz: received {} frames, {} from random chains, {} bad",
+        net.received, net.noise, net.bad
+    );
     if net.bad > 0 {
         net.failed += 1;
     }
