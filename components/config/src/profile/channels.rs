@@ -119,17 +119,13 @@ pub(super) fn check(vms: &VmSource) -> Result<(), ProfileError> {
 }
 
 fn name(src: Source, label: &str, c: &ChannelSpec) -> Result<(), ProfileError> {
-    let name = c.name.get_ref();
-    let what = if name.is_empty() {
-        "is empty".to_string()
-    } else if name.len() > NAME_MAX {
-        format!("is {} bytes long, more than {NAME_MAX}", name.len())
-    } else if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        "has characters other than A-Z, a-z, 0-9, '_' and '-'".to_string()
-    } else {
+    let fault = super::check::name_fault(
+        c.name.get_ref(),
+        NAME_MAX,
+        super::check::label_byte,
+        super::check::LABEL_BYTES,
+    );
+    let Some(what) = fault else {
         return Ok(());
     };
     Err(src

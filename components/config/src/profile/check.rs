@@ -407,22 +407,42 @@ pub(super) fn each_vm(vms: &VmSource) -> Result<(), ProfileError> {
         .try_for_each(|(i, vm)| one_vm(vms.source(), i, vm))
 }
 
+/// What is wrong with `name` as a name a profile gives (a VM's, a
+/// channel's, a network's), if anything: empty, over `max` bytes, or a
+/// byte `allowed` refuses (`allowed_text` lists those it takes).
+pub(super) fn name_fault(
+    name: &str,
+    max: usize,
+    allowed: fn(u8) -> bool,
+    allowed_text: &str,
+) -> Option<String> {
+    if name.is_empty() {
+        Some("is empty".to_string())
+    } else if name.len() > max {
+        Some(format!("is {} bytes long, more than {max}", name.len()))
+    } else if !name.bytes().all(allowed) {
+        Some(format!("has characters other than {allowed_text}"))
+    } else {
+        None
+    }
+}
+
+/// The bytes a channel's or a network's name may have, and their list.
+pub(super) fn label_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+pub(super) const LABEL_BYTES: &str = "A-Z, a-z, 0-9, '_' and '-'";
+
 fn one_vm(src: Source, index: usize, vm: &VmSpec) -> Result<(), ProfileError> {
     let label = vm_label(index, vm);
-    let name = vm.name.get_ref();
-    let name_ok = !name.is_empty()
-        && name.len() <= VM_NAME_MAX
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !name_ok {
-        let what = if name.is_empty() {
-            "is empty".to_string()
-        } else if name.len() > VM_NAME_MAX {
-            format!("is {} bytes long, more than {VM_NAME_MAX}", name.len())
-        } else {
-            "has characters other than a-z, 0-9 and '-'".to_string()
-        };
+    let vm_name_byte = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
+    let fault = name_fault(
+        vm.name.get_ref(),
+        VM_NAME_MAX,
+        vm_name_byte,
+        "a-z, 0-9 and '-'",
+    );
+    if let Some(what) = fault {
         return Err(src
             .error(vm.name.span(), &format!("{label} name"), format!("the VM name {what}"))
             .with_help(format!(
