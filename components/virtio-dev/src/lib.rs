@@ -7,7 +7,12 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "testing")]
+extern crate std;
+
 pub mod queue;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod transport;
 
 pub use queue::{ChainError, QueueConfig, QUEUE_NUM_MAX};

@@ -5,93 +5,22 @@
 use crate::blk::{S_IOERR, T_IN};
 use crate::queue::{DESC_F_NEXT, DESC_F_WRITE};
 use crate::*;
-use core::cell::Cell;
-use hv::memory::GuestSlice;
 use std::prelude::rust_2021::*;
 use std::vec;
 
-pub const IPA_BASE: u64 = 0x4000_0000;
-pub const PA_BASE: u64 = 0x8_0000_0000;
-pub const RAM_SIZE: u64 = 1 << 20;
+pub use virtio_dev::testing::{IPA_BASE, RAM_SIZE};
 pub const DESC: u64 = IPA_BASE + 0x1000;
 pub const AVAIL: u64 = IPA_BASE + 0x2000;
 pub const USED: u64 = IPA_BASE + 0x3000;
 /// Where the driver puts request buffers.
 pub const BUFFERS: u64 = IPA_BASE + 0x1_0000;
 
-/// Guest RAM backed by a Vec; counts descriptor-table reads.
-pub struct TestRam {
-    pub ram: GuestRam,
-    bytes: Vec<u8>,
-    /// read_guest calls that touched the descriptor table.
-    pub desc_reads: Cell<u64>,
-    /// A guest-physical range the device should never read, and how
-    /// often it did.
-    pub watch: Cell<(u64, u64)>,
-    pub watch_hits: Cell<u64>,
+/// Guest RAM whose descriptor table is the driver's.
+pub fn test_ram() -> TestRam {
+    TestRam::new(&[DESC])
 }
 
-impl TestRam {
-    pub fn new() -> Self {
-        TestRam {
-            ram: GuestRam::new(IPA_BASE, PA_BASE, RAM_SIZE),
-            bytes: vec![0; RAM_SIZE as usize],
-            desc_reads: Cell::new(0),
-            watch: Cell::new((0, 0)),
-            watch_hits: Cell::new(0),
-        }
-    }
-
-    pub fn put(&mut self, ipa: u64, bytes: &[u8]) {
-        let at = (ipa - IPA_BASE) as usize;
-        self.bytes[at..at + bytes.len()].copy_from_slice(bytes);
-    }
-
-    pub fn get(&self, ipa: u64, len: usize) -> Vec<u8> {
-        let at = (ipa - IPA_BASE) as usize;
-        self.bytes[at..at + len].to_vec()
-    }
-
-    pub fn u16_at(&self, ipa: u64) -> u16 {
-        u16::from_le_bytes(self.get(ipa, 2).try_into().unwrap())
-    }
-
-    pub fn u32_at(&self, ipa: u64) -> u32 {
-        u32::from_le_bytes(self.get(ipa, 4).try_into().unwrap())
-    }
-
-    fn range(&self, s: GuestSlice) -> core::ops::Range<usize> {
-        let start = (s.pa() - PA_BASE) as usize;
-        start..start + s.len() as usize
-    }
-}
-
-impl GuestMemory for TestRam {
-    fn read_guest(&self, from: GuestSlice, buf: &mut [u8]) {
-        assert_eq!(buf.len() as u64, from.len());
-        let desc_pa = PA_BASE + (DESC - IPA_BASE);
-        if from.pa() < desc_pa + 0x1000 && from.pa() + from.len() > desc_pa {
-            self.desc_reads.set(self.desc_reads.get() + 1);
-        }
-        let (start, end) = self.watch.get();
-        let ipa = from.pa() - PA_BASE + IPA_BASE;
-        if ipa < end && ipa + from.len() > start {
-            self.watch_hits.set(self.watch_hits.get() + 1);
-        }
-        buf.copy_from_slice(&self.bytes[self.range(from)]);
-    }
-
-    fn write_guest(&mut self, to: GuestSlice, bytes: &[u8]) {
-        assert_eq!(bytes.len() as u64, to.len());
-        let r = self.range(to);
-        self.bytes[r].copy_from_slice(bytes);
-    }
-
-    fn zero_guest(&mut self, to: GuestSlice) {
-        let r = self.range(to);
-        self.bytes[r].fill(0);
-    }
-}
+pub use virtio_dev::testing::TestRam;
 
 /// A volume of `len` sectors at sector `base` of a larger disk, the way a
 /// partition is served. It does not refuse accesses past the volume (a
@@ -235,7 +164,7 @@ impl Vm {
         let disk = TestDisk::new(100, 64);
         Vm {
             dev: VirtioBlk::for_backend(40, &disk, *b"tessera-vblk-serial0"),
-            mem: TestRam::new(),
+            mem: test_ram(),
             disk,
             num: 0,
             next_desc: 0,

@@ -3,15 +3,11 @@
 //! and builds both queues the way Linux's virtio_mmio and virtio_net do.
 
 use crate::*;
-use core::cell::Cell;
-use hv::memory::GuestSlice;
 use std::prelude::rust_2021::*;
 use std::vec;
 use virtio_dev::queue::{DESC_F_NEXT, DESC_F_WRITE};
 
-pub const IPA_BASE: u64 = 0x4000_0000;
-pub const PA_BASE: u64 = 0x8_0000_0000;
-pub const RAM_SIZE: u64 = 1 << 20;
+pub use virtio_dev::testing::{TestRam, IPA_BASE, RAM_SIZE};
 /// Each queue's rings: descriptors, avail, used (4 KiB each).
 pub const RINGS: [Rings; 2] = [
     Rings {
@@ -36,73 +32,9 @@ pub struct Rings {
     pub used: u64,
 }
 
-/// Guest RAM backed by a Vec; counts descriptor-table reads and logs
-/// writes as guest-physical (start, len).
-pub struct TestRam {
-    pub ram: GuestRam,
-    bytes: Vec<u8>,
-    pub desc_reads: Cell<u64>,
-    pub writes: Vec<(u64, u64)>,
-}
-
-impl TestRam {
-    pub fn new() -> Self {
-        TestRam {
-            ram: GuestRam::new(IPA_BASE, PA_BASE, RAM_SIZE),
-            bytes: vec![0; RAM_SIZE as usize],
-            desc_reads: Cell::new(0),
-            writes: Vec::new(),
-        }
-    }
-
-    pub fn put(&mut self, ipa: u64, bytes: &[u8]) {
-        let at = (ipa - IPA_BASE) as usize;
-        self.bytes[at..at + bytes.len()].copy_from_slice(bytes);
-    }
-
-    pub fn get(&self, ipa: u64, len: usize) -> Vec<u8> {
-        let at = (ipa - IPA_BASE) as usize;
-        self.bytes[at..at + len].to_vec()
-    }
-
-    pub fn u16_at(&self, ipa: u64) -> u16 {
-        u16::from_le_bytes(self.get(ipa, 2).try_into().unwrap())
-    }
-
-    pub fn u32_at(&self, ipa: u64) -> u32 {
-        u32::from_le_bytes(self.get(ipa, 4).try_into().unwrap())
-    }
-
-    fn range(&self, s: GuestSlice) -> core::ops::Range<usize> {
-        let start = (s.pa() - PA_BASE) as usize;
-        start..start + s.len() as usize
-    }
-}
-
-impl GuestMemory for TestRam {
-    fn read_guest(&self, from: GuestSlice, buf: &mut [u8]) {
-        assert_eq!(buf.len() as u64, from.len());
-        let ipa = from.pa() - PA_BASE + IPA_BASE;
-        if RINGS
-            .iter()
-            .any(|r| ipa < r.desc + 0x1000 && ipa + from.len() > r.desc)
-        {
-            self.desc_reads.set(self.desc_reads.get() + 1);
-        }
-        buf.copy_from_slice(&self.bytes[self.range(from)]);
-    }
-
-    fn write_guest(&mut self, to: GuestSlice, bytes: &[u8]) {
-        assert_eq!(bytes.len() as u64, to.len());
-        self.writes.push((to.pa() - PA_BASE + IPA_BASE, to.len()));
-        let r = self.range(to);
-        self.bytes[r].copy_from_slice(bytes);
-    }
-
-    fn zero_guest(&mut self, to: GuestSlice) {
-        let r = self.range(to);
-        self.bytes[r].fill(0);
-    }
+/// Guest RAM whose descriptor tables are both queues'.
+pub fn test_ram() -> TestRam {
+    TestRam::new(&[RINGS[0].desc, RINGS[1].desc])
 }
 
 /// The switch: takes frames while it has room.
@@ -184,7 +116,7 @@ impl Vm {
     pub fn unprobed() -> Self {
         Vm {
             dev: VirtioNet::with_mac(41, MAC),
-            mem: TestRam::new(),
+            mem: test_ram(),
             switch: TestSwitch {
                 room: usize::MAX,
                 ..TestSwitch::default()
