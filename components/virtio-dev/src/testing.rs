@@ -1,7 +1,7 @@
-//! Guest RAM for the devices' host tests (feature `testing`): a Vec at a
-//! fixed guest-physical and host-physical base, which counts reads of the
-//! descriptor tables it is told of, counts reads of a watched range, and
-//! logs every write.
+//! What the devices' host tests share (feature `testing`): guest RAM, a
+//! Vec at a fixed guest-physical and host-physical base, which counts reads
+//! of the descriptor tables it is told of, counts reads of a watched range,
+//! and logs every write; and the buffers a test driver chains.
 
 use core::cell::Cell;
 use hv::memory::{GuestMemory, GuestRam, GuestSlice};
@@ -89,5 +89,31 @@ impl GuestMemory for TestRam {
     fn zero_guest(&mut self, to: GuestSlice) {
         let r = self.range(to);
         self.bytes[r].fill(0);
+    }
+}
+
+/// A buffer of a chain: where, how long, device-writable or not.
+#[derive(Clone, Copy, Debug)]
+pub struct Buf {
+    pub addr: u64,
+    pub len: u32,
+    pub write: bool,
+}
+
+/// A device-readable buffer.
+pub fn ro(addr: u64, len: u32) -> Buf {
+    Buf {
+        addr,
+        len,
+        write: false,
+    }
+}
+
+/// A device-writable buffer.
+pub fn wr(addr: u64, len: u32) -> Buf {
+    Buf {
+        addr,
+        len,
+        write: true,
     }
 }

@@ -112,29 +112,7 @@ impl BlockBackend for TestDisk {
     }
 }
 
-/// A buffer of a request: where, how long, device-writable or not.
-#[derive(Clone, Copy, Debug)]
-pub struct Buf {
-    pub addr: u64,
-    pub len: u32,
-    pub write: bool,
-}
-
-pub fn ro(addr: u64, len: u32) -> Buf {
-    Buf {
-        addr,
-        len,
-        write: false,
-    }
-}
-
-pub fn wr(addr: u64, len: u32) -> Buf {
-    Buf {
-        addr,
-        len,
-        write: true,
-    }
-}
+pub use virtio_dev::testing::{ro, wr, Buf};
 
 /// A guest, its device and its disk.
 pub struct Vm {

@@ -57,29 +57,7 @@ impl FrameSink for TestSwitch {
     }
 }
 
-/// A buffer of a chain: where, how long, device-writable or not.
-#[derive(Clone, Copy, Debug)]
-pub struct Buf {
-    pub addr: u64,
-    pub len: u32,
-    pub write: bool,
-}
-
-pub fn ro(addr: u64, len: u32) -> Buf {
-    Buf {
-        addr,
-        len,
-        write: false,
-    }
-}
-
-pub fn wr(addr: u64, len: u32) -> Buf {
-    Buf {
-        addr,
-        len,
-        write: true,
-    }
-}
+pub use virtio_dev::testing::{ro, wr, Buf};
 
 /// The driver's side of one queue.
 #[derive(Clone, Copy, Default)]
