@@ -19,6 +19,7 @@ pub mod platform;
 pub mod sched;
 pub mod stage2;
 pub mod switch;
+pub mod sync;
 pub mod trap;
 pub mod vgic;
 pub mod vmid;

@@ -291,6 +291,11 @@ impl MmioDevice for VirtioBlk {
     fn level(&self) -> Option<bool> {
         Some(self.line())
     }
+
+    fn reset(&mut self) {
+        self.transport.reset();
+        self.notified = false;
+    }
 }
 
 #[cfg(test)]

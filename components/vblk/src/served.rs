@@ -156,6 +156,10 @@ impl MmioDevice for VolumeDevice {
         self.device.level()
     }
 
+    fn reset(&mut self) {
+        self.device.reset();
+    }
+
     fn work(&mut self, backing: Backing<'_>) -> Signal {
         let Backing {
             ram, memory, disk, ..

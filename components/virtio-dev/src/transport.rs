@@ -58,6 +58,12 @@ impl<const QUEUES: usize> Transport<QUEUES> {
         }
     }
 
+    /// Back to the state after power-on (the driver wrote 0 to Status, or
+    /// the VM resets).
+    pub fn reset(&mut self) {
+        *self = Transport::new(self.device_id, self.features);
+    }
+
     /// The features offered.
     pub fn features(&self) -> u64 {
         self.features
@@ -116,7 +122,7 @@ impl<const QUEUES: usize> Transport<QUEUES> {
 
     fn set_status(&mut self, value: u32) -> Event {
         if value == 0 {
-            *self = Transport::new(self.device_id, self.features);
+            self.reset();
             return Event::Reset;
         }
         let mut value = value & 0xff;

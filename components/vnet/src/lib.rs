@@ -424,6 +424,9 @@ impl MmioDevice for VirtioNet {
         } = backing;
         self.deliver(ram, &mut memory, frame)
     }
+    fn reset(&mut self) {
+        self.transport.reset();
+    }
 }
 
 #[cfg(test)]

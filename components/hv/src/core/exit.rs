@@ -237,8 +237,9 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             self.vms[vm].devices.find(abort.ipa)
         };
         if let (Some((owner, window)), Some(access)) = (owner, abort.access) {
-            self.emulate_mmio(vcpu, owner, window, abort, access);
-            skip_instruction(self.ctx(vcpu), esr);
+            if self.emulate_mmio(vcpu, owner, window, abort, access) {
+                skip_instruction(self.ctx(vcpu), esr);
+            }
             return Next::Resume;
         }
         let emulated = owner.is_some();
@@ -267,7 +268,9 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     }
 
     /// Carries out one trapped load or store in `owner`'s `window`: the
-    /// stored register is read once, the loaded one written once.
+    /// stored register is read once, the loaded one written once. `false`
+    /// if the device is busy (another CPU serves a transmit of its): the
+    /// access is not done and the guest makes it again.
     fn emulate_mmio(
         &mut self,
         vcpu: VcpuId,
@@ -275,7 +278,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         window: Window,
         abort: Abort,
         access: Access,
-    ) {
+    ) -> bool {
         let (vm, index) = self.vm_and_index(vcpu);
         let stored = abort.write.then(|| access.store_value(self.ctx(vcpu)));
         match owner {
@@ -294,28 +297,38 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             }
             Owner::Device(device) => {
                 let offset = abort.ipa - window.base;
-                let device_ops = self.vms[vm].devices.device(device);
-                let signal = match stored {
-                    Some(value) => device_ops.write(index, offset, access.width, value),
+                // Not waited for under the lock every CPU needs: the
+                // device's own lock is held for a whole transmit.
+                let Some(mut ops) = self.vms[vm].devices.device(device).try_lock() else {
+                    return false;
+                };
+                let (signal, loaded) = match stored {
+                    Some(value) => (ops.write(index, offset, access.width, value), None),
                     None => {
-                        let value = device_ops.read(index, offset, access.width);
-                        let level = device_ops.level();
-                        access.load_into(self.ctx(vcpu), value);
-                        Signal {
+                        let value = ops.read(index, offset, access.width);
+                        let level = ops.level();
+                        let signal = Signal {
                             level,
                             ..Signal::default()
-                        }
+                        };
+                        (signal, Some(value))
                     }
                 };
+                drop(ops);
+                if let Some(value) = loaded {
+                    access.load_into(self.ctx(vcpu), value);
+                }
                 if signal.console_line {
                     self.note_first_guest_line();
                 }
                 self.signal(vcpu, device, signal);
                 if signal.work {
-                    self.device_work(vcpu, device);
+                    let cpu = self.acting;
+                    self.device_work(cpu, vcpu, device);
                 }
             }
         }
+        true
     }
 
     /// Device `device` of `vcpu`'s VM asks for `signal` (after an access by
@@ -446,6 +459,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         self.vms[vm].state = VmState::Stopped;
         self.running_vms -= 1;
         self.channels_down(vm);
+        self.vms[vm].close_devices();
         for index in self.vms[vm].vcpu_indices() {
             let state = &mut self.vcpus[index];
             state.blocked = false;

@@ -169,6 +169,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             self.vcpus[index].blocked = false;
         }
         self.channels_down(vm);
+        self.vms[vm].close_devices();
         self.kick_cpus_running(vm);
     }
 
@@ -215,6 +216,9 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                 Ok(()) => {
                     self.restart_vcpu0(vcpu);
                     self.channels_up(vm);
+                    for device in self.vms[vm].devices.devices() {
+                        device.open();
+                    }
                 }
                 Err(_) => {
                     self.stop(vcpu, format_args!("its image no longer fits for the reset"));

@@ -1183,6 +1183,7 @@ fn two_cpus_run_two_vcpus_at_once_and_idle_cpus_are_kicked() {
         (vm("b", 0x8020_0000, b""), vec![Step::Hvc(EXIT, 0, 0)]),
     ]);
     hv.cpus = vec![CpuState::default(); 2];
+    hv.jobs = vec![None, None];
     let (cpu0, cpu1) = (CpuId(0), CpuId(1));
     let Work::Run(a, ctx_a) = hv.next_work(cpu0) else {
         panic!()
@@ -1236,6 +1237,7 @@ fn a_pinned_vcpu_waking_kicks_only_its_own_cpu() {
         (b, vec![Step::Wfi { timer_in: None }]),
     ]);
     hv.cpus = vec![CpuState::default(); 2];
+    hv.jobs = vec![None, None];
     let (cpu0, cpu1) = (CpuId(0), CpuId(1));
     let ran_a = enter(&mut hv, 0).expect("a runs on CPU 0");
     let a = ran_a.0;
@@ -1391,6 +1393,10 @@ fn enter(hv: &mut Hypervisor<Mock, Fifo, TestVgic>, cpu: u32) -> Option<(VcpuId,
             Work::Zero(vcpu, chunk) => {
                 hv.platform.zero_guest(chunk);
                 hv.after_zero(CpuId(cpu), vcpu);
+            }
+            Work::Device(vcpu, mut job) => {
+                job.run(&mut hv.platform);
+                hv.after_device(CpuId(cpu), vcpu, job);
             }
             Work::Idle | Work::Finished => return None,
         }
@@ -1769,7 +1775,7 @@ fn a_reset_clears_the_ram_in_chunks_handed_out_as_work() {
                 hv.after_zero(CpuId(0), vcpu);
             }
             Work::Run(vcpu, ctx) => break (vcpu, ctx),
-            Work::Idle | Work::Finished => panic!("the VM restarts"),
+            Work::Device(..) | Work::Idle | Work::Finished => panic!("the VM restarts"),
         }
     };
     assert_eq!(chunks, [(0x8000_0000, 1 << 20), (0x8010_0000, 1 << 20)]);
@@ -2410,7 +2416,13 @@ impl MmioDevice for Nic {
             ..Signal::default()
         }
     }
+    /// Noted among what it received, to be seen in order.
+    fn reset(&mut self) {
+        self.rx.lock().unwrap().push_back(NIC_RESET.to_vec());
+    }
 }
+
+const NIC_RESET: &[u8] = b"reset";
 
 fn nic_mac(n: u8) -> [u8; 6] {
     [2, 0x54, 0x53, 0, 0, n]
@@ -2483,6 +2495,56 @@ fn frames_are_switched_within_their_network_only() {
     assert!(a_tx.lock().unwrap().is_empty());
     assert!(a_rx.lock().unwrap().is_empty(), "not back to the sender");
     assert!(c_rx.lock().unwrap().is_empty(), "another network");
-    assert_eq!(hv.switch.ports(), 3);
+    assert_eq!(hv.networks.as_ref().unwrap().port_count(), 3);
     assert!(hv.vms[1].vgic.in_flight(0, 49), "b's interrupt raised");
+}
+
+/// A VM that resets takes no frame until it runs again, and its network
+/// device is reset first: the rings its guest set up before are forgotten,
+/// so nothing is written into the rebooted guest's RAM through them.
+#[test]
+fn a_resetting_vm_gets_no_frames_and_a_fresh_device() {
+    let store = (2 << 22) | (1 << 6);
+    let notify = dabt(0x0a00_0200, store);
+    let (a, a_tx, _) = vm_on_network("a", 0x8000_0000, 0, 1);
+    let (b, _, b_rx) = vm_on_network("b", 0x8020_0000, 0, 2);
+    log::set_sink(&CaptureSink);
+    take_lines();
+    let mock = Mock {
+        scripts: vec![
+            vec![notify, notify, Step::Hvc(EXIT, 0, 0)].into(),
+            vec![Step::SmcCall(SYSTEM_RESET, 0, 0, 0)].into(),
+            // The contexts b's reset makes: the first is replaced at once.
+            VecDeque::new(),
+            vec![Step::Hvc(EXIT, 0, 0)].into(),
+        ],
+        results: vec![Vec::new(); 4],
+        ..Mock::default()
+    };
+    let mut hv = build(mock, vec![a, b], 2);
+    let on_a = enter(&mut hv, 0).expect("a runs");
+    let on_b = enter(&mut hv, 1).expect("b runs");
+    assert_eq!((on_a.0, on_b.0), (VcpuId(0), VcpuId(1)));
+    finish(&mut hv, 1, on_b); // b resets
+    a_tx.lock()
+        .unwrap()
+        .push_back(ether(nic_mac(2), nic_mac(1), 1));
+    finish(&mut hv, 0, on_a);
+    let on_a = enter(&mut hv, 0).expect("a goes on after its transmit");
+    assert_eq!(
+        *b_rx.lock().unwrap(),
+        [NIC_RESET.to_vec()],
+        "dropped while b resets"
+    );
+    let on_b = enter(&mut hv, 1).expect("b runs again");
+    a_tx.lock()
+        .unwrap()
+        .push_back(ether(nic_mac(2), nic_mac(1), 2));
+    finish(&mut hv, 0, on_a);
+    let on_a = enter(&mut hv, 0).expect("a goes on");
+    let got: Vec<Vec<u8>> = b_rx.lock().unwrap().iter().cloned().collect();
+    assert_eq!(got, [NIC_RESET.to_vec(), ether(nic_mac(2), nic_mac(1), 2)]);
+    finish(&mut hv, 0, on_a);
+    finish(&mut hv, 1, on_b);
+    assert_eq!(hv.running_vms(), 0);
 }
