@@ -5,10 +5,8 @@
 
 use crate::disk::{BlockDevice, Served};
 use crate::memory::{GuestMemory, GuestRam};
-use crate::sync::{Mutex, MutexGuard};
-use alloc::{boxed::Box, string::String, sync::Arc, vec::Vec};
+use alloc::{boxed::Box, string::String, vec::Vec};
 pub use config::window::{first_overlap, Window};
-use core::sync::atomic::{AtomicBool, Ordering};
 
 /// What a device component is made from (`Component::new(setup)`).
 pub struct Setup {
@@ -105,77 +103,9 @@ pub trait MmioDevice: Send {
     fn receive(&mut self, _frame: &[u8], _backing: Backing<'_>) -> Signal {
         Signal::default()
     }
-
-    /// Back to its state at power-on, as the VM resets: nothing of what
+    /// Back to its state at power-on, as its VM stops or resets: nothing
     /// the guest set up before (a virtqueue's rings) may be used after.
     fn reset(&mut self) {}
-}
-
-/// A device behind its own lock, shared by its VM's table and, for a
-/// network device, the switch's ports: a CPU serving a transmit does so
-/// without the hypervisor's lock, and delivers into the receivers' devices
-/// under theirs. What the core asks of it on every access (its interrupt,
-/// MAC, whether it takes input) is read once when it is made.
-pub struct DeviceCell {
-    device: Mutex<Box<dyn MmioDevice>>,
-    irq: Option<u32>,
-    mac: Option<[u8; 6]>,
-    takes_input: bool,
-    /// Its VM runs and is not being reset: frames may be delivered. Only
-    /// changed and read with `device` locked, so once [`close`] returns no
-    /// CPU is writing into its VM's RAM through it.
-    ///
-    /// [`close`]: DeviceCell::close
-    open: AtomicBool,
-}
-
-impl DeviceCell {
-    pub fn new(device: Box<dyn MmioDevice>) -> Self {
-        DeviceCell {
-            irq: device.irq(),
-            mac: device.mac(),
-            takes_input: device.takes_input(),
-            device: Mutex::new(device),
-            open: AtomicBool::new(true),
-        }
-    }
-
-    /// The device, waiting for a CPU that is using it.
-    pub fn lock(&self) -> MutexGuard<'_, Box<dyn MmioDevice>> {
-        self.device.lock()
-    }
-
-    /// The device, unless a CPU is using it.
-    pub fn try_lock(&self) -> Option<MutexGuard<'_, Box<dyn MmioDevice>>> {
-        self.device.try_lock()
-    }
-
-    pub fn irq(&self) -> Option<u32> {
-        self.irq
-    }
-
-    pub fn mac(&self) -> Option<[u8; 6]> {
-        self.mac
-    }
-
-    /// Whether frames may be delivered; ask with the device locked.
-    pub fn is_open(&self) -> bool {
-        self.open.load(Ordering::Relaxed)
-    }
-
-    /// Its VM stops or resets: the device goes back to its power-on state
-    /// and takes no more frames; any delivery under way has finished.
-    pub fn close(&self) {
-        let mut device = self.device.lock();
-        device.reset();
-        self.open.store(false, Ordering::Relaxed);
-    }
-
-    /// Its VM starts again after a reset.
-    pub fn open(&self) {
-        let _device = self.device.lock();
-        self.open.store(true, Ordering::Relaxed);
-    }
 }
 
 /// What an access asks of the core besides its result.
@@ -207,7 +137,7 @@ pub enum Owner {
 #[derive(Default)]
 pub struct DeviceTable {
     windows: Vec<(Window, Owner)>,
-    devices: Vec<Arc<DeviceCell>>,
+    devices: Vec<Box<dyn MmioDevice>>,
 }
 
 impl DeviceTable {
@@ -223,7 +153,7 @@ impl DeviceTable {
         let mut boxes = Vec::with_capacity(devices.len());
         for (index, (window, device)) in devices.into_iter().enumerate() {
             windows.push((window, Owner::Device(index)));
-            boxes.push(Arc::new(DeviceCell::new(device)));
+            boxes.push(device);
         }
         let all: Vec<Window> = reserved
             .iter()
@@ -247,18 +177,20 @@ impl DeviceTable {
             .map(|&(w, owner)| (owner, w))
     }
 
-    pub fn device(&self, index: usize) -> &Arc<DeviceCell> {
-        &self.devices[index]
+    pub fn device(&mut self, index: usize) -> &mut dyn MmioDevice {
+        &mut *self.devices[index]
     }
 
     /// The first device that takes console input.
     pub fn input_device(&self) -> Option<usize> {
-        self.devices.iter().position(|d| d.takes_input)
+        self.devices.iter().position(|d| d.takes_input())
     }
 
-    /// Every device, in order.
-    pub fn devices(&self) -> impl Iterator<Item = &Arc<DeviceCell>> {
-        self.devices.iter()
+    /// Every device back to its power-on state ([`MmioDevice::reset`]).
+    pub fn reset_all(&mut self) {
+        for device in &mut self.devices {
+            device.reset();
+        }
     }
 
     /// How many devices there are (the vGIC's frames aside).

@@ -19,7 +19,6 @@ pub mod platform;
 pub mod sched;
 pub mod stage2;
 pub mod switch;
-pub mod sync;
 pub mod trap;
 pub mod vgic;
 pub mod vmid;

@@ -10,7 +10,6 @@
 //! Errors are written at once, after what is queued: they may be the last
 //! words before the machine stops.
 
-use crate::sync::BoardRelax;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
@@ -25,6 +24,22 @@ pub trait Sink: Sync {
 
 static SINK: Once<&'static dyn Sink> = Once::new();
 static OUTBOX: Once<SpinMutex<Outbox, BoardRelax>> = Once::new();
+/// How a CPU waits for the outbox lock: the board's way ([`queue_output`]).
+static RELAX: Once<fn()> = Once::new();
+
+/// Waits as the board said to: a CPU that spins without yielding burns
+/// its whole time slice under QEMU's round-robin TCG, where the lock's
+/// holder cannot run meanwhile.
+struct BoardRelax;
+
+impl spin::RelaxStrategy for BoardRelax {
+    fn relax() {
+        match RELAX.get() {
+            Some(relax) => relax(),
+            None => core::hint::spin_loop(),
+        }
+    }
+}
 /// A CPU is writing the outbox to the sink; others leave it to that one.
 static DRAINING: AtomicBool = AtomicBool::new(false);
 /// Something may be queued: [`drain`] runs after every exit and, most of
@@ -106,7 +121,7 @@ impl Outbox {
 /// hypervisor and each VM) of `quota` bytes each; a CPU that waits for the
 /// outbox calls `relax` while it spins.
 pub fn queue_output(sources: usize, quota: usize, relax: fn()) {
-    crate::sync::set_relax(relax);
+    RELAX.call_once(|| relax);
     OUTBOX.call_once(|| SpinMutex::new(Outbox::new(sources, quota)));
 }
 

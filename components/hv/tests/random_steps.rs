@@ -627,10 +627,6 @@ fn run<S: Scheduler, V: Vgic>(
                     sim.zero_guest(chunk);
                     hv.after_zero(CpuId(cpu as u32), vcpu);
                 }
-                Work::Device(vcpu, mut job) => {
-                    job.run(hv.platform());
-                    hv.after_device(CpuId(cpu as u32), vcpu, job);
-                }
                 Work::Idle => {
                     // Whatever woke the CPU: its timer, a kick, or nothing.
                     let sim = hv.platform();

@@ -47,15 +47,15 @@ pub fn early_message(_el: u64, text: &str) {
 
 impl GuestMemory for Board {
     fn read_guest(&self, from: GuestSlice, buf: &mut [u8]) {
-        guest_ram::Direct.read_guest(from, buf);
+        guest_ram::read(from, buf);
     }
 
     fn write_guest(&mut self, to: GuestSlice, bytes: &[u8]) {
-        guest_ram::Direct.write_guest(to, bytes);
+        guest_ram::write(to, bytes);
     }
 
     fn zero_guest(&mut self, to: GuestSlice) {
-        guest_ram::Direct.zero_guest(to);
+        guest_ram::zero(to);
     }
 }
 

@@ -89,21 +89,3 @@ pub fn zero(to: GuestSlice) {
     // accesses these bytes while they are written.
     unsafe { core::ptr::write_bytes(to.pa() as usize as *mut u8, 0, to.len() as usize) };
 }
-
-/// Guest RAM reached directly, as a CPU does without the hypervisor's
-/// lock (a transmit it serves).
-pub struct Direct;
-
-impl hv::memory::GuestMemory for Direct {
-    fn read_guest(&self, from: GuestSlice, buf: &mut [u8]) {
-        read(from, buf);
-    }
-
-    fn write_guest(&mut self, to: GuestSlice, bytes: &[u8]) {
-        write(to, bytes);
-    }
-
-    fn zero_guest(&mut self, to: GuestSlice) {
-        zero(to);
-    }
-}

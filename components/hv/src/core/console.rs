@@ -105,11 +105,11 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     }
 
     fn input_to(&mut self, vm: usize, bytes: &[u8]) {
-        let table = &self.vms[vm].devices;
+        let table = &mut self.vms[vm].devices;
         let Some(index) = table.input_device() else {
             return;
         };
-        let Some((_, signal)) = table.device(index).lock().input(bytes) else {
+        let Some((_, signal)) = table.device(index).input(bytes) else {
             return;
         };
         self.device_signal(vm, index, signal);

@@ -3,7 +3,7 @@
 //! no lock (running the guest, clearing a resetting VM's RAM, waiting for an
 //! interrupt) outside it, through [`Outside`].
 
-use super::{DeviceJob, Hypervisor, Work};
+use super::{Hypervisor, Work};
 use crate::{
     memory::GuestSlice,
     platform::{Platform, RawExit},
@@ -53,9 +53,6 @@ pub trait Outside<C> {
     fn zero(&mut self, chunk: GuestSlice);
     /// Waits for an interrupt (WFI).
     fn wait_for_interrupt(&mut self);
-    /// Serves a transmit ([`DeviceJob::run`]) with guest RAM reached
-    /// directly.
-    fn device_work(&mut self, job: &mut DeviceJob);
 }
 
 /// Runs `cpu` until no VM is left. Console output queued while the lock was
@@ -84,12 +81,6 @@ where
                 outside.zero(chunk);
                 let mut hv = hv.lock();
                 hv.after_zero(cpu, vcpu);
-                hv.next_work(cpu)
-            }
-            Work::Device(vcpu, mut job) => {
-                outside.device_work(&mut job);
-                let mut hv = hv.lock();
-                hv.after_device(cpu, vcpu, job);
                 hv.next_work(cpu)
             }
             Work::Idle => {
@@ -137,8 +128,5 @@ impl<P: Platform, S: Scheduler, V: Vgic> Outside<P::Context>
     }
     fn wait_for_interrupt(&mut self) {
         self.0.lock().platform.wait_for_interrupt();
-    }
-    fn device_work(&mut self, job: &mut DeviceJob) {
-        job.run(&mut self.0.lock().platform);
     }
 }

@@ -237,9 +237,8 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             self.vms[vm].devices.find(abort.ipa)
         };
         if let (Some((owner, window)), Some(access)) = (owner, abort.access) {
-            if self.emulate_mmio(vcpu, owner, window, abort, access) {
-                skip_instruction(self.ctx(vcpu), esr);
-            }
+            self.emulate_mmio(vcpu, owner, window, abort, access);
+            skip_instruction(self.ctx(vcpu), esr);
             return Next::Resume;
         }
         let emulated = owner.is_some();
@@ -268,9 +267,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     }
 
     /// Carries out one trapped load or store in `owner`'s `window`: the
-    /// stored register is read once, the loaded one written once. `false`
-    /// if the device is busy (another CPU serves a transmit of its): the
-    /// access is not done and the guest makes it again.
+    /// stored register is read once, the loaded one written once.
     fn emulate_mmio(
         &mut self,
         vcpu: VcpuId,
@@ -278,7 +275,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         window: Window,
         abort: Abort,
         access: Access,
-    ) -> bool {
+    ) {
         let (vm, index) = self.vm_and_index(vcpu);
         let stored = abort.write.then(|| access.store_value(self.ctx(vcpu)));
         match owner {
@@ -297,38 +294,28 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             }
             Owner::Device(device) => {
                 let offset = abort.ipa - window.base;
-                // Not waited for under the lock every CPU needs: the
-                // device's own lock is held for a whole transmit.
-                let Some(mut ops) = self.vms[vm].devices.device(device).try_lock() else {
-                    return false;
-                };
-                let (signal, loaded) = match stored {
-                    Some(value) => (ops.write(index, offset, access.width, value), None),
+                let device_ops = self.vms[vm].devices.device(device);
+                let signal = match stored {
+                    Some(value) => device_ops.write(index, offset, access.width, value),
                     None => {
-                        let value = ops.read(index, offset, access.width);
-                        let level = ops.level();
-                        let signal = Signal {
+                        let value = device_ops.read(index, offset, access.width);
+                        let level = device_ops.level();
+                        access.load_into(self.ctx(vcpu), value);
+                        Signal {
                             level,
                             ..Signal::default()
-                        };
-                        (signal, Some(value))
+                        }
                     }
                 };
-                drop(ops);
-                if let Some(value) = loaded {
-                    access.load_into(self.ctx(vcpu), value);
-                }
                 if signal.console_line {
                     self.note_first_guest_line();
                 }
                 self.signal(vcpu, device, signal);
                 if signal.work {
-                    let cpu = self.acting;
-                    self.device_work(cpu, vcpu, device);
+                    self.device_work(vcpu, device);
                 }
             }
         }
-        true
     }
 
     /// Device `device` of `vcpu`'s VM asks for `signal` (after an access by
@@ -459,7 +446,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         self.vms[vm].state = VmState::Stopped;
         self.running_vms -= 1;
         self.channels_down(vm);
-        self.vms[vm].close_devices();
+        self.vms[vm].devices.reset_all();
         for index in self.vms[vm].vcpu_indices() {
             let state = &mut self.vcpus[index];
             state.blocked = false;

@@ -12,7 +12,6 @@ mod psci;
 mod vm;
 
 pub use cpu_loop::{run_cpu, HvLock, Outside};
-pub use network::DeviceJob;
 pub use vm::VmDevices;
 
 use crate::{
@@ -50,10 +49,6 @@ pub enum Work<C> {
     /// to the point of coherency, without the lock, then call
     /// [`Hypervisor::after_zero`].
     Zero(VcpuId, crate::memory::GuestSlice),
-    /// Serve this transmit for this vCPU (still loaded on this CPU)
-    /// without the lock ([`DeviceJob::run`]), then call
-    /// [`Hypervisor::after_device`].
-    Device(VcpuId, DeviceJob),
     /// Wait for an interrupt (WFI), then call [`Hypervisor::after_idle`].
     Idle,
     /// No VM is left.
@@ -83,13 +78,13 @@ pub struct Hypervisor<P: Platform, S: Scheduler, V: Vgic> {
     focus: console::Focus,
     /// The hypervisor's own disk, which VMs' disk devices serve volumes of.
     disk: Option<Box<dyn BlockDevice + Send>>,
-    /// The switches of the networks and their ports; none without.
-    networks: Option<alloc::sync::Arc<network::Networks>>,
-    /// Each CPU's outbox for the frames of the transmit it serves, while
-    /// it serves none (allocated once, with networks only).
-    outboxes: Vec<Option<network::Outbox>>,
-    /// The transmit each CPU is to serve next, without the lock.
-    jobs: Vec<Option<DeviceJob>>,
+    /// The switch of every network, its ports the VMs' network devices.
+    switch: crate::switch::Switch,
+    /// What a network device sends before the switch delivers it; none
+    /// without networks.
+    outbox: Option<network::Outbox>,
+    /// Where the frame being delivered goes (kept: no allocation per frame).
+    targets: Vec<crate::switch::Port>,
 }
 
 impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
@@ -183,9 +178,9 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             acting: CpuId(0),
             focus: console::Focus::default(),
             disk: None,
-            networks: None,
-            outboxes: Vec::new(),
-            jobs: (0..cpus).map(|_| None).collect(),
+            switch: crate::switch::Switch::default(),
+            outbox: None,
+            targets: Vec::new(),
         };
         hv.init_console_focus();
         hv.connect_channels();
@@ -252,12 +247,6 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         self.acting = cpu;
         if self.running_vms() == 0 {
             return Work::Finished;
-        }
-        if let Some(job) = self.jobs[cpu.0 as usize].take() {
-            match self.cpus[cpu.0 as usize].running {
-                Some(vcpu) => return Work::Device(vcpu, job),
-                None => self.outboxes[cpu.0 as usize] = Some(job.into_outbox()),
-            }
         }
         let vcpu = match self.cpus[cpu.0 as usize].running {
             // Going back in after an exit: the timer is armed already.

@@ -169,7 +169,10 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             self.vcpus[index].blocked = false;
         }
         self.channels_down(vm);
-        self.vms[vm].close_devices();
+        // A network device would otherwise go on writing arriving frames
+        // into the rings the guest set up before, in the rebooted guest's
+        // RAM. Frames are not delivered until the VM runs again.
+        self.vms[vm].devices.reset_all();
         self.kick_cpus_running(vm);
     }
 
@@ -216,9 +219,6 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                 Ok(()) => {
                     self.restart_vcpu0(vcpu);
                     self.channels_up(vm);
-                    for device in self.vms[vm].devices.devices() {
-                        device.open();
-                    }
                 }
                 Err(_) => {
                     self.stop(vcpu, format_args!("its image no longer fits for the reset"));

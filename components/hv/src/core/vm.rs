@@ -127,15 +127,6 @@ impl<V> Vm<V> {
     pub fn vcpu_indices(&self) -> core::ops::Range<usize> {
         self.first_vcpu..self.first_vcpu + self.config.vcpus as usize
     }
-
-    /// It stops or resets: its devices go back to power-on and take no
-    /// more frames; a transmit another CPU is delivering into it ends
-    /// first, so nothing writes its RAM after this (before it is cleared).
-    pub fn close_devices(&self) {
-        for device in self.devices.devices() {
-            device.close();
-        }
-    }
 }
 
 /// A built VM and its vCPUs, for the hypervisor's tables.
