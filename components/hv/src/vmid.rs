@@ -10,7 +10,7 @@
 //! reserved across a rollover and stays its VM's in the new generation.
 //! Like KVM, the rollover flush is one broadcast (inner-shareable) TLB
 //! invalidation rather than a flush-pending mark per CPU: rollovers are
-//! rare.
+//! rare, and `tests/vmid_tlb.rs` shows a local flush would not do.
 
 use alloc::vec::Vec;
 
