@@ -5,7 +5,7 @@ use aarch64_cpu::{
     asm::barrier,
     registers::{
         Readable, Writeable, CNTHCTL_EL2, CNTVOFF_EL2, CNTV_CTL_EL0, ESR_EL2, FAR_EL2, HCR_EL2,
-        HPFAR_EL2, MDCR_EL2, MDSCR_EL1, VTCR_EL2, VTTBR_EL2,
+        HPFAR_EL2, ID_AA64MMFR1_EL1, MDCR_EL2, MDSCR_EL1, VTCR_EL2, VTTBR_EL2,
     },
 };
 use core::arch::asm;
@@ -32,10 +32,27 @@ fn guest_hcr() -> FieldValue<u64, HCR_EL2::Register> {
         + HCR_EL2::TSC::EnableTrapEl1SmcToEl2
 }
 
+/// The VMID width the hypervisor uses: 16 bits where the CPU has them
+/// (FEAT_VMID16), so thousands of VMs need no rollover; 8 otherwise.
+pub fn vmid_bits() -> u32 {
+    if ID_AA64MMFR1_EL1.matches_all(ID_AA64MMFR1_EL1::VMIDBits::Bits16) {
+        16
+    } else {
+        8
+    }
+}
+
 /// VTCR_EL2: a 39-bit IPA (T0SZ), starting at level 1 (SL0), walks
-/// inner-shareable write-back, 4 KiB granule; PS from the CPU.
+/// inner-shareable write-back, 4 KiB granule; PS from the CPU; VMID width
+/// (VS) as `vmid_bits` says, which is what the allocator gets.
 fn vtcr() -> FieldValue<u64, VTCR_EL2::Register> {
+    let vs = if vmid_bits() == 16 {
+        VTCR_EL2::VS::Bits16
+    } else {
+        VTCR_EL2::VS::Bits8
+    };
     VTCR_EL2::RES1::SET
+        + vs
         + VTCR_EL2::PS.val(mmu::pa_range())
         + VTCR_EL2::TG0::Granule4KB
         + VTCR_EL2::SH0::Inner

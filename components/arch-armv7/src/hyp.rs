@@ -35,6 +35,11 @@ const HCR_GUEST: u32 = (1 << 0)
     | (1 << 13)
     | (1 << 19);
 
+/// The VMID width: VTTBR has an 8-bit VMID field on ARMv7.
+pub fn vmid_bits() -> u32 {
+    8
+}
+
 /// VTCR: RES1 bit 31, walks inner-shareable write-back, start at level 1
 /// (SL0 1), 39-bit IPA: T0SZ is a 4-bit signed field, 32 - 39 = -7 =
 /// 0b1001, and S (bit 4) must equal its sign bit.

@@ -96,8 +96,13 @@ pub trait Cpu {
     /// Runs the loaded vCPU until it traps to the hypervisor.
     fn run(&mut self, ctx: &mut Self::Context) -> RawExit;
 
-    /// Invalidates all guest (stage-1 and stage-2) TLB entries of all VMIDs.
+    /// Invalidates all guest (stage-1 and stage-2) TLB entries of all VMIDs
+    /// on every CPU (a broadcast invalidation), done when it returns.
     fn flush_guest_tlbs(&mut self);
+
+    /// The width of the VMIDs the hypervisor hands out: 8, or 16 where the
+    /// CPU has 16-bit VMIDs and the board turned them on.
+    fn vmid_bits(&self) -> u32;
 
     /// Makes freshly written guest memory visible to a guest that starts with
     /// its MMU and caches off (clean to the point of coherency, invalidate

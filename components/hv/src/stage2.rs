@@ -91,9 +91,10 @@ impl Stage2 {
         self.root.address()
     }
 
-    /// The VTTBR value for this table under `vmid` (bits [55:48], the
-    /// 8-bit VMID both architectures have).
-    pub fn vttbr(&self, vmid: u8) -> u64 {
+    /// The VTTBR value for this table under `vmid`: bits [55:48], the 8-bit
+    /// VMID both architectures have, and [63:56] too on aarch64 with 16-bit
+    /// VMIDs (VTCR_EL2.VS); an 8-bit allocator never sets those.
+    pub fn vttbr(&self, vmid: u16) -> u64 {
         (u64::from(vmid) << 48) | self.root_address()
     }
 
@@ -360,6 +361,9 @@ mod tests {
         let vttbr = s2.vttbr(0xab);
         assert_eq!(vttbr >> 48, 0xab);
         assert_eq!(vttbr & OUTPUT_ADDRESS_MASK, s2.root_address());
+        let wide = s2.vttbr(0xcdab);
+        assert_eq!(wide >> 48, 0xcdab, "16-bit VMIDs fill bits [63:48]");
+        assert_eq!(wide & OUTPUT_ADDRESS_MASK, s2.root_address());
         assert_eq!(s2.root_address() % 4096, 0);
     }
 }

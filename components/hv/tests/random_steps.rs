@@ -212,6 +212,9 @@ impl CpuOps for Sim {
         unreachable!("the test makes the exits")
     }
     fn flush_guest_tlbs(&mut self) {}
+    fn vmid_bits(&self) -> u32 {
+        8
+    }
     fn sync_guest_memory(&mut self, _: GuestSlice) {}
 }
 

@@ -139,6 +139,10 @@ impl Cpu for Board {
         cache::flush_guest_tlbs();
     }
 
+    fn vmid_bits(&self) -> u32 {
+        hyp::vmid_bits()
+    }
+
     fn sync_guest_memory(&mut self, ram: GuestSlice) {
         cache::clean_to_poc(ram.pa() as usize, ram.len() as usize);
     }

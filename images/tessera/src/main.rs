@@ -117,6 +117,7 @@ extern "C" fn tessera_main(_dtb: u64) -> ! {
     if let Some(disk) = disk {
         hv.set_disk(disk);
     }
+    info!("{}-bit VMIDs", hyp::vmid_bits());
     info!("starting {} VMs", hv.running_vms());
     // From here on, CPUs write console output after leaving the lock.
     hv::log::queue_output(1 + vm_count, CONSOLE_QUOTA, || {

@@ -163,6 +163,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                 sched.wake(VcpuId(index as u32), now);
             }
         }
+        let vmids = VmidAllocator::new(cpus as usize, platform.vmid_bits());
         let mut hv = Hypervisor {
             running_vms: vms.len(),
             platform,
@@ -171,7 +172,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             sched,
             vms,
             vcpus,
-            vmids: VmidAllocator::new(cpus as usize),
+            vmids,
             cpus: alloc::vec![CpuState::default(); cpus as usize],
             first_guest_line: None,
             slice,

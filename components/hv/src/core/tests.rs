@@ -417,6 +417,9 @@ impl Cpu for Mock {
         }
     }
     fn flush_guest_tlbs(&mut self) {}
+    fn vmid_bits(&self) -> u32 {
+        8
+    }
     fn sync_guest_memory(&mut self, _: GuestSlice) {}
 }
 
