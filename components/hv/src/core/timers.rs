@@ -1,136 +1,55 @@
-//! The timer deadlines of vCPUs blocked in WFI: an indexed binary min-heap
-//! of (deadline, vCPU), so finding the earliest is O(1) and setting,
-//! clearing or taking one is O(log n), however many vCPUs the image has.
-//! Each vCPU has at most one entry, and `slot` finds it: no stale entries
-//! pile up, and the heap never outgrows the size `new` gives it.
+//! The timer deadlines of vCPUs blocked in WFI, in an indexed min-heap
+//! (`VcpuHeap`), so finding the earliest is O(1) and setting, clearing or
+//! taking one is O(log n), however many vCPUs the image has. Each vCPU has
+//! at most one entry: no stale entries pile up, and the heap never
+//! outgrows the size `new` gives it.
 
-use alloc::vec::Vec;
+use crate::sched::{VcpuHeap, VcpuId};
 
-/// Not in the heap.
-const NONE: u32 = u32::MAX;
-
-pub(crate) struct Deadlines {
-    /// A min-heap on (deadline, vCPU): equal deadlines go to the lower vCPU.
-    heap: Vec<(u64, u32)>,
-    /// Indexed by vCPU: its place in `heap`, or `NONE`.
-    slot: Vec<u32>,
-    /// Heap steps taken (compares and moves), for the scale tests.
-    #[cfg(test)]
-    pub steps: u64,
-}
+pub(crate) struct Deadlines(VcpuHeap<u64>);
 
 impl Deadlines {
     /// Room for `vcpus` vCPUs' deadlines, allocated once.
     pub fn new(vcpus: usize) -> Self {
-        Deadlines {
-            heap: Vec::with_capacity(vcpus),
-            slot: alloc::vec![NONE; vcpus],
-            #[cfg(test)]
-            steps: 0,
-        }
+        Deadlines(VcpuHeap::new(vcpus))
     }
 
     /// `vcpu`'s timer fires at `at`, or it has none.
     pub fn set(&mut self, vcpu: usize, at: Option<u64>) {
-        let Some(&slot) = self.slot.get(vcpu) else {
-            return;
-        };
-        match (slot, at) {
-            (NONE, None) => {}
-            (NONE, Some(at)) => {
-                self.heap.push((at, vcpu as u32));
-                let last = self.heap.len() - 1;
-                self.slot[vcpu] = last as u32;
-                self.sift_up(last);
+        let vcpu = VcpuId(vcpu as u32);
+        match at {
+            Some(at) => self.0.set(vcpu, at),
+            None => {
+                self.0.remove(vcpu);
             }
-            (slot, Some(at)) => {
-                let slot = slot as usize;
-                self.heap[slot].0 = at;
-                let slot = self.sift_up(slot);
-                self.sift_down(slot);
-            }
-            (slot, None) => self.remove_at(slot as usize),
         }
     }
 
     /// The earliest deadline.
     pub fn earliest(&self) -> Option<u64> {
-        self.heap.first().map(|&(at, _)| at)
+        self.0.peek().map(|(at, _)| at)
     }
 
-    /// Takes out one vCPU whose deadline is `now` or earlier.
+    /// Takes out one vCPU whose deadline is `now` or earlier (the earliest;
+    /// of equal ones, the lowest vCPU).
     pub fn pop_due(&mut self, now: u64) -> Option<usize> {
-        let &(at, vcpu) = self.heap.first()?;
-        if at > now {
+        if self.earliest()? > now {
             return None;
         }
-        self.remove_at(0);
-        Some(vcpu as usize)
+        self.0.pop().map(|(_, vcpu)| vcpu.0 as usize)
     }
 
-    fn remove_at(&mut self, slot: usize) {
-        let last = self.heap.len() - 1;
-        self.swap(slot, last);
-        let (_, gone) = self.heap.pop().expect("slot is in the heap");
-        self.slot[gone as usize] = NONE;
-        if slot < last {
-            let slot = self.sift_up(slot);
-            self.sift_down(slot);
-        }
-    }
-
-    fn swap(&mut self, a: usize, b: usize) {
-        self.step();
-        self.heap.swap(a, b);
-        self.slot[self.heap[a].1 as usize] = a as u32;
-        self.slot[self.heap[b].1 as usize] = b as u32;
-    }
-
-    /// Moves the entry at `slot` up to its place; where it ends.
-    fn sift_up(&mut self, mut slot: usize) -> usize {
-        while slot > 0 {
-            self.step();
-            let parent = (slot - 1) / 2;
-            if self.heap[parent] <= self.heap[slot] {
-                break;
-            }
-            self.swap(parent, slot);
-            slot = parent;
-        }
-        slot
-    }
-
-    fn sift_down(&mut self, mut slot: usize) {
-        loop {
-            self.step();
-            let (left, right) = (2 * slot + 1, 2 * slot + 2);
-            let mut least = slot;
-            if left < self.heap.len() && self.heap[left] < self.heap[least] {
-                least = left;
-            }
-            if right < self.heap.len() && self.heap[right] < self.heap[least] {
-                least = right;
-            }
-            if least == slot {
-                return;
-            }
-            self.swap(slot, least);
-            slot = least;
-        }
-    }
-
-    #[inline]
-    fn step(&mut self) {
-        #[cfg(test)]
-        {
-            self.steps += 1;
-        }
+    /// Heap steps taken so far, for the scale test.
+    #[cfg(test)]
+    fn steps(&self) -> u64 {
+        self.0.steps()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
 
     /// A small xorshift: the same pseudo-random sequence on every run.
     fn rng(seed: &mut u64) -> u64 {
@@ -200,9 +119,9 @@ mod tests {
         let mut worst = 0;
         let mut measure =
             |timers: &mut Deadlines, what: &str, f: &mut dyn FnMut(&mut Deadlines)| {
-                let before = timers.steps;
+                let before = timers.steps();
                 f(timers);
-                let steps = timers.steps - before;
+                let steps = timers.steps() - before;
                 assert!(steps <= BOUND, "{what}: {steps} steps");
                 worst = worst.max(steps);
             };
