@@ -89,11 +89,11 @@ mod tests {
         let mut seed = 0x9e37_79b9_7f4a_7c15;
         for _ in 0..20_000 {
             let vcpu = (rng(&mut seed) % 64) as usize;
-            let at = (rng(&mut seed) % 4 != 0).then(|| rng(&mut seed) % 1000);
+            let at = (!rng(&mut seed).is_multiple_of(4)).then(|| rng(&mut seed) % 1000);
             timers.set(vcpu, at);
             model[vcpu] = at;
             assert_eq!(timers.earliest(), model.iter().flatten().min().copied());
-            if rng(&mut seed) % 8 == 0 {
+            if rng(&mut seed).is_multiple_of(8) {
                 let now = rng(&mut seed) % 1000;
                 if let Some(vcpu) = timers.pop_due(now) {
                     let earliest = model.iter().flatten().min().copied();
