@@ -149,8 +149,14 @@ pub struct VcpuHeap<K> {
 impl<K: Ord + Copy> VcpuHeap<K> {
     /// Room for vCPUs `0..vcpus`, allocated once.
     pub fn new(vcpus: usize) -> Self {
+        Self::with_room(vcpus, vcpus)
+    }
+
+    /// For vCPUs `0..vcpus` of which at most `room` are in at once (more
+    /// would allocate).
+    pub fn with_room(vcpus: usize, room: usize) -> Self {
         VcpuHeap {
-            heap: Vec::with_capacity(vcpus),
+            heap: Vec::with_capacity(room),
             slot: alloc::vec![NONE; vcpus],
             steps: 0,
         }
