@@ -8,9 +8,12 @@
 //! goes to someone (the scheduler is work-conserving). A vCPU that wakes
 //! from blocking behind the others (with credit left, in Xen's words) is
 //! BOOSTed ahead of all for one turn, so an interactive or
-//! interrupt-driven guest answers quickly; it wakes no further behind than
-//! the virtual clock (the virtual time of the last vCPU picked), so time
-//! spent blocked is not hoarded as credit.
+//! interrupt-driven guest answers quickly. As Xen's credit is bounded, so
+//! is virtual time: a vCPU wakes no further behind than the virtual clock
+//! (the least virtual time waiting in any queue, never going back), so
+//! time spent blocked is not hoarded, and goes back in its queue no more
+//! than one period's worth ahead of it, so a vCPU that had a CPU to itself
+//! is not starved to repay it.
 //!
 //! `cap_percent` is a hard limit, not a share: once a vCPU has used that
 //! much of one CPU in the current accounting period (30 ms, Xen's
@@ -105,7 +108,7 @@ pub struct Credit {
     lists: RunQueues,
     /// vCPUs queued anywhere, parked or not.
     queued: usize,
-    /// Virtual time of the last vCPU picked.
+    /// The least virtual time waiting, as of the last pick; never goes back.
     vclock: u128,
     /// Counts arrivals, for first come first served.
     next_seq: u64,
@@ -155,9 +158,12 @@ impl Credit {
         let period = now / self.period;
         let seq = self.next_seq;
         self.next_seq += 1;
+        let lead = self.period as u128 * VIRTUAL_TICK;
+        let vclock = self.vclock;
         let v = &mut self.vcpus[vcpu.0 as usize];
         v.state = State::Queued;
         v.seq = seq;
+        v.vtime = v.vtime.min(vclock + lead / v.weight);
         let (queue, key, boost) = (v.queue, (v.vtime, seq), v.boost);
         self.queued += 1;
         if self.vcpus[vcpu.0 as usize].capped_out(period) {
@@ -272,8 +278,8 @@ impl Scheduler for Credit {
     fn wake(&mut self, vcpu: VcpuId, now: u64) {
         let vclock = self.vclock;
         if let Some(v) = self.vcpus.get_mut(vcpu.0 as usize) {
-            // Behind the others: it has credit left.
-            v.boost = v.vtime < vclock;
+            // Behind the others: it has credit left (none before it ran).
+            v.boost = v.vtime > 0 && v.vtime < vclock;
             v.vtime = v.vtime.max(vclock);
             self.enqueue(vcpu, now);
         }
@@ -315,6 +321,11 @@ impl Scheduler for Credit {
         let shared = self.cpus;
         self.release(own, period);
         self.release(shared, period);
+        // O(CPUs), not O(vCPUs): one look at each queue's least.
+        let least = self.queues.iter().filter_map(|q| q.ready.peek()).min();
+        if let Some(((vtime, _), _)) = least {
+            self.vclock = self.vclock.max(vtime);
+        }
         let best = [own, shared]
             .into_iter()
             .filter_map(|q| self.best_of(q))
@@ -330,7 +341,6 @@ impl Scheduler for Credit {
         self.dequeue(vcpu);
         let v = &mut self.vcpus[vcpu.0 as usize];
         v.state = State::Running { since: now };
-        self.vclock = self.vclock.max(v.vtime);
         let until = match v.cap {
             // Alone and uncapped: no tick; the core re-picks when one wakes.
             None if self.queued == 0 => None,
@@ -658,5 +668,44 @@ mod tests {
         let (worst, mean) = drive_100_000(true, 64 + 40 * 2_000);
         println!("capped: worst {worst}, mean {mean} steps per event among 100,000 vCPUs");
         assert!(mean <= 64, "mean {mean}");
+    }
+
+    /// A vCPU that had the CPU to itself for a second owes at most one
+    /// period when another comes: it is not starved for a second.
+    #[test]
+    fn time_alone_is_not_repaid_beyond_a_period() {
+        let params = [VcpuParams::of_vm(0), VcpuParams::of_vm(1)];
+        let mut sched = Credit::new(&SchedConfig {
+            cpus: 1,
+            slice: SLICE,
+            ticks_per_second: TPS,
+            vcpus: &params,
+            windows: &[],
+        });
+        sched.wake(VcpuId(0), 0);
+        assert_eq!(
+            sched.pick_next(CPU, 0),
+            Pick::Run {
+                vcpu: VcpuId(0),
+                until: None
+            }
+        );
+        sched.descheduled(CPU, VcpuId(0), TPS, true);
+        sched.wake(VcpuId(1), TPS);
+        let mut used = [0; 2];
+        let mut now = TPS;
+        while now < TPS + TPS / 5 {
+            let Pick::Run { vcpu, until } = sched.pick_next(CPU, now) else {
+                panic!("both are runnable")
+            };
+            let end = until.expect("the other waits");
+            used[vcpu.0 as usize] += end - now;
+            now = end;
+            sched.descheduled(CPU, vcpu, now, true);
+        }
+        // 200 ms: the newcomer's 30 ms head start, then half each.
+        let period = TPS * PERIOD_MS / 1000;
+        assert!(used[0] + period >= used[1], "{used:?}");
+        assert!(used[0] >= (TPS / 5 - period) / 2 - SLICE, "{used:?}");
     }
 }
