@@ -8,7 +8,10 @@
 //! WFI, or its VM stopped). A blocked vCPU comes back with `wake`. A vCPU
 //! whose VM is gone is `remove`d and never picked again.
 
+mod queues;
+
 pub use config::vm::DEFAULT_WEIGHT;
+pub use queues::{RunQueues, VcpuHeap};
 
 /// A vCPU, numbered across the whole image from 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

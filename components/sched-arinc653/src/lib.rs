@@ -9,14 +9,16 @@
 //! scheduling. Window boundaries are computed from the clock, not counted
 //! from picks, so they never drift even when picks come late. A VM with no
 //! window never runs. Only CPU 0 runs partitions; other CPUs idle.
+//!
+//! Each VM has its own run queue, and the window `now` falls in is found by
+//! binary search: a pick is O(log windows), everything else O(1).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
-use hv::sched::{CpuId, Pick, SchedConfig, Scheduler, VcpuId, Window};
+use hv::sched::{CpuId, Pick, RunQueues, SchedConfig, Scheduler, VcpuId, Window};
 
 /// The CPU that runs the partitions; the others idle.
 const PARTITION_CPU: CpuId = CpuId(0);
@@ -26,16 +28,22 @@ pub type Component = Arinc653;
 
 pub struct Arinc653 {
     windows: Vec<Window>,
+    /// Where each window ends, from the start of the frame.
+    ends: Vec<u64>,
     /// Sum of the window lengths.
     frame: u64,
     /// When the first major frame began (the first pick).
     start: Option<u64>,
     /// Indexed by `VcpuId`.
     vm_of: Vec<u32>,
-    /// Runnable vCPUs of every VM in arrival order; each window takes the
-    /// first of its own VM, which makes it round-robin within the VM.
-    queue: VecDeque<VcpuId>,
+    /// One list per VM (indexed by `vm_of`): its runnable vCPUs in arrival
+    /// order; each window takes the first of its own VM, which makes it
+    /// round-robin within the VM.
+    queues: RunQueues,
     slice: u64,
+    /// Windows looked at, for the scale test.
+    #[cfg(test)]
+    steps: u64,
 }
 
 impl Arinc653 {
@@ -47,45 +55,70 @@ impl Arinc653 {
         let start = *self.start.get_or_insert(now);
         let offset = now.saturating_sub(start) % self.frame;
         let frame_start = now - offset;
-        let mut end = 0;
-        for &w in &self.windows {
-            end += w.length;
-            if offset < end {
-                return Some((w, frame_start + end));
+        // The first window that ends after `offset`.
+        let (mut low, mut high) = (0, self.ends.len());
+        while low < high {
+            #[cfg(test)]
+            {
+                self.steps += 1;
+            }
+            let mid = (low + high) / 2;
+            if self.ends[mid] <= offset {
+                low = mid + 1;
+            } else {
+                high = mid;
             }
         }
-        unreachable!("offset < frame")
+        Some((self.windows[low], frame_start + self.ends[low]))
+    }
+}
+
+impl Arinc653 {
+    fn enqueue(&mut self, vcpu: VcpuId) {
+        if let Some(&vm) = self.vm_of.get(vcpu.0 as usize) {
+            self.queues.push_back(vm as usize, vcpu);
+        }
     }
 }
 
 impl Scheduler for Arinc653 {
     fn new(config: &SchedConfig) -> Self {
-        let n = config.vcpus.len();
+        let ends: Vec<u64> = config
+            .windows
+            .iter()
+            .scan(0, |end, w| {
+                *end += w.length;
+                Some(*end)
+            })
+            .collect();
+        let vms = config.vcpus.iter().map(|p| p.vm as usize + 1).max();
         Arinc653 {
             windows: config.windows.to_vec(),
-            frame: config.windows.iter().map(|w| w.length).sum(),
+            frame: ends.last().copied().unwrap_or(0),
+            ends,
             start: None,
             vm_of: config.vcpus.iter().map(|p| p.vm).collect(),
-            // Sized once: each vCPU is queued at most once, so this never grows.
-            queue: VecDeque::with_capacity(n),
+            queues: RunQueues::new(config.vcpus.len(), vms.unwrap_or(0)),
             slice: config.slice,
+            #[cfg(test)]
+            steps: 0,
         }
     }
 
     // The core keeps each vCPU's state and wakes only one that is neither
     // queued nor running: the queue is all this scheduler holds.
     fn wake(&mut self, vcpu: VcpuId, _now: u64) {
-        self.queue.push_back(vcpu);
+        self.enqueue(vcpu);
     }
 
     fn descheduled(&mut self, _cpu: CpuId, vcpu: VcpuId, _now: u64, runnable: bool) {
         if runnable {
-            self.queue.push_back(vcpu);
+            self.enqueue(vcpu);
         }
     }
 
     fn remove(&mut self, vcpu: VcpuId) {
-        self.queue.retain(|&v| v != vcpu);
+        self.queues.remove(vcpu);
     }
 
     fn cpu_for(&self, _vcpu: VcpuId) -> Option<CpuId> {
@@ -99,19 +132,13 @@ impl Scheduler for Arinc653 {
         let Some((window, end)) = self.window_at(now) else {
             return Pick::Idle { until: None };
         };
-        let vm_of = &self.vm_of;
-        let Some(i) = self
-            .queue
-            .iter()
-            .position(|v| vm_of[v.0 as usize] == window.vm)
-        else {
+        let Some(vcpu) = self.queues.pop_front(window.vm as usize) else {
             // The partition has nothing to do: its time stays its own.
             return Pick::Idle { until: Some(end) };
         };
-        let vcpu = self.queue.remove(i).expect("position is in range");
         // Take turns only if a sibling in the same VM is waiting; the window
         // end is always a deadline.
-        let sibling = self.queue.iter().any(|v| vm_of[v.0 as usize] == window.vm);
+        let sibling = !self.queues.is_empty(window.vm as usize);
         let until = if sibling {
             end.min(now + self.slice)
         } else {
@@ -130,6 +157,13 @@ mod tests {
     use hv::sched::VcpuParams;
 
     const CPU: CpuId = CpuId(0);
+
+    impl Arinc653 {
+        /// Windows looked at and queue links followed.
+        fn steps(&self) -> u64 {
+            self.steps + self.queues.steps()
+        }
+    }
 
     fn build(vms: &[u32], windows: &[Window], slice: u64) -> Arinc653 {
         let params: Vec<_> = vms.iter().map(|&vm| VcpuParams::of_vm(vm)).collect();
@@ -308,5 +342,55 @@ mod tests {
         assert_eq!(sched.pick_next(CPU, 200), Pick::Idle { until: Some(250) });
         // VM 1's window stays its own, idle, in every later frame.
         assert_eq!(sched.pick_next(CPU, 360), Pick::Idle { until: Some(450) });
+    }
+
+    /// Issue 16: 100,000 vCPUs in 10,000 VMs of 10, one window each. Each
+    /// pick, wake, deschedule and removal takes a bounded number of steps,
+    /// where a scan of the windows or the queue would take thousands.
+    #[test]
+    fn every_event_takes_bounded_steps_among_100_000_vcpus() {
+        const VMS: u32 = 10_000;
+        const VCPUS: u32 = 100_000;
+        const BOUND: u64 = 64;
+        let vms: Vec<_> = (0..VCPUS).map(|v| v % VMS).collect();
+        let windows: Vec<_> = (0..VMS).map(|vm| Window { vm, length: 10 }).collect();
+        let mut sched = build(&vms, &windows, 3);
+        for v in 0..VCPUS {
+            sched.wake(VcpuId(v), 0);
+        }
+        let mut worst = 0;
+        let mut count = |sched: &mut Arinc653, what: &str, event: &mut dyn FnMut(&mut Arinc653)| {
+            let before = sched.steps();
+            event(sched);
+            let steps = sched.steps() - before;
+            assert!(steps <= BOUND, "{what} took {steps} steps");
+            worst = worst.max(steps);
+        };
+        let mut now = 0;
+        for i in 0..10_000u64 {
+            // Jump around the major frame, to windows far down the list.
+            now += 10 * 7919 + 1;
+            let mut picked = None;
+            count(&mut sched, "pick", &mut |s| {
+                picked = match s.pick_next(CPU, now) {
+                    Pick::Run { vcpu, .. } => Some(vcpu),
+                    Pick::Idle { .. } => None,
+                }
+            });
+            if let Some(vcpu) = picked {
+                let blocks = i % 2 == 0;
+                count(&mut sched, "deschedule", &mut |s| {
+                    s.descheduled(CPU, vcpu, now, !blocks)
+                });
+                if blocks {
+                    count(&mut sched, "wake", &mut |s| s.wake(vcpu, now));
+                }
+            }
+            if i % 10 == 0 {
+                let gone = VcpuId((i * 104_729 % VCPUS as u64) as u32);
+                count(&mut sched, "remove", &mut |s| s.remove(gone));
+            }
+        }
+        println!("worst: {worst} steps per event among {VCPUS} vCPUs");
     }
 }

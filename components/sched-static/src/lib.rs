@@ -1,7 +1,7 @@
 //! Static partitioning: every vCPU owns one physical CPU for good (its
 //! `VcpuParams::cpu`, else vCPU i goes to CPU i) and no CPU is shared.
 //! There is nothing to decide at run time, so there is no scheduling tick
-//! at all: a CPU runs its vCPU with no deadline, or idles until an
+//! at all, and every operation is one array lookup (O(1)): a CPU runs its vCPU with no deadline, or idles until an
 //! interrupt when that vCPU is blocked. This gives the lowest and most
 //! predictable latency, for boards with a CPU per guest to spare.
 #![cfg_attr(not(test), no_std)]
@@ -29,10 +29,17 @@ pub struct Static {
     slots: Vec<Slot>,
     /// Indexed by `VcpuId`: the CPU it is pinned to.
     home: Vec<CpuId>,
+    /// Slots looked up, for the scale test.
+    #[cfg(test)]
+    steps: u64,
 }
 
 impl Static {
     fn slot_of(&mut self, vcpu: VcpuId) -> Option<&mut Slot> {
+        #[cfg(test)]
+        {
+            self.steps += 1;
+        }
         let cpu = *self.home.get(vcpu.0 as usize)?;
         self.slots.get_mut(cpu.0 as usize)
     }
@@ -62,7 +69,12 @@ impl Scheduler for Static {
             slot.vcpu = Some(vcpu);
             home.push(cpu);
         }
-        Static { slots, home }
+        Static {
+            slots,
+            home,
+            #[cfg(test)]
+            steps: 0,
+        }
     }
 
     fn wake(&mut self, vcpu: VcpuId, _now: u64) {
@@ -92,6 +104,10 @@ impl Scheduler for Static {
     }
 
     fn pick_next(&mut self, cpu: CpuId, _now: u64) -> Pick {
+        #[cfg(test)]
+        {
+            self.steps += 1;
+        }
         match self.slots.get_mut(cpu.0 as usize) {
             Some(Slot {
                 vcpu: Some(vcpu),
@@ -229,5 +245,43 @@ mod tests {
                 VcpuParams::of_vm(2),
             ],
         );
+    }
+
+    /// Issue 16: with 100,000 vCPUs on 100,000 CPUs, each pick, wake,
+    /// deschedule and removal looks up one slot, whatever the count.
+    #[test]
+    fn every_event_takes_bounded_steps_among_100_000_vcpus() {
+        const VCPUS: u32 = 100_000;
+        const BOUND: u64 = 64;
+        let params: Vec<_> = (0..VCPUS).map(VcpuParams::of_vm).collect();
+        let mut sched = build(VCPUS, &params);
+        for v in 0..VCPUS {
+            sched.wake(VcpuId(v), 0);
+        }
+        let mut worst = 0;
+        let mut count = |sched: &mut Static, what: &str, event: &mut dyn FnMut(&mut Static)| {
+            let before = sched.steps;
+            event(sched);
+            let steps = sched.steps - before;
+            assert!(steps <= BOUND, "{what} took {steps} steps");
+            worst = worst.max(steps);
+        };
+        for i in 0..10_000u64 {
+            let cpu = CpuId((i * 7919 % VCPUS as u64) as u32);
+            let vcpu = VcpuId(cpu.0);
+            // A removed vCPU's CPU idles; the others run theirs.
+            count(&mut sched, "pick", &mut |s| {
+                s.pick_next(cpu, i);
+            });
+            count(&mut sched, "deschedule", &mut |s| {
+                s.descheduled(cpu, vcpu, i, false)
+            });
+            count(&mut sched, "wake", &mut |s| s.wake(vcpu, i));
+            if i % 10 == 0 {
+                let gone = VcpuId((i * 104_729 % VCPUS as u64) as u32);
+                count(&mut sched, "remove", &mut |s| s.remove(gone));
+            }
+        }
+        println!("worst: {worst} steps per event among {VCPUS} vCPUs");
     }
 }

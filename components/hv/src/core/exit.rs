@@ -3,7 +3,7 @@
 
 use super::{
     psci,
-    vm::{RunState, VmState},
+    vm::{Power, RunState, VmState},
     Hypervisor,
 };
 use crate::{
@@ -223,9 +223,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         if wake_at.is_some_and(|at| at <= now) {
             return Next::Resume;
         }
-        let state = &mut self.vcpus[vcpu.0 as usize];
-        state.blocked = true;
-        state.wake_at = wake_at;
+        self.set_blocked(vcpu.0 as usize, true, wake_at);
         Next::Block
     }
 
@@ -448,8 +446,12 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         self.channels_down(vm);
         self.vms[vm].devices.reset_all();
         for index in self.vms[vm].vcpu_indices() {
+            self.set_blocked(index, false, None);
+            // No longer live: the VM is stopped.
+            if self.vcpus[index].power == Power::On {
+                self.live_vcpus -= 1;
+            }
             let state = &mut self.vcpus[index];
-            state.blocked = false;
             // One on a CPU is removed when it leaves it (`unload`).
             if !matches!(state.run, RunState::OnCpu(_)) {
                 state.run = RunState::Parked;

@@ -9,6 +9,7 @@ mod cpu_loop;
 mod exit;
 mod network;
 mod psci;
+mod timers;
 mod vm;
 
 pub use cpu_loop::{run_cpu, HvLock, Outside};
@@ -69,6 +70,14 @@ pub struct Hypervisor<P: Platform, S: Scheduler, V: Vgic> {
     cpus: Vec<CpuState>,
     /// VMs not stopped yet (asked on every exit: kept, not counted).
     running_vms: usize,
+    /// The deadlines of blocked vCPUs' timers (see `set_blocked`).
+    timers: timers::Deadlines,
+    /// Where `wake_due` gathers the vCPUs whose timers fired (room for all).
+    due: Vec<u32>,
+    /// vCPUs that are on in a running VM, and those of them blocked with no
+    /// timer: kept so that no event scans every vCPU to find a deadlock.
+    live_vcpus: usize,
+    sleeping_vcpus: usize,
     first_guest_line: Option<u64>,
     /// The time slice, in counter ticks.
     slice: u64,
@@ -164,8 +173,13 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             }
         }
         let vmids = VmidAllocator::new(cpus as usize, platform.vmid_bits());
+        let live_vcpus = vcpus.iter().filter(|v| v.power == Power::On).count();
         let mut hv = Hypervisor {
             running_vms: vms.len(),
+            timers: timers::Deadlines::new(vcpus.len()),
+            due: Vec::with_capacity(vcpus.len()),
+            live_vcpus,
+            sleeping_vcpus: 0,
             platform,
             lr_count: vif.lr_count().min(vm::MAX_LIST_REGS),
             vif,
@@ -345,12 +359,45 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// timer armed: no interrupt source is left that could wake one (there
     /// are no devices yet).
     fn deadlocked(&self) -> bool {
-        self.cpus.iter().all(|c| c.running.is_none())
-            && self
-                .vcpus
+        #[cfg(test)]
+        assert_eq!(
+            self.live_vcpus == self.sleeping_vcpus,
+            self.vcpus
                 .iter()
                 .filter(|v| self.vms[v.vm].state == VmState::Running && v.power == Power::On)
-                .all(|v| v.blocked && v.wake_at.is_none())
+                .all(|v| v.blocked && v.wake_at.is_none()),
+            "the counts agree with a scan"
+        );
+        // Only a live vCPU blocks, so equal counts mean all of them sleep.
+        self.cpus.iter().all(|c| c.running.is_none()) && self.live_vcpus == self.sleeping_vcpus
+    }
+
+    /// Sets whether `vcpu` waits in WFI, and until when (a `wake_at` counts
+    /// only while blocked), keeping the timer heap and the counts in step:
+    /// every change of `blocked` and `wake_at` goes through here.
+    fn set_blocked(&mut self, vcpu: usize, blocked: bool, wake_at: Option<u64>) {
+        let wake_at = wake_at.filter(|_| blocked);
+        let state = &mut self.vcpus[vcpu];
+        let sleeping = |blocked: bool, at: Option<u64>| usize::from(blocked && at.is_none());
+        self.sleeping_vcpus -= sleeping(state.blocked, state.wake_at);
+        self.sleeping_vcpus += sleeping(blocked, wake_at);
+        state.blocked = blocked;
+        state.wake_at = wake_at;
+        self.timers.set(vcpu, wake_at);
+    }
+
+    /// Turns `vcpu` on or off, keeping the count of live vCPUs: every
+    /// change of `power` goes through here.
+    fn set_power(&mut self, vcpu: usize, power: Power) {
+        let state = &mut self.vcpus[vcpu];
+        if self.vms[state.vm].state == VmState::Running && state.power != power {
+            if power == Power::On {
+                self.live_vcpus += 1;
+            } else {
+                self.live_vcpus -= 1;
+            }
+        }
+        state.power = power;
     }
 
     /// Better a clear report than a silent hang.
@@ -382,12 +429,17 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// short exit per slice. A VM with one vCPU has no sibling to wait for,
     /// so it gets none (and its neighbours' latency does not pay for it).
     fn arm_timer(&mut self, cpu: CpuId) {
-        let wake = self
-            .vcpus
-            .iter()
-            .filter(|v| v.blocked)
-            .filter_map(|v| v.wake_at)
-            .min();
+        let wake = self.timers.earliest();
+        #[cfg(test)]
+        assert_eq!(
+            wake,
+            self.vcpus
+                .iter()
+                .filter(|v| v.blocked)
+                .filter_map(|v| v.wake_at)
+                .min(),
+            "the heap agrees with a scan"
+        );
         let tick = self.cpus[cpu.0 as usize]
             .running
             .filter(|&vcpu| self.has_siblings(vcpu))
@@ -407,10 +459,9 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
 
     /// Makes `vcpu` runnable again if it waits in WFI.
     fn wake(&mut self, vcpu: VcpuId) {
-        let state = &mut self.vcpus[vcpu.0 as usize];
+        let state = &self.vcpus[vcpu.0 as usize];
         if state.blocked && state.power == Power::On {
-            state.blocked = false;
-            state.wake_at = None;
+            self.set_blocked(vcpu.0 as usize, false, None);
             self.make_runnable(vcpu);
         }
     }
@@ -480,14 +531,19 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// Wakes every blocked vCPU whose timer has fired by `now`; whether
     /// any woke.
     fn wake_due(&mut self, now: u64) -> bool {
-        let mut woke = false;
-        for index in 0..self.vcpus.len() {
-            let state = &self.vcpus[index];
-            if state.blocked && state.wake_at.is_some_and(|at| at <= now) {
-                self.wake(VcpuId(index as u32));
-                woke = true;
-            }
+        let mut due = core::mem::take(&mut self.due);
+        due.clear();
+        while let Some(index) = self.timers.pop_due(now) {
+            due.push(index as u32);
         }
+        // In vCPU order, as a scan found them: the scheduler queues them in
+        // the order they wake.
+        due.sort_unstable();
+        for &index in &due {
+            self.wake(VcpuId(index));
+        }
+        let woke = !due.is_empty();
+        self.due = due;
         woke
     }
 

@@ -117,13 +117,13 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             return INVALID_ADDRESS;
         }
         self.reset_vcpu(target, entry, context);
-        self.vcpus[target.0 as usize].power = Power::On;
+        self.set_power(target.0 as usize, Power::On);
         self.start(target);
         SUCCESS
     }
 
     fn cpu_off(&mut self, vcpu: VcpuId) {
-        self.vcpus[vcpu.0 as usize].power = Power::Off;
+        self.set_power(vcpu.0 as usize, Power::Off);
         // Its list registers were synced when it trapped. Left there, an
         // interrupt would stay "held" by a vCPU that never runs again: no
         // sibling could take it, and the one it is routed to would ask for
@@ -165,8 +165,8 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         info!("VM {} resets", self.vms[vm].config.name);
         self.vms[vm].reset_requested = true;
         for index in self.vms[vm].vcpu_indices() {
-            self.vcpus[index].power = Power::Off;
-            self.vcpus[index].blocked = false;
+            self.set_power(index, Power::Off);
+            self.set_blocked(index, false, None);
         }
         self.channels_down(vm);
         // A network device would otherwise go on writing arriving frames
@@ -194,7 +194,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         // whenever the scheduler gives it a CPU (`Work::Zero`), then starts.
         self.vms[vm].chunks_cleared = Some(0);
         let first = self.vms[vm].first_vcpu;
-        self.vcpus[first].power = Power::On;
+        self.set_power(first, Power::On);
         self.start(VcpuId(first as u32));
     }
 
@@ -253,9 +253,8 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         state.gic = Default::default();
         state.lrs_live = false;
         state.irq_dirty = false;
-        state.blocked = false;
-        state.wake_at = None;
         state.vtimer_masked = false;
+        self.set_blocked(vcpu.0 as usize, false, None);
     }
 
     /// Hands a vCPU that was off to the scheduler, and kicks idle CPUs.
