@@ -12,12 +12,14 @@
 //! which would measure the skipping, not the hypervisor.
 //!
 //! `--board B` runs them on board B (default qemu-virt-a64). The table goes
-//! to stdout and to `<target>/bench-<board>.txt`. `--only disk` runs the
+//! to stdout and to `<target>/bench-<board>.txt`, a picture of the ticker's
+//! latencies and the VMs' CPU shares to `<target>/bench-<board>.svg`. `--only disk` runs the
 //! disk figures alone (printed beside the last full run's, file untouched).
 
 mod channel;
 mod disk;
 mod net;
+mod svg;
 
 use crate::compose;
 use crate::manifest::columns;
@@ -37,6 +39,10 @@ const BENCH_LINE: &str = "bench: null-hypercall ";
 const FIRST_LINE: &str = "[hv] first guest line at counter ";
 /// The ticker's per-second report; the bench takes the last one.
 const TICKER_LINE: &str = "[ticker] ticker: ";
+/// The ticker's last second, every latency (`histogram=1`), for the picture.
+const LATENCIES_LINE: &str = "[ticker] ticker: latencies ";
+/// The end of the hypervisor's report of a VM that exited or powered off.
+const SHARE_END: &str = "% of a CPU";
 /// What the Linux VMs' /init prints first.
 const INIT_LINE: &str = "tessera-init: ";
 /// The yielder whose line counts in the two-yielder composition: the first
@@ -128,14 +134,17 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
     let hypercall = find(&base.lines, BENCH_LINE, parse_calls)?;
     let first_line: u64 = find(&base.lines, FIRST_LINE, |rest| rest.trim().parse().ok())?;
 
+    let mut picture = Picture::default();
     let one = |stem| boot(ws, stem, board, Cpus::One, Then::Stop);
     let ticker = one("bench-ticker")?;
+    picture.keep("ticker alone", &ticker.lines);
     let ticker = find_last(&ticker.lines, TICKER_LINE, parse_latency)?;
     let ticker_spin = one("bench-ticker-spinner")?;
+    picture.keep("beside a spinner", &ticker_spin.lines);
     let ticker_spin = find_last(&ticker_spin.lines, TICKER_LINE, parse_latency)?;
 
     // A neighbour on a CPU of its own (static), alone and beside each attack.
-    let own_cpu = |attack: &str| -> Result<Latency> {
+    let mut own_cpu = |attack: &str, name: &str| -> Result<Latency> {
         let booted = boot(
             ws,
             &format!("bench-ticker-static-{attack}"),
@@ -143,6 +152,7 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
             Cpus::Board,
             Then::Stop,
         )?;
+        picture.keep(name, &booted.lines);
         find_last(&booted.lines, TICKER_LINE, parse_latency)
     };
     let attacks: Vec<(&str, Latency)> = [
@@ -153,7 +163,7 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
         ("fuzzer", "beside the fuzzer, own CPU"),
     ]
     .into_iter()
-    .map(|(attack, name)| Ok((name, own_cpu(attack)?)))
+    .map(|(attack, name)| Ok((name, own_cpu(attack, name)?)))
     .collect::<Result<_>>()?;
 
     // Debian's arm64 Linux: its boot, and the ticker beside it spinning.
@@ -170,6 +180,7 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
                 Cpus::Board,
                 Then::Stop,
             )?;
+            picture.keep("beside Linux spinning, own CPU", &hog.lines);
             let hog = find_last(&hog.lines, TICKER_LINE, parse_latency)?;
             [
                 [
@@ -201,8 +212,10 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
     let net_rows = net::rows(ws, board, built.composition.arch)?;
 
     let alone = one("bench-yield-alone")?;
+    picture.keep("yield alone", &alone.lines);
     let alone = find_last(&alone.lines, YIELD_ALONE_LINE, parse_calls)?;
     let pair = one("bench-yield-pair")?;
+    picture.keep("yield ping-pong", &pair.lines);
     let pair = find_last(&pair.lines, YIELD_PAIR_LINE, parse_calls)?;
 
     let measure = |stem| -> Result<(u32, HostCpu)> {
@@ -328,7 +341,71 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
     let out = ws.target.join(format!("bench-{board}.txt"));
     write(&out, &text)?;
     eprintln!("xtask: wrote {}", out.display());
+    let out = ws.target.join(format!("bench-{board}.svg"));
+    write(&out, picture.render(&built.composition.board)?)?;
+    eprintln!("xtask: wrote {}", out.display());
     Ok(())
+}
+
+/// What `bench-<board>.svg` shows, gathered from the scenarios' lines.
+#[derive(Default)]
+struct Picture {
+    latencies: Vec<svg::Latencies>,
+    shares: Vec<svg::Share>,
+}
+
+impl Picture {
+    /// The ticker's latencies in `lines` (if it printed them) as figure
+    /// `name`, and each VM's exit report as `<name>: <vm>`.
+    fn keep(&mut self, name: &str, lines: &[String]) {
+        let counts = latency_counts(lines);
+        if !counts.is_empty() {
+            self.latencies.push(svg::Latencies {
+                name: name.into(),
+                counts,
+            });
+        }
+        self.shares
+            .extend(
+                lines
+                    .iter()
+                    .filter_map(|line| parse_share(line))
+                    .map(|(vm, percent)| svg::Share {
+                        name: format!("{name}: {vm}"),
+                        percent,
+                    }),
+            );
+    }
+
+    fn render(self, board: &str) -> Result<String> {
+        svg::render(&svg::Picture {
+            title: format!("Tessera bench on {board} (under -icount shift=0)"),
+            latencies: self.latencies,
+            shares: self.shares,
+        })
+    }
+}
+
+/// `(ticks, count)` from the ticker's `latencies 122x990 9033x10` lines.
+fn latency_counts(lines: &[String]) -> Vec<(u64, u64)> {
+    lines
+        .iter()
+        .filter_map(|line| Some(&line[line.find(LATENCIES_LINE)? + LATENCIES_LINE.len()..]))
+        .flat_map(str::split_whitespace)
+        .filter_map(|run| {
+            let (ticks, count) = run.split_once('x')?;
+            Some((ticks.parse().ok()?, count.parse().ok()?))
+        })
+        .collect()
+}
+
+/// `[hv] VM a exited (code 0) after 1003 ms, 33.4% of a CPU` (or `powered
+/// off`, `stopped: ...`): the VM's name and its percent of one CPU.
+fn parse_share(line: &str) -> Option<(String, f64)> {
+    let rest = line.strip_prefix("[hv] VM ")?;
+    let before = rest.strip_suffix(SHARE_END)?;
+    let percent = before.rsplit(' ').next()?.parse().ok()?;
+    Some((rest.split(' ').next()?.to_string(), percent))
 }
 
 /// The table's lines: `rows` (a header row first), each figure beside the
@@ -856,6 +933,41 @@ mod tests {
         );
         assert!(late.unwrap().mixed);
         assert!(find_last(&lines[..1], TICKER_LINE, parse_latency).is_err());
+    }
+
+    #[test]
+    fn reads_the_pictures_lines() {
+        let lines: Vec<String> = [
+            "[ticker] ticker: 2s: 1000 irqs, latency ticks min 122 median 122 max 9033",
+            "[ticker] ticker: latencies 122x990 130x5",
+            "[ticker] ticker: latencies 9033x5",
+            "[ticker] ticker: done",
+            "[hv] VM ticker exited (code 0) after 3243 ms, 68.1% of a CPU",
+            "[hv] VM linux powered off after 10 ms, 0.5% of a CPU",
+            "[other] [hv] VM fake exited after 1 ms, 9.0% of a CPU",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(latency_counts(&lines), [(122, 990), (130, 5), (9033, 5)]);
+        let mut picture = Picture::default();
+        picture.keep("beside Linux", &lines);
+        picture.keep("no ticker", &lines[3..]);
+        assert_eq!(picture.latencies.len(), 1);
+        assert_eq!(picture.latencies[0].name, "beside Linux");
+        let shares: Vec<(&str, f64)> = picture
+            .shares
+            .iter()
+            .map(|s| (s.name.as_str(), s.percent))
+            .collect();
+        assert_eq!(
+            shares,
+            [
+                ("beside Linux: ticker", 68.1),
+                ("beside Linux: linux", 0.5),
+                ("no ticker: ticker", 68.1),
+                ("no ticker: linux", 0.5),
+            ]
+        );
     }
 
     #[test]

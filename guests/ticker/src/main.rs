@@ -9,7 +9,8 @@
 //! after the previous one (not after "now": no drift). The main loop sleeps
 //! in `wfi` and, every 1000 interrupts, prints that second's count and
 //! latency min / median / max in counter ticks. `seconds=<n>` on the command
-//! line (default 3) says how many seconds to run.
+//! line (default 3) says how many seconds to run; with `histogram=1` it
+//! also prints the last second's latencies once the timer is off.
 #![no_std]
 #![no_main]
 
@@ -22,6 +23,8 @@ guest_rt::entry!(main);
 
 /// Interrupts per second.
 const RATE_HZ: u64 = 1000;
+/// Distinct latencies per line of the `histogram=1` output.
+const RUNS_PER_LINE: usize = 8;
 /// Latencies kept per second (one per timer interrupt).
 const PER_SECOND: usize = RATE_HZ as usize;
 /// The SGI of the self-test.
@@ -246,8 +249,50 @@ fn report(n: u64) {
     );
 }
 
+/// Second `n`'s latencies as `ticker: latencies <ticks>x<count> ...`
+/// lines, ascending, for `cargo xtask bench`'s histogram. Called with the
+/// timer off: printing cannot delay a measured interrupt.
+fn print_latencies(n: u64) {
+    let buffer = ((n - 1) % 2) as usize;
+    let mut latency = [0u32; PER_SECOND];
+    for (copy, kept) in latency.iter_mut().zip(&LATENCY[buffer]) {
+        *copy = kept.load(Ordering::Relaxed);
+    }
+    latency.sort_unstable();
+    let mut start = 0;
+    while start < PER_SECOND {
+        // The end of this line's last run of equal values.
+        let mut end = start;
+        for _ in 0..RUNS_PER_LINE {
+            if end == PER_SECOND {
+                break;
+            }
+            let value = latency[end];
+            end += latency[end..].iter().take_while(|&&v| v == value).count();
+        }
+        println!("ticker: latencies{}", Runs(&latency[start..end]));
+        start = end;
+    }
+}
+
+/// Sorted values as ` <value>x<count>` per run of equal ones.
+struct Runs<'a>(&'a [u32]);
+
+impl core::fmt::Display for Runs<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut rest = self.0;
+        while let Some(&value) = rest.first() {
+            let count = rest.iter().take_while(|&&v| v == value).count();
+            write!(f, " {value}x{count}")?;
+            rest = &rest[count..];
+        }
+        Ok(())
+    }
+}
+
 fn main(info: &'static StartInfo) -> u64 {
     let seconds = guest_rt::cmdline::number(info.cmdline(), "seconds", 3);
+    let histogram = guest_rt::cmdline::number(info.cmdline(), "histogram", 0) != 0;
     let period = timer::frequency() / RATE_HZ;
     println!("ticker: started, period {period} ticks");
     if period == 0 {
@@ -303,6 +348,9 @@ fn main(info: &'static StartInfo) -> u64 {
     }
     irq::disable();
     timer::disable();
+    if histogram && seconds > 0 {
+        print_latencies(seconds);
+    }
     let spurious = SPURIOUS_TIMER.load(Ordering::Relaxed) + irq::spurious();
     if spurious > 0 {
         println!("ticker: {spurious} spurious interrupts");
