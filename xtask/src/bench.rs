@@ -36,6 +36,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 const BENCH_LINE: &str = "bench: null-hypercall ";
+const GICD_READ_LINE: &str = "bench: gicd-read ";
 const FIRST_LINE: &str = "[hv] first guest line at counter ";
 /// The ticker's per-second report; the bench takes the last one.
 const TICKER_LINE: &str = "[ticker] ticker: ";
@@ -105,12 +106,16 @@ impl HostCpu {
 pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
     match only {
         None => {}
-        Some(group @ ("disk" | "channel" | "net")) => {
+        Some(group @ ("disk" | "channel" | "net" | "exit")) => {
             let arch = compose::load_board(ws, board)?.board.arch;
             let head = ["figure".to_string(), "value".into(), "unit".into()];
             let figures = match group {
                 "disk" => disk::rows(ws, board, arch)?,
                 "net" => net::rows(ws, board, arch)?,
+                "exit" => {
+                    let base = icount_lines(ws, &ws.bench_scenario(), board)?;
+                    ExitFigures::measure(ws, board, &base, &mut Picture::default())?.rows()
+                }
                 _ => channel::rows(ws, board)?,
             };
             let rows = std::iter::once(head).chain(figures).collect();
@@ -120,7 +125,7 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
             return Ok(());
         }
         Some(other) => {
-            bail!("bench --only {other:?}: the groups are \"disk\", \"channel\" and \"net\"")
+            bail!("bench --only {other:?}: the groups are \"exit\", \"disk\", \"channel\" and \"net\"")
         }
     }
     let idle_wall = idle_wall()?;
@@ -131,14 +136,11 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
         .built
         .as_ref()
         .context("the bench scenario built nothing")?;
-    let hypercall = find(&base.lines, BENCH_LINE, parse_calls)?;
     let first_line: u64 = find(&base.lines, FIRST_LINE, |rest| rest.trim().parse().ok())?;
 
     let mut picture = Picture::default();
+    let exit = ExitFigures::measure(ws, board, &base, &mut picture)?;
     let one = |stem| boot(ws, stem, board, Cpus::One, Then::Stop);
-    let ticker = one("bench-ticker")?;
-    picture.keep("ticker alone", &ticker.lines);
-    let ticker = find_last(&ticker.lines, TICKER_LINE, parse_latency)?;
     let ticker_spin = one("bench-ticker-spinner")?;
     picture.keep("beside a spinner", &ticker_spin.lines);
     let ticker_spin = find_last(&ticker_spin.lines, TICKER_LINE, parse_latency)?;
@@ -211,13 +213,6 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
     let channel_rows = channel::rows(ws, board)?;
     let net_rows = net::rows(ws, board, built.composition.arch)?;
 
-    let alone = one("bench-yield-alone")?;
-    picture.keep("yield alone", &alone.lines);
-    let alone = find_last(&alone.lines, YIELD_ALONE_LINE, parse_calls)?;
-    let pair = one("bench-yield-pair")?;
-    picture.keep("yield ping-pong", &pair.lines);
-    let pair = find_last(&pair.lines, YIELD_PAIR_LINE, parse_calls)?;
-
     let measure = |stem| -> Result<(u32, HostCpu)> {
         let booted = boot(ws, stem, board, IDLE_CPUS, Then::MeasureCpu(idle_wall))?;
         let cpu = booted.host_cpu.context("no CPU time measured")?;
@@ -225,21 +220,6 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
     };
     let (idle_cpus, idle) = measure("bench-idle")?;
     let (idle_spin_cpus, idle_spin) = measure("bench-idle-spinner")?;
-
-    // World switch. Alone, a yield is a hypercall round trip through the
-    // scheduler that picks the same VM again: no switch. With two yielders
-    // on one CPU, one call of yield-a spans: its trap, a switch to yield-b,
-    // yield-b's return from its own yield, its loop and next yield trap, a
-    // switch back, yield-a's return. So the pair's mean per call is two
-    // switching yields, and
-    //   one switching yield (trap in one VM to return in the other) = pair / 2,
-    //   what switching adds to a yield = pair / 2 - alone,
-    //   what it adds to a null hypercall = pair / 2 - null hypercall
-    // (the last one also counts the scheduler's work on a yield). The
-    // hypervisor takes every yield through the scheduler and back whether
-    // or not it picks another vCPU, so the middle figure is small: most of
-    // a switch's cost is paid by a non-switching yield too.
-    let switch = pair.mean() / 2.0;
 
     let secs = format!("{:.1} s", idle_wall.as_secs_f64());
     let head = [
@@ -259,19 +239,11 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
             first_line.to_string(),
             "ticks".into(),
         ],
-        [
-            "null hypercall round trip".into(),
-            format!("{:.2}", hypercall.mean()),
-            format!(
-                "ticks, mean of {} calls ({} ticks in all)",
-                hypercall.calls, hypercall.ticks
-            ),
-        ],
-        latency_row("vtimer IRQ latency, ticker alone", &ticker),
         latency_row("vtimer IRQ latency, beside a spinner", &ticker_spin),
     ];
     let rows: Vec<[String; 3]> =
         head.into_iter()
+            .chain(exit.rows())
             .chain(attacks.iter().map(|(name, latency)| {
                 latency_row(&format!("vtimer IRQ latency, {name}"), latency)
             }))
@@ -280,38 +252,6 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
             .chain(channel_rows)
             .chain(net_rows)
             .chain([
-                [
-                    "yield, nobody else to run".into(),
-                    format!("{:.2}", alone.mean()),
-                    format!(
-                        "ticks per call, mean of {}: hypercall + scheduler, no switch",
-                        alone.calls
-                    ),
-                ],
-                [
-                    "yield ping-pong, two VMs".into(),
-                    format!("{:.2}", pair.mean()),
-                    format!(
-                        "ticks per call, mean of {}: two world switches (A->B, B->A)",
-                        pair.calls
-                    ),
-                ],
-                [
-                    "world switch, one way".into(),
-                    format!("{switch:.2}"),
-                    "ticks: ping-pong / 2, a yield from trap in one VM to return in the other"
-                        .into(),
-                ],
-                [
-                    "  switching minus non-switching yield".into(),
-                    format!("{:.2}", switch - alone.mean()),
-                    "ticks: ping-pong / 2 - yield alone, what the switch itself adds".into(),
-                ],
-                [
-                    "  switching yield minus null hypercall".into(),
-                    format!("{:.2}", switch - hypercall.mean()),
-                    "ticks: ping-pong / 2 - null hypercall (switch + scheduler)".into(),
-                ],
                 [
                     format!("host CPU, two idle VMs{}", on_cpus(idle_cpus)),
                     format!("{:.1}", idle.percent()),
@@ -345,6 +285,115 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
     write(&out, picture.render(&built.composition.board)?)?;
     eprintln!("xtask: wrote {}", out.display());
     Ok(())
+}
+
+/// The exit path's figures (`--only exit`, and part of every full run):
+/// a null hypercall, a trapped distributor read, the virtual timer's
+/// latency and a yield with and without a world switch, all on one CPU.
+struct ExitFigures {
+    hypercall: Calls,
+    gicd_read: Calls,
+    ticker: Latency,
+    alone: Calls,
+    pair: Calls,
+}
+
+impl ExitFigures {
+    /// `base`: the bench scenario's outcome (`ci/bench.toml`).
+    fn measure(
+        ws: &Workspace,
+        board: &str,
+        base: &scenario::Outcome,
+        picture: &mut Picture,
+    ) -> Result<Self> {
+        let one = |stem| boot(ws, stem, board, Cpus::One, Then::Stop);
+        let ticker = one("bench-ticker")?;
+        picture.keep("ticker alone", &ticker.lines);
+        let alone = one("bench-yield-alone")?;
+        picture.keep("yield alone", &alone.lines);
+        let pair = one("bench-yield-pair")?;
+        picture.keep("yield ping-pong", &pair.lines);
+        Ok(Self {
+            hypercall: find(&base.lines, BENCH_LINE, parse_calls)?,
+            gicd_read: find(&base.lines, GICD_READ_LINE, parse_calls)?,
+            ticker: find_last(&ticker.lines, TICKER_LINE, parse_latency)?,
+            alone: find_last(&alone.lines, YIELD_ALONE_LINE, parse_calls)?,
+            pair: find_last(&pair.lines, YIELD_PAIR_LINE, parse_calls)?,
+        })
+    }
+
+    fn rows(&self) -> Vec<[String; 3]> {
+        let Self {
+            hypercall,
+            gicd_read,
+            ticker,
+            alone,
+            pair,
+        } = self;
+        // World switch. Alone, a yield is a hypercall round trip through the
+        // scheduler that picks the same VM again: no switch. With two yielders
+        // on one CPU, one call of yield-a spans: its trap, a switch to yield-b,
+        // yield-b's return from its own yield, its loop and next yield trap, a
+        // switch back, yield-a's return. So the pair's mean per call is two
+        // switching yields, and
+        //   one switching yield (trap in one VM to return in the other) = pair / 2,
+        //   what switching adds to a yield = pair / 2 - alone,
+        //   what it adds to a null hypercall = pair / 2 - null hypercall
+        // (the last one also counts the scheduler's work on a yield). The
+        // hypervisor takes every yield through the scheduler and back whether
+        // or not it picks another vCPU, so the middle figure is small: most of
+        // a switch's cost is paid by a non-switching yield too.
+        let switch = pair.mean() / 2.0;
+
+        vec![
+            mean_row("null hypercall round trip", hypercall),
+            mean_row("trapped GICD_TYPER read", gicd_read),
+            latency_row("vtimer IRQ latency, ticker alone", ticker),
+            [
+                "yield, nobody else to run".into(),
+                format!("{:.2}", alone.mean()),
+                format!(
+                    "ticks per call, mean of {}: hypercall + scheduler, no switch",
+                    alone.calls
+                ),
+            ],
+            [
+                "yield ping-pong, two VMs".into(),
+                format!("{:.2}", pair.mean()),
+                format!(
+                    "ticks per call, mean of {}: two world switches (A->B, B->A)",
+                    pair.calls
+                ),
+            ],
+            [
+                "world switch, one way".into(),
+                format!("{switch:.2}"),
+                "ticks: ping-pong / 2, a yield from trap in one VM to return in the other".into(),
+            ],
+            [
+                "  switching minus non-switching yield".into(),
+                format!("{:.2}", switch - alone.mean()),
+                "ticks: ping-pong / 2 - yield alone, what the switch itself adds".into(),
+            ],
+            [
+                "  switching yield minus null hypercall".into(),
+                format!("{:.2}", switch - hypercall.mean()),
+                "ticks: ping-pong / 2 - null hypercall (switch + scheduler)".into(),
+            ],
+        ]
+    }
+}
+
+/// `calls`' mean per call, in ticks.
+fn mean_row(name: &str, calls: &Calls) -> [String; 3] {
+    [
+        name.into(),
+        format!("{:.2}", calls.mean()),
+        format!(
+            "ticks, mean of {} calls ({} ticks in all)",
+            calls.calls, calls.ticks
+        ),
+    ]
 }
 
 /// What `bench-<board>.svg` shows, gathered from the scenarios' lines.

@@ -156,6 +156,12 @@ pub fn eoi(iar: u32) {
     }
 }
 
+/// `GICD_TYPER`: a trapped distributor read, the emulated MMIO exit the
+/// bench measures.
+pub fn distributor_typer() -> u32 {
+    arch::gic_read32(GicFrame::Distributor, GICD_TYPER)
+}
+
 /// Sends SGI `sgi` (0..16) to this CPU (GICv2: `GICD_SGIR` with
 /// TargetListFilter = 2; GICv3: `ICC_SGI1R_EL1` with this CPU's affinity).
 pub fn send_sgi_to_self(sgi: u32) {
@@ -202,6 +208,8 @@ pub enum GicFrame {
 
 /// Size of the distributor frame (GICv3 has `GICD_IROUTER` up to 0x7fd8).
 const GICD_FRAME_SIZE: u64 = 0x1_0000;
+/// Distributor type register (INTID lines, CPU count).
+const GICD_TYPER: u64 = 0x4;
 /// Size of the GICv2 CPU interface frame we touch (4 KiB is all the
 /// registers used).
 const GICC_FRAME_SIZE: u64 = 0x1000;
