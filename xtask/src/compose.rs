@@ -236,7 +236,7 @@ fn build_image(
         .run()
         .context("building the hypervisor image (images/tessera)")?;
     Ok(ws
-        .release_dir(composition.arch.rust_target())
+        .release_dir(composition.arch.hypervisor_target())
         .join("tessera"))
 }
 
@@ -250,7 +250,7 @@ pub fn image_cargo<'a>(
     verb: &str,
     trailing: &[&str],
 ) -> xshell::Cmd<'a> {
-    let triple = composition.arch.rust_target();
+    let triple = composition.arch.hypervisor_target();
     let features = composition.features().join(",");
     let cargo = ws.cargo();
     cmd!(

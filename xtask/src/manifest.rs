@@ -67,7 +67,7 @@ pub fn render(c: &Composition, sizes: &Sizes) -> String {
     line(format!(
         "arch         {} ({})",
         arch_name(c.arch),
-        c.arch.rust_target()
+        c.arch.hypervisor_target()
     ));
     line(format!("composition  {}", c.name));
     line(format!("cpus         {}", c.cpus));

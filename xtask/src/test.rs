@@ -190,7 +190,7 @@ fn clippy_bare_metal(ws: &Workspace, arch: Arch) -> Result<()> {
     };
     let packages =
         std::iter::once(arch_crate.to_string()).chain(components::of(Kind::Gic).map(|c| c.krate()));
-    clippy_for_target(ws, arch.rust_target(), packages)
+    clippy_for_target(ws, arch.hypervisor_target(), packages)
 }
 
 /// Clippy with warnings denied on `packages`, built for `triple`.

@@ -1,5 +1,5 @@
 //! A vCPU's state: what the guest entry/exit assembly saves and loads on
-//! every trap (general and FP/SIMD registers, PC, PSTATE), and the EL1
+//! every trap (general registers, PC, PSTATE), and the FP/SIMD and EL1
 //! system registers, switched only when another vCPU is loaded.
 
 use aarch64_cpu::registers::HCR_EL2;
@@ -17,16 +17,24 @@ pub struct GuestRegs {
     pub pc: u64,
     /// SPSR_EL2: the guest's PSTATE.
     pub pstate: u64,
-    pub fpsr: u64,
-    pub fpcr: u64,
-    _pad: u64,
-    pub q: [u128; 32],
 }
 
 pub const PC_OFFSET: usize = offset_of!(GuestRegs, pc);
-pub const FPSR_OFFSET: usize = offset_of!(GuestRegs, fpsr);
-pub const FP_OFFSET: usize = offset_of!(GuestRegs, q);
-const _: () = assert!(PC_OFFSET == 248 && FPSR_OFFSET == 264 && FP_OFFSET == 288);
+const _: () = assert!(PC_OFFSET == 248);
+
+/// FP/SIMD state. The hypervisor is built soft-float and never touches
+/// these registers, so they stay the guest's across its traps and are
+/// switched with the vCPU ([`crate::el2::vcpu_load`], `vcpu_put`), not on
+/// every exit. `__tessera_fp_save`/`__tessera_fp_load` use the offsets.
+#[repr(C, align(16))]
+#[derive(Clone, Default)]
+pub struct FpRegs {
+    pub fpsr: u64,
+    pub fpcr: u64,
+    pub q: [u128; 32],
+}
+
+const _: () = assert!(offset_of!(FpRegs, fpsr) == 0 && offset_of!(FpRegs, q) == 16);
 
 /// Defines a struct with one field per system register and the code that
 /// moves them between the CPU and memory, so each list is written once.
@@ -121,6 +129,7 @@ const VMPIDR_RES1: u64 = 1 << 31;
 #[derive(Clone, Default)]
 pub struct Context {
     pub regs: GuestRegs,
+    pub fp: FpRegs,
     pub el1: El1Regs,
     /// Only for AArch32 guests.
     pub aarch32: Option<Aarch32Regs>,

@@ -126,11 +126,16 @@ pub fn vcpu_load(ctx: &Context, vttbr: u64) {
     if let Some(aarch32) = &ctx.aarch32 {
         aarch32.restore();
     }
+    // SAFETY: reads `ctx.fp` only; the registers it loads are the guest's
+    // (the soft-float hypervisor does not use them).
+    unsafe { crate::entry::__tessera_fp_load(&ctx.fp) };
 }
 
 /// Saves a vCPU's EL1 state, then stops its virtual timer in this CPU so
 /// it cannot fire here once the vCPU has moved on.
 pub fn vcpu_put(ctx: &mut Context) {
+    // SAFETY: writes `ctx.fp` only, which we hold exclusively.
+    unsafe { crate::entry::__tessera_fp_save(&mut ctx.fp) };
     ctx.el1.save();
     if let Some(aarch32) = &mut ctx.aarch32 {
         aarch32.save();

@@ -7,12 +7,16 @@
 //! below the top), `__hv_end` (the top of CPU 0's slot, where its fault
 //! stack ends; see [`hv::layout`]), `__bss_start`, `__bss_end`.
 
-use crate::context::{FPSR_OFFSET, FP_OFFSET, PC_OFFSET};
+use crate::context::{FpRegs, PC_OFFSET};
 use core::arch::global_asm;
 
 extern "C" {
     /// Where PSCI CPU_ON starts secondary CPUs.
     pub fn _start_secondary();
+    /// Stores this CPU's FP/SIMD registers into `*fp`.
+    pub fn __tessera_fp_save(fp: *mut FpRegs);
+    /// Loads this CPU's FP/SIMD registers from `*fp`.
+    pub fn __tessera_fp_load(fp: *const FpRegs);
 }
 
 global_asm!(
@@ -52,47 +56,10 @@ global_asm!(
     ldp     x28, x29, [\base, #224]
     ldr     x30, [\base, #240]
 .endm
-// q0..q31 at their index * 16 from \base.
-.macro store_q base
-    stp     q0, q1, [\base, #0]
-    stp     q2, q3, [\base, #32]
-    stp     q4, q5, [\base, #64]
-    stp     q6, q7, [\base, #96]
-    stp     q8, q9, [\base, #128]
-    stp     q10, q11, [\base, #160]
-    stp     q12, q13, [\base, #192]
-    stp     q14, q15, [\base, #224]
-    stp     q16, q17, [\base, #256]
-    stp     q18, q19, [\base, #288]
-    stp     q20, q21, [\base, #320]
-    stp     q22, q23, [\base, #352]
-    stp     q24, q25, [\base, #384]
-    stp     q26, q27, [\base, #416]
-    stp     q28, q29, [\base, #448]
-    stp     q30, q31, [\base, #480]
-.endm
-.macro load_q base
-    ldp     q0, q1, [\base, #0]
-    ldp     q2, q3, [\base, #32]
-    ldp     q4, q5, [\base, #64]
-    ldp     q6, q7, [\base, #96]
-    ldp     q8, q9, [\base, #128]
-    ldp     q10, q11, [\base, #160]
-    ldp     q12, q13, [\base, #192]
-    ldp     q14, q15, [\base, #224]
-    ldp     q16, q17, [\base, #256]
-    ldp     q18, q19, [\base, #288]
-    ldp     q20, q21, [\base, #320]
-    ldp     q22, q23, [\base, #352]
-    ldp     q24, q25, [\base, #384]
-    ldp     q26, q27, [\base, #416]
-    ldp     q28, q29, [\base, #448]
-    ldp     q30, q31, [\base, #480]
-.endm
-
 // Every CPU at EL2 before any Rust: vectors first (u-boot hands over with
-// VBAR_EL2 still in u-boot and SError unmasked), FP/SIMD untrapped (Rust
-// uses it), EL2 MMU off with no alignment checks.
+// VBAR_EL2 still in u-boot and SError unmasked), FP/SIMD untrapped (the
+// guests' to use; the soft-float hypervisor never does), EL2 MMU off with
+// no alignment checks.
 .macro el2_early_setup
     ldr     x1, =__tessera_vectors
     msr     vbar_el2, x1
@@ -218,26 +185,17 @@ __tessera_el2_fault:
 
 // x0 = &mut GuestRegs. Saves the hypervisor's callee-saved registers on its
 // stack, loads the guest's, erets. Returns (from __tessera_guest_exit) the
-// exit kind.
+// exit kind. FP/SIMD registers are not touched: the hypervisor is built
+// soft-float, so they hold the loaded vCPU's throughout.
 .global __tessera_enter_guest
 __tessera_enter_guest:
-    sub     sp, sp, #160
-    stp     x19, x20, [sp, #0]
+    stp     x19, x20, [sp, #-96]!
     stp     x21, x22, [sp, #16]
     stp     x23, x24, [sp, #32]
     stp     x25, x26, [sp, #48]
     stp     x27, x28, [sp, #64]
     stp     x29, x30, [sp, #80]
-    stp     d8, d9, [sp, #96]
-    stp     d10, d11, [sp, #112]
-    stp     d12, d13, [sp, #128]
-    stp     d14, d15, [sp, #144]
     msr     tpidr_el2, x0
-    add     x1, x0, #{fp}
-    load_q x1
-    ldp     x2, x3, [x0, #{fpsr}]
-    msr     fpsr, x2
-    msr     fpcr, x3
     ldp     x2, x3, [x0, #{pc}]
     msr     elr_el2, x2
     msr     spsr_el2, x3
@@ -255,26 +213,65 @@ __tessera_guest_exit:
     mrs     x2, elr_el2
     mrs     x3, spsr_el2
     stp     x2, x3, [x0, #{pc}]
-    mrs     x2, fpsr
-    mrs     x3, fpcr
-    stp     x2, x3, [x0, #{fpsr}]
-    add     x2, x0, #{fp}
-    store_q x2
     mov     x0, x1
-    ldp     x19, x20, [sp, #0]
     ldp     x21, x22, [sp, #16]
     ldp     x23, x24, [sp, #32]
     ldp     x25, x26, [sp, #48]
     ldp     x27, x28, [sp, #64]
     ldp     x29, x30, [sp, #80]
-    ldp     d8, d9, [sp, #96]
-    ldp     d10, d11, [sp, #112]
-    ldp     d12, d13, [sp, #128]
-    ldp     d14, d15, [sp, #144]
-    add     sp, sp, #160
+    ldp     x19, x20, [sp], #96
+    ret
+
+// FP/SIMD state of a vCPU (x0 = &FpRegs: FPSR, FPCR, then q0..q31 from
+// offset 16), moved with the vCPU on and off a CPU. The only FP/SIMD code in
+// the hypervisor: its target has neither, so the assembler is told here.
+.arch_extension fp
+.arch_extension simd
+.global __tessera_fp_save
+__tessera_fp_save:
+    stp     q0, q1, [x0, #16]
+    stp     q2, q3, [x0, #48]
+    stp     q4, q5, [x0, #80]
+    stp     q6, q7, [x0, #112]
+    stp     q8, q9, [x0, #144]
+    stp     q10, q11, [x0, #176]
+    stp     q12, q13, [x0, #208]
+    stp     q14, q15, [x0, #240]
+    stp     q16, q17, [x0, #272]
+    stp     q18, q19, [x0, #304]
+    stp     q20, q21, [x0, #336]
+    stp     q22, q23, [x0, #368]
+    stp     q24, q25, [x0, #400]
+    stp     q26, q27, [x0, #432]
+    stp     q28, q29, [x0, #464]
+    stp     q30, q31, [x0, #496]
+    mrs     x1, fpsr
+    mrs     x2, fpcr
+    stp     x1, x2, [x0]
+    ret
+
+.global __tessera_fp_load
+__tessera_fp_load:
+    ldp     q0, q1, [x0, #16]
+    ldp     q2, q3, [x0, #48]
+    ldp     q4, q5, [x0, #80]
+    ldp     q6, q7, [x0, #112]
+    ldp     q8, q9, [x0, #144]
+    ldp     q10, q11, [x0, #176]
+    ldp     q12, q13, [x0, #208]
+    ldp     q14, q15, [x0, #240]
+    ldp     q16, q17, [x0, #272]
+    ldp     q18, q19, [x0, #304]
+    ldp     q20, q21, [x0, #336]
+    ldp     q22, q23, [x0, #368]
+    ldp     q24, q25, [x0, #400]
+    ldp     q26, q27, [x0, #432]
+    ldp     q28, q29, [x0, #464]
+    ldp     q30, q31, [x0, #496]
+    ldp     x1, x2, [x0]
+    msr     fpsr, x1
+    msr     fpcr, x2
     ret
 "#,
-    fp = const FP_OFFSET,
-    fpsr = const FPSR_OFFSET,
     pc = const PC_OFFSET,
 );

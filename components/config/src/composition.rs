@@ -17,10 +17,21 @@ pub enum Arch {
 }
 
 impl Arch {
-    /// The Rust target the hypervisor and guests are built for.
+    /// The Rust target native guests are built for (FP/SIMD available).
     pub fn rust_target(self) -> &'static str {
         match self {
             Arch::Aarch64 => "aarch64-unknown-none",
+            Arch::Armv7a => "armv7a-none-eabi",
+        }
+    }
+
+    /// The Rust target the hypervisor is built for: one that never uses
+    /// FP/SIMD registers, so a guest's stay live across its traps and are
+    /// switched only with the vCPU (`armv7a-none-eabi` is soft-float
+    /// already).
+    pub fn hypervisor_target(self) -> &'static str {
+        match self {
+            Arch::Aarch64 => "aarch64-unknown-none-softfloat",
             Arch::Armv7a => "armv7a-none-eabi",
         }
     }

@@ -1,7 +1,9 @@
 //! One physical CPU's loop: the same code for the image's CPUs and the host
 //! tests. It takes the hypervisor's lock once per exit, and does what needs
 //! no lock (running the guest, clearing a resetting VM's RAM, waiting for an
-//! interrupt) outside it, through [`Outside`].
+//! interrupt) outside it, through [`Outside`]. Exits that concern only the
+//! vCPU's own registers are answered without the lock and without leaving
+//! the guest's turn ([`super::exit::handle_fast`]).
 
 use super::{Hypervisor, Work};
 use crate::{
@@ -72,7 +74,12 @@ where
         // rate then costs a neighbour's exit at most one wait.
         work = match work {
             Work::Run(vcpu, mut ctx) => {
-                let exit = outside.run_guest(&mut ctx);
+                let exit = loop {
+                    let exit = outside.run_guest(&mut ctx);
+                    if !super::exit::handle_fast(&mut *ctx, &exit) {
+                        break exit;
+                    }
+                };
                 let mut hv = hv.lock();
                 hv.after_run(cpu, vcpu, ctx, exit);
                 hv.next_work(cpu)

@@ -339,23 +339,16 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     fn hypercall(&mut self, vcpu: VcpuId, esr: u64) -> Next {
         let ctx = self.ctx(vcpu);
         let (function, mut arg1, mut arg2) = (ctx.reg(0), ctx.reg(1), ctx.reg(2));
-        // The ABI is `HVC #0`; other immediates are reserved.
-        let immediate = esr & 0xffff;
-        let from_aarch32 = trap::exception_class(esr) == trap::EC_HVC32;
-        let smc64 = function & abi::SMC64 != 0;
-        if !smc64 {
+        if function & abi::SMC64 == 0 {
             // SMC32: only the low halves of the arguments are defined.
             arg1 &= 0xffff_ffff;
             arg2 &= 0xffff_ffff;
         }
+        if let Some(result) = own_state_hypercall(function, esr) {
+            self.ctx(vcpu).set_reg(0, result as u64);
+            return Next::Resume;
+        }
         let (result, next) = match function | abi::SMC64 {
-            _ if immediate != 0 || (from_aarch32 && smc64) => {
-                (Error::NotSupported as i64, Next::Resume)
-            }
-            abi::HC_ABI_VERSION => (
-                (u64::from(abi::ABI_MAJOR) << 16 | u64::from(abi::ABI_MINOR)) as i64,
-                Next::Resume,
-            ),
             abi::HC_CONSOLE_WRITE => (self.console_write(vcpu, arg1, arg2), Next::Resume),
             abi::HC_YIELD => (0, Next::Requeue),
             abi::HC_CHANNEL_NOTIFY => (self.channel_notify(vcpu, arg1), Next::Resume),
@@ -470,6 +463,54 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
 }
 
 /// Steps over the trapped instruction (2 or 4 bytes, from the IL bit).
+/// The result of a hypercall that needs nothing but the caller's
+/// registers (its version, or a refusal), or `None` for one that needs the
+/// hypervisor. Both the fast path and [`Hypervisor::hypercall`] ask here.
+fn own_state_hypercall(function: u64, esr: u64) -> Option<i64> {
+    // The ABI is `HVC #0`; other immediates are reserved.
+    let immediate = esr & 0xffff;
+    let from_aarch32 = trap::exception_class(esr) == trap::EC_HVC32;
+    let smc64 = function & abi::SMC64 != 0;
+    match function | abi::SMC64 {
+        _ if immediate != 0 || (from_aarch32 && smc64) => Some(Error::NotSupported as i64),
+        abi::HC_ABI_VERSION => {
+            Some((u64::from(abi::ABI_MAJOR) << 16 | u64::from(abi::ABI_MINOR)) as i64)
+        }
+        abi::HC_CONSOLE_WRITE | abi::HC_YIELD | abi::HC_CHANNEL_NOTIFY | abi::HC_VM_EXIT => None,
+        _ => Some(Error::NotSupported as i64),
+    }
+}
+
+/// Handles `exit` if it concerns only the vCPU's own registers (an
+/// own-state hypercall, a trapped debug or PMU register), without the
+/// hypervisor's lock, so the CPU goes straight back into the guest. Returns
+/// false for every other exit. Nothing another CPU does is missed: what it
+/// asks of this vCPU (an interrupt, a stop, a reset) comes as a physical
+/// interrupt, which exits the guest again at once and takes the full path.
+pub(super) fn handle_fast(ctx: &mut impl VcpuRegs, exit: &RawExit) -> bool {
+    if exit.kind != ExitKind::Sync {
+        return false;
+    }
+    match trap::exception_class(exit.esr) {
+        trap::EC_HVC64 | trap::EC_HVC32 => {
+            let function = ctx.reg(0);
+            if psci::is_psci(function) && exit.esr & 0xffff == 0 {
+                return false;
+            }
+            let Some(result) = own_state_hypercall(function, exit.esr) else {
+                return false;
+            };
+            ctx.set_reg(0, result as u64);
+            true
+        }
+        _ if trap::DebugOrPmu::decode(exit.esr).is_some() => {
+            debug_or_pmu_raz_wi(ctx, exit.esr);
+            true
+        }
+        _ => false,
+    }
+}
+
 fn skip_instruction(ctx: &mut impl VcpuRegs, esr: u64) {
     let length = if trap::instruction_is_32bit(esr) {
         4

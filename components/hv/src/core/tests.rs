@@ -216,6 +216,7 @@ enum Step {
     },
 }
 
+#[derive(Clone, Debug, PartialEq)]
 struct MockCtx {
     regs: [u64; 31],
     pc: u64,
@@ -2550,4 +2551,81 @@ fn a_resetting_vm_gets_no_frames_and_a_fresh_device() {
     finish(&mut hv, 0, on_a);
     finish(&mut hv, 1, on_b);
     assert_eq!(hv.running_vms(), 0);
+}
+
+mod fast_path {
+    use super::*;
+    use crate::trap;
+    use proptest::prelude::*;
+
+    /// ESRs near the fast path's edges: HVC (both widths, any immediate),
+    /// the system register and coprocessor classes, and anything at all.
+    fn esr() -> impl Strategy<Value = u64> {
+        let ec = prop_oneof![
+            Just(trap::EC_HVC64),
+            Just(trap::EC_HVC32),
+            Just(trap::EC_SYSREG),
+            Just(trap::EC_CP14_32),
+            Just(trap::EC_CP15_32),
+            Just(trap::EC_CP14_64),
+            Just(trap::EC_CP15_64),
+            any::<u8>().prop_map(|ec| ec & 0x3f),
+        ];
+        let iss = prop_oneof![
+            Just(0u32),
+            1u32..4,
+            any::<u32>().prop_map(|i| i & 0x1ff_ffff)
+        ];
+        (ec, iss).prop_map(|(ec, iss)| u64::from(ec) << 26 | 1 << 25 | u64::from(iss))
+    }
+
+    fn function() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            Just(abi::HC_ABI_VERSION),
+            Just(abi::HC32_ABI_VERSION),
+            Just(abi::HC_CONSOLE_WRITE),
+            Just(abi::HC_YIELD),
+            Just(abi::HC_VM_EXIT),
+            Just(abi::HC_CHANNEL_NOTIFY),
+            Just(0x8400_0000u64), // PSCI_VERSION
+            Just(0xc400_0003u64), // CPU_ON (64-bit)
+            any::<u64>(),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the fast path answers, the full path (under the lock)
+        /// answers the same, with the same registers and PC after, and
+        /// goes back into the same vCPU; what it declines, it leaves as it
+        /// found it.
+        #[test]
+        fn fuzz_fast_exits_match_the_full_path(
+            esr in esr(),
+            x0 in function(),
+            regs in proptest::array::uniform30(any::<u64>()),
+            irq in proptest::bool::weighted(0.1),
+        ) {
+            let mut hv = boot(vec![(vm("fast", 0x8000_0000, b""), vec![])]);
+            take_lines();
+            let ctx = hv.vcpus[0].ctx.as_mut().unwrap();
+            ctx.regs[0] = x0;
+            ctx.regs[1..].copy_from_slice(&regs);
+            let before = (**ctx).clone();
+            let exit = RawExit {
+                kind: if irq { ExitKind::Irq } else { ExitKind::Sync },
+                esr,
+                far: 0,
+                hpfar: 0,
+            };
+            let mut fast = before.clone();
+            if exit::handle_fast(&mut fast, &exit) {
+                let next = hv.handle_exit(CpuId(0), VcpuId(0), exit);
+                prop_assert!(matches!(next, exit::Next::Resume));
+                prop_assert_eq!(hv.vcpus[0].ctx.as_deref(), Some(&fast));
+                prop_assert_eq!(take_lines(), Vec::<String>::new());
+            } else {
+                prop_assert_eq!(fast, before);
+            }
+        }
+    }
 }
