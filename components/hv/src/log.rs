@@ -127,10 +127,14 @@ pub fn queue_output(sources: usize, quota: usize, relax: fn()) {
 
 /// Writes the queued lines to the sink, unless another CPU is at it.
 pub fn drain() {
+    // QUEUED first: this runs after every exit, and is nearly always false.
+    if !QUEUED.load(Ordering::Acquire) {
+        return;
+    }
     let (Some(sink), Some(outbox)) = (SINK.get(), OUTBOX.get()) else {
         return;
     };
-    if !QUEUED.load(Ordering::Acquire) || DRAINING.swap(true, Ordering::Acquire) {
+    if DRAINING.swap(true, Ordering::Acquire) {
         return;
     }
     QUEUED.store(false, Ordering::Relaxed);

@@ -491,24 +491,35 @@ pub(super) fn handle_fast(ctx: &mut impl VcpuRegs, exit: &RawExit) -> bool {
     if exit.kind != ExitKind::Sync {
         return false;
     }
-    match trap::exception_class(exit.esr) {
-        trap::EC_HVC64 | trap::EC_HVC32 => {
-            let function = ctx.reg(0);
-            if psci::is_psci(function) && exit.esr & 0xffff == 0 {
-                return false;
-            }
-            let Some(result) = own_state_hypercall(function, exit.esr) else {
-                return false;
-            };
-            ctx.set_reg(0, result as u64);
-            true
+    let ec = trap::exception_class(exit.esr);
+    // Hypercalls first: the common case, tested in two compares.
+    if ec == trap::EC_HVC64 || ec == trap::EC_HVC32 {
+        let function = ctx.reg(0);
+        if psci::is_psci(function) && exit.esr & 0xffff == 0 {
+            return false;
         }
-        _ if trap::DebugOrPmu::decode(exit.esr).is_some() => {
-            debug_or_pmu_raz_wi(ctx, exit.esr);
-            true
-        }
-        _ => false,
+        let Some(result) = own_state_hypercall(function, exit.esr) else {
+            return false;
+        };
+        ctx.set_reg(0, result as u64);
+        return true;
     }
+    debug_or_pmu_fast(ctx, exit.esr)
+}
+
+/// The fast path's other case, out of line so that the hypercall case
+/// stays a few compares.
+#[inline(never)]
+fn debug_or_pmu_fast(ctx: &mut impl VcpuRegs, esr: u64) -> bool {
+    let coprocessor = matches!(
+        trap::exception_class(esr),
+        trap::EC_SYSREG | trap::EC_CP14_32 | trap::EC_CP14_64 | trap::EC_CP15_32 | trap::EC_CP15_64
+    );
+    if coprocessor && trap::DebugOrPmu::decode(esr).is_some() {
+        debug_or_pmu_raz_wi(ctx, esr);
+        return true;
+    }
+    false
 }
 
 fn skip_instruction(ctx: &mut impl VcpuRegs, esr: u64) {
