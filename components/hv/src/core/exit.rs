@@ -174,7 +174,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
 
     /// Masks the (level) timer interrupt and hands it to the guest as a
     /// virtual one; it is unmasked when the guest has completed it.
-    fn guest_timer_fired(&mut self, vcpu: VcpuId) {
+    pub(super) fn guest_timer_fired(&mut self, vcpu: VcpuId) {
         self.platform.mask_guest_timer(true);
         self.vcpus[vcpu.0 as usize].vtimer_masked = true;
         let (vm, index) = self.vm_and_index(vcpu);

@@ -560,10 +560,30 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         let ctx = state.ctx.as_deref().expect("not running elsewhere");
         self.platform.vcpu_load(ctx, vttbr);
         self.vif.load(&state.gic);
-        self.vif.write_lrs(&state.lrs[..self.lr_count], false);
-        state.run_started = self.platform.counter();
+        let now = self.platform.counter();
+        state.run_started = now;
         state.run = RunState::OnCpu(cpu);
+        let timer_in_flight = state.vtimer_masked;
         self.cpus[cpu.0 as usize].running = Some(vcpu);
+        // Its virtual timer expired while it was off the CPU (it is usually
+        // why it was woken): hand it the interrupt now, so that it enters
+        // its handler straight away instead of entering the guest only for
+        // the timer to fire there and exit at once.
+        if !timer_in_flight
+            && self
+                .platform
+                .guest_timer_deadline()
+                .is_some_and(|at| at <= now)
+        {
+            self.guest_timer_fired(vcpu);
+        }
+        // `flush_lrs`, which runs next (`next_work`), writes them itself
+        // when the vCPU has any live or due: only clear the previous
+        // vCPU's here.
+        let state = &self.vcpus[vcpu.0 as usize];
+        if !(state.lrs_live || state.irq_dirty) {
+            self.vif.write_lrs(&state.lrs[..self.lr_count], false);
+        }
     }
 
     /// Takes `vcpu`'s state off `cpu` and tells the scheduler whether it

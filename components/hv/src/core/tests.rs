@@ -254,6 +254,9 @@ struct Mock {
     lrs: HwLrs,
     guest_timer: Option<u64>,
     guest_timer_masked: bool,
+    /// Per context, at each entry: whether the virtual timer's interrupt
+    /// was pending in a list register.
+    entered_with_timer: Vec<Vec<bool>>,
     /// CPUs kicked, in order.
     kicks: Vec<u32>,
     ram: SparseRam,
@@ -338,6 +341,15 @@ impl Cpu for Mock {
     fn run(&mut self, ctx: &mut MockCtx) -> RawExit {
         self.now += 10;
         self.results[ctx.id].push(ctx.regs[0] as i64);
+        let timer_pending = self
+            .lrs
+            .borrow()
+            .iter()
+            .any(|lr| lr.intid == abi::GUEST_VTIMER_INTID && lr.state == LrState::Pending);
+        if self.entered_with_timer.len() <= ctx.id {
+            self.entered_with_timer.resize(ctx.id + 1, Vec::new());
+        }
+        self.entered_with_timer[ctx.id].push(timer_pending);
         let step = self.scripts[ctx.id].pop_front().expect("script ran out");
         let sync = |esr| RawExit {
             kind: ExitKind::Sync,
@@ -841,6 +853,23 @@ fn wfi_blocks_until_the_guest_timer_fires() {
         "the sleeper slept until its timer ({})",
         hv.platform.now
     );
+}
+
+#[test]
+fn a_vcpu_woken_by_its_timer_enters_with_the_interrupt_pending() {
+    // Not entered first for the timer to fire in the guest and exit again.
+    let mut hv = boot(vec![(
+        vm("sleeper", 0x8000_0000, b""),
+        vec![
+            Step::Wfi {
+                timer_in: Some(5_000),
+            },
+            Step::Hvc(EXIT, 1, 0),
+        ],
+    )]);
+    hv.run();
+    assert_eq!(hv.platform.entered_with_timer[0], [false, true]);
+    assert!(hv.platform.guest_timer_masked, "masked while in flight");
 }
 
 #[test]
