@@ -375,6 +375,43 @@ mod tests {
     use config::vm::GuestWidth;
 
     #[test]
+    fn stage2_tables_and_state_sizes_are_listed_per_vm() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let path = root.join("boards/qemu-virt-a64.toml");
+        let board = std::fs::read_to_string(&path).unwrap();
+        let text = board[..board.find("[[vm]]").unwrap()].to_string()
+            + "[[vm]]\nname = \"t{}\"\ncount = 2\nguest = \"hello\"\nvcpus = 1\nmemory = \"64KiB\"\n\n"
+            + "[[vm]]\nname = \"big\"\nguest = \"hello\"\nvcpus = 1\nmemory = \"16MiB\"\n\n"
+            + "[[channel]]\nname = \"c\"\nwriter = \"t0\"\nreader = \"big\"\nsize = \"4KiB\"\n";
+        let profile = parse_profile(&path, &text).unwrap();
+        let known = Known::builtin(vec!["hello".into()]);
+        let image = |guest: &str, _: GuestWidth| PathBuf::from(guest);
+        let c = plan(&profile, None, &known, "test", &image).unwrap();
+        // t1: root, RAM's level 2 and 3. t0 also copies the GIC frame's
+        // level 2 and 3 to map its channel in that GiB, and a level 3 for
+        // the channel's pages. big: root, RAM's level 2 (blocks), the
+        // copies and the channel's level 3.
+        assert_eq!(stage2_tables(&c), [Some(6), Some(3), Some(5)]);
+        let sizes = Sizes {
+            hypervisor: SectionSizes::default(),
+            vm_table: 0,
+            guests: Vec::new(),
+            bin_total: 0,
+            state: Some([968, 216, 1072]),
+        };
+        let text = render(&c, &sizes);
+        for want in [
+            "  t1    hello  1      ",
+            "3 x 4 KiB",
+            "  stage-2 tables             24576 (3 to 6 of 4 KiB",
+            "  VM, vCPU, registers        968, 216, 1072",
+            "  heap the region holds      32768 per VM past the first 16 (+0 bytes here)",
+        ] {
+            assert!(text.contains(want), "{want:?} not in:\n{text}");
+        }
+    }
+
+    #[test]
     fn channels_are_listed_per_vm() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let path = root.join("boards/qemu-virt-a64.toml");
