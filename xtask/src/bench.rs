@@ -50,6 +50,11 @@ const INIT_LINE: &str = "tessera-init: ";
 /// to finish (the other's last call waits for this one to print and exit).
 const YIELD_PAIR_LINE: &str = "[yield-a] yielder: ";
 const YIELD_ALONE_LINE: &str = "[yielder] yielder: ";
+/// The hypervisor's heap after building its VMs (`report_memory` in the image).
+const MEMORY_LINE: &str = "[hv] memory: ";
+const STATE_LINE: &str = "[hv] memory: fixed-size state: ";
+/// Goal for the hypervisor's memory per VM besides its RAM (issue 16).
+const PER_VM_GOAL: u64 = 16 << 10;
 
 /// Wall time of each host CPU measurement, in seconds (default 10).
 pub const IDLE_SECS_ENV: &str = "TESSERA_BENCH_IDLE_SECS";
@@ -106,7 +111,7 @@ impl HostCpu {
 pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
     match only {
         None => {}
-        Some(group @ ("disk" | "channel" | "net" | "exit")) => {
+        Some(group @ ("disk" | "channel" | "net" | "exit" | "memory")) => {
             let arch = compose::load_board(ws, board)?.board.arch;
             let head = ["figure".to_string(), "value".into(), "unit".into()];
             let figures = match group {
@@ -116,6 +121,7 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
                     let base = icount_lines(ws, &ws.bench_scenario(), board)?;
                     ExitFigures::measure(ws, board, &base, &mut Picture::default())?.rows()
                 }
+                "memory" => memory_rows(ws, board)?,
                 _ => channel::rows(ws, board)?,
             };
             let rows = std::iter::once(head).chain(figures).collect();
@@ -125,7 +131,7 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
             return Ok(());
         }
         Some(other) => {
-            bail!("bench --only {other:?}: the groups are \"exit\", \"disk\", \"channel\" and \"net\"")
+            bail!("bench --only {other:?}: the groups are \"exit\", \"disk\", \"channel\", \"net\" and \"memory\"")
         }
     }
     let idle_wall = idle_wall()?;
@@ -213,6 +219,8 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
     let channel_rows = channel::rows(ws, board)?;
     let net_rows = net::rows(ws, board, built.composition.arch)?;
 
+    let memory_rows = memory_rows(ws, board)?;
+
     let measure = |stem| -> Result<(u32, HostCpu)> {
         let booted = boot(ws, stem, board, IDLE_CPUS, Then::MeasureCpu(idle_wall))?;
         let cpu = booted.host_cpu.context("no CPU time measured")?;
@@ -251,6 +259,7 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
             .chain(disk_rows)
             .chain(channel_rows)
             .chain(net_rows)
+            .chain(memory_rows)
             .chain([
                 [
                     format!("host CPU, two idle VMs{}", on_cpus(idle_cpus)),
@@ -849,6 +858,82 @@ fn find_last<T>(lines: &[String], marker: &str, parse: impl Fn(&str) -> Option<T
     })
 }
 
+/// What the hypervisor keeps per VM besides the VM's RAM, as it measures
+/// its heap at boot (`[hv] memory:`): with 1024 tiny VMs and with 16, the
+/// difference per VM, so that what it needs whatever the number of VMs
+/// (console, scheduler, CPUs) is left out; the stage-2 tables among it.
+fn memory_rows(ws: &Workspace, board: &str) -> Result<Vec<[String; 3]>> {
+    let few = boot(ws, "bench-vms-16", board, Cpus::Board, Then::Stop)?;
+    let many = boot(ws, "bench-vms-1024", board, Cpus::Board, Then::Stop)?;
+    let few_memory = find(&few.lines, MEMORY_LINE, parse_memory)?;
+    let memory = find(&many.lines, MEMORY_LINE, parse_memory)?;
+    let state = find(&many.lines, STATE_LINE, |rest| {
+        Some(rest.trim().to_string())
+    })?;
+    let per_vm = memory.per_vm_beyond(&few_memory)?;
+    Ok(vec![
+        [
+            "hypervisor memory per VM, besides its RAM".into(),
+            per_vm.heap.to_string(),
+            format!(
+                "bytes of heap ({} VMs of 64 KiB minus {}, per VM; goal {PER_VM_GOAL}: {}; {} per VM counting what every image has)",
+                memory.vms,
+                few_memory.vms,
+                if per_vm.heap <= PER_VM_GOAL { "met" } else { "not met" },
+                memory.heap / memory.vms.max(1),
+            ),
+        ],
+        [
+            "  of which stage-2 tables".into(),
+            (per_vm.tables * 4096).to_string(),
+            format!(
+                "bytes: {} tables of 4 KiB per VM (the GIC frame's shared by all)",
+                per_vm.tables
+            ),
+        ],
+        [
+            "  fixed-size state (as compiled)".into(),
+            "-".into(),
+            format!("bytes: {state}"),
+        ],
+    ])
+}
+
+/// `[hv] memory:` figures.
+#[derive(Debug, PartialEq, Eq)]
+struct Memory {
+    heap: u64,
+    vms: u64,
+    tables: u64,
+}
+
+impl Memory {
+    /// What each VM more than `fewer` has costs, heap and tables.
+    fn per_vm_beyond(&self, fewer: &Memory) -> Result<Memory> {
+        let vms = self.vms.saturating_sub(fewer.vms);
+        anyhow::ensure!(vms > 0, "the two memory runs have as many VMs");
+        Ok(Memory {
+            heap: self.heap.saturating_sub(fewer.heap) / vms,
+            vms: 1,
+            tables: self.tables.saturating_sub(fewer.tables) / vms,
+        })
+    }
+}
+
+/// `73152992 bytes of heap for 4096 VMs, 17859 per VM; stage 2 12288 tables (12288 per VM)`
+fn parse_memory(text: &str) -> Option<Memory> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let after = |word: &str| -> Option<u64> {
+        let at = words.iter().position(|w| *w == word)?;
+        words.get(at + 1)?.trim_end_matches(',').parse().ok()
+    };
+    Some(Memory {
+        heap: words.first()?.parse().ok()?,
+        vms: after("for")?,
+        tables: after("2")?,
+    })
+}
+
 /// `calls=10000 ticks=123 mean-ticks=0.01`
 fn parse_calls(text: &str) -> Option<Calls> {
     let field = |key: &str| {
@@ -924,6 +1009,32 @@ mod tests {
         let error = init_line_at(&kernel).unwrap_err().to_string();
         assert!(error.contains("despite `quiet`"), "{error}");
         assert!(init_line_at(&init[..2]).is_err(), "no mark");
+    }
+
+    #[test]
+    fn reads_the_memory_line_and_takes_the_difference_per_vm() {
+        let line = "[hv] memory: 73152992 bytes of heap for 4096 VMs, 17859 per VM; stage 2 12288 tables (12288 per VM)";
+        let many = find(&[line.to_string()], MEMORY_LINE, parse_memory).unwrap();
+        assert_eq!(
+            many,
+            Memory {
+                heap: 73152992,
+                vms: 4096,
+                tables: 12288
+            }
+        );
+        let few = Memory {
+            heap: 1_000_000,
+            vms: 16,
+            tables: 48,
+        };
+        let per_vm = many.per_vm_beyond(&few).unwrap();
+        assert_eq!(
+            (per_vm.heap, per_vm.tables),
+            ((73152992 - 1_000_000) / 4080, 3)
+        );
+        assert!(few.per_vm_beyond(&few).is_err());
+        assert!(parse_memory("fixed-size state: VM 1 bytes").is_none());
     }
 
     #[test]

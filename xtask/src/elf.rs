@@ -128,6 +128,32 @@ fn bucket_by_name(name: &str) -> Option<SectionKind> {
     }
 }
 
+/// `count` little-endian `u32`s at symbol `name` in an ELF file, if it has
+/// the symbol (in a section with data).
+pub fn symbol_u32s(data: &[u8], name: &str, count: usize) -> Result<Option<Vec<u32>>> {
+    use object::{ObjectSymbol, ObjectSymbolTable};
+    let file = object::File::parse(data).context("not an object file")?;
+    let Some(symbol) = file
+        .symbol_table()
+        .and_then(|t| t.symbols().find(|s| s.name().is_ok_and(|n| n == name)))
+    else {
+        return Ok(None);
+    };
+    let Some(index) = symbol.section_index() else {
+        return Ok(None);
+    };
+    let section = file.section_by_index(index)?;
+    let bytes = section
+        .data_range(symbol.address(), (count * 4) as u64)?
+        .with_context(|| format!("{name} is not in its section's data"))?;
+    Ok(Some(
+        bytes
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

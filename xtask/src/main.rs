@@ -59,7 +59,7 @@ enum Command {
     Bench {
         #[arg(long, default_value = DEFAULT_BOARD)]
         board: String,
-        /// Only this group of figures ("disk", "channel" or "net"), for working on it
+        /// Only this group of figures ("disk", "channel", "net" or "memory"), for working on it
         #[arg(long, hide = true)]
         only: Option<String>,
     },

@@ -18,6 +18,9 @@ pub struct Sizes {
     pub guests: Vec<(String, PathBuf, u64)>,
     /// `tessera.bin`, everything included.
     pub bin_total: u64,
+    /// The image's `TESSERA_STATE_SIZES`: a VM's, a vCPU's and a vCPU's
+    /// registers' fixed-size state as compiled.
+    pub state: Option<[u32; 3]>,
 }
 
 impl Sizes {
@@ -41,11 +44,14 @@ impl Sizes {
                 guests.push((label, image.to_path_buf(), bytes));
             }
         }
+        let state =
+            elf::symbol_u32s(image_elf, "TESSERA_STATE_SIZES", 3)?.and_then(|v| v.try_into().ok());
         Ok(Sizes {
             hypervisor,
             vm_table,
             guests,
             bin_total,
+            state,
         })
     }
 
@@ -105,15 +111,21 @@ pub fn render(c: &Composition, sizes: &Sizes) -> String {
         "vcpus".into(),
         "ram (host-physical)".into(),
         "image bytes".into(),
+        "stage 2".into(),
         "cmdline".into(),
     ]];
-    for vm in &c.vms {
+    let tables = stage2_tables(c);
+    for (vm, tables) in c.vms.iter().zip(&tables) {
         table.push([
             vm.name.to_string(),
             vm.guest.to_string(),
             vm.vcpus.to_string(),
             range(vm.ram.base, vm.ram.end()),
             sizes.guest_image(c.guest_image(vm)).to_string(),
+            match tables {
+                Some(n) => format!("{n} x 4 KiB"),
+                None => "unmappable".into(),
+            },
             format!("{:?}", vm.cmdline),
         ]);
     }
@@ -163,7 +175,74 @@ pub fn render(c: &Composition, sizes: &Sizes) -> String {
         line(format!("  guest {guest:<20} {bytes}"));
     }
     line(format!("  tessera.bin                {}", sizes.bin_total));
+    per_vm(c, sizes, &tables, &mut line);
     out
+}
+
+/// What the hypervisor keeps per VM besides its RAM, as far as the build
+/// knows it: the stage-2 tables, the fixed-size state as compiled, and
+/// the heap the region has for each. The hypervisor measures the whole
+/// at boot (`[hv] memory:`), and `cargo xtask bench` reports that.
+fn per_vm(c: &Composition, sizes: &Sizes, tables: &[Option<usize>], line: &mut impl FnMut(String)) {
+    let known: Vec<usize> = tables.iter().flatten().copied().collect();
+    let (Some(least), Some(most)) = (known.iter().min(), known.iter().max()) else {
+        return;
+    };
+    line(String::new());
+    line("per VM besides its RAM (bytes; the hypervisor prints its heap per VM at boot)".into());
+    let count = if least == most {
+        format!("{least}")
+    } else {
+        format!("{least} to {most}")
+    };
+    line(format!(
+        "  stage-2 tables             {} ({count} of 4 KiB; the GIC frame's shared by all VMs)",
+        most * 4096
+    ));
+    if let Some([vm, vcpu, regs]) = sizes.state {
+        line(format!(
+            "  VM, vCPU, registers        {vm}, {vcpu}, {regs} (fixed-size state as compiled, a vCPU's each)"
+        ));
+    }
+    line(format!(
+        "  heap the region holds      {} per VM past the first {} (+{} here)",
+        config::profile::HEAP_PER_VM,
+        config::profile::VMS_IN_REGION,
+        format_size(config::profile::heap_for(c.vms.len()))
+    ));
+}
+
+/// The stage-2 tables each VM owns, from the hypervisor's own table
+/// builder over the VM's map (RAM, channel pages, the GICv2 virtual CPU
+/// interface in tables all VMs share, as `hv::core` builds them); `None`
+/// for a map it refuses (the hypervisor would not start that VM).
+fn stage2_tables(c: &Composition) -> Vec<Option<usize>> {
+    use hv::stage2::{Stage2, PAGE_SIZE};
+    // The vGICv2 maps GICV's two pages where guests expect GICC; v3 none.
+    const GICV_SIZE: u64 = 0x2000;
+    let gicv = c.gic.virtual_cpu_interface.filter(|_| c.gic.version == 2);
+    let shared = Stage2::shared(|s2| match gicv {
+        Some(pa) => s2.map_device(abi::GUEST_GICC_BASE, pa, GICV_SIZE),
+        None => Ok(()),
+    });
+    let Ok(shared) = shared else {
+        return vec![None; c.vms.len()];
+    };
+    c.vms
+        .iter()
+        .map(|vm| {
+            let mut s2 = Stage2::sharing(&shared);
+            s2.map_ram(abi::GUEST_RAM_BASE, vm.ram.base, vm.ram.size)
+                .ok()?;
+            for ch in &vm.channels {
+                s2.map_shared(ch.state_ipa, ch.state, PAGE_SIZE, false)
+                    .ok()?;
+                s2.map_shared(ch.data_ipa, ch.data.base, ch.data.size, ch.writer)
+                    .ok()?;
+            }
+            Some(s2.tables())
+        })
+        .collect()
 }
 
 /// Each VM's channel ends, in its order (the index `CHANNEL_NOTIFY`
@@ -296,6 +375,43 @@ mod tests {
     use config::vm::GuestWidth;
 
     #[test]
+    fn stage2_tables_and_state_sizes_are_listed_per_vm() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let path = root.join("boards/qemu-virt-a64.toml");
+        let board = std::fs::read_to_string(&path).unwrap();
+        let text = board[..board.find("[[vm]]").unwrap()].to_string()
+            + "[[vm]]\nname = \"t{}\"\ncount = 2\nguest = \"hello\"\nvcpus = 1\nmemory = \"64KiB\"\n\n"
+            + "[[vm]]\nname = \"big\"\nguest = \"hello\"\nvcpus = 1\nmemory = \"16MiB\"\n\n"
+            + "[[channel]]\nname = \"c\"\nwriter = \"t0\"\nreader = \"big\"\nsize = \"4KiB\"\n";
+        let profile = parse_profile(&path, &text).unwrap();
+        let known = Known::builtin(vec!["hello".into()]);
+        let image = |guest: &str, _: GuestWidth| PathBuf::from(guest);
+        let c = plan(&profile, None, &known, "test", &image).unwrap();
+        // t1: root, RAM's level 2 and 3. t0 also copies the GIC frame's
+        // level 2 and 3 to map its channel in that GiB, and a level 3 for
+        // the channel's pages. big: root, RAM's level 2 (blocks), the
+        // copies and the channel's level 3.
+        assert_eq!(stage2_tables(&c), [Some(6), Some(3), Some(5)]);
+        let sizes = Sizes {
+            hypervisor: SectionSizes::default(),
+            vm_table: 0,
+            guests: Vec::new(),
+            bin_total: 0,
+            state: Some([968, 216, 1072]),
+        };
+        let text = render(&c, &sizes);
+        for want in [
+            "  t1    hello  1      ",
+            "3 x 4 KiB",
+            "  stage-2 tables             24576 (3 to 6 of 4 KiB",
+            "  VM, vCPU, registers        968, 216, 1072",
+            "  heap the region holds      32768 per VM past the first 16 (+0 bytes here)",
+        ] {
+            assert!(text.contains(want), "{want:?} not in:\n{text}");
+        }
+    }
+
+    #[test]
     fn channels_are_listed_per_vm() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let path = root.join("boards/qemu-virt-a64.toml");
@@ -310,6 +426,7 @@ mod tests {
             vm_table: 0,
             guests: Vec::new(),
             bin_total: 0,
+            state: Some([1, 2, 3]),
         };
         let text = render(&c, &sizes);
         let state = c.vms[0].channels[0].state;

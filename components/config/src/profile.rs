@@ -4,6 +4,7 @@
 
 mod channels;
 mod check;
+mod count;
 mod disk_check;
 mod disks;
 mod error;
@@ -17,10 +18,11 @@ mod units;
 
 pub use crate::composition::Composition;
 pub use channels::{CHANNEL_FIRST_INTID, CHANNEL_SIZE_MAX, CHANNEL_STATE_PAGE, GUEST_CHANNEL_BASE};
+pub use count::{COUNT_MAX, INDEX as COUNT_INDEX};
 pub use disk_check::{DiskCheck, Ext4Check, FileCheck, FileWant};
 pub use error::ProfileError;
 pub use networks::CMDLINE_WORD as NET_CMDLINE_WORD;
-pub use plan::{plan, GuestFiles, LinuxFiles};
+pub use plan::{heap_for, plan, GuestFiles, LinuxFiles, HEAP_PER_VM, VMS_IN_REGION};
 pub use scenario::{load_scenario, Boot, Expect, Input, Scenario};
 pub use spec::{
     Board, BoardSpans, ChannelSpec, ComposeSpec, DiskSpec, GicSpec, MemorySpec, NetworkSpec,
@@ -202,7 +204,7 @@ pub fn parse_profile(path: &Path, text: &str) -> Result<Profile, ProfileError> {
             file.vm,
             file.channel,
             file.network,
-        ),
+        )?,
     };
     check::board(&profile)?;
     check::each_vm(&profile.vms)?;

@@ -395,11 +395,14 @@ fn unaligned_vm_base_is_refused() {
 }
 
 #[test]
-fn vm_memory_in_2mib_blocks() {
+fn vm_memory_in_4kib_pages() {
     let err = bad("vm_memory_unaligned", 48, "vm 'hello' memory");
     says(
         &err,
-        &["3 MiB is not a non-zero multiple of 2 MiB", "\"4MiB\""],
+        &[
+            "6 KiB is not a multiple of 4 KiB of at least 16 KiB",
+            "\"16KiB\"",
+        ],
     );
 }
 

@@ -53,10 +53,12 @@ pub const LINE_MAX: usize = 256;
 const HEADER: usize = 4;
 
 /// Lines waiting for the sink, oldest first, each with its source; a source
-/// holds at most `quota` bytes of them at a time.
+/// holds at most its quota of them at a time (the hypervisor's, which
+/// speaks for every VM, may be larger than a VM's).
 pub struct Outbox {
     bytes: VecDeque<u8>,
     quota: usize,
+    hv_quota: usize,
     /// Bytes each source has queued.
     queued: Vec<usize>,
     /// Bytes each source lost to a full quota since this was last reported.
@@ -67,9 +69,16 @@ impl Outbox {
     /// An outbox for `sources` sources of `quota` bytes each; all the memory
     /// it will use is allocated here.
     pub fn new(sources: usize, quota: usize) -> Self {
+        Self::with_hv_quota(sources, quota, quota)
+    }
+
+    /// [`Outbox::new`], with `hv_quota` bytes for the hypervisor's source.
+    pub fn with_hv_quota(sources: usize, hv_quota: usize, quota: usize) -> Self {
+        let vms = sources.saturating_sub(1);
         Outbox {
-            bytes: VecDeque::with_capacity(sources * (quota + HEADER)),
+            bytes: VecDeque::with_capacity(hv_quota + HEADER + vms * (quota + HEADER)),
             quota,
+            hv_quota,
             queued: alloc::vec![0; sources],
             lost: alloc::vec![0; sources],
         }
@@ -82,7 +91,12 @@ impl Outbox {
         let Some(queued) = self.queued.get_mut(source) else {
             return false;
         };
-        if *queued + line.len() > self.quota {
+        let quota = if source == HV_SOURCE {
+            self.hv_quota
+        } else {
+            self.quota
+        };
+        if *queued + line.len() > quota {
             self.lost[source] += line.len() as u64;
             return false;
         }
@@ -118,11 +132,11 @@ impl Outbox {
 }
 
 /// From now on, lines are queued for [`drain`]: `sources` sources (the
-/// hypervisor and each VM) of `quota` bytes each; a CPU that waits for the
-/// outbox calls `relax` while it spins.
-pub fn queue_output(sources: usize, quota: usize, relax: fn()) {
+/// hypervisor, `hv_quota` bytes, and each VM, `quota` bytes); a CPU that
+/// waits for the outbox calls `relax` while it spins.
+pub fn queue_output(sources: usize, hv_quota: usize, quota: usize, relax: fn()) {
     RELAX.call_once(|| relax);
-    OUTBOX.call_once(|| SpinMutex::new(Outbox::new(sources, quota)));
+    OUTBOX.call_once(|| SpinMutex::new(Outbox::with_hv_quota(sources, hv_quota, quota)));
 }
 
 /// Writes the queued lines to the sink, unless another CPU is at it.
@@ -262,6 +276,18 @@ mod tests {
             [&b"[a] one\n"[..], b"[hv] two\n", b"[b] three\n"]
         );
         assert!(pop_all(&mut outbox).is_empty());
+    }
+
+    #[test]
+    fn the_hypervisor_may_have_a_quota_of_its_own() {
+        let mut outbox = Outbox::with_hv_quota(3, 40, 10);
+        assert!(outbox.push(HV_SOURCE, &[b'h'; 30]));
+        assert!(outbox.push(1, &[b'a'; 10]));
+        assert!(!outbox.push(2, &[b'b'; 11]), "a VM's quota is 10");
+        assert!(!outbox.push(HV_SOURCE, &[b'h'; 11]), "30 + 11 > 40");
+        assert!(outbox.push(HV_SOURCE, &[b'h'; 10]));
+        assert_eq!(outbox.take_lost(2), 11);
+        assert_eq!(outbox.take_lost(HV_SOURCE), 11);
     }
 
     #[test]

@@ -1,18 +1,25 @@
 //! Stage-2 translation tables (guest-physical to host-physical), in the
 //! VMSAv8-64 / ARMv7 LPAE long-descriptor format both architectures share:
 //! 4 KiB granule, 39-bit IPA space starting at level 1. Guest RAM is mapped
-//! with 2 MiB level-2 blocks, device frames given to a guest (the GIC's
-//! virtual CPU interface) with 4 KiB level-3 pages. Whatever is not mapped
-//! faults to the hypervisor.
+//! with 2 MiB level-2 blocks where both addresses are 2 MiB aligned and 4
+//! KiB level-3 pages elsewhere (a 64 KiB VM is one level-3 table), device
+//! frames given to a guest (the GIC's virtual CPU interface) with 4 KiB
+//! level-3 pages. Whatever is not mapped faults to the hypervisor.
 //!
 //! Tables live on the boot-time heap; the hypervisor's identity map makes a
 //! table's address its physical address.
+//!
+//! What every VM maps alike (the GIC's virtual CPU interface) is built once
+//! ([`Stage2::shared`]) and linked into each VM's root ([`Stage2::sharing`]):
+//! two tables fewer per VM. Those tables are never written after; mapping
+//! anything else under a shared entry first copies that subtree into the VM's
+//! own tables.
 
-use alloc::{boxed::Box, vec::Vec};
+use alloc::{boxed::Box, sync::Arc, vec::Vec};
 
 /// Guest-physical address bits (VTCR T0SZ = 64 - 39).
 pub const IPA_BITS: u32 = 39;
-/// Size of one level-2 block: the unit guest RAM is mapped in.
+/// Size of one level-2 block: the unit guest RAM is mapped in where it can.
 pub const BLOCK_SIZE: u64 = 2 << 20;
 /// Size of one level-3 page: the unit device frames are mapped in.
 pub const PAGE_SIZE: u64 = 4 << 10;
@@ -38,6 +45,7 @@ const XN: u64 = 1 << 54;
 const OUTPUT_ADDRESS_MASK: u64 = 0x0000_ffff_ffff_f000;
 
 const RAM_BLOCK: u64 = AF | SH_INNER | S2AP_RW | MEMATTR_NORMAL_WB | VALID_BLOCK;
+const RAM_PAGE: u64 = AF | SH_INNER | S2AP_RW | MEMATTR_NORMAL_WB | VALID_PAGE;
 const DEVICE_PAGE: u64 = XN | AF | S2AP_RW | MEMATTR_DEVICE | VALID_PAGE;
 /// A page shared between VMs (a channel): memory like RAM, but data only.
 const SHARED_PAGE: u64 = XN | AF | SH_INNER | MEMATTR_NORMAL_WB | VALID_PAGE;
@@ -70,6 +78,8 @@ pub struct Stage2 {
     root: Box<Table>,
     /// Level-2 and level-3 tables, found by their physical address.
     tables: Vec<Box<Table>>,
+    /// Tables this one links to but does not own (read-only here).
+    shared: Option<Arc<Stage2>>,
 }
 
 impl Default for Stage2 {
@@ -83,6 +93,29 @@ impl Stage2 {
         Stage2 {
             root: Table::new(),
             tables: Vec::new(),
+            shared: None,
+        }
+    }
+
+    /// Tables to link into many VMs' ([`Stage2::sharing`]): `build` maps
+    /// into them once, and they are read-only after.
+    pub fn shared(
+        build: impl FnOnce(&mut Stage2) -> Result<(), MapError>,
+    ) -> Result<Arc<Stage2>, MapError> {
+        let mut tables = Stage2::new();
+        build(&mut tables)?;
+        Ok(Arc::new(tables))
+    }
+
+    /// A VM's tables that start as `shared` maps (its level-1 entries
+    /// point at `shared`'s tables, which it keeps alive).
+    pub fn sharing(shared: &Arc<Stage2>) -> Self {
+        let mut root = Table::new();
+        root.0 = shared.root.0;
+        Stage2 {
+            root,
+            tables: Vec::new(),
+            shared: Some(shared.clone()),
         }
     }
 
@@ -99,9 +132,32 @@ impl Stage2 {
     }
 
     /// Maps guest-physical `ipa..ipa+size` to host-physical `pa..pa+size` as
-    /// normal cacheable read/write memory, in 2 MiB blocks.
+    /// normal cacheable read/write memory: 2 MiB blocks where both
+    /// addresses are block aligned and a whole block is left, 4 KiB pages
+    /// elsewhere.
     pub fn map_ram(&mut self, ipa: u64, pa: u64, size: u64) -> Result<(), MapError> {
-        self.map(ipa, pa, size, BLOCK_SIZE, RAM_BLOCK)
+        self.check(ipa, pa, size, PAGE_SIZE)?;
+        let mut done = 0;
+        while done < size {
+            let (at, to) = (ipa + done, pa + done);
+            let block = at.is_multiple_of(BLOCK_SIZE)
+                && to.is_multiple_of(BLOCK_SIZE)
+                && size - done >= BLOCK_SIZE;
+            let (unit, level, attrs) = if block {
+                (BLOCK_SIZE, 2, RAM_BLOCK)
+            } else {
+                (PAGE_SIZE, 3, RAM_PAGE)
+            };
+            self.table_for(at, level).0[index(at, level)] = to | attrs;
+            done += unit;
+        }
+        Ok(())
+    }
+
+    /// Translation tables this VM owns (the root included; not those it
+    /// shares): what its stage 2 costs the hypervisor, 4 KiB each.
+    pub fn tables(&self) -> usize {
+        1 + self.tables.len()
     }
 
     /// Maps a device frame read/write, never executable, in 4 KiB pages.
@@ -123,7 +179,10 @@ impl Stage2 {
         self.map(ipa, pa, size, PAGE_SIZE, SHARED_PAGE | access)
     }
 
-    fn map(&mut self, ipa: u64, pa: u64, size: u64, unit: u64, attrs: u64) -> Result<(), MapError> {
+    /// Whether `ipa..ipa+size` may be mapped to `pa` in `unit`s: aligned,
+    /// inside the IPA space, nothing mapped there yet. Checked whole before
+    /// anything is written, so a failed call changes nothing.
+    fn check(&self, ipa: u64, pa: u64, size: u64, unit: u64) -> Result<(), MapError> {
         if [ipa, pa, size].iter().any(|v| !v.is_multiple_of(unit)) {
             return Err(MapError::Misaligned);
         }
@@ -131,14 +190,18 @@ impl Stage2 {
         if end > 1 << IPA_BITS {
             return Err(MapError::OutsideIpaSpace);
         }
-        // Check the whole range first so a failed call changes nothing.
-        let units = size / unit;
-        if let Some(mapped) = (0..units)
-            .map(|i| ipa + i * unit)
-            .find(|&at| self.overlaps(at, unit))
+        match (0..size / PAGE_SIZE)
+            .map(|i| ipa + i * PAGE_SIZE)
+            .find(|&at| self.translate(at).is_some())
         {
-            return Err(MapError::Overlap { ipa: mapped });
+            Some(mapped) => Err(MapError::Overlap { ipa: mapped }),
+            None => Ok(()),
         }
+    }
+
+    fn map(&mut self, ipa: u64, pa: u64, size: u64, unit: u64, attrs: u64) -> Result<(), MapError> {
+        self.check(ipa, pa, size, unit)?;
+        let units = size / unit;
         let level = if unit == BLOCK_SIZE { 2 } else { 3 };
         for i in 0..units {
             let at = ipa + i * unit;
@@ -146,11 +209,6 @@ impl Stage2 {
             table.0[index(at, level)] = (pa + i * unit) | attrs;
         }
         Ok(())
-    }
-
-    /// Whether anything is mapped in `ipa..ipa+unit`.
-    fn overlaps(&self, ipa: u64, unit: u64) -> bool {
-        (0..unit / PAGE_SIZE).any(|i| self.translate(ipa + i * PAGE_SIZE).is_some())
     }
 
     /// Host-physical address that `ipa` maps to, if it is mapped.
@@ -181,21 +239,57 @@ impl Stage2 {
         None
     }
 
+    /// The table at `address`: this VM's own, or one it shares.
     fn table_at(&self, address: u64) -> Option<&Table> {
         self.tables
             .iter()
             .map(|t| &**t)
             .find(|t| t.address() == address)
+            .or_else(|| self.shared.as_ref()?.table_at(address))
     }
 
-    /// The table at `level` (2 or 3) that maps `ipa`, created if missing.
+    fn owns(&self, address: u64) -> bool {
+        self.tables.iter().any(|t| t.address() == address)
+    }
+
+    /// A copy of the shared table at `address` (at `level`) and of every
+    /// table below it, as this VM's own; the copy's address.
+    fn unshare(&mut self, address: u64, level: u32) -> u64 {
+        let mut copy = Table::new();
+        copy.0 = self
+            .table_at(address)
+            .expect("descriptors only point at our own or shared tables")
+            .0;
+        if level < 3 {
+            for slot in 0..ENTRIES {
+                let entry = copy.0[slot];
+                if entry & 0b11 == VALID_TABLE {
+                    let child = self.unshare(entry & OUTPUT_ADDRESS_MASK, level + 1);
+                    copy.0[slot] = child | VALID_TABLE;
+                }
+            }
+        }
+        let at = copy.address();
+        self.tables.push(copy);
+        at
+    }
+
+    /// The table at `level` (2 or 3) that maps `ipa`, created if missing
+    /// (copied if shared).
     fn table_for(&mut self, ipa: u64, level: u32) -> &mut Table {
         let mut address = self.root.address();
         for parent in 1..level {
             let slot = index(ipa, parent);
             let entry = self.table_mut(address).0[slot];
             address = if entry & 0b11 == VALID_TABLE {
-                entry & OUTPUT_ADDRESS_MASK
+                let child = entry & OUTPUT_ADDRESS_MASK;
+                if self.owns(child) {
+                    child
+                } else {
+                    let copy = self.unshare(child, parent + 1);
+                    self.table_mut(address).0[slot] = copy | VALID_TABLE;
+                    copy
+                }
             } else {
                 let child = Table::new();
                 let child_address = child.address();
@@ -268,11 +362,11 @@ mod tests {
     fn refuses_misaligned_overlapping_and_out_of_range() {
         let mut s2 = Stage2::new();
         assert_eq!(
-            s2.map_ram(0x4000_1000, 0, 2 * MIB),
+            s2.map_ram(0x4000_0800, 0, 2 * MIB),
             Err(MapError::Misaligned)
         );
-        assert_eq!(s2.map_ram(0, 0x1000, 2 * MIB), Err(MapError::Misaligned));
-        assert_eq!(s2.map_ram(0, 0, MIB), Err(MapError::Misaligned));
+        assert_eq!(s2.map_ram(0, 0x800, 2 * MIB), Err(MapError::Misaligned));
+        assert_eq!(s2.map_ram(0, 0, 0x1800), Err(MapError::Misaligned));
         assert_eq!(
             s2.map_ram((1 << IPA_BITS) - 2 * MIB, 0, 4 * MIB),
             Err(MapError::OutsideIpaSpace)
@@ -318,7 +412,8 @@ mod tests {
         s2.map_device(0x4000_1000, 0x0900_0000, 0x1000).unwrap();
         assert_eq!(
             s2.map_ram(0x4000_0000, 0, 2 * MIB),
-            Err(MapError::Overlap { ipa: 0x4000_0000 })
+            Err(MapError::Overlap { ipa: 0x4000_1000 }),
+            "the first page mapped already"
         );
         assert_eq!(
             s2.map_device(0x4000_1000, 0, 0x1000),
@@ -353,6 +448,86 @@ mod tests {
             s2.map_shared(0x1000_3800, 0, 0x1000, true),
             Err(MapError::Misaligned)
         );
+    }
+
+    #[test]
+    fn a_small_vm_is_one_level3_table_of_pages() {
+        let mut s2 = Stage2::new();
+        s2.map_ram(0x4000_0000, 0x4840_0000 + 0x1_0000, 64 << 10)
+            .unwrap();
+        assert_eq!(s2.translate(0x4000_0000), Some(0x4841_0000));
+        assert_eq!(s2.translate(0x4000_fffc), Some(0x4841_fffc));
+        assert_eq!(s2.translate(0x4001_0000), None, "one past the end");
+        assert_eq!(s2.translate(0x3fff_f000), None);
+        // Root, the level 2 of the GiB, one level 3.
+        assert_eq!(s2.tables(), 3);
+        let page = s2.tables[1].0[0];
+        // AF | SH inner | S2AP RW | MemAttr normal WB | page
+        assert_eq!(page, 0x4841_0000 | 0x7ff);
+    }
+
+    #[test]
+    fn unaligned_ram_takes_pages_around_its_blocks() {
+        let mut s2 = Stage2::new();
+        // Starts 4 KiB below a block boundary in both spaces: one page, one
+        // block, then the rest in pages.
+        let (ipa, pa) = (0x401f_f000, 0x801f_f000);
+        s2.map_ram(ipa, pa, 2 * MIB + 0x3000).unwrap();
+        for off in [0, 0x1000, 0x1000 + 2 * MIB - 8, 2 * MIB + 0x2ff8] {
+            assert_eq!(s2.translate(ipa + off), Some(pa + off), "offset {off:#x}");
+        }
+        assert_eq!(s2.translate(ipa + 2 * MIB + 0x3000), None);
+        let l2 = s2.tables[0].0[index(0x4020_0000, 2)];
+        assert_eq!(l2 & 0b11, VALID_BLOCK, "the aligned middle is a block");
+        // Root, level 2, the level 3 below the block and the one above.
+        assert_eq!(s2.tables(), 4);
+        // Different alignment in the two spaces: pages only.
+        let mut s2 = Stage2::new();
+        s2.map_ram(0x4000_0000, 0x8000_1000, 2 * MIB).unwrap();
+        assert_eq!(s2.translate(0x401f_f123), Some(0x8020_0123));
+        assert_eq!(s2.tables(), 3);
+        assert_eq!(
+            s2.map_ram(0x401f_f000, 0, 0x1000),
+            Err(MapError::Overlap { ipa: 0x401f_f000 })
+        );
+    }
+
+    #[test]
+    fn shared_tables_are_linked_not_copied_until_written_under() {
+        let gicv = Stage2::shared(|s2| s2.map_device(0x0801_0000, 0x0804_0000, 0x2000)).unwrap();
+        let mut a = Stage2::sharing(&gicv);
+        a.map_ram(0x4000_0000, 0x4841_0000, 64 << 10).unwrap();
+        assert_eq!(a.translate(0x0801_1ffc), Some(0x0804_1ffc));
+        assert_eq!(a.translate(0x4000_0010), Some(0x4841_0010));
+        // Root, and RAM's level 2 and level 3: the frame's two are shared.
+        assert_eq!(a.tables(), 3);
+        assert_eq!(a.root.0[0], gicv.root.0[0]);
+        assert_eq!(
+            a.map_device(0x0801_0000, 0, 0x1000),
+            Err(MapError::Overlap { ipa: 0x0801_0000 })
+        );
+        // Mapping beside the frame copies its subtree; the shared one and
+        // its other users do not see it.
+        let b = Stage2::sharing(&gicv);
+        a.map_device(0x0900_0000, 0x0a00_0000, 0x1000).unwrap();
+        assert_eq!(
+            a.tables(),
+            6,
+            "RAM's two, copies of the two shared, one new"
+        );
+        assert_ne!(a.root.0[0], gicv.root.0[0]);
+        assert_eq!(a.translate(0x0900_0ff8), Some(0x0a00_0ff8));
+        assert_eq!(a.translate(0x0801_0004), Some(0x0804_0004), "copied");
+        assert_eq!(b.translate(0x0900_0000), None);
+        assert_eq!(gicv.translate(0x0900_0000), None);
+        assert_eq!(b.translate(0x0801_0004), Some(0x0804_0004));
+        // Within the frame's own level-3 table too.
+        let mut c = Stage2::sharing(&gicv);
+        c.map_shared(0x0802_0000, 0x9000_0000, 0x1000, true)
+            .unwrap();
+        assert_eq!(c.translate(0x0802_0000), Some(0x9000_0000));
+        assert_eq!(gicv.translate(0x0802_0000), None);
+        assert_eq!(c.tables(), 3, "root and copies of both levels");
     }
 
     #[test]

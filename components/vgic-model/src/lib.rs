@@ -197,7 +197,12 @@ struct Cpu {
 pub struct Model<R> {
     pub routing: R,
     cpus: Vec<Cpu>,
-    spis: [Irq; SPIS],
+    /// The SPIs' state, made when one first changes: until then each is as
+    /// it resets (`spi_reset`), so a VM that touches none (most of
+    /// thousands of small ones) keeps 16 bytes for them, not a KiB.
+    spis: Option<alloc::boxed::Box<[Irq; SPIS]>>,
+    /// Every SPI's reset state (the same for all, in both GIC versions).
+    spi_reset: Irq,
     /// Bit n: SPI `PRIVATE + n` is pending in the distributor.
     spi_pending: u64,
 }
@@ -264,7 +269,8 @@ impl<R: Routing> Model<R> {
         Model {
             routing,
             cpus,
-            spis: core::array::from_fn(|i| R::reset(PRIVATE + i as u32)),
+            spis: None,
+            spi_reset: R::reset(PRIVATE),
             spi_pending: 0,
         }
     }
@@ -281,7 +287,10 @@ impl<R: Routing> Model<R> {
     pub fn irq(&self, vcpu: usize, intid: u32) -> Option<&Irq> {
         match intid {
             0..PRIVATE => Some(&self.cpus[vcpu].private[intid as usize]),
-            PRIVATE..INTIDS => Some(&self.spis[(intid - PRIVATE) as usize]),
+            PRIVATE..INTIDS => Some(match &self.spis {
+                Some(spis) => &spis[(intid - PRIVATE) as usize],
+                None => &self.spi_reset,
+            }),
             _ => None,
         }
     }
@@ -289,7 +298,13 @@ impl<R: Routing> Model<R> {
     pub fn irq_mut(&mut self, vcpu: usize, intid: u32) -> Option<&mut Irq> {
         match intid {
             0..PRIVATE => Some(&mut self.cpus[vcpu].private[intid as usize]),
-            PRIVATE..INTIDS => Some(&mut self.spis[(intid - PRIVATE) as usize]),
+            PRIVATE..INTIDS => {
+                let reset = self.spi_reset;
+                let spis = self
+                    .spis
+                    .get_or_insert_with(|| alloc::boxed::Box::new([reset; SPIS]));
+                Some(&mut spis[(intid - PRIVATE) as usize])
+            }
             _ => None,
         }
     }

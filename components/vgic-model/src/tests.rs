@@ -782,3 +782,19 @@ fn an_spi_whose_pending_state_is_cleared_stays_with_its_running_holder_until_it_
     gic.flush(1, &mut lrs1);
     assert_eq!(live(&lrs1), [(SPI, LrState::Pending)]);
 }
+
+#[test]
+fn spi_state_is_made_on_first_change_and_reads_as_reset_until_then() {
+    let mut gic = enabled(1);
+    assert!(gic.spis.is_none(), "a new model keeps no SPI state");
+    assert_eq!(gic.irq(0, SPI), Some(&Irq::default()));
+    assert!(gic.irq(0, 96).is_none(), "past the last SPI");
+    assert!(gic.spis.is_none(), "reading made none");
+    set_priority(&mut gic, 0, SPI, 0xa0);
+    assert!(gic.spis.is_some());
+    assert_eq!(gic.priority_byte(0, SPI, None), 0xa0);
+    assert_eq!(gic.priority_byte(0, SPI + 1, None), 0, "the others reset");
+    assert_eq!(read(&mut gic, 0, ISENABLER, SPI), 0);
+    set_bit(&mut gic, 0, ISENABLER, SPI);
+    assert_eq!(read(&mut gic, 0, ISENABLER, SPI), 1 << (SPI % 32));
+}

@@ -97,6 +97,7 @@ extern "C" fn tessera_main(_dtb: u64) -> ! {
         _ => {}
     }
     let mut disk = open_disk();
+    let heap_at_start = HEAP.lock().used();
     let (platform, vif) = board::Board::new();
     let table = vm_table();
     let vm_count = table.vms.len();
@@ -118,11 +119,13 @@ extern "C" fn tessera_main(_dtb: u64) -> ! {
         hv.set_disk(disk);
     }
     info!("{}-bit VMIDs", hyp::vmid_bits());
-    info!("starting {} VMs", hv.running_vms());
     // From here on, CPUs write console output after leaving the lock.
-    hv::log::queue_output(1 + vm_count, CONSOLE_QUOTA, || {
+    let (hv_quota, quota) = console_quotas(vm_count);
+    hv::log::queue_output(1 + vm_count, hv_quota, quota, || {
         <arch::relax::Yield as spin::RelaxStrategy>::relax()
     });
+    report_memory(&hv, HEAP.lock().used() - heap_at_start);
+    info!("starting {} VMs", hv.running_vms());
     let hv = HYPERVISOR.call_once(|| Mutex::new(hv));
     start_secondaries();
     cpu_loop(hv, CpuId(0))
@@ -255,6 +258,42 @@ fn vm_devices(
 /// Bytes of console output each VM (and the hypervisor) may have waiting for
 /// the UART: about ten full lines.
 const CONSOLE_QUOTA: usize = 2048;
+/// What all VMs' quotas may add up to; with more VMs each gets less, but
+/// never under one whole line.
+const CONSOLE_VMS_TOTAL: usize = 128 * 1024;
+
+/// The hypervisor's quota and each VM's: the hypervisor speaks for every
+/// VM (a line when each exits), so its quota grows with them.
+fn console_quotas(vms: usize) -> (usize, usize) {
+    let vm = (CONSOLE_VMS_TOTAL / vms.max(1)).clamp(hv::log::LINE_MAX, CONSOLE_QUOTA);
+    (CONSOLE_QUOTA + 64 * vms, vm)
+}
+
+/// `Hypervisor::STATE_SIZES` of this image, under a name xtask's manifest
+/// reads from the ELF.
+#[no_mangle]
+static TESSERA_STATE_SIZES: [u32; 3] = {
+    let [vm, vcpu, regs] = Tessera::STATE_SIZES;
+    [vm as u32, vcpu as u32, regs as u32]
+};
+
+/// Says what the VMs cost the hypervisor besides their RAM, measured: the
+/// heap taken from building the first VM to queueing console output (VM
+/// and vCPU state, stage-2 tables, vGIC models, devices, console quotas),
+/// per VM; and the stage-2 tables among it.
+fn report_memory(hv: &Tessera, heap: usize) {
+    let vms = hv.vm_count().max(1);
+    let tables = hv.stage2_tables();
+    info!(
+        "memory: {heap} bytes of heap for {} VMs, {} per VM; stage 2 {tables} tables ({} per VM)",
+        hv.vm_count(),
+        heap / vms,
+        tables * 4096 / vms
+    );
+    // Read through its address, so that the linker keeps it for xtask.
+    let [vm, vcpu, regs] = *core::hint::black_box(&TESSERA_STATE_SIZES);
+    info!("memory: fixed-size state: VM {vm} bytes, vCPU {vcpu}, registers {regs}");
+}
 
 /// The hypervisor, shared by the CPUs: each takes the lock for hypervisor
 /// work and runs guests without it.
@@ -288,6 +327,9 @@ extern "C" fn tessera_secondary_main(cpu: u64) -> ! {
 /// then, when no VM is left, power off.
 fn cpu_loop(hv: &Mutex<Tessera>, cpu: CpuId) -> ! {
     run_cpu(hv, cpu, &mut OnThisCpu);
+    // The first CPU out reports; the others power off behind it.
+    static REPORTED: Once<()> = Once::new();
+    REPORTED.call_once(|| info!("{}", hv.lock().exit_report()));
     info!("all VMs stopped, powering off");
     hv::log::drain();
     psci::system_off()

@@ -12,8 +12,29 @@ use crate::window::Window;
 use toml::Spanned;
 
 pub(super) const KIB4: u64 = 4 << 10;
-/// Stage 2 maps guest RAM in 2 MiB blocks.
+/// Stage 2 maps guest RAM in 2 MiB blocks where it can.
 pub(super) const MIB2: u64 = 2 << 20;
+/// The least RAM a Tessera guest gets: its image, stack and start info page.
+const GUEST_RAM_MIN: u64 = 16 << 10;
+
+/// What a VM's RAM size is a multiple of: 2 MiB for Linux, 4 KiB otherwise.
+pub(super) fn ram_unit(vm: &VmSpec) -> u64 {
+    if vm.kernel.is_some() && vm.guest.is_none() {
+        MIB2
+    } else {
+        KIB4
+    }
+}
+
+/// Where a VM of `size` bytes of RAM may start: on a 2 MiB boundary when
+/// it is whole 2 MiB blocks (so stage 2 maps it with blocks), else a page.
+pub(super) fn ram_align(size: u64) -> u64 {
+    if size.is_multiple_of(MIB2) {
+        MIB2
+    } else {
+        KIB4
+    }
+}
 const VM_NAME_MAX: usize = 31;
 const CMDLINE_MAX: usize = 127;
 /// Private peripheral interrupts: the per-CPU timer and GIC maintenance lines.
@@ -469,29 +490,54 @@ fn one_vm(src: Source, index: usize, vm: &VmSpec) -> Result<(), ProfileError> {
     }
 
     let size = vm.memory.get_ref().0;
-    if size == 0 || !size.is_multiple_of(MIB2) {
-        let up = size.div_ceil(MIB2).max(1) * MIB2;
+    // Linux wants its RAM in 2 MiB blocks; a Tessera guest may be small,
+    // mapped in 4 KiB pages.
+    let unit = ram_unit(vm);
+    if size < unit.max(GUEST_RAM_MIN) || !size.is_multiple_of(unit) {
+        let up = size.next_multiple_of(unit).max(unit.max(GUEST_RAM_MIN));
+        let (what, why) = if unit == MIB2 {
+            (
+                "a non-zero multiple of 2 MiB",
+                "a Linux VM's RAM is mapped in 2 MiB blocks",
+            )
+        } else {
+            (
+                "a multiple of 4 KiB of at least 16 KiB",
+                "stage 2 maps RAM in 4 KiB pages (2 MiB blocks where it can); a guest needs room for its image and its start info page",
+            )
+        };
         return Err(src
             .error(
                 vm.memory.span(),
                 &format!("{label} memory"),
-                format!("{} is not a non-zero multiple of 2 MiB", format_size(size)),
+                format!("{} is not {what}", format_size(size)),
             )
             .with_help(format!(
-                "stage 2 maps guest RAM in 2 MiB blocks; use \"{}\"",
+                "{why}; use \"{}\"",
                 format_size(up).replace(' ', "")
             )));
     }
 
     if let Some(base) = &vm.base {
-        if !base.get_ref().is_multiple_of(MIB2) {
+        // RAM in whole 2 MiB blocks starts on one, so blocks can map it.
+        let align = ram_align(size);
+        if !base.get_ref().is_multiple_of(align) {
             let b = *base.get_ref();
+            let (unit_name, how) = if align == MIB2 {
+                ("2 MiB", "RAM of whole 2 MiB blocks is mapped in blocks")
+            } else {
+                ("4 KiB", "stage 2 maps RAM in 4 KiB pages")
+            };
             return Err(src
-                .error(base.span(), &format!("{label} base"), format!("{b:#x} is not 2 MiB aligned"))
+                .error(
+                    base.span(),
+                    &format!("{label} base"),
+                    format!("{b:#x} is not {unit_name} aligned"),
+                )
                 .with_help(format!(
-                    "stage 2 maps guest RAM in 2 MiB blocks; use {:#x} or {:#x}, or leave base out to have the VM placed for you",
-                    b & !(MIB2 - 1),
-                    (b | (MIB2 - 1)).saturating_add(1)
+                    "{how}; use {:#x} or {:#x}, or leave base out to have the VM placed for you",
+                    b & !(align - 1),
+                    (b | (align - 1)).saturating_add(1)
                 )));
         }
     }

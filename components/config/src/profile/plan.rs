@@ -152,7 +152,8 @@ pub(super) fn plan_with(
     }
     let carried: u64 = fetched.iter().flatten().map(|f| f.image_bytes).sum();
     let mut layout = layout;
-    layout.hypervisor.size += carried.div_ceil(MIB2) * MIB2;
+    let heap = heap_for(vms.vms.len());
+    layout.hypervisor.size += (carried + heap).div_ceil(MIB2) * MIB2;
     let rams = place(vms, &layout)?;
     let mut channels =
         channels::place(vms, &layout, &rams, *profile.gic.version.get_ref())?.into_iter();
@@ -396,11 +397,15 @@ fn check_vms(vms: &VmSource, known: &Known) -> Result<(), ProfileError> {
             .with_help("add a [[vm]] table with name, guest, vcpus and memory"));
     }
     check::each_vm(vms)?;
+    // Names seen so far, and the first VM with each: thousands of VMs are
+    // no quadratic scan.
+    let mut seen: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::with_capacity(vms.vms.len());
     for (i, vm) in vms.vms.iter().enumerate() {
         let label = vm_label(i, vm);
-        if let Some(first) = vms.vms[..i]
-            .iter()
-            .find(|v| v.name.get_ref() == vm.name.get_ref())
+        if let Some(first) = seen
+            .insert(vm.name.get_ref(), i)
+            .map(|first| &vms.vms[first])
         {
             let (line, _) = super::error::line_column(&vms.text, first.name.span().start);
             return Err(src
@@ -467,6 +472,20 @@ fn guest_widths(vms: &VmSource, profile: &Profile) -> Result<Vec<GuestWidth>, Pr
             }
         })
         .collect()
+}
+
+/// VMs whose state the board's `hypervisor` region holds besides the
+/// image and stacks; each further VM grows it by [`HEAP_PER_VM`].
+pub const VMS_IN_REGION: usize = 16;
+/// Heap a VM beyond [`VMS_IN_REGION`] adds to the hypervisor's region: its
+/// stage-2 tables, vCPU, vGIC and console state (the hypervisor prints what
+/// they took at boot; `cargo xtask bench` and the manifest show it), with
+/// room for the allocator's alignment gaps.
+pub const HEAP_PER_VM: u64 = 32 << 10;
+
+/// Bytes the hypervisor's region grows by for `vms` VMs.
+pub fn heap_for(vms: usize) -> u64 {
+    vms.saturating_sub(VMS_IN_REGION) as u64 * HEAP_PER_VM
 }
 
 /// The host-physical RAM of each VM, in order.
@@ -541,23 +560,41 @@ fn place(vms: &VmSource, layout: &BoardLayout) -> Result<Vec<Region>, ProfileErr
         fixed.push((i, r));
     }
 
-    // The others follow one another after the hypervisor.
-    let mut next = hv.end().checked_next_multiple_of(MIB2);
+    // The others follow one another after the hypervisor, each on the
+    // boundary its size wants (`check::ram_align`).
+    let mut next = Some(hv.end());
     let mut rams = Vec::with_capacity(vms.vms.len());
+    // Fixed VMs in address order, and the first that may still be ahead.
+    let mut by_base: Vec<Region> = fixed.iter().map(|(_, r)| *r).collect();
+    by_base.sort_by_key(|r| r.base);
+    let mut fixed_ahead = 0;
     for (i, vm) in vms.vms.iter().enumerate() {
         if let Some((_, r)) = fixed.iter().find(|(j, _)| *j == i) {
             rams.push(*r);
             continue;
         }
         let size = vm.memory.get_ref().0;
+        let align = check::ram_align(size);
         let placed = loop {
-            let Some(base) = next else { break None };
+            let Some(base) = next.and_then(|n| n.checked_next_multiple_of(align)) else {
+                break None;
+            };
             let Some(end) = base.checked_add(size) else {
                 break None;
             };
             let candidate = Region { base, size };
-            match fixed.iter().find(|(_, f)| f.overlaps(&candidate)) {
-                Some((_, f)) => next = f.end().checked_next_multiple_of(MIB2),
+            // Fixed VMs wholly below the candidate are behind for good.
+            while by_base
+                .get(fixed_ahead)
+                .is_some_and(|f| f.end() <= candidate.base)
+            {
+                fixed_ahead += 1;
+            }
+            match by_base[fixed_ahead..]
+                .iter()
+                .find(|f| f.overlaps(&candidate))
+            {
+                Some(f) => next = Some(f.end()),
                 None if end <= ram.end() => break Some(candidate),
                 None => break None,
             }
@@ -575,7 +612,7 @@ fn place(vms: &VmSource, layout: &BoardLayout) -> Result<Vec<Region>, ProfileErr
                 )
                 .with_help("the VMs with a base leave gaps too small for it: move them, or give this VM a base"));
         };
-        next = r.end().checked_next_multiple_of(MIB2);
+        next = Some(r.end());
         rams.push(r);
     }
     Ok(rams)

@@ -67,7 +67,7 @@ struct ScenarioFile {
     board: Spanned<Boards>,
     description: String,
     timeout: Spanned<Period>,
-    expect: Spanned<Vec<Expect>>,
+    expect: Spanned<Vec<ExpectFile>>,
     #[serde(default)]
     forbid: Vec<Spanned<String>>,
     #[serde(default)]
@@ -107,6 +107,62 @@ pub struct Input {
 pub enum Expect {
     Line(String),
     AnyOrder(Vec<String>),
+}
+
+/// An `expect` entry as written: a line, lines in any order, or
+/// `{ each = "lo..hi", lines = [...] }`, which stands for each line with
+/// its `{}` replaced by every integer lo..=hi, all in any order (one
+/// line per VM of a counted `[[vm]]`, say).
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(untagged)]
+enum ExpectFile {
+    Plain(Expect),
+    Each(EachSpec),
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct EachSpec {
+    each: String,
+    lines: Vec<String>,
+}
+
+/// Most lines one `each` entry may stand for.
+const EACH_MAX: u64 = 1 << 20;
+
+impl ExpectFile {
+    /// The entry, an `each` expanded; or what is wrong with it.
+    fn expand(self) -> Result<Expect, String> {
+        let spec = match self {
+            ExpectFile::Plain(e) => return Ok(e),
+            ExpectFile::Each(spec) => spec,
+        };
+        const FORM: &str = "each is \"lo..hi\": two decimal integers, lo <= hi";
+        let (lo, hi) = spec.each.split_once("..").ok_or(FORM)?;
+        let (lo, hi): (u64, u64) = match (lo.trim().parse(), hi.trim().parse()) {
+            (Ok(lo), Ok(hi)) if lo <= hi => (lo, hi),
+            _ => return Err(format!("{:?}: {FORM}", spec.each)),
+        };
+        if let Some(line) = spec.lines.iter().find(|l| !l.contains("{}")) {
+            return Err(format!(
+                "{line:?} has no {{}} for the number, so each copy would be the same line"
+            ));
+        }
+        if spec.lines.is_empty() || (hi - lo + 1) * spec.lines.len() as u64 > EACH_MAX {
+            return Err(format!(
+                "an each entry stands for 1 to {EACH_MAX} lines; this one for {}",
+                (hi - lo + 1) * spec.lines.len() as u64
+            ));
+        }
+        Ok(Expect::AnyOrder(
+            (lo..=hi)
+                .flat_map(|n| {
+                    let n = n.to_string();
+                    spec.lines.iter().map(move |l| l.replace("{}", &n))
+                })
+                .collect(),
+        ))
+    }
 }
 
 impl Expect {
@@ -250,24 +306,41 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
             .error(file.timeout.span(), "timeout", "the timeout is zero")
             .with_help("give the scenario time to boot, e.g. timeout = \"60s\""));
     }
-    if file.expect.get_ref().is_empty() {
+    let expect_span = file.expect.span();
+    let expect = file
+        .expect
+        .into_inner()
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            e.expand().map_err(|why| {
+                src.error(
+                    expect_span.clone(),
+                    "expect",
+                    format!("expect #{}: {why}", i + 1),
+                )
+                .with_help("e.g. { each = \"0..4095\", lines = [\"[t{}] tiny: hello\"] }")
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let file_expect = Spanned::new(expect_span, expect);
+    if file_expect.get_ref().is_empty() {
         return Err(src
             .error(
-                file.expect.span(),
+                file_expect.span(),
                 "expect",
                 "nothing is expected, so the scenario proves nothing",
             )
             .with_help("list the lines the serial port must show, in order"));
     }
     // An empty string would match anything: a forbid would always fail, an expect never.
-    if file
-        .expect
+    if file_expect
         .get_ref()
         .iter()
         .any(|e| e.lines().is_empty() || e.lines().iter().any(String::is_empty))
     {
         return Err(src
-            .error(file.expect.span(), "expect", "an expected line is empty")
+            .error(file_expect.span(), "expect", "an expected line is empty")
             .with_help("remove the \"\" or [] entry"));
     }
     if let Some(empty) = file.forbid.iter().find(|f| f.get_ref().is_empty()) {
@@ -389,15 +462,18 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
             )
             .with_help("add the scenario's own [[vm]] tables, or put the network in the board profile"));
     }
-    let vms = file.vm.map(|vm| {
-        VmSource::new(
-            path.to_path_buf(),
-            text.clone(),
-            Some(vm),
-            file.channel,
-            file.network,
-        )
-    });
+    let vms = file
+        .vm
+        .map(|vm| {
+            VmSource::new(
+                path.to_path_buf(),
+                text.clone(),
+                Some(vm),
+                file.channel,
+                file.network,
+            )
+        })
+        .transpose()?;
     if let Some(vms) = &vms {
         check::each_vm(vms)?;
         channels::check(vms)?;
@@ -410,7 +486,7 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ProfileError> {
         boards,
         description: file.description,
         timeout: file.timeout.get_ref().0,
-        expect: file.expect.into_inner(),
+        expect: file_expect.into_inner(),
         forbid: file.forbid.into_iter().map(Spanned::into_inner).collect(),
         input: file.input,
         icount: file.icount,

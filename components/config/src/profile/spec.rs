@@ -147,7 +147,10 @@ pub struct WindowSpec {
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct VmSpec {
+    /// With `count`, a pattern: `{}` stands for the VM's index.
     pub name: Spanned<String>,
+    /// How many like VMs this table makes (`super::count`); absent means one.
+    pub count: Option<Spanned<u32>>,
     /// A Tessera guest crate; a VM runs either a guest or a Linux `kernel`.
     pub guest: Option<Spanned<String>>,
     /// A Linux kernel: "debian:arm64", "debian:armmp-lpae", or the path of
@@ -234,25 +237,31 @@ pub struct VmSource {
 }
 
 impl VmSource {
+    /// The list as written, counted `[[vm]]`s expanded (`super::count`).
     pub(crate) fn new(
         path: PathBuf,
         text: String,
         vm: Option<Spanned<Vec<VmSpec>>>,
         channel: Option<Spanned<Vec<ChannelSpec>>>,
         network: Option<Spanned<Vec<NetworkSpec>>>,
-    ) -> Self {
+    ) -> Result<Self, super::ProfileError> {
         let (span, vms) = match vm {
             Some(vm) => (vm.span(), vm.into_inner()),
             None => (text.len()..text.len(), Vec::new()),
         };
-        VmSource {
+        let src = super::error::Source {
+            path: &path,
+            text: &text,
+        };
+        let vms = super::count::expand(src, vms)?;
+        Ok(VmSource {
             path,
             text,
             span,
             vms,
             channels: channel.map(Spanned::into_inner).unwrap_or_default(),
             networks: network.map(Spanned::into_inner).unwrap_or_default(),
-        }
+        })
     }
 
     pub(crate) fn source(&self) -> super::error::Source<'_> {

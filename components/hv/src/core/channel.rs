@@ -82,7 +82,9 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     }
 
     fn peer_of(&self, end: &ChannelEnd) -> Option<Peer> {
-        let vm = self.vms.iter().position(|v| v.id == end.peer)?;
+        // VMs are built in table order: ids ascend (with gaps where one
+        // did not start).
+        let vm = self.vms.binary_search_by_key(&end.peer, |v| v.id).ok()?;
         let theirs = self.vms[vm]
             .config
             .channels

@@ -119,6 +119,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         let devices = devices
             .into_iter()
             .chain(core::iter::repeat_with(|| Ok(Vec::new())));
+        let shared = vm::shared_tables(&vif);
         for (id, (config, devices)) in configs.into_iter().zip(devices).enumerate() {
             let name = config.name.clone();
             let devices = match devices {
@@ -138,6 +139,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                 vm::Place {
                     vm: vms.len(),
                     first_vcpu: vcpus.len(),
+                    shared: &shared,
                 },
             ) {
                 Ok((vm, its_vcpus)) => {
@@ -245,6 +247,38 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// How many VMs are still running.
     pub fn running_vms(&self) -> usize {
         self.running_vms
+    }
+
+    /// How many VMs were built (running or not).
+    pub fn vm_count(&self) -> usize {
+        self.vms.len()
+    }
+
+    /// Stage-2 translation tables of all VMs (4 KiB each).
+    pub fn stage2_tables(&self) -> usize {
+        self.vms.iter().map(|vm| vm.stage2.tables()).sum()
+    }
+
+    /// Bytes of the fixed-size state of a VM and of a vCPU (its registers
+    /// apart), and of a vCPU's registers: what the compiler made of them
+    /// for this image, for the memory report and the manifest.
+    pub const STATE_SIZES: [usize; 3] = [
+        core::mem::size_of::<Vm<V>>(),
+        core::mem::size_of::<Vcpu<P::Context, GicState<V>>>(),
+        core::mem::size_of::<P::Context>(),
+    ];
+
+    /// Which VMs got CPU, and the least and most any got: the exit report
+    /// (once, when no VM is left; it looks at every VM).
+    pub fn exit_report(&self) -> ExitReport {
+        let ticks = self.vms.iter().map(|vm| vm.cpu_ticks);
+        ExitReport {
+            vms: self.vms.len(),
+            ran: ticks.clone().filter(|&t| t > 0).count(),
+            least: ticks.clone().min().unwrap_or(0),
+            most: ticks.max().unwrap_or(0),
+            ticks_per_ms: (self.platform.counter_frequency() / 1000).max(1),
+        }
     }
 
     /// Runs every VM on CPU 0 until none is left: a one-CPU host (and the
@@ -699,6 +733,33 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         if device < vm.devices.device_count() {
             self.signal(VcpuId(vm.first_vcpu as u32), device, signal);
         }
+    }
+}
+
+/// What the VMs got of the CPUs, over their lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitReport {
+    /// VMs built.
+    pub vms: usize,
+    /// Of them, those that ran at all.
+    pub ran: usize,
+    /// The least and the most CPU time one got, in counter ticks.
+    pub least: u64,
+    pub most: u64,
+    pub ticks_per_ms: u64,
+}
+
+impl core::fmt::Display for ExitReport {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        let us = |ticks: u64| ticks * 1000 / self.ticks_per_ms;
+        write!(
+            f,
+            "exit report: {} VMs, {} got CPU (least {} us, most {} us)",
+            self.vms,
+            self.ran,
+            us(self.least),
+            us(self.most)
+        )
     }
 }
 

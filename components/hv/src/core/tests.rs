@@ -2658,3 +2658,45 @@ mod fast_path {
         }
     }
 }
+
+#[test]
+fn a_thousand_small_vms_each_sleep_wake_exit_and_own_three_tables() {
+    const VMS: usize = 1024;
+    const RAM: u64 = 64 << 10;
+    let vms = (0..VMS)
+        .map(|i| {
+            let name: &'static str = Box::leak(format!("t{i}").into_boxed_str());
+            let mut vm = vm(name, 0x8000_0000 + i as u64 * RAM, b"");
+            vm.config.ram.size = RAM;
+            // Deadlines out of order, so the heap, not the VM order, wakes them.
+            let timer_in = 1_000 + (i as u64 * 7919) % 5_000;
+            let script = vec![
+                Step::Wfi {
+                    timer_in: Some(timer_in),
+                },
+                Step::Hvc(EXIT, 0, 0),
+            ];
+            (vm, script)
+        })
+        .collect();
+    let mut hv = boot(vms);
+    assert_eq!(hv.vm_count(), VMS);
+    // Root, level 2 and level 3 of the RAM each; the GIC frame's shared.
+    assert_eq!(hv.stage2_tables(), 3 * VMS);
+    hv.run();
+    let lines = take_lines();
+    for i in 0..VMS {
+        let exited = format!("[hv] VM t{i} exited (code 0) ");
+        assert!(
+            lines.iter().any(|l| l.starts_with(&exited)),
+            "VM t{i} did not exit with 0"
+        );
+    }
+    let report = hv.exit_report();
+    assert_eq!((report.vms, report.ran), (VMS, VMS));
+    assert!(report.least > 0 && report.least <= report.most);
+    assert!(report
+        .to_string()
+        .starts_with("exit report: 1024 VMs, 1024 got CPU (least "));
+    assert_eq!(hv.running_vms(), 0);
+}

@@ -129,6 +129,17 @@ impl<V> Vm<V> {
     }
 }
 
+/// The stage-2 tables every VM links to: the GIC's virtual CPU interface
+/// where guests expect their CPU interface (if the GIC has one to map).
+pub(crate) fn shared_tables<I: VirtualInterface>(vif: &I) -> alloc::sync::Arc<Stage2> {
+    let build = |s2: &mut Stage2| match vif.guest_cpu_interface() {
+        Some((pa, size)) => s2.map_device(abi::GUEST_GICC_BASE, pa, size),
+        None => Ok(()),
+    };
+    // Failing, each VM maps the frame itself, and says so if it cannot.
+    Stage2::shared(build).unwrap_or_else(|_| alloc::sync::Arc::new(Stage2::new()))
+}
+
 /// A built VM and its vCPUs, for the hypervisor's tables.
 pub(crate) type VmAndVcpus<V, C> = (Vm<V>, alloc::vec::Vec<Vcpu<C, GicState<V>>>);
 
@@ -136,11 +147,13 @@ pub(crate) type VmAndVcpus<V, C> = (Vm<V>, alloc::vec::Vec<Vcpu<C, GicState<V>>>
 pub(crate) type GicState<V> = <<V as Vgic>::Interface as VirtualInterface>::CpuState;
 
 /// Where a VM being built goes in the hypervisor's tables.
-pub(crate) struct Place {
+pub(crate) struct Place<'a> {
     /// Its index among the VMs built.
     pub vm: usize,
     /// Its first vCPU's index among all vCPUs.
     pub first_vcpu: usize,
+    /// The stage-2 tables every VM links to ([`shared_tables`]).
+    pub shared: &'a alloc::sync::Arc<Stage2>,
 }
 
 /// Builds a VM: stage-2 (RAM, and the GIC's virtual CPU interface where
@@ -159,6 +172,7 @@ pub(crate) fn build<P: Platform, V: Vgic>(
     let Place {
         vm: vm_index,
         first_vcpu,
+        shared,
     } = place;
     let image = *images
         .get(config.image as usize)
@@ -188,11 +202,14 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         crate::error!("vm {name}: window {a} overlaps window {b}");
         "two windows of its guest-physical map overlap"
     })?;
-    let mut stage2 = Stage2::new();
+    // The GIC frame every VM maps alike is in `shared` (see `shared_tables`).
+    let mut stage2 = Stage2::sharing(shared);
     stage2
         .map_ram(GUEST_RAM_BASE, ram.pa_base, ram.size())
-        .map_err(|_| "its RAM cannot be mapped with 2 MiB blocks")?;
-    if let Some((pa, size)) = cpu_interface {
+        .map_err(|_| "its RAM cannot be mapped")?;
+    if let Some((pa, size)) =
+        cpu_interface.filter(|_| shared.translate(abi::GUEST_GICC_BASE).is_none())
+    {
         stage2
             .map_device(abi::GUEST_GICC_BASE, pa, size)
             .map_err(|_| "the GIC virtual CPU interface cannot be mapped")?;
@@ -209,12 +226,14 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         .place(&ram, platform)
         .map_err(|_| "its guest image does not fit in its RAM")?;
     platform.sync_guest_memory(ram.all());
+    let whole_mib = ram.size().is_multiple_of(1 << 20);
     info!(
-        "vm {name}: guest {guest} ({}), {vcpus} vCPU, RAM {:#x}..{:#x} ({} MiB) at IPA {GUEST_RAM_BASE:#x}, image {} bytes",
+        "vm {name}: guest {guest} ({}), {vcpus} vCPU, RAM {:#x}..{:#x} ({} {}) at IPA {GUEST_RAM_BASE:#x}, image {} bytes",
         width.name(),
         ram.pa_base,
         ram.pa_base + ram.size(),
-        ram.size() >> 20,
+        ram.size() >> if whole_mib { 20 } else { 10 },
+        if whole_mib { "MiB" } else { "KiB" },
         image.len()
     );
     for channel in &config.channels {
@@ -289,7 +308,9 @@ pub(crate) struct Start {
     blobs: alloc::vec::Vec<(u64, &'static [u8])>,
     /// A Tessera guest's start info and channel table, in the RAM's last
     /// page.
-    info: Option<(StartInfo, ChannelTable)>,
+    /// (The table only if it lists a channel: most VMs have none, and it is
+    /// 776 bytes.)
+    info: Option<(StartInfo, Option<alloc::boxed::Box<ChannelTable>>)>,
     /// vCPU 0's entry point (guest-physical) and x0..x2.
     entry: u64,
     regs: [u64; 3],
@@ -310,7 +331,8 @@ impl Start {
     ) -> Result<Start, &'static str> {
         let Some(linux) = &config.linux else {
             let info = start_info(id, &config.name, &config.cmdline, ram.size(), config.vcpus);
-            let channels = channel_table(&config.channels);
+            let channels = (!config.channels.is_empty())
+                .then(|| alloc::boxed::Box::new(channel_table(&config.channels)));
             if image.len() as u64 > ram.size().saturating_sub(crate::memory::START_INFO_PAGE) {
                 return Err("its guest image does not fit in its RAM");
             }
@@ -356,6 +378,7 @@ impl Start {
             platform.sync_guest_memory(at);
         }
         if let Some((info, channels)) = &self.info {
+            let channels = channels.as_deref().unwrap_or(&ChannelTable::EMPTY);
             let page = ram.write_start_info(platform, info, channels)?;
             platform.sync_guest_memory(page);
         }
