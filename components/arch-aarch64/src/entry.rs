@@ -227,24 +227,29 @@ __tessera_guest_exit:
 // the hypervisor: its target has neither, so the assembler is told here.
 .arch_extension fp
 .arch_extension simd
+// q0..q31 from x0 + 16 by pairs, \op being stp or ldp.
+.macro fp_pairs op
+    \op    q0, q1, [x0, #16]
+    \op    q2, q3, [x0, #48]
+    \op    q4, q5, [x0, #80]
+    \op    q6, q7, [x0, #112]
+    \op    q8, q9, [x0, #144]
+    \op    q10, q11, [x0, #176]
+    \op    q12, q13, [x0, #208]
+    \op    q14, q15, [x0, #240]
+    \op    q16, q17, [x0, #272]
+    \op    q18, q19, [x0, #304]
+    \op    q20, q21, [x0, #336]
+    \op    q22, q23, [x0, #368]
+    \op    q24, q25, [x0, #400]
+    \op    q26, q27, [x0, #432]
+    \op    q28, q29, [x0, #464]
+    \op    q30, q31, [x0, #496]
+.endm
+
 .global __tessera_fp_save
 __tessera_fp_save:
-    stp     q0, q1, [x0, #16]
-    stp     q2, q3, [x0, #48]
-    stp     q4, q5, [x0, #80]
-    stp     q6, q7, [x0, #112]
-    stp     q8, q9, [x0, #144]
-    stp     q10, q11, [x0, #176]
-    stp     q12, q13, [x0, #208]
-    stp     q14, q15, [x0, #240]
-    stp     q16, q17, [x0, #272]
-    stp     q18, q19, [x0, #304]
-    stp     q20, q21, [x0, #336]
-    stp     q22, q23, [x0, #368]
-    stp     q24, q25, [x0, #400]
-    stp     q26, q27, [x0, #432]
-    stp     q28, q29, [x0, #464]
-    stp     q30, q31, [x0, #496]
+    fp_pairs stp
     mrs     x1, fpsr
     mrs     x2, fpcr
     stp     x1, x2, [x0]
@@ -252,22 +257,7 @@ __tessera_fp_save:
 
 .global __tessera_fp_load
 __tessera_fp_load:
-    ldp     q0, q1, [x0, #16]
-    ldp     q2, q3, [x0, #48]
-    ldp     q4, q5, [x0, #80]
-    ldp     q6, q7, [x0, #112]
-    ldp     q8, q9, [x0, #144]
-    ldp     q10, q11, [x0, #176]
-    ldp     q12, q13, [x0, #208]
-    ldp     q14, q15, [x0, #240]
-    ldp     q16, q17, [x0, #272]
-    ldp     q18, q19, [x0, #304]
-    ldp     q20, q21, [x0, #336]
-    ldp     q22, q23, [x0, #368]
-    ldp     q24, q25, [x0, #400]
-    ldp     q26, q27, [x0, #432]
-    ldp     q28, q29, [x0, #464]
-    ldp     q30, q31, [x0, #496]
+    fp_pairs ldp
     ldp     x1, x2, [x0]
     msr     fpsr, x1
     msr     fpcr, x2
