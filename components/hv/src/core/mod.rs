@@ -234,12 +234,14 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         }
     }
 
+    #[inline]
     fn can_run(&self, vcpu: VcpuId) -> bool {
         self.vcpus[vcpu.0 as usize].power == Power::On
             && self.vms[self.vm_of(vcpu)].state == VmState::Running
     }
 
     /// Index of `vcpu`'s VM.
+    #[inline]
     fn vm_of(&self, vcpu: VcpuId) -> usize {
         self.vcpus[vcpu.0 as usize].vm
     }
@@ -478,14 +480,17 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             .running
             .filter(|&vcpu| self.has_siblings(vcpu))
             .map(|_| self.platform.counter() + self.slice);
+        // By reference: iterating the array by value copied it (a memcpy
+        // on every exit that rearms).
         let deadline = [
             self.cpus[cpu.0 as usize].slice_end,
             wake,
             tick,
             self.console_deadline(cpu),
         ]
-        .into_iter()
+        .iter()
         .flatten()
+        .copied()
         .min();
         self.cpus[cpu.0 as usize].rearm = false;
         self.platform.set_deadline(deadline);
