@@ -178,10 +178,14 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
 
     /// Called when a vCPU of a VM that asked for a reset has left its CPU.
     pub(super) fn reset_if_quiet(&mut self, vm: usize) {
+        // The flag first: this runs every time a vCPU leaves a CPU.
+        if !self.vms[vm].reset_requested || self.vms[vm].state == VmState::Stopped {
+            return;
+        }
         let quiet = self.vms[vm]
             .vcpu_indices()
             .all(|v| !matches!(self.vcpus[v].run, RunState::OnCpu(_)));
-        if !self.vms[vm].reset_requested || !quiet || self.vms[vm].state == VmState::Stopped {
+        if !quiet {
             return;
         }
         self.vms[vm].reset_requested = false;
