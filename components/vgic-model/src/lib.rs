@@ -777,8 +777,12 @@ impl<R: Routing> Model<R> {
             }
         }
         let max = R::MAX_LRS.min(LR_CAPACITY);
-        self.cpus[vcpu].lrs.clear();
-        self.cpus[vcpu].lrs.extend(lrs.iter().take(max).copied());
+        let shadow = &mut self.cpus[vcpu].lrs;
+        shadow.clear();
+        // A slice copy, not an iterator: this runs on every guest entry with
+        // something to deliver.
+        let kept = shadow.extend_from_slice(&lrs[..lrs.len().min(max)]);
+        debug_assert!(kept.is_ok(), "max is at most the shadow's capacity");
         // Disabled: nothing to kick for.
         self.restore(vcpu, lrs, withdrawn);
         // The edits above emptied those entries in the hardware too.
