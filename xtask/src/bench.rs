@@ -105,12 +105,13 @@ impl HostCpu {
 pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
     match only {
         None => {}
-        Some(group @ ("disk" | "channel" | "net")) => {
+        Some(group @ ("disk" | "channel" | "net" | "boot")) => {
             let arch = compose::load_board(ws, board)?.board.arch;
             let head = ["figure".to_string(), "value".into(), "unit".into()];
             let figures = match group {
                 "disk" => disk::rows(ws, board, arch)?,
                 "net" => net::rows(ws, board, arch)?,
+                "boot" => boot_rows(ws, board)?,
                 _ => channel::rows(ws, board)?,
             };
             let rows = std::iter::once(head).chain(figures).collect();
@@ -120,7 +121,7 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
             return Ok(());
         }
         Some(other) => {
-            bail!("bench --only {other:?}: the groups are \"disk\", \"channel\" and \"net\"")
+            bail!("bench --only {other:?}: the groups are \"disk\", \"channel\", \"net\" and \"boot\"")
         }
     }
     let idle_wall = idle_wall()?;
@@ -257,7 +258,7 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
         [
             "reset to first guest line".into(),
             first_line.to_string(),
-            "ticks".into(),
+            "ticks (one 16 MiB VM)".into(),
         ],
         [
             "null hypercall round trip".into(),
@@ -270,8 +271,10 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
         latency_row("vtimer IRQ latency, ticker alone", &ticker),
         latency_row("vtimer IRQ latency, beside a spinner", &ticker_spin),
     ];
+    let boot_rows = boot_rows(ws, board)?;
     let rows: Vec<[String; 3]> =
         head.into_iter()
+            .chain(boot_rows)
             .chain(attacks.iter().map(|(name, latency)| {
                 latency_row(&format!("vtimer IRQ latency, {name}"), latency)
             }))
@@ -345,6 +348,30 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
     write(&out, picture.render(&built.composition.board)?)?;
     eprintln!("xtask: wrote {}", out.display());
     Ok(())
+}
+
+/// RAM the board gets for the two 512 MiB VMs (QEMU's boards have 1 GiB).
+const BIG_RAM: u64 = 2 << 30;
+
+/// Reset to the first guest line with two small VMs and with two big ones
+/// (`ci/bench-boot-*.toml`, one CPU): a VM's RAM is cleared as it is
+/// reached, so the two should be about equal.
+fn boot_rows(ws: &Workspace, board: &str) -> Result<Vec<[String; 3]>> {
+    [
+        ("bench-boot-16m", "16", None),
+        ("bench-boot-512m", "512", Some(BIG_RAM)),
+    ]
+    .into_iter()
+    .map(|(stem, mib, ram)| {
+        let booted = boot_with_ram(ws, stem, board, Cpus::One, Then::Stop, ram)?;
+        let at: u64 = find(&booted.lines, FIRST_LINE, |rest| rest.trim().parse().ok())?;
+        Ok([
+            format!("reset to first guest line, 2 x {mib} MiB VMs"),
+            at.to_string(),
+            format!("ticks ({stem}.toml)"),
+        ])
+    })
+    .collect()
 }
 
 /// What `bench-<board>.svg` shows, gathered from the scenarios' lines.
@@ -546,6 +573,18 @@ struct Booted {
 /// scenario, then given `cpus`, with the scenario's disk attached), waits for
 /// its `expect` lines, maybe measures QEMU's CPU time, and kills QEMU.
 fn boot(ws: &Workspace, stem: &str, board: &str, cpus: Cpus, then: Then) -> Result<Booted> {
+    boot_with_ram(ws, stem, board, cpus, then, None)
+}
+
+/// [`boot`], the board given `ram` bytes of RAM if `Some`.
+fn boot_with_ram(
+    ws: &Workspace,
+    stem: &str,
+    board: &str,
+    cpus: Cpus,
+    then: Then,
+    ram: Option<u64>,
+) -> Result<Booted> {
     let path = ci(ws, stem);
     let scenario = profile::load_scenario(&path)?.on_board(board);
     let measure = match then {
@@ -557,7 +596,10 @@ fn boot(ws: &Workspace, stem: &str, board: &str, cpus: Cpus, then: Then) -> Resu
         "{}: host CPU figures need `icount = false` (real time)",
         path.display()
     );
-    let (board, mut composition) = scenario::plan(ws, &scenario)?;
+    let (board, mut composition) = match ram {
+        None => scenario::plan(ws, &scenario)?,
+        Some(ram) => scenario::plan_with_ram(ws, &scenario, ram)?,
+    };
     if cpus == Cpus::One {
         composition.cpus = 1;
     }

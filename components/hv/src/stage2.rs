@@ -150,7 +150,23 @@ impl Stage2 {
 
     /// Whether anything is mapped in `ipa..ipa+unit`.
     fn overlaps(&self, ipa: u64, unit: u64) -> bool {
+        if unit == BLOCK_SIZE {
+            // The slot holds a block, or a table made for pages mapped
+            // there: one look rather than 512 walks (boot time).
+            return self
+                .level2_entry(ipa)
+                .is_some_and(|entry| entry & 0b11 != 0);
+        }
         (0..unit / PAGE_SIZE).any(|i| self.translate(ipa + i * PAGE_SIZE).is_some())
+    }
+
+    /// The level-2 entry for `ipa`, if its level-2 table exists.
+    fn level2_entry(&self, ipa: u64) -> Option<u64> {
+        let entry = self.root.0[index(ipa, 1)];
+        if entry & 0b11 != VALID_TABLE {
+            return None;
+        }
+        Some(self.table_at(entry & OUTPUT_ADDRESS_MASK)?.0[index(ipa, 2)])
     }
 
     /// Host-physical address that `ipa` maps to, if it is mapped.

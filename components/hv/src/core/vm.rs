@@ -105,9 +105,9 @@ pub(crate) struct Vm<V> {
     /// The guest asked for a reset (PSCI SYSTEM_RESET); done once none of
     /// its vCPUs runs anywhere.
     pub reset_requested: bool,
-    /// A reset is clearing its RAM: the chunks cleared so far (see
-    /// `Work::Zero`).
-    pub chunks_cleared: Option<u64>,
+    /// Which of its RAM is cleared and mapped, and what is being cleared
+    /// (see `clear.rs`).
+    pub ram_state: super::clear::RamState,
     pub stage2: Stage2,
     pub vmid: Option<Vmid>,
     pub ram: GuestRam,
@@ -184,14 +184,20 @@ pub(crate) fn build<P: Platform, V: Vgic>(
     if let Some((_, size)) = cpu_interface {
         mapped.push(Window::new(abi::GUEST_GICC_BASE, size));
     }
+    // Devices that reach guest RAM get all of it cleared first (see
+    // `clear.rs`).
+    let eager = devices.iter().any(|(_, device)| device.reaches_ram());
     let devices = DeviceTable::new(&vgic.windows(), devices, &mapped).map_err(|(a, b)| {
         crate::error!("vm {name}: window {a} overlaps window {b}");
         "two windows of its guest-physical map overlap"
     })?;
+    if [ram.pa_base, ram.size()]
+        .iter()
+        .any(|v| !v.is_multiple_of(stage2::BLOCK_SIZE))
+    {
+        return Err("its RAM cannot be mapped with 2 MiB blocks");
+    }
     let mut stage2 = Stage2::new();
-    stage2
-        .map_ram(GUEST_RAM_BASE, ram.pa_base, ram.size())
-        .map_err(|_| "its RAM cannot be mapped with 2 MiB blocks")?;
     if let Some((pa, size)) = cpu_interface {
         stage2
             .map_device(abi::GUEST_GICC_BASE, pa, size)
@@ -204,11 +210,18 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         })?;
     }
     let start = Start::of(&config, id, image, images, &ram)?;
-    platform.zero_guest(ram.all());
-    start
-        .place(&ram, platform)
-        .map_err(|_| "its guest image does not fit in its RAM")?;
-    platform.sync_guest_memory(ram.all());
+    let filled = start.filled();
+    if filled
+        .iter()
+        .any(|&(at, len)| ram.slice(ram.ipa_base + at, len).is_err())
+    {
+        return Err("its guest image does not fit in its RAM");
+    }
+    // Nothing is cleared or written yet: the CPU that first picks vCPU 0
+    // does it (`Work::Zero`), then the images go in.
+    let written = start.written(&ram);
+    let ram_state = super::clear::RamState::new(&ram, &written, &filled, eager, &mut stage2)
+        .map_err(|_| "its RAM cannot be mapped with 2 MiB blocks")?;
     info!(
         "vm {name}: guest {guest} ({}), {vcpus} vCPU, RAM {:#x}..{:#x} ({} MiB) at IPA {GUEST_RAM_BASE:#x}, image {} bytes",
         width.name(),
@@ -269,7 +282,7 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         first_vcpu,
         start,
         reset_requested: false,
-        chunks_cleared: None,
+        ram_state,
         stage2,
         vmid: None,
         ram,
@@ -341,6 +354,25 @@ impl Start {
                 GuestWidth::Aarch32 => [0, u64::from(u32::MAX), dtb],
             },
         })
+    }
+
+    /// The RAM the images fill (offset, length): never cleared first.
+    pub fn filled(&self) -> alloc::vec::Vec<(u64, u64)> {
+        self.blobs
+            .iter()
+            .map(|&(offset, bytes)| (offset, bytes.len() as u64))
+            .collect()
+    }
+
+    /// The RAM it writes (offset, length): the images and the start info's
+    /// page, which is cleared first.
+    pub fn written(&self, ram: &GuestRam) -> alloc::vec::Vec<(u64, u64)> {
+        let mut written = self.filled();
+        if self.info.is_some() {
+            let page = crate::memory::START_INFO_PAGE;
+            written.push((ram.size() - page, page));
+        }
+        written
     }
 
     /// Writes the images and the start info into the (cleared) RAM and
