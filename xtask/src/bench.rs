@@ -2,6 +2,8 @@
 //!
 //! Tick figures run under icount (`-icount shift=0`), so they are exact and
 //! repeatable: `ci/bench.toml` (null hypercall, reset to first guest line),
+//! `bench-boot-*.toml` (reset to first guest line with 2 x 16 MiB and
+//! 2 x 512 MiB VMs; `--only boot` runs them alone),
 //! `bench-ticker*.toml` (virtual-timer IRQ latency, alone and beside a
 //! spinner, attacks or Linux), `bench-linux-boot.toml` (Debian's Linux,
 //! reset to its /init's first line), `bench-yield-*.toml` (yield without and

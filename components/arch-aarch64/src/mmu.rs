@@ -96,7 +96,9 @@ impl<const L3: usize> Tables<L3> {
         };
         let hv_gib = hv.start / GIB;
         assert_eq!(hv_gib, (hv.end - 1) / GIB, "hypervisor crosses a GiB");
-        for i in 0..512 {
+        // Entries past 4 GiB and RAM map nothing: zero already (bss).
+        let top = (ram_base + ram_size).max(4 * GIB).div_ceil(GIB).min(512) as usize;
+        for i in 0..top {
             let base = i as u64 * GIB;
             if i as u64 == hv_gib {
                 self.l1.set(i, self.l2.addr() | TABLE_OR_PAGE);

@@ -38,6 +38,7 @@ const XN: u64 = 1 << 54;
 const OUTPUT_ADDRESS_MASK: u64 = 0x0000_ffff_ffff_f000;
 
 const RAM_BLOCK: u64 = AF | SH_INNER | S2AP_RW | MEMATTR_NORMAL_WB | VALID_BLOCK;
+const RAM_PAGE: u64 = AF | SH_INNER | S2AP_RW | MEMATTR_NORMAL_WB | VALID_PAGE;
 const DEVICE_PAGE: u64 = XN | AF | S2AP_RW | MEMATTR_DEVICE | VALID_PAGE;
 /// A page shared between VMs (a channel): memory like RAM, but data only.
 const SHARED_PAGE: u64 = XN | AF | SH_INNER | MEMATTR_NORMAL_WB | VALID_PAGE;
@@ -105,6 +106,12 @@ impl Stage2 {
     }
 
     /// Maps a device frame read/write, never executable, in 4 KiB pages.
+    /// RAM as 4 KiB pages: where only part of a block is the guest's yet
+    /// (see `core::clear`).
+    pub fn map_ram_pages(&mut self, ipa: u64, pa: u64, size: u64) -> Result<(), MapError> {
+        self.map(ipa, pa, size, PAGE_SIZE, RAM_PAGE)
+    }
+
     pub fn map_device(&mut self, ipa: u64, pa: u64, size: u64) -> Result<(), MapError> {
         self.map(ipa, pa, size, PAGE_SIZE, DEVICE_PAGE)
     }

@@ -6,11 +6,13 @@
 //! clear all of a VM's RAM before any VM runs, the core maps a VM's RAM in
 //! stage 2 one 2 MiB block at a time, each only once it is clear:
 //!
-//! - at first boot, the blocks its images and start info are in (the
-//!   bytes the images fill are written, not cleared first);
-//! - when the guest touches a block it has not yet (a stage-2 translation
-//!   fault in its RAM), that block, and the guest retries its access;
-//! - at a reset, the blocks it had, all of them again (but the images).
+//! - at first boot, the 64 KiB groups its images and start info are in
+//!   (the bytes the images fill are written, not cleared first); the
+//!   blocks holding them are mapped a group at a time (4 KiB pages);
+//! - when the guest touches a block, or a group of such a block, it has
+//!   not yet (a stage-2 translation fault in its RAM), that block or
+//!   group, and the guest retries its access;
+//! - at a reset, the blocks and groups it had, again (but the images).
 //!
 //! A VM with devices that reach its RAM (disks, network ports) is cleared
 //! all at once before it first runs: they read and write its RAM at
@@ -36,8 +38,18 @@ use alloc::vec::Vec;
 /// `DC ZVA`; a CPU of a shared scheduler goes back to it between pieces.
 pub(crate) const PIECE: u64 = 1 << 20;
 
+/// At most this many resets a second start a VM again.
+const RESETS_PER_SECOND: u64 = 1000;
+
 /// A block of a VM's RAM: what stage 2 maps at once.
 const BLOCK: u64 = stage2::BLOCK_SIZE;
+
+/// A group of the blocks the start writes into: mapped as 16 pages.
+const GROUP: u64 = 64 << 10;
+
+/// The groups of a block, one bit each.
+type Groups = u32;
+const _: () = assert!(BLOCK / GROUP == Groups::BITS as u64);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Block {
@@ -48,6 +60,10 @@ enum Block {
     Clearing { mapped: bool },
     /// Clear (or written since by the guest) and mapped.
     Ready,
+    /// Mapped a group at a time: a block the start writes into. `mapped`
+    /// are the groups stage 2 maps, `clearing` those being cleared (a
+    /// group that is both: a reset, no vCPU of the VM runs).
+    Grouped { mapped: Groups, clearing: Groups },
 }
 
 /// What is done once every piece handed out is back.
@@ -68,6 +84,8 @@ pub(crate) struct RamState {
     /// Pieces handed out and not back yet.
     in_flight: u32,
     then: Option<Then>,
+    /// All of it is cleared before the VM first runs.
+    eager: bool,
 }
 
 impl RamState {
@@ -89,16 +107,34 @@ impl RamState {
             todo: Vec::new(),
             in_flight: 0,
             then: Some(Then::Start { reset: false }),
+            eager,
+        };
+        let touches = |start: u64, len: u64| {
+            written
+                .iter()
+                .any(|&(at, size)| at < start + len && start < at + size)
         };
         for block in 0..count {
             let (start, len) = block_range(ram, block);
-            let touched = written
-                .iter()
-                .any(|&(at, size)| at < start + len && start < at + size);
-            if eager || touched {
+            if eager {
                 map_block(ram, block, stage2)?;
                 state.blocks[block] = Block::Clearing { mapped: true };
                 state.add_gaps(ram, start, len, filled);
+            } else if touches(start, len) {
+                let mut groups = 0;
+                for group in 0..len.div_ceil(GROUP) {
+                    let at = start + group * GROUP;
+                    let size = GROUP.min(start + len - at);
+                    if touches(at, size) {
+                        map_group(ram, at, stage2)?;
+                        groups |= 1 << group;
+                        state.add_gaps(ram, at, size, filled);
+                    }
+                }
+                state.blocks[block] = Block::Grouped {
+                    mapped: groups,
+                    clearing: groups,
+                };
             }
         }
         Ok(state)
@@ -110,7 +146,7 @@ impl RamState {
     }
 
     /// Whether the guest-physical range `ipa..ipa + len` is all in blocks
-    /// the guest has (an empty range: the block `ipa` is in).
+    /// and groups the guest has (an empty range: the group `ipa` is in).
     pub fn ready(&self, ram: &GuestRam, ipa: u64, len: u64) -> bool {
         let Some(start) = ipa.checked_sub(ram.ipa_base) else {
             return false;
@@ -118,12 +154,21 @@ impl RamState {
         let Some(last) = start.checked_add(len.max(1) - 1) else {
             return false;
         };
-        (start / BLOCK..=last / BLOCK)
-            .all(|b| usize::try_from(b).is_ok_and(|b| self.blocks.get(b) == Some(&Block::Ready)))
+        (start / GROUP..=last / GROUP).all(|group| {
+            let block = usize::try_from(group * GROUP / BLOCK).unwrap_or(usize::MAX);
+            let bit = 1 << (group % Groups::BITS as u64);
+            match self.blocks.get(block) {
+                Some(Block::Ready) => true,
+                Some(Block::Grouped { mapped, clearing }) => mapped & !clearing & bit != 0,
+                _ => false,
+            }
+        })
     }
 
     /// Queues the pieces of `start..start + len` (RAM offsets) that no
-    /// range of `filled` (offset, length) covers.
+    /// range of `filled` (offset, length) covers. Skipping those is safe:
+    /// `Start::place` writes every byte of them once the pieces are done,
+    /// before any vCPU of the VM can run again.
     fn add_gaps(&mut self, ram: &GuestRam, start: u64, len: u64, filled: &[(u64, u64)]) {
         let end = start + len;
         let mut at = start;
@@ -164,6 +209,11 @@ fn block_range(ram: &GuestRam, block: usize) -> (u64, u64) {
 fn map_block(ram: &GuestRam, block: usize, stage2: &mut Stage2) -> Result<(), stage2::MapError> {
     let (start, len) = block_range(ram, block);
     stage2.map_ram(ram.ipa_base + start, ram.pa_base + start, len)
+}
+
+/// Maps the group at RAM offset `at` (a whole one: RAM is whole blocks).
+fn map_group(ram: &GuestRam, at: u64, stage2: &mut Stage2) -> Result<(), stage2::MapError> {
+    stage2.map_ram_pages(ram.ipa_base + at, ram.pa_base + at, GROUP)
 }
 
 impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
@@ -237,9 +287,25 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         let v = &mut self.vms[vm];
         let mut unmappable = false;
         for block in 0..v.ram_state.blocks.len() {
-            if let Block::Clearing { mapped } = v.ram_state.blocks[block] {
-                unmappable |= !mapped && map_block(&ram, block, &mut v.stage2).is_err();
-                v.ram_state.blocks[block] = Block::Ready;
+            match v.ram_state.blocks[block] {
+                Block::Clearing { mapped } => {
+                    unmappable |= !mapped && map_block(&ram, block, &mut v.stage2).is_err();
+                    v.ram_state.blocks[block] = Block::Ready;
+                }
+                Block::Grouped { mapped, clearing } if clearing != 0 => {
+                    let (start, _) = block_range(&ram, block);
+                    for group in 0..Groups::BITS {
+                        if clearing & !mapped & (1 << group) != 0 {
+                            let at = start + u64::from(group) * GROUP;
+                            unmappable |= map_group(&ram, at, &mut v.stage2).is_err();
+                        }
+                    }
+                    v.ram_state.blocks[block] = Block::Grouped {
+                        mapped: mapped | clearing,
+                        clearing: 0,
+                    };
+                }
+                _ => {}
             }
         }
         if unmappable {
@@ -257,16 +323,42 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             let first = VcpuId(self.vms[vm].first_vcpu as u32);
             self.restart_vcpu0(first);
             self.channels_up(vm);
+            // Each reset takes the lock for a while; clearing all RAM used
+            // to pace a reset loop to about 1,000 a second, now a reset
+            // clears only what the guest had: pace it here (its vCPU 0
+            // waits as in WFI, for the deadline heap to wake it).
+            let now = self.platform.counter();
+            let gap = self.platform.counter_frequency() / RESETS_PER_SECOND;
+            let start = match self.vms[vm].last_reset {
+                Some(last) if now < last + gap => {
+                    self.set_blocked(first.0 as usize, true, Some(last + gap));
+                    last + gap
+                }
+                _ => now,
+            };
+            self.vms[vm].last_reset = Some(start);
         }
     }
 
-    /// Clears what VM `vm` waits for at once, as CPUs would piece by
-    /// piece: for host tests that look at its RAM before it runs.
-    #[cfg(test)]
+    /// At boot, on the boot CPU: each VM whose RAM is cleared as it is
+    /// reached has its first groups (around its images and start info,
+    /// some 128 KiB) cleared and its images placed now, so that every VM
+    /// is ready when the CPUs start. VMs cleared whole first (devices that
+    /// reach their RAM) are left to `Work::Zero` on the CPU that runs them.
+    pub(super) fn clear_boot_groups(&mut self) {
+        for vm in 0..self.vms.len() {
+            if !self.vms[vm].ram_state.eager {
+                self.clear_now(vm);
+            }
+        }
+    }
+
+    /// Clears what VM `vm` waits for at once, on this CPU, under the lock.
     pub(super) fn clear_now(&mut self, vm: usize) {
         let vcpu = VcpuId(self.vms[vm].first_vcpu as u32);
         while let Some(piece) = self.clear_piece(vcpu) {
             crate::memory::GuestMemory::zero_guest(&mut self.platform, piece);
+            self.platform.sync_guest_memory(piece);
             self.vms[vm].ram_state.in_flight -= 1;
         }
         if self.vms[vm].ram_state.in_flight == 0 {
@@ -282,13 +374,27 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         let state = &mut self.vms[vm].ram_state;
         state.todo.clear();
         for block in 0..state.blocks.len() {
+            let (start, len) = block_range(&ram, block);
             let mapped = match state.blocks[block] {
+                // Never mapped, never written: it stays as it is until
+                // the guest reaches it, and is cleared then.
                 Block::Untouched => continue,
                 Block::Clearing { mapped } => mapped,
                 Block::Ready => true,
+                Block::Grouped { mapped, clearing } => {
+                    let groups = mapped | clearing;
+                    for group in (0..Groups::BITS).filter(|g| groups & (1 << g) != 0) {
+                        let at = start + u64::from(group) * GROUP;
+                        state.add_gaps(&ram, at, GROUP.min(start + len - at), &filled);
+                    }
+                    state.blocks[block] = Block::Grouped {
+                        mapped,
+                        clearing: groups,
+                    };
+                    continue;
+                }
             };
             state.blocks[block] = Block::Clearing { mapped };
-            let (start, len) = block_range(&ram, block);
             state.add_gaps(&ram, start, len, &filled);
         }
         state.then = Some(Then::Start { reset: true });
@@ -313,6 +419,19 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                 let (start, len) = block_range(&ram, block);
                 state.add_gaps(&ram, start, len, &[]);
                 state.then.get_or_insert(Then::Map);
+            }
+            Block::Grouped { mapped, clearing } => {
+                let bit = 1 << ((offset % BLOCK) / GROUP);
+                if (mapped | clearing) & bit == 0 {
+                    // No image byte is in it: those groups are mapped.
+                    let at = offset / GROUP * GROUP;
+                    state.add_gaps(&ram, at, GROUP, &[]);
+                    state.blocks[block] = Block::Grouped {
+                        mapped,
+                        clearing: clearing | bit,
+                    };
+                    state.then.get_or_insert(Then::Map);
+                }
             }
             // Another vCPU of the VM asked first, or the fault raced with
             // the mapping: retry either way.

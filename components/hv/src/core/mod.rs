@@ -201,6 +201,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             outbox: None,
             targets: Vec::new(),
         };
+        hv.clear_boot_groups();
         hv.init_console_focus();
         hv.connect_channels();
         hv.connect_networks();

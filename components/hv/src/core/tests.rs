@@ -1778,11 +1778,12 @@ fn a_reset_clears_the_ram_in_chunks_handed_out_as_work() {
             Work::Idle | Work::Finished => panic!("the VM restarts"),
         }
     };
-    // All of the RAM but the image's 5 bytes, which it writes again.
+    // The 64 KiB groups it had, the image's and the start info's, but
+    // the image's 5 bytes, which it writes again.
     chunks.sort();
     assert_eq!(
         chunks,
-        [(0x8000_0005, (1 << 20) - 5), (0x8010_0000, 1 << 20)]
+        [(0x8000_0005, (64 << 10) - 5), (0x801f_0000, 64 << 10)]
     );
     let mut left = [0xff; 4];
     hv.platform
@@ -2596,38 +2597,48 @@ fn assert_mapped_ram_clean(hv: &Hypervisor<Mock, Fifo, TestVgic>, vcpu: VcpuId) 
 
 #[test]
 fn no_vm_runs_on_ram_not_cleared_and_ram_is_cleared_as_it_is_reached() {
-    // Three blocks each: the image's, one between, the start info's.
+    // Three blocks each: the image's, one between, the start info's. The
+    // first and last are the guest's 64 KiB at a time.
     const MIB6: u64 = 6 << 20;
+    const GROUP: u64 = 64 << 10;
     let block1 = GUEST_RAM_BASE + MIB2 as u64 + 0x100;
+    let group5 = GUEST_RAM_BASE + 5 * GROUP + 8;
     let mut a = vm("a", 0x8000_0000, b"hi\n");
     let mut b = vm("b", 0x8060_0000, b"hey\n");
     a.config.ram.size = MIB6;
     b.config.ram.size = MIB6;
-    let mut hv = boot(vec![
-        (
-            a,
-            vec![
-                Step::Hvc(WRITE, GUEST_RAM_BASE, 3),
-                // RAM it never touched: not its yet, not readable for it.
-                Step::Hvc(WRITE, block1, 4),
-                // It touches it: a translation fault, that block cleared
-                // and mapped, the same access again.
-                dabt(block1, 0),
-                Step::Hvc(WRITE, block1, 4),
-                Step::Hvc(EXIT, 0, 0),
-            ],
-        ),
-        (
-            b,
-            vec![Step::Hvc(WRITE, GUEST_RAM_BASE, 4), Step::Hvc(EXIT, 0, 0)],
-        ),
-    ]);
-    for vm in &hv.vms {
-        for offset in (0..vm.ram.size()).step_by(4096) {
-            let at = vm.ram.slice(vm.ram.ipa_base + offset, 16).unwrap();
-            hv.platform.ram.write_guest(at, &JUNK);
+    log::set_sink(&CaptureSink);
+    take_lines();
+    let mut mock = Mock::default();
+    // What the RAM held before the hypervisor started.
+    for pa in [0x8000_0000, 0x8060_0000] {
+        for offset in (0..MIB6).step_by(4096) {
+            let at = crate::memory::GuestRam::new(0, pa + offset, 16).all();
+            mock.ram.write_guest(at, &JUNK);
         }
     }
+    let scripts = [
+        vec![
+            Step::Hvc(WRITE, GUEST_RAM_BASE, 3),
+            // RAM it never touched: not its yet, not readable for it.
+            Step::Hvc(WRITE, block1, 4),
+            // It touches it: a translation fault, that block cleared and
+            // mapped, the same access again.
+            dabt(block1, 0),
+            Step::Hvc(WRITE, block1, 4),
+            // A group of its first block it had not touched.
+            Step::Hvc(WRITE, group5, 4),
+            dabt(group5, 0),
+            Step::Hvc(WRITE, group5, 4),
+            Step::Hvc(EXIT, 0, 0),
+        ],
+        vec![Step::Hvc(WRITE, GUEST_RAM_BASE, 4), Step::Hvc(EXIT, 0, 0)],
+    ];
+    for script in scripts {
+        mock.scripts.push(script.into());
+        mock.results.push(Vec::new());
+    }
+    let mut hv = build(mock, vec![a, b], 1);
     let mut zeroed = 0;
     let mut pcs = vec![Vec::new(); 2];
     loop {
@@ -2647,16 +2658,18 @@ fn no_vm_runs_on_ram_not_cleared_and_ram_is_cleared_as_it_is_reached() {
             Work::Finished => break,
         }
     }
-    assert_eq!((pcs[0].len(), pcs[1].len()), (5, 2));
-    // a's fault was not stepped over: it ran again at the same address.
+    assert_eq!((pcs[0].len(), pcs[1].len()), (8, 2));
+    // a's faults were not stepped over: it ran again at the same address.
     assert_eq!(pcs[0][2], pcs[0][3]);
-    // Each VM's image and start-info blocks, but the image; and the block
-    // a reached, not the one b never did.
-    assert_eq!(zeroed, 2 * MIB6 - MIB2 as u64 - 3 - 4);
+    assert_eq!(pcs[0][5], pcs[0][6]);
+    // Each VM's image and start-info groups (but the image) were cleared
+    // at boot; then, as work, the block and the group a reached, not the
+    // block b never did.
+    assert_eq!(zeroed, MIB2 as u64 + GROUP);
     let results = &hv.platform().results[0];
-    // (x0 as each run began: the fault left the refusal there.)
+    // (x0 as each run began: a fault leaves the refusal there.)
     let refused = Error::InvalidAddress as i64;
-    assert_eq!(results[1..], [3, refused, refused, 4]);
+    assert_eq!(results[1..], [3, refused, refused, 4, refused, refused, 4]);
     let lines = take_lines();
     assert!(lines.iter().any(|l| l == "[a] hi"), "{lines:?}");
     assert!(lines.iter().any(|l| l == "[b] hey"), "{lines:?}");

@@ -108,6 +108,8 @@ pub(crate) struct Vm<V> {
     /// Which of its RAM is cleared and mapped, and what is being cleared
     /// (see `clear.rs`).
     pub ram_state: super::clear::RamState,
+    /// When it last started again after a reset (resets are paced).
+    pub last_reset: Option<u64>,
     pub stage2: Stage2,
     pub vmid: Option<Vmid>,
     pub ram: GuestRam,
@@ -283,6 +285,7 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         start,
         reset_requested: false,
         ram_state,
+        last_reset: None,
         stage2,
         vmid: None,
         ram,
@@ -384,7 +387,7 @@ impl Start {
     ) -> Result<(), crate::memory::MemoryError> {
         for &(offset, bytes) in &self.blobs {
             let at = ram.slice(ram.ipa_base + offset, bytes.len() as u64)?;
-            platform.write_guest(at, bytes);
+            platform.load_guest(at, bytes);
             platform.sync_guest_memory(at);
         }
         if let Some((info, channels)) = &self.info {
