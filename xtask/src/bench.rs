@@ -2,6 +2,8 @@
 //!
 //! Tick figures run under icount (`-icount shift=0`), so they are exact and
 //! repeatable: `ci/bench.toml` (null hypercall, reset to first guest line),
+//! `bench-boot-*.toml` (reset to first guest line with 2 x 16 MiB and
+//! 2 x 512 MiB VMs; `--only boot` runs them alone),
 //! `bench-ticker*.toml` (virtual-timer IRQ latency, alone and beside a
 //! spinner, attacks or Linux), `bench-linux-boot.toml` (Debian's Linux,
 //! reset to its /init's first line), `bench-yield-*.toml` (yield without and
@@ -111,7 +113,7 @@ impl HostCpu {
 pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
     match only {
         None => {}
-        Some(group @ ("disk" | "channel" | "net" | "exit" | "memory")) => {
+        Some(group @ ("disk" | "channel" | "net" | "exit" | "memory" | "boot")) => {
             let arch = compose::load_board(ws, board)?.board.arch;
             let head = ["figure".to_string(), "value".into(), "unit".into()];
             let figures = match group {
@@ -122,6 +124,7 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
                     ExitFigures::measure(ws, board, &base, &mut Picture::default())?.rows()
                 }
                 "memory" => memory_rows(ws, board)?,
+                "boot" => boot_rows(ws, board)?,
                 _ => channel::rows(ws, board)?,
             };
             let rows = std::iter::once(head).chain(figures).collect();
@@ -131,7 +134,7 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
             return Ok(());
         }
         Some(other) => {
-            bail!("bench --only {other:?}: the groups are \"exit\", \"disk\", \"channel\", \"net\" and \"memory\"")
+            bail!("bench --only {other:?}: the groups are \"exit\", \"boot\", \"disk\", \"channel\", \"net\" and \"memory\"")
         }
     }
     let idle_wall = idle_wall()?;
@@ -245,13 +248,15 @@ pub fn run(ws: &Workspace, board: &str, only: Option<&str>) -> Result<()> {
         [
             "reset to first guest line".into(),
             first_line.to_string(),
-            "ticks".into(),
+            "ticks (one 16 MiB VM)".into(),
         ],
         latency_row("vtimer IRQ latency, beside a spinner", &ticker_spin),
     ];
+    let boot_rows = boot_rows(ws, board)?;
     let rows: Vec<[String; 3]> =
         head.into_iter()
             .chain(exit.rows())
+            .chain(boot_rows)
             .chain(attacks.iter().map(|(name, latency)| {
                 latency_row(&format!("vtimer IRQ latency, {name}"), latency)
             }))
@@ -403,6 +408,30 @@ fn mean_row(name: &str, calls: &Calls) -> [String; 3] {
             calls.calls, calls.ticks
         ),
     ]
+}
+
+/// RAM the board gets for the two 512 MiB VMs (QEMU's boards have 1 GiB).
+const BIG_RAM: u64 = 2 << 30;
+
+/// Reset to the first guest line with two small VMs and with two big ones
+/// (`ci/bench-boot-*.toml`, one CPU): a VM's RAM is cleared as it is
+/// reached, so the two should be about equal.
+fn boot_rows(ws: &Workspace, board: &str) -> Result<Vec<[String; 3]>> {
+    [
+        ("bench-boot-16m", "16", None),
+        ("bench-boot-512m", "512", Some(BIG_RAM)),
+    ]
+    .into_iter()
+    .map(|(stem, mib, ram)| {
+        let booted = boot_with_ram(ws, stem, board, Cpus::One, Then::Stop, ram)?;
+        let at: u64 = find(&booted.lines, FIRST_LINE, |rest| rest.trim().parse().ok())?;
+        Ok([
+            format!("reset to first guest line, 2 x {mib} MiB VMs"),
+            at.to_string(),
+            format!("ticks ({stem}.toml)"),
+        ])
+    })
+    .collect()
 }
 
 /// What `bench-<board>.svg` shows, gathered from the scenarios' lines.
@@ -604,6 +633,18 @@ struct Booted {
 /// scenario, then given `cpus`, with the scenario's disk attached), waits for
 /// its `expect` lines, maybe measures QEMU's CPU time, and kills QEMU.
 fn boot(ws: &Workspace, stem: &str, board: &str, cpus: Cpus, then: Then) -> Result<Booted> {
+    boot_with_ram(ws, stem, board, cpus, then, None)
+}
+
+/// [`boot`], the board given `ram` bytes of RAM if `Some`.
+fn boot_with_ram(
+    ws: &Workspace,
+    stem: &str,
+    board: &str,
+    cpus: Cpus,
+    then: Then,
+    ram: Option<u64>,
+) -> Result<Booted> {
     let path = ci(ws, stem);
     let scenario = profile::load_scenario(&path)?.on_board(board);
     let measure = match then {
@@ -615,7 +656,10 @@ fn boot(ws: &Workspace, stem: &str, board: &str, cpus: Cpus, then: Then) -> Resu
         "{}: host CPU figures need `icount = false` (real time)",
         path.display()
     );
-    let (board, mut composition) = scenario::plan(ws, &scenario)?;
+    let (board, mut composition) = match ram {
+        None => scenario::plan(ws, &scenario)?,
+        Some(ram) => scenario::plan_with_ram(ws, &scenario, ram)?,
+    };
     if cpus == Cpus::One {
         composition.cpus = 1;
     }

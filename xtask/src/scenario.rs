@@ -372,6 +372,25 @@ pub fn plan(ws: &Workspace, scenario: &Scenario) -> Result<(Profile, Composition
     Ok((profile, composition))
 }
 
+/// As [`plan`], the board given `ram` bytes of RAM (and QEMU `-m` as
+/// much): for bench compositions bigger than a board's usual RAM.
+pub fn plan_with_ram(
+    ws: &Workspace,
+    scenario: &Scenario,
+    ram: u64,
+) -> Result<(Profile, Composition)> {
+    let mut profile = scenario.load_board(&ws.boards_dir())?;
+    let size = &mut profile.memory.ram.size;
+    *size = toml::Spanned::new(size.span(), config::profile::Size(ram));
+    if let Some(qemu) = profile.qemu.as_mut() {
+        qemu.memory = format!("{}M", ram >> 20);
+    }
+    let name = format!("{}+{}", scenario.board, scenario.name);
+    let known = Known::builtin(ws.guest_names()?);
+    let composition = scenario.plan(&profile, &known, &name, &compose::Files::new(ws, &name))?;
+    Ok((profile, composition))
+}
+
 /// The scenario's `disk`, copied (a `.gz` unpacked) to
 /// `target/disks/<board>+<scenario>.img` afresh for each boot, so that QEMU
 /// writes the copy, never the file in the tree; `None` without a disk.

@@ -96,7 +96,9 @@ impl<const L3: usize> Tables<L3> {
         };
         let hv_gib = hv.start / GIB;
         assert_eq!(hv_gib, (hv.end - 1) / GIB, "hypervisor crosses a GiB");
-        for i in 0..512 {
+        // Entries past 4 GiB and RAM map nothing: zero already (bss).
+        let top = (ram_base + ram_size).max(4 * GIB).div_ceil(GIB).min(512) as usize;
+        for i in 0..top {
             let base = i as u64 * GIB;
             if i as u64 == hv_gib {
                 self.l1.set(i, self.l2.addr() | TABLE_OR_PAGE);
@@ -116,6 +118,28 @@ impl<const L3: usize> Tables<L3> {
             None if ram(page, PAGE) => Some(NORMAL | AP_RW | XN),
             None => (page < 4 * GIB).then_some(DEVICE),
         };
+        // The runs of pages with the same attributes in the 2 MiB block at
+        // `base`, (start, end): a page's attributes change only where its
+        // region, RAM or the device range does.
+        let runs = |base: u64| {
+            let mut at = base;
+            core::iter::from_fn(move || {
+                let block_end = base + BLOCK_2M;
+                if at >= block_end {
+                    return None;
+                }
+                let end = [hv.region_end(at), ram_base, ram_base + ram_size, 4 * GIB]
+                    .into_iter()
+                    .filter(|&b| b > at)
+                    .min()
+                    .unwrap_or(block_end)
+                    .min(block_end)
+                    .next_multiple_of(PAGE);
+                let run = (at, end);
+                at = end;
+                Some(run)
+            })
+        };
         let mut l3_tables = self.l3.iter();
         for i in 0..512 {
             let base = hv_gib * GIB + i as u64 * BLOCK_2M;
@@ -124,7 +148,7 @@ impl<const L3: usize> Tables<L3> {
                 continue;
             }
             let first = page_attrs(base);
-            if (1..512).all(|j| page_attrs(base + j * PAGE) == first) {
+            if runs(base).all(|(at, _)| page_attrs(at) == first) {
                 self.l2
                     .set(i, first.map_or(0, |attrs| base | attrs | BLOCK));
                 continue;
@@ -133,10 +157,12 @@ impl<const L3: usize> Tables<L3> {
                 .next()
                 .expect("build.rs budgets a level-3 table per mixed 2 MiB block");
             self.l2.set(i, l3.addr() | TABLE_OR_PAGE);
-            for j in 0..512 {
-                let page = base + j as u64 * PAGE;
-                let entry = page_attrs(page).map_or(0, |attrs| page | attrs | TABLE_OR_PAGE);
-                l3.set(j, entry);
+            for (at, end) in runs(base) {
+                let attrs = page_attrs(at);
+                for page in (at..end).step_by(PAGE as usize) {
+                    let entry = attrs.map_or(0, |attrs| page | attrs | TABLE_OR_PAGE);
+                    l3.set(((page - base) / PAGE) as usize, entry);
+                }
             }
         }
         // The stores went to memory (MMU and caches off): drop any copy of

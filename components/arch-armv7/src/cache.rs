@@ -27,6 +27,57 @@ pub fn clean_to_poc(address: usize, len: usize) {
     isb();
 }
 
+/// Zeroes `len` bytes at `address` (identity-mapped Normal memory, which
+/// no Rust object uses) and cleans them to the point of coherency, then
+/// invalidates the instruction cache: what a guest starting with its
+/// caches off must see. ARMv7 has no `DC ZVA`: whole 64-byte lines go as
+/// two 32-byte `STM`s and a clean each; the rest with plain stores.
+///
+/// # Safety
+///
+/// Nothing may access the range meanwhile, and it must be mapped writable.
+pub unsafe fn zero_to_poc(address: usize, len: usize) {
+    const LINE: usize = 64;
+    // CTR.DminLine: log2 of the smallest data cache line, in words.
+    let line = 4usize << ((<Ctr as SysRegRead>::read_raw() >> 16) & 0xf);
+    let end = address + len;
+    let (mut body, mut body_end) = (end, end);
+    if line == LINE {
+        body = address.next_multiple_of(LINE).min(end);
+        body_end = body.max(end / LINE * LINE);
+    }
+    // SAFETY: the caller gives the range, unused and writable.
+    unsafe {
+        core::ptr::write_bytes(address as *mut u8, 0, body - address);
+        core::ptr::write_bytes(body_end as *mut u8, 0, end - body_end);
+    }
+    if body < body_end {
+        // SAFETY: `body..body_end` is inside the range, whole lines; each
+        // is written with zeroes, then cleaned (DCCMVAC) through the
+        // trailing pointer.
+        unsafe {
+            asm!(
+                "2:",
+                "stm {p}!, {{r0, r1, r2, r3, r4, r5, r8, r10}}",
+                "stm {p}!, {{r0, r1, r2, r3, r4, r5, r8, r10}}",
+                "mcr p15, 0, {q}, c7, c10, 1",
+                "add {q}, {q}, #64",
+                "cmp {p}, {e}",
+                "blo 2b",
+                p = inout(reg) body => _,
+                q = inout(reg) body => _,
+                e = in(reg) body_end,
+                in("r0") 0, in("r1") 0, in("r2") 0, in("r3") 0,
+                in("r4") 0, in("r5") 0, in("r8") 0, in("r10") 0,
+                options(nostack),
+            )
+        };
+    }
+    // The plain stores' lines, then the barrier and the I-cache.
+    clean_to_poc(address, body - address);
+    clean_to_poc(body_end, end - body_end);
+}
+
 /// Invalidates every PL1&0 TLB entry of every VMID (a new VMID generation).
 pub fn flush_guest_tlbs() {
     // SAFETY: a barrier orders the table updates before the invalidation.

@@ -53,9 +53,16 @@ _start:
     ldr     r1, =__bss_start
     ldr     r2, =__bss_end
     mov     r3, #0
-0:  cmp     r1, r2
+    mov     r4, #0
+    mov     r6, #0
+    mov     r7, #0
+    sub     r8, r2, #16
+0:  cmp     r1, r8                      // 16 bytes a store while they fit
+    stmls   r1!, {{r3, r4, r6, r7}}
+    bls     0b
+1:  cmp     r1, r2
     strlo   r3, [r1], #4
-    blo     0b
+    blo     1b
     mov     r0, r5
     mov     r1, #0
     bl      tessera_main

@@ -112,18 +112,8 @@ impl<const L3: usize> Tables<L3> {
     pub fn build(&self, ram_base: u64, ram_size: u64, hv: &HvLayout) {
         assert!(hv.is_valid(), "bad hypervisor layout {hv:?}");
         let ram = |base: u64, size: u64| base < ram_base + ram_size && ram_base < base + size;
-        let leaf = |base: u64, size: u64, kind: u64| {
-            if ram(base, size) {
-                base | NORMAL | AP_RW | XN | kind
-            } else if base >= NULL_GUARD_END {
-                base | AF | AP_RW | ATTR_DEVICE | XN | kind
-            } else {
-                0
-            }
-        };
         // The hypervisor's blocks: 4 KiB pages where the access changes
         // inside one, a block where it does not.
-        let blocks = hv.start / BLOCK_2M..=(hv.end - 1) / BLOCK_2M;
         let page_attrs = |page: u64| match hv.contains(page).then(|| hv.access(page)) {
             Some(Access::Text) => Some(NORMAL | AP_RO),
             Some(Access::ReadOnly) => Some(NORMAL | AP_RO | XN),
@@ -132,18 +122,78 @@ impl<const L3: usize> Tables<L3> {
             None if ram(page, PAGE) => Some(NORMAL | AP_RW | XN),
             None => (page >= NULL_GUARD_END).then_some(AF | AP_RW | ATTR_DEVICE | XN),
         };
+        // The runs of pages with the same attributes in the 2 MiB block at
+        // `base`, (start, end): a page's attributes change only where its
+        // region, RAM or the device range does.
+        let runs = |base: u64| {
+            let mut at = base;
+            core::iter::from_fn(move || {
+                let block_end = base + BLOCK_2M;
+                if at >= block_end {
+                    return None;
+                }
+                let end = [
+                    hv.region_end(at),
+                    ram_base,
+                    ram_base + ram_size,
+                    NULL_GUARD_END,
+                ]
+                .into_iter()
+                .filter(|&b| b > at)
+                .min()
+                .unwrap_or(block_end)
+                .min(block_end)
+                .next_multiple_of(PAGE);
+                let run = (at, end);
+                at = end;
+                Some(run)
+            })
+        };
+        // The other blocks by their 32-bit index (2048 of them): cheap
+        // compares on this CPU, where 64-bit ones per entry cost thousands
+        // of ticks at boot. Entries that map nothing stay zero (bss).
+        let index = |address: u64| (address / BLOCK_2M).min(2048) as u32;
+        let (ram_first, ram_end) = (
+            index(ram_base),
+            index((ram_base + ram_size).next_multiple_of(BLOCK_2M)),
+        );
+        let (hv_first, hv_last) = (index(hv.start), index(hv.end - 1));
+        let devices_first = index(NULL_GUARD_END);
         let mut l3_tables = self.l3.iter();
         for gib in 0..4 {
+            // A GiB all RAM or all devices, without the hypervisor, is one
+            // level-1 block.
+            let (first, end) = (gib as u32 * 512, gib as u32 * 512 + 512);
+            let gib_base = u64::from(first) << BLOCK_2M.trailing_zeros();
+            if hv_last < first || hv_first >= end {
+                let all_ram = ram_first <= first && end <= ram_end;
+                let no_ram = ram_end <= first || ram_first >= end;
+                if all_ram {
+                    LEVEL1.set(gib, gib_base | NORMAL | AP_RW | XN | BLOCK);
+                    continue;
+                }
+                if no_ram && devices_first <= first {
+                    LEVEL1.set(gib, gib_base | AF | AP_RW | ATTR_DEVICE | XN | BLOCK);
+                    continue;
+                }
+            }
             LEVEL1.set(gib, self.level2[gib].addr() | TABLE_OR_PAGE);
             for i in 0..512 {
-                let block = (gib * 512 + i) as u64;
-                let base = block * BLOCK_2M;
-                if !blocks.contains(&block) {
-                    self.level2[gib].set(i, leaf(base, BLOCK_2M, BLOCK));
+                let block = gib as u32 * 512 + i as u32;
+                let base = u64::from(block) << BLOCK_2M.trailing_zeros();
+                if block < hv_first || block > hv_last {
+                    let entry = if block >= ram_first && block < ram_end {
+                        NORMAL | AP_RW | XN | BLOCK
+                    } else if block >= devices_first {
+                        AF | AP_RW | ATTR_DEVICE | XN | BLOCK
+                    } else {
+                        continue;
+                    };
+                    self.level2[gib].set(i, base | entry);
                     continue;
                 }
                 let first = page_attrs(base);
-                if (1..512).all(|j| page_attrs(base + j * PAGE) == first) {
+                if runs(base).all(|(at, _)| page_attrs(at) == first) {
                     let entry = first.map_or(0, |attrs| base | attrs | BLOCK);
                     self.level2[gib].set(i, entry);
                     continue;
@@ -152,10 +202,12 @@ impl<const L3: usize> Tables<L3> {
                     .next()
                     .expect("build.rs budgets a level-3 table per mixed 2 MiB block");
                 self.level2[gib].set(i, l3.addr() | TABLE_OR_PAGE);
-                for j in 0..512 {
-                    let page = base + j as u64 * PAGE;
-                    let entry = page_attrs(page).map_or(0, |attrs| page | attrs | TABLE_OR_PAGE);
-                    l3.set(j, entry);
+                for (at, end) in runs(base) {
+                    let attrs = page_attrs(at);
+                    for page in (at..end).step_by(PAGE as usize) {
+                        let entry = attrs.map_or(0, |attrs| page | attrs | TABLE_OR_PAGE);
+                        l3.set(((page - base) / PAGE) as usize, entry);
+                    }
                 }
             }
         }

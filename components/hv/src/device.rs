@@ -92,6 +92,14 @@ pub trait MmioDevice: Send {
         Signal::default()
     }
 
+    /// Whether `work` or `receive` read or write guest RAM: then the VM's
+    /// RAM is all cleared before it first runs, rather than block by block
+    /// as the guest touches it (the device may name blocks the guest has
+    /// not). Yes unless the device says no.
+    fn reaches_ram(&self) -> bool {
+        true
+    }
+
     /// A network device's MAC address; `None` for other devices.
     fn mac(&self) -> Option<[u8; 6]> {
         None

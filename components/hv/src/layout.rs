@@ -117,6 +117,40 @@ impl HvLayout {
     }
 
     /// The access of the page at `addr`, which is in the hypervisor.
+    /// Where the run of addresses in `addr`'s region (so with its access)
+    /// ends: the next address above it where [`HvLayout::region`] may
+    /// change (`u64::MAX` past the end). Lets the EL2/HYP tables be built
+    /// a run at a time rather than a page at a time.
+    pub fn region_end(&self, addr: u64) -> u64 {
+        if addr < self.start {
+            return self.start;
+        }
+        if addr >= self.end {
+            return u64::MAX;
+        }
+        if addr < self.text_end {
+            return self.text_end;
+        }
+        if addr < self.rodata_end {
+            return self.rodata_end;
+        }
+        if self.stack_slot == 0 {
+            return self.end;
+        }
+        // Data and the stacks' guard pages: CPU n's slot is n slots below
+        // the end, its guard at the slot's bottom.
+        let slot = (self.end - addr - 1) / self.stack_slot;
+        if slot >= self.cpus {
+            return self.end - self.cpus * self.stack_slot;
+        }
+        let slot_start = self.end - (slot + 1) * self.stack_slot;
+        if addr < slot_start + self.guard {
+            slot_start + self.guard
+        } else {
+            slot_start + self.stack_slot
+        }
+    }
+
     pub fn access(&self, addr: u64) -> Access {
         match self.region(addr) {
             Region::Text => Access::Text,
@@ -130,6 +164,24 @@ impl HvLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_region_is_the_same_up_to_its_end() {
+        let hv = layout();
+        let mut at = hv.start - 64 * KIB;
+        while at < hv.end + 64 * KIB {
+            let end = hv.region_end(at);
+            assert!(end > at, "{at:#x}");
+            let region = hv.region(at);
+            for page in (at..end.min(hv.end + 64 * KIB)).step_by(4096) {
+                assert_eq!(hv.region(page), region, "{page:#x} in the run from {at:#x}");
+            }
+            if end < hv.end + 64 * KIB {
+                assert_ne!(hv.region(end), region, "{end:#x} ends the run from {at:#x}");
+            }
+            at = end.min(hv.end + 64 * KIB);
+        }
+    }
 
     const KIB: u64 = 1024;
 

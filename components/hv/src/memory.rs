@@ -43,6 +43,13 @@ pub trait GuestMemory {
     /// Copies `bytes` (of `to.len()` bytes) into guest RAM.
     fn write_guest(&mut self, to: GuestSlice, bytes: &[u8]);
 
+    /// Copies `bytes` into guest RAM that no vCPU can reach (an image at
+    /// boot or reset: stage 2 does not map it yet, or none of the VM's
+    /// vCPUs runs), so a platform may copy with plain stores.
+    fn load_guest(&mut self, to: GuestSlice, bytes: &[u8]) {
+        self.write_guest(to, bytes)
+    }
+
     /// Sets every byte of `to` to zero. The core calls it only while no
     /// vCPU of that VM runs (it is being built, or reset once quiet), so a
     /// platform may clear the range with plain stores.
@@ -57,6 +64,9 @@ impl<M: GuestMemory + ?Sized> GuestMemory for &mut M {
     }
     fn write_guest(&mut self, to: GuestSlice, bytes: &[u8]) {
         (**self).write_guest(to, bytes)
+    }
+    fn load_guest(&mut self, to: GuestSlice, bytes: &[u8]) {
+        (**self).load_guest(to, bytes)
     }
     fn zero_guest(&mut self, to: GuestSlice) {
         (**self).zero_guest(to)

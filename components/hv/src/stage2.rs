@@ -161,6 +161,12 @@ impl Stage2 {
     }
 
     /// Maps a device frame read/write, never executable, in 4 KiB pages.
+    /// RAM as 4 KiB pages: where only part of a block is the guest's yet
+    /// (see `core::clear`).
+    pub fn map_ram_pages(&mut self, ipa: u64, pa: u64, size: u64) -> Result<(), MapError> {
+        self.map(ipa, pa, size, PAGE_SIZE, RAM_PAGE)
+    }
+
     pub fn map_device(&mut self, ipa: u64, pa: u64, size: u64) -> Result<(), MapError> {
         self.map(ipa, pa, size, PAGE_SIZE, DEVICE_PAGE)
     }
@@ -190,13 +196,22 @@ impl Stage2 {
         if end > 1 << IPA_BITS {
             return Err(MapError::OutsideIpaSpace);
         }
-        match (0..size / PAGE_SIZE)
-            .map(|i| ipa + i * PAGE_SIZE)
-            .find(|&at| self.translate(at).is_some())
-        {
-            Some(mapped) => Err(MapError::Overlap { ipa: mapped }),
-            None => Ok(()),
+        // A whole aligned block is one look (boot time), the rest by page.
+        let mut at = ipa;
+        while at < end {
+            let whole_block = at.is_multiple_of(BLOCK_SIZE) && end - at >= BLOCK_SIZE;
+            let step = if whole_block { BLOCK_SIZE } else { PAGE_SIZE };
+            if self.overlaps(at, step) {
+                // Name the first page mapped (the error path only).
+                let first = (0..step / PAGE_SIZE)
+                    .map(|i| at + i * PAGE_SIZE)
+                    .find(|&page| self.translate(page).is_some())
+                    .unwrap_or(at);
+                return Err(MapError::Overlap { ipa: first });
+            }
+            at += step;
         }
+        Ok(())
     }
 
     fn map(&mut self, ipa: u64, pa: u64, size: u64, unit: u64, attrs: u64) -> Result<(), MapError> {
@@ -209,6 +224,27 @@ impl Stage2 {
             table.0[index(at, level)] = (pa + i * unit) | attrs;
         }
         Ok(())
+    }
+
+    /// Whether anything is mapped in `ipa..ipa+unit`.
+    fn overlaps(&self, ipa: u64, unit: u64) -> bool {
+        if unit == BLOCK_SIZE {
+            // The slot holds a block, or a table made for pages mapped
+            // there: one look rather than 512 walks (boot time).
+            return self
+                .level2_entry(ipa)
+                .is_some_and(|entry| entry & 0b11 != 0);
+        }
+        (0..unit / PAGE_SIZE).any(|i| self.translate(ipa + i * PAGE_SIZE).is_some())
+    }
+
+    /// The level-2 entry for `ipa`, if its level-2 table exists.
+    fn level2_entry(&self, ipa: u64) -> Option<u64> {
+        let entry = self.root.0[index(ipa, 1)];
+        if entry & 0b11 != VALID_TABLE {
+            return None;
+        }
+        Some(self.table_at(entry & OUTPUT_ADDRESS_MASK)?.0[index(ipa, 2)])
     }
 
     /// Host-physical address that `ipa` maps to, if it is mapped.

@@ -226,6 +226,11 @@ impl VUart {
 }
 
 impl MmioDevice for VUart {
+    /// Registers only: its VM's RAM may be cleared as the guest touches it.
+    fn reaches_ram(&self) -> bool {
+        false
+    }
+
     fn read(&mut self, _vcpu: usize, offset: u64, width: u8) -> u64 {
         let value = match (offset, width) {
             (DR, 1 | 2 | 4) => self.receive(),

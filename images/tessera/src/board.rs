@@ -54,6 +54,10 @@ impl GuestMemory for Board {
         guest_ram::write(to, bytes);
     }
 
+    fn load_guest(&mut self, to: GuestSlice, bytes: &[u8]) {
+        guest_ram::load(to, bytes);
+    }
+
     fn zero_guest(&mut self, to: GuestSlice) {
         guest_ram::zero(to);
     }

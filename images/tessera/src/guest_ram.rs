@@ -79,13 +79,30 @@ pub fn write(to: GuestSlice, bytes: &[u8]) {
     }
 }
 
-/// Zeroes `to`: a VM's whole RAM at boot, a chunk of it at a time at each
-/// reset (megabytes: a plain memset, not byte by byte).
+/// Copies `bytes` into `to`, which no vCPU can reach (an image at boot or
+/// reset): a plain copy, not word by word.
+pub fn load(to: GuestSlice, bytes: &[u8]) {
+    assert_eq!(bytes.len() as u64, to.len(), "a load of the slice's length");
+    // SAFETY: `to` lies in a VM's RAM, valid and apart from every Rust
+    // object (see `byte`), and `bytes` (hypervisor memory) cannot overlap
+    // it. The core loads images (`GuestMemory::load_guest`) only where no
+    // vCPU can reach them (stage 2 does not map them yet, or none of the
+    // VM's vCPUs runs), and holds no reference into guest RAM, so nothing
+    // else accesses these bytes meanwhile.
+    unsafe {
+        core::ptr::copy_nonoverlapping(bytes.as_ptr(), to.pa() as usize as *mut u8, bytes.len())
+    };
+}
+
+/// Zeroes `to` and cleans it to the point of coherency: a piece of a VM's
+/// RAM before the guest may reach it, a channel's pages (megabytes: `DC
+/// ZVA` where the CPU has it, not byte by byte).
 pub fn zero(to: GuestSlice) {
-    // SAFETY: `to` lies in a VM's RAM, valid and apart from every Rust object
-    // (see `byte`). The core asks for it (`GuestMemory::zero_guest`, or
-    // `Work::Zero` to one CPU at a time) only while no vCPU of that VM runs,
-    // and the hypervisor holds no reference into guest RAM, so nothing else
-    // accesses these bytes while they are written.
-    unsafe { core::ptr::write_bytes(to.pa() as usize as *mut u8, 0, to.len() as usize) };
+    // SAFETY: `to` lies in a VM's RAM (or a channel's pages), valid and
+    // apart from every Rust object (see `byte`). The core asks for it
+    // (`GuestMemory::zero_guest`, or `Work::Zero` to one CPU at a time)
+    // only while no vCPU can reach these bytes (stage 2 does not map them,
+    // or no vCPU of the VM runs), and the hypervisor holds no reference
+    // into guest RAM, so nothing else accesses them while they are written.
+    unsafe { crate::arch::cache::zero_to_poc(to.pa() as usize, to.len() as usize) };
 }

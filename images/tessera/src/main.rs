@@ -343,8 +343,8 @@ impl Outside<arch::Context> for OnThisCpu {
         board::run_guest(ctx)
     }
     fn zero(&mut self, chunk: hv::memory::GuestSlice) {
+        // Cleaned to the point of coherency too.
         guest_ram::zero(chunk);
-        arch::cache::clean_to_poc(chunk.pa() as usize, chunk.len() as usize);
     }
     fn wait_for_interrupt(&mut self) {
         arch::wfi();

@@ -228,6 +228,9 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     }
 
     fn stage2_abort(&mut self, vcpu: VcpuId, abort: Abort, esr: u64) -> Next {
+        if let Some(next) = self.ram_fault(vcpu, &abort) {
+            return next;
+        }
         let vm = self.vm_of(vcpu);
         let owner = if abort.instruction {
             None
@@ -372,6 +375,10 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     fn console_write(&mut self, vcpu: VcpuId, ipa: u64, len: u64) -> i64 {
         if len > abi::CONSOLE_WRITE_MAX {
             return Error::InvalidParameter as i64;
+        }
+        // Only RAM the guest has: a block not yet cleared holds old data.
+        if !self.ram_ready(vcpu, ipa, len) {
+            return Error::InvalidAddress as i64;
         }
         let vm_index = self.vm_of(vcpu);
         let vm = &mut self.vms[vm_index];

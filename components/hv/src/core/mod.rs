@@ -4,6 +4,7 @@
 //! its virtual GIC, and wakes vCPUs blocked in WFI when their timer fires.
 
 mod channel;
+mod clear;
 mod console;
 mod cpu_loop;
 mod exit;
@@ -39,6 +40,9 @@ struct CpuState {
     /// Another CPU gave its vCPU a slice end: arm the timer before going
     /// back into the guest.
     rearm: bool,
+    /// `running` is not loaded: this CPU clears its VM's RAM on its slice
+    /// (`Work::Zero`), then runs it.
+    clearing: bool,
 }
 
 /// What a physical CPU does next (see [`Hypervisor::next_work`]).
@@ -46,9 +50,9 @@ pub enum Work<C> {
     /// Run this vCPU: its state is loaded on this CPU. Hand the context
     /// back with [`Hypervisor::after_run`].
     Run(VcpuId, alloc::boxed::Box<C>),
-    /// This vCPU's VM is resetting: zero this part of its RAM and clean it
-    /// to the point of coherency, without the lock, then call
-    /// [`Hypervisor::after_zero`].
+    /// This vCPU's VM is starting, resetting or touched RAM it had not
+    /// before: zero this part of its RAM and clean it to the point of
+    /// coherency, without the lock, then call [`Hypervisor::after_zero`].
     Zero(VcpuId, crate::memory::GuestSlice),
     /// Wait for an interrupt (WFI), then call [`Hypervisor::after_idle`].
     Idle,
@@ -199,6 +203,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             outbox: None,
             targets: Vec::new(),
         };
+        hv.clear_boot_groups();
         hv.init_console_focus();
         hv.connect_channels();
         hv.connect_networks();
@@ -300,6 +305,12 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             return Work::Finished;
         }
         let vcpu = match self.cpus[cpu.0 as usize].running {
+            Some(vcpu) if self.cpus[cpu.0 as usize].clearing => {
+                match self.go_on_clearing(cpu, vcpu) {
+                    Some(work) => return work,
+                    None => vcpu,
+                }
+            }
             // Going back in after an exit: the timer is armed already.
             Some(vcpu) => vcpu,
             None => match self.sched.pick_next(cpu, self.platform.counter()) {
@@ -320,13 +331,14 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                     return self.next_work(cpu);
                 }
                 Pick::Run { vcpu, until } => {
-                    if let Some(chunk) = self.reset_chunk(vcpu) {
+                    self.cpus[cpu.0 as usize].slice_end = until;
+                    if let Some(chunk) = self.clear_piece(vcpu) {
                         self.vcpus[vcpu.0 as usize].run = RunState::OnCpu(cpu);
                         self.vcpus[vcpu.0 as usize].run_started = self.platform.counter();
                         self.cpus[cpu.0 as usize].running = Some(vcpu);
+                        self.cpus[cpu.0 as usize].clearing = true;
                         return Work::Zero(vcpu, chunk);
                     }
-                    self.cpus[cpu.0 as usize].slice_end = until;
                     self.load(cpu, vcpu);
                     self.arm_timer(cpu);
                     vcpu

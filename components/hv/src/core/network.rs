@@ -150,10 +150,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// may be being cleared without the lock).
     fn receive(&mut self, port: Port, frame: &[u8]) {
         let state = &mut self.vms[port.vm];
-        if state.state != VmState::Running
-            || state.reset_requested
-            || state.chunks_cleared.is_some()
-        {
+        if state.state != VmState::Running || state.reset_requested || state.ram_state.busy() {
             return;
         }
         let backing = Backing {

@@ -31,11 +31,6 @@ const IMPLEMENTED: [u32; 10] = [
     FEATURES,
 ];
 
-/// How much of a resetting VM's RAM one CPU clears at a time, without the
-/// lock: about 2,000 ticks of memset under icount; a CPU of a shared
-/// scheduler goes back to its scheduler between chunks.
-const RESET_CHUNK: u64 = 1 << 20;
-
 /// Whether an SMCCC function ID is in PSCI's range (standard secure
 /// service calls 0x00-0x1f, SMC32 or SMC64).
 pub(super) fn is_psci(function: u64) -> bool {
@@ -194,43 +189,12 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             self.reset_vcpu(VcpuId(index as u32), 0, 0);
         }
         // Clearing megabytes under the lock every CPU takes would stall all
-        // of them: vCPU 0 clears the RAM chunk by chunk, without the lock,
+        // of them: vCPU 0 clears the RAM piece by piece, without the lock,
         // whenever the scheduler gives it a CPU (`Work::Zero`), then starts.
-        self.vms[vm].chunks_cleared = Some(0);
+        self.clear_for_reset(vm);
         let first = self.vms[vm].first_vcpu;
         self.set_power(first, Power::On);
         self.start(VcpuId(first as u32));
-    }
-
-    /// The next chunk of `vcpu`'s VM's RAM to clear for its reset, if the
-    /// VM is resetting.
-    pub(super) fn reset_chunk(&self, vcpu: VcpuId) -> Option<crate::memory::GuestSlice> {
-        let vm = &self.vms[self.vm_of(vcpu)];
-        vm.ram.chunk(vm.chunks_cleared?, RESET_CHUNK)
-    }
-
-    /// `cpu` cleared the chunk of `vcpu`'s VM [`reset_chunk`] named; once
-    /// all are, the image and start info go in and vCPU 0 starts.
-    pub fn after_zero(&mut self, cpu: CpuId, vcpu: VcpuId) {
-        self.acting = cpu;
-        let vm = self.vm_of(vcpu);
-        let cleared = self.vms[vm].chunks_cleared.map_or(0, |n| n + 1);
-        self.vms[vm].chunks_cleared = Some(cleared);
-        if self.vms[vm].ram.chunk(cleared, RESET_CHUNK).is_none() {
-            self.vms[vm].chunks_cleared = None;
-            let ram = self.vms[vm].ram;
-            match self.vms[vm].start.place(&ram, &mut self.platform) {
-                Ok(()) => {
-                    self.restart_vcpu0(vcpu);
-                    self.channels_up(vm);
-                }
-                Err(_) => {
-                    self.stop(vcpu, format_args!("its image no longer fits for the reset"));
-                }
-            }
-        }
-        // Nothing of the vCPU was loaded to clear its RAM.
-        self.leave_cpu(cpu, vcpu);
     }
 
     /// A fresh vCPU at `entry` with `x0 = arg0`, as after power-on.
@@ -242,7 +206,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     }
 
     /// vCPU 0 of a VM just reloaded, as it started.
-    fn restart_vcpu0(&mut self, vcpu: VcpuId) {
+    pub(super) fn restart_vcpu0(&mut self, vcpu: VcpuId) {
         let vm = &self.vms[self.vm_of(vcpu)];
         let fresh = vm.start.context(&self.platform, vm.config.width);
         self.reset_vcpu_to(vcpu, fresh);

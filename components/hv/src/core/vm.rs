@@ -105,9 +105,11 @@ pub(crate) struct Vm<V> {
     /// The guest asked for a reset (PSCI SYSTEM_RESET); done once none of
     /// its vCPUs runs anywhere.
     pub reset_requested: bool,
-    /// A reset is clearing its RAM: the chunks cleared so far (see
-    /// `Work::Zero`).
-    pub chunks_cleared: Option<u64>,
+    /// Which of its RAM is cleared and mapped, and what is being cleared
+    /// (see `clear.rs`).
+    pub ram_state: super::clear::RamState,
+    /// When it last started again after a reset (resets are paced).
+    pub last_reset: Option<u64>,
     pub stage2: Stage2,
     pub vmid: Option<Vmid>,
     pub ram: GuestRam,
@@ -198,15 +200,22 @@ pub(crate) fn build<P: Platform, V: Vgic>(
     if let Some((_, size)) = cpu_interface {
         mapped.push(Window::new(abi::GUEST_GICC_BASE, size));
     }
+    // Devices that reach guest RAM get all of it cleared first (see
+    // `clear.rs`).
+    let eager = devices.iter().any(|(_, device)| device.reaches_ram());
     let devices = DeviceTable::new(&vgic.windows(), devices, &mapped).map_err(|(a, b)| {
         crate::error!("vm {name}: window {a} overlaps window {b}");
         "two windows of its guest-physical map overlap"
     })?;
+    // RAM not in whole 2 MiB blocks (small VMs, mapped in 4 KiB pages) is
+    // cleared whole before the VM first runs: little of it, and the lazy
+    // clearing works by blocks and their 64 KiB groups.
+    let eager = eager
+        || [ram.pa_base, ram.size()]
+            .iter()
+            .any(|v| !v.is_multiple_of(stage2::BLOCK_SIZE));
     // The GIC frame every VM maps alike is in `shared` (see `shared_tables`).
     let mut stage2 = Stage2::sharing(shared);
-    stage2
-        .map_ram(GUEST_RAM_BASE, ram.pa_base, ram.size())
-        .map_err(|_| "its RAM cannot be mapped")?;
     if let Some((pa, size)) =
         cpu_interface.filter(|_| shared.translate(abi::GUEST_GICC_BASE).is_none())
     {
@@ -221,11 +230,18 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         })?;
     }
     let start = Start::of(&config, id, image, images, &ram)?;
-    platform.zero_guest(ram.all());
-    start
-        .place(&ram, platform)
-        .map_err(|_| "its guest image does not fit in its RAM")?;
-    platform.sync_guest_memory(ram.all());
+    let filled = start.filled();
+    if filled
+        .iter()
+        .any(|&(at, len)| ram.slice(ram.ipa_base + at, len).is_err())
+    {
+        return Err("its guest image does not fit in its RAM");
+    }
+    // Nothing is cleared or written yet: the CPU that first picks vCPU 0
+    // does it (`Work::Zero`), then the images go in.
+    let written = start.written(&ram);
+    let ram_state = super::clear::RamState::new(&ram, &written, &filled, eager, &mut stage2)
+        .map_err(|_| "its RAM cannot be mapped")?;
     let whole_mib = ram.size().is_multiple_of(1 << 20);
     info!(
         "vm {name}: guest {guest} ({}), {vcpus} vCPU, RAM {:#x}..{:#x} ({} {}) at IPA {GUEST_RAM_BASE:#x}, image {} bytes",
@@ -288,7 +304,8 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         first_vcpu,
         start,
         reset_requested: false,
-        chunks_cleared: None,
+        ram_state,
+        last_reset: None,
         stage2,
         vmid: None,
         ram,
@@ -365,6 +382,25 @@ impl Start {
         })
     }
 
+    /// The RAM the images fill (offset, length): never cleared first.
+    pub fn filled(&self) -> alloc::vec::Vec<(u64, u64)> {
+        self.blobs
+            .iter()
+            .map(|&(offset, bytes)| (offset, bytes.len() as u64))
+            .collect()
+    }
+
+    /// The RAM it writes (offset, length): the images and the start info's
+    /// page, which is cleared first.
+    pub fn written(&self, ram: &GuestRam) -> alloc::vec::Vec<(u64, u64)> {
+        let mut written = self.filled();
+        if self.info.is_some() {
+            let page = crate::memory::START_INFO_PAGE;
+            written.push((ram.size() - page, page));
+        }
+        written
+    }
+
     /// Writes the images and the start info into the (cleared) RAM and
     /// makes them visible to a guest with its caches off.
     pub fn place<P: Platform>(
@@ -374,7 +410,7 @@ impl Start {
     ) -> Result<(), crate::memory::MemoryError> {
         for &(offset, bytes) in &self.blobs {
             let at = ram.slice(ram.ipa_base + offset, bytes.len() as u64)?;
-            platform.write_guest(at, bytes);
+            platform.load_guest(at, bytes);
             platform.sync_guest_memory(at);
         }
         if let Some((info, channels)) = &self.info {
