@@ -45,12 +45,11 @@ pub unsafe fn zero_to_poc(address: usize, len: usize) {
     let zva = 4usize << (dczid & 0xf);
     let prohibited = dczid & (1 << 4) != 0;
     let end = address + len;
-    let (mut body, mut body_end) = (end, end);
-    if !prohibited && zva == line {
-        let unit = 4 * line;
-        body = address.next_multiple_of(unit).min(end);
-        body_end = body.max(end / unit * unit);
-    }
+    let (body, body_end) = if !prohibited && zva == line {
+        hv::memory::aligned_body(address, end, 4 * line)
+    } else {
+        (end, end)
+    };
     // SAFETY: the caller gives the range, unused and writable.
     unsafe {
         core::ptr::write_bytes(address as *mut u8, 0, body - address);

@@ -122,23 +122,12 @@ impl<const L3: usize> Tables<L3> {
         // `base`, (start, end): a page's attributes change only where its
         // region, RAM or the device range does.
         let runs = |base: u64| {
-            let mut at = base;
-            core::iter::from_fn(move || {
-                let block_end = base + BLOCK_2M;
-                if at >= block_end {
-                    return None;
-                }
-                let end = [hv.region_end(at), ram_base, ram_base + ram_size, 4 * GIB]
-                    .into_iter()
-                    .filter(|&b| b > at)
-                    .min()
-                    .unwrap_or(block_end)
-                    .min(block_end)
-                    .next_multiple_of(PAGE);
-                let run = (at, end);
-                at = end;
-                Some(run)
-            })
+            hv.page_runs(
+                base,
+                BLOCK_2M,
+                PAGE,
+                [ram_base, ram_base + ram_size, 4 * GIB],
+            )
         };
         let mut l3_tables = self.l3.iter();
         for i in 0..512 {

@@ -41,11 +41,11 @@ pub unsafe fn zero_to_poc(address: usize, len: usize) {
     // CTR.DminLine: log2 of the smallest data cache line, in words.
     let line = 4usize << ((<Ctr as SysRegRead>::read_raw() >> 16) & 0xf);
     let end = address + len;
-    let (mut body, mut body_end) = (end, end);
-    if line == LINE {
-        body = address.next_multiple_of(LINE).min(end);
-        body_end = body.max(end / LINE * LINE);
-    }
+    let (body, body_end) = if line == LINE {
+        hv::memory::aligned_body(address, end, LINE)
+    } else {
+        (end, end)
+    };
     // SAFETY: the caller gives the range, unused and writable.
     unsafe {
         core::ptr::write_bytes(address as *mut u8, 0, body - address);

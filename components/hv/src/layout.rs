@@ -116,6 +116,37 @@ impl HvLayout {
         }
     }
 
+    /// The runs of pages, `(start, end)`, that tile the block of
+    /// `block_size` bytes at `base`: a run ends where the hypervisor's
+    /// region changes ([`HvLayout::region_end`]) or at one of `edges` (what
+    /// else changes a page's attributes, such as where RAM starts and ends),
+    /// rounded up to a whole `page`.
+    pub fn page_runs(
+        &self,
+        base: u64,
+        block_size: u64,
+        page: u64,
+        edges: [u64; 3],
+    ) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let block_end = base + block_size;
+        let mut at = base;
+        core::iter::from_fn(move || {
+            if at >= block_end {
+                return None;
+            }
+            let end = core::iter::once(self.region_end(at))
+                .chain(edges)
+                .filter(|&edge| edge > at)
+                .min()
+                .unwrap_or(block_end)
+                .min(block_end)
+                .next_multiple_of(page);
+            let run = (at, end);
+            at = end;
+            Some(run)
+        })
+    }
+
     /// The access of the page at `addr`, which is in the hypervisor.
     /// Where the run of addresses in `addr`'s region (so with its access)
     /// ends: the next address above it where [`HvLayout::region`] may

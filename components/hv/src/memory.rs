@@ -275,10 +275,27 @@ impl GuestMemory for SparseRam {
     }
 }
 
+/// Where the whole `unit`s of `address..end` start and stop: `(body,
+/// body_end)`, with the unaligned head `address..body` and tail
+/// `body_end..end` left for byte stores. Both arch layers' cache-line
+/// zeroing splits a range this way.
+pub fn aligned_body(address: usize, end: usize, unit: usize) -> (usize, usize) {
+    let body = address.next_multiple_of(unit).min(end);
+    (body, body.max(end / unit * unit))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use abi::{CMDLINE_LEN, GUEST_RAM_BASE, START_INFO_MAGIC, VM_NAME_LEN};
+
+    #[test]
+    fn aligned_body_leaves_unaligned_head_and_tail() {
+        assert_eq!(aligned_body(0x1010, 0x3030, 0x400), (0x1400, 0x3000));
+        assert_eq!(aligned_body(0x1000, 0x2000, 0x400), (0x1000, 0x2000));
+        // Inside one unit: no body, all head.
+        assert_eq!(aligned_body(0x1010, 0x1020, 0x400), (0x1020, 0x1020));
+    }
 
     fn info() -> StartInfo {
         let mut name = [0; VM_NAME_LEN];
