@@ -50,9 +50,13 @@ pub trait GuestMemory {
         self.write_guest(to, bytes)
     }
 
-    /// Sets every byte of `to` to zero. The core calls it only while no
-    /// vCPU of that VM runs (it is being built, or reset once quiet), so a
-    /// platform may clear the range with plain stores.
+    /// Sets every byte of `to` to zero and makes the zeroes visible to a
+    /// guest with its MMU and caches off, as
+    /// [`Platform::sync_guest_memory`](crate::platform::Platform::sync_guest_memory)
+    /// does (the boards clean each line as they write it: cleaning the
+    /// range again after would walk it twice). The core calls it only while
+    /// no vCPU of that VM runs (it is being built, or reset once quiet), so
+    /// a platform may clear the range with plain stores.
     fn zero_guest(&mut self, to: GuestSlice);
 }
 

@@ -198,7 +198,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     }
 
     fn zero(&mut self, pages: GuestSlice) {
+        // Cleaned to the point of coherency too.
         self.platform.zero_guest(pages);
-        self.platform.sync_guest_memory(pages);
     }
 }

@@ -357,8 +357,8 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     pub(super) fn clear_now(&mut self, vm: usize) {
         let vcpu = VcpuId(self.vms[vm].first_vcpu as u32);
         while let Some(piece) = self.clear_piece(vcpu) {
+            // Cleaned to the point of coherency too.
             crate::memory::GuestMemory::zero_guest(&mut self.platform, piece);
-            self.platform.sync_guest_memory(piece);
             self.vms[vm].ram_state.in_flight -= 1;
         }
         if self.vms[vm].ram_state.in_flight == 0 {

@@ -129,9 +129,8 @@ impl<P: Platform, S: Scheduler, V: Vgic> Outside<P::Context>
         self.0.lock().platform.run(ctx)
     }
     fn zero(&mut self, chunk: GuestSlice) {
-        let mut hv = self.0.lock();
-        hv.platform.zero_guest(chunk);
-        hv.platform.sync_guest_memory(chunk);
+        // Cleaned to the point of coherency too.
+        self.0.lock().platform.zero_guest(chunk);
     }
     fn wait_for_interrupt(&mut self) {
         self.0.lock().platform.wait_for_interrupt();
