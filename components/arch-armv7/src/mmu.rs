@@ -53,11 +53,27 @@ impl Table {
     }
 
     fn set(&self, i: usize, entry: u64) {
+        self.fill(i..i + 1, entry, 0);
+    }
+
+    /// Entries `slots` map consecutive blocks or pages: `first` in the
+    /// first, `step` bytes more in each next. The addresses stay under
+    /// 4 GiB (the whole map is 32-bit), so only the low words change: a
+    /// 32-bit add and a doubleword store an entry, where 64-bit arithmetic
+    /// an entry cost thousands of ticks at boot.
+    fn fill(&self, slots: core::ops::Range<usize>, first: u64, step: u32) {
+        let (low, high) = (first as u32, first & !u64::from(u32::MAX));
         // SAFETY: only the boot CPU writes the tables, once, before any
-        // other CPU runs and before its own MMU walks them (`build`); `i`
-        // is bounds-checked by the array index. The MMU is off, so this
-        // must be a plain store (no exclusives), which a u64 write is.
-        unsafe { (*self.0.get())[i] = entry };
+        // other CPU runs and before its own MMU walks them (`build`), so
+        // nothing else reads or writes them meanwhile; `slots` is
+        // bounds-checked by the slice index. The MMU is off, so these must
+        // be plain stores (no exclusives), which u64 writes are.
+        let entries = unsafe { &mut (&mut *self.0.get())[slots] };
+        let mut at = low;
+        for entry in entries {
+            *entry = high | u64::from(at);
+            at = at.wrapping_add(step);
+        }
     }
 }
 
@@ -144,6 +160,8 @@ impl<const L3: usize> Tables<L3> {
         let (hv_first, hv_last) = (index(hv.start), index(hv.end - 1));
         let devices_first = index(NULL_GUARD_END);
         let mut l3_tables = self.l3.iter();
+        // Where the kind of a block may change, by block index.
+        let edges = [ram_first, ram_end, devices_first, hv_first, hv_last + 1];
         for gib in 0..4 {
             // A GiB all RAM or all devices, without the hypervisor, is one
             // level-1 block.
@@ -161,36 +179,50 @@ impl<const L3: usize> Tables<L3> {
                     continue;
                 }
             }
-            LEVEL1.set(gib, self.level2[gib].addr() | TABLE_OR_PAGE);
-            for i in 0..512 {
-                let block = gib as u32 * 512 + i as u32;
+            let level2 = &self.level2[gib];
+            LEVEL1.set(gib, level2.addr() | TABLE_OR_PAGE);
+            // A run of blocks of one kind at a time, up to the next edge;
+            // the hypervisor's blocks one by one.
+            let mut block = first;
+            while block < end {
                 let base = u64::from(block) << BLOCK_2M.trailing_zeros();
+                let slot = (block - first) as usize;
                 if block < hv_first || block > hv_last {
+                    let next = edges
+                        .iter()
+                        .copied()
+                        .filter(|&edge| edge > block)
+                        .min()
+                        .map_or(end, |edge| edge.min(end));
                     let entry = if block >= ram_first && block < ram_end {
-                        NORMAL | AP_RW | XN | BLOCK
+                        Some(NORMAL | AP_RW | XN | BLOCK)
                     } else if block >= devices_first {
-                        AF | AP_RW | ATTR_DEVICE | XN | BLOCK
+                        Some(AF | AP_RW | ATTR_DEVICE | XN | BLOCK)
                     } else {
-                        continue;
+                        None
                     };
-                    self.level2[gib].set(i, base | entry);
+                    if let Some(entry) = entry {
+                        let slots = slot..(next - first) as usize;
+                        level2.fill(slots, base | entry, BLOCK_2M as u32);
+                    }
+                    block = next;
                     continue;
                 }
-                let first = page_attrs(base);
-                if runs(base).all(|(at, _)| page_attrs(at) == first) {
-                    let entry = first.map_or(0, |attrs| base | attrs | BLOCK);
-                    self.level2[gib].set(i, entry);
+                block += 1;
+                let attrs = page_attrs(base);
+                if runs(base).all(|(at, _)| page_attrs(at) == attrs) {
+                    let entry = attrs.map_or(0, |attrs| base | attrs | BLOCK);
+                    level2.set(slot, entry);
                     continue;
                 }
                 let l3 = l3_tables
                     .next()
                     .expect("build.rs budgets a level-3 table per mixed 2 MiB block");
-                self.level2[gib].set(i, l3.addr() | TABLE_OR_PAGE);
+                level2.set(slot, l3.addr() | TABLE_OR_PAGE);
                 for (at, end) in runs(base) {
-                    let attrs = page_attrs(at);
-                    for page in (at..end).step_by(PAGE as usize) {
-                        let entry = attrs.map_or(0, |attrs| page | attrs | TABLE_OR_PAGE);
-                        l3.set(((page - base) / PAGE) as usize, entry);
+                    if let Some(attrs) = page_attrs(at) {
+                        let slots = ((at - base) / PAGE) as usize..((end - base) / PAGE) as usize;
+                        l3.fill(slots, at | attrs | TABLE_OR_PAGE, PAGE as u32);
                     }
                 }
             }
