@@ -79,6 +79,10 @@ enum Then {
 /// The state of a VM's RAM.
 pub(crate) struct RamState {
     blocks: Vec<Block>,
+    /// The blocks with pieces to clear (`Clearing`, or `Grouped` with
+    /// groups `clearing`), which [`Hypervisor::cleared`] maps: only those,
+    /// not every block of a big VM. A block may be listed twice.
+    pending: Vec<usize>,
     /// Pieces still to hand out, last first.
     todo: Vec<GuestSlice>,
     /// Pieces handed out and not back yet.
@@ -104,6 +108,7 @@ impl RamState {
         let count = ram.size().div_ceil(BLOCK) as usize;
         let mut state = RamState {
             blocks: alloc::vec![Block::Untouched; count],
+            pending: Vec::new(),
             todo: Vec::new(),
             in_flight: 0,
             then: Some(Then::Start { reset: false }),
@@ -114,28 +119,43 @@ impl RamState {
                 .iter()
                 .any(|&(at, size)| at < start + len && start < at + size)
         };
-        for block in 0..count {
-            let (start, len) = block_range(ram, block);
-            if eager {
+        if eager {
+            for block in 0..count {
+                let (start, len) = block_range(ram, block);
                 map_block(ram, block, stage2)?;
                 state.blocks[block] = Block::Clearing { mapped: true };
+                state.pending.push(block);
                 state.add_gaps(ram, start, len, filled);
-            } else if touches(start, len) {
-                let mut groups = 0;
-                for group in 0..len.div_ceil(GROUP) {
-                    let at = start + group * GROUP;
-                    let size = GROUP.min(start + len - at);
-                    if touches(at, size) {
-                        map_group(ram, at, stage2)?;
-                        groups |= 1 << group;
-                        state.add_gaps(ram, at, size, filled);
-                    }
-                }
-                state.blocks[block] = Block::Grouped {
-                    mapped: groups,
-                    clearing: groups,
-                };
             }
+            return Ok(state);
+        }
+        // The blocks the start writes into, from the ranges themselves: a
+        // VM of 512 MiB has 256 blocks and its start touches one or two.
+        let mut touched: Vec<usize> = written
+            .iter()
+            .filter(|&&(_, size)| size > 0)
+            .flat_map(|&(at, size)| (at / BLOCK) as usize..=((at + size - 1) / BLOCK) as usize)
+            .filter(|&block| block < count)
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for block in touched {
+            let (start, len) = block_range(ram, block);
+            let mut groups = 0;
+            for group in 0..len.div_ceil(GROUP) {
+                let at = start + group * GROUP;
+                let size = GROUP.min(start + len - at);
+                if touches(at, size) {
+                    map_group(ram, at, stage2)?;
+                    groups |= 1 << group;
+                    state.add_gaps(ram, at, size, filled);
+                }
+            }
+            state.blocks[block] = Block::Grouped {
+                mapped: groups,
+                clearing: groups,
+            };
+            state.pending.push(block);
         }
         Ok(state)
     }
@@ -286,7 +306,8 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         let ram = self.vms[vm].ram;
         let v = &mut self.vms[vm];
         let mut unmappable = false;
-        for block in 0..v.ram_state.blocks.len() {
+        let mut pending = core::mem::take(&mut v.ram_state.pending);
+        for &block in &pending {
             match v.ram_state.blocks[block] {
                 Block::Clearing { mapped } => {
                     unmappable |= !mapped && map_block(&ram, block, &mut v.stage2).is_err();
@@ -308,6 +329,9 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                 _ => {}
             }
         }
+        // Kept for the next faults' blocks, allocation and all.
+        pending.clear();
+        v.ram_state.pending = pending;
         if unmappable {
             self.stop(vcpu, format_args!("its RAM cannot be mapped"));
             return;
@@ -373,6 +397,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         let filled = self.vms[vm].start.filled();
         let state = &mut self.vms[vm].ram_state;
         state.todo.clear();
+        state.pending.clear();
         for block in 0..state.blocks.len() {
             let (start, len) = block_range(&ram, block);
             let mapped = match state.blocks[block] {
@@ -391,10 +416,12 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                         mapped,
                         clearing: groups,
                     };
+                    state.pending.push(block);
                     continue;
                 }
             };
             state.blocks[block] = Block::Clearing { mapped };
+            state.pending.push(block);
             state.add_gaps(&ram, start, len, &filled);
         }
         state.then = Some(Then::Start { reset: true });
@@ -416,6 +443,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         match state.blocks[block] {
             Block::Untouched => {
                 state.blocks[block] = Block::Clearing { mapped: false };
+                state.pending.push(block);
                 let (start, len) = block_range(&ram, block);
                 state.add_gaps(&ram, start, len, &[]);
                 state.then.get_or_insert(Then::Map);
@@ -430,6 +458,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                         mapped,
                         clearing: clearing | bit,
                     };
+                    state.pending.push(block);
                     state.then.get_or_insert(Then::Map);
                 }
             }
@@ -446,5 +475,52 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     pub(super) fn ram_ready(&self, vcpu: VcpuId, ipa: u64, len: u64) -> bool {
         let vm = &self.vms[self.vm_of(vcpu)];
         vm.ram_state.ready(&vm.ram, ipa, len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_big_vm_at_boot_has_only_the_blocks_its_start_writes_pending_and_mapped() {
+        // 512 MiB: 256 blocks; an image at the base, the start info in the
+        // last page.
+        const SIZE: u64 = 512 << 20;
+        let ram = GuestRam::new(0x4000_0000, 0x1_0000_0000, SIZE);
+        let filled = [(0, 10_000)];
+        let written = [(0, 10_000), (SIZE - 4096, 4096)];
+        let mut stage2 = Stage2::new();
+        let state = RamState::new(&ram, &written, &filled, false, &mut stage2).unwrap();
+        assert_eq!(state.pending, [0, 255]);
+        let last_group = 1 << (Groups::BITS - 1);
+        for (block, &kind) in state.blocks.iter().enumerate() {
+            let expected = match block {
+                0 => Block::Grouped {
+                    mapped: 1,
+                    clearing: 1,
+                },
+                255 => Block::Grouped {
+                    mapped: last_group,
+                    clearing: last_group,
+                },
+                _ => Block::Untouched,
+            };
+            assert_eq!(kind, expected, "block {block}");
+        }
+        // Mapped: the two groups, nothing between.
+        let pa = |offset: u64| Some(0x1_0000_0000 + offset);
+        assert_eq!(stage2.translate(0x4000_0000), pa(0));
+        assert_eq!(stage2.translate(0x4000_0000 + GROUP - 1), pa(GROUP - 1));
+        assert_eq!(stage2.translate(0x4000_0000 + GROUP), None);
+        assert_eq!(stage2.translate(0x4000_0000 + BLOCK), None);
+        assert_eq!(stage2.translate(0x4000_0000 + SIZE - GROUP - 1), None);
+        assert_eq!(
+            stage2.translate(0x4000_0000 + SIZE - GROUP),
+            pa(SIZE - GROUP)
+        );
+        // To clear: the first group but the image, and the last group.
+        let cleared: u64 = state.todo.iter().map(|piece| piece.len()).sum();
+        assert_eq!(cleared, 2 * GROUP - 10_000);
     }
 }
