@@ -13,6 +13,7 @@ pub use entry::_start_secondary;
 pub mod cache;
 pub mod context;
 pub mod el2;
+pub mod mem;
 pub mod mmu;
 pub mod psci;
 pub mod relax;

@@ -16,6 +16,7 @@ pub use entry::_start_secondary;
 pub mod cache;
 pub mod context;
 pub mod hyp;
+pub mod mem;
 pub mod mmu;
 pub mod psci;
 pub mod relax;

@@ -136,7 +136,9 @@ impl GuestRam {
     }
 
     /// Writes a Tessera guest's start info and its channel table (ABI
-    /// 1.3) into the RAM's last page; returns the slice written.
+    /// 1.3) into the RAM's last page, where no vCPU can reach it (as
+    /// [`GuestMemory::load_guest`]: at boot or reset, with the images);
+    /// returns the slice written.
     pub fn write_start_info(
         &self,
         memory: &mut impl GuestMemory,
@@ -147,7 +149,7 @@ impl GuestRam {
         write_start_info(&mut page, info);
         write_channel_table(&mut page[START_INFO_CHANNELS_OFFSET..], channels);
         let at = self.slice(self.start_info_ipa(), page.len() as u64)?;
-        memory.write_guest(at, &page);
+        memory.load_guest(at, &page);
         Ok(at)
     }
 

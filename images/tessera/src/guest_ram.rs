@@ -89,9 +89,7 @@ pub fn load(to: GuestSlice, bytes: &[u8]) {
     // vCPU can reach them (stage 2 does not map them yet, or none of the
     // VM's vCPUs runs), and holds no reference into guest RAM, so nothing
     // else accesses these bytes meanwhile.
-    unsafe {
-        core::ptr::copy_nonoverlapping(bytes.as_ptr(), to.pa() as usize as *mut u8, bytes.len())
-    };
+    unsafe { crate::arch::mem::copy(to.pa() as usize as *mut u8, bytes.as_ptr(), bytes.len()) };
 }
 
 /// Zeroes `to` and cleans it to the point of coherency: a piece of a VM's

@@ -36,7 +36,37 @@ use linked_list_allocator::LockedHeap;
 use spin::Once;
 
 #[global_allocator]
-static HEAP: LockedHeap = LockedHeap::empty();
+static HEAP: Heap = Heap(LockedHeap::empty());
+
+/// The boot-time heap, its zeroed allocations (stage-2 tables, 4 KiB each)
+/// cleared by the arch layer's `mem::zero` (on ARMv7 32 bytes a store,
+/// where `compiler_builtins` stores a word a loop).
+struct Heap(LockedHeap);
+
+// SAFETY: every call goes to `LockedHeap`, a `GlobalAlloc`, with the
+// caller's arguments; `alloc_zeroed` zeroes exactly the block it returns,
+// which no one else holds yet.
+unsafe impl core::alloc::GlobalAlloc for Heap {
+    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.0.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.0.dealloc(ptr, layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: core::alloc::Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        let ptr = unsafe { self.0.alloc(layout) };
+        if !ptr.is_null() {
+            // SAFETY: a fresh block of `layout.size()` bytes, ours alone.
+            unsafe { arch::mem::zero(ptr, layout.size()) };
+        }
+        ptr
+    }
+}
 
 /// The EL2 (HYP) identity map, W^X over the image: the boot CPU fills it
 /// from the board's RAM and the image's layout before its MMU is on.
@@ -97,7 +127,7 @@ extern "C" fn tessera_main(_dtb: u64) -> ! {
         _ => {}
     }
     let mut disk = open_disk();
-    let heap_at_start = HEAP.lock().used();
+    let heap_at_start = HEAP.0.lock().used();
     let (platform, vif) = board::Board::new();
     let table = vm_table();
     let vm_count = table.vms.len();
@@ -124,7 +154,7 @@ extern "C" fn tessera_main(_dtb: u64) -> ! {
     hv::log::queue_output(1 + vm_count, hv_quota, quota, || {
         <arch::relax::Yield as spin::RelaxStrategy>::relax()
     });
-    report_memory(&hv, HEAP.lock().used() - heap_at_start);
+    report_memory(&hv, HEAP.0.lock().used() - heap_at_start);
     info!("starting {} VMs", hv.running_vms());
     let hv = HYPERVISOR.call_once(|| Mutex::new(hv));
     start_secondaries();
@@ -357,7 +387,7 @@ fn init_heap() {
     unsafe {
         let start = &raw const __heap_start as usize;
         let end = &raw const __heap_end as usize;
-        HEAP.lock().init(start as *mut u8, end - start);
+        HEAP.0.lock().init(start as *mut u8, end - start);
     }
 }
 
