@@ -80,6 +80,10 @@ pub struct Stage2 {
     tables: Vec<Box<Table>>,
     /// Tables this one links to but does not own (read-only here).
     shared: Option<Arc<Stage2>>,
+    /// The root's slots that may be non-zero: all others are. What
+    /// [`Stage2::sharing`] copies (one slot for the GIC frame, where the
+    /// whole 4 KiB root cost some 5,000 instructions a VM on ARMv7).
+    root_used: core::ops::Range<usize>,
 }
 
 impl Default for Stage2 {
@@ -94,6 +98,7 @@ impl Stage2 {
             root: Table::new(),
             tables: Vec::new(),
             shared: None,
+            root_used: 0..0,
         }
     }
 
@@ -111,11 +116,13 @@ impl Stage2 {
     /// point at `shared`'s tables, which it keeps alive).
     pub fn sharing(shared: &Arc<Stage2>) -> Self {
         let mut root = Table::new();
-        root.0 = shared.root.0;
+        let used = shared.root_used.clone();
+        root.0[used.clone()].copy_from_slice(&shared.root.0[used.clone()]);
         Stage2 {
             root,
             tables: Vec::new(),
             shared: Some(shared.clone()),
+            root_used: used,
         }
     }
 
@@ -314,6 +321,12 @@ impl Stage2 {
     /// (copied if shared).
     fn table_for(&mut self, ipa: u64, level: u32) -> &mut Table {
         let mut address = self.root.address();
+        let root_slot = index(ipa, 1);
+        self.root_used = if self.root_used.is_empty() {
+            root_slot..root_slot + 1
+        } else {
+            self.root_used.start.min(root_slot)..self.root_used.end.max(root_slot + 1)
+        };
         for parent in 1..level {
             let slot = index(ipa, parent);
             let entry = self.table_mut(address).0[slot];
@@ -564,6 +577,34 @@ mod tests {
         assert_eq!(c.translate(0x0802_0000), Some(0x9000_0000));
         assert_eq!(gicv.translate(0x0802_0000), None);
         assert_eq!(c.tables(), 3, "root and copies of both levels");
+    }
+
+    #[test]
+    fn sharing_copies_every_root_slot_the_shared_tables_use_and_no_other() {
+        // Root slots 0, 3 and 200 (1 GiB each): the span copied runs from
+        // the lowest to the highest.
+        let shared = Stage2::shared(|s2| {
+            s2.map_device(3 << 30, 0x0804_0000, 0x1000)?;
+            s2.map_device(200 << 30, 0x0805_0000, 0x1000)?;
+            s2.map_device(0x0801_0000, 0x0806_0000, 0x1000)
+        })
+        .unwrap();
+        assert_eq!(shared.root_used, 0..201);
+        let a = Stage2::sharing(&shared);
+        assert_eq!(a.root.0, shared.root.0);
+        assert_eq!(a.translate(3 << 30), Some(0x0804_0000));
+        assert_eq!(a.translate((200 << 30) + 8), Some(0x0805_0008));
+        assert_eq!(a.translate(0x0801_0ff8), Some(0x0806_0ff8));
+        // A VM's own mappings widen its own span, not the shared one's.
+        let mut b = Stage2::sharing(&shared);
+        b.map_ram(300 << 30, 0x4000_0000, 2 << 20).unwrap();
+        assert_eq!(
+            (b.root_used.clone(), shared.root_used.clone()),
+            (0..301, 0..201)
+        );
+        let c = Stage2::new();
+        assert_eq!(c.root_used, 0..0);
+        assert!(Stage2::sharing(&Arc::new(c)).root.0.iter().all(|&e| e == 0));
     }
 
     #[test]
