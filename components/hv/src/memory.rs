@@ -31,16 +31,6 @@ impl GuestSlice {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
-
-    /// The `len` bytes at `offset` into this slice, cut to what of them
-    /// is inside it: never more than the slice.
-    pub fn sub(&self, offset: u64, len: u64) -> GuestSlice {
-        let offset = offset.min(self.len);
-        GuestSlice {
-            pa: self.pa + offset,
-            len: len.min(self.len - offset),
-        }
-    }
 }
 
 /// How the hypervisor reads and writes guest RAM; the platform implements
@@ -304,18 +294,6 @@ pub fn aligned_body(address: usize, end: usize, unit: usize) -> (usize, usize) {
 mod tests {
     use super::*;
     use abi::{CMDLINE_LEN, GUEST_RAM_BASE, START_INFO_MAGIC, VM_NAME_LEN};
-
-    #[test]
-    fn a_sub_slice_never_leaves_its_slice() {
-        let ram = GuestRam::new(GUEST_RAM_BASE, 0x8000_0000, 0x10_0000);
-        let slice = ram.slice(GUEST_RAM_BASE + 0x100, 0x200).unwrap();
-        let sub = slice.sub(0x80, 0x100);
-        assert_eq!((sub.pa(), sub.len()), (0x8000_0180, 0x100));
-        let tail = slice.sub(0x180, 0x100);
-        assert_eq!((tail.pa(), tail.len()), (0x8000_0280, 0x80));
-        let past = slice.sub(0x1000, 0x10);
-        assert_eq!((past.pa(), past.len()), (0x8000_0300, 0));
-    }
 
     #[test]
     fn aligned_body_leaves_unaligned_head_and_tail() {

@@ -35,9 +35,6 @@ const WAKE_GRACE_PER_SECOND: u64 = 10_000;
 /// WFE rather than WFI (ESR ISS bit 0): no event is tracked, so it yields.
 const WFX_IS_WFE: u64 = 1;
 
-/// Bytes of a console write read from the guest at a time.
-const CONSOLE_PIECE: usize = 128;
-
 impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     pub(super) fn handle_exit(&mut self, cpu: CpuId, vcpu: VcpuId, exit: RawExit) -> Next {
         match exit.kind {
@@ -388,22 +385,15 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         let Ok(from) = vm.ram.slice(ipa, len) else {
             return Error::InvalidAddress as i64;
         };
-        // Read once, into hypervisor memory, before anything looks at it: a
-        // piece at a time (the console takes a stream of bytes), so no
-        // buffer of CONSOLE_WRITE_MAX is zeroed a call (4,000 instructions
-        // on ARMv7).
-        let mut copy = [0u8; CONSOLE_PIECE];
-        let mut lines = 0;
-        for start in (0..from.len()).step_by(CONSOLE_PIECE) {
-            let bytes = &mut copy[..(from.len() - start).min(CONSOLE_PIECE as u64) as usize];
-            let piece = from.sub(start, bytes.len() as u64);
-            self.platform.read_guest(piece, bytes);
-            lines += vm
-                .console
-                .write(&vm.config.name, bytes, &mut |line: &[u8]| {
-                    log::write_guest_line(vm_index, line);
-                });
-        }
+        // Read once, into hypervisor memory, before anything looks at it.
+        let mut copy = [0u8; abi::CONSOLE_WRITE_MAX as usize];
+        let bytes = &mut copy[..len as usize];
+        self.platform.read_guest(from, bytes);
+        let lines = vm
+            .console
+            .write(&vm.config.name, bytes, &mut |line: &[u8]| {
+                log::write_guest_line(vm_index, line);
+            });
         let lost = log::take_lost(vm_index + 1);
         if lost > 0 {
             info!(

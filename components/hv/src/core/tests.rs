@@ -598,36 +598,6 @@ fn smc32_hypercall_ids_serve_both_widths() {
 }
 
 #[test]
-fn a_console_write_longer_than_a_piece_comes_out_whole_and_in_order() {
-    // 300 bytes: lines that cross the 128-byte pieces the hypervisor reads
-    // the write in, and a line of 150 bytes.
-    let mut text = Vec::new();
-    let mut expected = Vec::new();
-    for (i, len) in [(0, 100), (1, 150), (2, 47)] {
-        let line: Vec<u8> = (0..len).map(|j| b'a' + ((i * 7 + j) % 26) as u8).collect();
-        expected.push(format!(
-            "[alpha] {}",
-            String::from_utf8(line.clone()).unwrap()
-        ));
-        text.extend_from_slice(&line);
-        text.push(b'\n');
-    }
-    assert_eq!(text.len(), 300);
-    let image: &'static [u8] = Box::leak(text.into_boxed_slice());
-    let mut hv = boot(vec![(
-        vm("alpha", 0x8000_0000, image),
-        vec![Step::Hvc(WRITE, GUEST_RAM_BASE, 300), Step::Hvc(EXIT, 0, 0)],
-    )]);
-    hv.run();
-    assert_eq!(hv.platform().results[0][1], 300);
-    let lines: Vec<String> = take_lines()
-        .into_iter()
-        .filter(|l| l.starts_with("[alpha] "))
-        .collect();
-    assert_eq!(lines, expected);
-}
-
-#[test]
 fn console_lines_are_prefixed_and_hypercalls_answer() {
     let mut hv = boot(vec![(
         vm("alpha", 0x8000_0000, b"hello\nworld\n"),
