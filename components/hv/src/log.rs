@@ -30,7 +30,7 @@ static RELAX: Once<fn()> = Once::new();
 /// Waits as the board said to: a CPU that spins without yielding burns
 /// its whole time slice under QEMU's round-robin TCG, where the lock's
 /// holder cannot run meanwhile.
-struct BoardRelax;
+pub(crate) struct BoardRelax;
 
 impl spin::RelaxStrategy for BoardRelax {
     fn relax() {

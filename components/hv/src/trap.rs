@@ -59,7 +59,8 @@ pub struct Access {
 }
 
 impl Access {
-    fn decode(esr: u64) -> Option<Access> {
+    /// The access an ISV data-abort syndrome describes, if it does.
+    pub fn decode(esr: u64) -> Option<Access> {
         (esr & (1 << 24) != 0).then(|| Access {
             width: 1 << ((esr >> 22) & 0b11),
             register: ((esr >> 16) & 0x1f) as u8,
@@ -240,6 +241,19 @@ pub fn instruction_is_32bit(esr: u64) -> bool {
     esr & (1 << 25) != 0
 }
 
+/// The guest-physical address of a stage-2 abort (HPFAR gives the page,
+/// FAR the offset in it).
+#[inline]
+pub fn fault_ipa(exit: &RawExit) -> u64 {
+    ((exit.hpfar >> 4) << 12) | (exit.far & 0xfff)
+}
+
+/// WnR of a data abort's syndrome.
+#[inline]
+pub fn data_abort_is_write(esr: u64) -> bool {
+    esr & (1 << 6) != 0
+}
+
 pub fn decode(exit: &RawExit) -> Trap {
     let ec = exception_class(exit.esr);
     match ec {
@@ -249,8 +263,8 @@ pub fn decode(exit: &RawExit) -> Trap {
         EC_SYSREG => Trap::SystemRegister(SysReg::decode(exit.esr)),
         EC_IABT_LOWER | EC_DABT_LOWER => Trap::Stage2Abort(Abort {
             instruction: ec == EC_IABT_LOWER,
-            write: ec == EC_DABT_LOWER && exit.esr & (1 << 6) != 0,
-            ipa: ((exit.hpfar >> 4) << 12) | (exit.far & 0xfff),
+            write: ec == EC_DABT_LOWER && data_abort_is_write(exit.esr),
+            ipa: fault_ipa(exit),
             far: exit.far,
             status: (exit.esr & 0x3f) as u8,
             access: if ec == EC_DABT_LOWER {

@@ -88,8 +88,44 @@ pub trait VirtualInterface {
     fn put(&mut self, state: &mut Self::CpuState);
 }
 
+/// One VM's virtual GIC behind a lock of its own, with the frames it
+/// answers. A distributor access takes this lock alone (the exit fast
+/// path); the hypervisor takes it inside its own lock, never the other way
+/// round. VMs live as long as the image, so each cell is leaked once, at
+/// build time, and shared by reference.
+pub struct VgicCell<V> {
+    windows: alloc::boxed::Box<[crate::device::Window]>,
+    state: spin::mutex::TicketMutex<V, crate::log::BoardRelax>,
+}
+
+impl<V: Vgic> VgicCell<V> {
+    /// A new virtual GIC for a VM with `vcpus` vCPUs, for the image's life.
+    pub fn leak(vcpus: usize) -> &'static Self {
+        let vgic = V::new(vcpus);
+        alloc::boxed::Box::leak(alloc::boxed::Box::new(VgicCell {
+            windows: vgic.windows().into_boxed_slice(),
+            state: spin::mutex::TicketMutex::new(vgic),
+        }))
+    }
+
+    pub fn lock(&self) -> spin::mutex::TicketMutexGuard<'_, V> {
+        self.state.lock()
+    }
+
+    /// The guest-physical frames it emulates.
+    pub fn windows(&self) -> &[crate::device::Window] {
+        &self.windows
+    }
+
+    /// Whether `ipa` is in one of its frames.
+    #[inline]
+    pub fn claims(&self, ipa: u64) -> bool {
+        self.windows.iter().any(|w| w.contains(ipa))
+    }
+}
+
 /// One VM's virtual interrupt controller.
-pub trait Vgic {
+pub trait Vgic: 'static {
     /// The hardware interface its list registers go through.
     type Interface: VirtualInterface;
 

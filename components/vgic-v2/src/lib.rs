@@ -230,15 +230,18 @@ impl VgicV2 {
         if vcpu >= self.model.vcpus() || offset >= REGISTERS_END {
             return (0, 0);
         }
-        let byte_register = [IPRIORITYR, ITARGETSR, CPENDSGIR, SPENDSGIR]
-            .iter()
-            .any(|r| r.contains(&offset));
+        // Only for byte accesses: word accesses, the common case, skip it.
+        let byte_register = || {
+            [IPRIORITYR, ITARGETSR, CPENDSGIR, SPENDSGIR]
+                .iter()
+                .any(|r| r.contains(&offset))
+        };
         match width {
             4 if offset.is_multiple_of(4) => {
                 let (r, k) = self.word(vcpu, offset, write.map(|v| v as u32));
                 (r.into(), k)
             }
-            1 if byte_register => {
+            1 if byte_register() => {
                 let (r, k) = self.byte_register(vcpu, offset, write.map(|v| v as u8));
                 (r.into(), k)
             }

@@ -124,7 +124,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         // The notifier's stores into the channel are seen before the
         // interrupt, by a reader on another CPU that does not take our lock.
         core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
-        let effects = self.vms[peer.vm].vgic.raise(0, peer.intid);
+        let effects = self.vms[peer.vm].vgic.lock().raise(0, peer.intid);
         if effects.kick != 0 {
             let first = VcpuId(self.vms[peer.vm].first_vcpu as u32);
             self.kick(first, effects);

@@ -2,10 +2,15 @@
 //! tests. It takes the hypervisor's lock once per exit, and does what needs
 //! no lock (running the guest, clearing a resetting VM's RAM, waiting for an
 //! interrupt) outside it, through [`Outside`]. Exits that concern only the
-//! vCPU's own registers are answered without the lock and without leaving
-//! the guest's turn ([`super::exit::handle_fast`]).
+//! vCPU's own registers, and its VM's virtual distributor while nothing of
+//! the vCPU's is in the list registers (under the vGIC's own lock), are
+//! answered without the hypervisor's lock and without leaving the guest's
+//! turn ([`super::exit::handle_fast`]).
 
-use super::{Hypervisor, Work};
+use super::{
+    exit::{Fast, FastVgic},
+    Hypervisor, Work,
+};
 use crate::{
     memory::GuestSlice,
     platform::{Platform, RawExit},
@@ -67,41 +72,56 @@ where
     V: Vgic,
     O: Outside<P::Context>,
 {
-    let mut work = hv.lock().next_work(cpu);
+    let (mut work, mut vgic) = next(&mut hv.lock(), cpu);
     loop {
         // One lock hold per exit, not two: acting on what the CPU did and
         // picking its next work happen together. A VM exiting at a high
         // rate then costs a neighbour's exit at most one wait.
-        work = match work {
+        (work, vgic) = match work {
             Work::Run(vcpu, mut ctx) => {
-                let exit = loop {
+                let (exit, fast) = loop {
                     let exit = outside.run_guest(&mut ctx);
-                    if !super::exit::handle_fast(&mut *ctx, &exit) {
-                        break exit;
+                    match super::exit::handle_fast(&mut *ctx, &exit, vgic) {
+                        Fast::Done => {}
+                        fast => break (exit, fast),
                     }
                 };
                 let mut hv = hv.lock();
-                hv.after_run(cpu, vcpu, ctx, exit);
-                hv.next_work(cpu)
+                match fast {
+                    Fast::Kick(effects) => hv.after_fast(cpu, vcpu, ctx, effects),
+                    _ => hv.after_run(cpu, vcpu, ctx, exit),
+                }
+                next(&mut hv, cpu)
             }
             Work::Zero(vcpu, chunk) => {
                 outside.zero(chunk);
                 let mut hv = hv.lock();
                 hv.after_zero(cpu, vcpu);
-                hv.next_work(cpu)
+                next(&mut hv, cpu)
             }
             Work::Idle => {
                 crate::log::drain();
                 outside.wait_for_interrupt();
                 let mut hv = hv.lock();
                 hv.after_idle(cpu);
-                hv.next_work(cpu)
+                next(&mut hv, cpu)
             }
             Work::Finished => return,
         };
         hv.after_release();
         crate::log::drain();
     }
+}
+
+/// `cpu`'s next work, and the vGIC its fast path may use meanwhile.
+#[inline(always)]
+fn next<P: Platform, S: Scheduler, V: Vgic>(
+    hv: &mut Hypervisor<P, S, V>,
+    cpu: CpuId,
+) -> (Work<P::Context>, FastVgic<V>) {
+    let work = hv.next_work(cpu);
+    let vgic = hv.fast_vgic(&work);
+    (work, vgic)
 }
 
 /// A one-CPU host's lock: the only CPU holds the hypervisor outright.

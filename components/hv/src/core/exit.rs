@@ -12,7 +12,7 @@ use crate::{
     platform::{ExitKind, Platform, RawExit, VcpuRegs},
     sched::{CpuId, Scheduler, VcpuId},
     trap::{self, Abort, Access, Trap},
-    vgic::{Effects, Vgic},
+    vgic::{Effects, Vgic, VgicCell},
 };
 use abi::Error;
 
@@ -73,7 +73,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                 };
                 skip_instruction(ctx, exit.esr);
                 let (vm, index) = self.vm_and_index(vcpu);
-                let effects = self.vms[vm].vgic.write_sgi1r(index, value);
+                let effects = self.vms[vm].vgic.lock().write_sgi1r(index, value);
                 self.kick(vcpu, effects);
                 Next::Resume
             }
@@ -178,7 +178,10 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         self.platform.mask_guest_timer(true);
         self.vcpus[vcpu.0 as usize].vtimer_masked = true;
         let (vm, index) = self.vm_and_index(vcpu);
-        let effects = self.vms[vm].vgic.raise(index, abi::GUEST_VTIMER_INTID);
+        let effects = self.vms[vm]
+            .vgic
+            .lock()
+            .raise(index, abi::GUEST_VTIMER_INTID);
         self.kick(vcpu, effects);
         self.wake(vcpu);
     }
@@ -215,7 +218,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             return Next::Requeue;
         }
         let (vm, index) = self.vm_and_index(vcpu);
-        if self.vms[vm].vgic.has_pending(index) {
+        if self.vms[vm].vgic.lock().has_pending(index) {
             return Next::Resume;
         }
         let now = self.platform.counter();
@@ -281,14 +284,16 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         let stored = abort.write.then(|| access.store_value(self.ctx(vcpu)));
         match owner {
             Owner::Vgic => {
-                let vgic = &mut self.vms[vm].vgic;
+                let mut vgic = self.vms[vm].vgic.lock();
                 match stored {
                     Some(value) => {
                         let effects = vgic.write(index, abort.ipa, access.width, value);
+                        drop(vgic);
                         self.kick(vcpu, effects);
                     }
                     None => {
                         let value = vgic.read(index, abort.ipa, access.width);
+                        drop(vgic);
                         access.load_into(self.ctx(vcpu), value);
                     }
                 }
@@ -326,7 +331,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         let Some(intid) = self.vms[vm].devices.device(device).irq() else {
             return;
         };
-        let vgic = &mut self.vms[vm].vgic;
+        let mut vgic = self.vms[vm].vgic.lock();
         let mut effects = Effects::default();
         if let Some(level) = signal.level {
             effects.kick |= vgic.set_level(index, intid, level).kick;
@@ -334,6 +339,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         if signal.raise {
             effects.kick |= vgic.raise(index, intid).kick;
         }
+        drop(vgic);
         if effects.kick != 0 {
             self.kick(vcpu, effects);
         }
@@ -488,30 +494,95 @@ fn own_state_hypercall(function: u64, esr: u64) -> Option<i64> {
     }
 }
 
+/// What the fast path made of an exit.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Fast {
+    /// Answered: back into the guest.
+    Done,
+    /// Answered, and the access made interrupts pending for these vCPUs of
+    /// the VM: the rest needs the hypervisor's lock
+    /// ([`Hypervisor::after_fast`]).
+    Kick(Effects),
+    /// Not an exit for the fast path: untouched, for the full path.
+    No,
+}
+
+/// The vGIC a vCPU's distributor accesses may be answered from without the
+/// hypervisor's lock, and the vCPU's index in its VM: given while nothing
+/// of it is in the list registers, so the distributor's view is current.
+pub(super) type FastVgic<V> = Option<(&'static VgicCell<V>, usize)>;
+
 /// Handles `exit` if it concerns only the vCPU's own registers (an
-/// own-state hypercall, a trapped debug or PMU register), without the
-/// hypervisor's lock, so the CPU goes straight back into the guest. Returns
-/// false for every other exit. Nothing another CPU does is missed: what it
-/// asks of this vCPU (an interrupt, a stop, a reset) comes as a physical
-/// interrupt, which exits the guest again at once and takes the full path.
-pub(super) fn handle_fast(ctx: &mut impl VcpuRegs, exit: &RawExit) -> bool {
+/// own-state hypercall, a trapped debug or PMU register) or, with `vgic`,
+/// its VM's virtual distributor, without the hypervisor's lock, so the CPU
+/// goes straight back into the guest. Nothing another CPU does is missed:
+/// what it asks of this vCPU (an interrupt, a stop, a reset) comes as a
+/// physical interrupt, which exits the guest again at once and takes the
+/// full path.
+pub(super) fn handle_fast<V: Vgic>(
+    ctx: &mut impl VcpuRegs,
+    exit: &RawExit,
+    vgic: FastVgic<V>,
+) -> Fast {
     if exit.kind != ExitKind::Sync {
-        return false;
+        return Fast::No;
     }
     let ec = trap::exception_class(exit.esr);
     // Hypercalls first: the common case, tested in two compares.
     if ec == trap::EC_HVC64 || ec == trap::EC_HVC32 {
         let function = ctx.reg(0);
         if psci::is_psci(function) && exit.esr & 0xffff == 0 {
-            return false;
+            return Fast::No;
         }
         let Some(result) = own_state_hypercall(function, exit.esr) else {
-            return false;
+            return Fast::No;
         };
         ctx.set_reg(0, result as u64);
-        return true;
+        return Fast::Done;
     }
-    debug_or_pmu_fast(ctx, exit.esr)
+    if ec == trap::EC_DABT_LOWER {
+        return match vgic {
+            Some((vgic, index)) => distributor_fast(ctx, exit, vgic, index),
+            None => Fast::No,
+        };
+    }
+    if debug_or_pmu_fast(ctx, exit.esr) {
+        Fast::Done
+    } else {
+        Fast::No
+    }
+}
+
+/// A trapped load or store in the vGIC's frames, under the vGIC's lock
+/// alone: the stored register read once, the loaded one written once, as
+/// [`Hypervisor::emulate_mmio`] does under the hypervisor's.
+fn distributor_fast<V: Vgic>(
+    ctx: &mut impl VcpuRegs,
+    exit: &RawExit,
+    vgic: &VgicCell<V>,
+    index: usize,
+) -> Fast {
+    let ipa = trap::fault_ipa(exit);
+    let Some(access) = Access::decode(exit.esr) else {
+        return Fast::No;
+    };
+    if !vgic.claims(ipa) {
+        return Fast::No;
+    }
+    let effects = if trap::data_abort_is_write(exit.esr) {
+        let value = access.store_value(ctx);
+        vgic.lock().write(index, ipa, access.width, value)
+    } else {
+        let value = vgic.lock().read(index, ipa, access.width);
+        access.load_into(ctx, value);
+        Effects::default()
+    };
+    skip_instruction(ctx, exit.esr);
+    if effects.kick == 0 {
+        Fast::Done
+    } else {
+        Fast::Kick(effects)
+    }
 }
 
 /// The fast path's other case, out of line so that the hypercall case

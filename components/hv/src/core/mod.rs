@@ -43,6 +43,9 @@ struct CpuState {
     /// `running` is not loaded: this CPU clears its VM's RAM on its slice
     /// (`Work::Zero`), then runs it.
     clearing: bool,
+    /// The list registers here may hold entries (a vCPU's were written
+    /// since they were last cleared): a vCPU with none must clear them.
+    lrs_in_use: bool,
 }
 
 /// What a physical CPU does next (see [`Hypervisor::next_work`]).
@@ -193,7 +196,14 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             vms,
             vcpus,
             vmids,
-            cpus: alloc::vec![CpuState::default(); cpus as usize],
+            cpus: alloc::vec![
+                CpuState {
+                    // Whatever the firmware left there is cleared once.
+                    lrs_in_use: true,
+                    ..CpuState::default()
+                };
+                cpus as usize
+            ],
             first_guest_line: None,
             slice,
             acting: CpuId(0),
@@ -356,7 +366,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                 }
             },
         };
-        self.flush_lrs(vcpu);
+        self.flush_lrs(cpu, vcpu);
         let ctx = self.vcpus[vcpu.0 as usize]
             .ctx
             .take()
@@ -386,6 +396,33 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             }
             exit::Next::Block
         };
+        self.exit_handled(cpu, vcpu, next);
+    }
+
+    /// `cpu` came back from running `vcpu`, whose last exit the fast path
+    /// answered without this lock: a distributor access that made
+    /// interrupts pending for the vCPUs in `effects`.
+    pub fn after_fast(
+        &mut self,
+        cpu: CpuId,
+        vcpu: VcpuId,
+        ctx: alloc::boxed::Box<P::Context>,
+        effects: Effects,
+    ) {
+        self.acting = cpu;
+        self.vcpus[vcpu.0 as usize].ctx = Some(ctx);
+        self.sync_lrs(vcpu);
+        let next = if self.can_run(vcpu) {
+            self.kick(vcpu, effects);
+            exit::Next::Resume
+        } else {
+            exit::Next::Block
+        };
+        self.exit_handled(cpu, vcpu, next);
+    }
+
+    #[inline(always)]
+    fn exit_handled(&mut self, cpu: CpuId, vcpu: VcpuId, next: exit::Next) {
         // Whatever stops the VM or turns this vCPU off while its exit is
         // handled says so in `next`.
         debug_assert!(!matches!(next, exit::Next::Resume) || self.can_run(vcpu));
@@ -394,6 +431,20 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         } else if self.cpus[cpu.0 as usize].rearm {
             self.arm_timer(cpu);
         }
+    }
+
+    /// What the fast path may answer distributor accesses from while
+    /// `work` runs: its VM's vGIC, if nothing of the vCPU's is in the list
+    /// registers (so nothing needs syncing first) and its timer interrupt is
+    /// not waiting to be unmasked.
+    #[inline(always)]
+    fn fast_vgic(&self, work: &Work<P::Context>) -> exit::FastVgic<V> {
+        let Work::Run(vcpu, _) = work else {
+            return None;
+        };
+        let state = &self.vcpus[vcpu.0 as usize];
+        (!state.lrs_live && !state.vtimer_masked)
+            .then(|| (self.vms[state.vm].vgic, state.index as usize))
     }
 
     /// `cpu` woke from WFI: take the interrupt that woke it.
@@ -626,8 +677,10 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         // when the vCPU has any live or due: only clear the previous
         // vCPU's here.
         let state = &self.vcpus[vcpu.0 as usize];
-        if !(state.lrs_live || state.irq_dirty) {
+        let cpu_state = &mut self.cpus[cpu.0 as usize];
+        if !(state.lrs_live || state.irq_dirty) && cpu_state.lrs_in_use {
             self.vif.write_lrs(&state.lrs[..self.lr_count], false);
+            cpu_state.lrs_in_use = false;
         }
     }
 
@@ -668,20 +721,21 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
 
     /// Before the guest runs: pending virtual interrupts into its list
     /// registers.
-    fn flush_lrs(&mut self, vcpu: VcpuId) {
+    fn flush_lrs(&mut self, cpu: CpuId, vcpu: VcpuId) {
         let count = self.lr_count;
         let state = &mut self.vcpus[vcpu.0 as usize];
         if !state.lrs_live && !state.irq_dirty {
             return;
         }
         state.irq_dirty = false;
-        let vgic = &mut self.vms[state.vm].vgic;
+        let mut vgic = self.vms[state.vm].vgic.lock();
         let index = state.index as usize;
         // Entries the guest completed go back to the hardware empty: one
         // left with its EOI-maintenance bit would keep the maintenance
         // interrupt asserted.
         let lrs = &mut state.lrs[..count];
         let flushed = vgic.flush(index, lrs);
+        drop(vgic);
         let overflow = flushed.waiting;
         for lr in lrs.iter_mut() {
             // Hear when the guest completes a timer interrupt, to unmask
@@ -694,6 +748,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         }
         state.lrs_live = overflow || lrs.iter().any(|lr| !lr.is_free());
         self.vif.write_lrs(lrs, overflow);
+        self.cpus[cpu.0 as usize].lrs_in_use = state.lrs_live;
         // What this vCPU held back from others until now.
         if flushed.effects.kick != 0 {
             self.kick(vcpu, flushed.effects);
@@ -702,10 +757,20 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
 
     /// After the guest ran: what it did with its list registers back into
     /// its virtual GIC; its timer unmasked once its interrupt is done.
+    #[inline(always)]
     fn sync_lrs(&mut self, vcpu: VcpuId) {
+        // Most exits: nothing in the list registers, no timer to unmask.
+        let state = &self.vcpus[vcpu.0 as usize];
+        if state.lrs_live || state.vtimer_masked {
+            self.sync_live_lrs(vcpu);
+        }
+    }
+
+    #[inline(never)]
+    fn sync_live_lrs(&mut self, vcpu: VcpuId) {
         let count = self.lr_count;
         let state = &mut self.vcpus[vcpu.0 as usize];
-        let vgic = &mut self.vms[state.vm].vgic;
+        let mut vgic = self.vms[state.vm].vgic.lock();
         let index = state.index as usize;
         let mut effects = Effects::default();
         if state.lrs_live {
@@ -727,6 +792,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             state.vtimer_masked = false;
             self.platform.mask_guest_timer(false);
         }
+        drop(vgic);
         // A level interrupt completed with its line high is pending again.
         if effects.kick != 0 {
             self.kick(vcpu, effects);

@@ -124,7 +124,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         // sibling could take it, and the one it is routed to would ask for
         // a maintenance interrupt on every entry.
         let (vm, index) = self.vm_and_index(vcpu);
-        let effects = self.vms[vm].vgic.release_lrs(index);
+        let effects = self.vms[vm].vgic.lock().release_lrs(index);
         let state = &mut self.vcpus[vcpu.0 as usize];
         state.lrs = [ListReg::default(); super::vm::MAX_LIST_REGS];
         state.lrs_live = false;
@@ -184,7 +184,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             return;
         }
         self.vms[vm].reset_requested = false;
-        self.vms[vm].vgic = V::new(self.vms[vm].config.vcpus as usize);
+        *self.vms[vm].vgic.lock() = V::new(self.vms[vm].config.vcpus as usize);
         for index in self.vms[vm].vcpu_indices() {
             self.reset_vcpu(VcpuId(index as u32), 0, 0);
         }

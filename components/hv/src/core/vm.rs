@@ -7,7 +7,7 @@ use crate::{
     platform::{GuestWidth, Platform, VcpuRegs},
     sched::{CpuId, VcpuParams},
     stage2::{self, Stage2},
-    vgic::{ListReg, Vgic, VirtualInterface},
+    vgic::{ListReg, Vgic, VgicCell, VirtualInterface},
     vmid::Vmid,
 };
 use abi::{ChannelInfo, ChannelTable, StartInfo, CMDLINE_LEN, GUEST_RAM_BASE, VM_NAME_LEN};
@@ -83,7 +83,7 @@ pub(crate) struct Vcpu<C, G> {
     pub vtimer_masked: bool,
 }
 
-pub(crate) struct Vm<V> {
+pub(crate) struct Vm<V: 'static> {
     /// What the image says of it, as decoded from the VM table.
     pub config: VmConfig<'static>,
     /// Its index in the image's VM table (which VMs that did not start
@@ -119,7 +119,8 @@ pub(crate) struct Vm<V> {
     /// ticks; hypervisor work on its behalf included).
     pub created_at: u64,
     pub cpu_ticks: u64,
-    pub vgic: V,
+    /// Its virtual GIC, under a lock of its own (see [`VgicCell`]).
+    pub vgic: &'static VgicCell<V>,
     /// Who answers a trapped access where (the vGIC's frames first).
     pub devices: DeviceTable,
 }
@@ -190,7 +191,7 @@ pub(crate) fn build<P: Platform, V: Vgic>(
         cpu,
         ..
     } = config;
-    let vgic = V::new(vcpus as usize);
+    let vgic = VgicCell::<V>::leak(vcpus as usize);
     let mut mapped = alloc::vec![Window::new(GUEST_RAM_BASE, ram.size())];
     for channel in &config.channels {
         mapped.push(Window::new(channel.state_ipa, stage2::PAGE_SIZE));
@@ -203,7 +204,7 @@ pub(crate) fn build<P: Platform, V: Vgic>(
     // Devices that reach guest RAM get all of it cleared first (see
     // `clear.rs`).
     let eager = devices.iter().any(|(_, device)| device.reaches_ram());
-    let devices = DeviceTable::new(&vgic.windows(), devices, &mapped).map_err(|(a, b)| {
+    let devices = DeviceTable::new(vgic.windows(), devices, &mapped).map_err(|(a, b)| {
         crate::error!("vm {name}: window {a} overlaps window {b}");
         "two windows of its guest-physical map overlap"
     })?;
