@@ -502,25 +502,52 @@ fn table_text(ws: &Workspace, board: &str, rows: Vec<[String; 3]>) -> String {
     let before = std::fs::read_to_string(&out)
         .map(|old| previous_values(&old))
         .unwrap_or_default();
-    let rows: Vec<[String; 4]> = rows
+    let rows: Vec<[String; 5]> = rows
         .into_iter()
         .enumerate()
         .map(|(i, [figure, value, unit])| {
-            let was = if i == 0 {
-                "previous run".to_string()
+            let (was, issue_16) = if i == 0 {
+                (
+                    "previous run".to_string(),
+                    "before issue 16 (goal)".to_string(),
+                )
             } else {
-                before
+                let was = before
                     .get(figure.trim())
                     .cloned()
-                    .unwrap_or_else(|| "-".into())
+                    .unwrap_or_else(|| "-".into());
+                let issue_16 = before_issue_16(board, figure.trim())
+                    .map_or_else(|| "-".into(), |(then, goal)| format!("{then} ({goal})"));
+                (was, issue_16)
             };
-            [figure, value, was, unit]
+            [figure, value, was, issue_16, unit]
         })
         .collect();
     columns(&rows)
         .into_iter()
         .map(|row| format!("  {row}\n"))
         .collect()
+}
+
+/// Issue 16's figures as this bench measured them before its work (the
+/// exit path at 6074135's parent, boot at 8787717's base), and its goals.
+fn before_issue_16(board: &str, figure: &str) -> Option<(&'static str, &'static str)> {
+    let a64 = board == "qemu-virt-a64";
+    let pick = |a64_then, a15_then| if a64 { a64_then } else { a15_then };
+    if !(a64 || board == "qemu-virt-a15") {
+        return None;
+    }
+    Some(match figure {
+        "null hypercall round trip" => (pick("28.25", "24.50"), "6.6"),
+        "trapped GICD_TYPER read" => (pick("36.94", "40.25"), "10"),
+        "vtimer IRQ latency, ticker alone" => (pick("181", "199"), "130"),
+        "world switch, one way" => (pick("80.75", "81.50"), "25"),
+        "reset to first guest line" => (pick("482859", "907354"), "15600"),
+        "reset to first guest line, 2 x 16 MiB VMs" => (pick("953224", "1768614"), "15600"),
+        "reset to first guest line, 2 x 512 MiB VMs" => (pick("29747081", "55134190"), "15600"),
+        "hypervisor memory per VM, besides its RAM" => ("-", "16384"),
+        _ => return None,
+    })
 }
 
 /// Figure name to value from a previous `bench-<board>.txt`: its table's
