@@ -72,6 +72,7 @@ where
         // One lock hold per exit, not two: acting on what the CPU did and
         // picking its next work happen together. A VM exiting at a high
         // rate then costs a neighbour's exit at most one wait.
+        let mut give_way = true;
         work = match work {
             Work::Run(vcpu, mut ctx) => {
                 let exit = loop {
@@ -82,7 +83,9 @@ where
                 };
                 let mut hv = hv.lock();
                 hv.after_run(cpu, vcpu, ctx, exit);
-                hv.next_work(cpu)
+                let work = hv.next_work(cpu);
+                give_way = !hv.interrupt_to_take(&work);
+                work
             }
             Work::Zero(vcpu, chunk) => {
                 outside.zero(chunk);
@@ -95,12 +98,32 @@ where
                 outside.wait_for_interrupt();
                 let mut hv = hv.lock();
                 hv.after_idle(cpu);
-                hv.next_work(cpu)
+                let work = hv.next_work(cpu);
+                give_way = !hv.interrupt_to_take(&work);
+                work
             }
             Work::Finished => return,
         };
-        hv.after_release();
+        if give_way {
+            hv.after_release();
+        }
         crate::log::drain();
+    }
+}
+
+impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
+    /// `work` enters a guest with a virtual interrupt in its list
+    /// registers (pending, or being handled). That CPU keeps its turn
+    /// after letting the lock go: under QEMU's round-robin TCG, giving way
+    /// hands the rest of the turn to the waiter, which runs on into its
+    /// own guest up to the next timer deadline anywhere, so the interrupt
+    /// would wait for a neighbour's whole turn (a network flooder's: tens
+    /// of milliseconds). On hardware both run at once either way.
+    fn interrupt_to_take(&self, work: &Work<P::Context>) -> bool {
+        match work {
+            Work::Run(vcpu, _) => self.vcpus[vcpu.0 as usize].lrs_live,
+            _ => false,
+        }
     }
 }
 
