@@ -130,17 +130,9 @@ pub struct VirtioNet {
     transport: Transport<QUEUES>,
     stats: Stats,
     chain: Chain,
-    /// A transmitted chain's frame, copied out of the guest (its header
-    /// apart).
-    frame: Staging,
+    /// A transmitted chain's header and frame, copied out of the guest.
+    frame: [u8; HEADER + MAX_FRAME],
 }
-
-/// A frame's bytes, 8-byte aligned: a frame the guest put at an aligned
-/// address is then copied out a word at a time. (The hypervisor is built
-/// for strict alignment: a copy between differently aligned addresses
-/// goes byte by byte, several times slower, all of it under the lock.)
-#[repr(C, align(8))]
-struct Staging([u8; MAX_FRAME]);
 
 impl VirtioNet {
     /// The device of `setup`, which must give its MAC address.
@@ -159,7 +151,7 @@ impl VirtioNet {
             transport: Transport::new(VIRTIO_NET_ID, FEATURES),
             stats: Stats::default(),
             chain: Chain::default(),
-            frame: Staging([0; MAX_FRAME]),
+            frame: [0; HEADER + MAX_FRAME],
         }
     }
 
@@ -296,14 +288,12 @@ impl VirtioNet {
             } else {
                 // Header and frame copied out once; the header is ignored
                 // (no offload was negotiated).
-                let mut header = [0u8; HEADER];
-                let bytes = &mut self.frame.0[..total as usize - HEADER];
-                let mut cursor = Cursor::new(&self.chain.segments);
-                if !(cursor.read(ram, mem, &mut header) && cursor.read(ram, mem, bytes)) {
+                let bytes = &mut self.frame[..total as usize];
+                if !Cursor::new(&self.chain.segments).read(ram, mem, bytes) {
                     // Not reached: the walk checked every buffer.
                     self.stats.tx_bad_chains += 1;
                 } else if let Some(sink) = frames.as_deref_mut() {
-                    if !sink.send(bytes) {
+                    if !sink.send(&bytes[HEADER..]) {
                         // Left available, read again on the next call.
                         self.stats.tx_switch_full += 1;
                         switch_full = true;

@@ -7,7 +7,7 @@
 //! a mix of old and new bytes; so may we, and each byte is read once). Only clearing, done while
 //! none of the VM's vCPUs runs, uses plain stores.
 
-use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
 use hv::memory::GuestSlice;
 
 /// The atomic byte at host-physical `pa` of a guest slice.
@@ -29,79 +29,7 @@ fn word(pa: u64) -> &'static AtomicUsize {
     unsafe { AtomicUsize::from_ptr(pa as usize as *mut usize) }
 }
 
-/// The atomic 32-bit word at host-physical `pa`, 4-byte aligned, of a
-/// guest slice.
-fn word32(pa: u64) -> &'static AtomicU32 {
-    // SAFETY: as for `byte`; callers pass a 4-byte-aligned address whose
-    // whole word lies inside the slice.
-    unsafe { AtomicU32::from_ptr(pa as usize as *mut u32) }
-}
-
 const WORD: usize = size_of::<usize>();
-
-/// Copies between guest RAM at `pa` and a hypervisor buffer whose
-/// addresses agree modulo the word `$t` (`$atomic` for the guest's side):
-/// the buffer split at its aligned words, each guest byte read or written
-/// once, aligned words as single loads and stores. The image is built for
-/// strict alignment, so a word access through a `&[u8]` the compiler cannot
-/// prove aligned becomes a byte access per byte: these loops are what keep
-/// a frame's copy to a load and a store per word.
-macro_rules! aligned_copy {
-    ($read:ident, $write:ident, $t:ty, $atomic:ident) => {
-        /// `from` into `buf`, which lies at the same offset modulo the word.
-        fn $read(pa: u64, buf: &mut [u8]) {
-            // SAFETY: every bit pattern is a valid `$t` and a valid `u8`:
-            // `align_to_mut` only views the middle of `buf` as words.
-            let (head, body, tail) = unsafe { buf.align_to_mut::<$t>() };
-            let body_pa = pa + head.len() as u64;
-            let tail_pa = body_pa + (body.len() * size_of::<$t>()) as u64;
-            for (i, b) in head.iter_mut().enumerate() {
-                *b = byte(pa + i as u64).load(Relaxed);
-            }
-            for (i, w) in body.iter_mut().enumerate() {
-                *w = $atomic(body_pa + (i * size_of::<$t>()) as u64).load(Relaxed);
-            }
-            for (i, b) in tail.iter_mut().enumerate() {
-                *b = byte(tail_pa + i as u64).load(Relaxed);
-            }
-        }
-
-        /// `bytes` into guest RAM at `pa`, at the same offset modulo the
-        /// word.
-        fn $write(pa: u64, bytes: &[u8]) {
-            // SAFETY: as in the read: `align_to` only views the middle of
-            // `bytes` as words, and every bit pattern is a valid `$t`.
-            let (head, body, tail) = unsafe { bytes.align_to::<$t>() };
-            let body_pa = pa + head.len() as u64;
-            let tail_pa = body_pa + (body.len() * size_of::<$t>()) as u64;
-            for (i, &b) in head.iter().enumerate() {
-                byte(pa + i as u64).store(b, Relaxed);
-            }
-            for (i, &w) in body.iter().enumerate() {
-                $atomic(body_pa + (i * size_of::<$t>()) as u64).store(w, Relaxed);
-            }
-            for (i, &b) in tail.iter().enumerate() {
-                byte(tail_pa + i as u64).store(b, Relaxed);
-            }
-        }
-    };
-}
-
-aligned_copy!(read_words, write_words, usize, word);
-aligned_copy!(read_words32, write_words32, u32, word32);
-
-/// How the guest address `pa` and the buffer at `buf` agree: 8 if they are
-/// at the same offset modulo 8, 4 modulo 4, else 1.
-fn agreement(pa: u64, buf: usize) -> usize {
-    let apart = pa.wrapping_sub(buf as u64);
-    if apart.is_multiple_of(WORD as u64) {
-        WORD
-    } else if apart.is_multiple_of(4) {
-        4
-    } else {
-        1
-    }
-}
 
 /// Splits `len` bytes at `pa` into a head and a tail of single bytes and,
 /// between them, whole aligned words: the byte offsets where the words
@@ -119,12 +47,6 @@ pub fn read(from: GuestSlice, buf: &mut [u8]) {
         from.len(),
         "a guest read into a buffer of its length"
     );
-    let agree = agreement(from.pa(), buf.as_ptr() as usize);
-    if agree == WORD {
-        return read_words(from.pa(), buf);
-    } else if agree == 4 {
-        return read_words32(from.pa(), buf);
-    }
     let (first, last) = words(from.pa(), buf.len());
     for i in (0..first).chain(last..buf.len()) {
         buf[i] = byte(from.pa() + i as u64).load(Relaxed);
@@ -144,12 +66,6 @@ pub fn write(to: GuestSlice, bytes: &[u8]) {
         to.len(),
         "a guest write of the slice's length"
     );
-    let agree = agreement(to.pa(), bytes.as_ptr() as usize);
-    if agree == WORD {
-        return write_words(to.pa(), bytes);
-    } else if agree == 4 {
-        return write_words32(to.pa(), bytes);
-    }
     let (first, last) = words(to.pa(), bytes.len());
     for i in (0..first).chain(last..bytes.len()) {
         byte(to.pa() + i as u64).store(bytes[i], Relaxed);
