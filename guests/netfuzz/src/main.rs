@@ -18,10 +18,25 @@
 //! `flood=<n>` good frames sent as fast as the queue takes them (20000),
 //! `listen-ms=<n>` how long to go on talking and receiving after the flood,
 //! before and after the spoofed frame (200).
+//!
+//! Two other roles, for floods beside a neighbour (`net-flood`):
+//! - `tx=flood`: only bring-up and the flood of `flood=<n>` frames, with
+//!   `netfuzz: flood: <k> frames sent` every tenth of it (the scenario can
+//!   see that the flood overlaps what it measures).
+//! - `rx=irq`: a receiver as an operating system's driver is (Linux's
+//!   virtio-net takes its interrupt, then NAPI drains): it sends nothing,
+//!   sleeps in `wfi` until its device's interrupt (SPI, acknowledged at
+//!   the device in the handler), then takes and checks what arrived and
+//!   gives the buffers back. `rx=poll`: the same, but spinning on its
+//!   receive ring without waiting. Either stops once nothing arrived for
+//!   `quiet-ms=<n>` (500) after the first frame; `netfuzz: received ...`
+//!   and the case `rx-<mode>` report it.
 #![no_std]
 #![no_main]
 // No heap: a failure carries its line by value (`virtio::Msg`).
 #![allow(clippy::result_large_err)]
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use abi::StartInfo;
 use guest_rt::rng::Rng;
@@ -29,7 +44,7 @@ use guest_rt::virtio::{
     Mem, Res, Seg, Used, Virtq, CONFIG, D_INDIRECT, D_NEXT, D_WRITE, F_VERSION_1, STATUS,
     S_ACKNOWLEDGE, S_DRIVER, S_DRIVER_OK, S_FEATURES_OK,
 };
-use guest_rt::{cmdline, println, timer, why};
+use guest_rt::{cmdline, gic, irq, println, timer, why};
 
 guest_rt::entry!(main);
 
@@ -67,6 +82,15 @@ const QUEUE_SIZE: u16 = 64;
 /// How long to wait for a neighbour's first good frame.
 const HEAR_S: u64 = 10;
 const BATCH: u16 = 16;
+/// The device this driver uses: the VM's first virtio-mmio window, and
+/// its interrupt.
+const DEVICE: usize = 0;
+const NET_INTID: u32 = abi::GUEST_VIRTIO_INTID + DEVICE as u32;
+/// Priority of the receiver's interrupts.
+const PRIORITY: u8 = 0x80;
+/// The receiver's timer period, in milliseconds: how often it looks
+/// whether the flood is over.
+const CHECK_MS: u64 = 50;
 const _: () = assert!(TX_FRAMES + BATCH as u64 * TX_FRAME_STRIDE <= RX_BUFS);
 const _: () = assert!(RX_BUFS + RX_COUNT as u64 * RX_BUF_STRIDE <= SCRATCH);
 
@@ -299,12 +323,17 @@ impl Net {
         self.good_frame()
     }
 
-    /// `count` good broadcast frames of varied length, `BATCH` a notify.
-    fn flood(&mut self, count: u64) -> Res<()> {
+    /// `count` good broadcast frames of varied length, `BATCH` a notify;
+    /// with `progress`, a line every tenth of them.
+    fn flood(&mut self, count: u64, progress: bool) -> Res<()> {
         let mem = self.mem;
         let hdr = self.dma + TX_HDR;
+        let step = count.div_ceil(10).max(1);
         let mut sent = 0;
         while sent < count {
+            if progress && sent % step < u64::from(BATCH) && sent >= step {
+                println!("netfuzz: flood: {} frames sent", sent - sent % step);
+            }
             let batch = (count - sent).min(u64::from(BATCH)) as u16;
             for b in 0..batch {
                 let len = 60 + (u32::from(b) * 97 + sent as u32) % (MAX_FRAME - 59);
@@ -352,8 +381,17 @@ impl Net {
         }
     }
 
-    /// Takes what arrived, checks it, and gives the buffers back.
+    /// Takes what arrived, checks it, gives the buffers back and
+    /// acknowledges the interrupt.
     fn drain_rx(&mut self) {
+        if self.take_rx() {
+            self.rx.ack();
+        }
+    }
+
+    /// Takes what arrived, checks it, and gives the buffers back (one
+    /// notify for all of them); whether anything arrived.
+    fn take_rx(&mut self) -> bool {
         let mem = self.mem;
         let mut taken = false;
         while self.rx.pending(mem) > 0 {
@@ -381,8 +419,86 @@ impl Net {
         }
         if taken {
             self.rx.kick(mem);
+        }
+        taken
+    }
+
+    /// The receiver roles: until nothing arrived for `quiet_ms` after the
+    /// first frame (or none came in [`HEAR_S`]), take what arrives,
+    /// sleeping until the device's interrupt (`irq`) or spinning on the
+    /// receive ring.
+    fn receiver(&mut self, irq: bool, quiet_ms: u64) -> Res<()> {
+        let frequency = timer::frequency();
+        let start = timer::now();
+        let quiet = quiet_ms * frequency / 1000;
+        let give_up = start + HEAR_S * frequency;
+        let check = CHECK_MS * frequency / 1000;
+        if irq {
+            irq::set_handler(on_irq);
+            gic::init();
+            gic::enable(NET_INTID, PRIORITY);
+            gic::enable(timer::INTID, PRIORITY);
+            timer::set_deadline(start + check);
+            irq::enable();
+        }
+        // The counter when the last frame came (0: none yet).
+        let mut last = 0;
+        let mut wakeups = 0u64;
+        loop {
+            if irq {
+                irq::disable();
+                if !NET_IRQ.load(Ordering::Relaxed) && !TICK.load(Ordering::Relaxed) {
+                    irq::wait();
+                }
+                // The handler runs here.
+                irq::enable();
+                if NET_IRQ.load(Ordering::Relaxed) {
+                    NET_IRQ.store(false, Ordering::Relaxed);
+                    wakeups += 1;
+                }
+            }
+            let taken = if irq {
+                self.take_rx()
+            } else {
+                self.drain_rx_taken()
+            };
+            let now = timer::now();
+            if taken {
+                last = now;
+            }
+            if irq && TICK.load(Ordering::Relaxed) {
+                TICK.store(false, Ordering::Relaxed);
+                timer::set_deadline(now + check);
+            }
+            if last != 0 && now - last >= quiet {
+                break;
+            }
+            if last == 0 && now >= give_up {
+                if irq {
+                    irq::disable();
+                    timer::disable();
+                }
+                return Err(why!("no frame in {HEAR_S} s"));
+            }
+        }
+        if irq {
+            irq::disable();
+            timer::disable();
+            println!(
+                "netfuzz: {wakeups} receive interrupts, {} handled in all",
+                IRQS.load(Ordering::Relaxed)
+            );
+        }
+        Ok(())
+    }
+
+    /// [`Net::drain_rx`], saying whether anything arrived.
+    fn drain_rx_taken(&mut self) -> bool {
+        let taken = self.take_rx();
+        if taken {
             self.rx.ack();
         }
+        taken
     }
 
     /// What arrived in buffer `id`: a header with `num_buffers` 1 and a
@@ -422,6 +538,39 @@ enum Frame {
     Bad(&'static str),
 }
 
+/// The receiver's device interrupt came (set by the handler).
+static NET_IRQ: AtomicBool = AtomicBool::new(false);
+/// The receiver's timer fired (set by the handler, which disables it).
+static TICK: AtomicBool = AtomicBool::new(false);
+/// Interrupts the handler took.
+static IRQS: AtomicU64 = AtomicU64::new(0);
+
+/// The receiver's IRQ handler: the device's interrupt is acknowledged at
+/// the device (its line is level: InterruptStatus != 0), as Linux's
+/// `vm_interrupt` does, and the main loop drains; the timer is disabled
+/// until the main loop sets it again.
+fn on_irq(intid: u32) {
+    IRQS.store(IRQS.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    match intid {
+        NET_INTID => {
+            // Only its registers: no rings.
+            Virtq::new(DEVICE, 0, 0).ack();
+            NET_IRQ.store(true, Ordering::Relaxed);
+        }
+        timer::INTID => {
+            timer::disable();
+            TICK.store(true, Ordering::Relaxed);
+        }
+        other => println!("netfuzz: unexpected interrupt {other}"),
+    }
+}
+
+/// The word after `key=` on `line`.
+fn word<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
 fn expect_used(used: Used, len: u32) -> Res<()> {
     if used.len != len {
         return Err(why!("used length {} (want {len})", used.len));
@@ -435,6 +584,17 @@ fn main(info: &'static StartInfo) -> u64 {
     let attempts = cmdline::number(line, "attempts", 2000);
     let flood = cmdline::number(line, "flood", 20_000);
     let listen_ms = cmdline::number(line, "listen-ms", 200);
+    let quiet_ms = cmdline::number(line, "quiet-ms", 500);
+    let rx_irq = match word(line, "rx") {
+        None => None,
+        Some("irq") => Some(true),
+        Some("poll") => Some(false),
+        Some(other) => {
+            println!("netfuzz: rx={other}: irq or poll");
+            return 2;
+        }
+    };
+    let tx_flood = word(line, "tx") == Some("flood");
     println!("netfuzz: seed={seed} attempts={attempts} flood={flood}");
     let ram_end = info.ram_base + info.ram_size;
     let dma = (ram_end - 0x1000 - DMA_SIZE) & !0xffff;
@@ -450,8 +610,8 @@ fn main(info: &'static StartInfo) -> u64 {
         mem: Mem::new(info, dma, DMA_SIZE),
         dma,
         ram_end,
-        rx: Virtq::new(0, 0, dma + RX_RINGS),
-        tx: Virtq::new(0, 1, dma + TX_RINGS),
+        rx: Virtq::new(DEVICE, 0, dma + RX_RINGS),
+        tx: Virtq::new(DEVICE, 1, dma + TX_RINGS),
         mac: [0; 6],
         peer: None,
         seq: 0,
@@ -465,14 +625,24 @@ fn main(info: &'static StartInfo) -> u64 {
     let up = net.bring_up();
     let up_ok = up.is_ok();
     net.case("bring-up", up);
-    if up_ok {
+    if let (true, Some(irq)) = (up_ok, rx_irq) {
+        let received = net.receiver(irq, quiet_ms);
+        net.case(if irq { "rx-irq" } else { "rx-poll" }, received);
+    } else if up_ok && tx_flood {
+        println!("netfuzz: flood: started");
+        let start = timer::now();
+        let flooded = net.flood(flood, true);
+        let ms = (timer::now() - start) * 1000 / timer::frequency();
+        println!("netfuzz: flood: {flood} frames sent in {ms} ms");
+        net.case("tx-flood", flooded);
+    } else if up_ok {
         let good = net.good_frame();
         net.case("tx-good", good);
         net.bad_chains();
         let mut rng = Rng(seed);
         let random = net.random_chains(&mut rng, attempts);
         net.case("tx-random-chains", random);
-        let flooded = net.flood(flood);
+        let flooded = net.flood(flood, false);
         net.case("tx-flood", flooded);
         // Hear from a neighbour (which may start later), then spoof it, then
         // keep talking a while so that it hears this one too.

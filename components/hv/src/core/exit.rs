@@ -241,8 +241,9 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             self.vms[vm].devices.find(abort.ipa)
         };
         if let (Some((owner, window)), Some(access)) = (owner, abort.access) {
-            self.emulate_mmio(vcpu, owner, window, abort, access);
-            skip_instruction(self.ctx(vcpu), esr);
+            if self.emulate_mmio(vcpu, owner, window, abort, access) {
+                skip_instruction(self.ctx(vcpu), esr);
+            }
             return Next::Resume;
         }
         let emulated = owner.is_some();
@@ -271,7 +272,9 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     }
 
     /// Carries out one trapped load or store in `owner`'s `window`: the
-    /// stored register is read once, the loaded one written once.
+    /// stored register is read once, the loaded one written once. False
+    /// when the access is to be made again (a network device with more
+    /// to send than one exit serves: the guest's store traps again).
     fn emulate_mmio(
         &mut self,
         vcpu: VcpuId,
@@ -279,7 +282,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         window: Window,
         abort: Abort,
         access: Access,
-    ) {
+    ) -> bool {
         let (vm, index) = self.vm_and_index(vcpu);
         let stored = abort.write.then(|| access.store_value(self.ctx(vcpu)));
         match owner {
@@ -318,10 +321,11 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                 }
                 self.signal(vcpu, device, signal);
                 if signal.work {
-                    self.device_work(vcpu, device);
+                    return self.device_work(vcpu, device);
                 }
             }
         }
+        true
     }
 
     /// Device `device` of `vcpu`'s VM asks for `signal` (after an access by

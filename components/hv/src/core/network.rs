@@ -16,16 +16,25 @@ use crate::{
 };
 use alloc::vec::Vec;
 
-/// Frames one `work` call may send before the core delivers them.
-const OUTBOX_FRAMES: usize = 32;
+/// Frames one exit may send: the core delivers them and, if the device
+/// has more, lets the lock go and has the guest's notify made again (its
+/// store traps again). A neighbour waiting for the lock then waits for at
+/// most this many frames' copies, not a whole queue's.
+const OUTBOX_FRAMES: usize = 1;
 /// Most rounds of work and delivery one notify gets: a transmit queue
 /// holds at most 256 chains, 8 outboxes; the bound stops a device that
 /// asks for work for ever.
 const WORK_ROUNDS: usize = 64;
 
+/// One frame's room in the outbox, 8-byte aligned: an aligned frame is
+/// copied in and out a word at a time (the hypervisor is built for strict
+/// alignment: between differently aligned addresses, byte by byte).
+#[repr(C, align(8))]
+struct Slot([u8; MAX_FRAME]);
+
 /// The frames a network device sent in one `work` call.
 pub(crate) struct Outbox {
-    bytes: Vec<u8>,
+    slots: Vec<Slot>,
     lens: Vec<usize>,
     /// Frames over [`MAX_FRAME`] a device handed over (a device bug):
     /// dropped here.
@@ -35,14 +44,14 @@ pub(crate) struct Outbox {
 impl Outbox {
     fn new() -> Self {
         Outbox {
-            bytes: alloc::vec![0; OUTBOX_FRAMES * MAX_FRAME],
+            slots: (0..OUTBOX_FRAMES).map(|_| Slot([0; MAX_FRAME])).collect(),
             lens: Vec::with_capacity(OUTBOX_FRAMES),
             oversized: 0,
         }
     }
 
     fn frame(&self, index: usize) -> &[u8] {
-        &self.bytes[index * MAX_FRAME..][..self.lens[index]]
+        &self.slots[index].0[..self.lens[index]]
     }
 }
 
@@ -56,7 +65,7 @@ impl FrameSink for Outbox {
         if index == OUTBOX_FRAMES {
             return false;
         }
-        self.bytes[index * MAX_FRAME..][..frame.len()].copy_from_slice(frame);
+        self.slots[index].0[..frame.len()].copy_from_slice(frame);
         self.lens.push(frame.len());
         true
     }
@@ -97,8 +106,10 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
 
     /// Device `device` of `vcpu`'s VM asked for work: it gets its VM's RAM,
     /// the disk and, a network device, the outbox, whose frames are
-    /// delivered after each round.
-    pub(super) fn device_work(&mut self, vcpu: VcpuId, device: usize) {
+    /// delivered after each round. A network device gets one round: false
+    /// if it has more to send, and the access that asked is to be made
+    /// again.
+    pub(super) fn device_work(&mut self, vcpu: VcpuId, device: usize) -> bool {
         let vm = self.vm_of(vcpu);
         let port = Port { vm, device };
         let on_network = self.switch.find(port).is_some();
@@ -118,11 +129,13 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             self.signal(vcpu, device, done);
             if on_network {
                 self.deliver(port);
+                return !done.work;
             }
             if !done.work {
                 break;
             }
         }
+        true
     }
 
     /// Routes and hands over every frame in the outbox, sent by `from`.
