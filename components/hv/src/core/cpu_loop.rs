@@ -77,7 +77,6 @@ where
         // One lock hold per exit, not two: acting on what the CPU did and
         // picking its next work happen together. A VM exiting at a high
         // rate then costs a neighbour's exit at most one wait.
-        let mut give_way = true;
         (work, vgic) = match work {
             Work::Run(vcpu, mut ctx) => {
                 let (exit, fast) = loop {
@@ -92,9 +91,7 @@ where
                     Fast::Kick(effects) => hv.after_fast(cpu, vcpu, ctx, effects),
                     _ => hv.after_run(cpu, vcpu, ctx, exit),
                 }
-                let next = next(&mut hv, cpu);
-                give_way = !hv.interrupt_to_take(&next.0);
-                next
+                next(&mut hv, cpu)
             }
             Work::Zero(vcpu, chunk) => {
                 outside.zero(chunk);
@@ -107,15 +104,11 @@ where
                 outside.wait_for_interrupt();
                 let mut hv = hv.lock();
                 hv.after_idle(cpu);
-                let next = next(&mut hv, cpu);
-                give_way = !hv.interrupt_to_take(&next.0);
-                next
+                next(&mut hv, cpu)
             }
             Work::Finished => return,
         };
-        if give_way {
-            hv.after_release();
-        }
+        hv.after_release();
         crate::log::drain();
     }
 }
@@ -129,22 +122,6 @@ fn next<P: Platform, S: Scheduler, V: Vgic>(
     let work = hv.next_work(cpu);
     let vgic = hv.fast_vgic(&work);
     (work, vgic)
-}
-
-impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
-    /// `work` enters a guest with a virtual interrupt in its list
-    /// registers (pending, or being handled). That CPU keeps its turn
-    /// after letting the lock go: under QEMU's round-robin TCG, giving way
-    /// hands the rest of the turn to the waiter, which runs on into its
-    /// own guest up to the next timer deadline anywhere, so the interrupt
-    /// would wait for a neighbour's whole turn (a network flooder's: tens
-    /// of milliseconds). On hardware both run at once either way.
-    fn interrupt_to_take(&self, work: &Work<P::Context>) -> bool {
-        match work {
-            Work::Run(vcpu, _) => self.vcpus[vcpu.0 as usize].lrs_live,
-            _ => false,
-        }
-    }
 }
 
 /// A one-CPU host's lock: the only CPU holds the hypervisor outright.
