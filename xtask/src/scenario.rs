@@ -11,7 +11,7 @@ use config::composition::Composition;
 use config::profile::{self, Boot, Expect, Known, Profile, Scenario};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -311,12 +311,29 @@ fn scenario_stem(path: &Path) -> String {
 /// name (`name`, or `name@board` for a scenario on several boards) `wanted`
 /// accepts.
 pub fn run_each_board(ws: &Workspace, path: &Path, wanted: &dyn Fn(&str) -> bool) -> Vec<Outcome> {
-    let scenario = match profile::load_scenario(path) {
-        Ok(scenario) => scenario,
-        Err(error) => return vec![Outcome::failed(scenario_stem(path), error.to_string())],
-    };
+    match runs(path, wanted) {
+        Ok(runs) => runs
+            .into_iter()
+            .map(|(name, scenario)| Outcome {
+                name,
+                ..run_scenario(ws, &scenario)
+            })
+            .collect(),
+        Err(failed) => vec![*failed],
+    }
+}
+
+/// The runs of the scenario in `path` that `wanted` accepts: each board's
+/// run name (`name`, or `name@board` for a scenario on several boards) and
+/// the scenario on that board. A file that does not load is one failed run.
+pub fn runs(
+    path: &Path,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<Vec<(String, Scenario)>, Box<Outcome>> {
+    let scenario = profile::load_scenario(path)
+        .map_err(|error| Box::new(Outcome::failed(scenario_stem(path), error.to_string())))?;
     let several = scenario.boards.len() > 1;
-    scenario
+    Ok(scenario
         .boards
         .iter()
         .map(|board| {
@@ -328,22 +345,39 @@ pub fn run_each_board(ws: &Workspace, path: &Path, wanted: &dyn Fn(&str) -> bool
             (name, scenario.on_board(board))
         })
         .filter(|(name, _)| wanted(name))
-        .map(|(name, scenario)| Outcome {
-            name,
-            ..run_scenario(ws, &scenario)
-        })
-        .collect()
+        .collect())
 }
 
 fn run_scenario(ws: &Workspace, scenario: &Scenario) -> Outcome {
-    let name = scenario.name.clone();
-    // Malformed `{lo..hi}` placeholders fail the scenario before it builds.
-    if let Err(error) = check_expectations(&scenario.expect) {
-        return Outcome::failed(name, format!("{}: {error}", scenario.path.display()));
+    match prepare(ws, scenario) {
+        Ok(ready) => ready.boot(ws),
+        Err(failed) => *failed,
     }
-    match boot(ws, scenario) {
-        Ok(outcome) => outcome,
-        Err(error) => Outcome::failed(name, format!("{error:#}")),
+}
+
+/// A scenario built and ready to boot: what may run beside other boots,
+/// since nothing in it is shared with another run.
+pub struct Ready {
+    scenario: Scenario,
+    built: Built,
+    cmd: Command,
+}
+
+/// Checks and builds `scenario` (builds share cargo's target directory, so
+/// they run one at a time); the failure is the run's outcome.
+pub fn prepare(ws: &Workspace, scenario: &Scenario) -> Result<Ready, Box<Outcome>> {
+    let failed = |error: String| Box::new(Outcome::failed(scenario.name.clone(), error));
+    // Malformed `{lo..hi}` placeholders fail the scenario before it builds.
+    check_expectations(&scenario.expect)
+        .map_err(|error| failed(format!("{}: {error}", scenario.path.display())))?;
+    build(ws, scenario).map_err(|error| failed(format!("{error:#}")))
+}
+
+impl Ready {
+    /// Boots the image and watches it; never fails, the outcome says why.
+    pub fn boot(self, ws: &Workspace) -> Outcome {
+        let name = self.scenario.name.clone();
+        boot(ws, self).unwrap_or_else(|error| Outcome::failed(name, format!("{error:#}")))
     }
 }
 
@@ -429,7 +463,7 @@ pub fn prepare_disk(ws: &Workspace, scenario: &Scenario) -> Result<Option<std::p
     Ok(Some(image))
 }
 
-fn boot(ws: &Workspace, scenario: &Scenario) -> Result<Outcome> {
+fn build(ws: &Workspace, scenario: &Scenario) -> Result<Ready> {
     let (profile, mut composition) = plan(ws, scenario)?;
     composition.selftest = scenario.selftest.clone();
     let built = compose::build_planned(ws, composition)?;
@@ -437,11 +471,25 @@ fn boot(ws: &Workspace, scenario: &Scenario) -> Result<Outcome> {
     if let Some(machine) = &scenario.machine {
         spec.machine = machine.clone();
     }
-    let mut cmd = match scenario.boot {
+    let cmd = match scenario.boot {
         Boot::Kernel => qemu::command(&spec, &built)?,
         Boot::UBoot => qemu::u_boot_command(&spec, &built, &sdcard::write_sdcard(&built)?)?,
         Boot::UBootFit => qemu::u_boot_command(&spec, &built, &sdcard::write_fit_sdcard(&built)?)?,
     };
+    Ok(Ready {
+        scenario: scenario.clone(),
+        built,
+        cmd,
+    })
+}
+
+fn boot(ws: &Workspace, ready: Ready) -> Result<Outcome> {
+    let Ready {
+        scenario,
+        built,
+        mut cmd,
+    } = ready;
+    let scenario = &scenario;
     let disk = prepare_disk(ws, scenario)?;
     if let Some(disk) = &disk {
         qemu::attach_disk(&mut cmd, disk);

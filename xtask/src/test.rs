@@ -88,15 +88,56 @@ pub fn run(ws: &Workspace, only: &[String]) -> Result<()> {
     // A word picks runs by name: `hello` (all its boards), `@qemu-virt-a15`.
     let wanted =
         |name: &str| only.is_empty() || only.iter().any(|word| name.contains(word.as_str()));
-    for path in scenario::files(&ws.scenarios_dir())? {
-        for outcome in scenario::run_each_board(ws, &path, &wanted) {
-            outcome.report();
-            match outcome.failure {
-                None => tally.passed += 1,
-                Some(_) => tally.failed += 1,
+    let mut count = |outcome: scenario::Outcome| {
+        outcome.report();
+        match outcome.failure {
+            None => tally.passed += 1,
+            Some(_) => tally.failed += 1,
+        }
+    };
+    // Builds go one at a time (they share cargo's target directory); boots
+    // run beside them and each other, one a host CPU. Every scenario runs
+    // under -icount, so its guest time does not depend on the host's load.
+    let jobs = boot_jobs();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| -> Result<()> {
+        let mut booting = 0;
+        for path in scenario::files(&ws.scenarios_dir())? {
+            let runs = match scenario::runs(&path, &wanted) {
+                Ok(runs) => runs,
+                Err(failed) => {
+                    count(*failed);
+                    continue;
+                }
+            };
+            for (name, run) in runs {
+                let ready = match scenario::prepare(ws, &run) {
+                    Ok(ready) => ready,
+                    Err(failed) => {
+                        count(scenario::Outcome { name, ..*failed });
+                        continue;
+                    }
+                };
+                if booting == jobs {
+                    count(finished.recv()?);
+                    booting -= 1;
+                }
+                let done = done.clone();
+                booting += 1;
+                scope.spawn(move || {
+                    // The receiver outlives every boot.
+                    let _ = done.send(scenario::Outcome {
+                        name,
+                        ..ready.boot(ws)
+                    });
+                });
             }
         }
-    }
+        for _ in 0..booting {
+            count(finished.recv()?);
+        }
+        Ok(())
+    })?;
     println!("{} passed, {} failed", tally.passed, tally.failed);
     if tally.failed > 0 {
         bail!(
@@ -106,6 +147,12 @@ pub fn run(ws: &Workspace, only: &[String]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// QEMU boots run at once: one a host CPU, at most four (each Linux VM
+/// takes QEMU a few hundred MiB).
+fn boot_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
 
 /// A shell in the workspace root.
