@@ -350,7 +350,7 @@ pub fn runs(
 
 fn run_scenario(ws: &Workspace, scenario: &Scenario) -> Outcome {
     match prepare(ws, scenario) {
-        Ok(ready) => ready.boot(ws),
+        Ok(ready) => ready.boot(ws, 1),
         Err(failed) => *failed,
     }
 }
@@ -375,7 +375,10 @@ pub fn prepare(ws: &Workspace, scenario: &Scenario) -> Result<Ready, Box<Outcome
 
 impl Ready {
     /// Boots the image and watches it; never fails, the outcome says why.
-    pub fn boot(self, ws: &Workspace) -> Outcome {
+    /// `sharing` boots run on the host at once (and a build beside them):
+    /// the scenario's timeout, in host time, is stretched as many times.
+    pub fn boot(mut self, ws: &Workspace, sharing: u32) -> Outcome {
+        self.scenario.timeout *= sharing.max(1);
         let name = self.scenario.name.clone();
         boot(ws, self).unwrap_or_else(|error| Outcome::failed(name, format!("{error:#}")))
     }

@@ -128,7 +128,7 @@ pub fn run(ws: &Workspace, only: &[String]) -> Result<()> {
                     // The receiver outlives every boot.
                     let _ = done.send(scenario::Outcome {
                         name,
-                        ..ready.boot(ws)
+                        ..ready.boot(ws, jobs as u32)
                     });
                 });
             }

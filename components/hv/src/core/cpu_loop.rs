@@ -60,6 +60,9 @@ pub trait Outside<C> {
     fn zero(&mut self, chunk: GuestSlice);
     /// Waits for an interrupt (WFI).
     fn wait_for_interrupt(&mut self);
+    /// Arms this CPU's timer for `deadline`, which the platform left for
+    /// after the lock ([`crate::platform::Timer::take_deferred_deadline`]).
+    fn arm_timer(&mut self, _deadline: u64) {}
 }
 
 /// Runs `cpu` until no VM is left. Console output queued while the lock was
@@ -72,12 +75,16 @@ where
     V: Vgic,
     O: Outside<P::Context>,
 {
-    let (mut work, mut vgic) = next(&mut hv.lock(), cpu);
+    let (mut work, mut vgic, _, deadline) = next(&mut hv.lock(), cpu);
+    if let Some(at) = deadline {
+        outside.arm_timer(at);
+    }
     loop {
         // One lock hold per exit, not two: acting on what the CPU did and
         // picking its next work happen together. A VM exiting at a high
         // rate then costs a neighbour's exit at most one wait.
-        (work, vgic) = match work {
+        let (keeps_turn, deadline);
+        (work, vgic, keeps_turn, deadline) = match work {
             Work::Run(vcpu, mut ctx) => {
                 let (exit, fast) = loop {
                     let exit = outside.run_guest(&mut ctx);
@@ -108,20 +115,29 @@ where
             }
             Work::Finished => return,
         };
-        hv.after_release();
+        if let Some(at) = deadline {
+            outside.arm_timer(at);
+        }
+        if !keeps_turn {
+            hv.after_release();
+        }
         crate::log::drain();
     }
 }
 
-/// `cpu`'s next work, and the vGIC its fast path may use meanwhile.
+/// `cpu`'s next work, the vGIC its fast path may use meanwhile, whether it
+/// keeps its turn after the lock ([`Hypervisor::keeps_turn`]), and the
+/// timer deadline to arm once the lock is let go.
 #[inline(always)]
 fn next<P: Platform, S: Scheduler, V: Vgic>(
     hv: &mut Hypervisor<P, S, V>,
     cpu: CpuId,
-) -> (Work<P::Context>, FastVgic<V>) {
+) -> (Work<P::Context>, FastVgic<V>, bool, Option<u64>) {
     let work = hv.next_work(cpu);
     let vgic = hv.fast_vgic(&work);
-    (work, vgic)
+    let keeps_turn = hv.keeps_turn(cpu, &work);
+    let deadline = hv.platform.take_deferred_deadline();
+    (work, vgic, keeps_turn, deadline)
 }
 
 /// A one-CPU host's lock: the only CPU holds the hypervisor outright.

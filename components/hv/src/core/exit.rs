@@ -177,6 +177,9 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     pub(super) fn guest_timer_fired(&mut self, vcpu: VcpuId) {
         self.platform.mask_guest_timer(true);
         self.vcpus[vcpu.0 as usize].vtimer_masked = true;
+        if let RunState::OnCpu(cpu) = self.vcpus[vcpu.0 as usize].run {
+            self.cpus[cpu.0 as usize].timer_handed = true;
+        }
         let (vm, index) = self.vm_and_index(vcpu);
         let effects = self.vms[vm]
             .vgic

@@ -46,6 +46,9 @@ struct CpuState {
     /// The list registers here may hold entries (a vCPU's were written
     /// since they were last cleared): a vCPU with none must clear them.
     lrs_in_use: bool,
+    /// The vCPU here was handed its expired virtual timer in this lock
+    /// hold: this CPU keeps its turn after the lock ([`Hypervisor::keeps_turn`]).
+    timer_handed: bool,
 }
 
 /// What a physical CPU does next (see [`Hypervisor::next_work`]).
@@ -431,6 +434,21 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         } else if self.cpus[cpu.0 as usize].rearm {
             self.arm_timer(cpu);
         }
+    }
+
+    /// `work` runs the vCPU that was handed its expired virtual timer in
+    /// this lock hold. Its CPU then keeps its turn after letting the lock
+    /// go (no YIELD to a waiter): under QEMU's round-robin TCG giving way
+    /// hands the rest of the turn to the waiter, which runs on into its own
+    /// guest up to the next timer deadline anywhere, and the timer
+    /// interrupt waits for all of it (beside a packet flooder, tens of
+    /// milliseconds). Only the timer, and once per expiry (it stays masked
+    /// until the guest completes it): a vCPU spinning with interrupts
+    /// masked on a sibling that waits for the lock still lets it in at its
+    /// next exit. On hardware YIELD is a hint either way.
+    pub(super) fn keeps_turn(&mut self, cpu: CpuId, work: &Work<P::Context>) -> bool {
+        let handed = core::mem::take(&mut self.cpus[cpu.0 as usize].timer_handed);
+        handed && matches!(work, Work::Run(..))
     }
 
     /// What the fast path may answer distributor accesses from while
