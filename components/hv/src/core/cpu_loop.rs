@@ -140,8 +140,25 @@ fn next<P: Platform, S: Scheduler, V: Vgic>(
     (work, vgic, keeps_turn, deadline)
 }
 
-/// A one-CPU host's lock: the only CPU holds the hypervisor outright.
-pub(super) struct Alone<'h, H>(pub RefCell<&'h mut H>);
+/// A one-CPU host's lock: the only CPU holds the hypervisor outright. It
+/// counts the times the loop gave way after it, for the host tests.
+pub(super) struct Alone<'h, H> {
+    hv: RefCell<&'h mut H>,
+    pub gave_way: core::cell::Cell<u32>,
+}
+
+impl<'h, H> Alone<'h, H> {
+    pub fn new(hv: &'h mut H) -> Self {
+        Alone {
+            hv: RefCell::new(hv),
+            gave_way: core::cell::Cell::new(0),
+        }
+    }
+
+    pub fn into_inner(self) -> &'h mut H {
+        self.hv.into_inner()
+    }
+}
 
 impl<'h, H> HvLock for Alone<'h, H> {
     type Hv = H;
@@ -150,7 +167,10 @@ impl<'h, H> HvLock for Alone<'h, H> {
     where
         Self: 'a;
     fn lock(&self) -> Self::Guard<'_> {
-        core::cell::RefMut::map(self.0.borrow_mut(), |hv| &mut **hv)
+        core::cell::RefMut::map(self.hv.borrow_mut(), |hv| &mut **hv)
+    }
+    fn after_release(&self) {
+        self.gave_way.set(self.gave_way.get() + 1);
     }
 }
 

@@ -304,9 +304,9 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// Runs every VM on CPU 0 until none is left: a one-CPU host (and the
     /// host tests), through the loop the image's CPUs run.
     pub fn run(&mut self) {
-        let alone = cpu_loop::Alone(core::cell::RefCell::new(self));
+        let alone = cpu_loop::Alone::new(self);
         run_cpu(&alone, CpuId(0), &mut cpu_loop::Through(&alone));
-        alone.0.into_inner().platform.set_deadline(None);
+        alone.into_inner().platform.set_deadline(None);
     }
 
     /// What `cpu` does next: go on with its vCPU, pick another, or idle.

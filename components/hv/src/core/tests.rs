@@ -896,35 +896,11 @@ fn a_vcpu_woken_by_its_timer_enters_with_the_interrupt_pending() {
     assert!(hv.platform.guest_timer_masked, "masked while in flight");
 }
 
-/// [`cpu_loop::Alone`], counting the times the loop gives way after the
-/// lock ([`cpu_loop::HvLock::after_release`]).
-struct CountingGiveWay<'h, H> {
-    alone: cpu_loop::Alone<'h, H>,
-    gave_way: core::cell::Cell<u32>,
-}
-
-impl<'h, H> cpu_loop::HvLock for CountingGiveWay<'h, H> {
-    type Hv = H;
-    type Guard<'a>
-        = core::cell::RefMut<'a, H>
-    where
-        Self: 'a;
-    fn lock(&self) -> Self::Guard<'_> {
-        self.alone.lock()
-    }
-    fn after_release(&self) {
-        self.gave_way.set(self.gave_way.get() + 1);
-    }
-}
-
 /// How often `hv`'s CPU 0 gives way after the lock while it runs to the end.
 fn give_ways(hv: &mut Hypervisor<Mock, Fifo, TestVgic>) -> u32 {
-    let lock = CountingGiveWay {
-        alone: cpu_loop::Alone(RefCell::new(hv)),
-        gave_way: core::cell::Cell::new(0),
-    };
-    cpu_loop::run_cpu(&lock, CpuId(0), &mut cpu_loop::Through(&lock.alone));
-    lock.gave_way.get()
+    let alone = cpu_loop::Alone::new(hv);
+    cpu_loop::run_cpu(&alone, CpuId(0), &mut cpu_loop::Through(&alone));
+    alone.gave_way.get()
 }
 
 #[test]
