@@ -122,15 +122,6 @@ pub trait Timer {
     /// disarms it with `None`.
     fn set_deadline(&mut self, deadline: Option<u64>);
 
-    /// A deadline `set_deadline` was given but left for the CPU to arm once
-    /// it has let the lock go (`Outside::arm_timer`), taken once. Under
-    /// QEMU's icount, arming a timer that becomes the earliest deadline ends
-    /// the CPU's turn: inside the lock, every other CPU then waits for the
-    /// lock through the turns of all the others. `None`: armed at once.
-    fn take_deferred_deadline(&mut self) -> Option<u64> {
-        None
-    }
-
     /// INTID of the hypervisor's own timer.
     fn timer_irq(&self) -> u32;
 

@@ -67,9 +67,6 @@ impl GuestMemory for Board {
 /// virtual CPU interface belongs to the vGIC.
 pub struct Board {
     gic: c::Gic,
-    /// The deadline the lock holder's timer is armed for once it has let the
-    /// lock go (`Timer::take_deferred_deadline`).
-    deadline_after_lock: Option<u64>,
 }
 
 /// The SGI one CPU sends another to make it look for work.
@@ -109,13 +106,7 @@ impl Board {
         // SAFETY: the profile's GIC, identity-mapped as device memory by the
         // EL2 tables and used by nothing else; this runs once, at boot.
         let (gic, vif) = unsafe { c::Gic::at(&c::GIC, &PRIVATE_IRQS) };
-        (
-            Board {
-                gic,
-                deadline_after_lock: None,
-            },
-            vif,
-        )
+        (Board { gic }, vif)
     }
 
     /// What each secondary CPU sets up for itself.
@@ -170,17 +161,8 @@ impl Timer for Board {
         timer::frequency()
     }
 
-    /// Arming waits for the lock to be let go; disarming (which drops the
-    /// timer's line before its interrupt is ended) does not.
     fn set_deadline(&mut self, deadline: Option<u64>) {
-        self.deadline_after_lock = deadline;
-        if deadline.is_none() {
-            timer::set_deadline(None);
-        }
-    }
-
-    fn take_deferred_deadline(&mut self) -> Option<u64> {
-        self.deadline_after_lock.take()
+        timer::set_deadline(deadline);
     }
 
     fn timer_irq(&self) -> u32 {

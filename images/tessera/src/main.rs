@@ -379,9 +379,6 @@ impl Outside<arch::Context> for OnThisCpu {
     fn wait_for_interrupt(&mut self) {
         arch::wfi();
     }
-    fn arm_timer(&mut self, deadline: u64) {
-        arch::timer::set_deadline(Some(deadline));
-    }
 }
 
 fn init_heap() {

@@ -60,9 +60,6 @@ pub trait Outside<C> {
     fn zero(&mut self, chunk: GuestSlice);
     /// Waits for an interrupt (WFI).
     fn wait_for_interrupt(&mut self);
-    /// Arms this CPU's timer for `deadline`, which the platform left for
-    /// after the lock ([`crate::platform::Timer::take_deferred_deadline`]).
-    fn arm_timer(&mut self, _deadline: u64) {}
 }
 
 /// Runs `cpu` until no VM is left. Console output queued while the lock was
@@ -75,16 +72,13 @@ where
     V: Vgic,
     O: Outside<P::Context>,
 {
-    let (mut work, mut vgic, _, deadline) = next(&mut hv.lock(), cpu);
-    if let Some(at) = deadline {
-        outside.arm_timer(at);
-    }
+    let (mut work, mut vgic, _) = next(&mut hv.lock(), cpu);
     loop {
         // One lock hold per exit, not two: acting on what the CPU did and
         // picking its next work happen together. A VM exiting at a high
         // rate then costs a neighbour's exit at most one wait.
-        let (keeps_turn, deadline);
-        (work, vgic, keeps_turn, deadline) = match work {
+        let keeps_turn;
+        (work, vgic, keeps_turn) = match work {
             Work::Run(vcpu, mut ctx) => {
                 let (exit, fast) = loop {
                     let exit = outside.run_guest(&mut ctx);
@@ -115,9 +109,6 @@ where
             }
             Work::Finished => return,
         };
-        if let Some(at) = deadline {
-            outside.arm_timer(at);
-        }
         if !keeps_turn {
             hv.after_release();
         }
@@ -125,19 +116,17 @@ where
     }
 }
 
-/// `cpu`'s next work, the vGIC its fast path may use meanwhile, whether it
-/// keeps its turn after the lock ([`Hypervisor::keeps_turn`]), and the
-/// timer deadline to arm once the lock is let go.
+/// `cpu`'s next work, the vGIC its fast path may use meanwhile, and
+/// whether it keeps its turn after the lock ([`Hypervisor::keeps_turn`]).
 #[inline(always)]
 fn next<P: Platform, S: Scheduler, V: Vgic>(
     hv: &mut Hypervisor<P, S, V>,
     cpu: CpuId,
-) -> (Work<P::Context>, FastVgic<V>, bool, Option<u64>) {
+) -> (Work<P::Context>, FastVgic<V>, bool) {
     let work = hv.next_work(cpu);
     let vgic = hv.fast_vgic(&work);
     let keeps_turn = hv.keeps_turn(cpu, &work);
-    let deadline = hv.platform.take_deferred_deadline();
-    (work, vgic, keeps_turn, deadline)
+    (work, vgic, keeps_turn)
 }
 
 /// A one-CPU host's lock: the only CPU holds the hypervisor outright. It
