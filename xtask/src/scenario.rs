@@ -288,10 +288,19 @@ pub fn files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
 /// Builds and runs the scenario in `path` on its first board; never
 /// fails, the outcome says why.
 pub fn run(ws: &Workspace, path: &Path) -> Outcome {
-    run_each_board(ws, path, &|_| true)
-        .into_iter()
-        .next()
-        .expect("a scenario runs on at least one board")
+    match runs(path, &|_| true) {
+        Ok(runs) => {
+            let (name, scenario) = runs
+                .into_iter()
+                .next()
+                .expect("a scenario runs on at least one board");
+            Outcome {
+                name,
+                ..run_scenario(ws, &scenario)
+            }
+        }
+        Err(failed) => *failed,
+    }
 }
 
 /// Builds and runs the scenario in `path` on `board` instead of its own.
@@ -305,22 +314,6 @@ pub fn run_on(ws: &Workspace, path: &Path, board: &str) -> Outcome {
 fn scenario_stem(path: &Path) -> String {
     path.file_stem()
         .map_or_else(String::new, |s| s.to_string_lossy().into_owned())
-}
-
-/// Builds and runs the scenario in `path` on each of its boards whose run
-/// name (`name`, or `name@board` for a scenario on several boards) `wanted`
-/// accepts.
-pub fn run_each_board(ws: &Workspace, path: &Path, wanted: &dyn Fn(&str) -> bool) -> Vec<Outcome> {
-    match runs(path, wanted) {
-        Ok(runs) => runs
-            .into_iter()
-            .map(|(name, scenario)| Outcome {
-                name,
-                ..run_scenario(ws, &scenario)
-            })
-            .collect(),
-        Err(failed) => vec![*failed],
-    }
 }
 
 /// The runs of the scenario in `path` that `wanted` accepts: each board's
