@@ -128,7 +128,9 @@ pub struct Signal {
     /// The access ended a line of the VM's console output (a UART's
     /// newline): the core notes the first guest line's time.
     pub console_line: bool,
-    /// Call [`MmioDevice::work`] now, still in the trap.
+    /// Call [`MmioDevice::work`] before the vCPU goes on: in the trap
+    /// for a network device, else on the same CPU without the
+    /// hypervisor's lock (`hv::core::DeviceJob`).
     pub work: bool,
 }
 
@@ -145,7 +147,19 @@ pub enum Owner {
 #[derive(Default)]
 pub struct DeviceTable {
     windows: Vec<(Window, Owner)>,
-    devices: Vec<Box<dyn MmioDevice>>,
+    devices: Vec<Slot>,
+}
+
+/// One device, and what the core asks of it while a CPU has it out
+/// ([`DeviceTable::take`]), read once when it was made.
+struct Slot {
+    /// `None` while a CPU serves its work without the hypervisor's lock.
+    device: Option<Box<dyn MmioDevice>>,
+    irq: Option<u32>,
+    mac: Option<[u8; 6]>,
+    takes_input: bool,
+    /// Its VM stopped or reset while it was out: reset it when it is back.
+    reset_when_back: bool,
 }
 
 impl DeviceTable {
@@ -158,10 +172,16 @@ impl DeviceTable {
         reserved: &[Window],
     ) -> Result<Self, (Window, Window)> {
         let mut windows: Vec<(Window, Owner)> = vgic.iter().map(|&w| (w, Owner::Vgic)).collect();
-        let mut boxes = Vec::with_capacity(devices.len());
+        let mut slots = Vec::with_capacity(devices.len());
         for (index, (window, device)) in devices.into_iter().enumerate() {
             windows.push((window, Owner::Device(index)));
-            boxes.push(device);
+            slots.push(Slot {
+                irq: device.irq(),
+                mac: device.mac(),
+                takes_input: device.takes_input(),
+                device: Some(device),
+                reset_when_back: false,
+            });
         }
         let all: Vec<Window> = reserved
             .iter()
@@ -173,7 +193,7 @@ impl DeviceTable {
         }
         Ok(DeviceTable {
             windows,
-            devices: boxes,
+            devices: slots,
         })
     }
 
@@ -185,19 +205,57 @@ impl DeviceTable {
             .map(|&(w, owner)| (owner, w))
     }
 
-    pub fn device(&mut self, index: usize) -> &mut dyn MmioDevice {
-        &mut *self.devices[index]
+    /// Device `index`, unless a CPU has it out.
+    pub fn device(&mut self, index: usize) -> Option<&mut dyn MmioDevice> {
+        match &mut self.devices[index].device {
+            Some(device) => Some(&mut **device),
+            None => None,
+        }
+    }
+
+    /// Takes device `index` out for a CPU to serve its work without the
+    /// hypervisor's lock; `None` if it is out already.
+    pub fn take(&mut self, index: usize) -> Option<Box<dyn MmioDevice>> {
+        self.devices[index].device.take()
+    }
+
+    /// Puts back a device [`take`](Self::take) took out. True if its VM
+    /// stopped or reset meanwhile: the device is back at power-on, and
+    /// what its work asked (an interrupt) is for a guest that is gone.
+    pub fn put_back(&mut self, index: usize, mut device: Box<dyn MmioDevice>) -> bool {
+        let slot = &mut self.devices[index];
+        debug_assert!(slot.device.is_none(), "a device is out once");
+        let reset = core::mem::take(&mut slot.reset_when_back);
+        if reset {
+            device.reset();
+        }
+        slot.device = Some(device);
+        reset
+    }
+
+    /// Device `index`'s interrupt ([`MmioDevice::irq`]).
+    pub fn irq(&self, index: usize) -> Option<u32> {
+        self.devices[index].irq
+    }
+
+    /// Device `index`'s MAC address ([`MmioDevice::mac`]).
+    pub fn mac(&self, index: usize) -> Option<[u8; 6]> {
+        self.devices[index].mac
     }
 
     /// The first device that takes console input.
     pub fn input_device(&self) -> Option<usize> {
-        self.devices.iter().position(|d| d.takes_input())
+        self.devices.iter().position(|d| d.takes_input)
     }
 
-    /// Every device back to its power-on state ([`MmioDevice::reset`]).
+    /// Every device back to its power-on state ([`MmioDevice::reset`]);
+    /// one that is out, when it is back.
     pub fn reset_all(&mut self) {
-        for device in &mut self.devices {
-            device.reset();
+        for slot in &mut self.devices {
+            match &mut slot.device {
+                Some(device) => device.reset(),
+                None => slot.reset_when_back = true,
+            }
         }
     }
 

@@ -2,9 +2,10 @@
 //! ([`BlockDevice`]) and the boot report of what is on it ([`report`]).
 //!
 //! The board's `[disk]` names the driver; the image probes it once at boot
-//! and hands it over as a `BlockDevice`. The virtio-blk back-ends that will
+//! and hands it over as a `BlockDevice`. The virtio-blk back-ends that
 //! serve its partitions and LVs to guests read and write through the same
-//! trait, in the extents `disk_layout::resolve` gives.
+//! trait, in the extents `disk_layout::resolve` gives, with the disk's own
+//! lock held ([`SharedDisk`]).
 
 use alloc::format;
 use alloc::string::String;
@@ -53,6 +54,11 @@ pub trait BlockDevice {
     /// Makes every completed write durable.
     fn flush(&mut self) -> Result<(), DiskError>;
 }
+
+/// The hypervisor's disk once the core has it: behind a lock of its own,
+/// which a CPU holds for one device's work, without the hypervisor's lock.
+pub type SharedDisk =
+    alloc::sync::Arc<spin::mutex::TicketMutex<alloc::boxed::Box<dyn BlockDevice + Send>>>;
 
 /// The board's disk as the image's `probe_disk` hands it over: its driver,
 /// or why it could not be driven. `Send`: the core owns it behind its lock.

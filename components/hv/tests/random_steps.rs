@@ -1,10 +1,12 @@
 //! Random steps: the core driven by random sequences of guest exits
 //! (hypercalls and PSCI calls with random and edge arguments, distributor
 //! accesses, WFI/WFE, timer, kick and maintenance interrupts, unknown traps,
-//! a level-triggered device's accesses and its line changing on its own)
-//! on 1 to 4 CPUs, with every scheduler and both virtual GICs. After each
-//! step: no panic, no vCPU on two CPUs at once; at the end every VM runs or
-//! was stopped with a message saying why.
+//! a level-triggered device's accesses and its line changing on its own,
+//! the work it asks for, served without the lock over later steps) on 1 to
+//! 4 CPUs, with every scheduler and both virtual GICs. After each step: no
+//! panic, no vCPU on two CPUs at once, no VM's RAM cleared while its
+//! device's work is out; at the end every VM runs or was stopped with a
+//! message saying why.
 //!
 //! `cargo xtask test` runs a fixed budget of cases with a fixed seed;
 //! `cargo xtask fuzz` runs many more with a fresh one.
@@ -39,8 +41,12 @@ const DEVICE_BASE: u64 = 0x0900_0000;
 const DEVICE_SPI: u32 = 33;
 
 /// A level-triggered device: a write sets its line to the value's bit 0,
-/// a read drops it.
+/// a read drops it. A write with bit 1 set asks for work, which writes its
+/// VM's RAM and raises the line.
 struct Line(bool);
+
+/// Where [`Line`]'s work writes, in its VM's RAM.
+const WORK_IPA: u64 = GUEST_RAM_BASE + 0x2000;
 
 impl hv::device::MmioDevice for Line {
     fn read(&mut self, _: usize, _: u64, _: u8) -> u64 {
@@ -52,6 +58,17 @@ impl hv::device::MmioDevice for Line {
         Signal {
             raise: false,
             level: Some(self.0),
+            work: value & 2 != 0,
+            ..Signal::default()
+        }
+    }
+    fn work(&mut self, backing: hv::device::Backing<'_>) -> Signal {
+        if let Ok(to) = backing.ram.slice(WORK_IPA, 8) {
+            backing.memory.write_guest(to, b"workdone");
+        }
+        self.0 = true;
+        Signal {
+            level: Some(true),
             ..Signal::default()
         }
     }
@@ -111,6 +128,10 @@ struct Sim {
     now: u64,
     current: Rc<Cell<usize>>,
     cpus: Vec<Cpu>,
+    /// Each VM's device work is out (a CPU serves it without the lock).
+    work_out: Vec<bool>,
+    /// RAM of a VM with its device's work out was cleared (which VM).
+    cleared_under_work: Option<usize>,
 }
 
 impl Sim {
@@ -195,6 +216,10 @@ impl GuestMemory for Sim {
         self.ram.write_guest(to, bytes);
     }
     fn zero_guest(&mut self, to: GuestSlice) {
+        let vm = ((to.pa() - 0x8000_0000) / MIB2) as usize;
+        if self.work_out.get(vm) == Some(&true) {
+            self.cleared_under_work = Some(vm);
+        }
         self.ram.zero_guest(to);
     }
 }
@@ -388,6 +413,14 @@ fn exit() -> impl Strategy<Value = Exit> {
             .prop_map(Exit::Irq),
         1 => any::<u32>().prop_map(|esr| Exit::Trap { esr }),
         3 => (0usize..4, any::<bool>()).prop_map(|(vm, level)| Exit::Line { vm, level }),
+        // A write that asks the device for work (a virtqueue notify).
+        4 => (0u64..2).prop_map(|level| Exit::Mmio {
+            ipa: DEVICE_BASE,
+            size: 2,
+            write: true,
+            reg: 1,
+            value: 2 | level,
+        }),
     ]
 }
 
@@ -571,6 +604,8 @@ fn run<S: Scheduler, V: Vgic>(
         now: 0,
         current: current.clone(),
         cpus: vec![Cpu::default(); cpus],
+        work_out: vec![false; vcpus.len()],
+        cleared_under_work: None,
     };
     let vif = SimInterface {
         current,
@@ -592,6 +627,20 @@ fn run<S: Scheduler, V: Vgic>(
         500,
     );
     let mut held: Vec<Option<(VcpuId, Box<Ctx>)>> = (0..cpus).map(|_| None).collect();
+    // The device work each CPU has out, and whose VM it is; the vCPU
+    // that last exited on each CPU.
+    let mut jobs: Vec<Option<(hv::core::DeviceJob, usize)>> = (0..cpus).map(|_| None).collect();
+    let mut last_exit: Vec<Option<VcpuId>> = vec![None; cpus];
+    let vm_of = |vcpu: VcpuId| {
+        let mut first = 0;
+        vcpus
+            .iter()
+            .position(|&n| {
+                first += n;
+                vcpu.0 < first
+            })
+            .expect("a built vCPU")
+    };
     for step in steps {
         let cpu = step.cpu % cpus;
         if let Exit::Line { vm, level } = step.exit {
@@ -606,13 +655,28 @@ fn run<S: Scheduler, V: Vgic>(
         let sim = hv.platform();
         sim.now += step.advance;
         sim.current.set(cpu);
+        if let Some((mut job, vm)) = jobs[cpu].take() {
+            job.run(hv.platform());
+            hv.platform().work_out[vm] = false;
+            hv.after_device(CpuId(cpu as u32), job);
+            continue;
+        }
         match held[cpu].take() {
             Some((vcpu, mut ctx)) => {
                 let exit = make_exit(hv.platform(), &mut ctx, &step.exit);
+                last_exit[cpu] = Some(vcpu);
                 hv.after_run(CpuId(cpu as u32), vcpu, ctx, exit);
             }
             None => match hv.next_work(CpuId(cpu as u32)) {
+                Work::Device(job) => {
+                    let vm = vm_of(last_exit[cpu].expect("a vCPU exited here"));
+                    hv.platform().work_out[vm] = true;
+                    jobs[cpu] = Some((job, vm));
+                }
                 Work::Run(vcpu, ctx) => {
+                    let serving =
+                        (0..cpus).any(|c| jobs[c].is_some() && last_exit[c] == Some(vcpu));
+                    prop_assert!(!serving, "{vcpu:?} runs while its CPU serves its device");
                     let elsewhere = held.iter().flatten().any(|(v, _)| *v == vcpu);
                     prop_assert!(
                         !elsewhere,
@@ -643,6 +707,11 @@ fn run<S: Scheduler, V: Vgic>(
             },
         }
     }
+    let cleared = hv.platform().cleared_under_work;
+    prop_assert!(
+        cleared.is_none(),
+        "VM {cleared:?}'s RAM cleared while its device's work was out"
+    );
     let lines = LINES.with(|l| l.borrow().clone());
     // A scheduler that broke its protocol (picked a vCPU it does not hold)
     // is caught by the core and reported as the hypervisor's error.

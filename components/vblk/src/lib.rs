@@ -5,12 +5,12 @@
 //! Wiring (the core's job, not this crate's): the device sits in a VM's
 //! device table as an [`MmioDevice`]; its registers only record that the
 //! guest wrote QueueNotify ([`VirtioBlk::notified`]), because an MMIO
-//! access gets no guest memory. After such a write, still in the trap, the
-//! core calls [`VirtioBlk::process`] with the VM's [`GuestRam`], the
-//! platform's [`GuestMemory`] and the volume's [`BlockBackend`], and
+//! access gets no guest memory. After such a write the core has
+//! [`VirtioBlk::process`] called (through `MmioDevice::work`, on the
+//! notifying CPU, without the hypervisor's lock) with the VM's
+//! [`GuestRam`], guest memory and the volume's [`BlockBackend`], and
 //! applies the returned [`Signal`] to [`MmioDevice::irq`] as it does a
-//! write's; since the table holds `dyn MmioDevice`, that needs either a
-//! typed list of block devices beside it or a trait hook for "has work".
+//! write's.
 //!
 //! The virtio-mmio transport and the split virtqueue are `virtio-dev`'s,
 //! shared with the virtio-net device (`vnet`).

@@ -1004,3 +1004,42 @@ pub fn finally(b: &mut Blk) {
         });
     }
 }
+
+/// Disk traffic to measure a neighbour's latency beside (`load=<ms>`):
+/// for that much guest time, rounds of a write, a FLUSH and a read of
+/// every block of the read-only disk (checked against its checksum).
+pub fn load(b: &mut Blk, ms: u64) {
+    let (Some(w), Some(r)) = (b.rw, b.ro) else {
+        return;
+    };
+    b.case("load", |b| {
+        let start = guest_rt::timer::now();
+        let end = start + ms * guest_rt::timer::frequency() / 1000;
+        let mut rounds = 0u64;
+        while guest_rt::timer::now() < end {
+            let pat = b.pat();
+            b.pattern(pat, SECTOR, rounds as u32);
+            b.write(w, WRITE_SECTOR, 1, pat)?;
+            let (h, st) = (b.header(0, T_FLUSH, 0), b.status_slot(0));
+            b.expect_chain(
+                w,
+                &[Seg::r(h, 16), Seg::w(st, 1)],
+                st,
+                Want::Status(S_OK, 1),
+            )?;
+            let sum = b.sweep(r)?;
+            if sum != b.sums[r] {
+                return Err(why!(
+                    "round {rounds}: checksum {sum:#x}, was {:#x}",
+                    b.sums[r]
+                ));
+            }
+            rounds += 1;
+        }
+        println!(
+            "blkfuzz: load: {rounds} rounds in {} us",
+            b.micros(guest_rt::timer::now() - start)
+        );
+        Ok("every request OK")
+    });
+}

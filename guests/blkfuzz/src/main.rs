@@ -20,9 +20,13 @@
 //! - `disks=<n>` (default 2): the VM's disks, slots 0.. of the ABI;
 //! - `latency=1` (opt-in, known to fail): a case that fails if a
 //!   QueueNotify write kept this vCPU in the hypervisor for 1 ms or more
-//!   (the neighbour's latency bound); the device serves requests in the
-//!   trap, so the disk's own latency (a FLUSH, a cold read) holds the
-//!   physical CPU. Without it the longest is only reported;
+//!   (the neighbour's latency bound); the hypervisor serves requests
+//!   synchronously on the notifying CPU, so the disk's own latency (a
+//!   FLUSH, a cold read) holds that CPU. Without it the longest is only
+//!   reported;
+//! - `load=<ms>` (default 0): after the cases, that much guest time of
+//!   disk traffic (a write, a FLUSH, a read of every block of the
+//!   read-only disk, in rounds), for a neighbour's latency beside it;
 //! - per disk n: `cap<n>=<sectors>` its expected capacity, `ro<n>=1` if it
 //!   is read-only, `tag<n>=<text>` the marker at the start of each 4 KiB
 //!   block of it (`<text>-<block, 4 digits>`, as the disk-layout
@@ -423,6 +427,7 @@ fn main(info: &'static StartInfo) -> u64 {
     random::chains(&mut b, seed, attempts);
     random::registers(&mut b, seed, regs);
     cases::finally(&mut b);
+    cases::load(&mut b, cmdline::number(line, "load", 0));
 
     let longest = b.micros(b.slowest.0);
     println!(
@@ -430,8 +435,8 @@ fn main(info: &'static StartInfo) -> u64 {
         b.slowest.1, b.slow
     );
     if cmdline::number(line, "latency", 0) != 0 {
-        // Known to fail (opt-in): the device serves in the trap, so the
-        // disk's own latency holds the physical CPU.
+        // Known to fail (opt-in): requests are served synchronously on
+        // the notifying CPU, so the disk's own latency holds it.
         b.case("notify-latency", |b| match b.slow {
             0 => Ok("every notification under 1 ms"),
             n => Err(why!(

@@ -47,19 +47,19 @@ pub fn early_message(_el: u64, text: &str) {
 
 impl GuestMemory for Board {
     fn read_guest(&self, from: GuestSlice, buf: &mut [u8]) {
-        guest_ram::read(from, buf);
+        guest_ram::Direct.read_guest(from, buf);
     }
 
     fn write_guest(&mut self, to: GuestSlice, bytes: &[u8]) {
-        guest_ram::write(to, bytes);
+        guest_ram::Direct.write_guest(to, bytes);
     }
 
     fn load_guest(&mut self, to: GuestSlice, bytes: &[u8]) {
-        guest_ram::load(to, bytes);
+        guest_ram::Direct.load_guest(to, bytes);
     }
 
     fn zero_guest(&mut self, to: GuestSlice) {
-        guest_ram::zero(to);
+        guest_ram::Direct.zero_guest(to);
     }
 }
 

@@ -379,6 +379,9 @@ impl Outside<arch::Context> for OnThisCpu {
     fn wait_for_interrupt(&mut self) {
         arch::wfi();
     }
+    fn device_work(&mut self, job: &mut hv::core::DeviceJob) {
+        job.run(&mut guest_ram::Direct);
+    }
 }
 
 fn init_heap() {

@@ -109,7 +109,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         let Some(index) = table.input_device() else {
             return;
         };
-        let Some((_, signal)) = table.device(index).input(bytes) else {
+        let Some((_, signal)) = table.device(index).and_then(|d| d.input(bytes)) else {
             return;
         };
         self.device_signal(vm, index, signal);

@@ -1,7 +1,7 @@
 //! One physical CPU's loop: the same code for the image's CPUs and the host
 //! tests. It takes the hypervisor's lock once per exit, and does what needs
 //! no lock (running the guest, clearing a resetting VM's RAM, waiting for an
-//! interrupt) outside it, through [`Outside`]. Exits that concern only the
+//! interrupt, serving a disk request) outside it, through [`Outside`]. Exits that concern only the
 //! vCPU's own registers, and its VM's virtual distributor while nothing of
 //! the vCPU's is in the list registers (under the vGIC's own lock), are
 //! answered without the hypervisor's lock and without leaving the guest's
@@ -9,10 +9,10 @@
 
 use super::{
     exit::{Fast, FastVgic},
-    Hypervisor, Work,
+    DeviceJob, Hypervisor, Work,
 };
 use crate::{
-    memory::GuestSlice,
+    memory::{GuestMemory, GuestSlice},
     platform::{Platform, RawExit},
     sched::{CpuId, Scheduler},
     vgic::Vgic,
@@ -60,6 +60,9 @@ pub trait Outside<C> {
     fn zero(&mut self, chunk: GuestSlice);
     /// Waits for an interrupt (WFI).
     fn wait_for_interrupt(&mut self);
+    /// Serves a device's work ([`DeviceJob::run`]), reaching guest RAM
+    /// directly.
+    fn device_work(&mut self, job: &mut DeviceJob);
 }
 
 /// Runs `cpu` until no VM is left. Console output queued while the lock was
@@ -98,6 +101,12 @@ where
                 outside.zero(chunk);
                 let mut hv = hv.lock();
                 hv.after_zero(cpu, vcpu);
+                next(&mut hv, cpu)
+            }
+            Work::Device(mut job) => {
+                outside.device_work(&mut job);
+                let mut hv = hv.lock();
+                hv.after_device(cpu, job);
                 next(&mut hv, cpu)
             }
             Work::Idle => {
@@ -179,5 +188,8 @@ impl<P: Platform, S: Scheduler, V: Vgic> Outside<P::Context>
     }
     fn wait_for_interrupt(&mut self) {
         self.0.lock().platform.wait_for_interrupt();
+    }
+    fn device_work(&mut self, job: &mut DeviceJob) {
+        job.run(&mut self.0.lock().platform as &mut dyn GuestMemory);
     }
 }

@@ -244,10 +244,13 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             self.vms[vm].devices.find(abort.ipa)
         };
         if let (Some((owner, window)), Some(access)) = (owner, abort.access) {
-            if self.emulate_mmio(vcpu, owner, window, abort, access) {
-                skip_instruction(self.ctx(vcpu), esr);
-            }
-            return Next::Resume;
+            return match self.emulate_mmio(vcpu, owner, window, abort, access) {
+                Some(again) => again,
+                None => {
+                    skip_instruction(self.ctx(vcpu), esr);
+                    Next::Resume
+                }
+            };
         }
         let emulated = owner.is_some();
         let elr = self.ctx(vcpu).pc();
@@ -275,9 +278,11 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     }
 
     /// Carries out one trapped load or store in `owner`'s `window`: the
-    /// stored register is read once, the loaded one written once. False
-    /// when the access is to be made again (a network device with more
-    /// to send than one exit serves: the guest's store traps again).
+    /// stored register is read once, the loaded one written once. `Some`
+    /// when the access is to be made again, and what the vCPU does first:
+    /// a network device with more to send than one exit serves (the
+    /// guest's store traps again), or a device a CPU serves without the
+    /// lock (the vCPU gives way first).
     fn emulate_mmio(
         &mut self,
         vcpu: VcpuId,
@@ -285,7 +290,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         window: Window,
         abort: Abort,
         access: Access,
-    ) -> bool {
+    ) -> Option<Next> {
         let (vm, index) = self.vm_and_index(vcpu);
         let stored = abort.write.then(|| access.store_value(self.ctx(vcpu)));
         match owner {
@@ -306,7 +311,11 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             }
             Owner::Device(device) => {
                 let offset = abort.ipa - window.base;
-                let device_ops = self.vms[vm].devices.device(device);
+                // Out: a CPU serves its work without the lock. Made again
+                // later (the vCPU gives way), not waited for here.
+                let Some(device_ops) = self.vms[vm].devices.device(device) else {
+                    return Some(Next::Requeue);
+                };
                 let signal = match stored {
                     Some(value) => device_ops.write(index, offset, access.width, value),
                     None => {
@@ -323,19 +332,19 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                     self.note_first_guest_line();
                 }
                 self.signal(vcpu, device, signal);
-                if signal.work {
-                    return self.device_work(vcpu, device);
+                if signal.work && !self.device_work(vcpu, device) {
+                    return Some(Next::Resume);
                 }
             }
         }
-        true
+        None
     }
 
     /// Device `device` of `vcpu`'s VM asks for `signal` (after an access by
     /// `vcpu`, or on its own): its interrupt raised, its line driven.
     pub(super) fn signal(&mut self, vcpu: VcpuId, device: usize, signal: Signal) {
         let (vm, index) = self.vm_and_index(vcpu);
-        let Some(intid) = self.vms[vm].devices.device(device).irq() else {
+        let Some(intid) = self.vms[vm].devices.irq(device) else {
             return;
         };
         let mut vgic = self.vms[vm].vgic.lock();
@@ -422,7 +431,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
 
     /// A guest printed a whole line: the first one's time is a figure
     /// (`cargo xtask bench`: reset to first guest line).
-    fn note_first_guest_line(&mut self) {
+    pub(super) fn note_first_guest_line(&mut self) {
         if self.first_guest_line.is_none() {
             let at = self.platform.counter();
             self.first_guest_line = Some(at);

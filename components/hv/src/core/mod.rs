@@ -7,6 +7,7 @@ mod channel;
 mod clear;
 mod console;
 mod cpu_loop;
+mod device_work;
 mod exit;
 mod network;
 mod psci;
@@ -14,11 +15,12 @@ mod timers;
 mod vm;
 
 pub use cpu_loop::{run_cpu, HvLock, Outside};
+pub use device_work::DeviceJob;
 pub use vm::VmDevices;
 
 use crate::{
     device::Signal,
-    disk::BlockDevice,
+    disk::{BlockDevice, SharedDisk},
     platform::{Platform, RawExit},
     sched::{CpuId, Pick, SchedConfig, Scheduler, VcpuId, VcpuParams, Window},
     vgic::{Effects, ListReg, Vgic, VirtualInterface},
@@ -60,6 +62,10 @@ pub enum Work<C> {
     /// before: zero this part of its RAM and clean it to the point of
     /// coherency, without the lock, then call [`Hypervisor::after_zero`].
     Zero(VcpuId, crate::memory::GuestSlice),
+    /// Serve this device's work ([`DeviceJob::run`]) without the lock,
+    /// then call [`Hypervisor::after_device`]. The vCPU that notified it
+    /// stays loaded on this CPU.
+    Device(DeviceJob),
     /// Wait for an interrupt (WFI), then call [`Hypervisor::after_idle`].
     Idle,
     /// No VM is left.
@@ -96,7 +102,9 @@ pub struct Hypervisor<P: Platform, S: Scheduler, V: Vgic> {
     /// Who gets console input.
     focus: console::Focus,
     /// The hypervisor's own disk, which VMs' disk devices serve volumes of.
-    disk: Option<Box<dyn BlockDevice + Send>>,
+    disk: Option<SharedDisk>,
+    /// The device work each CPU serves after the exit being handled.
+    jobs: Vec<Option<DeviceJob>>,
     /// The switch of every network, its ports the VMs' network devices.
     switch: crate::switch::Switch,
     /// What a network device sends before the switch delivers it; none
@@ -212,6 +220,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             acting: CpuId(0),
             focus: console::Focus::default(),
             disk: None,
+            jobs: (0..cpus).map(|_| None).collect(),
             switch: crate::switch::Switch::default(),
             outbox: None,
             targets: Vec::new(),
@@ -230,7 +239,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// Hands over the hypervisor's own disk, whose volumes the VMs' disk
     /// devices serve.
     pub fn set_disk(&mut self, disk: Box<dyn BlockDevice + Send>) {
-        self.disk = Some(disk);
+        self.disk = Some(alloc::sync::Arc::new(spin::mutex::TicketMutex::new(disk)));
     }
 
     /// "after N ms, P% of a CPU": how long `vcpu`'s VM has existed and
@@ -314,6 +323,9 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// the lock that guards the hypervisor, and runs the guest without it.
     pub fn next_work(&mut self, cpu: CpuId) -> Work<P::Context> {
         self.acting = cpu;
+        if let Some(job) = self.take_job(cpu) {
+            return Work::Device(job);
+        }
         if self.running_vms() == 0 {
             return Work::Finished;
         }

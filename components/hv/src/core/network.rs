@@ -3,12 +3,12 @@
 //! sends in its `work` (the guest notified its transmit queue) into the
 //! core's outbox; the core then routes each frame and hands it to each
 //! receiving device, which copies it into its guest's receive buffers.
-//! All of it in the sender's trap, under the lock, as disk requests are.
+//! All of it in the sender's trap, under the lock, one frame per exit:
+//! delivering writes into other VMs' devices, which other CPUs use.
 
 use super::{Hypervisor, VmState};
 use crate::{
     device::{Backing, FrameSink, MAX_FRAME},
-    disk::BlockDevice,
     platform::Platform,
     sched::{Scheduler, VcpuId},
     switch::Port,
@@ -21,10 +21,6 @@ use alloc::vec::Vec;
 /// store traps again). A neighbour waiting for the lock then waits for at
 /// most this many frames' copies, not a whole queue's.
 const OUTBOX_FRAMES: usize = 1;
-/// Most rounds of work and delivery one notify gets: a transmit queue
-/// holds at most 256 chains, 8 outboxes; the bound stops a device that
-/// asks for work for ever.
-const WORK_ROUNDS: usize = 64;
 
 /// One frame's room in the outbox, 8-byte aligned: an aligned frame is
 /// copied in and out a word at a time (the hypervisor is built for strict
@@ -84,8 +80,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
                 .collect();
             for net in ports {
                 let devices = &mut self.vms[vm].devices;
-                let found =
-                    (0..devices.device_count()).find(|&d| devices.device(d).mac() == Some(net.mac));
+                let found = (0..devices.device_count()).find(|&d| devices.mac(d) == Some(net.mac));
                 match found {
                     Some(device) => {
                         let port = Port { vm, device };
@@ -104,38 +99,24 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         }
     }
 
-    /// Device `device` of `vcpu`'s VM asked for work: it gets its VM's RAM,
-    /// the disk and, a network device, the outbox, whose frames are
-    /// delivered after each round. A network device gets one round: false
-    /// if it has more to send, and the access that asked is to be made
-    /// again.
-    pub(super) fn device_work(&mut self, vcpu: VcpuId, device: usize) -> bool {
-        let vm = self.vm_of(vcpu);
-        let port = Port { vm, device };
-        let on_network = self.switch.find(port).is_some();
-        for _ in 0..WORK_ROUNDS {
-            let state = &mut self.vms[vm];
-            let backing = Backing {
-                ram: &state.ram,
-                memory: &mut self.platform,
-                disk: self.disk.as_deref_mut().map(|d| d as &mut dyn BlockDevice),
-                frames: self
-                    .outbox
-                    .as_mut()
-                    .filter(|_| on_network)
-                    .map(|o| o as &mut dyn FrameSink),
-            };
-            let done = state.devices.device(device).work(backing);
-            self.signal(vcpu, device, done);
-            if on_network {
-                self.deliver(port);
-                return !done.work;
-            }
-            if !done.work {
-                break;
-            }
-        }
-        true
+    /// Serves one round of a network device's transmit work under the
+    /// lock (`Backing::frames` the outbox) and delivers what it sent. False
+    /// if it has more to send: the access that asked is made again.
+    pub(super) fn transmit(&mut self, vcpu: VcpuId, port: Port) -> bool {
+        let state = &mut self.vms[port.vm];
+        let Some(device) = state.devices.device(port.device) else {
+            return true;
+        };
+        let backing = Backing {
+            ram: &state.ram,
+            memory: &mut self.platform,
+            disk: None,
+            frames: self.outbox.as_mut().map(|o| o as &mut dyn FrameSink),
+        };
+        let done = device.work(backing);
+        self.signal(vcpu, port.device, done);
+        self.deliver(port);
+        !done.work
     }
 
     /// Routes and hands over every frame in the outbox, sent by `from`.
@@ -172,7 +153,10 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             disk: None,
             frames: None,
         };
-        let signal = state.devices.device(port.device).receive(frame, backing);
+        let Some(device) = state.devices.device(port.device) else {
+            return;
+        };
+        let signal = device.receive(frame, backing);
         let first = VcpuId(state.first_vcpu as u32);
         self.signal(first, port.device, signal);
     }

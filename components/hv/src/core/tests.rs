@@ -1125,8 +1125,9 @@ fn a_device_that_ends_a_line_stamps_the_first_guest_line() {
 
 /// A DMA-like device: a write at 0 asks for work, which copies the first
 /// 512 bytes of the VM's RAM (its image) to sector 0 of the disk and raises
-/// its line.
-struct Copier;
+/// its line. It counts its resets.
+#[derive(Default)]
+struct Copier(std::sync::Arc<std::sync::atomic::AtomicU32>);
 
 impl MmioDevice for Copier {
     fn read(&mut self, _: usize, _: u64, _: u8) -> u64 {
@@ -1140,6 +1141,9 @@ impl MmioDevice for Copier {
     }
     fn irq(&self) -> Option<u32> {
         Some(48)
+    }
+    fn reset(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     fn work(&mut self, backing: crate::device::Backing<'_>) -> Signal {
         let mut sector = [0u8; 512];
@@ -1184,7 +1188,7 @@ fn a_device_asking_for_work_reaches_ram_and_disk() {
     const BASE: u64 = 0x0a00_0000;
     let store = (2 << 22) | (1 << 6);
     let mut desc = vm("dma", 0x8000_0000, b"sector zero");
-    desc.devices = vec![(Window::new(BASE, 0x200), Box::new(Copier) as _)];
+    desc.devices = vec![(Window::new(BASE, 0x200), Box::new(Copier::default()) as _)];
     let mut hv = boot(vec![(
         desc,
         vec![
@@ -1198,6 +1202,136 @@ fn a_device_asking_for_work_reaches_ram_and_disk() {
     hv.run();
     assert_eq!(&sector.lock().unwrap()[..11], b"sector zero");
     assert!(hv.vms[0].vgic.lock().in_flight(0, 48), "its line is high");
+}
+
+/// A device's work (a disk request) is served by the CPU whose vCPU
+/// notified it, without the lock: meanwhile another CPU's exits are
+/// handled, and its vCPU's access to the busy device is made again later
+/// (its PC kept, the vCPU requeued). Once the device is back, its
+/// interrupt is raised and the notifying vCPU goes on where it was.
+#[test]
+fn a_device_s_work_is_served_without_the_lock_and_its_device_waits() {
+    const BASE: u64 = 0x0a00_0000;
+    let store = (2 << 22) | (1 << 6);
+    let load = 2 << 22;
+    let mut desc = vm("dma", 0x8000_0000, b"sector zero");
+    desc.config.vcpus = 2;
+    desc.devices = vec![(Window::new(BASE, 0x200), Box::new(Copier::default()) as _)];
+    // Contexts: 0 = vCPU 0, 1 = vCPU 1 as built (off), 2 = vCPU 1 on.
+    let scripts = vec![
+        vec![
+            Step::SmcCall(CPU_ON, 1, GUEST_RAM_BASE + 0x100, 0),
+            dabt(BASE, store),
+            Step::Hvc(abi::HC_YIELD, 0, 0),
+        ]
+        .into(),
+        VecDeque::new(),
+        vec![dabt(BASE + 4, load), dabt(BASE + 4, load)].into(),
+    ];
+    log::set_sink(&CaptureSink);
+    let mock = Mock {
+        scripts,
+        results: vec![Vec::new(); 3],
+        ..Mock::default()
+    };
+    let mut hv = build(mock, vec![desc], 2);
+    let sector = std::sync::Arc::new(std::sync::Mutex::new(vec![0u8; 512]));
+    hv.set_disk(Box::new(SharedDisk(sector.clone())));
+    let v0 = enter(&mut hv, 0).expect("vCPU 0 runs");
+    finish(&mut hv, 0, v0);
+    let v1 = enter(&mut hv, 1).expect("vCPU 1 runs on CPU 1");
+    assert_eq!(v1.0, VcpuId(1));
+    let v0 = enter(&mut hv, 0).expect("vCPU 0 goes on");
+    finish(&mut hv, 0, v0);
+    let Work::Device(mut job) = hv.next_work(CpuId(0)) else {
+        panic!("CPU 0 serves the notify without the lock");
+    };
+    // The lock is free: CPU 1's exit is handled while the job is out.
+    let pc = v1.1.pc;
+    finish(&mut hv, 1, v1);
+    assert_eq!(
+        hv.vcpus[1].ctx.as_ref().unwrap().pc,
+        pc,
+        "the access to the busy device is not done"
+    );
+    assert_eq!(hv.cpus[1].running, None, "its vCPU gave way");
+    assert!(!hv.vms[0].vgic.lock().in_flight(0, 48), "no interrupt yet");
+    job.run(&mut hv.platform);
+    assert_eq!(&sector.lock().unwrap()[..11], b"sector zero");
+    hv.after_device(CpuId(0), job);
+    assert!(hv.vms[0].vgic.lock().in_flight(0, 48), "its line is high");
+    let again = enter(&mut hv, 1).expect("vCPU 1 runs again");
+    finish(&mut hv, 1, again);
+    assert_eq!(
+        hv.vcpus[1].ctx.as_ref().unwrap().pc,
+        pc + 4,
+        "the access is done this time"
+    );
+    assert_eq!(hv.cpus[1].running, Some(VcpuId(1)), "and vCPU 1 stays on");
+    let v0 = enter(&mut hv, 0).expect("vCPU 0 goes on where it was");
+    assert_eq!(v0.0, VcpuId(0));
+    assert_eq!(v0.1.pc, GUEST_RAM_BASE + 8, "past the notify");
+}
+
+/// A sibling resets the VM while a CPU serves its device's work: the
+/// reset waits for the device (its RAM is not cleared under the work), the
+/// device comes back reset, raises nothing in the rebooted guest, and the
+/// VM starts again once its vCPU has left the CPU.
+#[test]
+fn a_reset_waits_for_a_device_s_work_and_gets_a_fresh_device() {
+    const BASE: u64 = 0x0a00_0000;
+    let store = (2 << 22) | (1 << 6);
+    let resets = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let mut desc = vm("dma", 0x8000_0000, b"sector zero");
+    desc.config.vcpus = 2;
+    desc.devices = vec![(
+        Window::new(BASE, 0x200),
+        Box::new(Copier(resets.clone())) as _,
+    )];
+    let scripts = vec![
+        vec![
+            Step::SmcCall(CPU_ON, 1, GUEST_RAM_BASE + 0x100, 0),
+            dabt(BASE, store),
+        ]
+        .into(),
+        VecDeque::new(),
+        vec![Step::SmcCall(SYSTEM_RESET, 0, 0, 0)].into(),
+    ];
+    log::set_sink(&CaptureSink);
+    let mock = Mock {
+        scripts,
+        results: vec![Vec::new(); 4],
+        ..Mock::default()
+    };
+    let mut hv = build(mock, vec![desc], 2);
+    hv.set_disk(Box::new(SharedDisk(std::sync::Arc::new(
+        std::sync::Mutex::new(vec![0u8; 512]),
+    ))));
+    let v0 = enter(&mut hv, 0).expect("vCPU 0 runs");
+    finish(&mut hv, 0, v0);
+    let v1 = enter(&mut hv, 1).expect("vCPU 1 runs on CPU 1");
+    let v0 = enter(&mut hv, 0).expect("vCPU 0 goes on");
+    finish(&mut hv, 0, v0);
+    let Work::Device(mut job) = hv.next_work(CpuId(0)) else {
+        panic!("CPU 0 serves the notify without the lock");
+    };
+    finish(&mut hv, 1, v1);
+    let resets_before = resets.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(hv.vms[0].reset_requested, "the reset waits for the device");
+    assert!(
+        !hv.vms[0].ram_state.busy(),
+        "no RAM is being cleared under the work"
+    );
+    job.run(&mut hv.platform);
+    hv.after_device(CpuId(0), job);
+    assert_eq!(
+        resets.load(std::sync::atomic::Ordering::Relaxed),
+        resets_before + 1,
+        "the device is reset once it is back"
+    );
+    assert!(!hv.vms[0].vgic.lock().in_flight(0, 48), "nothing raised");
+    assert!(!hv.vms[0].reset_requested, "then the VM resets");
+    assert_eq!(hv.cpus[0].running, None, "vCPU 0 left its CPU");
 }
 
 /// A VM whose devices could not be made (a disk not on the disk) does not
@@ -1290,6 +1424,7 @@ fn two_cpus_run_two_vcpus_at_once_and_idle_cpus_are_kicked() {
         (vm("b", 0x8020_0000, b""), vec![Step::Hvc(EXIT, 0, 0)]),
     ]);
     hv.cpus = vec![CpuState::default(); 2];
+    hv.jobs = (0..2).map(|_| None).collect();
     hv.clear_now(0);
     hv.clear_now(1);
     let (cpu0, cpu1) = (CpuId(0), CpuId(1));
@@ -1345,6 +1480,7 @@ fn a_pinned_vcpu_waking_kicks_only_its_own_cpu() {
         (b, vec![Step::Wfi { timer_in: None }]),
     ]);
     hv.cpus = vec![CpuState::default(); 2];
+    hv.jobs = (0..2).map(|_| None).collect();
     let (cpu0, cpu1) = (CpuId(0), CpuId(1));
     let ran_a = enter(&mut hv, 0).expect("a runs on CPU 0");
     let a = ran_a.0;
@@ -1500,6 +1636,10 @@ fn enter(hv: &mut Hypervisor<Mock, Fifo, TestVgic>, cpu: u32) -> Option<(VcpuId,
             Work::Zero(vcpu, chunk) => {
                 hv.platform.zero_guest(chunk);
                 hv.after_zero(CpuId(cpu), vcpu);
+            }
+            Work::Device(mut job) => {
+                job.run(&mut hv.platform);
+                hv.after_device(CpuId(cpu), job);
             }
             Work::Idle | Work::Finished => return None,
         }
@@ -1878,7 +2018,7 @@ fn a_reset_clears_the_ram_in_chunks_handed_out_as_work() {
                 hv.after_zero(CpuId(0), vcpu);
             }
             Work::Run(vcpu, ctx) => break (vcpu, ctx),
-            Work::Idle | Work::Finished => panic!("the VM restarts"),
+            Work::Device(_) | Work::Idle | Work::Finished => panic!("the VM restarts"),
         }
     };
     // The 64 KiB groups it had, the image's and the start info's, but
@@ -2959,7 +3099,7 @@ fn no_vm_runs_on_ram_not_cleared_and_ram_is_cleared_as_it_is_reached() {
                 let exit = hv.platform.run(&mut ctx);
                 hv.after_run(CpuId(0), vcpu, ctx, exit);
             }
-            Work::Idle => panic!("nothing waits"),
+            Work::Device(_) | Work::Idle => panic!("nothing waits"),
             Work::Finished => break,
         }
     }
