@@ -1009,7 +1009,7 @@ pub fn finally(b: &mut Blk) {
 /// for that much guest time, rounds of a write, a FLUSH and a read of
 /// every block of the read-only disk (checked against its checksum).
 pub fn load(b: &mut Blk, ms: u64) {
-    let (Some(w), Some(r)) = (b.rw, b.ro) else {
+    let (Some(w), Some(r), 1..) = (b.rw, b.ro, ms) else {
         return;
     };
     b.case("load", |b| {
