@@ -629,7 +629,8 @@ fn run<S: Scheduler, V: Vgic>(
     let mut held: Vec<Option<(VcpuId, Box<Ctx>)>> = (0..cpus).map(|_| None).collect();
     // The device work each CPU has out, and whose VM it is; the vCPU
     // that last exited on each CPU.
-    let mut jobs: Vec<Option<(hv::core::DeviceJob, usize)>> = (0..cpus).map(|_| None).collect();
+    let mut jobs: Vec<Option<(Box<hv::core::DeviceJob>, usize)>> =
+        (0..cpus).map(|_| None).collect();
     let mut last_exit: Vec<Option<VcpuId>> = vec![None; cpus];
     let vm_of = |vcpu: VcpuId| {
         let mut first = 0;
@@ -658,7 +659,7 @@ fn run<S: Scheduler, V: Vgic>(
         if let Some((mut job, vm)) = jobs[cpu].take() {
             job.run(hv.platform());
             hv.platform().work_out[vm] = false;
-            hv.after_device(CpuId(cpu as u32), job);
+            hv.after_device(CpuId(cpu as u32), *job);
             continue;
         }
         match held[cpu].take() {

@@ -106,7 +106,7 @@ where
             Work::Device(mut job) => {
                 outside.device_work(&mut job);
                 let mut hv = hv.lock();
-                hv.after_device(cpu, job);
+                hv.after_device(cpu, *job);
                 next(&mut hv, cpu)
             }
             Work::Idle => {

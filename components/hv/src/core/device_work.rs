@@ -83,7 +83,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         };
         let cpu = self.acting.0 as usize;
         debug_assert!(self.jobs[cpu].is_none(), "one notify per exit");
-        self.jobs[cpu] = Some(DeviceJob {
+        self.jobs[cpu] = Some(Box::new(DeviceJob {
             vcpu,
             vm,
             device,
@@ -91,14 +91,14 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             ram: self.vms[vm].ram,
             disk: self.disk.clone(),
             signal: Signal::default(),
-        });
+        }));
         true
     }
 
-    /// The job `cpu` is to serve before it goes back into its vCPU, if its
-    /// vCPU notified a device in the exit just handled.
-    pub(super) fn take_job(&mut self, cpu: CpuId) -> Option<DeviceJob> {
-        let job = self.jobs[cpu.0 as usize].take()?;
+    /// `job`, which `cpu`'s vCPU asked for in the exit just handled, if
+    /// `cpu` is to serve it before it goes back into that vCPU.
+    #[cold]
+    pub(super) fn job_for(&mut self, cpu: CpuId, job: Box<DeviceJob>) -> Option<Box<DeviceJob>> {
         if self.cpus[cpu.0 as usize].running == Some(job.vcpu) {
             return Some(job);
         }
@@ -107,7 +107,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         // under the job: served here, under the lock, instead.
         let mut job = job;
         job.run(&mut self.platform);
-        self.device_back(job);
+        self.device_back(*job);
         None
     }
 

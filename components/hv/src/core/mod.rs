@@ -65,7 +65,7 @@ pub enum Work<C> {
     /// Serve this device's work ([`DeviceJob::run`]) without the lock,
     /// then call [`Hypervisor::after_device`]. The vCPU that notified it
     /// stays loaded on this CPU.
-    Device(DeviceJob),
+    Device(Box<DeviceJob>),
     /// Wait for an interrupt (WFI), then call [`Hypervisor::after_idle`].
     Idle,
     /// No VM is left.
@@ -104,7 +104,7 @@ pub struct Hypervisor<P: Platform, S: Scheduler, V: Vgic> {
     /// The hypervisor's own disk, which VMs' disk devices serve volumes of.
     disk: Option<SharedDisk>,
     /// The device work each CPU serves after the exit being handled.
-    jobs: Vec<Option<DeviceJob>>,
+    jobs: Vec<Option<Box<DeviceJob>>>,
     /// The switch of every network, its ports the VMs' network devices.
     switch: crate::switch::Switch,
     /// What a network device sends before the switch delivers it; none
@@ -323,8 +323,10 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     /// the lock that guards the hypervisor, and runs the guest without it.
     pub fn next_work(&mut self, cpu: CpuId) -> Work<P::Context> {
         self.acting = cpu;
-        if let Some(job) = self.take_job(cpu) {
-            return Work::Device(job);
+        if let Some(job) = self.jobs[cpu.0 as usize].take() {
+            if let Some(job) = self.job_for(cpu, job) {
+                return Work::Device(job);
+            }
         }
         if self.running_vms() == 0 {
             return Work::Finished;

@@ -1258,7 +1258,7 @@ fn a_device_s_work_is_served_without_the_lock_and_its_device_waits() {
     assert!(!hv.vms[0].vgic.lock().in_flight(0, 48), "no interrupt yet");
     job.run(&mut hv.platform);
     assert_eq!(&sector.lock().unwrap()[..11], b"sector zero");
-    hv.after_device(CpuId(0), job);
+    hv.after_device(CpuId(0), *job);
     assert!(hv.vms[0].vgic.lock().in_flight(0, 48), "its line is high");
     let again = enter(&mut hv, 1).expect("vCPU 1 runs again");
     finish(&mut hv, 1, again);
@@ -1323,7 +1323,7 @@ fn a_reset_waits_for_a_device_s_work_and_gets_a_fresh_device() {
         "no RAM is being cleared under the work"
     );
     job.run(&mut hv.platform);
-    hv.after_device(CpuId(0), job);
+    hv.after_device(CpuId(0), *job);
     assert_eq!(
         resets.load(std::sync::atomic::Ordering::Relaxed),
         resets_before + 1,
@@ -1639,7 +1639,7 @@ fn enter(hv: &mut Hypervisor<Mock, Fifo, TestVgic>, cpu: u32) -> Option<(VcpuId,
             }
             Work::Device(mut job) => {
                 job.run(&mut hv.platform);
-                hv.after_device(CpuId(cpu), job);
+                hv.after_device(CpuId(cpu), *job);
             }
             Work::Idle | Work::Finished => return None,
         }
