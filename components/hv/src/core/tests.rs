@@ -1204,6 +1204,57 @@ fn a_device_asking_for_work_reaches_ram_and_disk() {
     assert!(hv.vms[0].vgic.lock().in_flight(0, 48), "its line is high");
 }
 
+/// Where the two-vCPU VM of the device-job tests has its [`Copier`].
+const COPIER_BASE: u64 = 0x0a00_0000;
+
+/// A VM of two vCPUs with `copier`, its disk `sector`, on two CPUs: vCPU 0
+/// starts vCPU 1 and notifies the device (then yields); vCPU 1, in the
+/// guest on CPU 1 with `then` to do, is handed back with the job CPU 0
+/// serves without the lock.
+fn device_job_out(
+    copier: Copier,
+    sector: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    then: Vec<Step>,
+) -> (
+    Hypervisor<Mock, Fifo, TestVgic>,
+    (VcpuId, Box<MockCtx>),
+    Box<DeviceJob>,
+) {
+    let store = (2 << 22) | (1 << 6);
+    let mut desc = vm("dma", 0x8000_0000, b"sector zero");
+    desc.config.vcpus = 2;
+    desc.devices = vec![(Window::new(COPIER_BASE, 0x200), Box::new(copier) as _)];
+    // Contexts: 0 = vCPU 0, 1 = vCPU 1 as built (off), 2 = vCPU 1 on.
+    let scripts = vec![
+        vec![
+            Step::SmcCall(CPU_ON, 1, GUEST_RAM_BASE + 0x100, 0),
+            dabt(COPIER_BASE, store),
+            Step::Hvc(abi::HC_YIELD, 0, 0),
+        ]
+        .into(),
+        VecDeque::new(),
+        then.into(),
+    ];
+    log::set_sink(&CaptureSink);
+    let mock = Mock {
+        scripts,
+        results: vec![Vec::new(); 4],
+        ..Mock::default()
+    };
+    let mut hv = build(mock, vec![desc], 2);
+    hv.set_disk(Box::new(SharedDisk(sector)));
+    let v0 = enter(&mut hv, 0).expect("vCPU 0 runs");
+    finish(&mut hv, 0, v0);
+    let v1 = enter(&mut hv, 1).expect("vCPU 1 runs on CPU 1");
+    assert_eq!(v1.0, VcpuId(1));
+    let v0 = enter(&mut hv, 0).expect("vCPU 0 goes on");
+    finish(&mut hv, 0, v0);
+    let Work::Device(job) = hv.next_work(CpuId(0)) else {
+        panic!("CPU 0 serves the notify without the lock");
+    };
+    (hv, v1, job)
+}
+
 /// A device's work (a disk request) is served by the CPU whose vCPU
 /// notified it, without the lock: meanwhile another CPU's exits are
 /// handled, and its vCPU's access to the busy device is made again later
@@ -1211,41 +1262,13 @@ fn a_device_asking_for_work_reaches_ram_and_disk() {
 /// interrupt is raised and the notifying vCPU goes on where it was.
 #[test]
 fn a_device_s_work_is_served_without_the_lock_and_its_device_waits() {
-    const BASE: u64 = 0x0a00_0000;
-    let store = (2 << 22) | (1 << 6);
     let load = 2 << 22;
-    let mut desc = vm("dma", 0x8000_0000, b"sector zero");
-    desc.config.vcpus = 2;
-    desc.devices = vec![(Window::new(BASE, 0x200), Box::new(Copier::default()) as _)];
-    // Contexts: 0 = vCPU 0, 1 = vCPU 1 as built (off), 2 = vCPU 1 on.
-    let scripts = vec![
-        vec![
-            Step::SmcCall(CPU_ON, 1, GUEST_RAM_BASE + 0x100, 0),
-            dabt(BASE, store),
-            Step::Hvc(abi::HC_YIELD, 0, 0),
-        ]
-        .into(),
-        VecDeque::new(),
-        vec![dabt(BASE + 4, load), dabt(BASE + 4, load)].into(),
-    ];
-    log::set_sink(&CaptureSink);
-    let mock = Mock {
-        scripts,
-        results: vec![Vec::new(); 3],
-        ..Mock::default()
-    };
-    let mut hv = build(mock, vec![desc], 2);
     let sector = std::sync::Arc::new(std::sync::Mutex::new(vec![0u8; 512]));
-    hv.set_disk(Box::new(SharedDisk(sector.clone())));
-    let v0 = enter(&mut hv, 0).expect("vCPU 0 runs");
-    finish(&mut hv, 0, v0);
-    let v1 = enter(&mut hv, 1).expect("vCPU 1 runs on CPU 1");
-    assert_eq!(v1.0, VcpuId(1));
-    let v0 = enter(&mut hv, 0).expect("vCPU 0 goes on");
-    finish(&mut hv, 0, v0);
-    let Work::Device(mut job) = hv.next_work(CpuId(0)) else {
-        panic!("CPU 0 serves the notify without the lock");
-    };
+    let (mut hv, v1, mut job) = device_job_out(
+        Copier::default(),
+        sector.clone(),
+        vec![dabt(COPIER_BASE + 4, load), dabt(COPIER_BASE + 4, load)],
+    );
     // The lock is free: CPU 1's exit is handled while the job is out.
     let pc = v1.1.pc;
     finish(&mut hv, 1, v1);
@@ -1279,42 +1302,13 @@ fn a_device_s_work_is_served_without_the_lock_and_its_device_waits() {
 /// VM starts again once its vCPU has left the CPU.
 #[test]
 fn a_reset_waits_for_a_device_s_work_and_gets_a_fresh_device() {
-    const BASE: u64 = 0x0a00_0000;
-    let store = (2 << 22) | (1 << 6);
     let resets = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let mut desc = vm("dma", 0x8000_0000, b"sector zero");
-    desc.config.vcpus = 2;
-    desc.devices = vec![(
-        Window::new(BASE, 0x200),
-        Box::new(Copier(resets.clone())) as _,
-    )];
-    let scripts = vec![
-        vec![
-            Step::SmcCall(CPU_ON, 1, GUEST_RAM_BASE + 0x100, 0),
-            dabt(BASE, store),
-        ]
-        .into(),
-        VecDeque::new(),
-        vec![Step::SmcCall(SYSTEM_RESET, 0, 0, 0)].into(),
-    ];
-    log::set_sink(&CaptureSink);
-    let mock = Mock {
-        scripts,
-        results: vec![Vec::new(); 4],
-        ..Mock::default()
-    };
-    let mut hv = build(mock, vec![desc], 2);
-    hv.set_disk(Box::new(SharedDisk(std::sync::Arc::new(
-        std::sync::Mutex::new(vec![0u8; 512]),
-    ))));
-    let v0 = enter(&mut hv, 0).expect("vCPU 0 runs");
-    finish(&mut hv, 0, v0);
-    let v1 = enter(&mut hv, 1).expect("vCPU 1 runs on CPU 1");
-    let v0 = enter(&mut hv, 0).expect("vCPU 0 goes on");
-    finish(&mut hv, 0, v0);
-    let Work::Device(mut job) = hv.next_work(CpuId(0)) else {
-        panic!("CPU 0 serves the notify without the lock");
-    };
+    let sector = std::sync::Arc::new(std::sync::Mutex::new(vec![0u8; 512]));
+    let (mut hv, v1, mut job) = device_job_out(
+        Copier(resets.clone()),
+        sector,
+        vec![Step::SmcCall(SYSTEM_RESET, 0, 0, 0)],
+    );
     finish(&mut hv, 1, v1);
     let resets_before = resets.load(std::sync::atomic::Ordering::Relaxed);
     assert!(hv.vms[0].reset_requested, "the reset waits for the device");
