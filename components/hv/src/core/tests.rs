@@ -1204,6 +1204,8 @@ fn a_device_asking_for_work_reaches_ram_and_disk() {
     assert!(hv.vms[0].vgic.lock().in_flight(0, 48), "its line is high");
 }
 
+type TestHv = Hypervisor<Mock, Fifo, TestVgic>;
+
 /// Where the two-vCPU VM of the device-job tests has its [`Copier`].
 const COPIER_BASE: u64 = 0x0a00_0000;
 
@@ -1215,11 +1217,7 @@ fn device_job_out(
     copier: Copier,
     sector: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     then: Vec<Step>,
-) -> (
-    Hypervisor<Mock, Fifo, TestVgic>,
-    (VcpuId, Box<MockCtx>),
-    Box<DeviceJob>,
-) {
+) -> (TestHv, (VcpuId, Box<MockCtx>), Box<DeviceJob>) {
     let store = (2 << 22) | (1 << 6);
     let mut desc = vm("dma", 0x8000_0000, b"sector zero");
     desc.config.vcpus = 2;
