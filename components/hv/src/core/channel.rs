@@ -3,7 +3,7 @@
 //! The core answers `CHANNEL_NOTIFY` and keeps each channel's state page
 //! (`abi::ChannelState`); it never reads the data pages.
 
-use super::{Hypervisor, RunState, VmState};
+use super::{vm::Vm, Hypervisor, RunState, VmState};
 use crate::{
     memory::{GuestRam, GuestSlice},
     platform::Platform,
@@ -161,7 +161,11 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
     }
 
     /// Zeroes the channels `vm` writes, if it asked to be and none of its
-    /// vCPUs runs (one still in the guest could write again after).
+    /// vCPUs runs (one still in the guest could write again after). A VM
+    /// that resets has them cleared with its RAM instead, piece by piece
+    /// without the lock ([`Self::clear_channels_with_reset`]): a reset loop
+    /// would otherwise hold every CPU up for up to 64 MiB of zeroing each
+    /// time. One that stopped has them zeroed here, once.
     pub(super) fn clear_channels_if_quiet(&mut self, vm: usize) {
         // Asked on every exit that leaves a CPU: the flag first.
         if !self.vms[vm].channels_to_clear {
@@ -174,11 +178,30 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
             return;
         }
         self.vms[vm].channels_to_clear = false;
+        // `reset_if_quiet` comes next, on the same condition.
+        if self.vms[vm].reset_requested && self.vms[vm].state != VmState::Stopped {
+            return;
+        }
         for index in 0..self.vms[vm].config.channels.len() {
             let end = &self.vms[vm].config.channels[index];
             if end.writer {
                 let data = channel_slice(end.data.base, end.data.size);
                 self.zero(data);
+            }
+        }
+    }
+
+    /// Adds the data of the channels `vm` writes to the pieces its reset
+    /// clears before it starts again (its sides say it runs only then).
+    pub(super) fn clear_channels_with_reset(&mut self, vm: usize) {
+        let Vm {
+            config, ram_state, ..
+        } = &mut self.vms[vm];
+        for end in config.channels.iter().filter(|e| e.writer) {
+            let data = GuestRam::new(0, end.data.base, end.data.size);
+            for at in (0..end.data.size).step_by(super::clear::PIECE as usize) {
+                let len = super::clear::PIECE.min(end.data.size - at);
+                ram_state.add_piece(data.slice(at, len).expect("inside the channel"));
             }
         }
     }

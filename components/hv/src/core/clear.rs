@@ -189,6 +189,12 @@ impl RamState {
     /// range of `filled` (offset, length) covers. Skipping those is safe:
     /// `Start::place` writes every byte of them once the pieces are done,
     /// before any vCPU of the VM can run again.
+    /// One more piece to clear before the VM (re)starts: memory of its
+    /// outside its RAM (a channel it writes).
+    pub fn add_piece(&mut self, piece: GuestSlice) {
+        self.todo.push(piece);
+    }
+
     fn add_gaps(&mut self, ram: &GuestRam, start: u64, len: u64, filled: &[(u64, u64)]) {
         let end = start + len;
         let mut at = start;

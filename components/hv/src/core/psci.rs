@@ -192,6 +192,7 @@ impl<P: Platform, S: Scheduler, V: Vgic> Hypervisor<P, S, V> {
         // of them: vCPU 0 clears the RAM piece by piece, without the lock,
         // whenever the scheduler gives it a CPU (`Work::Zero`), then starts.
         self.clear_for_reset(vm);
+        self.clear_channels_with_reset(vm);
         let first = self.vms[vm].first_vcpu;
         self.set_power(first, Power::On);
         self.start(VcpuId(first as u32));

@@ -2594,13 +2594,37 @@ fn a_writer_that_resets_comes_back_empty_with_a_new_generation() {
     finish(&mut hv, 0, sensor); // resets
     let (running, stopped) = (abi::CHANNEL_SIDE_RUNNING, abi::CHANNEL_SIDE_STOPPED);
     assert_eq!(channel_state(&mut hv), [stopped, 1, running, 0]);
-    assert!(read_pa(&mut hv, CHANNEL_DATA_PA, 0x2000)
-        .iter()
-        .all(|&b| b == 0));
     assert!(
         hv.vms[1].vgic.lock().pending.contains(&64),
         "the reader is told"
     );
+    // Not zeroed under the lock: with the RAM, as `Work::Zero`, before
+    // the writer starts again.
+    assert!(read_pa(&mut hv, CHANNEL_DATA_PA, 0x2000)
+        .iter()
+        .all(|&b| b == 0xa5));
+    let mut zeroed = Vec::new();
+    let restarted = loop {
+        match hv.next_work(CpuId(0)) {
+            Work::Zero(vcpu, piece) => {
+                zeroed.push((piece.pa(), piece.len()));
+                hv.platform.zero_guest(piece);
+                hv.after_zero(CpuId(0), vcpu);
+            }
+            Work::Run(VcpuId(0), ctx) => break (VcpuId(0), ctx),
+            Work::Run(reader, mut ctx) => {
+                let exit = hv.platform.run(&mut ctx); // yields
+                hv.after_run(CpuId(0), reader, ctx, exit);
+            }
+            _ => panic!("the writer restarts"),
+        }
+    };
+    assert!(zeroed.contains(&(CHANNEL_DATA_PA, 0x2000)), "{zeroed:x?}");
+    assert!(read_pa(&mut hv, CHANNEL_DATA_PA, 0x2000)
+        .iter()
+        .all(|&b| b == 0));
+    assert_eq!(channel_state(&mut hv), [running, 1, running, 0]);
+    finish(&mut hv, 0, restarted);
     hv.run();
     assert_eq!(channel_state(&mut hv)[..2], [stopped, 2]);
     assert!(take_lines()
