@@ -57,8 +57,14 @@ pub trait BlockDevice {
 
 /// The hypervisor's disk once the core has it: behind a lock of its own,
 /// which a CPU holds for one device's work, without the hypervisor's lock.
-pub type SharedDisk =
-    alloc::sync::Arc<spin::mutex::TicketMutex<alloc::boxed::Box<dyn BlockDevice + Send>>>;
+/// A CPU waiting for it relaxes as the board says (YIELD): one that spins
+/// without yielding keeps its QEMU round-robin turn up to the next timer
+/// deadline anywhere, and with every timer fired and masked in the
+/// hypervisor there is none, so the holder, polling for its request, got
+/// a turn every few seconds (`disk-linux` timed out that way).
+pub(crate) type SharedDisk = alloc::sync::Arc<
+    spin::mutex::TicketMutex<alloc::boxed::Box<dyn BlockDevice + Send>, crate::log::BoardRelax>,
+>;
 
 /// The board's disk as the image's `probe_disk` hands it over: its driver,
 /// or why it could not be driven. `Send`: the core owns it behind its lock.

@@ -1006,10 +1006,11 @@ pub fn finally(b: &mut Blk) {
 }
 
 /// Disk traffic to measure a neighbour's latency beside (`load=<ms>`):
-/// for that much guest time, rounds of a write, a FLUSH and a read of
-/// every block of the read-only disk (checked against its checksum).
+/// for that much guest time, rounds of a write and a FLUSH (if it has a
+/// writable disk) and a read of every block of the read-only disk
+/// (checked against its checksum).
 pub fn load(b: &mut Blk, ms: u64) {
-    let (Some(w), Some(r), 1..) = (b.rw, b.ro, ms) else {
+    let (Some(r), 1..) = (b.ro, ms) else {
         return;
     };
     b.case("load", |b| {
@@ -1017,16 +1018,18 @@ pub fn load(b: &mut Blk, ms: u64) {
         let end = start + ms * guest_rt::timer::frequency() / 1000;
         let mut rounds = 0u64;
         while guest_rt::timer::now() < end {
-            let pat = b.pat();
-            b.pattern(pat, SECTOR, rounds as u32);
-            b.write(w, WRITE_SECTOR, 1, pat)?;
-            let (h, st) = (b.header(0, T_FLUSH, 0), b.status_slot(0));
-            b.expect_chain(
-                w,
-                &[Seg::r(h, 16), Seg::w(st, 1)],
-                st,
-                Want::Status(S_OK, 1),
-            )?;
+            if let Some(w) = b.rw {
+                let pat = b.pat();
+                b.pattern(pat, SECTOR, rounds as u32);
+                b.write(w, WRITE_SECTOR, 1, pat)?;
+                let (h, st) = (b.header(0, T_FLUSH, 0), b.status_slot(0));
+                b.expect_chain(
+                    w,
+                    &[Seg::r(h, 16), Seg::w(st, 1)],
+                    st,
+                    Want::Status(S_OK, 1),
+                )?;
+            }
             let sum = b.sweep(r)?;
             if sum != b.sums[r] {
                 return Err(why!(

@@ -25,8 +25,9 @@
 //!   FLUSH, a cold read) holds that CPU. Without it the longest is only
 //!   reported;
 //! - `load=<ms>` (default 0): after the cases, that much guest time of
-//!   disk traffic (a write, a FLUSH, a read of every block of the
-//!   read-only disk, in rounds), for a neighbour's latency beside it;
+//!   disk traffic (a write and a FLUSH with a writable disk, a read of
+//!   every block of the read-only disk, in rounds), for a neighbour's
+//!   latency beside it, or for contention on the hypervisor's disk;
 //! - per disk n: `cap<n>=<sectors>` its expected capacity, `ro<n>=1` if it
 //!   is read-only, `tag<n>=<text>` the marker at the start of each 4 KiB
 //!   block of it (`<text>-<block, 4 digits>`, as the disk-layout
